@@ -1,0 +1,194 @@
+"""2-D convolution (cross-correlation) with stride, zero padding and groups: the CPU tier.
+
+Shape legend
+    N batch, nb images in one slice of the batch, C channels in, H, W input size, F filters out,
+    KH, KW kernel size, OH, OW output size, P = OH*OW, G groups, K = C/G*KH*KW (one group's rows).
+
+Math: the definition and the derivation of the backward are in kernels/reference/conv2d.py.
+Here the convolution is im2col + GEMM, as in Caffe (src/caffe/util/im2col.cpp, conv_layer.cpp):
+    cols[n] = im2col(x[n])                                    (C*KH*KW, P)
+    y[n, group g]   = w_g @ cols[n, rows of g] + b            w_g = w[g's filters].reshape(F/G, K)
+and the backward is the same product read the other two ways:
+    dw_g            = sum_n dy[n, g] @ cols[n, rows of g]^T   (F/G, K)
+    dcols[n, rows of g] = w_g^T @ dy[n, g]                    (K, P)
+    dx[n]           = col2im(dcols[n])                        (adds overlapping windows)
+    db              = dy summed over n, oh, ow
+The column buffer holds nb images, nb chosen so that nb*C*KH*KW*P*itemsize <= budget_bytes (at
+least one image); the backward rebuilds the columns from x rather than keeping them. im2col and
+col2im are Numba loops parallel over (n, c) planes: col2im is race-free because each iteration
+adds only into its own plane of dx. The matrix products are NumPy matmul on C-contiguous 2-D
+slices (or their transposes), which NumPy hands to BLAS.
+"""
+import numpy as np
+from numba import njit, prange
+
+from kernels.reference.conv2d import check_conv2d, conv2d_output_size
+
+
+@njit(cache=True)
+def _valid_range(offset, s, size, OS):
+    """[lo, hi): the output positions o in [0, OS) whose input o*s + offset lies in [0, size)."""
+    lo = max(0, (s - 1 - offset) // s)
+    hi = min(OS, (size - 1 - offset) // s + 1)
+    return lo, max(lo, hi)
+
+
+@njit(parallel=True, cache=True)
+def _im2col_kernel(x, cols, KH, KW, sh, sw, ph, pw, OH, OW):
+    """x (nb, C, H, W) -> cols (nb, C*KH*KW, OH*OW), every entry written (0 in the padding)."""
+    nb, C, H, W = x.shape
+    for nc in prange(nb * C):
+        n, c = nc // C, nc % C
+        for kh in range(KH):
+            for kw in range(KW):
+                row = (c * KH + kh) * KW + kw
+                lo, hi = _valid_range(kw - pw, sw, W, OW)
+                for oh in range(OH):
+                    h = oh * sh + kh - ph
+                    out = cols[n, row, oh * OW:(oh + 1) * OW]  # (OW,) view
+                    if h < 0 or h >= H:
+                        out[:] = 0
+                        continue
+                    out[:lo] = 0
+                    out[hi:] = 0
+                    for ow in range(lo, hi):
+                        out[ow] = x[n, c, h, ow * sw + kw - pw]
+
+
+@njit(parallel=True, cache=True)
+def _col2im_kernel(cols, dx, KH, KW, sh, sw, ph, pw, OH, OW):
+    """cols (nb, C*KH*KW, OH*OW) -> dx (nb, C, H, W), overwritten; overlapping windows add."""
+    nb, C, H, W = dx.shape
+    for nc in prange(nb * C):
+        n, c = nc // C, nc % C
+        dx[n, c] = 0
+        for kh in range(KH):
+            for kw in range(KW):
+                row = (c * KH + kh) * KW + kw
+                lo, hi = _valid_range(kw - pw, sw, W, OW)
+                for oh in range(OH):
+                    h = oh * sh + kh - ph
+                    if h < 0 or h >= H:
+                        continue
+                    for ow in range(lo, hi):
+                        dx[n, c, h, ow * sw + kw - pw] += cols[n, row, oh * OW + ow]
+
+
+def im2col(x, *, kernel_size, stride, padding):
+    """Unfold the KH x KW windows of x into columns.
+
+    x:    (N, C, H, W) float32/float64
+    Returns cols (N, C*KH*KW, OH*OW), x's dtype; row c*KH*KW + kh*KW + kw, column oh*OW + ow.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"im2col: x {x.shape} must be 4-D (N, C, H, W)")
+    N, C, H, W = x.shape
+    KH, KW = kernel_size
+    OH, OW = conv2d_output_size(x.shape, kernel_size, stride, padding)
+    cols = np.empty((N, C * KH * KW, OH * OW), dtype=x.dtype)  # (N, C*KH*KW, OH*OW)
+    _im2col_kernel(np.ascontiguousarray(x), cols, KH, KW, *stride, *padding, OH, OW)
+    return cols
+
+
+def col2im(cols, *, x_shape, kernel_size, stride, padding):
+    """Fold columns back onto the image, adding where windows overlap (im2col's adjoint).
+
+    cols: (N, C*KH*KW, OH*OW) float32/float64
+    Returns dx (N, C, H, W) with x_shape = (N, C, H, W), cols' dtype.
+    """
+    N, C, H, W = x_shape
+    KH, KW = kernel_size
+    OH, OW = conv2d_output_size(x_shape, kernel_size, stride, padding)
+    if cols.shape != (N, C * KH * KW, OH * OW):
+        raise ValueError(f"col2im: cols {cols.shape} does not match x_shape {tuple(x_shape)}, "
+                         f"which needs ({N}, {C * KH * KW}, {OH * OW})")
+    dx = np.empty((N, C, H, W), dtype=cols.dtype)  # (N, C, H, W)
+    _col2im_kernel(np.ascontiguousarray(cols), dx, KH, KW, *stride, *padding, OH, OW)
+    return dx
+
+
+def _plan(x, w, stride, padding, budget_bytes):
+    """Slice size nb, and whether the convolution is pointwise (1x1, stride 1, no padding)."""
+    N, C = x.shape[:2]
+    KH, KW = w.shape[2:]
+    OH, OW = conv2d_output_size(x.shape, (KH, KW), stride, padding)
+    image_bytes = C * KH * KW * OH * OW * x.itemsize
+    nb = int(max(1, min(N, budget_bytes // image_bytes)))
+    pointwise = (KH, KW) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
+    return nb, pointwise
+
+
+def _columns(xs, buf, kernel_size, stride, padding, pointwise):
+    """Columns of the slice xs (nb, C, H, W): a view of xs when pointwise, else filled into buf."""
+    nb, C, H, W = xs.shape
+    if pointwise:
+        return xs.reshape(nb, C, H * W)  # (nb, C, H*W), no copy
+    OH, OW = conv2d_output_size(xs.shape, kernel_size, stride, padding)
+    cols = buf[:nb]  # (nb, C*KH*KW, OH*OW)
+    _im2col_kernel(xs, cols, *kernel_size, *stride, *padding, OH, OW)
+    return cols
+
+
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20):
+    """y = conv(x, w) + b by im2col + one batched GEMM per group, a slice of the batch at a time.
+
+    x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
+    budget_bytes bounds the column buffer (nb*C*KH*KW*OH*OW*itemsize, nb >= 1).
+    Returns y (N, F, OH, OW), x's dtype.
+    """
+    OH, OW = check_conv2d(x, w, b, stride, padding, groups)
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    Fg, K, P = F // groups, Cg * KH * KW, OH * OW
+    w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
+    nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
+    buf = None if pointwise else np.empty((nb, C * KH * KW, P), dtype=x.dtype)  # (nb, C*KH*KW, P)
+    y = np.empty((N, F, OH, OW), dtype=x.dtype)  # (N, F, OH, OW)
+    y3 = y.reshape(N, F, P)  # a view of y
+    for n0 in range(0, N, nb):
+        n1 = min(N, n0 + nb)
+        cols = _columns(x[n0:n1], buf, (KH, KW), stride, padding, pointwise)
+        for g in range(groups):
+            fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
+            np.matmul(w2[fs], cols[:, ks], out=y3[n0:n1, fs])  # (nb, F/G, P)
+        y3[n0:n1] += b.reshape(1, F, 1)
+    return y
+
+
+def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True):
+    """Gradients of conv2d_forward, the columns rebuilt from x a slice at a time.
+
+    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
+    budget_bytes bounds the column buffer (reused for dcols); need_dx=False skips dcols, col2im.
+    Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW), db (F,)), x's dtype.
+    """
+    OH, OW = check_conv2d(x, w, None, stride, padding, groups)
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    if dy.shape != (N, F, OH, OW) or dy.dtype != x.dtype:
+        raise ValueError(f"conv2d_backward: dy {dy.shape} {dy.dtype} must be {(N, F, OH, OW)} "
+                         f"{x.dtype} for x {x.shape} and w {w.shape}")
+    x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
+    Fg, K, P = F // groups, Cg * KH * KW, OH * OW
+    w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
+    dy3 = dy.reshape(N, F, P)  # a view of dy
+    nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
+    buf = None if pointwise else np.empty((nb, C * KH * KW, P), dtype=x.dtype)  # (nb, C*KH*KW, P)
+    db = dy.sum(axis=(0, 2, 3))  # (F,)
+    dw2 = np.zeros((F, K), dtype=x.dtype)  # (F, K)
+    dx = np.empty_like(x) if need_dx else None  # (N, C, H, W)
+    for n0 in range(0, N, nb):
+        n1 = min(N, n0 + nb)
+        cols = _columns(x[n0:n1], buf, (KH, KW), stride, padding, pointwise)
+        # dcols overwrites cols group by group, once that group's dw is done (pointwise: dx itself)
+        dcols = dx[n0:n1].reshape(n1 - n0, C, P) if pointwise and need_dx else cols
+        for g in range(groups):
+            fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
+            for n in range(n1 - n0):
+                dw2[fs] += dy3[n0 + n, fs] @ cols[n, ks].T  # (F/G, K)
+            if need_dx:
+                np.matmul(w2[fs].T, dy3[n0:n1, fs], out=dcols[:, ks])  # (nb, K, P)
+        if need_dx and not pointwise:
+            _col2im_kernel(dcols, dx[n0:n1], KH, KW, *stride, *padding, OH, OW)
+    return dx, dw2.reshape(w.shape), db

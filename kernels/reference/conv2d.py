@@ -1,0 +1,165 @@
+"""2-D convolution (cross-correlation) with stride, zero padding and groups: the reference tier.
+
+Shape legend
+    N batch, C channels in, H, W input size, F filters out, KH, KW kernel size,
+    OH, OW output size, G groups, sh, sw stride, ph, pw padding (height, width).
+
+Math (Caffe's convolution layer, Jia et al. 2014; no kernel flip)
+    xp = x with ph zero rows above and below, pw zero columns left and right
+    OH = (H + 2*ph - KH) // sh + 1,   OW = (W + 2*pw - KW) // sw + 1
+    Group g holds the input channels [g*C/G, (g+1)*C/G) and the filters [g*F/G, (g+1)*F/G);
+    filter f of group g sees only its group's channels, c' = c - g*C/G:
+    y[n, f, oh, ow] = b[f] + sum_{c', kh, kw} w[f, c', kh, kw] * xp[n, c, oh*sh + kh, ow*sw + kw]
+
+Backward, for the loss L and dy = dL/dy. y is linear in x, w and b, so each gradient is the sum
+over every output the variable touches of dy times the factor it is multiplied by:
+    db[f]             = sum_{n, oh, ow} dy[n, f, oh, ow]
+    dw[f, c', kh, kw] = sum_{n, oh, ow} dy[n, f, oh, ow] * xp[n, c, oh*sh + kh, ow*sw + kw]
+    dxp[n, c, oh*sh + kh, ow*sw + kw] += sum_{f in group} w[f, c', kh, kw] * dy[n, f, oh, ow]
+and dx is dxp with the padding cut off (the padded zeros are constants; their gradient is dropped).
+For one kernel offset (kh, kw) the strided window xp[:, :, kh::sh, kw::sw] (OH x OW of it) lines
+up with y, so every sum above is one contraction per (group, kh, kw): that is how this file
+computes them.
+
+im2col writes those windows out as columns, cols[n, c*KH*KW + kh*KW + kw, oh*OW + ow] =
+xp[n, c, oh*sh + kh, ow*sw + kw], which turns the convolution into a matrix product
+y[n] = w.reshape(F, C/G*KH*KW) @ cols[n] (per group); col2im is its adjoint (it adds each
+column entry back onto the pixel it came from). The fast tiers use them; here they are defined.
+"""
+import numpy as np
+
+
+def conv2d_output_size(x_shape, kernel_size, stride, padding):
+    """(OH, OW) of a convolution or im2col; ValueError when either is below 1."""
+    N, C, H, W = x_shape
+    (KH, KW), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
+        raise ValueError(f"conv2d: stride {stride} must be >= 1 and padding {padding} >= 0")
+    OH = (H + 2 * ph - KH) // sh + 1
+    OW = (W + 2 * pw - KW) // sw + 1
+    if OH < 1 or OW < 1:
+        raise ValueError(f"conv2d: input {tuple(x_shape)} with kernel {tuple(kernel_size)}, "
+                         f"stride {tuple(stride)}, padding {tuple(padding)} gives output {OH}x{OW}")
+    return OH, OW
+
+
+def check_conv2d(x, w, b, stride, padding, groups):
+    """Validate a convolution's arrays; return (OH, OW). b may be None (backward)."""
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d: x {x.shape} and w {w.shape} must both be 4-D "
+                         f"(N, C, H, W) and (F, C/G, KH, KW)")
+    if x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
+        raise ValueError(f"conv2d: dtypes differ: x {x.shape} {x.dtype}, w {w.shape} {w.dtype}"
+                         + ("" if b is None else f", b {b.shape} {b.dtype}"))
+    C, F = x.shape[1], w.shape[0]
+    if groups < 1 or C % groups or F % groups or C != w.shape[1] * groups:
+        raise ValueError(f"conv2d: x {x.shape} and w {w.shape} do not fit groups={groups}: "
+                         f"need C % G == 0, F % G == 0 and C == w.shape[1] * G")
+    if b is not None and b.shape != (F,):
+        raise ValueError(f"conv2d: b {b.shape} must be ({F},) for w {w.shape}")
+    return conv2d_output_size(x.shape, w.shape[2:], stride, padding)
+
+
+def _pad(x, padding):
+    """x (N, C, H, W) -> xp (N, C, H + 2*ph, W + 2*pw) with zeros around each plane."""
+    ph, pw = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+
+
+def _window(OH, OW, kh, kw, stride):
+    """Index of the window xp[..., oh*sh + kh, ow*sw + kw] for every (oh, ow)."""
+    sh, sw = stride
+    return (slice(kh, kh + sh * (OH - 1) + 1, sh), slice(kw, kw + sw * (OW - 1) + 1, sw))
+
+
+def im2col(x, *, kernel_size, stride, padding):
+    """Unfold the KH x KW windows of x into columns.
+
+    x:    (N, C, H, W) float32/float64
+    Returns cols (N, C*KH*KW, OH*OW), x's dtype; row c*KH*KW + kh*KW + kw, column oh*OW + ow.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"im2col: x {x.shape} must be 4-D (N, C, H, W)")
+    N, C, H, W = x.shape
+    KH, KW = kernel_size
+    OH, OW = conv2d_output_size(x.shape, kernel_size, stride, padding)
+    xp = _pad(x, padding)  # (N, C, H + 2*ph, W + 2*pw)
+    cols = np.zeros((N, C, KH, KW, OH, OW), dtype=x.dtype)  # (N, C, KH, KW, OH, OW)
+    for kh in range(KH):
+        for kw in range(KW):
+            cols[:, :, kh, kw] = xp[(slice(None), slice(None)) + _window(OH, OW, kh, kw, stride)]
+    return cols.reshape(N, C * KH * KW, OH * OW)
+
+
+def col2im(cols, *, x_shape, kernel_size, stride, padding):
+    """Fold columns back onto the image, adding where windows overlap (im2col's adjoint).
+
+    cols: (N, C*KH*KW, OH*OW) float32/float64
+    Returns dx (N, C, H, W) with x_shape = (N, C, H, W), cols' dtype.
+    """
+    N, C, H, W = x_shape
+    KH, KW = kernel_size
+    (ph, pw) = padding
+    OH, OW = conv2d_output_size(x_shape, kernel_size, stride, padding)
+    if cols.shape != (N, C * KH * KW, OH * OW):
+        raise ValueError(f"col2im: cols {cols.shape} does not match x_shape {tuple(x_shape)}, "
+                         f"which needs ({N}, {C * KH * KW}, {OH * OW})")
+    cols6 = cols.reshape(N, C, KH, KW, OH, OW)
+    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)  # (N, C, H+2ph, W+2pw)
+    for kh in range(KH):
+        for kw in range(KW):
+            dxp[(slice(None), slice(None)) + _window(OH, OW, kh, kw, stride)] += cols6[:, :, kh, kw]
+    return dxp[:, :, ph:ph + H, pw:pw + W].copy()
+
+
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20):
+    """y = conv(x, w) + b, one contraction per (group, kernel offset).
+
+    x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
+    budget_bytes is accepted for the shared signature; this tier builds no column buffer.
+    Returns y (N, F, OH, OW), x's dtype.
+    """
+    OH, OW = check_conv2d(x, w, b, stride, padding, groups)
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    Fg = F // groups
+    xp = _pad(x, padding)  # (N, C, H + 2*ph, W + 2*pw)
+    y = np.zeros((N, F, OH, OW), dtype=x.dtype)  # (N, F, OH, OW)
+    for g in range(groups):
+        fs, cs = slice(g * Fg, (g + 1) * Fg), slice(g * Cg, (g + 1) * Cg)
+        for kh in range(KH):
+            for kw in range(KW):
+                window = xp[(slice(None), cs) + _window(OH, OW, kh, kw, stride)]  # (N, C/G, OH, OW)
+                y[:, fs] += np.einsum("fc,nchw->nfhw", w[fs, :, kh, kw], window)
+    return y + b.reshape(1, F, 1, 1)
+
+
+def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True):
+    """Gradients of conv2d_forward (see the module docstring for the sums).
+
+    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
+    budget_bytes is accepted for the shared signature; need_dx=False skips dx.
+    Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW), db (F,)), x's dtype.
+    """
+    OH, OW = check_conv2d(x, w, None, stride, padding, groups)
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    if dy.shape != (N, F, OH, OW) or dy.dtype != x.dtype:
+        raise ValueError(f"conv2d_backward: dy {dy.shape} {dy.dtype} must be {(N, F, OH, OW)} "
+                         f"{x.dtype} for x {x.shape} and w {w.shape}")
+    Fg = F // groups
+    (ph, pw) = padding
+    xp = _pad(x, padding)  # (N, C, H + 2*ph, W + 2*pw)
+    dxp = np.zeros_like(xp)  # (N, C, H + 2*ph, W + 2*pw)
+    dw = np.zeros_like(w)  # (F, C/G, KH, KW)
+    db = dy.sum(axis=(0, 2, 3))  # (F,)
+    for g in range(groups):
+        fs, cs = slice(g * Fg, (g + 1) * Fg), slice(g * Cg, (g + 1) * Cg)
+        for kh in range(KH):
+            for kw in range(KW):
+                at = (slice(None), cs) + _window(OH, OW, kh, kw, stride)
+                dw[fs, :, kh, kw] = np.einsum("nfhw,nchw->fc", dy[:, fs], xp[at])
+                if need_dx:
+                    dxp[at] += np.einsum("fc,nfhw->nchw", w[fs, :, kh, kw], dy[:, fs])
+    dx = dxp[:, :, ph:ph + H, pw:pw + W].copy() if need_dx else None
+    return dx, dw, db

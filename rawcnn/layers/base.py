@@ -1,0 +1,104 @@
+"""The layer contract every rawcnn layer follows (DESIGN.md, decision 4).
+
+    layer.name                 str
+    layer.params, layer.grads  dicts of arrays with the same keys ('w', 'b'); empty for layers without weights
+    y = layer.forward(x, train=False)
+    dx = layer.backward(dy)    overwrites layer.grads, returns dx (None when need_dx is False)
+    layer.output_shape(in_shape) -> out_shape   shapes without the batch axis, e.g. (C, H, W)
+    layer.flops(in_shape) -> forward multiply-adds x 2 for one image
+
+A layer keeps what its backward needs from its own forward, under a real name (`self.x`,
+`self.argmax`, `self.scale`); nothing else keeps a graph. Layers never branch on the backend: they
+call `self.be.<op>.<op>_forward(...)` and the backend chosen by `to()` does the rest.
+"""
+import numpy as np
+
+from kernels import get_backend
+
+
+def pair(v, what="value"):
+    """An int or a pair -> (int, int)."""
+    if isinstance(v, (list, tuple)):
+        if len(v) != 2:
+            raise ValueError(f"{what} must be an int or a pair, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def device_of(a):
+    """A short name of where array `a` lives."""
+    if isinstance(a, np.ndarray):
+        return "CPU (numpy.ndarray)"
+    mod = type(a).__module__.split(".")[0]
+    if mod == "cupy":
+        return f"GPU {a.device.id} (cupy.ndarray)"
+    return f"{type(a).__module__}.{type(a).__name__}"
+
+
+class Layer:
+    """Base class: holds the name, params/grads, the backend and the train flag."""
+
+    kind = "Layer"
+
+    def __init__(self, name):
+        self.name = name
+        self.params = {}
+        self.grads = {}
+        self.be = get_backend("cpu")
+        self.trainable = True   # False: backward leaves this layer's weight gradients alone
+        self.need_dx = True     # False: the layer is the lowest one backward reaches
+        self.lr_mult = 1.0      # learning-rate multiplier the optimizer applies to this layer
+
+    # -- moving between backends -------------------------------------------------------------
+    def to(self, backend):
+        """Move params onto `backend` (a name or a Backend); drops what forward kept."""
+        be = get_backend(backend) if isinstance(backend, str) else backend
+        self.be = be
+        self.params = {k: be.asarray(v) for k, v in self.params.items()}
+        self.grads = {}
+        self.clear()
+        return self
+
+    def astype(self, dtype):
+        """Cast params to `dtype` (float32 or float64)."""
+        self.params = {k: v.astype(dtype) for k, v in self.params.items()}
+        self.grads = {}
+        return self
+
+    def clear(self):
+        """Forget what the last forward kept for backward."""
+
+    # -- checks --------------------------------------------------------------------------------
+    def check_input(self, x, ndim):
+        """x must be an array of this backend with `ndim` axes and matching channels."""
+        if not self.be.owns(x):
+            raise ValueError(f"layer {self.name!r}: input is on {device_of(x)} but the layer computes on "
+                             f"{self.be.device} (backend {self.be.name!r}); move one with .to()")
+        if x.ndim != ndim:
+            raise ValueError(f"layer {self.name!r} ({self!r}) expects a {ndim}-D input, got shape {tuple(x.shape)}")
+        for k, v in self.params.items():
+            if v.dtype != x.dtype:
+                raise ValueError(f"layer {self.name!r}: input dtype {x.dtype} differs from param {k!r} dtype "
+                                 f"{v.dtype}; cast the net with .astype()")
+
+    def need(self, attr):
+        """Return what forward kept under `attr`, or say clearly that backward came first."""
+        v = getattr(self, attr, None)
+        if v is None:
+            raise RuntimeError(f"layer {self.name!r}: backward() called before forward(train=True) "
+                               f"(nothing kept under {attr!r})")
+        return v
+
+    # -- description ---------------------------------------------------------------------------
+    def output_shape(self, in_shape):
+        return tuple(in_shape)
+
+    def flops(self, in_shape):
+        return 0
+
+    def num_params(self):
+        return int(sum(int(np.prod(v.shape)) for v in self.params.values()))
+
+    def config(self):
+        """The JSON-serialisable spec entry that rebuilds this layer (without weights)."""
+        return {"type": self.kind, "name": self.name}
