@@ -6,7 +6,8 @@
 
 `build(name_or_spec, num_classes=..., input_shape=..., seed=...)` returns a Net. Input channels
 and features are inferred front to back, so a spec names only what a person would write down.
-`num_classes` replaces the out_features of the last Linear. Weights N(0, 0.01), biases 0, drawn
+`num_classes` replaces the out_features of the last Linear. Weights N(0, 0.01) (or `weight_std="he"`:
+N(0, 2/fan_in), He et al. 2015), biases 0, drawn
 from numpy.random.default_rng(seed) layer by layer; each Dropout gets its own generator spawned
 from the same seed.
 

@@ -25,6 +25,16 @@ def pair(v, what="value"):
     return int(v), int(v)
 
 
+def init_std(weight_std, shape):
+    """The standard deviation of a weight init: a number, or "he" = sqrt(2 / fan_in) (He et al. 2015)."""
+    if weight_std == "he":
+        fan_in = int(np.prod(shape[1:]))
+        return float(np.sqrt(2.0 / fan_in))
+    if isinstance(weight_std, str):
+        raise ValueError(f"weight init must be a number or 'he', got {weight_std!r}")
+    return float(weight_std)
+
+
 def device_of(a):
     """A short name of where array `a` lives."""
     if isinstance(a, np.ndarray):

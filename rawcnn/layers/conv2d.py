@@ -9,7 +9,7 @@ Kernels: kernels/<tier>/conv2d.py. Backward keeps only x and rebuilds the column
 """
 import numpy as np
 
-from .base import Layer, pair
+from .base import Layer, init_std, pair
 
 DEFAULT_BUDGET = 256 * 2 ** 20  # bytes of im2col columns per batch slice
 
@@ -31,7 +31,7 @@ class Conv2d(Layer):
         KH, KW = self.kernel_size
         shape = (self.out_channels, self.in_channels // self.groups, KH, KW)
         rng = rng if rng is not None else np.random.default_rng(0)
-        w = rng.standard_normal(shape) * weight_std if weight_std else np.zeros(shape)
+        w = rng.standard_normal(shape) * init_std(weight_std, shape) if weight_std else np.zeros(shape)
         self.params = {"w": w.astype(dtype),                                          # (F, C/G, KH, KW)
                        "b": np.zeros(self.out_channels, dtype=dtype)}                   # (F,)
         self.x = None

@@ -5,7 +5,7 @@ Backward: dx = dy @ w, dw = dy.T @ x, db = sum_n dy. Kernels: kernels/<tier>/lin
 """
 import numpy as np
 
-from .base import Layer
+from .base import Layer, init_std
 
 
 class Linear(Layer):
@@ -16,7 +16,7 @@ class Linear(Layer):
         self.in_features, self.out_features = int(in_features), int(out_features)
         rng = rng if rng is not None else np.random.default_rng(0)
         shape = (self.out_features, self.in_features)
-        w = rng.standard_normal(shape) * weight_std if weight_std else np.zeros(shape)
+        w = rng.standard_normal(shape) * init_std(weight_std, shape) if weight_std else np.zeros(shape)
         self.params = {"w": w.astype(dtype),                           # (K, D)
                        "b": np.zeros(self.out_features, dtype=dtype)}  # (K,)
         self.x = None

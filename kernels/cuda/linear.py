@@ -1,0 +1,74 @@
+"""Fully connected layer, the CUDA tier: matrix products by the array module, bias by kernels.
+
+Shapes: N batch, D features in, K features out; x, dx (N, D); w, dw (K, D); b, db (K,);
+y, dy (N, K).
+
+Forward
+    y[n, k] = sum_d x[n, d] * w[k, d] + b[k]
+Backward (derivation in kernels/reference/linear.py):
+    dx = dy w          dw = dy^T x          db[k] = sum_n dy[n, k]
+
+The three products go to xp.matmul (cuBLAS on a GPU). The bias is added by a kernel with one
+thread per element of y; db is one thread per output k summing its column of dy (N is a batch,
+at most a few hundred, so a serial sum per thread is short).
+"""
+from numba import cuda
+
+from kernels.cuda._launch import device_arrays, launch
+from kernels.reference.linear import check_linear_args
+
+# kernels
+
+
+@cuda.jit(cache=True)
+def _add_bias_kernel(y, b):
+    """y (N, K) += b (K,) row by row, in place; thread i, element (i // K, i % K)."""
+    i = cuda.grid(1)
+    if i < y.size:
+        K = y.shape[1]
+        y[i // K, i % K] += b[i % K]
+
+
+@cuda.jit(cache=True)
+def _bias_grad_kernel(dy, db):
+    """db (K,) = dy (N, K) summed over n; thread k, output k."""
+    k = cuda.grid(1)
+    if k < db.size:
+        total = 0.0
+        for n in range(dy.shape[0]):
+            total += dy[n, k]
+        db[k] = total
+
+# launchers
+
+
+def linear_forward(x, w, b):
+    """y = x w^T + b.
+
+    x: float32/float64 (N, D); w: (K, D); b: (K,), one dtype
+    Returns y: (N, K), that dtype.
+    """
+    xp = device_arrays("linear_forward", x=x, w=w, b=b)
+    check_linear_args(x, w, b)
+    y = xp.ascontiguousarray(xp.matmul(x, w.T))  # (N, K)
+    launch(_add_bias_kernel, y.size, y, xp.ascontiguousarray(b))
+    return y
+
+
+def linear_backward(dy, x, w, *, need_dx=True):
+    """Gradients of the loss w.r.t. x, w and b.
+
+    dy: float32/float64 (N, K); x: (N, D); w: (K, D)
+    Returns (dx, dw, db): dx (N, D) or None when need_dx is False, dw (K, D), db (K,); dtype of dy.
+    """
+    xp = device_arrays("linear_backward", dy=dy, x=x, w=w)
+    check_linear_args(x, w, w[:, 0])
+    if dy.shape != (x.shape[0], w.shape[0]) or dy.dtype != x.dtype:
+        raise ValueError(f"linear_backward: dy must be (N, K) = {(x.shape[0], w.shape[0])} "
+                         f"of dtype {x.dtype}, got {dy.shape} {dy.dtype}")
+    dy = xp.ascontiguousarray(dy)
+    dx = xp.matmul(dy, w) if need_dx else None  # (N, D)
+    dw = xp.matmul(dy.T, x)  # (K, D)
+    db = xp.empty(w.shape[0], dtype=dy.dtype)  # (K,)
+    launch(_bias_grad_kernel, db.size, dy, db)
+    return dx, dw, db
