@@ -80,5 +80,27 @@ def info():
                f"  (run with --device cudasim; sets NUMBA_ENABLE_CUDASIM=1 for this process)")
 
 
+@main.command("import-weights")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--arch", required=True, help="vgg16, vgg19, alexnet, or a JSON spec file.")
+@click.option("--format", "fmt", default="auto", show_default=True,
+              help="auto (read the file's structure), keras-h5, keras-model-h5, keras3-weights-h5, "
+                   "heuritech-alexnet or rawcnn.")
+@click.option("--flip/--no-flip", default=None, help="Force (or forbid) the 180-degree kernel rotation of "
+              "Theano files; by default it is decided from the file.")
+@click.option("--fc-order", type=click.Choice(["hwc", "chw"]), default=None,
+              help="Force the row order of the first fully connected layer; by default decided from the file.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The rawcnn checkpoint to write.")
+def import_weights(file, arch, fmt, flip, fc_order, out):
+    """Import ImageNet AlexNet / VGG16 / VGG19 weights from an HDF5 FILE into a rawcnn checkpoint."""
+    from weights_import import WeightsImportError, import_to_checkpoint
+    try:
+        report = import_to_checkpoint(file, arch, out, fmt, flip=flip, fc_order=fc_order)
+    except (WeightsImportError, ValueError, OSError) as e:
+        _fail(e)
+    click.echo(report.text())
+    click.echo(f"wrote {out}")
+
+
 if __name__ == "__main__":
     main()

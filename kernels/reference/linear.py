@@ -1,0 +1,52 @@
+"""Fully connected layer, the reference: y = x w^T + b.
+
+Shapes: N batch, D features in, K features out; x, dx (N, D); w, dw (K, D); b, db (K,);
+y, dy (N, K).
+
+Forward
+    y[n, k] = sum_d x[n, d] * w[k, d] + b[k]
+
+Backward (derivation). dy[n, k]/dx[n, d] = w[k, d], dy[n, k]/dw[k, d] = x[n, d], dy[n, k]/db[k] = 1;
+sum over the outputs each input reaches:
+    dx[n, d] = sum_k dy[n, k] * w[k, d]      (dx = dy w)
+    dw[k, d] = sum_n dy[n, k] * x[n, d]      (dw = dy^T x)
+    db[k]    = sum_n dy[n, k]
+The reference spells each sum out with einsum's index notation (NumPy's own loops, no BLAS).
+"""
+import numpy as np
+
+
+def check_linear_args(x, w, b):
+    """Raise ValueError unless x (N, D), w (K, D), b (K,) agree in shape and dtype."""
+    if x.ndim != 2 or w.ndim != 2 or b.ndim != 1 or x.shape[1] != w.shape[1] or b.shape[0] != w.shape[0]:
+        raise ValueError(f"linear: need x (N, D), w (K, D), b (K,); got x {x.shape}, w {w.shape}, b {b.shape}")
+    if not x.dtype == w.dtype == b.dtype or x.dtype not in (np.float32, np.float64):
+        raise ValueError(f"linear: x, w, b must share one dtype, float32 or float64; "
+                         f"got {x.dtype}, {w.dtype}, {b.dtype}")
+
+
+def linear_forward(x, w, b):
+    """y = x w^T + b.
+
+    x: float32/float64 (N, D); w: (K, D); b: (K,), one dtype
+    Returns y: (N, K), that dtype.
+    """
+    check_linear_args(x, w, b)
+    y = np.einsum("nd,kd->nk", x, w) + b  # (N, K)
+    return y
+
+
+def linear_backward(dy, x, w, *, need_dx=True):
+    """Gradients of the loss w.r.t. x, w and b.
+
+    dy: float32/float64 (N, K); x: (N, D); w: (K, D)
+    Returns (dx, dw, db): dx (N, D) or None when need_dx is False, dw (K, D), db (K,); dtype of dy.
+    """
+    check_linear_args(x, w, w[:, 0])
+    if dy.shape != (x.shape[0], w.shape[0]) or dy.dtype != x.dtype:
+        raise ValueError(f"linear_backward: dy must be (N, K) = {(x.shape[0], w.shape[0])} of dtype {x.dtype}, "
+                         f"got {dy.shape} {dy.dtype}")
+    dx = np.einsum("nk,kd->nd", dy, w) if need_dx else None  # (N, D)
+    dw = np.einsum("nk,nd->kd", dy, x)  # (K, D)
+    db = np.einsum("nk->k", dy)  # (K,)
+    return dx, dw, db

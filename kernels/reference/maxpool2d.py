@@ -1,0 +1,114 @@
+"""2-D max pooling, the reference.
+
+Shapes: N batch, C channels, H, W input size, KH, KW window, OH, OW output size;
+x, dx (N, C, H, W); y, dy, argmax (N, C, OH, OW).
+
+Forward, for each plane (n, c) and output pixel (oh, ow):
+    the window is rows oh*SH - PH .. oh*SH - PH + KH - 1, columns ow*SW - PW .. + KW - 1;
+    padding counts as -inf, so only input pixels inside the window compete;
+    y[oh, ow] = the largest of them, argmax[oh, ow] = its flat index h*W + w in the input plane
+    (the first one in row-major order on ties, as numpy.argmax).
+Output size as PyTorch computes it:
+    OH = floor((H + 2*PH - KH) / SH) + 1   (ceil instead of floor with ceil_mode), and with
+    ceil_mode the last window must start inside the input or the left padding:
+    if (OH - 1)*SH >= H + PH then OH -= 1. PyTorch also requires PH <= KH/2 (same for W),
+    which guarantees every window holds at least one input pixel.
+
+Backward (derivation). y[oh, ow] = x[argmax[oh, ow]], so dy[oh, ow]/dx[i] is 1 at the winner and
+0 elsewhere; windows overlap when stride < kernel, so one input pixel may win several windows and
+its gradients add:
+    dx[argmax[oh, ow]] += dy[oh, ow]
+"""
+import numpy as np
+
+
+def as_pair(v, name):
+    """An int or a pair of ints -> (int, int); ValueError otherwise."""
+    pair = (v, v) if np.ndim(v) == 0 else tuple(v)
+    if len(pair) != 2 or any(int(a) != a for a in pair):
+        raise ValueError(f"maxpool2d: {name} must be an int or a pair of ints, got {v!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def pool_output_size(size, kernel, stride, pad, ceil_mode):
+    """Output length along one axis, PyTorch's rule (pooling_output_shape), for a valid window."""
+    span = size + 2 * pad - kernel
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1  # the last window would start inside the right padding
+    return out
+
+
+def maxpool2d_output_shape(x_shape, kernel_size, stride, padding, ceil_mode):
+    """(N, C, OH, OW) for an (N, C, H, W) input; ValueError for an impossible configuration."""
+    if len(x_shape) != 4:
+        raise ValueError(f"maxpool2d: x must be (N, C, H, W), got shape {tuple(x_shape)}")
+    N, C, H, W = x_shape
+    (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size"), as_pair(stride, "stride"),
+                                    as_pair(padding, "padding"))
+    if min(KH, KW, SH, SW) < 1 or min(PH, PW) < 0:
+        raise ValueError(f"maxpool2d: kernel_size {(KH, KW)} and stride {(SH, SW)} must be >= 1, "
+                         f"padding {(PH, PW)} >= 0")
+    if 2 * PH > KH or 2 * PW > KW:
+        raise ValueError(f"maxpool2d: padding {(PH, PW)} must be at most half of kernel_size {(KH, KW)}")
+    if H + 2 * PH < KH or W + 2 * PW < KW:
+        raise ValueError(f"maxpool2d: window {(KH, KW)} is larger than the padded input "
+                         f"{(H + 2 * PH, W + 2 * PW)} of x {tuple(x_shape)}")
+    OH = pool_output_size(H, KH, SH, PH, ceil_mode)
+    OW = pool_output_size(W, KW, SW, PW, ceil_mode)
+    return N, C, OH, OW
+
+
+def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode):
+    """Max over each window; padding never wins.
+
+    x: float32/float64 (N, C, H, W)
+    Returns (y, argmax): y (N, C, OH, OW) dtype of x; argmax int64 (N, C, OH, OW), the flat
+    index h*W + w of each winner inside its input plane.
+    """
+    if x.dtype not in (np.float32, np.float64):
+        raise ValueError(f"maxpool2d: x must be float32 or float64, got {x.dtype}")
+    N, C, OH, OW = maxpool2d_output_shape(x.shape, kernel_size, stride, padding, ceil_mode)
+    (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size"), as_pair(stride, "stride"),
+                                    as_pair(padding, "padding"))
+    H, W = x.shape[2:]
+    y = np.empty((N, C, OH, OW), dtype=x.dtype)  # (N, C, OH, OW)
+    argmax = np.empty((N, C, OH, OW), dtype=np.int64)  # (N, C, OH, OW)
+    for oh in range(OH):
+        h0, h1 = max(oh * SH - PH, 0), min(oh * SH - PH + KH, H)  # window rows inside the input
+        for ow in range(OW):
+            w0, w1 = max(ow * SW - PW, 0), min(ow * SW - PW + KW, W)
+            window = x[:, :, h0:h1, w0:w1].reshape(N, C, -1)  # (N, C, window pixels)
+            i = np.argmax(window, axis=2)  # (N, C): first max in row-major order
+            y[:, :, oh, ow] = np.take_along_axis(window, i[:, :, None], axis=2)[:, :, 0]
+            argmax[:, :, oh, ow] = (h0 + i // (w1 - w0)) * W + (w0 + i % (w1 - w0))
+    return y, argmax
+
+
+def maxpool2d_backward(dy, argmax, *, x_shape):
+    """Scatter dy back to the winners: dx[argmax] += dy, plane by plane.
+
+    dy:     float32/float64 (N, C, OH, OW)
+    argmax: int64 (N, C, OH, OW), from maxpool2d_forward
+    x_shape: (N, C, H, W)
+    Returns dx: (N, C, H, W), dtype of dy.
+    """
+    check_maxpool2d_backward_args(dy, argmax, x_shape)
+    N, C, H, W = x_shape
+    dx = np.zeros((N, C, H * W), dtype=dy.dtype)  # (N, C, H*W), one flat plane each
+    for n in range(N):
+        for c in range(C):
+            np.add.at(dx[n, c], argmax[n, c].reshape(-1), dy[n, c].reshape(-1))  # overlaps add
+    return dx.reshape(N, C, H, W)
+
+
+def check_maxpool2d_backward_args(dy, argmax, x_shape):
+    """Raise ValueError unless dy and argmax match and every argmax lies in an (H, W) plane."""
+    if len(x_shape) != 4 or dy.ndim != 4 or dy.shape != argmax.shape or tuple(dy.shape[:2]) != tuple(x_shape[:2]):
+        raise ValueError(f"maxpool2d_backward: dy {dy.shape} and argmax {argmax.shape} must be one "
+                         f"(N, C, OH, OW) shape matching x_shape {tuple(x_shape)}")
+    if argmax.dtype != np.int64:
+        raise ValueError(f"maxpool2d_backward: argmax must be int64, got {argmax.dtype}")
+    H, W = x_shape[2:]
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= H * W):
+        raise ValueError(f"maxpool2d_backward: argmax values must lie in [0, {H * W}) for planes of {(H, W)}")

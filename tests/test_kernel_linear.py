@@ -1,0 +1,84 @@
+"""Linear kernels: hand values, finite differences, cpu vs reference, shapes and errors.
+
+Tolerances:
+    backward vs finite differences, float64 ........ rel_error < 1e-7
+    cpu vs reference, max|cpu - ref| / max|ref| (a sum of D products may nearly cancel, so
+    element-wise relative error says little; BLAS and einsum add in different orders):
+        float32 .................................... 1e-5
+        float64 .................................... 1e-13
+"""
+import numpy as np
+import pytest
+
+from kernels.cpu import linear as cpu
+from kernels.reference import linear as ref
+from rawcnn.gradcheck import numeric_gradient, rel_error
+
+TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
+GRAD_TOL = 1e-7
+TOL = {np.float32: 1e-5, np.float64: 1e-13}
+
+
+def max_diff(a, b):
+    """max|a - b| / max|b|: the error relative to the largest value (0 when both are all zero)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_hand_values(tier, dtype):
+    x = np.array([[1.0, 2.0]], dtype=dtype)
+    w = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=dtype)
+    b = np.array([0.5, -1.0, 0.0], dtype=dtype)
+    y = tier.linear_forward(x, w, b)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, [[1.5, 1.0, 3.0]])
+    dx, dw, db = tier.linear_backward(np.array([[1.0, 2.0, 3.0]], dtype=dtype), x, w)
+    np.testing.assert_array_equal(dx, [[1 + 3, 2 + 3]])  # dy @ w
+    np.testing.assert_array_equal(dw, [[1, 2], [2, 4], [3, 6]])  # dy^T @ x
+    np.testing.assert_array_equal(db, [1, 2, 3])
+    assert dx.dtype == dw.dtype == db.dtype == dtype
+    assert tier.linear_backward(np.ones((1, 3), dtype), x, w, need_dx=False)[0] is None
+
+
+# Finite differences check the reference; the cpu tier is checked against the reference below.
+def test_linear_backward_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((4, 6)), rng.standard_normal((5, 6)), rng.standard_normal(5)
+    dy = rng.standard_normal((4, 5))
+    dx, dw, db = ref.linear_backward(dy, x, w)
+    for name, param, grad in (("x", x, dx), ("w", w, dw), ("b", b, db)):
+        num, _ = numeric_gradient(lambda: ref.linear_forward(x, w, b), param, dy)
+        assert rel_error(grad, num) < GRAD_TOL, name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N, D, K", [(1, 3, 2), (8, 50, 10), (33, 200, 64)])
+def test_linear_cpu_matches_reference(dtype, N, D, K):
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((N, D)).astype(dtype), rng.standard_normal((K, D)).astype(dtype)
+    b, dy = rng.standard_normal(K).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
+    errs = {"y": max_diff(cpu.linear_forward(x, w, b), ref.linear_forward(x, w, b))}
+    for name, g, g_ref in zip(("dx", "dw", "db"), cpu.linear_backward(dy, x, w), ref.linear_backward(dy, x, w)):
+        assert g.dtype == dtype
+        errs[name] = max_diff(g, g_ref)
+    print(f"linear N={N} D={D} K={K} {np.dtype(dtype)}: " + ", ".join(f"{n} {e:.1e}" for n, e in errs.items()))
+    assert all(e < TOL[dtype] for e in errs.values())  # NaN fails
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("N, D, K", [(1, 1, 1), (3, 7, 2), (16, 4096, 2)])
+def test_linear_shapes_and_errors(tier, N, D, K):
+    x, w, b = np.ones((N, D), np.float32), np.ones((K, D), np.float32), np.ones(K, np.float32)
+    assert tier.linear_forward(x, w, b).shape == (N, K)
+    dx, dw, db = tier.linear_backward(np.ones((N, K), np.float32), x, w)
+    assert (dx.shape, dw.shape, db.shape) == ((N, D), (K, D), (K,))
+    with pytest.raises(ValueError, match=r"x \(\d+, \d+\), w"):
+        tier.linear_forward(x, np.ones((K, D + 1), np.float32), b)
+    with pytest.raises(ValueError, match="b"):
+        tier.linear_forward(x, w, np.ones(K + 1, np.float32))
+    with pytest.raises(ValueError, match="dtype"):
+        tier.linear_forward(x, w.astype(np.float64), b)
+    with pytest.raises(ValueError, match="dy"):
+        tier.linear_backward(np.ones((N, K + 1), np.float32), x, w)
