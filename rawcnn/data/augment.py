@@ -1,0 +1,101 @@
+"""Random translations and rotations of a batch of images (the paper's augmentation).
+
+Shape legend: N batch, C channels, H, W image height and width.
+
+Each image n gets an angle a_n ~ U(-max_rotate_deg, max_rotate_deg) and a shift
+(t_x, t_y) ~ U(-max_translate, max_translate) * (W, H). Rotation is about the image centre
+c = ((W - 1) / 2, (H - 1) / 2), counter-clockwise as displayed for a > 0, then the shift:
+
+    output(p) = input(A^-1 (p - t - c) + c),   A = [[cos a, sin a], [-sin a, cos a]]
+
+in pixel coordinates p = (x, y) with y pointing down (cv2.getRotationMatrix2D's matrix, with t
+added to its last column); cv2.warpAffine samples the input bilinearly. Pixels that come from
+outside the image are filled by reflection (BORDER_REFLECT_101: ... c b | a b c ... ) by
+default, so no black wedges appear that a network could learn as a cue; border='constant' fills
+them with 0 instead (as MATLAB's imageDataAugmenter does).
+"""
+import cv2
+import numpy as np
+
+BORDERS = {"reflect": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT}
+
+
+class Augmenter:
+    """Random per-image rotation and translation.
+
+    max_translate   largest shift as a fraction of the image side (0.1 = 10 %)
+    max_rotate_deg  largest rotation in degrees
+    rng             numpy Generator or int seed, kept as the Generator .rng (rawcnn.train saves and
+                    restores its state for an exact resume); may be left out when every call
+                    passes its own Generator
+    border          'reflect' (default) or 'constant' (zeros)
+
+    >>> x = np.arange(2 * 1 * 5 * 5, dtype=np.float32).reshape(2, 1, 5, 5)
+    >>> bool(np.array_equal(Augmenter(0.0, 0.0, rng=0)(x), x))
+    True
+    """
+
+    def __init__(self, max_translate=0.1, max_rotate_deg=10.0, rng=None, border="reflect"):
+        if max_translate < 0 or max_rotate_deg < 0:
+            raise ValueError(f"Augmenter: ranges must be >= 0, got max_translate={max_translate}, "
+                             f"max_rotate_deg={max_rotate_deg}")
+        if border not in BORDERS:
+            raise ValueError(f"Augmenter: border must be one of {list(BORDERS)}, got {border!r}")
+        self.max_translate, self.max_rotate_deg, self.border = float(max_translate), float(max_rotate_deg), border
+        self.rng = rng if rng is None or isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+    def __repr__(self):
+        return (f"Augmenter(max_translate={self.max_translate}, max_rotate_deg={self.max_rotate_deg}, "
+                f"border={self.border!r})")
+
+    def draw(self, n, rng=None):
+        """Draw n transforms from rng (default: the Augmenter's own).
+
+        Returns angles (n,) float64 degrees and shifts (n, 2) float64 fractions of (W, H).
+        """
+        rng = rng if rng is not None else self.rng
+        if rng is None:
+            raise ValueError("Augmenter: no random generator; pass rng= to Augmenter or to the call")
+        angles = rng.uniform(-self.max_rotate_deg, self.max_rotate_deg, n)  # (n,)
+        shifts = rng.uniform(-self.max_translate, self.max_translate, (n, 2))  # (n, 2)
+        return angles, shifts
+
+    def apply(self, x, angles, shifts, nearest=False):
+        """Rotate and shift each image of x by the given transforms.
+
+        x       (N, C, H, W) float32, float64 or uint8
+        angles  (N,) degrees, counter-clockwise
+        shifts  (N, 2) fractions of (W, H)
+        nearest sample nearest-neighbour (for masks) instead of bilinear
+        Returns y (N, C, H, W), x's dtype; x is not modified.
+        """
+        if x.ndim != 4:
+            raise ValueError(f"Augmenter: x must be (N, C, H, W), got shape {x.shape}")
+        N, C, H, W = x.shape
+        if np.shape(angles) != (N,) or np.shape(shifts) != (N, 2):
+            raise ValueError(f"Augmenter: angles {np.shape(angles)} and shifts {np.shape(shifts)} "
+                             f"must be ({N},) and ({N}, 2) for x of shape {x.shape}")
+        y = np.empty_like(x)  # (N, C, H, W)
+        mode = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+        for n in range(N):
+            m = cv2.getRotationMatrix2D(((W - 1) / 2, (H - 1) / 2), float(angles[n]), 1.0)  # (2, 3)
+            m[:, 2] += shifts[n, 0] * W, shifts[n, 1] * H
+            # one call for 1, 3 or 4 channels; otherwise channel by channel (warpAffine takes at
+            # most 4, and its 2-channel bilinear path is measurably less accurate)
+            step = C if C in (1, 3, 4) else 1
+            for c0 in range(0, C, step):
+                hwc = np.ascontiguousarray(x[n, c0:c0 + step].transpose(1, 2, 0))  # (H, W, step)
+                out = cv2.warpAffine(hwc, m, (W, H), flags=mode, borderMode=BORDERS[self.border])
+                y[n, c0:c0 + step] = out.reshape(H, W, step).transpose(2, 0, 1)
+        return y
+
+    def __call__(self, x, rng=None):
+        """Augment a batch with fresh transforms drawn from rng (default: the Augmenter's own).
+
+        x  (N, C, H, W) float32, float64 or uint8
+        Returns y (N, C, H, W), x's dtype.
+        """
+        if x.ndim != 4:
+            raise ValueError(f"Augmenter: x must be (N, C, H, W), got shape {x.shape}")
+        angles, shifts = self.draw(len(x), rng)
+        return self.apply(x, angles, shifts)

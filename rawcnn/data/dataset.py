@@ -1,0 +1,300 @@
+"""A prepared data set: preprocessed radiographs, labels, masks and a split, in one HDF5 file.
+
+Shape legend: N images in the file, M images in one split, S the input size, K classes.
+
+File layout (written by `prepare`, read by `load_dataset`):
+
+    images            (N, 1, S, S) uint8   the grey plane once; load_dataset repeats it to the
+                                           `channels` of the settings (3: (M, 3, S, S))
+    labels            (N,) int64           class index
+    names             (N,) utf-8 string    record name (file stem)
+    split             (N,) int8            0 train, 1 val, 2 test
+    lung_masks        (N, S, S) uint8 0/1  zeros where has_lung_mask is 0
+    lesion_masks      (N, S, S) uint8 0/1  zeros where has_lesion_mask is 0
+    has_lung_mask     (N,) uint8 0/1
+    has_lesion_mask   (N,) uint8 0/1
+    roi_boxes         (N, 4) int32         crop (y0, y1, x0, x1) in source pixels
+    source_shapes     (N, 2) int32         source image (H, W)
+    attrs: format, rawcnn_version, settings (JSON), class_names (JSON), source, layout, seed,
+           split_fractions (JSON), skipped (JSON list of [path, reason])
+
+The split is stratified: within each class the images are shuffled by a Generator seeded with
+`seed` and cut at round(n_c * f_train) and round(n_c * (f_train + f_val)), so every class keeps
+the 70/20/10 proportions (to within one image) and the same seed gives the same split.
+The file is written to a temporary name in the same folder and renamed when complete.
+"""
+import json
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import NamedTuple
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from .preprocess import check_settings, preprocess_image
+from .readers import DataError, load_image, load_mask, read_any
+
+FORMAT = "rawcnn-prepared-1"
+SPLITS = ("train", "val", "test")
+PER_IMAGE = ("images", "labels", "names", "split", "lung_masks", "lesion_masks", "has_lung_mask",
+             "has_lesion_mask", "roi_boxes", "source_shapes")
+
+
+def rawcnn_version():
+    """The installed rawcnn version, or 'unknown' when it is not installed."""
+    try:
+        return metadata.version("rawcnn")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def stratified_split(labels, fractions, rng):
+    """Assign each image to train/val/test, class by class.
+
+    labels     (N,) int
+    fractions  (f_train, f_val, f_test), non-negative, summing to 1
+    rng        numpy Generator
+    Returns (N,) int8 with 0 train, 1 val, 2 test.
+    """
+    split = np.zeros(len(labels), np.int8)  # (N,)
+    cuts = np.cumsum(fractions)[:2]
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))  # (n_c,)
+        a, b = (int(round(v * len(idx))) for v in cuts)
+        split[idx[a:b]] = 1
+        split[idx[b:]] = 2
+    return split
+
+
+@dataclass
+class PrepareSummary:
+    """What prepare wrote: path, n, class_names, counts (3, K) int64 [split, class], skipped."""
+    path: Path
+    n: int
+    class_names: list
+    counts: np.ndarray
+    skipped: list
+
+
+def _create(f, n, S):
+    """Create the per-image datasets for n images of side S (resized at the end)."""
+    shapes = {"images": ((n, 1, S, S), np.uint8), "labels": ((n,), np.int64),
+              "names": ((n,), h5py.string_dtype("utf-8")), "lung_masks": ((n, S, S), np.uint8),
+              "lesion_masks": ((n, S, S), np.uint8), "has_lung_mask": ((n,), np.uint8),
+              "has_lesion_mask": ((n,), np.uint8), "roi_boxes": ((n, 4), np.int32),
+              "source_shapes": ((n, 2), np.int32)}
+    for name, (shape, dtype) in shapes.items():
+        image_like = len(shape) > 2
+        f.create_dataset(name, shape=shape, dtype=dtype, maxshape=(None,) + shape[1:],
+                         chunks=(1,) + shape[1:] if image_like else True,
+                         compression="gzip" if image_like else None,
+                         compression_opts=1 if image_like else None)
+
+
+def _load_record(rec):
+    """Decode a record's image and masks: (x (H, W) uint8, lung or None, lesion or None)."""
+    x = load_image(rec.path)
+    lung = load_mask(rec.lung_masks, x.shape) if rec.lung_masks else None
+    lesion = load_mask([rec.lesion_mask], x.shape) if rec.lesion_mask else None
+    return x, lung, lesion
+
+
+def _write_images(f, records, s, skip_bad, progress):
+    """Preprocess every record into f; returns (labels (n,) int64, skipped [(path, reason)])."""
+    labels, skipped, j = [], [], 0
+    for rec in tqdm(records, desc="prepare", disable=not progress):
+        try:
+            x, lung, lesion = _load_record(rec)
+        except DataError as e:
+            if not skip_bad:
+                raise
+            skipped.append((str(rec.path), str(e)))
+            continue
+        y, lung_y, lesion_y, box = preprocess_image(x, lung, lesion, s, return_box=True)
+        f["images"][j, 0] = y[0] if y.ndim == 3 else y
+        for key, m in (("lung", lung_y), ("lesion", lesion_y)):
+            f[f"has_{key}_mask"][j] = m is not None
+            if m is not None:
+                f[f"{key}_masks"][j] = m
+        f["labels"][j], f["names"][j] = rec.label, rec.name
+        f["roi_boxes"][j], f["source_shapes"][j] = box, x.shape
+        labels.append(rec.label)
+        j += 1
+    return np.array(labels, np.int64), skipped
+
+
+def prepare(src_root, out_path, settings=None, seed=0, split=(0.7, 0.2, 0.1), skip_bad=False,
+            progress=True):
+    """Read src_root (any layout read_any knows), preprocess every image, write one HDF5 file.
+
+    settings  preprocessing dict (rawcnn.data.preprocess.default_settings); input_size or
+              base_size must be set so that every image has the same size S
+    seed      int seed of the stratified split
+    split     (f_train, f_val, f_test)
+    skip_bad  leave out unreadable/mislabelled files (listed in the summary and the file's
+              'skipped' attribute) instead of raising DataError
+    Returns a PrepareSummary.
+    """
+    s = check_settings(settings or {})
+    S = s["input_size"] or s["base_size"]
+    if S is None:
+        raise ValueError("prepare: settings need input_size or base_size, so that all images share one size")
+    fractions = np.asarray(split, dtype=np.float64)
+    if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
+        raise ValueError(f"prepare: split must be three non-negative fractions summing to 1, got {split}")
+    records = read_any(src_root, skip_bad=skip_bad)
+    skipped = [(str(p), reason) for p, reason in records.skipped]
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            _create(f, len(records), int(S))
+            labels, bad = _write_images(f, records, s, skip_bad, progress)
+            skipped += bad
+            if len(labels) == 0:
+                raise DataError(f"{src_root}: no usable images")
+            for name in PER_IMAGE:
+                if name != "split":
+                    f[name].resize(len(labels), axis=0)
+            f.create_dataset("split", data=stratified_split(labels, fractions, np.random.default_rng(seed)))
+            f.attrs.update({"format": FORMAT, "rawcnn_version": rawcnn_version(),
+                            "settings": json.dumps(s), "class_names": json.dumps(records.class_names),
+                            "source": str(Path(src_root).resolve()), "layout": records.layout,
+                            "seed": int(seed), "split_fractions": json.dumps(fractions.tolist()),
+                            "skipped": json.dumps(skipped)})
+            split_ids = f["split"][:]
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    counts = np.zeros((3, len(records.class_names)), np.int64)  # (3, K)
+    np.add.at(counts, (split_ids, labels), 1)
+    return PrepareSummary(out, len(labels), records.class_names, counts, skipped)
+
+
+class SplitArrays(NamedTuple):
+    """The images of one split, in file order.
+
+    images           (M, C, S, S) uint8, C = the settings' channels
+    labels           (M,) int64
+    names            (M,) object (str)
+    lesion_masks     (M, S, S) uint8 0/1
+    has_lesion_mask  (M,) bool
+    lung_masks       (M, S, S) uint8 0/1
+    has_lung_mask    (M,) bool
+    index            (M,) int64 row of each image in the file
+    """
+    images: np.ndarray
+    labels: np.ndarray
+    names: np.ndarray
+    lesion_masks: np.ndarray
+    has_lesion_mask: np.ndarray
+    lung_masks: np.ndarray
+    has_lung_mask: np.ndarray
+    index: np.ndarray
+
+
+class PreparedData:
+    """A prepared data set loaded into memory (see load_dataset and the module docstring).
+
+    Arrays as stored (images (N, 1, S, S) uint8, split_ids (N,) int8, ...), plus settings (dict),
+    class_names (list), source, layout, version, seed, skipped. `split(name)` gives one split as
+    SplitArrays.
+
+    The images stay uint8; how they become network input (mean subtraction, a pretrained net's
+    normalisation) is the training side's input contract (rawcnn.train, rawcnn.preprocessing).
+    """
+
+    def __init__(self, path, arrays, attrs):
+        self.path = Path(path)
+        a = arrays
+        self.images, self.labels, self.names = a["images"], a["labels"], a["names"]  # (N, 1, S, S), (N,), (N,)
+        self.split_ids = a["split_ids"]  # (N,) int8: 0 train, 1 val, 2 test
+        self.lung_masks, self.has_lung_mask = a["lung_masks"], a["has_lung_mask"]  # (N, S, S), (N,) bool
+        self.lesion_masks, self.has_lesion_mask = a["lesion_masks"], a["has_lesion_mask"]  # (N, S, S), (N,)
+        self.roi_boxes, self.source_shapes = a["roi_boxes"], a["source_shapes"]  # (N, 4), (N, 2) int32
+        self.settings = attrs["settings"]
+        self.class_names = attrs["class_names"]
+        self.source, self.layout = attrs["source"], attrs["layout"]
+        self.version, self.seed, self.skipped = str(attrs["rawcnn_version"]), int(attrs["seed"]), attrs["skipped"]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def split(self, name):
+        """The images of split `name` ('train', 'val', 'test' or 'all') as SplitArrays."""
+        if name == "all":
+            index = np.arange(len(self))  # (M,)
+        elif name in SPLITS:
+            index = np.flatnonzero(self.split_ids == SPLITS.index(name))  # (M,)
+        else:
+            raise ValueError(f"{self.path}: no split {name!r}; choose from {list(SPLITS) + ['all']}")
+        images = np.repeat(self.images[index], int(self.settings.get("channels", 3)), axis=1)  # (M, C, S, S)
+        return SplitArrays(images, self.labels[index], self.names[index], self.lesion_masks[index],
+                           self.has_lesion_mask[index], self.lung_masks[index], self.has_lung_mask[index],
+                           index)
+
+    def counts(self):
+        """(3, K) int64 number of images per [split, class]."""
+        counts = np.zeros((3, len(self.class_names)), np.int64)  # (3, K)
+        np.add.at(counts, (self.split_ids, self.labels), 1)
+        return counts
+
+
+def _check(path, a):
+    """Validate the loaded arrays' shapes, dtypes and values; DataError names the file."""
+    N = len(a["labels"])
+    if a["images"].ndim != 4 or a["images"].shape[1] != 1 or a["images"].shape[2] != a["images"].shape[3]:
+        raise DataError(f"{path}: images must be (N, 1, S, S), got {a['images'].shape}")
+    S = a["images"].shape[2]
+    expected = {"images": (N, 1, S, S), "labels": (N,), "names": (N,), "split": (N,),
+                "lung_masks": (N, S, S), "lesion_masks": (N, S, S), "has_lung_mask": (N,),
+                "has_lesion_mask": (N,), "roi_boxes": (N, 4), "source_shapes": (N, 2)}
+    for name, shape in expected.items():
+        if a[name].shape != shape:
+            raise DataError(f"{path}: dataset '{name}' has shape {a[name].shape}, expected {shape} "
+                            f"(N = {N} labels, S = {S})")
+    if a["images"].dtype != np.uint8:
+        raise DataError(f"{path}: images must be uint8, got {a['images'].dtype}")
+    if not np.isin(a["split"], (0, 1, 2)).all():
+        raise DataError(f"{path}: split values must be 0, 1 or 2")
+
+
+def load_dataset(path):
+    """Load a file written by prepare into memory, validated. Returns PreparedData.
+
+    Raises DataError naming the file for a missing file, dataset or attribute, or a shape mismatch.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DataError(f"{path}: not a readable HDF5 file ({e})") from None
+    with f:
+        missing = [n for n in PER_IMAGE if n not in f]
+        if missing:
+            raise DataError(f"{path}: missing dataset(s) {missing}")
+        need = ("format", "rawcnn_version", "settings", "class_names", "source", "layout", "seed",
+                "skipped")
+        absent = [k for k in need if k not in f.attrs]
+        if absent:
+            raise DataError(f"{path}: missing attribute(s) {absent}")
+        a = {n: f[n].asstr()[...] if n == "names" else f[n][...] for n in PER_IMAGE}
+        attrs = {k: f.attrs[k] for k in need}
+    _check(path, a)
+    for key in ("settings", "class_names", "skipped"):
+        attrs[key] = json.loads(attrs[key])
+    labels = a["labels"]
+    if labels.size and (labels.min() < 0 or labels.max() >= len(attrs["class_names"])):
+        raise DataError(f"{path}: labels outside 0..{len(attrs['class_names']) - 1}")
+    a["split_ids"] = a.pop("split")
+    a["names"] = a["names"].astype(object)
+    a["has_lung_mask"] = a["has_lung_mask"].astype(bool)
+    a["has_lesion_mask"] = a["has_lesion_mask"].astype(bool)
+    return PreparedData(path, a, attrs)

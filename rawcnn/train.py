@@ -1,0 +1,386 @@
+"""Training: SGD with momentum, the plateau schedule, checkpoints, exact resume.
+
+Shapes: N training images, B batch, C, H, W the net's input, S the stored image side, K classes;
+x (N, C, H, W) float, or (N, C, S, S) uint8 from a prepared data set; y (N,) int64; logits (B, K).
+
+uint8 images reach the net through an input contract (rawcnn.preprocessing.Preprocessing): the
+one given (an imported model's, e.g. 'vgg-keras'), or by default the training split's per-channel
+mean taken off ('zero-center'). The contract goes into every checkpoint, so evaluation and
+prediction feed the net the same numbers; the data set's own settings (ROI crop, CLAHE, sizes) go
+into the checkpoint's meta as data_settings.
+
+One epoch:
+    order = rng_shuffle.permutation(N)                    a new order every epoch
+    xs, ys = x[order], y[order]                           one gather into reused buffers
+    for each batch b = xs[i:i+B] (a contiguous slice):
+        b = augment(b)                                    translations, rotations (optional)
+        logits = net.forward(to_input(b), train=True)     dropout masks from each layer's rng
+        loss = softmax_cross_entropy(logits, y_b)         stops on NaN / Inf, naming epoch and batch
+        net.backward(dloss/dlogits); SGD step
+    validation loss and accuracy, in batches, train=False
+then the plateau schedule (rawcnn/optim.py) may divide the learning rate by 10 or stop training.
+
+Every random choice comes from a generator with a saved state: shuffling from one seeded with
+`seed`, augmentation from the augmenter's own (`augment.rng`), dropout from each Dropout layer's
+own. last.h5
+(every epoch) holds the weights, the momentum, the three kinds of generator state, the schedule's
+counters and the history, so `resume=True` continues exactly where the run stopped: on the CPU a
+run resumed after epoch k ends bit-for-bit equal to one that never stopped.
+
+Files in out_dir: last.h5, best.h5 (best validation accuracy), history.csv, curves.png.
+"""
+import csv
+import hashlib
+import math
+import os
+import time
+
+import numpy as np
+
+from kernels import get_backend
+from .checkpoint import read_checkpoint, save_checkpoint, set_dropout_rng_states
+from .layers import SoftmaxCrossEntropy
+from .optim import SGD, ReduceOnPlateau
+from .plots import plot_curves
+
+HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+
+
+class Split:
+    """One split's arrays: x (N, ...) images, y (N,) int64 labels, both C-contiguous."""
+
+    def __init__(self, x, y, name):
+        x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+        if y.ndim != 1 or x.shape[0] != y.shape[0]:
+            raise ValueError(f"{name} split: images of shape {x.shape} and labels of shape {y.shape} do not "
+                             f"match (need (N, ...) and (N,))")
+        if y.size and not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{name} split: labels must be integers, got dtype {y.dtype}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} split is empty")
+        self.x, self.y, self.name = x, y.astype(np.int64), name
+
+
+def get_split(data, name):
+    """Split `name` of a dict {name: (x, y)}, a pair ((x, y), (x, y)) or a load_dataset result, as a Split."""
+    if isinstance(data, dict):
+        part = data[name]
+    elif isinstance(data, (tuple, list)):
+        part = data[{"train": 0, "val": 1}[name]]
+    else:
+        part = data.split(name)
+    x, y = (part[0], part[1]) if isinstance(part, (tuple, list)) else (part.images, part.labels)
+    return Split(x, y, name)
+
+
+def zero_center(x, input_shape):
+    """The default input contract for uint8 images: the training split's per-channel mean taken off.
+
+    x: uint8 (N, C, S, S) training images (C = 1 or 3); input_shape: the net's (C, H, W) or None.
+    Returns a rawcnn.preprocessing.Preprocessing (0-255 scale, RGB order, resize to the net's input).
+    MATLAB's imageInputLayer, which the paper used, subtracts the training set's mean image
+    ('zerocenter'); the per-channel mean is the same idea without tying the net to one image size.
+    """
+    from .preprocessing import Preprocessing
+    mean = x.mean(axis=(0, 2, 3), dtype=np.float64)  # (C,)
+    mean = tuple(float(m) for m in (np.repeat(mean, 3) if mean.size == 1 else mean))
+    size = tuple(input_shape[1:]) if input_shape is not None else tuple(x.shape[2:])
+    return Preprocessing(channel_order="RGB", mean=mean, scale=1.0, input_size=size, resize="direct",
+                         name="zero-center", notes=("per-channel mean of the training split subtracted",))
+
+
+def make_to_input(net, preprocessing):
+    """The callable that turns a batch of stored images into the net's input.
+
+    preprocessing: None (images are already float (B, C, H, W): cast to the net's dtype), or a
+    rawcnn.preprocessing.Preprocessing (or its dict) applied to uint8 (B, C, S, S) batches.
+    A one-channel net gets channel 0 of the contract's output (grey radiographs have R = G = B).
+    Returns to_input(x (B, ...)) -> (B, C, H, W) array of the net's dtype.
+    """
+    dtype = net.dtype
+    if preprocessing is None:
+        return lambda x: np.asarray(x).astype(dtype, copy=False)
+    from .preprocessing import Preprocessing
+    pp = preprocessing if isinstance(preprocessing, Preprocessing) else Preprocessing.from_json(preprocessing)
+    one = net.input_shape is not None and net.input_shape[0] == 1
+    if one and (len(set(pp.mean)) > 1 or (pp.std is not None and len(set(pp.std)) > 1)):
+        raise ValueError(f"the net takes 1 channel but the preprocessing contract {pp.describe()!r} treats "
+                         f"the 3 channels differently")
+
+    def to_input(x):
+        x = np.asarray(x)
+        y = pp.apply(x.transpose(0, 2, 3, 1) if x.ndim == 4 else x)  # (B, 3, IH, IW) float32
+        return np.ascontiguousarray(y[:, :1] if one else y, dtype=dtype)
+    return to_input
+
+
+def fingerprint(split):
+    """What identifies a training set for resume: its size, image shape and a hash of its labels."""
+    return {"n": int(split.y.size), "image_shape": list(split.x.shape[1:]),
+            "labels_sha1": hashlib.sha1(split.y.tobytes()).hexdigest()}
+
+
+class _Diverged(Exception):
+    pass
+
+
+class Trainer:
+    """The state of one training run (net, optimizer, schedule, generators, history); call train().
+
+    After an interrupt or a divergence the net in memory holds the partial epoch's weights;
+    last.h5 holds the last completed epoch.
+    """
+
+    def __init__(self, net, data, *, out_dir, batch_size, lr, momentum, weight_decay, patience, max_drops,
+                 seed, augment, preprocessing, log, progress, on_batch):
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        if augment is not None and not isinstance(getattr(augment, "rng", None), np.random.Generator):
+            raise ValueError("augment must be callable as augment(x) and keep its numpy Generator as .rng "
+                             "(like rawcnn.data.Augmenter), so that its state can be saved and restored")
+        self.net, self.log, self.progress, self.on_batch = net, log, progress, on_batch
+        self.train_split, self.val_split = get_split(data, "train"), get_split(data, "val")
+        if preprocessing is None and not np.issubdtype(self.train_split.x.dtype, np.floating):
+            preprocessing = zero_center(self.train_split.x, net.input_shape)
+        self.set_preprocessing(preprocessing)
+        self.data_meta = {"data_settings": getattr(data, "settings", None),
+                          "class_names": getattr(data, "class_names", None)}
+        self.batch_size, self.augment, self.seed = int(batch_size), augment, int(seed)
+        self.opt = SGD(net, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.sched = ReduceOnPlateau(lr, patience=patience, max_drops=max_drops)
+        self.crit = SoftmaxCrossEntropy().to(net.be)
+        self.rng_shuffle = np.random.default_rng(self.seed)
+        self.history, self.epoch, self.best_epoch, self.best_val_acc = [], 0, 0, -math.inf
+        self.out_dir = os.fspath(out_dir)
+        self.last_path = os.path.join(self.out_dir, "last.h5")
+        self.best_path = os.path.join(self.out_dir, "best.h5")
+        self.config = {"batch_size": self.batch_size, "momentum": float(momentum),
+                       "weight_decay": float(weight_decay), "patience": int(patience),
+                       "max_drops": int(max_drops), "seed": self.seed, "augment": repr(augment),
+                       "layers": {l.name: [l.lr_mult, l.trainable] for l in net.layers if l.params}}
+        self._check_input_shape()
+        n = self.train_split.y.size
+        self.xs = np.empty_like(self.train_split.x)  # (N, ...) the epoch's shuffled images
+        self.ys = np.empty(n, dtype=np.int64)        # (N,) their labels
+
+    def set_preprocessing(self, preprocessing):
+        """Use `preprocessing` (None, a Preprocessing or its dict) to feed the net; kept for checkpoints."""
+        self.to_input = make_to_input(self.net, preprocessing)
+        self.preprocessing = (preprocessing.to_dict() if hasattr(preprocessing, "to_dict")
+                              else preprocessing)
+
+    def _check_input_shape(self):
+        want = self.net.input_shape
+        got = tuple(np.shape(self.to_input(self.val_split.x[:1]))[1:])
+        if want is not None and got != tuple(want):
+            raise ValueError(f"the net takes inputs of shape {tuple(want)} (C, H, W) but the data gives "
+                             f"{got} (images of shape {self.train_split.x.shape[1:]} as stored)")
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save(self, path, status, reason=""):
+        meta = {"schedule": self.sched.state(), "best_val_acc": self.best_val_acc if self.best_epoch else None,
+                "best_epoch": self.best_epoch, "config": self.config, "train_data": fingerprint(self.train_split),
+                "status": status, "reason": reason, **self.data_meta}
+        rng_state = {"shuffle": self.rng_shuffle.bit_generator.state,
+                     "augment": self.augment.rng.bit_generator.state if self.augment is not None else None}
+        save_checkpoint(path, self.net, momentum=self.opt.state(), epoch=self.epoch, lr=self.sched.lr,
+                        rng_state=rng_state, history=self.history, preprocessing=self.preprocessing, meta=meta)
+
+    def restore(self, path):
+        """Load everything a run needs from `path` (last.h5); returns its meta."""
+        ck = read_checkpoint(path)
+        meta = ck["meta"] or {}
+        if meta.get("train_data") != fingerprint(self.train_split):
+            raise ValueError(f"{path} was trained on other data ({meta.get('train_data')}); this training set is "
+                             f"{fingerprint(self.train_split)}; resume needs the same training set")
+        if (self.augment is None) != (ck["rng_state"].get("augment") is None):
+            raise ValueError(f"{path} was trained {'with' if self.augment is None else 'without'} augmentation; "
+                             f"resume it the same way")
+        try:
+            self.net.load_state_dict(ck["params"])
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"{path} does not fit this net: {e}") from None
+        set_dropout_rng_states(self.net, ck["dropout_rng"] or {})
+        self.opt.load_state(ck["momentum"])
+        self.sched.load_state(meta["schedule"])
+        self.opt.lr = self.sched.lr
+        self.rng_shuffle.bit_generator.state = ck["rng_state"]["shuffle"]
+        if self.augment is not None:
+            self.augment.rng.bit_generator.state = ck["rng_state"]["augment"]
+        self.set_preprocessing(ck["preprocessing"])
+        self.history, self.epoch = list(ck["history"] or []), ck["epoch"]
+        self.best_epoch = int(meta.get("best_epoch") or 0)
+        self.best_val_acc = meta["best_val_acc"] if meta.get("best_val_acc") is not None else -math.inf
+        changed = {k: (meta["config"].get(k), v) for k, v in self.config.items() if meta["config"].get(k) != v}
+        for k, (old, new) in changed.items():
+            self.log(f"warning: resuming with {k} = {new} (the checkpoint was trained with {old}); "
+                     f"the run will not repeat an uninterrupted one exactly")
+        return meta
+
+    def write_history(self):
+        path = os.path.join(self.out_dir, "history.csv")
+        tmp = path + ".tmp"
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+            w.writeheader()
+            w.writerows(self.history)
+        os.replace(tmp, path)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run_epoch(self, bar):
+        """Train one epoch; returns (mean loss, accuracy, seconds)."""
+        net, crit, opt, xp = self.net, self.crit, self.opt, self.net.be.xp
+        x, y, B = self.train_split.x, self.train_split.y, self.batch_size
+        order = self.rng_shuffle.permutation(y.size)  # (N,)
+        np.take(x, order, axis=0, out=self.xs)
+        np.take(y, order, out=self.ys)
+        total_loss, correct, t0 = 0.0, 0, time.perf_counter()
+        for b, i in enumerate(range(0, y.size, B), start=1):
+            xb, yb = self.xs[i:i + B], self.ys[i:i + B]  # (B, ...), (B,) contiguous slices
+            if self.augment is not None:
+                xb = self.augment(xb)
+            logits = net.forward(self.to_input(xb), train=True)  # (B, K)
+            loss = crit.forward(logits, yb)
+            if not math.isfinite(loss):
+                raise _Diverged(f"the training loss became {loss} at epoch {self.epoch + 1}, batch {b} "
+                                f"(images {i + 1}..{i + yb.size} of the shuffled epoch) with lr {opt.lr:g}")
+            correct += int((xp.argmax(logits, axis=1) == crit.labels).sum())
+            net.backward(crit.backward())
+            opt.step()
+            total_loss += loss * yb.size
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            bar.update(yb.size)
+            if self.on_batch is not None:
+                self.on_batch(self.epoch + 1, b, loss)
+        return total_loss / y.size, correct / y.size, time.perf_counter() - t0
+
+    def validate(self):
+        """Mean loss and accuracy over the validation split, forward only, in batches."""
+        net, crit, xp = self.net, self.crit, self.net.be.xp
+        x, y, B = self.val_split.x, self.val_split.y, self.batch_size
+        total_loss, correct = 0.0, 0
+        for i in range(0, y.size, B):
+            logits = net.forward(self.to_input(x[i:i + B]), train=False)  # (B, K)
+            total_loss += crit.forward(logits, y[i:i + B]) * logits.shape[0]
+            correct += int((xp.argmax(logits, axis=1) == crit.labels).sum())
+        return total_loss / y.size, correct / y.size
+
+    def finish_epoch(self, train_loss, train_acc, seconds, epochs):
+        """Validate, record, checkpoint and log epoch self.epoch; returns the schedule's event."""
+        val_loss, val_acc = self.validate()
+        if not math.isfinite(val_loss):
+            raise _Diverged(f"the validation loss became {val_loss} at epoch {self.epoch}")
+        lr = self.opt.lr
+        self.history.append({"epoch": self.epoch, "train_loss": train_loss, "train_acc": train_acc,
+                             "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "seconds": seconds,
+                             "images_per_s": self.train_split.y.size / seconds})
+        improved = val_acc > self.best_val_acc
+        if improved:
+            self.best_val_acc, self.best_epoch = val_acc, self.epoch
+        event, reason = self.sched.update(self.epoch, val_acc)
+        self.opt.lr = self.sched.lr
+        status = "stopped" if event == "stop" else ("completed" if self.epoch >= epochs else "running")
+        self.save(self.last_path, status, reason)
+        if improved:
+            self.save(self.best_path, status, reason)
+        self.write_history()
+        self.log(f"epoch {self.epoch}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
+                 f"val loss {val_loss:.4f} acc {val_acc:.4f}  lr {lr:.3g}  {seconds:.2f} s "
+                 f"({self.train_split.y.size / seconds:.1f} img/s){'  * best' if improved else ''}")
+        if event:
+            self.log(f"{'lr drop' if event == 'drop' else 'stop'}: {reason}")
+        return event, reason
+
+
+def _progress_bar(progress, total, desc):
+    from tqdm import tqdm
+    return tqdm(total=total, unit="img", unit_scale=False, desc=desc, leave=False, disable=not progress,
+                dynamic_ncols=True)
+
+
+def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9, weight_decay=5e-4,
+          patience=5, max_drops=3, seed=0, augment=None, preprocessing=None, resume=False, progress=True,
+          log=print, device="cpu", on_batch=None):
+    """Train `net` on data's 'train' split, validating on 'val' after every epoch.
+
+    net: a Net (rawcnn.models.build; lr_mult and frozen layers as the caller set them).
+    data: rawcnn.data.load_dataset's result (uint8 images), a dict {'train': (x, y), 'val': (x, y)}
+    or a pair ((x, y), (x, y)) with x float (N, C, H, W) or uint8 (N, C, S, S), y int (N,).
+    epochs: the last epoch to run (1-based); patience, max_drops: the plateau schedule;
+    seed: the shuffling generator's seed; augment: None or an augmenter called as augment(x) with
+    its Generator as augment.rng (rawcnn.data.Augmenter); preprocessing: the input contract for
+    uint8 images (a Preprocessing or its dict; None: zero-center); resume: continue from
+    out_dir/last.h5; device: a backend name ('cpu', 'cuda', 'auto', ...); on_batch: None or a
+    callable on_batch(epoch, batch, loss) run after every step (both 1-based).
+    Returns a dict: status ('completed', 'stopped', 'interrupted', 'diverged'), reason, epoch
+    (the last completed), best_epoch, best_val_acc, history, last_checkpoint, best_checkpoint.
+    """
+    if device is not None and device != net.be.name:
+        net.to(get_backend(device))
+    os.makedirs(out_dir, exist_ok=True)
+    tr = Trainer(net, data, out_dir=out_dir, batch_size=batch_size, lr=lr, momentum=momentum,
+                 weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed, augment=augment,
+                 preprocessing=preprocessing, log=log, progress=progress, on_batch=on_batch)
+    if resume:
+        if not os.path.exists(tr.last_path):
+            raise ValueError(f"resume: {tr.last_path} does not exist; nothing to resume (train without resume)")
+        meta = tr.restore(tr.last_path)
+        if meta.get("status") == "stopped" or tr.epoch >= epochs:
+            why = meta.get("reason") if meta.get("status") == "stopped" else f"the epoch limit is {epochs}"
+            log(f"nothing to resume: {tr.last_path} holds epoch {tr.epoch} ({why})")
+            return _result(tr, meta.get("status") or "completed", why)
+        log(f"resuming from {tr.last_path} after epoch {tr.epoch} (lr {tr.opt.lr:.3g})")
+    else:
+        tr.save(tr.last_path, "running")  # epoch 0: an interrupt in epoch 1 still leaves a checkpoint
+    log(f"training on {net.be.device}: {tr.train_split.y.size} train / {tr.val_split.y.size} validation "
+        f"images, batch {tr.batch_size}, {tr.opt!r}, plateau patience {patience}, at most {max_drops} drops, "
+        f"epochs {tr.epoch + 1}..{epochs}")
+    status, reason = _loop(tr, epochs)
+    if status != "stopped":  # a stop's reason was logged with its epoch
+        log(f"{status}: {reason}")
+    if tr.best_epoch:
+        log(f"best validation accuracy {tr.best_val_acc:.4f} at epoch {tr.best_epoch} ({tr.best_path}); "
+            f"last: {tr.last_path}")
+    if tr.history:
+        plot_curves(tr.history, os.path.join(out_dir, "curves.png"))
+    return _result(tr, status, reason)
+
+
+def _loop(tr, epochs):
+    """Run epochs until the limit, a stop, Ctrl-C or a non-finite loss; returns (status, reason)."""
+    bar, current = None, tr.epoch + 1
+    try:
+        while tr.epoch < epochs:
+            current = tr.epoch + 1
+            bar = _progress_bar(tr.progress, tr.train_split.y.size, f"epoch {current}/{epochs}")
+            train_loss, train_acc, seconds = tr.run_epoch(bar)
+            bar.close()
+            tr.epoch += 1
+            event, why = tr.finish_epoch(train_loss, train_acc, seconds, epochs)
+            if event == "stop":
+                return "stopped", why
+        return "completed", f"reached the epoch limit ({epochs})"
+    except KeyboardInterrupt:
+        return "interrupted", (f"interrupted (Ctrl-C) during epoch {current}; {tr.last_path} holds epoch "
+                               f"{_saved_epoch(tr)}: continue with resume")
+    except _Diverged as e:
+        return "diverged", (f"{e}; stopped. The last good checkpoint, {tr.last_path}, holds epoch "
+                            f"{_saved_epoch(tr)}; try a smaller learning rate")
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _saved_epoch(tr):
+    """The epoch last.h5 holds now (read back: an interrupt may have hit while it was written)."""
+    try:
+        return read_checkpoint(tr.last_path)["epoch"]
+    except (ValueError, OSError):
+        return "none"
+
+
+def _result(tr, status, reason):
+    return {"status": status, "reason": reason, "epoch": tr.epoch, "best_epoch": tr.best_epoch,
+            "best_val_acc": tr.best_val_acc if tr.best_epoch else None, "history": tr.history,
+            "last_checkpoint": tr.last_path,
+            "best_checkpoint": tr.best_path if os.path.exists(tr.best_path) else None}

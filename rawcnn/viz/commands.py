@@ -1,0 +1,147 @@
+"""The visualisations as whole tasks, one function per `rawcnn viz ...` command: each loads the
+checkpoint, picks the images, calls the library functions and writes files. cli.py only parses.
+
+Shape legend: N images, C, S, S the stored (uint8) images, K classes.
+
+Images come from a prepared data set (`data` a path or load_dataset's result, `split`, `indices`
+into the split) or from image files (`images`, preprocessed as the checkpoint's training data was:
+rawcnn.evaluate.predict's steps; no lung ROI crop without a mask). The net is fed what training fed
+it (rawcnn.train.make_to_input with the checkpoint's preprocessing record).
+"""
+import os
+
+import numpy as np
+
+from ..checkpoint import load_checkpoint
+from .activations import save_activations
+from .dream import dream, input_scale
+from .filters import save_filters
+from .heatmap import METHODS, heatmaps, logit_layer
+from .images import gray_to_rgb, montage, overlay, write_png
+from .report import write_report
+from .score import localisation_table
+
+
+def open_checkpoint(checkpoint, device="cpu"):
+    """(net, ck, to_input) for a checkpoint path; to_input maps uint8 (B, C, S, S) to net input."""
+    from ..train import make_to_input
+    net, ck = load_checkpoint(checkpoint, backend=device)
+    return net, ck, make_to_input(net, ck.get("preprocessing") or None)
+
+
+def select_images(ck, data=None, split="test", indices=None, images=()):
+    """The images to look at: (uint8 (N, C, S, S), names list, lesion masks (N, S, S) or None).
+
+    From `data`'s split (all of it, or `indices` into it) or from image files `images`.
+    """
+    if data is not None and images:
+        raise ValueError("give a data set or image files, not both")
+    if images:
+        from ..data import load_image, preprocess_image
+        settings = (ck.get("meta") or {}).get("data_settings")
+        xs = []
+        for p in images:
+            x = load_image(p)                                                    # (H, W) uint8
+            x = preprocess_image(x, None, None, settings)[0] if settings is not None else x
+            xs.append(x if x.ndim == 3 else x[None])                             # (C, S, S)
+        shapes = {x.shape for x in xs}
+        if len(shapes) > 1:
+            raise ValueError(f"the images have different sizes {sorted(shapes)}; the checkpoint records no "
+                             f"data settings that would bring them to one")
+        return np.stack(xs), [os.path.splitext(os.path.basename(os.fspath(p)))[0] for p in images], None
+    if data is None:
+        raise ValueError("give a prepared data set (data=) or image files (images=)")
+    from ..data import load_dataset
+    data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
+    s = data.split(split)
+    idx = np.arange(len(s.labels)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= len(s.labels):
+        raise ValueError(f"indices {list(idx)} do not fit split {split!r} of {len(s.labels)} images")
+    masks = np.where(s.has_lesion_mask[idx, None, None], s.lesion_masks[idx], 0)  # (N, S, S)
+    return s.images[idx], [str(n) for n in s.names[idx]], masks
+
+
+def viz_filters(checkpoint, out, *, layer=None, channel=None, tile=None, ncols=None, device="cpu"):
+    """`rawcnn viz filters`: the filters of Conv2d `layer` (default the first) as one PNG. Returns the path."""
+    net, ck, _ = open_checkpoint(checkpoint, device)
+    order = (ck.get("preprocessing") or {}).get("channel_order", "RGB")
+    return save_filters(net, out, layer=layer, channel=channel, channel_order=order, tile=tile, ncols=ncols)
+
+
+def viz_activations(checkpoint, out_dir, *, data=None, split="test", indices=None, images=(), layer=None,
+                    top_k=8, raw_format="npy", device="cpu"):
+    """`rawcnn viz activations`: per image a grid PNG of `layer`'s channels (each scaled to [0, 1], the
+    top_k marked: inside the lesion mask when the image has one) and the raw array (.npy or .h5).
+    layer: default the deepest conv activation. Returns a list of save_activations' dicts."""
+    from .heatmap import default_layer
+    net, ck, to_input = open_checkpoint(checkpoint, device)
+    layer = layer or default_layer(net)
+    x, names, masks = select_images(ck, data, split, indices, images)
+    out = []
+    for n, name in enumerate(names):
+        m = masks[n] if masks is not None and masks[n].any() else None
+        out.append(save_activations(net, to_input(x[n:n + 1]), layer, out_dir, stem=name, raw_format=raw_format,
+                                    k=top_k, mask=m))
+    return out
+
+
+def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, images=(), method="gradcam",
+                layer=None, class_index=None, channel=None, threshold=0.5, alpha=0.5, batch_size=16,
+                save_raw=False, device="cpu"):
+    """`rawcnn viz heatmap`: per image <name>_<method>.png, the 'jet' map over the radiograph (values
+    under `threshold` transparent), and with save_raw the map itself as <name>_<method>.npy (H, W)
+    float32 in [0, 1]. Returns the list of PNG paths."""
+    net, ck, to_input = open_checkpoint(checkpoint, device)
+    x, names, _ = select_images(ck, data, split, indices, images)
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for i in range(0, len(names), int(batch_size)):
+        hm = heatmaps(net, to_input(x[i:i + batch_size]), method, layer=layer, class_index=class_index,
+                      channel=channel, batch_size=batch_size)
+        for j, heat in enumerate(hm.maps):
+            stem = os.path.join(out_dir, f"{names[i + j]}_{method}")
+            paths.append(write_png(stem + ".png", overlay(gray_to_rgb(x[i + j, 0]), heat, threshold, alpha)))
+            if save_raw:
+                np.save(stem + ".npy", heat)
+    return paths
+
+
+def viz_dream(checkpoint, out, *, layer=None, channel=None, class_index=None, octaves=3, octave_scale=1.4,
+              steps=20, lr=0.05, l2=1e-3, blur_sigma=0.5, jitter=None, seed=0, gray=True, device="cpu"):
+    """`rawcnn viz dream`: a deep-dream PNG of a class neuron (default layer: the logits; every class
+    when class_index is None) or of `channel` of a 4-D layer. Returns the path."""
+    net, _, to_input = open_checkpoint(checkpoint, device)
+    scale = input_scale(to_input, net.input_shape)
+    layer = layer or logit_layer(net)
+    if channel is None and class_index is None:
+        K = int(net.forward(np.zeros((1,) + tuple(net.input_shape), dtype=net.dtype), upto=layer).shape[1])
+        targets = [dict(class_index=k) for k in range(K)]
+    else:
+        targets = [dict(channel=channel, class_index=class_index)]
+    tiles, labels = [], []
+    for t in targets:
+        d = dream(net, layer, octaves=octaves, octave_scale=octave_scale, steps=steps, lr=lr, l2=l2,
+                  blur_sigma=blur_sigma, jitter=jitter, scale=scale, seed=seed, **t)
+        tiles.append(d.rgb(gray=gray))
+        labels.append(f"{layer} {'class ' + str(d.class_index) if d.channel is None else 'channel ' + str(d.channel)}")
+    side = max(128, tiles[0].shape[0])
+    return write_png(out, montage(tiles, labels, ncols=len(tiles), tile_size=(side, side)))
+
+
+def viz_score(checkpoint, data, out, *, split="test", methods=METHODS, layer=None, class_index=1, channel=None,
+              threshold=0.5, tolerance=0, batch_size=16, device="cpu"):
+    """`rawcnn viz score`: localisation scores of every method against the lesion masks of `split`;
+    writes <out>.csv (one row per method) and <out>_images.csv. Returns localisation_table's dict."""
+    from ..data import load_dataset
+    net, _, to_input = open_checkpoint(checkpoint, device)
+    data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
+    return localisation_table(net, data, split, methods, layer=layer, class_index=class_index, channel=channel,
+                              threshold=threshold, tolerance=tolerance, batch_size=batch_size, to_input=to_input,
+                              out=out)
+
+
+def report(run_dir, *, data=None, checkpoint=None, out=None, split="test", device="cpu", **kw):
+    """`rawcnn report`: write_report with `data` a path or load_dataset's result. Returns the HTML path."""
+    from ..data import load_dataset
+    data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
+    return write_report(run_dir, data, checkpoint=checkpoint, out=out, split=split, backend=device, **kw)

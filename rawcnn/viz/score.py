@@ -1,0 +1,168 @@
+"""Localisation scores: does a heat map point at the lesion? Measured against ground-truth masks.
+
+Shape legend: H, W a map's and its masks' size; N images; M images with a lesion in a split.
+
+For a heat map v (H, W) >= 0 and binary masks L (lesion) and G (lungs), both (H, W):
+    pointing game   hit = L[argmax v] (Zhang et al., 2016): the map's maximum lies in the lesion;
+                    with tolerance t pixels, L is first dilated by a (2t+1) x (2t+1) square.
+    energy share    e_L = sum(v * L) / sum(v): the share of the map's mass inside the lesion
+                    (e_G likewise for the lungs). A flat map scores the lesion's area share, the
+                    `lesion_area` column, which is the chance level to compare against.
+    IoU             B = (v >= threshold); IoU = |B and L| / |B or L|.
+Undefined values are NaN, never a silent 0: e.g. an all-zero map has no energy share.
+A map of another size than the masks is resized to them (bilinear) first.
+
+`localisation_table` makes maps for the lesion-marked images of one split of a prepared data set
+(rawcnn.data.dataset.load_dataset), batch by batch, keeping only the scores, and writes
+    <out>.csv           one row per method: means over the images
+    <out>_images.csv    one row per (image, method)
+For the 'channel' method the channel is fixed before looking at the scored split: the one with
+the highest mean activation inside the lesions of `select_split` (default 'train'), so the test
+split's own masks never choose it.
+"""
+import csv
+import os
+
+import cv2
+import numpy as np
+
+from .activations import rank_channels
+from .heatmap import METHODS, default_layer, heatmaps
+from .images import resize
+
+COLUMNS = ("pointing", "energy_lesion", "energy_lung", "iou", "lesion_area")
+
+
+def _binary(mask, name):
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (H, W), got shape {m.shape}")
+    return m > 0
+
+
+def _fit(heat, shape):
+    """The map as float64 (H, W) at the masks' size, checked finite and non-negative."""
+    v = np.asarray(heat, dtype=np.float64)
+    if v.ndim != 2:
+        raise ValueError(f"a heat map must be 2-D (H, W), got shape {v.shape}")
+    if v.shape != tuple(shape):
+        v = resize(v, shape).astype(np.float64)
+    if not np.all(np.isfinite(v)) or v.min() < 0:
+        raise ValueError("a heat map must be finite and non-negative")
+    return v
+
+
+def pointing_game(heat, lesion, tolerance=0):
+    """True when the map's maximum (first in row-major order on ties) lies in the lesion.
+
+    heat: (h, w) >= 0; lesion: (H, W) mask; tolerance: pixels by which the lesion is dilated.
+    Returns bool, or None when the lesion is empty.
+    """
+    L = _binary(lesion, "lesion")
+    if not L.any():
+        return None
+    if tolerance > 0:
+        k = 2 * int(tolerance) + 1
+        L = cv2.dilate(L.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+    v = _fit(heat, L.shape)
+    i, j = np.unravel_index(np.argmax(v), v.shape)
+    return bool(L[i, j])
+
+
+def energy_share(heat, mask):
+    """sum(heat inside mask) / sum(heat), NaN for an all-zero map. heat (h, w) >= 0; mask (H, W)."""
+    M = _binary(mask, "mask")
+    v = _fit(heat, M.shape)
+    total = v.sum()
+    return float(v[M].sum() / total) if total > 0 else float("nan")
+
+
+def iou(heat, mask, threshold=0.5):
+    """IoU of (heat >= threshold) with the mask, NaN when both are empty. heat (h, w); mask (H, W)."""
+    M = _binary(mask, "mask")
+    B = _fit(heat, M.shape) >= threshold
+    union = np.logical_or(B, M).sum()
+    return float(np.logical_and(B, M).sum() / union) if union else float("nan")
+
+
+def score_map(heat, lesion, lung=None, threshold=0.5, tolerance=0):
+    """Every score of one map: {'pointing', 'energy_lesion', 'energy_lung', 'iou', 'lesion_area'}.
+
+    heat: (h, w) >= 0; lesion, lung: (H, W) masks (lung None -> energy_lung NaN). Floats
+    (pointing as 1.0 / 0.0, NaN where undefined).
+    """
+    L = _binary(lesion, "lesion")
+    hit = pointing_game(heat, L, tolerance)
+    return {"pointing": float("nan") if hit is None else float(hit),
+            "energy_lesion": energy_share(heat, L) if L.any() else float("nan"),
+            "energy_lung": energy_share(heat, lung) if lung is not None else float("nan"),
+            "iou": iou(heat, L, threshold),
+            "lesion_area": float(L.mean())}
+
+
+def _write_csv(path, fields, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    os.replace(tmp, path)
+
+
+def localisation_table(net, data, split="test", methods=METHODS, *, layer=None, class_index=1,
+                       channel=None, select_split="train", threshold=0.5, tolerance=0, batch_size=16,
+                       to_input=None, out=None):
+    """Score every method on the images of `split` that have a non-empty lesion mask.
+
+    data: a PreparedData (load_dataset); class_index: the class Grad-CAM and saliency explain
+    (1 = abnormal; None = the predicted one); channel: for 'channel', a fixed channel, else chosen
+    on `select_split` (see the module docstring); to_input: maps a (B, C, S, S) uint8 slice to the
+    net's input (default: cast to the net's dtype); out: path stem of the CSV files, or None.
+    Returns {'summary': [row per method], 'images': [row per (image, method)], 'channel': int or None,
+    'layer': str, 'paths': [written CSVs]}.
+    """
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    layer = layer if layer is not None else default_layer(net)
+    to_input = to_input or (lambda x: np.asarray(x).astype(net.dtype))
+    s = data.split(split)
+    keep = np.flatnonzero(s.has_lesion_mask & (s.lesion_masks.reshape(len(s.labels), -1).max(axis=1) > 0))
+    if keep.size == 0:
+        raise ValueError(f"{data.path}: split {split!r} has no image with a non-empty lesion mask to score")
+    if "channel" in methods and channel is None:
+        sel = data.split(select_split)
+        use = np.flatnonzero(sel.has_lesion_mask)
+        masks = sel.lesion_masks[use] if use.size and sel.lesion_masks[use].any() else None
+        use = use if masks is not None else np.arange(len(sel.labels))
+        channel = int(rank_channels(net, sel.images[use], layer, masks=masks, to_input=to_input,
+                                    batch_size=batch_size)[0][0])
+    rows = []
+    for i in range(0, keep.size, int(batch_size)):
+        idx = keep[i:i + int(batch_size)]
+        x = to_input(s.images[idx])
+        for m in methods:
+            hm = heatmaps(net, x, m, layer=layer, class_index=None if m == "channel" else class_index,
+                          channel=channel, batch_size=batch_size)
+            for j, n in enumerate(idx):
+                lung = s.lung_masks[n] if s.has_lung_mask[n] else None
+                r = {"name": str(s.names[n]), "label": int(s.labels[n]), "method": m,
+                     "class": int(hm.classes[j]), "predicted": int(np.argmax(hm.logits[j]))}
+                r.update(score_map(hm.maps[j], s.lesion_masks[n], lung, threshold, tolerance))
+                rows.append(r)
+    summary = []
+    for m in methods:
+        mine = [r for r in rows if r["method"] == m]
+        row = {"method": m, "n": len(mine), "layer": "input" if m == "saliency" else layer}
+        row.update({c: float(np.nanmean([r[c] for r in mine])) if any(np.isfinite(r[c]) for r in mine)
+                    else float("nan") for c in COLUMNS})
+        summary.append(row)
+    paths = []
+    if out is not None:
+        stem = os.fspath(out)[:-4] if os.fspath(out).endswith(".csv") else os.fspath(out)
+        os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+        _write_csv(stem + ".csv", ["method", "n", "layer", *COLUMNS], summary)
+        _write_csv(stem + "_images.csv", ["name", "label", "method", "class", "predicted", *COLUMNS], rows)
+        paths = [stem + ".csv", stem + "_images.csv"]
+    return {"summary": summary, "images": rows, "channel": channel, "layer": layer, "paths": paths}

@@ -1,0 +1,88 @@
+"""viz/commands.py: each `rawcnn viz ...` task end to end on a checkpoint and a prepared set."""
+import csv
+
+import cv2
+import numpy as np
+import pytest
+
+from rawcnn.checkpoint import save_checkpoint
+from rawcnn.preprocessing import Preprocessing
+from rawcnn.viz import commands
+from rawcnn.viz.dream import input_scale
+
+from test_viz_score import square_net, write_prepared
+
+UNIT = Preprocessing(scale=1 / 255, input_size=(16, 16), name="unit")   # 0..255 -> [0, 1], nothing else
+
+
+@pytest.fixture
+def setup(tmp_path):
+    ckpt = tmp_path / "run" / "best.h5"
+    save_checkpoint(ckpt, square_net(), epoch=1, preprocessing=UNIT.to_dict())
+    data = tmp_path / "set.h5"
+    write_prepared(data)
+    return ckpt, data, tmp_path
+
+
+def test_filters_and_dream(setup):
+    ckpt, _, tmp = setup
+    assert cv2.imread(commands.viz_filters(ckpt, str(tmp / "f.png"))) is not None
+    path = commands.viz_dream(ckpt, str(tmp / "d.png"), steps=3, octaves=2)
+    img = cv2.imread(path)
+    assert img is not None and img.shape[1] > 2 * 128                       # one tile per class
+    one = cv2.imread(commands.viz_dream(ckpt, str(tmp / "c.png"), layer="relu1", channel=0, steps=3))
+    assert one.shape[1] < img.shape[1]
+
+
+def test_input_scale_of_the_unit_contract(setup):
+    ckpt = setup[0]
+    net, _, to_input = commands.open_checkpoint(ckpt)
+    ramp = np.linspace(0, 1, 16)
+    assert input_scale(to_input, net.input_shape) == pytest.approx(ramp.std(), rel=0.02)
+
+
+def test_heatmaps_land_on_the_lesions(setup):
+    ckpt, data, tmp = setup
+    paths = commands.viz_heatmap(ckpt, tmp / "maps", data=data, method="gradcam", layer="relu1", save_raw=True)
+    assert len(paths) == 6                                                   # the whole test split
+    from rawcnn.data import load_dataset
+    s = load_dataset(data).split("test")
+    for n, p in enumerate(paths):
+        assert cv2.imread(p) is not None
+        heat = np.load(p[:-4] + ".npy")
+        if s.labels[n] == 1:
+            i, j = np.unravel_index(np.argmax(heat), heat.shape)
+            assert s.lesion_masks[n, i, j] == 1
+    with pytest.raises(ValueError, match="do not fit"):
+        commands.viz_heatmap(ckpt, tmp / "maps", data=data, indices=[99])
+
+
+def test_heatmap_of_an_image_file(setup):
+    ckpt, _, tmp = setup
+    img = np.zeros((16, 16), np.uint8)
+    img[4:8, 8:12] = 255
+    cv2.imwrite(str(tmp / "x.png"), img)
+    (p,) = commands.viz_heatmap(ckpt, tmp / "maps", images=[tmp / "x.png"], method="channel", channel=0,
+                                layer="relu1", save_raw=True)
+    heat = np.load(p[:-4] + ".npy")
+    i, j = np.unravel_index(np.argmax(heat), heat.shape)
+    assert 4 <= i < 8 and 8 <= j < 12
+
+
+def test_activations_and_score(setup):
+    ckpt, data, tmp = setup
+    out = commands.viz_activations(ckpt, tmp / "acts", data=data, indices=[1], layer="relu1", top_k=1)
+    assert out[0]["top"].tolist() == [0]                                     # inside the lesion: channel 0
+    assert np.load(out[0]["raw"]).shape == (2, 16, 16)
+    t = commands.viz_score(ckpt, data, str(tmp / "loc"), layer="relu1")
+    with open(t["paths"][0]) as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    assert float(rows["gradcam"]["pointing"]) == 1.0
+
+
+def test_report_command(setup):
+    ckpt, data, tmp = setup
+    path = commands.report(ckpt.parent, data=data, dream_steps=2, dream_octaves=1)
+    text = open(path, encoding="utf-8").read()
+    assert "no training history" in text                                    # saved without one
+    assert text.count("data:image/png;base64,") == 7                        # all the other pictures
