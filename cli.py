@@ -102,5 +102,343 @@ def import_weights(file, arch, fmt, flip, fc_order, out):
     click.echo(f"wrote {out}")
 
 
+# -- data -----------------------------------------------------------------------------------------
+@main.group()
+def data():
+    """Synthesise radiographs and prepare data sets."""
+
+
+@data.command("synth")
+@click.option("--n", "n", type=int, default=200, show_default=True, help="Number of images.")
+@click.option("--size", type=int, default=512, show_default=True, help="Image side in pixels.")
+@click.option("--abnormal-fraction", type=float, default=0.5, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (Montgomery layout).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing synthetic set in --out.")
+def data_synth(n, size, abnormal_fraction, seed, out, overwrite):
+    """Write synthetic chest radiographs with lung and lesion masks (NLM Montgomery layout)."""
+    from rawcnn.data import synthesize
+    try:
+        recs = synthesize(out, n, size=size, seed=seed, abnormal_fraction=abnormal_fraction, overwrite=overwrite)
+    except ValueError as e:
+        _fail(e)
+    click.echo(f"wrote {len(recs)} images ({sum(r.label for r in recs)} abnormal) to {out}")
+
+
+@data.command("prepare")
+@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The HDF5 data set to write.")
+@click.option("--input-size", type=int, default=227, show_default=True)
+@click.option("--roi-crop/--no-roi-crop", default=True, show_default=True, help="Crop to the lung masks' box.")
+@click.option("--roi-margin", type=float, default=0.05, show_default=True)
+@click.option("--base-size", type=int, default=1024, show_default=True, help="Resize before CLAHE (0: skip).")
+@click.option("--clahe/--no-clahe", default=True, show_default=True)
+@click.option("--clahe-clip-limit", type=float, default=2.0, show_default=True)
+@click.option("--clahe-tile-grid", type=int, default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the stratified 70/20/10 split.")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled files and list them.")
+def data_prepare(src, out, input_size, roi_crop, roi_margin, base_size, clahe, clahe_clip_limit, clahe_tile_grid,
+                 seed, skip_bad):
+    """Preprocess SRC (Montgomery, Shenzhen or folder-per-class) into one HDF5 data set."""
+    from rawcnn.data import default_settings, prepare
+    s = default_settings(input_size)
+    s.update(roi_crop=roi_crop, roi_margin=roi_margin, base_size=base_size or None, clahe=clahe,
+             clahe_clip_limit=clahe_clip_limit, clahe_tile_grid=clahe_tile_grid)
+    try:
+        summ = prepare(src, out, s, seed=seed, skip_bad=skip_bad)
+    except ValueError as e:
+        _fail(e)
+    click.echo(f"wrote {summ.path}: {summ.n} images, classes {summ.class_names}")
+    for name, row in zip(("train", "val", "test"), summ.counts):
+        click.echo(f"  {name:5s} " + ", ".join(f"{c}: {int(v)}" for c, v in zip(summ.class_names, row)))
+    for path, why in summ.skipped:
+        click.echo(f"  skipped {path}: {why}")
+
+
+# -- training and evaluation -------------------------------------------------------------------
+@main.command()
+@click.option("--model", default="custom", show_default=True, help="custom, alexnet, vgg16, vgg19 or a JSON spec.")
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A prepared data set (rawcnn data prepare).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, logs).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from a rawcnn checkpoint (e.g. from import-weights): transfer learning.")
+@click.option("--num-classes", type=int, default=None, help="Default: the data set's classes.")
+@click.option("--new-head-lr-mult", type=float, default=10.0, show_default=True,
+              help="Learning-rate multiplier of the fresh last layer when --weights has another class count.")
+@click.option("--freeze-through", default=None, help="Freeze every layer up to and including this one.")
+@click.option("--init", default="0.01", show_default=True, help="Weight init std, or 'he' (sqrt(2/fan_in)).")
+@click.option("--epochs", type=int, default=60, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--weight-decay", type=float, default=5e-4, show_default=True, help="L2 on weights.")
+@click.option("--patience", type=int, default=5, show_default=True,
+              help="Epochs without a better validation accuracy before the learning rate is divided by 10.")
+@click.option("--max-drops", type=int, default=3, show_default=True)
+@click.option("--translate", type=float, default=0.1, show_default=True, help="Augmentation: max shift (fraction).")
+@click.option("--rotate", type=float, default=10.0, show_default=True, help="Augmentation: max rotation (degrees).")
+@click.option("--no-augment", is_flag=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_through, init, epochs, batch_size,
+          lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, seed, device):
+    """Train a model with SGD-momentum, L2 and a plateau learning-rate schedule."""
+    from rawcnn.commands import run_training
+    be = _backend(device)
+    try:
+        init_v = init if init == "he" else float(init)
+        res = run_training(model, data_path, out, weights=weights, num_classes=num_classes,
+                           new_head_lr_mult=new_head_lr_mult, freeze_through=freeze_through, init=init_v,
+                           epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                           weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed,
+                           translate=translate, rotate=rotate, augment=not no_augment, resume=resume,
+                           device=be.name)
+    except (ValueError, KeyError) as e:
+        _fail(e)
+    best = res.get("best_val_acc")
+    click.echo(f"{res['status']}: {res['reason']}")
+    if best is not None:
+        click.echo(f"best validation accuracy {best:.4f} at epoch {res['best_epoch']}")
+    click.echo(f"checkpoints: {res.get('last_checkpoint')}, {res.get('best_checkpoint')}")
+    if res["status"] == "interrupted":
+        sys.exit(130)
+    if res["status"] == "diverged":
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
+@click.option("--threshold", type=float, default=0.5, show_default=True, help="Probability of class 1 to call it.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Write eval.json and the ROC PNG here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+def evaluate(checkpoint, data_path, split, threshold, out, as_json, device):
+    """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix on a split."""
+    import json
+    from rawcnn.commands import format_metrics
+    from rawcnn.evaluate import evaluate_checkpoint, save_report
+    be = _backend(device)
+    try:
+        res = evaluate_checkpoint(checkpoint, data_path, split=split, device=be.name, threshold=threshold)
+    except ValueError as e:
+        _fail(e)
+    paths = save_report(res, out) if out else []
+    if as_json:
+        from rawcnn.evaluate import _finite_or_null
+        click.echo(json.dumps(_finite_or_null({k: v for k, v in res.items()
+                                               if k not in ("roc", "probabilities", "names")})))
+    else:
+        click.echo(f"{checkpoint} on the {split} split of {data_path}")
+        click.echo(format_metrics(res))
+    for p in paths:
+        click.echo(f"wrote {p}", err=as_json)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--checkpoint", "--weights", "checkpoint", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A trained or imported rawcnn checkpoint; its preprocessing is applied.")
+@click.option("--top", type=int, default=2, show_default=True, help="How many classes to print per image.")
+@click.option("--class-names", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A text file with one class name per line (e.g. the 1000 ImageNet classes).")
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+def predict(images, checkpoint, top, class_names, device):
+    """Class probabilities for IMAGES with a checkpoint's preprocessing applied."""
+    from rawcnn.commands import predict_top
+    be = _backend(device)
+    try:
+        rows = predict_top(checkpoint, images, top=top, class_names=class_names, device=be.name)
+    except ValueError as e:
+        _fail(e)
+    for path, best in rows:
+        click.echo(path)
+        for i, name, p in best:
+            click.echo(f"  {i:5d}  {p:.4f}" + (f"  {name}" if name else ""))
+
+
+@main.command()
+@click.option("--space", required=True, help="A JSON file (or JSON text) of ranges: lr, momentum, weight_decay, "
+              "dropout, batch_size, each {log_uniform|uniform|choice: [...]} or a number.")
+@click.option("--trials", type=int, default=10, show_default=True)
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", default="custom", show_default=True)
+@click.option("--epochs", type=int, default=5, show_default=True, help="Epochs per trial.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+def search(space, trials, data_path, model, epochs, out, seed, device):
+    """Random search over learning rate, momentum, L2, dropout and batch size."""
+    from rawcnn.data import Augmenter, load_dataset
+    from rawcnn.search import load_space, random_search
+    be = _backend(device)
+    try:
+        ds = load_dataset(data_path)
+        size = int(ds.split("train").images.shape[-1])
+        res = random_search(load_space(space), trials, ds, seed=seed, epochs_per_trial=epochs, out_dir=out,
+                            model=model, num_classes=len(ds.class_names), input_shape=(3, size, size),
+                            augment=Augmenter(rng=seed), device=be.name)
+    except (ValueError, KeyError) as e:
+        _fail(e)
+    if res:
+        click.echo(f"best: trial {res[0]['trial']}, validation accuracy {res[0]['best_val_acc']:.4f}; "
+                   f"results in {os.path.join(out, 'results.csv')}, best configuration in "
+                   f"{os.path.join(out, 'best.json')}")
+
+
+# -- visualisation ------------------------------------------------------------------------------
+def _image_source(f):
+    """The options that pick images: a prepared set's split (and indices) or image files."""
+    f = click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                     help="An image file (repeatable), instead of --data.")(f)
+    f = click.option("--index", "indices", multiple=True, type=int,
+                     help="Index into the split (repeatable; default: all of it).")(f)
+    f = click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test",
+                     show_default=True)(f)
+    f = click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="A prepared data set (its lesion masks rank channels and score maps).")(f)
+    return f
+
+
+@main.group()
+def viz():
+    """Filters, activations, heat maps, dream images and localisation scores of a checkpoint."""
+
+
+@viz.command("filters")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--layer", default=None, help="A Conv2d layer (default: the first).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The PNG to write.")
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+def viz_filters(checkpoint, layer, out, device):
+    """A montage of a conv layer's filters, each scaled to [0, 1]."""
+    from rawcnn.viz import commands as vc
+    try:
+        click.echo(f"wrote {vc.viz_filters(checkpoint, out, layer=layer, device=_backend(device).name)}")
+    except (ValueError, KeyError) as e:
+        _fail(e)
+
+
+@viz.command("activations")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@_image_source
+@click.option("--layer", default=None, help="Any layer (default: the ReLU after the deepest conv).")
+@click.option("--top", "top_k", type=int, default=8, show_default=True,
+              help="Rank channels by mean activation (inside the lesion mask when there is one).")
+@click.option("--raw-format", type=click.Choice(["npy", "h5"]), default="npy", show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k, raw_format, out, device):
+    """The raw per-channel activations of a layer: a labelled grid PNG and the raw array per image."""
+    from rawcnn.viz import commands as vc
+    try:
+        rows = vc.viz_activations(checkpoint, out, data=data_path, split=split, indices=list(indices) or None,
+                                  images=images, layer=layer, top_k=top_k, raw_format=raw_format,
+                                  device=_backend(device).name)
+    except (ValueError, KeyError) as e:
+        _fail(e)
+    for r in rows:
+        click.echo(f"{r['png']}  {r['raw']}  top channels {[int(c) for c in r['top']]}")
+
+
+@viz.command("heatmap")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@_image_source
+@click.option("--method", type=click.Choice(["channel", "gradcam", "saliency"]), default="channel",
+              show_default=True)
+@click.option("--layer", default=None, help="Default: the ReLU after the deepest conv.")
+@click.option("--channel", type=int, default=None, help="For --method channel: this channel.")
+@click.option("--strongest", is_flag=True, help="For --method channel: the strongest channel (the default).")
+@click.option("--class-index", type=int, default=None, help="For gradcam/saliency (default: the predicted class).")
+@click.option("--threshold", type=float, default=0.5, show_default=True, help="Map values below are transparent.")
+@click.option("--alpha", type=float, default=0.5, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, channel, strongest, class_index,
+                threshold, alpha, out, device):
+    """A 'jet' heat map over the radiograph: a channel, Grad-CAM or the input-gradient saliency."""
+    from rawcnn.viz import commands as vc
+    if strongest and channel is not None:
+        _fail(ValueError("give --channel or --strongest, not both"))
+    try:
+        paths = vc.viz_heatmap(checkpoint, out, data=data_path, split=split, indices=list(indices) or None,
+                               images=images, method=method, layer=layer, class_index=class_index,
+                               channel=channel, threshold=threshold, alpha=alpha, device=_backend(device).name)
+    except (ValueError, KeyError) as e:
+        _fail(e)
+    for p in paths:
+        click.echo(f"wrote {p}")
+
+
+@viz.command("dream")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--layer", default=None, help="Default: the logits layer.")
+@click.option("--channel", type=int, default=None, help="A channel of a conv layer, or a class of the logits.")
+@click.option("--octaves", type=int, default=3, show_default=True)
+@click.option("--steps", type=int, default=20, show_default=True)
+@click.option("--lr", type=float, default=0.05, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+def viz_dream(checkpoint, layer, channel, octaves, steps, lr, seed, out, device):
+    """Activation maximisation by gradient ascent on the input (like MATLAB's deepDreamImage)."""
+    from rawcnn.viz import commands as vc
+    from rawcnn.checkpoint import read_checkpoint
+    try:
+        spec = read_checkpoint(checkpoint)["spec"]
+        logits = [e["name"] for e in spec["layers"] if e["type"] == "Linear"][-1]
+        is_class = layer is None or layer == logits
+        path = vc.viz_dream(checkpoint, out, layer=layer, channel=None if is_class else channel,
+                            class_index=channel if is_class else None, octaves=octaves, steps=steps, lr=lr,
+                            seed=seed, device=_backend(device).name)
+    except (ValueError, KeyError) as e:
+        _fail(e)
+    click.echo(f"wrote {path}")
+
+
+@viz.command("score")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
+@click.option("--method", "methods", multiple=True, type=click.Choice(["channel", "gradcam", "saliency"]),
+              help="Repeatable; default: all three.")
+@click.option("--layer", default=None)
+@click.option("--threshold", type=float, default=0.5, show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV path stem (writes OUT.csv).")
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+def viz_score(checkpoint, data_path, split, methods, layer, threshold, out, device):
+    """Localisation scores against the lesion masks: pointing game, energy inside lesion and lungs, IoU."""
+    from rawcnn.viz import commands as vc
+    from rawcnn.commands import format_score_table
+    try:
+        res = vc.viz_score(checkpoint, data_path, out, split=split, methods=tuple(methods) or ("channel", "gradcam", "saliency"),
+                           layer=layer, threshold=threshold, device=_backend(device).name)
+    except (ValueError, KeyError) as e:
+        _fail(e)
+    click.echo(format_score_table(res))
+    for p in res.get("paths", []):
+        click.echo(f"wrote {p}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Default: RUN_DIR/best.h5.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Default: RUN_DIR/report.html.")
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+def report(run_dir, data_path, checkpoint, out, device):
+    """One self-contained HTML page: curves, metrics, ROC, filters, top channels, heat maps, dreams, scores."""
+    from rawcnn.viz import commands as vc
+    try:
+        path = vc.report(run_dir, data=data_path, checkpoint=checkpoint, out=out, device=_backend(device).name)
+    except (ValueError, KeyError) as e:
+        _fail(e)
+    click.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":
     main()

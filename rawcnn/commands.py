@@ -1,0 +1,114 @@
+"""Whole tasks behind the `rawcnn` commands that need more than one library call.
+
+cli.py parses options and calls one function here (or in rawcnn.viz.commands); these functions
+hold the little glue a task needs: building or loading the net, the new head and frozen layers of
+transfer learning, the augmenter, the input contract.
+"""
+import json
+import os
+
+import numpy as np
+
+
+def build_training_net(model, *, weights=None, num_classes=None, input_size=None, seed=0, init=0.01,
+                       new_head_lr_mult=10.0, freeze_through=None, log=print):
+    """(net, preprocessing) for `rawcnn train`.
+
+    model: a built-in name or spec file (ignored for architecture when `weights` is given: the
+    checkpoint's spec is used); weights: a rawcnn checkpoint (e.g. from `rawcnn import-weights`)
+    whose weights start training; with num_classes differing from the checkpoint's, the last
+    Linear is replaced by a fresh one with lr_mult = new_head_lr_mult (the paper's fine-tuning).
+    preprocessing: the weights' input contract (dict) or None (train.py then zero-centres on the
+    training split).
+    """
+    from .checkpoint import load_checkpoint
+    from .models import build
+    if weights is None:
+        shape = (3, input_size, input_size) if input_size else None
+        net = build(model, num_classes=num_classes or 2, input_shape=shape, seed=seed, weight_std=init)
+        pre = None
+    else:
+        net, ck = load_checkpoint(weights)
+        pre = ck.get("preprocessing")
+        last = [l for l in net.layers if l.kind == "Linear"][-1]
+        if num_classes and num_classes != last.out_features:
+            from weights_import.finetune import new_head
+            new_head(net, num_classes, seed=seed, lr_mult=new_head_lr_mult)
+            log(f"replaced {last.name} ({last.out_features} outputs) with a fresh {num_classes}-way layer, "
+                f"learning-rate multiplier {new_head_lr_mult:g}")
+        if input_size and pre:
+            from .preprocessing import Preprocessing
+            pre = Preprocessing.from_json(pre).with_input_size(input_size).to_dict()
+    if freeze_through:
+        net.freeze_through(freeze_through)
+        log(f"frozen: every layer through {freeze_through} (no weight gradients, no backward below)")
+    return net, pre
+
+
+def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, input_size=None,
+                 new_head_lr_mult=10.0, freeze_through=None, init=0.01, epochs=60, batch_size=32, lr=1e-3,
+                 momentum=0.9, weight_decay=5e-4, patience=5, max_drops=3, seed=0, translate=0.1,
+                 rotate=10.0, augment=True, resume=False, device="cpu", progress=True, log=print):
+    """`rawcnn train`: build or load the net, train it on a prepared set; returns train()'s dict."""
+    from .data import Augmenter, load_dataset
+    from .train import train
+    data = load_dataset(data_path)
+    k = num_classes or len(data.class_names)
+    if not weights and input_size is None:
+        input_size = int(data.split("train").images.shape[-1])
+    net, pre = build_training_net(model, weights=weights, num_classes=k, input_size=input_size, seed=seed,
+                                  init=init, new_head_lr_mult=new_head_lr_mult, freeze_through=freeze_through,
+                                  log=log)
+    aug = Augmenter(max_translate=translate, max_rotate_deg=rotate, rng=seed) if augment else None
+    return train(net, data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                 weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed, augment=aug,
+                 preprocessing=pre, resume=resume, progress=progress, log=log, device=device)
+
+
+def format_metrics(result):
+    """A few lines of text for evaluate()'s dict."""
+    keys = ("n", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
+    lines = [f"{k:12s} {result[k]:.4f}" if isinstance(result.get(k), float) else f"{k:12s} {result.get(k)}"
+             for k in keys if k in result]
+    cm = result.get("confusion_matrix")
+    if cm is not None:
+        lines.append("confusion matrix (rows: true class, columns: predicted)")
+        lines += ["  " + " ".join(f"{int(v):6d}" for v in row) for row in np.asarray(cm)]
+    return "\n".join(lines)
+
+
+def predict_top(checkpoint, images, top=5, class_names=None, device="cpu"):
+    """Rows (image, [(class index, name or None, probability), ...]) of the `top` classes per image."""
+    from .evaluate import predict
+    names = None
+    if class_names:
+        with open(class_names) as fh:
+            names = [line.strip() for line in fh if line.strip()]
+    probs = predict(checkpoint, list(images), device=device)
+    if names is not None and len(names) != probs.shape[1]:
+        raise ValueError(f"{class_names}: {len(names)} class names for a model with {probs.shape[1]} classes")
+    rows = []
+    for path, p in zip(images, probs):
+        order = np.argsort(-p, kind="stable")[:top]
+        rows.append((path, [(int(i), names[i] if names else None, float(p[i])) for i in order]))
+    return rows
+
+
+def write_json(path, obj):
+    """Write JSON to a temporary file, then rename it onto `path`."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1, default=float)
+    os.replace(tmp, path)
+
+
+def format_score_table(res):
+    """The localisation summary (viz score) as fixed-width text, one row per method."""
+    from .viz.score import COLUMNS
+    head = ["method", "n", *COLUMNS]
+    rows = [[str(r.get(k)) if not isinstance(r.get(k), float) else f"{r[k]:.3f}" for k in head]
+            for r in res["summary"]]
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [head] + rows]
+    lines.append(f"layer {res.get('layer')}" + (f", channel {res['channel']}" if res.get("channel") is not None else ""))
+    return "\n".join(lines)
