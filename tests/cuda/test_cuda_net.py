@@ -1,0 +1,79 @@
+"""Whole-net parity: the same net, weights and input on the CUDA tier and on the cpu tier.
+
+Also the two things the layer contract promises across devices: arrays on the wrong device
+are refused naming the layer and both devices, and `rawcnn gradcheck` runs on this backend.
+"""
+import numpy as np
+import pytest
+
+from kernels import get_backend, to_numpy
+from rawcnn import models
+from rawcnn.gradcheck import run_gradcheck
+from rawcnn.layers import SoftmaxCrossEntropy
+
+pytestmark = pytest.mark.gpu
+
+# max |cuda - cpu| / max |cpu| per tensor; cuBLAS and numpy's BLAS sum in different orders
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+# every layer type, grouped and strided convs, LRN, ceil-mode pool, dropout: a few thousand threads
+SPEC = {"name": "parity", "input": [3, 11, 11], "layers": [
+    {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
+    {"type": "ReLU", "name": "relu1"},
+    {"type": "LRN", "name": "norm1", "size": 3, "alpha": 0.1, "beta": 0.75, "k": 2.0},
+    {"type": "MaxPool2d", "name": "pool1", "kernel_size": 3, "stride": 2, "ceil_mode": True},
+    {"type": "Conv2d", "name": "conv2", "out_channels": 4, "kernel_size": 2, "padding": 1, "groups": 2},
+    {"type": "ReLU", "name": "relu2"},
+    {"type": "Flatten", "name": "flatten"},
+    {"type": "Linear", "name": "fc1", "out_features": 6},
+    {"type": "ReLU", "name": "relu3"},
+    {"type": "Dropout", "name": "drop1", "p": 0.0},
+    {"type": "Linear", "name": "fc2", "out_features": 3}]}
+
+
+def _max_rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def _run(net, x, labels):
+    crit = SoftmaxCrossEntropy()
+    crit.to(net.be)
+    logits = net.forward(x, train=True)
+    loss = crit.forward(logits, labels)
+    dx = net.backward(crit.backward())
+    grads = {(l.name, k): to_numpy(g) for l, k, _, g in net.parameters()}
+    return to_numpy(logits), loss, to_numpy(dx), grads
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_net_forward_and_every_gradient_match_the_cpu_backend(be, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 11, 11)).astype(dtype)
+    labels = np.array([0, 2])
+    cpu = models.build(SPEC, seed=1, weight_std=0.3).astype(dtype)
+    gpu = models.build(SPEC, seed=1, weight_std=0.3).astype(dtype).to(be)
+    logits_c, loss_c, dx_c, grads_c = _run(cpu, x, labels)
+    logits_g, loss_g, dx_g, grads_g = _run(gpu, be.asarray(x), labels)
+    tol = TOL[dtype]
+    assert _max_rel(logits_g, logits_c) < tol
+    assert abs(loss_g - loss_c) < tol * max(1.0, abs(loss_c))
+    assert _max_rel(dx_g, dx_c) < tol
+    assert grads_g.keys() == grads_c.keys() and len(grads_c) == 8
+    for key in grads_c:
+        assert _max_rel(grads_g[key], grads_c[key]) < tol, key
+
+
+def test_input_on_the_wrong_device_names_layer_and_devices(be):
+    net = models.build(SPEC, seed=1).to(be)
+    if be.xp is np:  # the simulator computes on NumPy arrays: nothing is on a wrong device
+        pytest.skip("the simulator backend holds NumPy arrays")
+    with pytest.raises(ValueError, match=r"'conv1': input is on CPU \(numpy.ndarray\)"):
+        net["conv1"].forward(np.zeros((1, 3, 11, 11), np.float32))
+
+
+def test_gradcheck_runs_on_this_backend(be):
+    rows = run_gradcheck("LRN", backend=be)
+    assert rows and all(r.ok for r in rows)
+    rows = run_gradcheck("MaxPool2d", backend=be)
+    assert rows and all(r.ok for r in rows)
