@@ -132,6 +132,8 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     check = tmp_path / "check.html"
     check.write_text(page.replace("</body>", probe + "</body>"), encoding="utf-8")
     dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+                          "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                          "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
                           "--dump-dom", check.as_uri()], capture_output=True, text=True, timeout=120).stdout
     widths = re.search(r'data-widths="([0-9,]*)"', dom)
     assert widths, dom[:500]
