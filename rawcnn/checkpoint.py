@@ -36,7 +36,14 @@ def atomic_h5(path, write):
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=d)
+    prefix = ".tmp-" + os.path.basename(path) + "-"
+    for stale in os.listdir(d):  # left by a writer that was killed (SIGKILL, power loss) mid-write
+        if stale.startswith(prefix):
+            try:
+                os.remove(os.path.join(d, stale))
+            except OSError:
+                pass
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=d)
     os.close(fd)
     try:
         with h5py.File(tmp, "w") as f:
@@ -44,6 +51,11 @@ def atomic_h5(path, write):
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        dfd = os.open(d, os.O_RDONLY)  # make the rename itself durable
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
