@@ -102,6 +102,21 @@ def import_weights(file, arch, fmt, flip, fc_order, out):
     click.echo(f"wrote {out}")
 
 
+@main.command()
+@click.option("--out", default="demo-run", show_default=True, type=click.Path(file_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@click.option("--quick", is_flag=True, help="A 20-second smoke run (tiny data, 2 epochs; it does not learn).")
+def demo(out, seed, device, quick):
+    """The main job on built-in data: synthesise radiographs, prepare, train the custom net, evaluate, report."""
+    from rawcnn.demo import run_demo
+    be = _backend(device)
+    try:
+        run_demo(out, seed=seed, device=be.name, quick=quick, log=click.echo)
+    except (ValueError, RuntimeError) as e:
+        _fail(e)
+
+
 # -- data -----------------------------------------------------------------------------------------
 @main.group()
 def data():

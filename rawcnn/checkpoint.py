@@ -50,6 +50,9 @@ def atomic_h5(path, write):
             write(f)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
         dfd = os.open(d, os.O_RDONLY)  # make the rename itself durable
         try:
