@@ -55,17 +55,27 @@ class Net:
                 break
         return x
 
-    def backward(self, dy, start=None):
+    def backward(self, dy, start=None, input_grad=True):
         """Run backward from the last layer (or from `start`) down to the lowest layer that needs it.
 
-        Returns dx of the input (None when the first layer is frozen and nothing needs it).
+        input_grad=False skips the gradient w.r.t. the input (training needs only the weights': the
+        first convolution then skips its col2im, as Caffe's first layer does).
+        Returns dx of the input (None when the first layer is frozen or input_grad is False).
         """
         layers = self.layers
         if start is not None:
             layers = layers[:self.names().index(start) + 1]
-        for l in reversed(layers[self._lowest:]):
-            dy = l.backward(dy)
-        return dy if self._lowest == 0 else None
+        first = self.layers[self._lowest]
+        keep = first.need_dx
+        first.need_dx = keep and input_grad
+        try:
+            for l in reversed(layers[self._lowest:]):
+                dy = l.backward(dy)
+                if dy is None:  # a layer that needs no dx ends the pass
+                    break
+        finally:
+            first.need_dx = keep
+        return dy if self._lowest == 0 and input_grad else None
 
     def activations(self, x, names, train=False):
         """Forward `x` and return {name: output of that layer} (arrays of this backend)."""

@@ -245,7 +245,7 @@ class Trainer:
                 raise _Diverged(f"the training loss became {loss} at epoch {self.epoch + 1}, batch {b} "
                                 f"(images {i + 1}..{i + yb.size} of the shuffled epoch) with lr {opt.lr:g}")
             correct += int((xp.argmax(logits, axis=1) == crit.labels).sum())
-            net.backward(crit.backward())
+            net.backward(crit.backward(), input_grad=False)
             opt.step()
             total_loss += loss * yb.size
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)

@@ -90,3 +90,17 @@ def test_float64_net_and_parameter_iteration():
     names = [(l.name, k) for l, k, p, g in net.parameters()]
     assert names[:2] == [("conv1", "w"), ("conv1", "b")] and len(names) == 8
     assert all(g is not None and g.shape == p.shape for _, _, p, g in net.parameters())
+
+
+def test_training_backward_skips_the_input_gradient_with_the_same_weight_gradients():
+    net = models.build(TINY, seed=2, weight_std=0.1)
+    x = np.random.default_rng(3).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    crit = SoftmaxCrossEntropy()
+    crit.forward(net.forward(x, train=True), np.array([0, 1]))
+    full = net.backward(crit.backward())
+    grads = {(l.name, k): g.copy() for l, k, _, g in net.parameters()}
+    assert full.shape == x.shape
+    assert net.backward(crit.backward(), input_grad=False) is None
+    for l, k, _, g in net.parameters():
+        np.testing.assert_array_equal(g, grads[(l.name, k)])
+    assert net["conv1"].need_dx  # restored: saliency and gradient checks still get dx
