@@ -1,0 +1,479 @@
+"""Model-level benchmarks: images/s and peak memory of rawcnn and of the same net in PyTorch.
+
+    python bench/bench_models.py [--only custom-train custom-fwd alexnet-fwd vgg16-fwd]
+                                 [--blas-env both|as-is|unset] [--malloc default|heap|both]
+                                 [--threads N] [--wait-idle S] [--json out.jsonl]
+    python bench/bench_models.py --profile      per-layer forward/backward times of the custom
+                                                training step, rawcnn next to PyTorch
+
+Benchmarks (batch, input):
+    custom-train   custom net, batch 32, 227x227: forward(train) + softmax-CE + backward + the
+                   SGD-momentum update of every parameter (lr 1e-3, momentum 0.9, L2 5e-4 on
+                   every parameter, as torch.optim.SGD(weight_decay=5e-4) does)
+    custom-fwd     custom net, batch 32, 227x227, forward at test time
+    alexnet-fwd    BVLC AlexNet, batch 32, 227x227, 1000 classes, forward
+    vgg16-fwd      VGG16, batch 4, 224x224, 1000 classes, forward
+
+Each measurement runs in its own subprocess, so the peak RSS (ru_maxrss of that child, read by
+the parent with os.wait4) belongs to one framework and one benchmark. Linux starts a child's
+ru_maxrss at its parent's RSS at exec time, so the parent imports neither numpy nor torch and
+takes its header from a child. The children are:
+    info    prints the machine/version header
+    check   builds rawcnn (seed 0) and its PyTorch twin (bench/torch_peer.py, same weights) and
+            prints the max abs/rel diff of the logits (and, for training, of the loss, every
+            gradient and one SGD update; dropout off so both see the same net). Without torch:
+            rawcnn's cpu backend against its reference backend at a reduced input size.
+    time    builds the net, warms up, then times the step; returns the seconds, the share of the
+            CPUs other processes used meanwhile, the RSS before the timed steps and the peak RSS
+            during them (VmHWM reset just before them).
+    profile per-layer times inside the real custom training step (rawcnn: layer by layer;
+            PyTorch: timestamps from forward and backward module hooks).
+The PyTorch child uses torch.set_num_threads(threads), torch.no_grad() for forward, and
+loss.backward() + torch.optim.SGD(momentum=0.9, weight_decay=5e-4).step() for training. rawcnn
+children run with the environment as it is and with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset
+(--blas-env both, the default when they are set), because that choice changes numpy's GEMM
+speed; PyTorch uses its own MKL/oneDNN and is run once per malloc setting (see malloc_envs).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+BENCHES = {
+    "custom-train": dict(model="custom", batch=32, mode="train", repeats=5),
+    "custom-fwd": dict(model="custom", batch=32, mode="fwd", repeats=5),
+    "alexnet-fwd": dict(model="alexnet", batch=32, mode="fwd", repeats=5),
+    "vgg16-fwd": dict(model="vgg16", batch=4, mode="fwd", repeats=3),
+}
+SMALL_INPUT = {"custom": 131, "alexnet": 131, "vgg16": 64}  # reference checks without torch
+SGD_HP = dict(lr=1e-3, momentum=0.9, weight_decay=5e-4)
+PROFILE_REPEATS = 3
+
+
+# -- children --------------------------------------------------------------------------------------
+def build_net(model, **kw):
+    from rawcnn.models import build
+    return build(model, seed=0, **kw)
+
+
+def make_batch(net, batch, seed=1):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, *net.input_shape)).astype(np.float32)  # (N, C, H, W)
+    K = [l for l in net.layers if l.kind == "Linear"][-1].out_features
+    labels = rng.integers(0, K, batch).astype(np.int64)  # (N,)
+    return x, labels
+
+
+def rawcnn_train_step(net, lr=SGD_HP["lr"], momentum=SGD_HP["momentum"], weight_decay=SGD_HP["weight_decay"]):
+    """A closure running one rawcnn training step on (x, labels): forward, loss, backward, SGD.
+
+    As rawcnn.train's loop: no gradient w.r.t. the images (input_grad=False). The update is the
+    fused kernel per parameter, with L2 on every parameter as torch.optim.SGD applies it.
+    """
+    from rawcnn.layers import SoftmaxCrossEntropy
+    loss_layer = SoftmaxCrossEntropy()
+    sgd = net.be.sgd
+    velocity = {}
+
+    def step(x, labels):
+        logits = net.forward(x, train=True)
+        loss = loss_layer.forward(logits, labels)
+        net.backward(loss_layer.backward(), input_grad=False)  # as rawcnn.train does
+        for layer, key, w, dw in net.parameters(trainable_only=True):
+            v = velocity.get((layer.name, key))
+            if v is None:
+                v = velocity[(layer.name, key)] = net.be.xp.zeros_like(w)  # shape of w
+            sgd.sgd_momentum_update(w, dw, v, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return loss
+    return step
+
+
+def torch_train_step(model, torch):
+    opt = torch.optim.SGD(model.parameters(), **SGD_HP)
+    ce = torch.nn.functional.cross_entropy
+
+    def step(xt, lt):
+        opt.zero_grad()
+        loss = ce(model(xt), lt)
+        loss.backward()
+        opt.step()
+        return float(loss)
+    return step
+
+
+def child_time(spec, framework, threads, wait_idle=0):
+    """Build, warm up, time; return a dict of seconds and memory."""
+    import numpy as np  # noqa: F401
+    net = build_net(spec["model"])
+    x, labels = make_batch(net, spec["batch"])
+    train = spec["mode"] == "train"
+    if framework == "rawcnn":
+        step = rawcnn_train_step(net)
+        fn = (lambda: step(x, labels)) if train else (lambda: net.forward(x, train=False))
+    else:
+        import torch
+        torch.set_num_threads(threads)
+        import torch_peer
+        model = torch_peer.peer_from_net(net)  # shares rawcnn's weight arrays: no second copy
+        del net
+        xt, lt = torch.from_numpy(x), torch.from_numpy(labels)
+        if train:
+            model.train()
+            step = torch_train_step(model, torch)
+            fn = lambda: step(xt, lt)  # noqa: E731
+        else:
+            model.eval()
+
+            def fn():
+                with torch.no_grad():
+                    model(xt)
+    for _ in range(2 if train else 1):  # a training step's first run also creates the momentum
+        fn()
+    if wait_idle:
+        common.wait_for_idle(wait_idle)
+    rss_before, build_peak = common.rss_mb(), common.hwm_mb()
+    reset = common.reset_peak_rss()
+    t = common.time_it(fn, repeats=spec["repeats"], warmup=0)
+    step_peak = common.hwm_mb() if reset else None
+    return dict(seconds=t.seconds, others=t.others, rss_before_mb=rss_before, build_peak_mb=build_peak, step_peak_mb=step_peak,
+                own_peak_mb=max(build_peak, step_peak or 0) if build_peak else None)
+
+
+def child_check(spec, torch_ok):
+    """Correctness before timing: rawcnn vs the torch peer (or vs the reference backend)."""
+    import numpy as np
+    model_name, train = spec["model"], spec["mode"] == "train"
+    lines = []
+    if torch_ok:
+        import torch
+        import torch_peer
+        net = build_net(model_name)
+        x, labels = make_batch(net, 4, seed=2)
+        model = torch_peer.peer_from_net(net, share=False)
+        xt, lt = torch.from_numpy(x), torch.from_numpy(labels)
+        what = "rawcnn vs torch"
+    else:
+        small = SMALL_INPUT[model_name]
+        net = build_net(model_name, input_shape=(3, small, small))
+        ref = build_net(model_name, input_shape=(3, small, small)).to("reference")
+        x, labels = make_batch(net, 2, seed=2)
+        what = f"rawcnn cpu vs reference at {small}x{small}"
+    if not train:
+        logits = net.forward(x)
+        want = model.eval()(xt).detach().numpy() if torch_ok else ref.forward(x)
+        lines.append(f"check {spec['model']} forward, {what}: {common.fmt_diff('logits', logits, want)}")
+        return lines
+    # training: dropout off in both so that both compute the same function
+    for l in net.layers:
+        if l.kind == "Dropout":
+            l.p = 0.0
+    from rawcnn.layers import SoftmaxCrossEntropy
+    ce = SoftmaxCrossEntropy()
+    logits = net.forward(x, train=True)
+    loss = ce.forward(logits, labels)
+    net.backward(ce.backward())
+    grads = {(l.name, k): g for l, k, _, g in net.parameters()}
+    if torch_ok:
+        model.eval()
+        out = model(xt)
+        tloss = torch.nn.functional.cross_entropy(out, lt)
+        tloss.backward()
+        want_logits, want_loss = out.detach().numpy(), float(tloss.detach())
+        want_grads = {(n, "w" if a == "weight" else "b"): getattr(m, a).grad.numpy()
+                      for n, m in model.named_children() if hasattr(m, "weight") for a in ("weight", "bias")}
+    else:
+        for l in ref.layers:
+            if l.kind == "Dropout":
+                l.p = 0.0
+        ref_ce = SoftmaxCrossEntropy().to("reference")
+        want_logits = ref.forward(x, train=True)
+        want_loss = ref_ce.forward(want_logits, labels)
+        ref.backward(ref_ce.backward())
+        want_grads = {(l.name, k): g for l, k, _, g in ref.parameters()}
+    lines.append(f"check {spec['model']} training step, {what} (dropout off): "
+                 f"{common.fmt_diff('logits', logits, want_logits)}; loss {loss:.6f} vs {want_loss:.6f}")
+    worst = max(((common.diff(grads[k], want_grads[k]), k) for k in grads), key=lambda t: t[0][1])
+    (err, rel), (lname, key) = worst
+    lines.append(f"  gradients of all {len(grads)} parameters: worst {lname}.{key} max abs {err:.2e}, rel {rel:.2e}")
+    if torch_ok:  # one SGD-momentum update from a nonzero velocity, kernel vs torch.optim.SGD
+        import torch
+        worst_u = (0.0, 0.0), None
+        for (lname, key), g in grads.items():
+            w0 = net[lname].params[key]
+            v0 = np.random.default_rng(3).standard_normal(w0.shape).astype(np.float32) * 1e-3  # shape of w
+            w, v = w0.copy(), v0.copy()
+            net.be.sgd.sgd_momentum_update(w, g, v, **SGD_HP)
+            # torch keeps buf = -v/lr (v = -lr*buf): the same state in its own scale
+            p = torch.nn.Parameter(torch.tensor(w0))
+            p.grad = torch.tensor(g)
+            opt = torch.optim.SGD([p], **SGD_HP)
+            opt.state[p]["momentum_buffer"] = torch.tensor(-v0 / SGD_HP["lr"])
+            opt.step()
+            d = common.diff(w, p.detach().numpy())
+            if d[1] >= worst_u[0][1]:
+                worst_u = d, f"{lname}.{key}"
+        lines.append(f"  one SGD-momentum update vs torch.optim.SGD: worst {worst_u[1]} max abs "
+                     f"{worst_u[0][0]:.2e}, rel {worst_u[0][1]:.2e}")
+    return lines
+
+
+def idle_then_monitor(wait_idle):
+    """Wait (at most wait_idle s) for the CPUs to be free, then start watching other processes."""
+    if wait_idle:
+        common.wait_for_idle(wait_idle)
+    return common.OtherLoad().start()
+
+
+def child_profile(framework, threads, wait_idle=0):
+    """Per-layer forward and backward seconds of the custom training step (batch 32)."""
+    import numpy as np
+    spec = BENCHES["custom-train"]
+    net = build_net(spec["model"])
+    x, labels = make_batch(net, spec["batch"])
+    names = net.names()
+    fwd, bwd = {n: [] for n in names}, {n: [] for n in names}
+    extra = {}
+    if framework == "rawcnn":
+        from rawcnn.layers import SoftmaxCrossEntropy
+        step = rawcnn_train_step(net)
+        step(x, labels)
+        step(x, labels)
+        ce = SoftmaxCrossEntropy()
+        conv1 = net.layers[0]
+        conv1.need_dx = False  # training computes no gradient w.r.t. the images
+        mon = idle_then_monitor(wait_idle)
+        for _ in range(PROFILE_REPEATS):
+            a = x
+            for l in net.layers:
+                t0 = time.perf_counter()
+                a = l.forward(a, train=True)
+                fwd[l.name].append(time.perf_counter() - t0)
+            ce.forward(a, labels)
+            d = ce.backward()
+            for l in reversed(net.layers):
+                t0 = time.perf_counter()
+                d = l.backward(d)
+                bwd[l.name].append(time.perf_counter() - t0)
+        others = mon.stop()
+        conv1.need_dx = True
+        dy = np.ones((spec["batch"], *conv1.output_shape(net.input_shape)), np.float32)  # (N, F, OH, OW)
+        extra["conv1 backward WITH dx (not needed in training)"] = common.time_it(
+            lambda: conv1.backward(dy), repeats=3).median
+        velocity = {(l.name, k): np.zeros_like(w) for l, k, w, _ in net.parameters()}
+
+        def sgd_all():
+            for l, k, w, g in net.parameters():
+                net.be.sgd.sgd_momentum_update(w, g, velocity[(l.name, k)], **SGD_HP)
+        extra["SGD update, all parameters"] = common.time_it(sgd_all, repeats=3).median
+    else:
+        import torch
+        torch.set_num_threads(threads)
+        import torch_peer
+        model = torch_peer.peer_from_net(net).train()
+        del net
+        xt, lt = torch.from_numpy(x), torch.from_numpy(labels)
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        # timestamps from module hooks inside the real training step: a module's forward runs
+        # between its pre and post forward hooks; backward runs module by module in reverse, so
+        # module i's backward lasts from its backward pre-hook to module i-1's (to the end of
+        # loss.backward() for the first module)
+        stamp = {}
+        mods = list(model.named_children())
+        for n, m in mods:
+            m.register_forward_pre_hook(lambda mod, inp, n=n: stamp.__setitem__(("f0", n), time.perf_counter()))
+            m.register_forward_hook(lambda mod, inp, out, n=n: stamp.__setitem__(("f1", n), time.perf_counter()))
+            m.register_full_backward_pre_hook(lambda mod, dout, n=n: stamp.__setitem__(("b0", n), time.perf_counter()))
+        opt = torch.optim.SGD(model.parameters(), **SGD_HP)
+        ce = torch.nn.functional.cross_entropy
+        sgd_s = []
+        for i in range(2 + PROFILE_REPEATS):
+            if i == 2:
+                mon = idle_then_monitor(wait_idle)
+            opt.zero_grad()
+            loss = ce(model(xt), lt)
+            loss.backward()
+            t_end = time.perf_counter()
+            opt.step()
+            if i < 2:
+                continue
+            sgd_s.append(time.perf_counter() - t_end)
+            for j, (n, _) in enumerate(mods):
+                fwd[n].append(stamp[("f1", n)] - stamp[("f0", n)])
+                later = stamp[("b0", mods[j - 1][0])] if j > 0 else t_end
+                bwd[n].append(later - stamp[("b0", n)])
+        others = mon.stop()
+        extra["SGD update, all parameters"] = sorted(sgd_s)[len(sgd_s) // 2]
+    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    return dict(layers=[(n, med(fwd[n]), med(bwd[n])) for n in names], extra=extra, others=others)
+
+
+def child_main(args):
+    common.setup_threads(args.threads)
+    spec = BENCHES.get(args.bench)
+    if args.child == "info":
+        torch = common.try_import_torch() if args.framework == "torch" else None
+        if torch is not None:
+            torch.set_num_threads(args.threads)
+        import numba  # noqa: F401
+        for line in common.machine_description(torch, no_torch=args.framework != "torch"):
+            print(line)
+        out = {"torch": torch is not None}
+    elif args.child == "time":
+        out = child_time(spec, args.framework, args.threads, args.wait_idle)
+    elif args.child == "check":
+        for line in child_check(spec, args.framework == "torch"):
+            print(line)
+        out = {}
+    else:
+        out = child_profile(args.framework, args.threads, args.wait_idle)
+    print("RESULT " + json.dumps(out))
+
+
+# -- parent --------------------------------------------------------------------------------------
+def run_child(kind, bench, framework, threads, env, wait_idle=0):
+    """Run one child; return (its RESULT dict, its ru_maxrss in MiB, its other output lines)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, "--framework", framework,
+           "--threads", str(threads), "--wait-idle", str(wait_idle)] + (["--bench", bench] if bench else [])
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    text = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    lines = text.splitlines()
+    result = [json.loads(l[7:]) for l in lines if l.startswith("RESULT ")]
+    other = [l for l in lines if not l.startswith("RESULT ")]
+    if p.returncode != 0 or not result:
+        raise RuntimeError(f"child {' '.join(cmd[2:])} failed (exit {p.returncode}):\n" + "\n".join(other[-30:]))
+    return result[0], usage.ru_maxrss / 1024, other
+
+
+HEAP_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2 ** 40)}
+
+
+def blas_envs(choice):
+    """[(label, environment)] for the rawcnn children."""
+    as_is = dict(os.environ)
+    unset = {k: v for k, v in os.environ.items() if k not in common.BLAS_ENV}
+    if choice == "as-is" or (choice == "both" and as_is == unset):
+        return [(common.blas_env(), as_is)]
+    if choice == "unset":
+        return [("OPENBLAS_* unset", unset)]
+    return [(common.blas_env(), as_is), ("OPENBLAS_* unset", unset)]
+
+
+def malloc_envs(choice):
+    """[(label, extra variables)]: glibc's default malloc, and/or one that keeps freed memory.
+
+    By default glibc serves every block over 32 MiB with a fresh mmap and unmaps it on free; on a
+    VM whose balloon driver reports free pages to the host, touching such memory again costs
+    about 1-2 ms per MiB, far more than the work on it. MALLOC_MMAP_MAX_=0 with a huge
+    MALLOC_TRIM_THRESHOLD_ serves everything from the heap and keeps it (the peak RSS rises).
+    """
+    default = ("malloc default", {})
+    heap = ("malloc heap (MALLOC_MMAP_MAX_=0, no trim)", HEAP_MALLOC)
+    return {"default": [default], "heap": [heap], "both": [default, heap]}[choice]
+
+
+def run_benches(args, torch_ok):
+    rows = common.Rows(args.json, meta=dict(threads=args.threads, cpu=common.cpu_name()))
+    envs = blas_envs(args.blas_env)
+    for name in args.only:
+        spec = BENCHES[name]
+        fw = "torch" if torch_ok else "rawcnn"
+        _, _, lines = run_child("check", name, fw, args.threads, envs[0][1])
+        for line in lines:
+            rows.note(line)
+        shape = f"{spec['model']} batch {spec['batch']} {spec['mode']}"
+        for mlabel, mvars in malloc_envs(args.malloc):
+            tt = None
+            if torch_ok:
+                res, maxrss, _ = run_child("time", name, "torch", args.threads, {**envs[0][1], **mvars},
+                                           args.wait_idle)
+                tt = (common.Timing(res.pop("seconds"), res.pop("others")), maxrss, res)
+            for label, env in envs:
+                res, maxrss, _ = run_child("time", name, "rawcnn", args.threads, {**env, **mvars}, args.wait_idle)
+                t = common.Timing(res.pop("seconds"), res.pop("others"))
+                ratio = tt[0].median / t.median if tt else None
+                rows.add(name, "rawcnn", shape, t, spec["batch"] / t.median, "img/s", ratio,
+                         tail=mem_tail(maxrss, res), env=label, malloc=mlabel, peak_rss_mb=maxrss, **res)
+                rows.note(f"rawcnn row above: {label}, {mlabel}")
+            if tt:
+                rows.add(name, "torch", shape, tt[0], spec["batch"] / tt[0].median, "img/s",
+                         tail=mem_tail(tt[1], tt[2]), env="torch (MKL/oneDNN)", malloc=mlabel,
+                         peak_rss_mb=tt[1], **tt[2])
+                rows.note(f"torch row above: {mlabel}")
+    rows.save()
+
+
+def mem_tail(maxrss, res):
+    step = res.get("step_peak_mb")
+    return f"  peak RSS {maxrss:6.0f} MB (during steps {step:6.0f} MB)" if step else f"  peak RSS {maxrss:6.0f} MB"
+
+
+def run_profile(args, torch_ok):
+    label, env = blas_envs(args.blas_env)[-1]
+    mlabel, mvars = malloc_envs(args.malloc)[-1]
+    env = (label, {**env, **mvars})
+    print(f"-- profile of custom-train (batch 32, 227x227); rawcnn with {label}; both with {mlabel}; "
+          f"median of {PROFILE_REPEATS} runs, ms --")
+    mine, _, _ = run_child("profile", None, "rawcnn", args.threads, env[1], args.wait_idle)
+    theirs = run_child("profile", None, "torch", args.threads, env[1], args.wait_idle)[0] if torch_ok else None
+    print(f"{'layer':<10} {'rawcnn fwd':>11} {'torch fwd':>10} {'rawcnn bwd':>11} {'torch bwd':>10}")
+    tot = [0.0] * 4
+    for i, (n, f, b) in enumerate(mine["layers"]):
+        tf_, tb = (theirs["layers"][i][1], theirs["layers"][i][2]) if theirs else (float("nan"),) * 2
+        vals = (f, tf_, b, tb)
+        tot = [a + v for a, v in zip(tot, vals)]
+        print(f"{n:<10} {f * 1e3:11.1f} {tf_ * 1e3:10.1f} {b * 1e3:11.1f} {tb * 1e3:10.1f}")
+    print(f"{'total':<10} {tot[0] * 1e3:11.1f} {tot[1] * 1e3:10.1f} {tot[2] * 1e3:11.1f} {tot[3] * 1e3:10.1f}")
+    for who, res in (("rawcnn", mine), ("torch", theirs)):
+        if res and res.get("others") is not None:
+            print(f"other processes used {res['others'] * 100:.0f}% of the CPUs during the {who} profile")
+    for k, v in mine["extra"].items():
+        other = theirs["extra"].get(k) if theirs else None
+        print(f"rawcnn {k}: {v * 1e3:.1f} ms" + (f"   torch: {other * 1e3:.1f} ms" if other else ""))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="+", default=list(BENCHES), choices=list(BENCHES))
+    ap.add_argument("--profile", action="store_true", help="per-layer times of the custom training step")
+    ap.add_argument("--blas-env", default="both", choices=("both", "as-is", "unset"),
+                    help="run rawcnn with OPENBLAS_CORETYPE/L2_SIZE as they are, unset, or both")
+    ap.add_argument("--malloc", default="default", choices=("default", "heap", "both"),
+                    help="glibc malloc as it is, or serving big blocks from a heap it keeps (see malloc_envs)")
+    ap.add_argument("--threads", type=int, default=common.default_threads())
+    ap.add_argument("--no-torch", action="store_true", help="time rawcnn alone even when torch is installed")
+    ap.add_argument("--json", default=None, help="append the rows as JSON lines to this file")
+    ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
+                    help="before each timing wait up to S seconds for other processes to leave the CPUs")
+    ap.add_argument("--child", choices=("info", "time", "check", "profile"), help=argparse.SUPPRESS)
+    ap.add_argument("--bench", help=argparse.SUPPRESS)
+    ap.add_argument("--framework", choices=("rawcnn", "torch"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        return child_main(args)
+    # the parent imports neither numpy nor torch: a child's ru_maxrss starts at the parent's peak
+    # RSS (Linux copies it at exec), so the parent must stay small; the header comes from a child
+    common.setup_threads(args.threads)
+    info, _, lines = run_child("info", None, "rawcnn" if args.no_torch else "torch", args.threads, dict(os.environ))
+    torch_ok = info["torch"]
+    print("== rawcnn model benchmarks" + (" (profile)" if args.profile else "") + " ==")
+    for line in lines:
+        print(line)
+    print("vs torch = torch seconds / rawcnn seconds (> 1: rawcnn faster); peak RSS = ru_maxrss of the "
+          "benchmark's own process; during steps = VmHWM over the timed steps only")
+    if args.profile:
+        run_profile(args, torch_ok)
+    else:
+        run_benches(args, torch_ok)
+
+
+if __name__ == "__main__":
+    main()
