@@ -30,6 +30,15 @@ def rel_error(a, b, floor=1e-12):
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), floor)))
 
 
+def max_diff(a, b):
+    """max|a - b| / max|b|: the error relative to the largest value (0 when both are all zero).
+
+    For comparing tiers where entries may nearly cancel, so element-wise relative error says little.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
 def rel_error_map(a, b, floor=1e-12):
     """Elementwise relative error |a-b| / max(|a|+|b|, floor), same shape as a."""
     a = np.asarray(a, dtype=np.float64)

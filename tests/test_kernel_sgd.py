@@ -14,17 +14,12 @@ import pytest
 
 from kernels.cpu import sgd as cpu
 from kernels.reference import sgd as ref
-from rawcnn.gradcheck import numeric_gradient, rel_error
+from rawcnn.gradcheck import max_diff, numeric_gradient, rel_error
 
 TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
 GRAD_TOL = 1e-7
 TOL = {np.float32: 1e-6, np.float64: 1e-14}
 
-
-def max_diff(a, b):
-    """max|a - b| / max|b|: the error relative to the largest value (0 when both are all zero)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
 @pytest.mark.parametrize("tier", TIERS)
