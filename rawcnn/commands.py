@@ -32,8 +32,7 @@ def build_training_net(model, *, weights=None, num_classes=None, input_size=None
         pre = ck.get("preprocessing")
         last = [l for l in net.layers if l.kind == "Linear"][-1]
         if num_classes and num_classes != last.out_features:
-            from weights_import.finetune import new_head
-            new_head(net, num_classes, seed=seed, lr_mult=new_head_lr_mult)
+            net.replace_head(num_classes, seed=seed, lr_mult=new_head_lr_mult)
             log(f"replaced {last.name} ({last.out_features} outputs) with a fresh {num_classes}-way layer, "
                 f"learning-rate multiplier {new_head_lr_mult:g}")
         if input_size and pre:

@@ -41,14 +41,12 @@ def forward_probs(net, images, labels=None, batch_size=32, to_input=None):
                          f"contract: rawcnn.train.make_to_input, or use evaluate_checkpoint)")
     dtype = net.dtype
     to_input = to_input or (lambda x: np.asarray(x).astype(dtype, copy=False))
+    if labels is None:
+        return net.predict(images, int(batch_size), to_input=to_input).astype(np.float64), None
     crit = SoftmaxCrossEntropy().to(net.be)
-    sm = net.be.softmax
     probs, total = [], 0.0
     for i in range(0, len(images), int(batch_size)):
         logits = net.forward(to_input(images[i:i + batch_size]), train=False)  # (B, K)
-        if labels is None:
-            probs.append(to_numpy(sm.softmax_forward(logits)))
-            continue
         total += crit.forward(logits, np.asarray(labels[i:i + batch_size])) * logits.shape[0]
         probs.append(to_numpy(crit.probs))
     probs = np.concatenate(probs).astype(np.float64)  # (N, K)

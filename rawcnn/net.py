@@ -8,6 +8,9 @@
 Backward stops at the lowest layer that still needs it: below the lowest trainable layer
 nothing is computed (frozen feature extractors cost a forward only).
 """
+import copy
+from contextlib import contextmanager
+
 import numpy as np
 
 from kernels import get_backend, to_numpy
@@ -23,6 +26,7 @@ class Net:
         self.spec = spec
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.be = get_backend("cpu")
+        self._probing = False
         self._set_backward_reach()
 
     # -- access --------------------------------------------------------------------------------
@@ -46,36 +50,87 @@ class Net:
         return f"Net(\n{rows}\n)"
 
     # -- compute -------------------------------------------------------------------------------
-    def forward(self, x, train=False, upto=None):
-        """Run the layers in order (through `upto` when given) and return the last output."""
+    def _span(self, lo_name, hi_name):
+        """Indices [lo, hi) of the layers strictly after `lo_name` (None: from the first) through
+        `hi_name` (None: the last)."""
+        names = self.names()
+        for n in (lo_name, hi_name):
+            if n is not None and n not in names:
+                raise KeyError(f"no layer named {n!r}; layers are: {', '.join(names)}")
+        lo = names.index(lo_name) + 1 if lo_name is not None else 0
+        hi = names.index(hi_name) + 1 if hi_name is not None else len(names)
+        if lo > hi:
+            raise ValueError(f"layer {lo_name!r} comes after {hi_name!r}")
+        return lo, hi
+
+    def forward(self, x, train=False, upto=None, *, after=None):
+        """Run the layers in order and return the last output.
+
+        x: the input (N, C, H, W), or the output of layer `after` when given (the pass then starts
+        just above it); upto: the last layer to run (None: the whole net). Inside `with
+        net.probe():` every layer keeps what its backward needs while computing as at test time.
+        """
         x = self.be.asarray(x, dtype=self.dtype) if not self.be.owns(x) else x
-        for l in self.layers:
-            x = l.forward(x, train=train)
-            if l.name == upto:
-                break
+        lo, hi = self._span(after, upto)
+        probing = self._probing
+        for l in self.layers[lo:hi]:
+            # a probe keeps every layer's state but Dropout's, which is the identity at test time
+            x = l.forward(x, train=train or (probing and l.kind != "Dropout"))
         return x
 
-    def backward(self, dy, start=None, input_grad=True):
-        """Run backward from the last layer (or from `start`) down to the lowest layer that needs it.
+    def backward(self, dy, top=None, bottom=None, input_grad=True, start=None):
+        """Run backward from the output of layer `top` (None: the last) down to the output of layer
+        `bottom` (None: the input), stopping early at the lowest layer that needs it (frozen layers).
 
+        dy: gradient w.r.t. top's output. Fills every trainable layer's grads on the way.
         input_grad=False skips the gradient w.r.t. the input (training needs only the weights': the
-        first convolution then skips its col2im, as Caffe's first layer does).
-        Returns dx of the input (None when the first layer is frozen or input_grad is False).
+        first convolution then skips its col2im, as Caffe's first layer does). `start` is the old
+        name of `top`.
+        Returns the gradient w.r.t. bottom's output (or the input); None when the pass ends early
+        (a frozen layer below, or input_grad False).
         """
-        layers = self.layers
-        if start is not None:
-            layers = layers[:self.names().index(start) + 1]
-        first = self.layers[self._lowest]
-        keep = first.need_dx
-        first.need_dx = keep and input_grad
+        top = start if top is None else top
+        lo, hi = self._span(bottom, top)
+        lo_reach = max(lo, self._lowest)
+        first = self.layers[lo_reach] if lo_reach < hi else None
+        keep = first.need_dx if first is not None else None
+        if first is not None:
+            first.need_dx = keep and (input_grad or lo_reach > 0)
         try:
-            for l in reversed(layers[self._lowest:]):
+            for l in reversed(self.layers[lo_reach:hi]):
+                if self._probing and l.kind == "Dropout":
+                    continue  # identity at test time
                 dy = l.backward(dy)
                 if dy is None:  # a layer that needs no dx ends the pass
                     break
         finally:
-            first.need_dx = keep
-        return dy if self._lowest == 0 and input_grad else None
+            if first is not None:
+                first.need_dx = keep
+        return dy if lo_reach == lo and (input_grad or lo > 0) else None
+
+    @contextmanager
+    def probe(self):
+        """Context for forward/backward passes that look at the net instead of training it
+        (heat maps, saliency, trace).
+
+        Inside: forward keeps what backward needs but computes as at test time (Dropout is the
+        identity, and skipped going back); backward reaches the input whatever is frozen, every
+        layer computes dx and no layer computes weight gradients (need_dw=False in the kernels).
+        On exit: the frozen/trainable flags and the weight gradients are as before, and every
+        layer forgets what its forward kept.
+        """
+        saved = [(l.need_dx, l.trainable, dict(l.grads)) for l in self.layers]
+        lowest, probing = self._lowest, self._probing
+        for l in self.layers:
+            l.need_dx, l.trainable = True, False
+        self._lowest, self._probing = 0, True
+        try:
+            yield self
+        finally:
+            for l, (need_dx, trainable, grads) in zip(self.layers, saved):
+                l.need_dx, l.trainable, l.grads = need_dx, trainable, grads
+                l.clear()
+            self._lowest, self._probing = lowest, probing
 
     def activations(self, x, names, train=False):
         """Forward `x` and return {name: output of that layer} (arrays of this backend)."""
@@ -91,13 +146,36 @@ class Net:
                 out[l.name] = x
         return out
 
-    def predict_proba(self, x, batch_size=32):
-        """Class probabilities (N, K) as a numpy array, forward in batches at test time."""
-        sm = self.be.softmax
+    def predict(self, x, batch_size=32, *, upto=None, softmax=True, to_input=None, progress=None):
+        """Test-time forward of `x` in batches, as one numpy array.
+
+        x: (N, C, H, W), numpy or this backend's array (each batch is moved over on its own);
+        upto: the last layer (None: the whole net); softmax: apply a softmax to the output when
+        the net does not end in a Softmax layer (class probabilities (N, K)); to_input: an optional
+        callable mapping a (B, ...) slice of x to the net's (B, C, H, W) input (e.g. uint8 images
+        through the checkpoint's input contract); progress: an optional callable wrapping the
+        batch range (e.g. tqdm).
+        Returns (N, ...) numpy array (the net's dtype).
+        """
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        hi = self._span(None, upto)[1]
+        ends_in_softmax = self.layers[hi - 1].kind == "Softmax"
+        starts = range(0, len(x), int(batch_size))
         outs = []
-        for i in range(0, len(x), batch_size):
-            outs.append(to_numpy(sm.softmax_forward(self.forward(x[i:i + batch_size]))))
+        for i in (progress(starts) if progress is not None else starts):
+            xb = x[i:i + int(batch_size)]
+            y = self.forward(to_input(xb) if to_input is not None else xb, upto=upto)
+            if softmax and not ends_in_softmax:
+                y = self.be.softmax.softmax_forward(y)
+            outs.append(to_numpy(y))
+        if not outs:
+            raise ValueError("predict: no images (x has length 0)")
         return np.concatenate(outs)
+
+    def predict_proba(self, x, batch_size=32):
+        """Class probabilities (N, K) as a numpy array, forward in batches at test time (= predict)."""
+        return self.predict(x, batch_size)
 
     # -- parameters ----------------------------------------------------------------------------
     def parameters(self, trainable_only=False):
@@ -164,6 +242,37 @@ class Net:
         for i, l in enumerate(self.layers):
             l.trainable = i > idx
         self._set_backward_reach()
+
+    def replace_head(self, num_classes, seed, lr_mult=10.0, weight_std=0.01):
+        """Replace the last Linear with a fresh one of `num_classes` outputs; returns the new layer.
+
+        Transfer learning as in the paper this project follows: the 1000-way ImageNet layer becomes
+        a new 2-way one that learns faster (`lr_mult`, Caffe's name, multiplies its learning rate).
+        The new layer keeps the old one's name and input width, is drawn as every rawcnn layer is
+        (weights N(0, weight_std), biases 0) from the explicit `seed`, and lives on the net's backend
+        and dtype; net.spec is updated so that checkpoints rebuild the new head.
+        """
+        from .layers import Linear
+        idx = [i for i, l in enumerate(self.layers) if l.kind == "Linear"]
+        if not idx:
+            raise ValueError("replace_head: the net has no Linear layer to replace")
+        if int(num_classes) < 1:
+            raise ValueError(f"replace_head: num_classes must be >= 1, got {num_classes}")
+        i = idx[-1]
+        old = self.layers[i]
+        head = Linear(old.in_features, int(num_classes), name=old.name, rng=np.random.default_rng(seed),
+                      weight_std=weight_std, dtype=self.dtype)
+        head.to(self.be)
+        head.lr_mult = float(lr_mult)
+        self.layers[i] = head
+        if self.spec is not None:
+            spec = copy.deepcopy(self.spec)
+            for e in spec["layers"]:
+                if e["name"] == old.name:
+                    e["out_features"] = int(num_classes)
+            self.spec = spec
+        self._set_backward_reach()
+        return head
 
     def _set_backward_reach(self):
         """Backward runs down to the layer just above the highest frozen one; nothing below it.

@@ -156,12 +156,14 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     return y
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True):
+def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
+                    need_dw=True):
     """Gradients of conv2d_forward, the columns rebuilt from x a slice at a time.
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
-    budget_bytes bounds the column buffer (reused for dcols); need_dx=False skips dcols, col2im.
-    Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW), db (F,)), x's dtype.
+    budget_bytes bounds the column buffer (reused for dcols); need_dx=False skips dcols, col2im;
+    need_dw=False skips im2col and the dw products (dw, db returned as None).
+    Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     OH, OW = check_conv2d(x, w, None, stride, padding, groups)
     N, C, H, W = x.shape
@@ -180,15 +182,18 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     dx = np.empty_like(x) if need_dx else None  # (N, C, H, W)
     for n0 in range(0, N, nb):
         n1 = min(N, n0 + nb)
-        cols = _columns(x[n0:n1], buf, (KH, KW), stride, padding, pointwise)
+        if need_dw:
+            cols = _columns(x[n0:n1], buf, (KH, KW), stride, padding, pointwise)
+        else:  # no columns of x are needed: the buffer only receives dcols
+            cols = None if pointwise else buf[:n1 - n0]
         # dcols overwrites cols group by group, once that group's dw is done (pointwise: dx itself)
         dcols = dx[n0:n1].reshape(n1 - n0, C, P) if pointwise and need_dx else cols
         for g in range(groups):
             fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
-            for n in range(n1 - n0):
+            for n in range(n1 - n0 if need_dw else 0):
                 dw2[fs] += dy3[n0 + n, fs] @ cols[n, ks].T  # (F/G, K)
             if need_dx:
                 np.matmul(w2[fs].T, dy3[n0:n1, fs], out=dcols[:, ks])  # (nb, K, P)
         if need_dx and not pointwise:
             _col2im_kernel(dcols, dx[n0:n1], KH, KW, *stride, *padding, OH, OW)
-    return dx, dw2.reshape(w.shape), db
+    return (dx, dw2.reshape(w.shape), db) if need_dw else (dx, None, None)

@@ -165,12 +165,14 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     return y
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True):
+def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
+                    need_dw=True):
     """Gradients of conv2d_forward, the columns rebuilt from x a slice at a time.
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
-    budget_bytes bounds the column buffer; need_dx=False skips dcols and col2im.
-    Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW), db (F,)), x's dtype.
+    budget_bytes bounds the column buffer; need_dx=False skips dcols and col2im; need_dw=False
+    skips im2col and the dw products (dw, db returned as None).
+    Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     xp = device_arrays("conv2d_backward", dy=dy, x=x, w=w)
     check_float("conv2d_backward", x=x)
@@ -190,11 +192,12 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     db = dy.sum(axis=(0, 2, 3))  # (F,): a plain reduction, left to the array module
     for n0 in range(0, N, nb):
         n1 = min(N, n0 + nb)
-        cols = _columns(x[n0:n1], buf, (KH, KW), stride, padding).reshape(G, CK, -1)  # (G, CK, nb*L)
         # dy of the slice side by side like the columns: (F, nb*L), a transposing copy
         dyg = xp.ascontiguousarray(dy[n0:n1].reshape(n1 - n0, F, L).transpose(1, 0, 2)).reshape(G, F // G, -1)
-        dwg += xp.matmul(dyg, cols.transpose(0, 2, 1))  # (G, F/G, CK)
+        if need_dw:
+            cols = _columns(x[n0:n1], buf, (KH, KW), stride, padding).reshape(G, CK, -1)  # (G, CK, nb*L)
+            dwg += xp.matmul(dyg, cols.transpose(0, 2, 1))  # (G, F/G, CK)
         if need_dx:
             dcols = xp.matmul(wg.transpose(0, 2, 1), dyg)  # (G, CK, nb*L)
             _col2im(dcols.reshape(G * CK, -1), dx[n0:n1], (KH, KW), stride, padding)
-    return dx, dwg.reshape(w.shape), db
+    return (dx, dwg.reshape(w.shape), db) if need_dw else (dx, None, None)

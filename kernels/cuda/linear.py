@@ -55,11 +55,12 @@ def linear_forward(x, w, b):
     return y
 
 
-def linear_backward(dy, x, w, *, need_dx=True):
+def linear_backward(dy, x, w, *, need_dx=True, need_dw=True):
     """Gradients of the loss w.r.t. x, w and b.
 
     dy: float32/float64 (N, K); x: (N, D); w: (K, D)
-    Returns (dx, dw, db): dx (N, D) or None when need_dx is False, dw (K, D), db (K,); dtype of dy.
+    Returns (dx, dw, db): dx (N, D) or None when need_dx is False, dw (K, D), db (K,) or both None
+    when need_dw is False; dtype of dy.
     """
     xp = device_arrays("linear_backward", dy=dy, x=x, w=w)
     check_linear_args(x, w, w[:, 0])
@@ -68,6 +69,8 @@ def linear_backward(dy, x, w, *, need_dx=True):
                          f"of dtype {x.dtype}, got {dy.shape} {dy.dtype}")
     dy = xp.ascontiguousarray(dy)
     dx = xp.matmul(dy, w) if need_dx else None  # (N, D)
+    if not need_dw:
+        return dx, None, None
     dw = xp.matmul(dy.T, x)  # (K, D)
     db = xp.empty(w.shape[0], dtype=dy.dtype)  # (K,)
     launch(_bias_grad_kernel, db.size, dy, db)

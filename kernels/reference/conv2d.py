@@ -134,12 +134,13 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     return y + b.reshape(1, F, 1, 1)
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True):
+def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
+                    need_dw=True):
     """Gradients of conv2d_forward (see the module docstring for the sums).
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
-    budget_bytes is accepted for the shared signature; need_dx=False skips dx.
-    Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW), db (F,)), x's dtype.
+    budget_bytes is accepted for the shared signature; need_dx=False skips dx, need_dw=False dw and db.
+    Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     OH, OW = check_conv2d(x, w, None, stride, padding, groups)
     N, C, H, W = x.shape
@@ -158,8 +159,9 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
         for kh in range(KH):
             for kw in range(KW):
                 at = (slice(None), cs) + _window(OH, OW, kh, kw, stride)
-                dw[fs, :, kh, kw] = np.einsum("nfhw,nchw->fc", dy[:, fs], xp[at])
+                if need_dw:
+                    dw[fs, :, kh, kw] = np.einsum("nfhw,nchw->fc", dy[:, fs], xp[at])
                 if need_dx:
                     dxp[at] += np.einsum("fc,nfhw->nchw", w[fs, :, kh, kw], dy[:, fs])
     dx = dxp[:, :, ph:ph + H, pw:pw + W].copy() if need_dx else None
-    return dx, dw, db
+    return (dx, dw, db) if need_dw else (dx, None, None)

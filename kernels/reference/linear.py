@@ -36,17 +36,18 @@ def linear_forward(x, w, b):
     return y
 
 
-def linear_backward(dy, x, w, *, need_dx=True):
+def linear_backward(dy, x, w, *, need_dx=True, need_dw=True):
     """Gradients of the loss w.r.t. x, w and b.
 
     dy: float32/float64 (N, K); x: (N, D); w: (K, D)
-    Returns (dx, dw, db): dx (N, D) or None when need_dx is False, dw (K, D), db (K,); dtype of dy.
+    Returns (dx, dw, db): dx (N, D) or None when need_dx is False, dw (K, D), db (K,) or both None
+    when need_dw is False (heat maps and saliency want dx only); dtype of dy.
     """
     check_linear_args(x, w, w[:, 0])
     if dy.shape != (x.shape[0], w.shape[0]) or dy.dtype != x.dtype:
         raise ValueError(f"linear_backward: dy must be (N, K) = {(x.shape[0], w.shape[0])} of dtype {x.dtype}, "
                          f"got {dy.shape} {dy.dtype}")
     dx = np.einsum("nk,kd->nd", dy, w) if need_dx else None  # (N, D)
-    dw = np.einsum("nk,nd->kd", dy, x)  # (K, D)
-    db = np.einsum("nk->k", dy)  # (K,)
+    dw = np.einsum("nk,nd->kd", dy, x) if need_dw else None  # (K, D)
+    db = np.einsum("nk->k", dy) if need_dw else None  # (K,)
     return dx, dw, db

@@ -62,7 +62,8 @@ class Conv2d(Layer):
         x = self.need("x")
         dx, dw, db = self.be.conv2d.conv2d_backward(dy, x, self.params["w"], stride=self.stride,
                                                     padding=self.padding, groups=self.groups,
-                                                    budget_bytes=self.budget_bytes, need_dx=self.need_dx)
+                                                    budget_bytes=self.budget_bytes, need_dx=self.need_dx,
+                                                    need_dw=self.trainable)
         if self.trainable:
             self.grads = {"w": dw, "b": db}
         return dx

@@ -37,7 +37,8 @@ class Linear(Layer):
 
     def backward(self, dy):
         x = self.need("x")
-        dx, dw, db = self.be.linear.linear_backward(dy, x, self.params["w"], need_dx=self.need_dx)
+        dx, dw, db = self.be.linear.linear_backward(dy, x, self.params["w"], need_dx=self.need_dx,
+                                                    need_dw=self.trainable)
         if self.trainable:
             self.grads = {"w": dw, "b": db}
         return dx

@@ -31,8 +31,8 @@ def layer_activations(net, x, layer, batch_size=16):
     x = np.asarray(x) if not net.be.owns(x) else x
     if x.ndim != 4:
         raise ValueError(f"layer_activations expects x of shape (N, C, H, W), got {tuple(x.shape)}")
-    parts = [to_numpy(net.activations(x[i:i + batch_size], [layer])[layer]) for i in range(0, len(x), batch_size)]
-    return np.concatenate(parts)
+    net[layer]  # a clear KeyError for an unknown name
+    return net.predict(x, batch_size, upto=layer, softmax=False)
 
 
 def _mask_weights(mask, hw):

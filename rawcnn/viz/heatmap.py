@@ -54,49 +54,37 @@ def default_layer(net):
 
 
 class Probe:
-    """Context for a forward/backward used to look at the net, not to train it.
+    """Context for a forward/backward used to look at the net, not to train it: Net.probe() with
+    the two passes named as the heat maps use them.
 
-    Inside: every layer up to `top` computes dx and leaves its weight gradients alone.
+    Inside: every layer computes dx, no layer computes weight gradients, Dropout is the identity.
     On exit: the flags are restored and every layer forgets what its forward kept.
     """
 
     def __init__(self, net):
         self.net = net
+        self._ctx = None
 
     def __enter__(self):
-        self.saved = [(l.need_dx, l.trainable, dict(l.grads)) for l in self.net.layers]
-        for l in self.net.layers:
-            l.need_dx, l.trainable = True, False
+        self._ctx = self.net.probe()
+        self._ctx.__enter__()
         return self
 
     def __exit__(self, *exc):
-        for l, (need_dx, trainable, grads) in zip(self.net.layers, self.saved):
-            l.need_dx, l.trainable, l.grads = need_dx, trainable, grads
-            l.clear()
-        self.saved = None
-        return False
+        ctx, self._ctx = self._ctx, None
+        return ctx.__exit__(*exc)
 
     def forward(self, x, upto, after=None):
         """Forward the layers after `after` (None: from the input) through `upto`, keeping what
         backward needs; returns upto's output."""
-        net, names = self.net, self.net.names()
-        x = net.be.asarray(x, dtype=net.dtype) if not net.be.owns(x) else x
-        lo = names.index(after) + 1 if after is not None else 0
-        for l in net.layers[lo:names.index(upto) + 1]:
-            x = l.forward(x, train=l.kind != "Dropout")
-        return x
+        return self.net.forward(x, upto=upto, after=after)
 
     def backward(self, dy, top, bottom=None):
         """Backward from the output of layer `top` to the output of layer `bottom` (None: the input).
 
         dy: gradient w.r.t. top's output. Returns the gradient w.r.t. bottom's output (or the input).
         """
-        names = self.net.names()
-        lo = names.index(bottom) + 1 if bottom is not None else 0
-        for l in reversed(self.net.layers[lo:names.index(top) + 1]):
-            if l.kind != "Dropout":  # identity at test time
-                dy = l.backward(dy)
-        return dy
+        return self.net.backward(dy, top=top, bottom=bottom)
 
 
 def _class_indices(class_index, logits):
