@@ -28,8 +28,8 @@ REL_TOL = 1e-3  # float32 checks above this relative error are flagged MISMATCH
 # -- layer shapes of the built-in models -------------------------------------------------------
 def layer_shapes(model):
     """{layer name: (spec entry, input shape, output shape)} without allocating any weights."""
-    from kernels.reference.conv2d import conv2d_output_size
-    from kernels.reference.maxpool2d import pool_output_size
+    from kernels.shapes import conv2d_output_size
+    from kernels.shapes import pool_output_size
     from rawcnn.layers.base import pair
     from rawcnn.models import load_spec
     spec = load_spec(model)

@@ -22,7 +22,7 @@ slices (or their transposes), which NumPy hands to BLAS.
 import numpy as np
 from numba import njit, prange
 
-from kernels.reference.conv2d import check_conv2d, conv2d_output_size
+from kernels.shapes import check_conv2d, conv2d_output_size
 
 
 @njit(cache=True)

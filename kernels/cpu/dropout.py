@@ -10,7 +10,7 @@ on 2 cores (the passes are memory bound).
 import numpy as np
 from numba import njit, prange
 
-from kernels.reference.dropout import check_dropout_args, check_dropout_mask_args
+from kernels.shapes import check_dropout_args, check_dropout_mask_args
 
 
 @njit(parallel=True, cache=True)

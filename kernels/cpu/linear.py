@@ -6,7 +6,7 @@ y, dy (N, K).
 All three products go to NumPy's BLAS (multi-threaded GEMM); a hand-written Numba loop would
 only be slower. The bias add and the bias gradient are plain NumPy passes over (N, K).
 """
-from kernels.reference.linear import check_linear_args
+from kernels.shapes import check_linear_args
 
 
 def linear_forward(x, w, b):

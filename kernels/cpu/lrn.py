@@ -29,7 +29,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.reference.lrn import check_lrn_args, check_lrn_backward_args
+from kernels.shapes import check_lrn_args, check_lrn_backward_args
 
 BLOCK = 2048  # pixels per job: the running sums (16 KiB of float64) stay in L1/L2
 

@@ -16,7 +16,7 @@ Measured on 1 core (AMD EPYC, float32, N=32 C=96 H=W=55, 3x3 stride 2): forward 
 import numpy as np
 from numba import njit, prange
 
-from kernels.reference.maxpool2d import as_pair, check_maxpool2d_backward_args, maxpool2d_output_shape
+from kernels.shapes import as_pair, check_maxpool2d_backward_args, maxpool2d_output_shape
 
 
 @njit(cache=True)

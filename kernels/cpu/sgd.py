@@ -9,7 +9,7 @@ would make five passes and two temporaries).
 import numpy as np
 from numba import njit, prange
 
-from kernels.reference.sgd import check_sgd_args
+from kernels.shapes import check_sgd_args
 
 
 @njit(parallel=True, cache=True)

@@ -10,7 +10,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.reference.softmax import check_softmax_args
+from kernels.shapes import check_softmax_args
 
 
 @njit(parallel=True, cache=True)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.reference.softmax_cross_entropy import check_sce_args
+from kernels.shapes import check_sce_args
 
 
 @njit(parallel=True, cache=True)

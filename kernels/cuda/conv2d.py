@@ -27,7 +27,7 @@ Kernels, one thread per output element each:
 from numba import cuda
 
 from kernels.cuda._launch import check_float, device_arrays, launch
-from kernels.reference.conv2d import check_conv2d, conv2d_output_size
+from kernels.shapes import check_conv2d, conv2d_output_size
 
 # kernels
 

@@ -23,7 +23,7 @@ import numpy as np
 from numba import cuda
 
 from kernels.cuda._launch import array_module, check_float, device_arrays, launch, uint64_wraparound
-from kernels.reference.dropout import check_dropout_args
+from kernels.shapes import check_dropout_args
 
 # kernels
 

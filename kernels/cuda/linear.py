@@ -15,7 +15,7 @@ at most a few hundred, so a serial sum per thread is short).
 from numba import cuda
 
 from kernels.cuda._launch import device_arrays, launch
-from kernels.reference.linear import check_linear_args
+from kernels.shapes import check_linear_args
 
 # kernels
 

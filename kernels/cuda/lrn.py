@@ -20,7 +20,7 @@ busy. Backward: thread (n, c, h, w) sums dy*y/scale over the mirrored window the
 from numba import cuda
 
 from kernels.cuda._launch import check_float, clamp, device_arrays, launch, scalar
-from kernels.reference.lrn import check_lrn_args
+from kernels.shapes import check_lrn_args
 
 # kernels
 

@@ -24,7 +24,7 @@ import math
 from numba import cuda
 
 from kernels.cuda._launch import check_float, clamp, device_arrays, launch
-from kernels.reference.maxpool2d import as_pair, check_maxpool2d_backward_args, maxpool2d_output_shape
+from kernels.shapes import as_pair, check_maxpool2d_backward_args, maxpool2d_output_shape
 
 # kernels
 

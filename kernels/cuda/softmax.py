@@ -16,7 +16,7 @@ import math
 from numba import cuda
 
 from kernels.cuda._launch import check_float, device_arrays, launch
-from kernels.reference.softmax import check_softmax_args
+from kernels.shapes import check_softmax_args
 
 # kernels
 

@@ -20,7 +20,7 @@ import numpy as np
 from numba import cuda
 
 from kernels.cuda._launch import device_arrays, launch, scalar
-from kernels.reference.softmax import check_softmax_args
+from kernels.shapes import check_softmax_args
 
 # kernels
 

@@ -28,36 +28,7 @@ column entry back onto the pixel it came from). The fast tiers use them; here th
 """
 import numpy as np
 
-
-def conv2d_output_size(x_shape, kernel_size, stride, padding):
-    """(OH, OW) of a convolution or im2col; ValueError when either is below 1."""
-    N, C, H, W = x_shape
-    (KH, KW), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
-        raise ValueError(f"conv2d: stride {stride} must be >= 1 and padding {padding} >= 0")
-    OH = (H + 2 * ph - KH) // sh + 1
-    OW = (W + 2 * pw - KW) // sw + 1
-    if OH < 1 or OW < 1:
-        raise ValueError(f"conv2d: input {tuple(x_shape)} with kernel {tuple(kernel_size)}, "
-                         f"stride {tuple(stride)}, padding {tuple(padding)} gives output {OH}x{OW}")
-    return OH, OW
-
-
-def check_conv2d(x, w, b, stride, padding, groups):
-    """Validate a convolution's arrays; return (OH, OW). b may be None (backward)."""
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"conv2d: x {x.shape} and w {w.shape} must both be 4-D "
-                         f"(N, C, H, W) and (F, C/G, KH, KW)")
-    if x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
-        raise ValueError(f"conv2d: dtypes differ: x {x.shape} {x.dtype}, w {w.shape} {w.dtype}"
-                         + ("" if b is None else f", b {b.shape} {b.dtype}"))
-    C, F = x.shape[1], w.shape[0]
-    if groups < 1 or C % groups or F % groups or C != w.shape[1] * groups:
-        raise ValueError(f"conv2d: x {x.shape} and w {w.shape} do not fit groups={groups}: "
-                         f"need C % G == 0, F % G == 0 and C == w.shape[1] * G")
-    if b is not None and b.shape != (F,):
-        raise ValueError(f"conv2d: b {b.shape} must be ({F},) for w {w.shape}")
-    return conv2d_output_size(x.shape, w.shape[2:], stride, padding)
+from kernels.shapes import check_conv2d, conv2d_output_size  # noqa: F401 (the tiers' shared checks)
 
 
 def _pad(x, padding):

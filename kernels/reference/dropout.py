@@ -13,6 +13,8 @@ Backward (derivation). y is linear in x with the mask as a fixed diagonal, so
 """
 import numpy as np
 
+from kernels.shapes import check_dropout_args, check_dropout_mask_args  # noqa: F401 (the tiers' shared checks)
+
 
 def dropout_mask(shape, *, p, rng, dtype):
     """Draw a mask of 0 and 1/(1-p) values; the same rng state gives the same mask.
@@ -25,16 +27,6 @@ def dropout_mask(shape, *, p, rng, dtype):
     u = rng.random(shape)  # (shape) float64 in [0, 1)
     mask = np.where(u >= p, 1 / (1 - p), 0).astype(dtype)  # (shape): keep where u >= p
     return mask
-
-
-def check_dropout_mask_args(p, rng, dtype):
-    """Raise ValueError unless 0 <= p < 1 and dtype is float32/float64; TypeError for a non-Generator rng."""
-    if not 0 <= p < 1:
-        raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"dropout_mask: rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        raise ValueError(f"dropout_mask: dtype must be float32 or float64, got {np.dtype(dtype)}")
 
 
 def dropout_forward(x, mask):
@@ -58,9 +50,3 @@ def dropout_backward(dy, mask):
     dx = dy * mask
     return dx
 
-
-def check_dropout_args(a, mask, name):
-    """Raise ValueError unless `a` and mask share shape and dtype."""
-    if a.shape != mask.shape or a.dtype != mask.dtype:
-        raise ValueError(f"dropout: {name} {a.shape} {a.dtype} and mask {mask.shape} {mask.dtype} "
-                         f"must share shape and dtype")

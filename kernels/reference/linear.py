@@ -15,14 +15,7 @@ The reference spells each sum out with einsum's index notation (NumPy's own loop
 """
 import numpy as np
 
-
-def check_linear_args(x, w, b):
-    """Raise ValueError unless x (N, D), w (K, D), b (K,) agree in shape and dtype."""
-    if x.ndim != 2 or w.ndim != 2 or b.ndim != 1 or x.shape[1] != w.shape[1] or b.shape[0] != w.shape[0]:
-        raise ValueError(f"linear: need x (N, D), w (K, D), b (K,); got x {x.shape}, w {w.shape}, b {b.shape}")
-    if not x.dtype == w.dtype == b.dtype or x.dtype not in (np.float32, np.float64):
-        raise ValueError(f"linear: x, w, b must share one dtype, float32 or float64; "
-                         f"got {x.dtype}, {w.dtype}, {b.dtype}")
+from kernels.shapes import check_linear_args  # noqa: F401 (the tiers' shared checks)
 
 
 def linear_forward(x, w, b):

@@ -21,24 +21,7 @@ forward window mirrored (the same window when size is odd).
 """
 import numpy as np
 
-
-def check_lrn_args(x, size, alpha, beta, k):
-    """Raise ValueError unless x is (N, C, H, W) float32/float64 and size >= 1."""
-    if x.ndim != 4:
-        raise ValueError(f"lrn: x must be (N, C, H, W), got shape {x.shape}")
-    if x.dtype not in (np.float32, np.float64):
-        raise ValueError(f"lrn: x must be float32 or float64, got {x.dtype}")
-    if int(size) != size or size < 1:
-        raise ValueError(f"lrn: size must be a positive integer, got {size!r}")
-
-
-def check_lrn_backward_args(dy, x, y, scale, size, alpha, beta, k):
-    """Raise ValueError unless dy, x, y, scale are valid and share one shape and dtype."""
-    check_lrn_args(x, size, alpha, beta, k)
-    for name, a in (("dy", dy), ("y", y), ("scale", scale)):
-        if a.shape != x.shape or a.dtype != x.dtype:
-            raise ValueError(f"lrn_backward: {name} {a.shape} {a.dtype} must have the shape and dtype "
-                             f"of x {x.shape} {x.dtype}")
+from kernels.shapes import check_lrn_args, check_lrn_backward_args  # noqa: F401 (the tiers' shared checks)
 
 
 def lrn_forward(x, *, size, alpha, beta, k):

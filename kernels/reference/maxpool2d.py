@@ -21,42 +21,8 @@ its gradients add:
 """
 import numpy as np
 
-
-def as_pair(v, name):
-    """An int or a pair of ints -> (int, int); ValueError otherwise."""
-    pair = (v, v) if np.ndim(v) == 0 else tuple(v)
-    if len(pair) != 2 or any(int(a) != a for a in pair):
-        raise ValueError(f"maxpool2d: {name} must be an int or a pair of ints, got {v!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def pool_output_size(size, kernel, stride, pad, ceil_mode):
-    """Output length along one axis, PyTorch's rule (pooling_output_shape), for a valid window."""
-    span = size + 2 * pad - kernel
-    out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (out - 1) * stride >= size + pad:
-        out -= 1  # the last window would start inside the right padding
-    return out
-
-
-def maxpool2d_output_shape(x_shape, kernel_size, stride, padding, ceil_mode):
-    """(N, C, OH, OW) for an (N, C, H, W) input; ValueError for an impossible configuration."""
-    if len(x_shape) != 4:
-        raise ValueError(f"maxpool2d: x must be (N, C, H, W), got shape {tuple(x_shape)}")
-    N, C, H, W = x_shape
-    (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size"), as_pair(stride, "stride"),
-                                    as_pair(padding, "padding"))
-    if min(KH, KW, SH, SW) < 1 or min(PH, PW) < 0:
-        raise ValueError(f"maxpool2d: kernel_size {(KH, KW)} and stride {(SH, SW)} must be >= 1, "
-                         f"padding {(PH, PW)} >= 0")
-    if 2 * PH > KH or 2 * PW > KW:
-        raise ValueError(f"maxpool2d: padding {(PH, PW)} must be at most half of kernel_size {(KH, KW)}")
-    if H + 2 * PH < KH or W + 2 * PW < KW:
-        raise ValueError(f"maxpool2d: window {(KH, KW)} is larger than the padded input "
-                         f"{(H + 2 * PH, W + 2 * PW)} of x {tuple(x_shape)}")
-    OH = pool_output_size(H, KH, SH, PH, ceil_mode)
-    OW = pool_output_size(W, KW, SW, PW, ceil_mode)
-    return N, C, OH, OW
+from kernels.shapes import (  # noqa: F401 (the tiers' shared checks)
+    as_pair, check_maxpool2d_backward_args, maxpool2d_output_shape, pool_output_size)
 
 
 def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode):
@@ -101,14 +67,3 @@ def maxpool2d_backward(dy, argmax, *, x_shape):
             np.add.at(dx[n, c], argmax[n, c].reshape(-1), dy[n, c].reshape(-1))  # overlaps add
     return dx.reshape(N, C, H, W)
 
-
-def check_maxpool2d_backward_args(dy, argmax, x_shape):
-    """Raise ValueError unless dy and argmax match and every argmax lies in an (H, W) plane."""
-    if len(x_shape) != 4 or dy.ndim != 4 or dy.shape != argmax.shape or tuple(dy.shape[:2]) != tuple(x_shape[:2]):
-        raise ValueError(f"maxpool2d_backward: dy {dy.shape} and argmax {argmax.shape} must be one "
-                         f"(N, C, OH, OW) shape matching x_shape {tuple(x_shape)}")
-    if argmax.dtype != np.int64:
-        raise ValueError(f"maxpool2d_backward: argmax must be int64, got {argmax.dtype}")
-    H, W = x_shape[2:]
-    if argmax.size and (argmax.min() < 0 or argmax.max() >= H * W):
-        raise ValueError(f"maxpool2d_backward: argmax values must lie in [0, {H * W}) for planes of {(H, W)}")

@@ -11,13 +11,7 @@ Backward (derivation). dy_i/dx_j = y_i * ([i == j] - y_j), so
 """
 import numpy as np
 
-
-def check_softmax_args(x, name="x"):
-    """Raise ValueError unless x is a float32/float64 (N, K) array with K >= 1."""
-    if x.ndim != 2 or x.shape[1] < 1:
-        raise ValueError(f"softmax: {name} must be (N, K) with K >= 1, got shape {x.shape}")
-    if x.dtype not in (np.float32, np.float64):
-        raise ValueError(f"softmax: {name} must be float32 or float64, got {x.dtype}")
+from kernels.shapes import check_softmax_args  # noqa: F401 (the tiers' shared checks)
 
 
 def softmax_forward(x):

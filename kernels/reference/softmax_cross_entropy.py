@@ -15,20 +15,7 @@ where dloss is the upstream gradient of the (scalar) loss, 1 when it is the fina
 """
 import numpy as np
 
-
-def check_sce_args(logits, labels, name="logits"):
-    """Raise ValueError unless logits is float (N, K) and labels integer (N,) in [0, K)."""
-    if logits.ndim != 2 or logits.shape[1] < 1 or labels.shape != (logits.shape[0],):
-        raise ValueError(f"softmax_cross_entropy: need {name} (N, K) and labels (N,); "
-                         f"got {logits.shape} and {labels.shape}")
-    if logits.dtype not in (np.float32, np.float64) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"softmax_cross_entropy: {name} must be float32/float64 and labels integer; "
-                         f"got {logits.dtype} and {labels.dtype}")
-    K = logits.shape[1]
-    bad = np.flatnonzero((labels < 0) | (labels >= K))
-    if bad.size:
-        raise ValueError(f"softmax_cross_entropy: label {labels[bad[0]]} at position {bad[0]} "
-                         f"is outside [0, {K}) for K = {K} classes")
+from kernels.shapes import check_sce_args  # noqa: F401 (the tiers' shared checks)
 
 
 def softmax_cross_entropy_forward(logits, labels):

@@ -1,0 +1,175 @@
+"""Shape arithmetic and argument checks shared by the three kernel tiers (reference, cpu, cuda).
+
+Each function raises ValueError with a one-line message naming the op and the shapes at fault, or
+returns the output size. The reference tier imports them like the fast tiers do, so that
+kernels/reference/ holds only the math. Shape legends are the ops' own (kernels/reference/<op>.py).
+"""
+import numpy as np
+
+
+# -- conv2d ------------------------------------------------------------------------------------
+def conv2d_output_size(x_shape, kernel_size, stride, padding):
+    """(OH, OW) of a convolution or im2col; ValueError when either is below 1."""
+    N, C, H, W = x_shape
+    (KH, KW), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
+        raise ValueError(f"conv2d: stride {stride} must be >= 1 and padding {padding} >= 0")
+    OH = (H + 2 * ph - KH) // sh + 1
+    OW = (W + 2 * pw - KW) // sw + 1
+    if OH < 1 or OW < 1:
+        raise ValueError(f"conv2d: input {tuple(x_shape)} with kernel {tuple(kernel_size)}, "
+                         f"stride {tuple(stride)}, padding {tuple(padding)} gives output {OH}x{OW}")
+    return OH, OW
+
+
+def check_conv2d(x, w, b, stride, padding, groups):
+    """Validate a convolution's arrays; return (OH, OW). b may be None (backward)."""
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d: x {x.shape} and w {w.shape} must both be 4-D "
+                         f"(N, C, H, W) and (F, C/G, KH, KW)")
+    if x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
+        raise ValueError(f"conv2d: dtypes differ: x {x.shape} {x.dtype}, w {w.shape} {w.dtype}"
+                         + ("" if b is None else f", b {b.shape} {b.dtype}"))
+    C, F = x.shape[1], w.shape[0]
+    if groups < 1 or C % groups or F % groups or C != w.shape[1] * groups:
+        raise ValueError(f"conv2d: x {x.shape} and w {w.shape} do not fit groups={groups}: "
+                         f"need C % G == 0, F % G == 0 and C == w.shape[1] * G")
+    if b is not None and b.shape != (F,):
+        raise ValueError(f"conv2d: b {b.shape} must be ({F},) for w {w.shape}")
+    return conv2d_output_size(x.shape, w.shape[2:], stride, padding)
+
+
+# -- maxpool2d ---------------------------------------------------------------------------------
+def as_pair(v, name):
+    """An int or a pair of ints -> (int, int); ValueError otherwise."""
+    pair = (v, v) if np.ndim(v) == 0 else tuple(v)
+    if len(pair) != 2 or any(int(a) != a for a in pair):
+        raise ValueError(f"maxpool2d: {name} must be an int or a pair of ints, got {v!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def pool_output_size(size, kernel, stride, pad, ceil_mode):
+    """Output length along one axis, PyTorch's rule (pooling_output_shape), for a valid window."""
+    span = size + 2 * pad - kernel
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1  # the last window would start inside the right padding
+    return out
+
+
+def maxpool2d_output_shape(x_shape, kernel_size, stride, padding, ceil_mode):
+    """(N, C, OH, OW) for an (N, C, H, W) input; ValueError for an impossible configuration."""
+    if len(x_shape) != 4:
+        raise ValueError(f"maxpool2d: x must be (N, C, H, W), got shape {tuple(x_shape)}")
+    N, C, H, W = x_shape
+    (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size"), as_pair(stride, "stride"),
+                                    as_pair(padding, "padding"))
+    if min(KH, KW, SH, SW) < 1 or min(PH, PW) < 0:
+        raise ValueError(f"maxpool2d: kernel_size {(KH, KW)} and stride {(SH, SW)} must be >= 1, "
+                         f"padding {(PH, PW)} >= 0")
+    if 2 * PH > KH or 2 * PW > KW:
+        raise ValueError(f"maxpool2d: padding {(PH, PW)} must be at most half of kernel_size {(KH, KW)}")
+    if H + 2 * PH < KH or W + 2 * PW < KW:
+        raise ValueError(f"maxpool2d: window {(KH, KW)} is larger than the padded input "
+                         f"{(H + 2 * PH, W + 2 * PW)} of x {tuple(x_shape)}")
+    OH = pool_output_size(H, KH, SH, PH, ceil_mode)
+    OW = pool_output_size(W, KW, SW, PW, ceil_mode)
+    return N, C, OH, OW
+
+
+def check_maxpool2d_backward_args(dy, argmax, x_shape):
+    """Raise ValueError unless dy and argmax match and every argmax lies in an (H, W) plane."""
+    if len(x_shape) != 4 or dy.ndim != 4 or dy.shape != argmax.shape or tuple(dy.shape[:2]) != tuple(x_shape[:2]):
+        raise ValueError(f"maxpool2d_backward: dy {dy.shape} and argmax {argmax.shape} must be one "
+                         f"(N, C, OH, OW) shape matching x_shape {tuple(x_shape)}")
+    if argmax.dtype != np.int64:
+        raise ValueError(f"maxpool2d_backward: argmax must be int64, got {argmax.dtype}")
+    H, W = x_shape[2:]
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= H * W):
+        raise ValueError(f"maxpool2d_backward: argmax values must lie in [0, {H * W}) for planes of {(H, W)}")
+
+
+# -- lrn ---------------------------------------------------------------------------------------
+def check_lrn_args(x, size, alpha, beta, k):
+    """Raise ValueError unless x is (N, C, H, W) float32/float64 and size >= 1."""
+    if x.ndim != 4:
+        raise ValueError(f"lrn: x must be (N, C, H, W), got shape {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        raise ValueError(f"lrn: x must be float32 or float64, got {x.dtype}")
+    if int(size) != size or size < 1:
+        raise ValueError(f"lrn: size must be a positive integer, got {size!r}")
+
+
+def check_lrn_backward_args(dy, x, y, scale, size, alpha, beta, k):
+    """Raise ValueError unless dy, x, y, scale are valid and share one shape and dtype."""
+    check_lrn_args(x, size, alpha, beta, k)
+    for name, a in (("dy", dy), ("y", y), ("scale", scale)):
+        if a.shape != x.shape or a.dtype != x.dtype:
+            raise ValueError(f"lrn_backward: {name} {a.shape} {a.dtype} must have the shape and dtype "
+                             f"of x {x.shape} {x.dtype}")
+
+
+# -- linear ------------------------------------------------------------------------------------
+def check_linear_args(x, w, b):
+    """Raise ValueError unless x (N, D), w (K, D), b (K,) agree in shape and dtype."""
+    if x.ndim != 2 or w.ndim != 2 or b.ndim != 1 or x.shape[1] != w.shape[1] or b.shape[0] != w.shape[0]:
+        raise ValueError(f"linear: need x (N, D), w (K, D), b (K,); got x {x.shape}, w {w.shape}, b {b.shape}")
+    if not x.dtype == w.dtype == b.dtype or x.dtype not in (np.float32, np.float64):
+        raise ValueError(f"linear: x, w, b must share one dtype, float32 or float64; "
+                         f"got {x.dtype}, {w.dtype}, {b.dtype}")
+
+
+# -- dropout -----------------------------------------------------------------------------------
+def check_dropout_mask_args(p, rng, dtype):
+    """Raise ValueError unless 0 <= p < 1 and dtype is float32/float64; TypeError for a non-Generator rng."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"dropout_mask: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"dropout_mask: dtype must be float32 or float64, got {np.dtype(dtype)}")
+
+
+def check_dropout_args(a, mask, name):
+    """Raise ValueError unless `a` and mask share shape and dtype."""
+    if a.shape != mask.shape or a.dtype != mask.dtype:
+        raise ValueError(f"dropout: {name} {a.shape} {a.dtype} and mask {mask.shape} {mask.dtype} "
+                         f"must share shape and dtype")
+
+
+# -- softmax -----------------------------------------------------------------------------------
+def check_softmax_args(x, name="x"):
+    """Raise ValueError unless x is a float32/float64 (N, K) array with K >= 1."""
+    if x.ndim != 2 or x.shape[1] < 1:
+        raise ValueError(f"softmax: {name} must be (N, K) with K >= 1, got shape {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        raise ValueError(f"softmax: {name} must be float32 or float64, got {x.dtype}")
+
+
+# -- softmax_cross_entropy ---------------------------------------------------------------------
+def check_sce_args(logits, labels, name="logits"):
+    """Raise ValueError unless logits is float (N, K) and labels integer (N,) in [0, K)."""
+    if logits.ndim != 2 or logits.shape[1] < 1 or labels.shape != (logits.shape[0],):
+        raise ValueError(f"softmax_cross_entropy: need {name} (N, K) and labels (N,); "
+                         f"got {logits.shape} and {labels.shape}")
+    if logits.dtype not in (np.float32, np.float64) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"softmax_cross_entropy: {name} must be float32/float64 and labels integer; "
+                         f"got {logits.dtype} and {labels.dtype}")
+    K = logits.shape[1]
+    bad = np.flatnonzero((labels < 0) | (labels >= K))
+    if bad.size:
+        raise ValueError(f"softmax_cross_entropy: label {labels[bad[0]]} at position {bad[0]} "
+                         f"is outside [0, {K}) for K = {K} classes")
+
+
+# -- sgd ---------------------------------------------------------------------------------------
+def check_sgd_args(w, dw, v):
+    """Raise ValueError unless w, dw, v share shape and dtype and w, v are writeable and contiguous."""
+    if not w.shape == dw.shape == v.shape or not w.dtype == dw.dtype == v.dtype:
+        raise ValueError(f"sgd: w {w.shape} {w.dtype}, dw {dw.shape} {dw.dtype} and v {v.shape} {v.dtype} "
+                         f"must share shape and dtype")
+    if w.dtype not in (np.float32, np.float64):
+        raise ValueError(f"sgd: arrays must be float32 or float64, got {w.dtype}")
+    for name, a in (("w", w), ("v", v)):
+        if not (a.flags.c_contiguous and a.flags.writeable):
+            raise ValueError(f"sgd: {name} {a.shape} must be C-contiguous and writeable (it is updated in place)")
