@@ -243,9 +243,9 @@ def evaluate(checkpoint, data_path, split, threshold, out, as_json, device):
         _fail(e)
     paths = save_report(res, out) if out else []
     if as_json:
-        from rawcnn.evaluate import _finite_or_null
-        click.echo(json.dumps(_finite_or_null({k: v for k, v in res.items()
-                                               if k not in ("roc", "probabilities", "names")})))
+        from rawcnn.jsonsafe import finite_or_null
+        click.echo(json.dumps(finite_or_null({k: v for k, v in res.items()
+                                              if k not in ("roc", "probabilities", "names")})))
     else:
         click.echo(f"{checkpoint} on the {split} split of {data_path}")
         click.echo(format_metrics(res))

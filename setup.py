@@ -10,10 +10,12 @@ setup(
     packages=find_packages(include=["rawcnn", "rawcnn.*", "kernels", "kernels.*",
                                     "weights_import", "weights_import.*"]),
     py_modules=["cli"],
-    install_requires=["numpy>=1.24", "numba>=0.59", "scipy", "h5py", "opencv-python-headless",
+    install_requires=["numpy>=1.24", "numba>=0.59", "h5py", "opencv-python-headless",
                       "click>=8", "tqdm", "matplotlib"],
     extras_require={
-        "test": ["pytest"],
+        # scipy: the Theano weight fixtures' true convolution; scikit-learn: the ROC-AUC oracle;
+        # nbclient/nbformat/ipykernel: the lessons run as tests; ruff: the linter CI runs
+        "test": ["pytest", "scipy", "scikit-learn", "nbclient", "nbformat", "ipykernel", "ruff"],
         "cuda": ["cupy-cuda12x", "numba-cuda[cu12]"],
     },
     entry_points={"console_scripts": ["rawcnn=cli:main"]},

@@ -40,6 +40,7 @@ import time
 import numpy as np
 
 from kernels import get_backend
+from .jsonsafe import finite_or_null
 
 DEMO_SETTINGS = {"n_images": 800, "synth_size": 256, "input_size": 96, "epochs": 15, "batch_size": 32,
                  "lr": 3e-3, "momentum": 0.9, "weight_decay": 5e-4, "patience": 3, "max_drops": 3,
@@ -75,15 +76,7 @@ def standardise(x, input_size):
                          notes=("pixel mean and std of the training split: (x - mean) / std",))
 
 
-def _strict(v):
-    """v with NaN / Inf floats as None and numpy scalars as Python ones, for strict JSON."""
-    if isinstance(v, dict):
-        return {k: _strict(u) for k, u in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_strict(u) for u in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    return None if isinstance(v, float) and not math.isfinite(v) else v
+_strict = finite_or_null
 
 
 def _data(paths, st, seed, progress, log):

@@ -20,6 +20,7 @@ import numpy as np
 
 from kernels import to_numpy
 from .checkpoint import CheckpointError, load_checkpoint
+from .jsonsafe import finite_or_null
 from .layers import SoftmaxCrossEntropy
 from .metrics import classification_report
 from .plots import plot_roc
@@ -69,15 +70,7 @@ def evaluate(net, images, labels, batch_size=32, to_input=None, threshold=0.5):
     return out
 
 
-def _finite_or_null(v):
-    """NaN and +-Inf (undefined metrics, the ROC's first threshold) as None, so the file is strict JSON."""
-    if isinstance(v, dict):
-        return {k: _finite_or_null(u) for k, u in v.items()}
-    if isinstance(v, list):
-        return [_finite_or_null(u) for u in v]
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    return v
+_finite_or_null = finite_or_null  # the old private name
 
 
 def save_report(result, out_dir, prefix="eval"):
@@ -88,7 +81,7 @@ def save_report(result, out_dir, prefix="eval"):
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, f"{prefix}.json")]
     with open(paths[0], "w") as fh:
-        json.dump(_finite_or_null({k: v for k, v in result.items() if k != "probabilities"}), fh, indent=1)
+        json.dump(finite_or_null({k: v for k, v in result.items() if k != "probabilities"}), fh, indent=1)
     if result.get("roc"):
         paths.append(plot_roc(result["roc"]["fpr"], result["roc"]["tpr"], result["auc"],
                               os.path.join(out_dir, f"{prefix}_roc.png")))
