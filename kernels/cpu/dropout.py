@@ -4,8 +4,7 @@ Shapes: any; x, y, dy, dx and mask all have one shape.
 
 The mask is drawn exactly as the reference draws it (u = rng.random(shape), float64), so one
 seed gives one mask in both tiers; turning u into the mask and the two products are parallel
-Numba loops over the flat arrays, measured about 1.2x faster than NumPy's one-core multiply
-on 2 cores (the passes are memory bound).
+Numba loops over the flat arrays (the passes are memory bound; timings in bench/RESULTS.md).
 """
 import numpy as np
 from numba import njit, prange

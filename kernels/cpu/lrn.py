@@ -19,10 +19,8 @@ the window leaves a residue of about 1e-16 * (its square) in the sum, so scale c
 relative error of about 1e-16 * (alpha/size) * max x^2 / k: below float32 rounding unless
 (alpha/size) * max x^2 / k exceeds about 1e9 (with AlexNet's 2e-5 and k = 2, |x| > 3e6).
 For beta = 0.75 (AlexNet, Caffe's and PyTorch's default, MATLAB's), s^-0.75 = r * sqrt(r) with
-r = 1/sqrt(s): square roots vectorise, pow does not (about 8x slower for other betas).
-Measured on 1 core (AMD EPYC, float32, N=32 C=96 H=W=55, beta 0.75): forward 9 ms, backward 13 ms
-(preallocated outputs), against 2 ms for a plain copy of x and 180 / 490 ms for PyTorch 2.13's
-unfused local_response_norm forward / forward+backward.
+r = 1/sqrt(s): square roots vectorise, pow does not (other betas are slower; timings in
+bench/RESULTS.md).
 """
 import math
 
