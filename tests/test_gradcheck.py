@@ -26,7 +26,7 @@ def test_numeric_gradient_steps_around_a_kink():
 def test_every_layer_type_passes(kind):
     rows = run_gradcheck(kind)
     assert rows
-    # single layers meet STYLE.md's 1e-7; the whole net (a scalar loss, step 1e-4) the command's 1e-6
+    # single layers meet docs/style.md's 1e-7; the whole net (a scalar loss, step 1e-4) the command's 1e-6
     limit = THRESHOLD if kind == "Net" else 1e-7
     for r in rows:
         assert r.max_rel_error < limit, (r.layer, r.config, r.tensor, r.max_rel_error)

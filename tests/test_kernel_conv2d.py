@@ -1,6 +1,6 @@
 """conv2d kernels: im2col, col2im, conv2d_forward, conv2d_backward, reference and CPU tiers.
 
-The four tests every op gets (docs/STYLE.md):
+The four tests every op gets (docs/style.md):
  1. tiny hand-computed values (worked out on paper, written out as literals);
  2. backward vs finite differences in float64 for both tiers;
  3. cpu vs reference in float32 and float64, including a budget small enough to force slices;

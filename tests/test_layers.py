@@ -1,4 +1,4 @@
-"""The layer contract of DESIGN.md (decision 4), checked on every layer type."""
+"""The layer contract of docs/design.md (decision 4), checked on every layer type."""
 import numpy as np
 import pytest
 

@@ -1,7 +1,7 @@
 """Weight files in each real layout, written with h5py, and forward passes in each SOURCE's convention.
 
 Nothing here imports weights_import: the files are written the way Keras 1/2/3 and heuritech wrote
-them (names, attributes, dtypes, layouts from /work/shared/docs/WEIGHTS_FORMATS.md), and the
+them (names, attributes, dtypes, layouts from docs/weights-formats.md), and the
 oracles compute what the source framework computes with those weights:
 
     tf_forward      NHWC activations, kernels (KH, KW, C/G, F), cross-correlation, Flatten in (H, W, C)

@@ -6,7 +6,7 @@
 
 All layout conversion (HWIO -> OIHW, Theano kernel flips, (H, W, C) -> (C, H, W) fc rows, split
 groups, LRN conventions, channel order) happens in this package and nowhere else. See
-/work/shared/docs/WEIGHTS_FORMATS.md for the file families.
+docs/weights-formats.md for the file families.
 """
 from .detect import FORMATS
 from .errors import WeightsImportError

@@ -1,4 +1,4 @@
-"""The layer contract every rawcnn layer follows (DESIGN.md, decision 4).
+"""The layer contract every rawcnn layer follows (docs/design.md, decision 4).
 
     layer.name                 str
     layer.params, layer.grads  dicts of arrays with the same keys ('w', 'b'); empty for layers without weights
