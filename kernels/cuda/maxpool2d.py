@@ -7,7 +7,8 @@ Forward (kernels/reference/maxpool2d.py), per plane (n, c) and output pixel (oh,
     the window is rows oh*SH - PH .. + KH - 1, columns ow*SW - PW .. + KW - 1;
     padding counts as -inf (it never wins), so only input pixels inside the window compete;
     y = the largest, argmax = its flat index h*W + w in the plane (the first in row-major order on
-    ties: a later pixel must be strictly larger to take over).
+    ties: a later pixel must be strictly larger to take over); a NaN wins and the first NaN in the
+    window stays, as in the reference and CPU tiers (numpy.argmax, PyTorch).
 Output size as PyTorch: OH = floor((H + 2*PH - KH) / SH) + 1 (ceil with ceil_mode, and then the
 last window must start inside the input or the left padding).
 
@@ -42,8 +43,11 @@ def _maxpool_forward_kernel(x, KH, KW, SH, SW, PH, PW, y, argmax):
         best_at = clamp(h0, 0, H) * W + clamp(w0, 0, W)  # the first pixel inside the window
         for h in range(clamp(h0, 0, H), clamp(h0 + KH, 0, H)):  # window rows inside the input
             for w in range(clamp(w0, 0, W), clamp(w0 + KW, 0, W)):
-                if x[n, c, h, w] > best:  # strictly larger: the first max wins ties
-                    best = x[n, c, h, w]
+                v = x[n, c, h, w]
+                # strictly larger: the first max wins ties; a NaN beats any number and the first
+                # NaN stays (NaN > v and v > NaN are both false), as numpy.argmax in the reference
+                if v > best or (v != v and best == best):
+                    best = v
                     best_at = h * W + w
         y[n, c, oh, ow] = best
         argmax[n, c, oh, ow] = best_at
