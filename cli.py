@@ -429,8 +429,9 @@ def viz_score(checkpoint, data_path, split, methods, layer, threshold, out, devi
     from rawcnn.viz import commands as vc
     from rawcnn.commands import format_score_table
     try:
-        res = vc.viz_score(checkpoint, data_path, out, split=split, methods=tuple(methods) or ("channel", "gradcam", "saliency"),
-                           layer=layer, threshold=threshold, device=_backend(device).name)
+        res = vc.viz_score(checkpoint, data_path, out, split=split,
+                           methods=tuple(methods) or ("channel", "gradcam", "saliency"), layer=layer,
+                           threshold=threshold, device=_backend(device).name)
     except (ValueError, KeyError) as e:
         _fail(e)
     click.echo(format_score_table(res))

@@ -142,8 +142,8 @@ def child_time(spec, framework, threads, wait_idle=0):
     reset = common.reset_peak_rss()
     t = common.time_it(fn, repeats=spec["repeats"], warmup=0)
     step_peak = common.hwm_mb() if reset else None
-    return dict(seconds=t.seconds, others=t.others, rss_before_mb=rss_before, build_peak_mb=build_peak, step_peak_mb=step_peak,
-                own_peak_mb=max(build_peak, step_peak or 0) if build_peak else None)
+    return dict(seconds=t.seconds, others=t.others, rss_before_mb=rss_before, build_peak_mb=build_peak,
+                step_peak_mb=step_peak, own_peak_mb=max(build_peak, step_peak or 0) if build_peak else None)
 
 
 def child_check(spec, torch_ok):

@@ -109,5 +109,6 @@ def format_score_table(res):
             for r in res["summary"]]
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [head] + rows]
-    lines.append(f"layer {res.get('layer')}" + (f", channel {res['channel']}" if res.get("channel") is not None else ""))
+    channel = f", channel {res['channel']}" if res.get("channel") is not None else ""
+    lines.append(f"layer {res.get('layer')}" + channel)
     return "\n".join(lines)

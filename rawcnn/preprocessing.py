@@ -123,7 +123,8 @@ class Preprocessing:
         """Raw images -> network input.
 
         images: uint8 (H, W), (H, W, 1), (H, W, 3), (N, H, W), (N, H, W, 1), (N, H, W, 3), or
-                (N, 1, H, W) / (N, 3, H, W) as rawcnn data sets store them; 3-channel images are RGB. Float images are accepted only with value_range given
+                (N, 1, H, W) / (N, 3, H, W) as rawcnn data sets store them; 3-channel images are RGB.
+                Float images are accepted only with value_range given
                 (the value that stands for white: 255.0 or 1.0).
         Returns x: float32 (N, 3, IH, IW).
         """

@@ -13,8 +13,9 @@ trials it tries more distinct values of the parameters that matter (Bergstra & B
 
 Trial t draws its values, in the key order above, from one Generator seeded with `seed`; every
 trial builds its net and trains with that same `seed` (and the augmenter restarts from the same
-state), so trials differ only in the sampled values. Files in out_dir: trial_###/ (each trial's checkpoints and curves), results.csv (one row
-per trial, best validation accuracy first) and best.json (the best configuration).
+state), so trials differ only in the sampled values. Files in out_dir: trial_###/ (each trial's
+checkpoints and curves), results.csv (one row per trial, best validation accuracy first) and
+best.json (the best configuration).
 """
 import csv
 import json

@@ -50,11 +50,13 @@ def montgomery_by_hand(root):
     png(root / "CXR_png/MCUCXR_0001_0.png", gray(1))
     text(root / "ClinicalReadings/MCUCXR_0001_0.txt", "Patient's Sex: M\nPatient's Age: 036Y\n\nnormal\n")
     png(root / "CXR_png/MCUCXR_0002_1.png", gray(2))
-    text(root / "ClinicalReadings/MCUCXR_0002_1.txt", "Patient's Sex: F\nPatient's Age: 041Y\nPTB in the left upper field\n")
+    text(root / "ClinicalReadings/MCUCXR_0002_1.txt",
+         "Patient's Sex: F\nPatient's Age: 041Y\nPTB in the left upper field\n")
     png(root / "ManualMask/leftMask/MCUCXR_0002_1.png", (gray(3) > 128).astype(np.uint8) * 255)
     mislabelled = root / "CXR_png/MCUCXR_0003_0.png"
     png(mislabelled, gray(4))
-    text(root / "ClinicalReadings/MCUCXR_0003_0.txt", "Patient's Sex: F\nPatient's Age: 050Y\ncavity in the right apex\n")
+    text(root / "ClinicalReadings/MCUCXR_0003_0.txt",
+         "Patient's Sex: F\nPatient's Age: 050Y\ncavity in the right apex\n")
     unparsed = root / "CXR_png/MCUCXR_0004_7.png"
     png(unparsed, gray(5))
     unreadable = root / "CXR_png/MCUCXR_0005_1.png"

@@ -22,7 +22,6 @@ import cv2
 import h5py
 import numpy as np
 
-from kernels import to_numpy
 from .images import montage, scale_channels, write_png
 
 

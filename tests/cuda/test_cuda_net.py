@@ -6,7 +6,7 @@ are refused naming the layer and both devices, and `rawcnn gradcheck` runs on th
 import numpy as np
 import pytest
 
-from kernels import get_backend, to_numpy
+from kernels import to_numpy
 from rawcnn import models
 from rawcnn.gradcheck import max_diff, run_gradcheck
 from rawcnn.layers import SoftmaxCrossEntropy

@@ -10,7 +10,8 @@ from kernels import to_numpy
 
 pytestmark = pytest.mark.gpu
 
-_spec = importlib.util.spec_from_file_location("torch_oracle_cases", Path(__file__).parents[1] / "test_torch_oracles.py")
+_spec = importlib.util.spec_from_file_location("torch_oracle_cases",
+                                               Path(__file__).parents[1] / "test_torch_oracles.py")
 oracles = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(oracles)
 
