@@ -7,6 +7,7 @@ The four tests every op gets (docs/style.md):
  4. output shapes for several stride/padding choices, and the errors for bad shapes.
 """
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,6 +24,9 @@ FD_TOL = 1e-7
 FD_STEP = 1e-3
 
 TIERS = {"reference": ref, "cpu": cpu}
+# the hand values also check the literal loops of the reference (the docstring's sum, term by term)
+LOOPS = SimpleNamespace(conv2d_forward=ref.conv2d_forward_loops, conv2d_backward=ref.conv2d_backward_loops)
+HAND = {**TIERS, "loops": LOOPS}
 
 
 def max_rel_diff(a, b):
@@ -42,10 +46,10 @@ W_GROUPS = np.array([[[[1, 1], [1, 1]]], [[[1, 0], [0, 0]]],
                      [[[1, 1], [1, 1]]], [[[0, 0], [0, 1]]]], dtype=np.float64)  # (4, 1, 2, 2)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", HAND)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_forward_hand_values(tier, dtype):
-    k = TIERS[tier]
+    k = HAND[tier]
     x, w, b = X3.astype(dtype), W2.astype(dtype), np.array([0.5], dtype)
     cases = [  # (stride, padding, y without the bias)
         ((1, 1), (0, 0), [[37, 47], [67, 77]]),
@@ -63,9 +67,9 @@ def test_forward_hand_values(tier, dtype):
     np.testing.assert_array_equal(y.reshape(4), np.array([10, 1, 26, 8], dtype))
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", HAND)
 def test_backward_hand_values(tier):
-    k = TIERS[tier]
+    k = HAND[tier]
     dy = np.array([[[[1, 0], [2, -1]]]], dtype=np.float64)  # (1, 1, 2, 2)
     dx, dw, db = k.conv2d_backward(dy, X3, W2, stride=(1, 1), padding=(0, 0), groups=1)
     np.testing.assert_array_equal(dx[0, 0], [[1, 2, 0], [5, 7, -2], [6, 5, -4]])
@@ -308,3 +312,14 @@ def test_matches_torch(tier):
     dx, dw, db = k.conv2d_backward(dy, x, w, **hp)
     for a, t in ((y, yt), (dx, xt.grad), (dw, wt.grad), (db, bt.grad)):
         assert max_rel_diff(a, t.detach().numpy()) < TOL[np.float64]
+
+
+def test_literal_loops_and_einsum_reference_agree_on_a_strided_grouped_case():
+    rng = np.random.default_rng(11)
+    x, w, b = rng.standard_normal((2, 4, 6, 5)), rng.standard_normal((6, 2, 3, 2)), rng.standard_normal(6)
+    kw = dict(stride=(2, 1), padding=(1, 2), groups=2)
+    y = ref.conv2d_forward_loops(x, w, b, **kw)
+    np.testing.assert_allclose(y, ref.conv2d_forward(x, w, b, **kw), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    for a, e in zip(ref.conv2d_backward_loops(dy, x, w, **kw), ref.conv2d_backward(dy, x, w, **kw)):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)

@@ -25,6 +25,10 @@ im2col writes those windows out as columns, cols[n, c*KH*KW + kh*KW + kw, oh*OW 
 xp[n, c, oh*sh + kh, ow*sw + kw], which turns the convolution into a matrix product
 y[n] = w.reshape(F, C/G*KH*KW) @ cols[n] (per group); col2im is its adjoint (it adds each
 column entry back onto the pixel it came from). The fast tiers use them; here they are defined.
+
+conv2d_forward_loops / conv2d_backward_loops spell the sums out as nested loops, one term at a
+time (for reading and the hand-value tests); conv2d_forward / conv2d_backward compute the same
+sums as one contraction per (group, kh, kw), fast enough for the tests that compare the tiers.
 """
 import numpy as np
 
@@ -81,6 +85,65 @@ def col2im(cols, *, x_shape, kernel_size, stride, padding):
         for kw in range(KW):
             dxp[(slice(None), slice(None)) + _window(OH, OW, kh, kw, stride)] += cols6[:, :, kh, kw]
     return dxp[:, :, ph:ph + H, pw:pw + W].copy()
+
+
+def conv2d_forward_loops(x, w, b, *, stride, padding, groups):
+    """The sum of the module docstring written as plain loops (cs231n's conv_forward_naive).
+
+    Slow: one multiply-add per innermost iteration. It is here to be read beside the equation and
+    checked by the hand-value tests; conv2d_forward below computes the same numbers by einsum.
+    x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), one float dtype. Returns y (N, F, OH, OW).
+    """
+    OH, OW = check_conv2d(x, w, b, stride, padding, groups)
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    (sh, sw), (ph, pw) = stride, padding
+    y = np.zeros((N, F, OH, OW), dtype=x.dtype)  # (N, F, OH, OW)
+    for n in range(N):
+        for f in range(F):
+            g = f // (F // groups)  # the group of filter f
+            for oh in range(OH):
+                for ow in range(OW):
+                    total = b[f]
+                    for cg in range(Cg):  # c' = c - g*C/G
+                        c = g * Cg + cg
+                        for kh in range(KH):
+                            for kw in range(KW):
+                                h, wi = oh * sh + kh - ph, ow * sw + kw - pw  # in x, unpadded
+                                if 0 <= h < H and 0 <= wi < W:  # the padding is zero
+                                    total += w[f, cg, kh, kw] * x[n, c, h, wi]
+                    y[n, f, oh, ow] = total
+    return y
+
+
+def conv2d_backward_loops(dy, x, w, *, stride, padding, groups, need_dx=True):
+    """The three gradient sums of the module docstring as plain loops: every output (n, f, oh, ow)
+    sends dy times its factor back to each weight, pixel and bias it used.
+
+    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW). Returns (dx or None when need_dx is
+    False, dw, db), x's dtype.
+    """
+    OH, OW = check_conv2d(x, w, None, stride, padding, groups)
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    (sh, sw), (ph, pw) = stride, padding
+    dx, dw, db = np.zeros_like(x), np.zeros_like(w), np.zeros(F, dtype=x.dtype)  # like x, w, (F,)
+    for n in range(N):
+        for f in range(F):
+            g = f // (F // groups)
+            for oh in range(OH):
+                for ow in range(OW):
+                    d = dy[n, f, oh, ow]
+                    db[f] += d
+                    for cg in range(Cg):
+                        c = g * Cg + cg
+                        for kh in range(KH):
+                            for kw in range(KW):
+                                h, wi = oh * sh + kh - ph, ow * sw + kw - pw
+                                if 0 <= h < H and 0 <= wi < W:
+                                    dw[f, cg, kh, kw] += d * x[n, c, h, wi]
+                                    dx[n, c, h, wi] += d * w[f, cg, kh, kw]
+    return (dx if need_dx else None), dw, db
 
 
 def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20):
