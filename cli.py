@@ -68,6 +68,26 @@ def gradcheck(layer, device, seed):
 
 
 @main.command()
+@click.argument("model")
+@click.option("--input", "image", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="An image file (a checkpoint's input contract prepares it).")
+@click.option("--random", is_flag=True, help="Trace N(0, 1) noise of --seed instead of an image.")
+@click.option("--class-index", type=int, default=None, help="Class of the loss (default: the predicted one).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+def trace(model, image, random, class_index, seed, device):
+    """One image through MODEL (a checkpoint, built-in name or spec file): per layer the output shape,
+    min/mean/max, zeros after ReLU, and after a backward each gradient's norm."""
+    from rawcnn.trace import format_trace, trace_command
+    try:
+        t = trace_command(model, image=image, random=random, class_index=class_index, seed=seed,
+                          device=_backend(device).name)
+    except (ValueError, KeyError, OSError) as e:
+        _fail(e)
+    click.echo(format_trace(t))
+
+
+@main.command()
 def info():
     """List the backends and whether each can run here (and why not)."""
     from kernels import cuda_unavailable_reason, cudasim_unavailable_reason
