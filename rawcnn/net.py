@@ -2,7 +2,12 @@
 
     logits = net.forward(x, train=True)      # x (N, C, H, W)
     dx = net.backward(dlogits)               # fills every trainable layer's grads
+    a = net.forward(x, upto="relu5")         # through one layer; net.forward(a, after="relu5") goes on
+    probs = net.predict(x, batch_size=32)    # test time, in batches, numpy (N, K)
+    with net.probe():                        # look inside (heat maps, saliency, trace): no weight grads
+        g = net.backward(dy, top="fc8", bottom="relu5")
     acts = net.activations(x, ["conv5"])     # raw per-channel outputs, name -> (N, F, OH, OW)
+    net.replace_head(2, seed=0); net.freeze_through("pool5")    # transfer learning
     for layer, key, param, grad in net.parameters(): ...
 
 Backward stops at the lowest layer that still needs it: below the lowest trainable layer
