@@ -105,3 +105,13 @@ def test_format_has_one_line_per_layer_and_a_summary():
     net = net64()
     text = format_trace(trace(net, np.ones((2, 6, 6))))
     assert len(text.splitlines()) == len(net.layers) + 2
+
+
+def test_cli_trace_of_a_checkpoint(tmp_path):
+    from rawcnn.checkpoint import save_checkpoint
+    net = models.build(SPEC, seed=4)
+    save_checkpoint(tmp_path / "tiny.h5", net)
+    r = CliRunner().invoke(cli.main, ["trace", str(tmp_path / "tiny.h5"), "--random"])
+    assert r.exit_code == 0, r.output
+    want = format_trace(trace(net, np.random.default_rng(0).standard_normal((1, 2, 6, 6)).astype(np.float32)))
+    assert r.output.strip() == want.strip()
