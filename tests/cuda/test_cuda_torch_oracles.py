@@ -48,3 +48,25 @@ def test_conv2d_and_linear_backward_without_dw(be, ref, rng):
     dx, dw, db = be.linear.linear_backward(be.asarray(dyl), be.asarray(xl), be.asarray(wl), need_dw=False)
     assert dw is None and db is None
     np.testing.assert_allclose(to_numpy(dx), dyl @ wl, rtol=1e-12)
+
+
+def test_probe_backward_to_the_input_matches_the_cpu_tier(be, rng):
+    """Net.probe() on the CUDA tier: the input gradient of one logit, as on the CPU, no weight grads."""
+    from rawcnn import models
+    spec = {"name": "t", "input": [2, 7, 7], "layers": [
+        {"type": "Conv2d", "name": "conv1", "out_channels": 3, "kernel_size": 3, "padding": 1},
+        {"type": "ReLU", "name": "relu1"},
+        {"type": "MaxPool2d", "name": "pool1", "kernel_size": 2, "stride": 2, "ceil_mode": True},
+        {"type": "Flatten", "name": "flatten"},
+        {"type": "Dropout", "name": "drop", "p": 0.5},
+        {"type": "Linear", "name": "fc", "out_features": 2}]}
+    x = rng.standard_normal((2, 2, 7, 7))
+    dy = np.array([[1.0, 0.0], [0.0, 1.0]])
+    out = []
+    for backend in ("cpu", be):
+        net = models.build(spec, seed=5, weight_std=0.5).astype(np.float64).to(backend)
+        with net.probe():
+            net.forward(x)
+            out.append(to_numpy(net.backward(net.be.asarray(dy))))
+            assert all(not l.grads for l in net.layers)
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-10, atol=1e-12)
