@@ -55,7 +55,7 @@ class Layer:
         self.params = {}
         self.grads = {}
         self.be = get_backend("cpu")
-        self.trainable = True   # False: backward leaves this layer's weight gradients alone
+        self.trainable = True   # False: backward neither computes nor stores weight gradients (need_dw)
         self.need_dx = True     # False: the layer is the lowest one backward reaches
         self.lr_mult = 1.0      # learning-rate multiplier the optimizer applies to this layer
 
