@@ -55,11 +55,13 @@ class Net:
                 break
         return x
 
-    def backward(self, dy, start=None, input_grad=True):
+    def backward(self, dy, start=None, input_grad=True, on_layer_grads=None):
         """Run backward from the last layer (or from `start`) down to the lowest layer that needs it.
 
         input_grad=False skips the gradient w.r.t. the input (training needs only the weights': the
         first convolution then skips its col2im, as Caffe's first layer does).
+        on_layer_grads: None or a callable(layer) run right after each layer with parameters has
+        filled its grads (data-parallel training starts their reduction there).
         Returns dx of the input (None when the first layer is frozen or input_grad is False).
         """
         layers = self.layers
@@ -71,6 +73,8 @@ class Net:
         try:
             for l in reversed(layers[self._lowest:]):
                 dy = l.backward(dy)
+                if on_layer_grads is not None and l.params:
+                    on_layer_grads(l)
                 if dy is None:  # a layer that needs no dx ends the pass
                     break
         finally:
