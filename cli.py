@@ -229,11 +229,13 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
                            device=be.name)
     except (ValueError, KeyError) as e:
         _fail(e)
+    from rawcnn.distributed import is_root
     best = res.get("best_val_acc")
-    click.echo(f"{res['status']}: {res['reason']}")
-    if best is not None:
-        click.echo(f"best validation accuracy {best:.4f} at epoch {res['best_epoch']}")
-    click.echo(f"checkpoints: {res.get('last_checkpoint')}, {res.get('best_checkpoint')}")
+    if is_root():  # under mpiexec: rank 0 alone speaks
+        click.echo(f"{res['status']}: {res['reason']}")
+        if best is not None:
+            click.echo(f"best validation accuracy {best:.4f} at epoch {res['best_epoch']}")
+        click.echo(f"checkpoints: {res.get('last_checkpoint')}, {res.get('best_checkpoint')}")
     if res["status"] == "interrupted":
         sys.exit(130)
     if res["status"] == "diverged":

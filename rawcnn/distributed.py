@@ -315,6 +315,11 @@ def from_environment(device="cpu", bucket_mb=BUCKET_MB):
 ACTIVE = None  # the Distributed of this process once from_environment made one
 
 
+def is_root():
+    """True in a plain process and on rank 0 of a distributed run."""
+    return ACTIVE is None or ACTIVE.is_root
+
+
 def fail_if_distributed(exc):
     """In a distributed run, print exc naming this rank and abort every rank; else do nothing.
 
