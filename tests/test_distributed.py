@@ -204,5 +204,5 @@ def test_cli_procs_starts_mpiexec_and_trains(runs, tmp_path):
         json.dump(SPEC, fh)
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert p.stdout.count("completed: reached the epoch limit (1)") == 1, p.stdout
+    assert p.stdout.count("epoch 1/1 ") == 1 and p.stdout.count("checkpoints: ") == 1, p.stdout
     assert sorted(os.listdir(tmp_path / "run")) == ["best.h5", "curves.png", "history.csv", "last.h5"]
