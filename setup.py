@@ -15,6 +15,7 @@ setup(
     extras_require={
         "test": ["pytest"],
         "cuda": ["cupy-cuda12x", "numba-cuda[cu12]"],
+        "mpi": ["mpi4py", "mpich"],
     },
     entry_points={"console_scripts": ["rawcnn=cli:main"]},
 )

@@ -264,11 +264,7 @@ class NCCLReducer(MPIReducer):
         from cupy.cuda import nccl
         super().__init__(dist.comm if hasattr(dist, "comm") else dist, bucket_mb)
         self.cupy, self.nccl = cupy, nccl
-        uid = np.zeros(128, dtype=np.int8)  # (128,) the ncclUniqueId's bytes (cupy gives them as signed chars)
-        if dist.rank == 0:
-            uid[:] = nccl.get_unique_id()
-        dist.Bcast(uid, root=0)
-        self.nccl_comm = nccl.NcclCommunicator(dist.size, tuple(int(v) for v in uid), dist.rank)
+        self.nccl_comm = nccl.NcclCommunicator(dist.size, _nccl_id(nccl, dist), dist.rank)
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
 
@@ -282,6 +278,21 @@ class NCCLReducer(MPIReducer):
 
     def _wait(self):
         self.cupy.cuda.get_current_stream().wait_event(self.stream.record())
+
+
+def _nccl_id(nccl, dist):
+    """Rank 0's ncclUniqueId on every rank, sent over MPI as 128 bytes plus its Python type.
+
+    cupy gives the id as bytes (v13 on) or as a tuple of 128 signed chars (earlier versions).
+    """
+    buf = np.zeros(129, dtype=np.uint8)  # (129,) [1 if bytes else 0, the id's 128 bytes]
+    if dist.rank == 0:
+        uid = nccl.get_unique_id()
+        raw = uid if isinstance(uid, bytes) else np.array(uid, dtype=np.int64).astype(np.int8).tobytes()
+        buf[0], buf[1:] = isinstance(uid, bytes), np.frombuffer(raw, dtype=np.uint8)
+    dist.Bcast(buf, root=0)
+    raw = buf[1:].tobytes()
+    return raw if buf[0] else tuple(int(v) for v in np.frombuffer(raw, dtype=np.int8))
 
 
 # -- starting ------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def mpiexec(args, n=2, timeout=150, env=None):
     env = {**os.environ, "PYTHONPATH": ROOT, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([find_mpiexec(), "-n", str(n), sys.executable, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +166,7 @@ def test_two_ranks_resume_a_one_process_checkpoint(runs):
 
 
 def test_rank_0_alone_writes_and_logs(runs):
-    root, _, out = runs
-    one, two, p = out["float32"]
+    one, two, p = runs[2]["float32"]
     assert sorted(os.listdir(two)) == sorted(os.listdir(one)) == ["best.h5", "curves.png", "history.csv",
                                                                   "last.h5"]
     assert p.stdout.count("epoch 3/3") == 1 and p.stdout.count("RESULT completed") == 1, p.stdout
@@ -202,7 +201,7 @@ def test_cli_procs_starts_mpiexec_and_trains(runs, tmp_path):
            "--procs", "2", "--no-augment"]
     with open(tmp_path / "tiny.json", "w") as fh:
         json.dump(SPEC, fh)
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=150, check=False)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.count("epoch 1/1 ") == 1 and p.stdout.count("checkpoints: ") == 1, p.stdout
     assert sorted(os.listdir(tmp_path / "run")) == ["best.h5", "curves.png", "history.csv", "last.h5"]
