@@ -206,7 +206,7 @@ class MPIReducer:
             return
         for key in sorted(layer.grads):
             g = layer.grads[key]
-            if g.nbytes >= self.bucket_bytes:
+            if g.nbytes >= self.bucket_bytes and g.flags.c_contiguous:
                 self.pending.append((self._start(g), g, None))  # in place, no copy
                 continue
             self.bucket.append(g)
