@@ -319,6 +319,8 @@ def from_environment(device="cpu", bucket_mb=BUCKET_MB):
     global ACTIVE
     dist = Distributed(comm, device, bucket_mb)
     dist.install_excepthook()
+    if hasattr(sys.stdout, "reconfigure"):  # mpiexec pipes stdout: show each log line as it comes
+        sys.stdout.reconfigure(line_buffering=True)
     ACTIVE = dist
     return dist
 
