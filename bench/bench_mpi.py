@@ -146,6 +146,9 @@ def main(argv=None):
     ap.add_argument("--bucket-mb", type=float, default=25.0)
     ap.add_argument("--model", default="custom")
     ap.add_argument("--json", default=None, help="append each row as a JSON line")
+    ap.add_argument("--async-progress", type=int, choices=[0, 1], default=1,
+                    help="MPICH's progress thread (MPIR_CVAR_ASYNC_PROGRESS): without it a non-blocking "
+                         "allreduce advances only inside MPI calls, i.e. barely during the backward")
     ap.add_argument("--child", choices=["single", "mpi"], default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -164,7 +167,8 @@ def main(argv=None):
           f"load average {os.getloadavg()[0]:.2f} at start; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     rows = [run_child(me + ["--child", "single", "--threads", str(args.threads)], env)]
     per = max(1, args.threads // args.procs)
-    rows.append(run_child([mpiexec, "-n", str(args.procs)] + me + ["--child", "mpi", "--threads", str(per)], env))
+    env_mpi = {**env, "MPIR_CVAR_ASYNC_PROGRESS": str(args.async_progress)}
+    rows.append(run_child([mpiexec, "-n", str(args.procs)] + me + ["--child", "mpi", "--threads", str(per)], env_mpi))
     print(f"check: summed gradients vs one process, max rel diff {rows[1]['check_rel']:.2e}"
           f"{'  MISMATCH' if rows[1]['check_rel'] > 1e-3 else ''}")
     print(f"{'layout':22s} {'step s':>8s} {'img/s':>7s} {'vs 1 proc':>9s} {'comm s':>7s} {'exposed s':>9s} "
@@ -174,12 +178,14 @@ def main(argv=None):
         others = f"{r['others']:6.0%}" if r.get("others") is not None else f"{'n/a':>6s}"
         print(f"{r['procs']} proc x {r['threads']} thread{'s' if r['threads'] > 1 else ' '}     {r['step_s']:8.3f} "
               f"{r['images_per_s']:7.2f} {r['images_per_s'] / rows[0]['images_per_s']:8.2f}x {comm} {others}")
-    print(f"gradients {rows[1]['grad_mb']:.0f} MB per step in buckets of {args.bucket_mb:g} MB; "
+    print(f"gradients {rows[1]['grad_mb']:.0f} MB per step in buckets of {args.bucket_mb:g} MB, "
+          f"MPIR_CVAR_ASYNC_PROGRESS={args.async_progress}; "
           f"load average {os.getloadavg()[0]:.2f} at the end")
     if args.json:
         with open(args.json, "a") as fh:
             for r in rows:
-                fh.write(json.dumps({"bench": "mpi", "model": args.model, "batch": args.batch, **r}) + "\n")
+                fh.write(json.dumps({"bench": "mpi", "model": args.model, "batch": args.batch,
+                                     "async_progress": args.async_progress, **r}) + "\n")
 
 
 if __name__ == "__main__":

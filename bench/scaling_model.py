@@ -82,6 +82,13 @@ def main(argv=None):
                         if eff < 0.5 and stop is None:
                             stop = f"N={N}"
                     print(f"{gbps:6d} " + " ".join(cells) + f"   {stop or '> 64'}")
+    print("\nper-rank batch that hides the fc gradients' reduction behind the backward (N = 64):")
+    for node, times in NODES.items():
+        for model, (early, _, _, w) in MODELS.items():
+            need = [ring(early * (0.5 if a.fp16 else 1.0), 64, g, bucket, alpha) / (w * times[model])
+                    for g in (10, 25, 100)]
+            print(f"  {node:22s} {model:7s} " + "  ".join(f"{g:3d} Gb/s: b >= {math.ceil(n):5d}"
+                                                        for g, n in zip((10, 25, 100), need)))
 
 
 if __name__ == "__main__":
