@@ -114,10 +114,15 @@ class Distributed:
         self.reducer.finish()
         return total, int(every[:, 1].sum()), ""
 
-    def validate(self, tr):
-        """Mean loss and accuracy over the validation split: each rank a contiguous share, sums reduced."""
+    def validate(self, tr, split=None):
+        """Mean loss and accuracy over a split (default: validation), each rank a contiguous share.
+
+        The loss sums and correct counts are reduced, so every rank gets one process's numbers (the
+        counts exactly, the loss to float rounding). split: a rawcnn.train.Split (e.g. the test split).
+        """
         net, crit, xp = tr.net, tr.crit, tr.net.be.xp
-        x, y, B = tr.val_split.x, tr.val_split.y, tr.batch_size
+        split = split if split is not None else tr.val_split
+        x, y, B = split.x, split.y, tr.batch_size
         lo, hi = share(y.size, self.size, self.rank)
         sums = np.zeros(2, dtype=np.float64)  # (2,) loss sum, correct
         for i in range(lo, hi, B):

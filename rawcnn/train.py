@@ -167,7 +167,7 @@ class Trainer:
                        "layers": {l.name: [l.lr_mult, l.trainable] for l in net.layers if l.params}}
         self._check_input_shape()
         n = self.train_split.y.size if self.dist.size == 1 else 0  # ranks read their rows batch by batch
-        self.xs = np.empty((n,) + self.train_split.x.shape[1:], self.train_split.x.dtype)  # (N, ...) the epoch's shuffled images
+        self.xs = np.empty((n, *self.train_split.x.shape[1:]), self.train_split.x.dtype)  # (N, ...) shuffled images
         self.ys = np.empty(n, dtype=np.int64)        # (N,) their labels
 
     def set_preprocessing(self, preprocessing):
