@@ -205,3 +205,27 @@ def test_cli_procs_starts_mpiexec_and_trains(runs, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.count("epoch 1/1 ") == 1 and p.stdout.count("checkpoints: ") == 1, p.stdout
     assert sorted(os.listdir(tmp_path / "run")) == ["best.h5", "curves.png", "history.csv", "last.h5"]
+
+
+def test_ctrl_c_on_mpiexec_stops_every_rank_and_keeps_the_checkpoint(runs, tmp_path):
+    _, data, _ = runs
+    with open(tmp_path / "tiny.json", "w") as fh:
+        json.dump(SPEC, fh)
+    env = {**os.environ, "PYTHONPATH": ROOT, "NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [find_mpiexec(), "-n", "2", sys.executable, "-c", "import cli; cli.main()", "train", "--model",
+           str(tmp_path / "tiny.json"), "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "10000",
+           "--patience", "10000", "--batch-size", "8", "--no-augment"]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.perf_counter()
+        while not os.path.exists(tmp_path / "run" / "history.csv") and time.perf_counter() - t0 < 90:
+            time.sleep(0.2)  # at least one epoch written
+        p.send_signal(2)  # SIGINT: what Ctrl-C in the terminal sends mpiexec
+        t1 = time.perf_counter()
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert time.perf_counter() - t1 < 30 and p.returncode != 0
+    assert "interrupted (Ctrl-C) during epoch" in out, out[-2000:] + err[-2000:]
+    assert read_checkpoint(tmp_path / "run" / "last.h5")["epoch"] >= 1
