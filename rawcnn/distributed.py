@@ -452,6 +452,10 @@ class ShardedData:
             raise DataError(f"{path}: not a readable prepared data set ({e})") from None
         if len(shape) != 4 or shape[0] != self.labels.size or shape[1] != 1:
             raise DataError(f"{path}: images must be (N, 1, S, S) with N = {self.labels.size}, got {shape}")
+        if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
+            raise DataError(f"{path}: labels outside 0..{len(self.class_names) - 1}")
+        if self.split_ids.shape != self.labels.shape or not np.isin(self.split_ids, (0, 1, 2)).all():
+            raise DataError(f"{path}: 'split' must hold one 0, 1 or 2 per image")
 
     def split(self, name):
         index = np.flatnonzero(self.split_ids == self.SPLITS.index(name))  # (M,)
