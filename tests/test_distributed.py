@@ -142,6 +142,30 @@ def test_strip_option_removes_procs_in_both_spellings():
     assert strip_option(["train", "--procs=2", "--seed", "1"], "--procs") == ["train", "--seed", "1"]
 
 
+def test_sharded_reading_gives_load_dataset_rows_and_mean(tmp_path):
+    from rawcnn.distributed import ShardedData
+
+    class Halves:  # two ranks' shares of the mean, summed by hand (no MPI in this process)
+        size, parts = 2, []
+
+        def allreduce(self, a):
+            self.parts.append(a.copy())
+            return a
+
+    write_prepared(tmp_path / "set.h5")
+    whole = load_dataset(tmp_path / "set.h5").split("train")
+    dist = Halves()
+    images = ShardedData(tmp_path / "set.h5", dist).split("train").images
+    idx = np.array([5, 0, 40, 5, 17])  # any order, repeats
+    np.testing.assert_array_equal(images[idx], whole.images[idx])
+    np.testing.assert_array_equal(images[3:9], whole.images[3:9])
+    assert images.shape == whole.images.shape and images.dtype == np.uint8
+    for dist.rank in (0, 1):
+        images.mean()
+    total = (dist.parts[0] + dist.parts[1]) / (whole.images[:, :1].size)
+    assert total[0] == whole.images.mean(axis=(0, 2, 3), dtype=np.float64)[0]  # exact integer sums
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_two_ranks_equal_one_process(runs, dtype):
     one, two, _ = runs[2][dtype]
