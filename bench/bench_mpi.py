@@ -178,9 +178,9 @@ def main(argv=None):
     for r in rows:
         comm = f"{r['comm_s']:7.3f} {r['exposed_s']:9.3f} {r['hidden']:6.0%}" if r["mode"] == "mpi" else f"{'':7s} {'':9s} {'':6s}"
         others = f"{r['others']:6.0%}" if r.get("others") is not None else f"{'n/a':>6s}"
+        ratio = f"{r['images_per_s'] / rows[0]['images_per_s']:8.2f}x" if not args.mpi_only else f"{'':9s}"
         print(f"{r['procs']} proc x {r['threads']} thread{'s' if r['threads'] > 1 else ' '}     {r['step_s']:8.3f} "
-              f"{r['images_per_s']:7.2f} {r['images_per_s'] / rows[0]['images_per_s']:8.2f}x {comm} {others}"
-              if not args.mpi_only else f"{r['images_per_s']:7.2f} {'':9s} {comm} {others}")
+              f"{r['images_per_s']:7.2f} {ratio} {comm} {others}")
     print(f"gradients {mpi['grad_mb']:.0f} MB per step in buckets of {args.bucket_mb:g} MB, "
           f"MPIR_CVAR_ASYNC_PROGRESS={args.async_progress}; "
           f"load average {os.getloadavg()[0]:.2f} at the end")
