@@ -146,7 +146,7 @@ def main(argv=None):
     ap.add_argument("--bucket-mb", type=float, default=25.0)
     ap.add_argument("--model", default="custom")
     ap.add_argument("--json", default=None, help="append each row as a JSON line")
-    ap.add_argument("--async-progress", type=int, choices=[0, 1], default=1,
+    ap.add_argument("--async-progress", type=int, choices=[0, 1], default=0,
                     help="MPICH's progress thread (MPIR_CVAR_ASYNC_PROGRESS): without it a non-blocking "
                          "allreduce advances only inside MPI calls, i.e. barely during the backward")
     ap.add_argument("--mpi-only", action="store_true", help="skip the one-process row (no ratio)")

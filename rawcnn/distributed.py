@@ -358,10 +358,9 @@ def relaunch(procs, argv, cpus=None):
     """Run `mpiexec -n procs python -c 'import cli; cli.main()' *argv` and return its exit code.
 
     Each rank gets cpus // procs threads (NUMBA_NUM_THREADS, OMP_NUM_THREADS, OPENBLAS_NUM_THREADS)
-    unless they are set already, so R ranks do not oversubscribe the cores, and MPICH's progress
-    thread (MPIR_CVAR_ASYNC_PROGRESS=1): without it a started Iallreduce advances only inside MPI
-    calls, and the backward makes few (measured: a 340 MB reduction hidden behind 3 s of compute
-    left 0.74 s to wait without the thread, 0.02 s with it).
+    unless they are set already, so R ranks do not oversubscribe the cores. MPICH's progress thread
+    (MPIR_CVAR_ASYNC_PROGRESS=1) is left to the caller: it makes the reductions overlap the backward
+    but needs a core of its own (bench/RESULTS.md: on a full 2-core machine it cost more than it hid).
     """
     import subprocess
     mpiexec = find_mpiexec()
@@ -371,7 +370,6 @@ def relaunch(procs, argv, cpus=None):
     env = dict(os.environ)
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(var, threads)
-    env.setdefault("MPIR_CVAR_ASYNC_PROGRESS", "1")  # MPICH: reductions advance during the backward
     cmd = [mpiexec, "-n", str(procs), sys.executable, "-c", "import cli; cli.main()", *argv]
     try:
         return subprocess.call(cmd, env=env)
