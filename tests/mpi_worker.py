@@ -1,6 +1,6 @@
 """Run by tests/test_distributed.py under `mpiexec -n R`: one data-parallel training run per call.
 
-    python tests/mpi_worker.py MODE DATA OUT [EPOCHS] [DTYPE]
+    python tests/mpi_worker.py MODE DATA OUT [EPOCHS] [DTYPE] [BUCKET_MB]
 
 MODE: train (train, or resume when OUT holds last.h5), raise (rank 1 raises in epoch 1, batch 2),
 nan (rank 1's loss becomes NaN in epoch 2, batch 1: 6 steps and 1 validation batch before). The net, data and settings are the test's.
@@ -18,8 +18,8 @@ from rawcnn.train import train  # noqa: E402
 from test_distributed import RUN, new_net, shift  # noqa: E402
 
 
-def main(mode, data, out, epochs=3, dtype="float32"):
-    dist = from_environment("cpu")
+def main(mode, data, out, epochs=3, dtype="float32", bucket_mb=25.0):
+    dist = from_environment("cpu", bucket_mb=float(bucket_mb))
     net = new_net().astype(np.dtype(dtype))
     on_batch = None
     if mode == "raise":

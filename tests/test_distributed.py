@@ -113,7 +113,9 @@ def runs(mpi, tmp_path_factory):
         aug.rng.bit_generator.state = read_checkpoint(one / "last.h5")["rng_state"]["augment"]
         train(new_net().astype(dtype), load_dataset(data), out_dir=one, epochs=3, augment=aug, resume=True,
               **RUN)  # = an uninterrupted 3-epoch run (test_train checks resume bit for bit)
-        p = mpiexec([WORKER, "train", str(data), str(root / f"two-{dtype}"), "3", dtype])
+        # float64 with 1 KB buckets: several buckets, and gradients over the size reduced in place
+        bucket_mb = "25" if dtype == "float32" else "0.001"
+        p = mpiexec([WORKER, "train", str(data), str(root / f"two-{dtype}"), "3", dtype, bucket_mb])
         assert p.returncode == 0, p.stderr[-2000:]
         out[dtype] = (one, root / f"two-{dtype}", p)
     p = mpiexec([WORKER, "train", str(data), str(root / "resumed"), "3", "float32"])
