@@ -20,6 +20,8 @@ def _backend(device):
 
 
 def _fail(e):
+    from rawcnn.distributed import fail_if_distributed
+    fail_if_distributed(e)  # under mpiexec: one line naming the rank, and every rank stops
     raise click.ClickException(str(e)) from None
 
 
@@ -217,10 +219,25 @@ def data_prepare(src, out, input_size, roi_crop, roi_margin, base_size, clahe, c
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@click.option("--procs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train data-parallel in this many processes on this machine (starts mpiexec; "
+                   "needs the mpi extra). Under mpiexec leave it at 1.")
 def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_through, init, epochs, batch_size,
-          lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, seed, device):
-    """Train a model with SGD-momentum, L2 and a plateau learning-rate schedule."""
+          lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, seed, device,
+          procs):
+    """Train a model with SGD-momentum, L2 and a plateau learning-rate schedule.
+
+    `mpiexec -n N rawcnn train ...` (or --procs N) trains data-parallel: --batch-size is the global batch.
+    """
     from rawcnn.commands import run_training
+    if procs > 1:
+        from rawcnn.distributed import launched_size, relaunch, strip_option
+        if launched_size() > 1:
+            raise click.ClickException(f"--procs {procs} under mpiexec: give the process count to mpiexec only")
+        try:
+            sys.exit(relaunch(procs, strip_option(sys.argv[1:], "--procs")))
+        except RuntimeError as e:
+            _fail(e)
     be = _backend(device)
     try:
         init_v = init if init == "he" else float(init)
@@ -232,11 +249,13 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
                            device=be.name)
     except (ValueError, KeyError) as e:
         _fail(e)
+    from rawcnn.distributed import is_root
     best = res.get("best_val_acc")
-    click.echo(f"{res['status']}: {res['reason']}")
-    if best is not None:
-        click.echo(f"best validation accuracy {best:.4f} at epoch {res['best_epoch']}")
-    click.echo(f"checkpoints: {res.get('last_checkpoint')}, {res.get('best_checkpoint')}")
+    if is_root():  # under mpiexec: rank 0 alone speaks
+        click.echo(f"{res['status']}: {res['reason']}")
+        if best is not None:
+            click.echo(f"best validation accuracy {best:.4f} at epoch {res['best_epoch']}")
+        click.echo(f"checkpoints: {res.get('last_checkpoint')}, {res.get('best_checkpoint')}")
     if res["status"] == "interrupted":
         sys.exit(130)
     if res["status"] == "diverged":

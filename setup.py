@@ -17,6 +17,7 @@ setup(
         # nbclient/nbformat/ipykernel: the lessons run as tests; ruff: the linter CI runs
         "test": ["pytest", "scipy", "scikit-learn", "nbclient", "nbformat", "ipykernel", "ruff"],
         "cuda": ["cupy-cuda12x", "numba-cuda[cu12]"],
+        "mpi": ["mpi4py", "mpich"],
     },
     entry_points={"console_scripts": ["rawcnn=cli:main"]},
 )

@@ -48,10 +48,15 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
                  new_head_lr_mult=10.0, freeze_through=None, init=0.01, epochs=60, batch_size=32, lr=1e-3,
                  momentum=0.9, weight_decay=5e-4, patience=5, max_drops=3, seed=0, translate=0.1,
                  rotate=10.0, augment=True, resume=False, device="cpu", progress=True, log=print):
-    """`rawcnn train`: build or load the net, train it on a prepared set; returns train()'s dict."""
-    from .data import Augmenter, load_dataset
+    """`rawcnn train`: build or load the net, train it on a prepared set; returns train()'s dict.
+
+    Under `mpiexec -n R` every rank runs this; each reads only its rows of the set (rawcnn.distributed).
+    """
+    from .data import Augmenter
+    from .distributed import from_environment, open_sharded
     from .train import train
-    data = load_dataset(data_path)
+    dist = from_environment(device)
+    data = open_sharded(data_path, dist)  # load_dataset(data_path) in one process
     k = num_classes or len(data.class_names)
     if not weights and input_size is None:
         input_size = int(data.split("train").images.shape[-1])
@@ -61,7 +66,8 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
     aug = Augmenter(max_translate=translate, max_rotate_deg=rotate, rng=seed) if augment else None
     return train(net, data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                  weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed, augment=aug,
-                 preprocessing=pre, resume=resume, progress=progress, log=log, device=device)
+                 preprocessing=pre, resume=resume, progress=progress, log=log, device=device,
+                 dist=dist if dist.size > 1 else None)
 
 
 def format_metrics(result):

@@ -83,7 +83,7 @@ class Net:
             x = l.forward(x, train=train or (probing and l.kind != "Dropout"))
         return x
 
-    def backward(self, dy, top=None, bottom=None, input_grad=True, start=None):
+    def backward(self, dy, top=None, bottom=None, input_grad=True, start=None, on_layer_grads=None):
         """Run backward from the output of layer `top` (None: the last) down to the output of layer
         `bottom` (None: the input), stopping early at the lowest layer that needs it (frozen layers).
 
@@ -91,6 +91,8 @@ class Net:
         input_grad=False skips the gradient w.r.t. the input (training needs only the weights': the
         first convolution then skips its col2im, as Caffe's first layer does). `start` is the old
         name of `top`.
+        on_layer_grads: None or a callable(layer) run right after each layer with parameters has
+        filled its grads (data-parallel training starts their reduction there).
         Returns the gradient w.r.t. bottom's output (or the input); None when the pass ends early
         (a frozen layer below, or input_grad False).
         """
@@ -106,6 +108,8 @@ class Net:
                 if self._probing and l.kind == "Dropout":
                     continue  # identity at test time
                 dy = l.backward(dy)
+                if on_layer_grads is not None and l.params:
+                    on_layer_grads(l)
                 if dy is None:  # a layer that needs no dx ends the pass
                     break
         finally:

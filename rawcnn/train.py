@@ -28,6 +28,10 @@ counters and the history, so `resume=True` continues exactly where the run stopp
 run resumed after epoch k ends bit-for-bit equal to one that never stopped.
 
 Files in out_dir: last.h5, best.h5 (best validation accuracy), history.csv, curves.png.
+
+Under `mpiexec -n R` (dist=rawcnn.distributed.Distributed) each rank runs its share of every
+global batch and the gradients are summed over ranks: see rawcnn/distributed.py. Rank 0 alone
+logs and writes the files.
 """
 import csv
 import hashlib
@@ -39,6 +43,7 @@ import numpy as np
 
 from kernels import get_backend
 from .checkpoint import read_checkpoint, save_checkpoint, set_dropout_rng_states
+from .distributed import Single
 from .layers import SoftmaxCrossEntropy
 from .optim import SGD, ReduceOnPlateau
 from .plots import plot_curves
@@ -50,7 +55,8 @@ class Split:
     """One split's arrays: x (N, ...) images, y (N,) int64 labels, both C-contiguous."""
 
     def __init__(self, x, y, name):
-        x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+        x = x if getattr(x, "lazy", False) else np.ascontiguousarray(x)  # lazy: read by rows (distributed)
+        y = np.ascontiguousarray(y)
         if y.ndim != 1 or x.shape[0] != y.shape[0]:
             raise ValueError(f"{name} split: images of shape {x.shape} and labels of shape {y.shape} do not "
                              f"match (need (N, ...) and (N,))")
@@ -132,13 +138,14 @@ class Trainer:
     """
 
     def __init__(self, net, data, *, out_dir, batch_size, lr, momentum, weight_decay, patience, max_drops,
-                 seed, augment, preprocessing, log, progress, on_batch):
+                 seed, augment, preprocessing, log, progress, on_batch, dist=None):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         if augment is not None and not isinstance(getattr(augment, "rng", None), np.random.Generator):
             raise ValueError("augment must be callable as augment(x) and keep its numpy Generator as .rng "
                              "(like rawcnn.data.Augmenter), so that its state can be saved and restored")
         self.net, self.log, self.progress, self.on_batch = net, log, progress, on_batch
+        self.dist = dist if dist is not None else Single()
         self.train_split, self.val_split = get_split(data, "train"), get_split(data, "val")
         if preprocessing is None and not np.issubdtype(self.train_split.x.dtype, np.floating):
             preprocessing = zero_center(self.train_split.x, net.input_shape)
@@ -159,8 +166,8 @@ class Trainer:
                        "max_drops": int(max_drops), "seed": self.seed, "augment": repr(augment),
                        "layers": {l.name: [l.lr_mult, l.trainable] for l in net.layers if l.params}}
         self._check_input_shape()
-        n = self.train_split.y.size
-        self.xs = np.empty_like(self.train_split.x)  # (N, ...) the epoch's shuffled images
+        n = self.train_split.y.size if self.dist.size == 1 else 0  # ranks read their rows batch by batch
+        self.xs = np.empty((n, *self.train_split.x.shape[1:]), self.train_split.x.dtype)  # (N, ...) shuffled images
         self.ys = np.empty(n, dtype=np.int64)        # (N,) their labels
 
     def set_preprocessing(self, preprocessing):
@@ -178,6 +185,8 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self, path, status, reason=""):
+        if not self.dist.is_root:  # one writer
+            return
         meta = {"schedule": self.sched.state(), "best_val_acc": self.best_val_acc if self.best_epoch else None,
                 "best_epoch": self.best_epoch, "config": self.config, "train_data": fingerprint(self.train_split),
                 "status": status, "reason": reason, **self.data_meta}
@@ -218,6 +227,8 @@ class Trainer:
         return meta
 
     def write_history(self):
+        if not self.dist.is_root:
+            return
         path = os.path.join(self.out_dir, "history.csv")
         tmp = path + ".tmp"
         with open(tmp, "w", newline="") as fh:
@@ -232,10 +243,23 @@ class Trainer:
         net, crit, opt, xp = self.net, self.crit, self.opt, self.net.be.xp
         x, y, B = self.train_split.x, self.train_split.y, self.batch_size
         order = self.rng_shuffle.permutation(y.size)  # (N,)
-        np.take(x, order, axis=0, out=self.xs)
-        np.take(y, order, out=self.ys)
+        if self.dist.size == 1:
+            np.take(x, order, axis=0, out=self.xs)
+            np.take(y, order, out=self.ys)
         total_loss, correct, t0 = 0.0, 0, time.perf_counter()
         for b, i in enumerate(range(0, y.size, B), start=1):
+            if self.dist.size > 1:  # this rank's rows of the batch; gradients summed over ranks
+                loss, right, where = self.dist.train_step(self, order[i:i + B])
+                n = min(B, y.size - i)
+                if not math.isfinite(loss):
+                    raise _Diverged(f"the training loss became {loss}{where} at epoch {self.epoch + 1}, batch "
+                                    f"{b} (images {i + 1}..{i + n} of the shuffled epoch) with lr {opt.lr:g}")
+                opt.step()
+                total_loss, correct = total_loss + loss * n, correct + right
+                bar.update(n)
+                if self.on_batch is not None:
+                    self.on_batch(self.epoch + 1, b, loss)
+                continue
             xb, yb = self.xs[i:i + B], self.ys[i:i + B]  # (B, ...), (B,) contiguous slices
             if self.augment is not None:
                 xb = self.augment(xb)
@@ -256,6 +280,8 @@ class Trainer:
 
     def validate(self):
         """Mean loss and accuracy over the validation split, forward only, in batches."""
+        if self.dist.size > 1:
+            return self.dist.validate(self)
         net, crit, xp = self.net, self.crit, self.net.be.xp
         x, y, B = self.val_split.x, self.val_split.y, self.batch_size
         total_loss, correct = 0.0, 0
@@ -300,7 +326,7 @@ def _progress_bar(progress, total, desc):
 
 def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9, weight_decay=5e-4,
           patience=5, max_drops=3, seed=0, augment=None, preprocessing=None, resume=False, progress=True,
-          log=print, device="cpu", on_batch=None):
+          log=print, device="cpu", on_batch=None, dist=None):
     """Train `net` on data's 'train' split, validating on 'val' after every epoch.
 
     net: a Net (rawcnn.models.build; lr_mult and frozen layers as the caller set them).
@@ -311,16 +337,20 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
     its Generator as augment.rng (rawcnn.data.Augmenter); preprocessing: the input contract for
     uint8 images (a Preprocessing or its dict; None: zero-center); resume: continue from
     out_dir/last.h5; device: a backend name ('cpu', 'cuda', 'auto', ...); on_batch: None or a
-    callable on_batch(epoch, batch, loss) run after every step (both 1-based).
+    callable on_batch(epoch, batch, loss) run after every step (both 1-based); dist: None (one
+    process) or a rawcnn.distributed.Distributed (every rank calls train() with the same arguments;
+    rank 0 alone logs and writes).
     Returns a dict: status ('completed', 'stopped', 'interrupted', 'diverged'), reason, epoch
     (the last completed), best_epoch, best_val_acc, history, last_checkpoint, best_checkpoint.
     """
     if device is not None and device != net.be.name:
         net.to(get_backend(device))
     os.makedirs(out_dir, exist_ok=True)
+    if dist is not None and not dist.is_root:
+        log, progress = (lambda msg: None), False
     tr = Trainer(net, data, out_dir=out_dir, batch_size=batch_size, lr=lr, momentum=momentum,
                  weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed, augment=augment,
-                 preprocessing=preprocessing, log=log, progress=progress, on_batch=on_batch)
+                 preprocessing=preprocessing, log=log, progress=progress, on_batch=on_batch, dist=dist)
     if resume:
         if not os.path.exists(tr.last_path):
             raise ValueError(f"resume: {tr.last_path} does not exist; nothing to resume (train without resume)")
@@ -336,12 +366,15 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
         f"images, batch {tr.batch_size}, {tr.opt!r}, plateau patience {patience}, at most {max_drops} drops, "
         f"epochs {tr.epoch + 1}..{epochs}")
     status, reason = _loop(tr, epochs)
+    if status == "interrupted" and tr.dist.size > 1:  # the other ranks may wait in a reduction: end them
+        log(f"{status}: {reason}")
+        tr.dist.abort(130)
     if status != "stopped":  # a stop's reason was logged with its epoch
         log(f"{status}: {reason}")
     if tr.best_epoch:
         log(f"best validation accuracy {tr.best_val_acc:.4f} at epoch {tr.best_epoch} ({tr.best_path}); "
             f"last: {tr.last_path}")
-    if tr.history:
+    if tr.history and tr.dist.is_root:
         plot_curves(tr.history, os.path.join(out_dir, "curves.png"))
     return _result(tr, status, reason)
 

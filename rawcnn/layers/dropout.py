@@ -2,6 +2,8 @@
 1/(1-p) otherwise, so the expected activation is unchanged and test time is the identity.
 Backward: dx = dy * mask. The mask comes from the layer's own numpy Generator (seeded by the
 model builder), so the same seed gives the same masks. Kernels: kernels/<tier>/dropout.py.
+With `rows` set (data-parallel training, rawcnn.distributed) the whole batch's mask is drawn and
+the rows this process holds are kept, so the masks do not depend on the number of processes.
 """
 import numpy as np
 
@@ -18,6 +20,7 @@ class Dropout(Layer):
         self.p = float(p)
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.mask = None
+        self.rows = None  # (lo, hi, n): x holds rows lo:hi of a batch of n (rawcnn.distributed)
 
     def __repr__(self):
         return f"Dropout(p={self.p:g})"
@@ -30,7 +33,12 @@ class Dropout(Layer):
         if not train or self.p == 0.0:
             self.mask = None if not train else self.be.xp.ones_like(x)
             return x
-        self.mask = self.be.dropout.dropout_mask(x.shape, p=self.p, rng=self.rng, dtype=x.dtype)
+        if self.rows is None:
+            self.mask = self.be.dropout.dropout_mask(x.shape, p=self.p, rng=self.rng, dtype=x.dtype)
+        else:  # the whole batch's mask, as one process draws it, and this rank's rows of it
+            lo, hi, n = self.rows
+            mask = self.be.dropout.dropout_mask((n,) + x.shape[1:], p=self.p, rng=self.rng, dtype=x.dtype)
+            self.mask = self.be.xp.ascontiguousarray(mask[lo:hi])
         return self.be.dropout.dropout_forward(x, self.mask)
 
     def backward(self, dy):

@@ -1,0 +1,482 @@
+"""Data-parallel training over processes and machines: MPI (mpi4py) on CPUs, NCCL on GPUs.
+
+Shapes: R ranks, r this rank; n the rows of one global batch (the batch size B, fewer for an
+epoch's last); [lo, hi) this rank's rows of it, lo = r * n // R, hi = (r + 1) * n // R.
+
+Synchronous data-parallel SGD, one step on every rank (`mpiexec -n R rawcnn train ...`):
+
+    order = rng_shuffle.permutation(N)           the same seed: the same order on every rank
+    idx = order[i:i+B][lo:hi]                    this rank's rows, read from the HDF5 file
+    transforms, masks = draw for all n rows      augmentation and dropout from the shared
+                                                 generators, then this rank keeps [lo:hi]
+    logits = forward(x[idx])
+    dlogits = (p - onehot) * (hi - lo) / n / (hi - lo) = (p - onehot) / n     (the global mean)
+    backward, top layer first; a layer's grads join a bucket as soon as they exist, and a full
+        bucket starts a non-blocking allreduce (sum) while the layers below run their backward
+    wait for every bucket: every rank holds sum over ranks = one process's gradient
+    the fused SGD update, the same on every rank
+
+So R ranks compute what one process computes, except for the order of the float sums over the
+batch (the test allows 1e-5 relative in float32, 1e-12 in float64). Every generator advances the
+same way on every rank, so rank 0's checkpoint is the run's whole state and resumes with any R.
+Validation is split into R contiguous shares whose sums are reduced: one process's numbers.
+
+Files and logs come from rank 0 alone. A rank that raises prints one line naming itself and aborts
+the whole job (MPI_Abort); a non-finite loss on any rank stops every rank at the same step, named.
+On the `cuda` backend the buckets are summed on the GPU by NCCL (cupy.cuda.nccl), its communicator
+bootstrapped over MPI; everything else is shared with the MPI path.
+"""
+import os
+import sys
+import time
+
+import numpy as np
+
+BUCKET_MB = 25.0  # PyTorch DDP's default: large enough to amortise latency, small enough to overlap
+
+
+def share(n, size, rank):
+    """This rank's rows [lo, hi) of n rows split into `size` contiguous parts (sizes differ by <= 1)."""
+    return rank * n // size, (rank + 1) * n // size
+
+
+def launched_size():
+    """The number of ranks mpiexec started (MPICH / Intel MPI, Open MPI, Slurm), 1 without mpiexec."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        if os.environ.get(var):
+            return int(os.environ[var])
+    return 1
+
+
+class Single:
+    """One process: the no-op communicator (train.py keeps its plain one-process path)."""
+
+    rank, size, is_root = 0, 1, True
+
+    def Bcast(self, buf, root=0):
+        pass
+
+    def abort(self, code=1):
+        sys.exit(code)
+
+
+class Distributed:
+    """R ranks of one run: the communicator, the gradient reducer, the sharded step and validation."""
+
+    def __init__(self, comm, backend_name="cpu", bucket_mb=BUCKET_MB):
+        self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
+        self.is_root = self.rank == 0
+        self.backend_name = backend_name
+        if backend_name == "cuda":
+            self.reducer = NCCLReducer(self, bucket_mb)
+        else:
+            self.reducer = MPIReducer(comm, bucket_mb)
+
+    def __repr__(self):
+        return f"Distributed(rank {self.rank} of {self.size}, {self.reducer!r})"
+
+    # -- the training step ---------------------------------------------------------------------
+    def train_step(self, tr, idx):
+        """Forward and backward of this rank's rows of one global batch; gradients summed over ranks.
+
+        tr: the Trainer; idx: (n,) int rows of the training split, the global batch in order.
+        Returns (loss, correct, bad): the global batch's mean loss and correct count (as one process
+        computes them), and '' or ' on rank r' naming the first rank whose loss was not finite; when
+        the loss is not finite the backward is skipped (every rank sees the same numbers).
+        """
+        net, crit = tr.net, tr.crit
+        n = idx.size
+        lo, hi = share(n, self.size, self.rank)
+        mine = idx[lo:hi] if hi > lo else idx[:1]  # a rank with no row runs one with weight 0
+        xb, yb = read_rows(tr.train_split.x, mine), tr.train_split.y[mine]  # (n_r, ...), (n_r,)
+        sel = slice(lo, hi) if hi > lo else slice(0, 1)
+        if tr.augment is not None:  # the transforms of all n rows, as one process draws them
+            angles, shifts = tr.augment.draw(n)  # (n,), (n, 2)
+            xb = tr.augment.apply(xb, angles[sel], shifts[sel])
+        set_dropout_rows(net, (sel.start, sel.stop, n))
+        try:
+            logits = net.forward(tr.to_input(xb), train=True)  # (n_r, K)
+        finally:
+            set_dropout_rows(net, None)
+        loss = crit.forward(logits, yb)
+        right = int((net.be.xp.argmax(logits, axis=1) == crit.labels).sum())
+        mine_n = hi - lo
+        stats = np.array([loss * mine_n if mine_n else 0.0, right if mine_n else 0,
+                          np.isfinite(loss) or not mine_n], dtype=np.float64)  # (3,)
+        every = np.empty((self.size, 3), dtype=np.float64)  # (R, 3) one row per rank
+        self.comm.Allgather(stats, every)
+        bad = np.flatnonzero(every[:, 2] == 0)
+        total = float(every[:, 0].sum()) / n
+        if bad.size:
+            return float("nan"), 0, f" on rank {int(bad[0])}"
+        self.reducer.begin(net)
+        net.backward(crit.backward(mine_n / n), input_grad=False, on_layer_grads=self.reducer.add)
+        self.reducer.finish()
+        return total, int(every[:, 1].sum()), ""
+
+    def validate(self, tr, split=None):
+        """Mean loss and accuracy over a split (default: validation), each rank a contiguous share.
+
+        The loss sums and correct counts are reduced, so every rank gets one process's numbers (the
+        counts exactly, the loss to float rounding). split: a rawcnn.train.Split (e.g. the test split).
+        """
+        net, crit, xp = tr.net, tr.crit, tr.net.be.xp
+        split = split if split is not None else tr.val_split
+        x, y, B = split.x, split.y, tr.batch_size
+        lo, hi = share(y.size, self.size, self.rank)
+        sums = np.zeros(2, dtype=np.float64)  # (2,) loss sum, correct
+        for i in range(lo, hi, B):
+            j = min(i + B, hi)
+            logits = net.forward(tr.to_input(read_rows(x, np.arange(i, j))), train=False)  # (j - i, K)
+            sums[0] += crit.forward(logits, y[i:j]) * (j - i)
+            sums[1] += int((xp.argmax(logits, axis=1) == crit.labels).sum())
+        self.allreduce(sums)
+        return float(sums[0]) / y.size, float(sums[1]) / y.size
+
+    # -- small collectives ---------------------------------------------------------------------
+    def allreduce(self, a):
+        """Sum a float64 numpy array over ranks, in place."""
+        from mpi4py import MPI
+        self.comm.Allreduce(MPI.IN_PLACE, a, op=MPI.SUM)
+        return a
+
+    def Bcast(self, buf, root=0):
+        self.comm.Bcast(buf, root=root)
+
+    def barrier(self):
+        self.comm.Barrier()
+
+    # -- faults --------------------------------------------------------------------------------
+    def fail(self, exc):
+        """Print one line naming this rank and the error, then stop every rank (MPI_Abort)."""
+        sys.stderr.write(f"rawcnn: rank {self.rank} of {self.size} failed: {type(exc).__name__}: {exc}; "
+                         f"stopping all ranks\n")
+        sys.stderr.flush()
+        self.abort(1)
+
+    def abort(self, code=1):
+        self.comm.Abort(code)
+
+    def install_excepthook(self):
+        """An uncaught exception on any rank prints its line and aborts the job instead of hanging it."""
+        def hook(kind, exc, tb):
+            if issubclass(kind, KeyboardInterrupt):
+                self.abort(130)
+            import traceback
+            traceback.print_exception(kind, exc, tb)
+            self.fail(exc)
+        sys.excepthook = hook
+
+
+def set_dropout_rows(net, rows):
+    """Tell every Dropout layer which rows (lo, hi, n) of the global batch its input holds (None: all)."""
+    for layer in net.layers:
+        if layer.kind == "Dropout":
+            layer.rows = rows
+
+
+def read_rows(x, idx):
+    """Rows idx of x (a numpy array or ShardedImages), in idx's order: (len(idx), ...)."""
+    return x[np.asarray(idx)]
+
+
+# -- gradient reduction --------------------------------------------------------------------------
+class MPIReducer:
+    """Sums every trainable gradient over ranks in buckets, each started as soon as it is full.
+
+    Net.backward calls add(layer) right after a layer's backward (top layer first). A gradient of
+    at least the bucket size is reduced in place on its own; smaller ones are copied into a flat
+    bucket. begin() before the backward, finish() after it: it starts the last bucket, waits for
+    all and copies the sums back. seconds_wait / seconds_backward accumulate the time finish()
+    spent waiting and the time from begin() to finish() (bench/bench_mpi.py reads them).
+    """
+
+    def __init__(self, comm, bucket_mb=BUCKET_MB):
+        self.comm, self.bucket_bytes = comm, int(bucket_mb * 2**20)
+        self.seconds_wait = self.seconds_backward = 0.0
+        self.steps = 0
+
+    def __repr__(self):
+        return f"{type(self).__name__}(bucket {self.bucket_bytes / 2**20:g} MB)"
+
+    def begin(self, net):
+        self.xp = net.be.xp
+        self.pending = []  # (request, flat buffer, [gradient arrays] or None)
+        self.bucket, self.nbytes = [], 0
+        self.t0 = time.perf_counter()
+
+    def add(self, layer):
+        """Net.backward's on_layer_grads: queue the layer's gradients, start a full bucket."""
+        if not layer.trainable:
+            return
+        for key in sorted(layer.grads):
+            g = layer.grads[key]
+            if g.nbytes >= self.bucket_bytes and g.flags.c_contiguous:
+                self.pending.append((self._start(g), g, None))  # in place, no copy
+                continue
+            self.bucket.append(g)
+            self.nbytes += g.nbytes
+            if self.nbytes >= self.bucket_bytes:
+                self._flush()
+        self._progress()
+
+    def _flush(self):
+        if self.bucket:
+            buf = self.xp.concatenate([g.reshape(-1) for g in self.bucket])  # (sum of sizes,)
+            self.pending.append((self._start(buf), buf, self.bucket))
+        self.bucket, self.nbytes = [], 0
+
+    def _start(self, buf):
+        from mpi4py import MPI
+        return self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+
+    def _progress(self):
+        # MPICH advances a non-blocking collective only inside MPI calls: poke it between layers
+        from mpi4py import MPI
+        MPI.Request.Testall([p[0] for p in self.pending])
+
+    def _wait(self):
+        from mpi4py import MPI
+        MPI.Request.Waitall([p[0] for p in self.pending])
+
+    def finish(self):
+        """Start the last bucket, wait for every reduction, copy bucket sums back into the grads."""
+        self._flush()
+        t = time.perf_counter()
+        self._wait()
+        self.seconds_wait += time.perf_counter() - t
+        for _, buf, members in self.pending:
+            o = 0
+            for g in members or ():
+                g[...] = buf[o:o + g.size].reshape(g.shape)
+                o += g.size
+        self.pending = []
+        self.seconds_backward += time.perf_counter() - self.t0
+        self.steps += 1
+
+
+class NCCLReducer(MPIReducer):
+    """The same buckets summed on the GPUs by NCCL (one rank per GPU), on a stream of their own.
+
+    The communicator's id is made on rank 0 and broadcast over MPI as bytes (no pickle). A bucket's
+    allreduce waits (on the device) for the compute stream's work so far, then runs on the NCCL
+    stream while the compute stream goes on with the layers below; finish() makes the compute
+    stream wait for the NCCL stream before the sums are copied back and used.
+    """
+
+    def __init__(self, dist, bucket_mb=BUCKET_MB):
+        import cupy
+        from cupy.cuda import nccl
+        super().__init__(dist.comm if hasattr(dist, "comm") else dist, bucket_mb)
+        self.cupy, self.nccl = cupy, nccl
+        self.nccl_comm = nccl.NcclCommunicator(dist.size, _nccl_id(nccl, dist), dist.rank)
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
+
+    def _start(self, buf):
+        self.stream.wait_event(self.cupy.cuda.get_current_stream().record())
+        self.nccl_comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self.types[np.dtype(buf.dtype)],
+                                 self.nccl.NCCL_SUM, self.stream.ptr)  # no MPI request: the stream orders it
+
+    def _progress(self):
+        pass
+
+    def _wait(self):
+        self.cupy.cuda.get_current_stream().wait_event(self.stream.record())
+
+
+def _nccl_id(nccl, dist):
+    """Rank 0's ncclUniqueId on every rank, sent over MPI as 128 bytes plus its Python type.
+
+    cupy gives the id as bytes (v13 on) or as a tuple of 128 signed chars (earlier versions).
+    """
+    buf = np.zeros(129, dtype=np.uint8)  # (129,) [1 if bytes else 0, the id's 128 bytes]
+    if dist.rank == 0:
+        uid = nccl.get_unique_id()
+        raw = uid if isinstance(uid, bytes) else np.array(uid, dtype=np.int64).astype(np.int8).tobytes()
+        buf[0], buf[1:] = isinstance(uid, bytes), np.frombuffer(raw, dtype=np.uint8)
+    dist.Bcast(buf, root=0)
+    raw = buf[1:].tobytes()
+    return raw if buf[0] else tuple(int(v) for v in np.frombuffer(raw, dtype=np.int8))
+
+
+# -- starting ------------------------------------------------------------------------------------
+def from_environment(device="cpu", bucket_mb=BUCKET_MB):
+    """Single() in a plain process; under `mpiexec -n R` (R > 1) a Distributed over MPI_COMM_WORLD.
+
+    device: the backend name the ranks train on ('cuda': one GPU per rank, chosen by the rank's
+    index on its machine, and NCCL for the gradients). Raises RuntimeError naming what is missing.
+    """
+    if launched_size() < 2:
+        return Single()
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise RuntimeError(f"started by mpiexec with {launched_size()} ranks, but mpi4py is not installed: "
+                           f"pip install -e '.[mpi]'") from None
+    comm = MPI.COMM_WORLD
+    if comm.Get_size() < 2:
+        return Single()
+    if device == "cuda":
+        import cupy
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+        cupy.cuda.Device(local % cupy.cuda.runtime.getDeviceCount()).use()
+    global ACTIVE
+    dist = Distributed(comm, device, bucket_mb)
+    dist.install_excepthook()
+    if hasattr(sys.stdout, "reconfigure"):  # mpiexec pipes stdout: show each log line as it comes
+        sys.stdout.reconfigure(line_buffering=True)
+    ACTIVE = dist
+    return dist
+
+
+ACTIVE = None  # the Distributed of this process once from_environment made one
+
+
+def is_root():
+    """True in a plain process and on rank 0 of a distributed run."""
+    return ACTIVE is None or ACTIVE.is_root
+
+
+def fail_if_distributed(exc):
+    """In a distributed run, print exc naming this rank and abort every rank; else do nothing.
+
+    A rank that just exited would leave the others waiting in a reduction for ever.
+    """
+    if ACTIVE is not None:
+        ACTIVE.fail(exc)
+
+
+def find_mpiexec():
+    """The mpiexec beside this Python (the mpich wheel puts it there), else the one on PATH, else None."""
+    import shutil
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return here if os.access(here, os.X_OK) else shutil.which("mpiexec")
+
+
+def relaunch(procs, argv, cpus=None):
+    """Run `mpiexec -n procs python -c 'import cli; cli.main()' *argv` and return its exit code.
+
+    Each rank gets cpus // procs threads (NUMBA_NUM_THREADS, OMP_NUM_THREADS, OPENBLAS_NUM_THREADS)
+    unless they are set already, so R ranks do not oversubscribe the cores. MPICH's progress thread
+    (MPIR_CVAR_ASYNC_PROGRESS=1) is left to the caller: it makes the reductions overlap the backward
+    but needs a core of its own (bench/RESULTS.md: on a full 2-core machine it cost more than it hid).
+    """
+    import subprocess
+    mpiexec = find_mpiexec()
+    if mpiexec is None:
+        raise RuntimeError("--procs needs mpiexec: pip install -e '.[mpi]' (the mpich wheel provides it)")
+    threads = str(max(1, (cpus or os.cpu_count() or 1) // procs))
+    env = dict(os.environ)
+    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, threads)
+    cmd = [mpiexec, "-n", str(procs), sys.executable, "-c", "import cli; cli.main()", *argv]
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- sharded reading of a prepared data set --------------------------------------------------------
+class ShardedImages:
+    """One split's images, read from the prepared HDF5 file row by row as they are needed.
+
+    Looks like the (M, C, S, S) uint8 array PreparedData.split(...).images would be (shape, dtype,
+    len, x[positions], x[a:b]), but holds nothing: a rank reads only the rows of its share of each
+    batch, so no rank loads the whole set. mean() is the per-channel mean over all ranks' shares.
+    """
+
+    lazy = True
+
+    def __init__(self, path, index, channels, dist):
+        import h5py
+        self.path, self.index, self.dist = path, np.asarray(index, dtype=np.int64), dist  # (M,)
+        self.file = h5py.File(path, "r")
+        self.images = self.file["images"]  # (N, 1, S, S) uint8 in the file
+        S = self.images.shape[-1]
+        self.shape, self.dtype, self.ndim, self.channels = (len(self.index), channels, S, S), np.dtype(np.uint8), 4, channels
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        pos = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64)  # (k,)
+        rows, back = np.unique(self.index[pos], return_inverse=True)  # h5py reads increasing rows
+        x = self.images[rows] if rows.size else np.empty((0,) + self.images.shape[1:], np.uint8)  # (u, 1, S, S)
+        return np.repeat(x[back.reshape(-1)], self.channels, axis=1)  # (k, C, S, S)
+
+    def mean(self, axis=(0, 2, 3), dtype=np.float64):
+        """The per-channel mean (C,) over every rank's share: exact sums of integers, reduced."""
+        if tuple(axis) != (0, 2, 3):
+            raise ValueError("ShardedImages.mean: only the per-channel mean (axis=(0, 2, 3)) is provided")
+        lo, hi = share(len(self), self.dist.size, self.dist.rank)
+        sums = np.zeros(1, dtype=np.float64)  # (1,) the grey plane's sum (every channel is a copy)
+        for i in range(lo, hi, 256):
+            sums += self[i:min(i + 256, hi)][:, :1].sum(dtype=np.float64)
+        self.dist.allreduce(sums)
+        return np.repeat(sums / (len(self) * self.shape[2] * self.shape[3]), self.channels).astype(dtype)
+
+
+class ShardedSplit:
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+
+class ShardedData:
+    """A prepared data set opened for sharded reading: labels and split ids in memory, images on disk.
+
+    Has what train() reads from load_dataset's result: split(name) (images, labels), settings,
+    class_names, path.
+    """
+
+    def __init__(self, path, dist):
+        import json
+
+        import h5py
+
+        from .data.dataset import PER_IMAGE, SPLITS
+        from .data.readers import DataError
+        self.path, self.dist, self.SPLITS = path, dist, SPLITS
+        try:
+            with h5py.File(path, "r") as f:
+                missing = [n for n in PER_IMAGE if n not in f]
+                if missing:
+                    raise DataError(f"{path}: missing dataset(s) {missing}")
+                self.labels, self.split_ids = f["labels"][...].astype(np.int64), f["split"][...]  # (N,), (N,)
+                shape = f["images"].shape
+                self.settings = json.loads(f.attrs["settings"])
+                self.class_names = json.loads(f.attrs["class_names"])
+        except (OSError, KeyError) as e:
+            raise DataError(f"{path}: not a readable prepared data set ({e})") from None
+        if len(shape) != 4 or shape[0] != self.labels.size or shape[1] != 1:
+            raise DataError(f"{path}: images must be (N, 1, S, S) with N = {self.labels.size}, got {shape}")
+        if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
+            raise DataError(f"{path}: labels outside 0..{len(self.class_names) - 1}")
+        if self.split_ids.shape != self.labels.shape or not np.isin(self.split_ids, (0, 1, 2)).all():
+            raise DataError(f"{path}: 'split' must hold one 0, 1 or 2 per image")
+
+    def split(self, name):
+        index = np.flatnonzero(self.split_ids == self.SPLITS.index(name))  # (M,)
+        images = ShardedImages(self.path, index, int(self.settings.get("channels", 3)), self.dist)
+        return ShardedSplit(images, self.labels[index])
+
+
+def open_sharded(path, dist):
+    """The prepared set at `path` for a rank of `dist`: load_dataset(path) when dist is Single."""
+    if dist.size == 1:
+        from .data import load_dataset
+        return load_dataset(path)
+    return ShardedData(path, dist)
+
+
+def strip_option(argv, name):
+    """argv without `name VALUE` / `name=VALUE` (how --procs is kept from the ranks' command line)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(name + "="):
+            out.append(a)
+    return out

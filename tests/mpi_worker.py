@@ -1,0 +1,45 @@
+"""Run by tests/test_distributed.py under `mpiexec -n R`: one data-parallel training run per call.
+
+    python tests/mpi_worker.py MODE DATA OUT [EPOCHS] [DTYPE] [BUCKET_MB]
+
+MODE: train (train, or resume when OUT holds last.h5), raise (rank 1 raises in epoch 1, batch 2),
+nan (rank 1's loss becomes NaN in epoch 2, batch 1: 6 steps and 1 validation batch before). The net, data and settings are the test's.
+"""
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from rawcnn.distributed import from_environment, open_sharded  # noqa: E402
+from rawcnn.train import train  # noqa: E402
+from test_distributed import RUN, new_net, shift  # noqa: E402
+
+
+def main(mode, data, out, epochs=3, dtype="float32", bucket_mb=25.0):
+    dist = from_environment("cpu", bucket_mb=float(bucket_mb))
+    net = new_net().astype(np.dtype(dtype))
+    on_batch = None
+    if mode == "raise":
+        def on_batch(epoch, batch, loss):
+            if dist.rank == 1 and (epoch, batch) == (1, 2):
+                raise RuntimeError("injected failure")
+    if mode == "nan" and dist.rank == 1:  # rank 1's 8th loss (epoch 2, batch 1) is NaN
+        from rawcnn.layers import SoftmaxCrossEntropy
+        real, calls = SoftmaxCrossEntropy.forward, [0]
+
+        def forward(self, logits, labels, train=True):
+            loss = real(self, logits, labels, train)
+            calls[0] += 1
+            return float("nan") if calls[0] == 8 else loss
+        SoftmaxCrossEntropy.forward = forward
+    r = train(net, open_sharded(data, dist), out_dir=out, epochs=int(epochs), augment=shift(),
+              resume=os.path.exists(os.path.join(out, "last.h5")), on_batch=on_batch, dist=dist, **RUN)
+    if dist.is_root:
+        print(f"RESULT {r['status']}: {r['reason']}", flush=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

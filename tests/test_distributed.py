@@ -1,0 +1,257 @@
+"""Data-parallel training under mpiexec (rawcnn.distributed): 2 ranks equal 1 process, one writer,
+a failing rank stops the job, resume across process counts. Tiny nets on a 16x16 prepared set.
+
+Every test here starts `mpiexec -n 2` (tests/mpi_worker.py or the CLI) and skips, saying why, when
+mpi4py or mpiexec is missing or cannot start two ranks. The one-process runs happen in this process.
+"""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from rawcnn import models
+from rawcnn.checkpoint import read_checkpoint
+from rawcnn.data import Augmenter, load_dataset
+from rawcnn.distributed import find_mpiexec, share, strip_option
+from rawcnn.gradcheck import max_diff
+from rawcnn.train import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "mpi_worker.py")
+TOL = {"float32": 1e-5, "float64": 1e-12}  # max|a - b| / max|b| per parameter (the issue's bounds)
+
+SPEC = {"name": "tiny", "input": [1, 16, 16], "layers": [
+    {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "padding": 1},
+    {"type": "ReLU", "name": "relu1"},
+    {"type": "MaxPool2d", "name": "pool1", "kernel_size": 2, "stride": 2},
+    {"type": "Conv2d", "name": "conv2", "out_channels": 8, "kernel_size": 3, "padding": 1},
+    {"type": "ReLU", "name": "relu2"},
+    {"type": "MaxPool2d", "name": "pool2", "kernel_size": 2, "stride": 2},
+    {"type": "Flatten", "name": "flatten"},
+    {"type": "Linear", "name": "fc1", "out_features": 16},
+    {"type": "ReLU", "name": "relu3"},
+    {"type": "Dropout", "name": "drop1", "p": 0.5},
+    {"type": "Linear", "name": "fc2", "out_features": 2}]}
+# 41 training images in batches of 8: the last batch has 1 row, so rank 1 has none there
+RUN = dict(batch_size=8, lr=0.002, patience=1, max_drops=3, seed=7, progress=False, device="cpu",
+           log=print)
+
+
+def new_net(seed=0):
+    return models.build(SPEC, seed=seed, weight_std=0.1)
+
+
+def shift():
+    return Augmenter(max_translate=0.1, max_rotate_deg=10.0, rng=3)
+
+
+def write_prepared(path, n_train=41, n_val=15, seed=0):
+    """A file in `rawcnn data prepare`'s format: noise, class 1 with a brighter centre square."""
+    rng = np.random.default_rng(seed)
+    n, S = n_train + n_val, 16
+    y = rng.integers(0, 2, n)  # (n,)
+    x = rng.integers(100, 130, (n, 1, S, S))  # (n, 1, S, S)
+    x[y == 1, :, 4:12, 4:12] += 20
+    split = rng.permutation(np.r_[np.zeros(n_train), np.ones(n_val)]).astype(np.int8)  # (n,) interleaved
+    with h5py.File(path, "w") as f:
+        f["images"], f["labels"], f["split"] = x.astype(np.uint8), y.astype(np.int64), split
+        f["names"] = np.array([f"im{i}" for i in range(n)], dtype=h5py.string_dtype("utf-8"))
+        f["lung_masks"] = f["lesion_masks"] = np.zeros((n, S, S), np.uint8)
+        f["has_lung_mask"] = f["has_lesion_mask"] = np.zeros(n, np.uint8)
+        f["roi_boxes"], f["source_shapes"] = np.zeros((n, 4), np.int32), np.full((n, 2), S, np.int32)
+        f.attrs.update({"format": "rawcnn-prepared-1", "rawcnn_version": "test", "source": "test",
+                        "settings": json.dumps({"input_size": S, "channels": 1}), "layout": "test",
+                        "class_names": json.dumps(["normal", "abnormal"]), "seed": 0, "skipped": "[]",
+                        "split_fractions": json.dumps([0.7, 0.3, 0.0])})
+
+
+def mpiexec(args, n=2, timeout=150, env=None):
+    """Run `mpiexec -n n python args...` from the repository root; returns CompletedProcess."""
+    env = {**os.environ, "PYTHONPATH": ROOT, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([find_mpiexec(), "-n", str(n), sys.executable, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def mpi():
+    """Skip (with the reason) unless mpi4py imports and mpiexec can start 2 ranks here."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        pytest.skip("mpi4py is not installed (pip install -e '.[mpi]')")
+    if find_mpiexec() is None:
+        pytest.skip("no mpiexec beside this Python or on PATH (pip install -e '.[mpi]' provides one)")
+    try:
+        p = mpiexec(["-c", "from mpi4py import MPI; print(f'size={MPI.COMM_WORLD.Get_size()};')"], timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.skip("mpiexec -n 2 did not start within 60 s")
+    if p.returncode != 0 or p.stdout.count("size=2;") != 2:
+        pytest.skip(f"mpiexec -n 2 cannot start here: {(p.stderr or p.stdout).strip()[-300:]}")
+
+
+@pytest.fixture(scope="module")
+def runs(mpi, tmp_path_factory):
+    """One 2-rank launch per dtype (float32 also resumes a 1-process checkpoint), and the 1-process runs."""
+    root = tmp_path_factory.mktemp("dist")
+    data = root / "set.h5"
+    write_prepared(data)
+    out = {}
+    for dtype in ("float32", "float64"):
+        one = root / f"one-{dtype}"
+        train(new_net().astype(dtype), load_dataset(data), out_dir=one, epochs=2, augment=shift(), **RUN)
+        if dtype == "float32":  # a 1-process checkpoint after epoch 2, resumed by 2 ranks below
+            shutil.copytree(one, root / "resumed")
+        aug = shift()
+        aug.rng.bit_generator.state = read_checkpoint(one / "last.h5")["rng_state"]["augment"]
+        train(new_net().astype(dtype), load_dataset(data), out_dir=one, epochs=3, augment=aug, resume=True,
+              **RUN)  # = an uninterrupted 3-epoch run (test_train checks resume bit for bit)
+        # float64 with 1 KB buckets: several buckets, and gradients over the size reduced in place
+        bucket_mb = "25" if dtype == "float32" else "0.001"
+        p = mpiexec([WORKER, "train", str(data), str(root / f"two-{dtype}"), "3", dtype, bucket_mb])
+        assert p.returncode == 0, p.stderr[-2000:]
+        out[dtype] = (one, root / f"two-{dtype}", p)
+    p = mpiexec([WORKER, "train", str(data), str(root / "resumed"), "3", "float32"])
+    assert p.returncode == 0, p.stderr[-2000:]
+    out["resumed"] = (out["float32"][0], root / "resumed", p)
+    return root, data, out
+
+
+def param_diffs(dir_a, dir_b):
+    a, b = read_checkpoint(os.path.join(dir_a, "last.h5")), read_checkpoint(os.path.join(dir_b, "last.h5"))
+    assert a["epoch"] == b["epoch"] == 3
+    return a, b, {f"{n}/{k}": max_diff(b["params"][n][k], a["params"][n][k]) for n in a["params"] for k in a["params"][n]}
+
+
+def test_share_splits_rows_contiguously_and_evenly():
+    for n in (1, 7, 8, 41):
+        for size in (1, 2, 3, 5):
+            parts = [share(n, size, r) for r in range(size)]
+            assert parts[0][0] == 0 and parts[-1][1] == n
+            assert all(parts[r][1] == parts[r + 1][0] for r in range(size - 1))
+            assert max(h - lo for lo, h in parts) - min(h - lo for lo, h in parts) <= 1
+
+
+def test_strip_option_removes_procs_in_both_spellings():
+    assert strip_option(["train", "--procs", "2", "--out", "x"], "--procs") == ["train", "--out", "x"]
+    assert strip_option(["train", "--procs=2", "--seed", "1"], "--procs") == ["train", "--seed", "1"]
+
+
+def test_sharded_reading_gives_load_dataset_rows_and_mean(tmp_path):
+    from rawcnn.distributed import ShardedData
+
+    class Halves:  # two ranks' shares of the mean, summed by hand (no MPI in this process)
+        size, parts = 2, []
+
+        def allreduce(self, a):
+            self.parts.append(a.copy())
+            return a
+
+    write_prepared(tmp_path / "set.h5")
+    whole = load_dataset(tmp_path / "set.h5").split("train")
+    dist = Halves()
+    images = ShardedData(tmp_path / "set.h5", dist).split("train").images
+    idx = np.array([5, 0, 40, 5, 17])  # any order, repeats
+    np.testing.assert_array_equal(images[idx], whole.images[idx])
+    np.testing.assert_array_equal(images[3:9], whole.images[3:9])
+    assert images.shape == whole.images.shape and images.dtype == np.uint8
+    for dist.rank in (0, 1):
+        images.mean()
+    total = (dist.parts[0] + dist.parts[1]) / (whole.images[:, :1].size)
+    assert total[0] == whole.images.mean(axis=(0, 2, 3), dtype=np.float64)[0]  # exact integer sums
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_two_ranks_equal_one_process(runs, dtype):
+    one, two, _ = runs[2][dtype]
+    a, b, diffs = param_diffs(one, two)
+    print(f"{dtype}: max|2 ranks - 1 process| / max|1 process| per parameter:", diffs)
+    assert max(diffs.values()) <= TOL[dtype], diffs
+    assert max(diffs.values()) > 0 or dtype == "float64"  # float32 sums in another order: not bit-equal
+    # the generators advanced the same way: rank 0's checkpoint is the one process's state
+    assert a["rng_state"] == b["rng_state"] and a["dropout_rng"] == b["dropout_rng"]
+    ha, hb = a["history"], b["history"]
+    assert [h["val_acc"] for h in ha] == [h["val_acc"] for h in hb]  # reduced counts: exact
+    np.testing.assert_allclose([h["train_loss"] for h in hb], [h["train_loss"] for h in ha], rtol=1e-5)
+    np.testing.assert_allclose([h["val_loss"] for h in hb], [h["val_loss"] for h in ha], rtol=1e-5)
+    assert a["preprocessing"]["mean"] == b["preprocessing"]["mean"]  # exact integer sums, reduced
+
+
+def test_two_ranks_resume_a_one_process_checkpoint(runs):
+    one, resumed, p = runs[2]["resumed"]
+    assert "resuming from" in p.stdout and "after epoch 2" in p.stdout
+    _, _, diffs = param_diffs(one, resumed)
+    assert max(diffs.values()) <= TOL["float32"], diffs
+
+
+def test_rank_0_alone_writes_and_logs(runs):
+    one, two, p = runs[2]["float32"]
+    assert sorted(os.listdir(two)) == sorted(os.listdir(one)) == ["best.h5", "curves.png", "history.csv",
+                                                                  "last.h5"]
+    assert p.stdout.count("epoch 3/3") == 1 and p.stdout.count("RESULT completed") == 1, p.stdout
+    with open(two / "history.csv") as fh:
+        assert [row["epoch"] for row in csv.DictReader(fh)] == ["1", "2", "3"]
+
+
+def test_a_rank_raising_stops_every_rank_with_one_message(runs, tmp_path):
+    _, data, _ = runs
+    t0 = time.perf_counter()
+    p = mpiexec([WORKER, "raise", str(data), str(tmp_path / "run"), "3"], timeout=120)
+    assert p.returncode != 0
+    assert "rawcnn: rank 1 of 2 failed: RuntimeError: injected failure; stopping all ranks" in p.stderr
+    assert "RESULT" not in p.stdout and time.perf_counter() - t0 < 120
+    assert read_checkpoint(tmp_path / "run" / "last.h5")["epoch"] == 0  # written whole before the fault
+    assert not [f for f in os.listdir(tmp_path / "run") if f.startswith(".tmp")]
+
+
+def test_a_nan_on_one_rank_stops_every_rank_naming_it(runs, tmp_path):
+    _, data, _ = runs
+    p = mpiexec([WORKER, "nan", str(data), str(tmp_path / "run"), "3"], timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "RESULT diverged: the training loss became nan on rank 1 at epoch 2, batch 1" in p.stdout
+    assert read_checkpoint(tmp_path / "run" / "last.h5")["epoch"] == 1
+
+
+def test_cli_procs_starts_mpiexec_and_trains(runs, tmp_path):
+    _, data, _ = runs
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    cmd = [sys.executable, "-c", "import cli; cli.main()", "train", "--model", os.path.join(tmp_path, "tiny.json"),
+           "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "8",
+           "--procs", "2", "--no-augment"]
+    with open(tmp_path / "tiny.json", "w") as fh:
+        json.dump(SPEC, fh)
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=150, check=False)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.count("epoch 1/1 ") == 1 and p.stdout.count("checkpoints: ") == 1, p.stdout
+    assert sorted(os.listdir(tmp_path / "run")) == ["best.h5", "curves.png", "history.csv", "last.h5"]
+
+
+def test_ctrl_c_on_mpiexec_stops_every_rank_and_keeps_the_checkpoint(runs, tmp_path):
+    _, data, _ = runs
+    with open(tmp_path / "tiny.json", "w") as fh:
+        json.dump(SPEC, fh)
+    env = {**os.environ, "PYTHONPATH": ROOT, "NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [find_mpiexec(), "-n", "2", sys.executable, "-c", "import cli; cli.main()", "train", "--model",
+           str(tmp_path / "tiny.json"), "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "10000",
+           "--patience", "10000", "--batch-size", "8", "--no-augment"]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.perf_counter()
+        while not os.path.exists(tmp_path / "run" / "history.csv") and time.perf_counter() - t0 < 90:
+            time.sleep(0.2)  # at least one epoch written
+        p.send_signal(2)  # SIGINT: what Ctrl-C in the terminal sends mpiexec
+        t1 = time.perf_counter()
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert time.perf_counter() - t1 < 30 and p.returncode != 0
+    assert "interrupted (Ctrl-C) during epoch" in out, out[-2000:] + err[-2000:]
+    assert read_checkpoint(tmp_path / "run" / "last.h5")["epoch"] >= 1
