@@ -145,6 +145,11 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The HDF5 data set to write.")
 @click.option("--input-size", type=int, default=227, show_default=True)
 @click.option("--roi-crop/--no-roi-crop", default=True, show_default=True, help="Crop to the lung masks' box.")
+@click.option("--roi", type=click.Choice(["masks", "locator", "none"]), default=None,
+              help="Where the lung-ROI box comes from: the lung masks, the mask-free lung-field locator, or no "
+                   "crop (default: masks; --no-roi-crop means none). Recorded in the set and its checkpoints.")
+@click.option("--classes", default=None, help="Class order for folder-per-class and label-CSV sets, e.g. normal,abnormal.")
+@click.option("--finding", default=None, help="NIH ChestX-ray14 layout: the finding read against 'No Finding'.")
 @click.option("--roi-margin", type=float, default=0.05, show_default=True)
 @click.option("--base-size", type=int, default=1024, show_default=True, help="Resize before CLAHE (0: skip).")
 @click.option("--clahe/--no-clahe", default=True, show_default=True)
@@ -152,15 +157,18 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite):
 @click.option("--clahe-tile-grid", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the stratified 70/20/10 split.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled files and list them.")
-def data_prepare(src, out, input_size, roi_crop, roi_margin, base_size, clahe, clahe_clip_limit, clahe_tile_grid,
-                 seed, skip_bad):
+def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_margin, base_size, clahe,
+                 clahe_clip_limit, clahe_tile_grid, seed, skip_bad):
     """Preprocess SRC (Montgomery, Shenzhen or folder-per-class) into one HDF5 data set."""
     from rawcnn.data import default_settings, prepare
     s = default_settings(input_size)
     s.update(roi_crop=roi_crop, roi_margin=roi_margin, base_size=base_size or None, clahe=clahe,
              clahe_clip_limit=clahe_clip_limit, clahe_tile_grid=clahe_tile_grid)
+    if roi is not None:
+        s.update(roi=roi, roi_crop=roi != "none")
     try:
-        summ = prepare(src, out, s, seed=seed, skip_bad=skip_bad)
+        summ = prepare(src, out, s, seed=seed, skip_bad=skip_bad, finding=finding,
+                       classes=[c.strip() for c in classes.split(",")] if classes else None)
     except ValueError as e:
         _fail(e)
     click.echo(f"wrote {summ.path}: {summ.n} images, classes {summ.class_names}")
@@ -168,6 +176,8 @@ def data_prepare(src, out, input_size, roi_crop, roi_margin, base_size, clahe, c
         click.echo(f"  {name:5s} " + ", ".join(f"{c}: {int(v)}" for c, v in zip(summ.class_names, row)))
     for path, why in summ.skipped:
         click.echo(f"  skipped {path}: {why}")
+    for note in summ.notes or ():
+        click.echo(note, err=True)
 
 
 # -- training and evaluation -------------------------------------------------------------------
@@ -195,10 +205,13 @@ def data_prepare(src, out, input_size, roi_crop, roi_margin, base_size, clahe, c
 @click.option("--rotate", type=float, default=10.0, show_default=True, help="Augmentation: max rotation (degrees).")
 @click.option("--no-augment", is_flag=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--classes", "classes", default=None,
+              help="The data set's class names in the order of the --weights (or resumed) checkpoint's outputs, "
+                   "e.g. normal,abnormal, when the names or order differ.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
 def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_through, init, epochs, batch_size,
-          lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, seed, device):
+          lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, classes, seed, device):
     """Train a model with SGD-momentum, L2 and a plateau learning-rate schedule."""
     from rawcnn.commands import run_training
     be = _backend(device)
@@ -209,7 +222,7 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
                            epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                            weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed,
                            translate=translate, rotate=rotate, augment=not no_augment, resume=resume,
-                           device=be.name)
+                           device=be.name, classes=classes.split(",") if classes else None)
     except (ValueError, KeyError) as e:
         _fail(e)
     best = res.get("best_val_acc")
@@ -230,22 +243,27 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Probability of class 1 to call it.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Write eval.json and the ROC PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--classes", default=None, help="The data set's class names in the order of the checkpoint's outputs "
+              "(e.g. normal,abnormal), when the set names or orders them differently.")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
-def evaluate(checkpoint, data_path, split, threshold, out, as_json, device):
+def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, device):
     """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix on a split."""
     import json
     from rawcnn.commands import format_metrics
     from rawcnn.evaluate import evaluate_checkpoint, save_report
     be = _backend(device)
     try:
-        res = evaluate_checkpoint(checkpoint, data_path, split=split, device=be.name, threshold=threshold)
+        res = evaluate_checkpoint(checkpoint, data_path, split=split, device=be.name, threshold=threshold,
+                                  classes=classes.split(",") if classes else None)
     except ValueError as e:
         _fail(e)
+    if res.get("class_note"):
+        click.echo(res["class_note"], err=True)
     paths = save_report(res, out) if out else []
     if as_json:
         from rawcnn.evaluate import _finite_or_null
         click.echo(json.dumps(_finite_or_null({k: v for k, v in res.items()
-                                               if k not in ("roc", "probabilities", "names")})))
+                                               if k not in ("roc", "probabilities", "names", "class_note")})))
     else:
         click.echo(f"{checkpoint} on the {split} split of {data_path}")
         click.echo(format_metrics(res))
@@ -259,14 +277,25 @@ def evaluate(checkpoint, data_path, split, threshold, out, as_json, device):
               help="A trained or imported rawcnn checkpoint; its preprocessing is applied.")
 @click.option("--top", type=int, default=2, show_default=True, help="How many classes to print per image.")
 @click.option("--class-names", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A text file with one class name per line (e.g. the 1000 ImageNet classes).")
+              help="A text file with one class name per line (e.g. the 1000 ImageNet classes); default: the "
+                   "checkpoint's class names.")
+@click.option("--mask", "masks", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A lung mask per image (repeat, in the images' order) for the lung-ROI crop.")
+@click.option("--masks", "masks_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A folder of lung masks matched by name (NAME.png, NAME_mask.png, or Montgomery's "
+                   "leftMask/ + rightMask/ pair). Images without a mask are cropped by the lung-field locator.")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
-def predict(images, checkpoint, top, class_names, device):
-    """Class probabilities for IMAGES with a checkpoint's preprocessing applied."""
+def predict(images, checkpoint, top, class_names, masks, masks_dir, device):
+    """Class probabilities for IMAGES (PNG, JPEG, 16-bit PNG, DICOM) through the checkpoint's input contract.
+
+    A checkpoint trained on lung-ROI crops crops each image by its lung mask (--mask, --masks) or,
+    without one, by the lung-field locator, and says so.
+    """
     from rawcnn.commands import predict_top
     be = _backend(device)
     try:
-        rows = predict_top(checkpoint, images, top=top, class_names=class_names, device=be.name)
+        rows = predict_top(checkpoint, images, top=top, class_names=class_names, device=be.name,
+                           masks=list(masks) or None, masks_dir=masks_dir, log=lambda m: click.echo(m, err=True))
     except ValueError as e:
         _fail(e)
     for path, best in rows:
