@@ -4,9 +4,10 @@ checkpoint, picks the images, calls the library functions and writes files. cli.
 Shape legend: N images, C, S, S the stored (uint8) images, K classes.
 
 Images come from a prepared data set (`data` a path or load_dataset's result, `split`, `indices`
-into the split) or from image files (`images`, preprocessed as the checkpoint's training data was:
-rawcnn.evaluate.predict's steps; no lung ROI crop without a mask). The net is fed what training fed
-it (rawcnn.train.make_to_input with the checkpoint's preprocessing record).
+into the split) or from image files (`images`, through the checkpoint's input contract as `predict`
+runs it: rawcnn.contract.file_to_stored, the lung ROI from the locator when training cropped one).
+The net is fed what training fed it (rawcnn.train.make_to_input with the checkpoint's preprocessing
+record).
 """
 import os
 
@@ -37,13 +38,9 @@ def select_images(ck, data=None, split="test", indices=None, images=()):
     if data is not None and images:
         raise ValueError("give a data set or image files, not both")
     if images:
-        from ..data import load_image, preprocess_image
-        settings = (ck.get("meta") or {}).get("data_settings")
-        xs = []
-        for p in images:
-            x = load_image(p)                                                    # (H, W) uint8
-            x = preprocess_image(x, None, None, settings)[0] if settings is not None else x
-            xs.append(x if x.ndim == 3 else x[None])                             # (C, S, S)
+        from ..contract import contract_of, file_to_stored
+        contract = contract_of(ck)
+        xs = [file_to_stored(p, contract)[0] for p in images]  # (C, S, S) each: predict's steps, locator ROI
         shapes = {x.shape for x in xs}
         if len(shapes) > 1:
             raise ValueError(f"the images have different sizes {sorted(shapes)}; the checkpoint records no "
