@@ -11,7 +11,7 @@ setup(
                                     "weights_import", "weights_import.*"]),
     py_modules=["cli"],
     install_requires=["numpy>=1.24", "numba>=0.59", "scipy", "h5py", "opencv-python-headless",
-                      "click>=8", "tqdm", "matplotlib"],
+                      "click>=8", "tqdm", "matplotlib", "pydicom>=2.4"],
     extras_require={
         "test": ["pytest"],
         "cuda": ["cupy-cuda12x", "numba-cuda[cu12]"],
