@@ -323,7 +323,7 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
                  preprocessing=preprocessing, log=log, progress=progress, on_batch=on_batch)
     if resume:
         if not os.path.exists(tr.last_path):
-            raise ValueError(f"resume: {tr.last_path} does not exist; nothing to resume (train without resume)")
+            raise ValueError(f"resume: {tr.last_path} does not exist; nothing to resume (train without --resume)")
         meta = tr.restore(tr.last_path)
         if meta.get("status") == "stopped" or tr.epoch >= epochs:
             why = meta.get("reason") if meta.get("status") == "stopped" else f"the epoch limit is {epochs}"

@@ -53,7 +53,7 @@ def select_images(ck, data=None, split="test", indices=None, images=()):
     s = data.split(split)
     idx = np.arange(len(s.labels)) if indices is None else np.asarray(indices, dtype=np.int64)
     if idx.size == 0 or idx.min() < 0 or idx.max() >= len(s.labels):
-        raise ValueError(f"indices {list(idx)} do not fit split {split!r} of {len(s.labels)} images")
+        raise ValueError(f"--index {[int(i) for i in idx]} does not fit split {split!r} of {len(s.labels)} images")
     masks = np.where(s.has_lesion_mask[idx, None, None], s.lesion_masks[idx], 0)  # (N, S, S)
     return s.images[idx], [str(n) for n in s.names[idx]], masks
 
