@@ -194,3 +194,15 @@ def match_classes(data, ck_names, classes=None, what="checkpoint"):
                      f"those of the {what}, {list(ck_names)}; give --classes "
                      f"{','.join(ck_names) if same else 'A,B (the data set names, in the checkpoint output order)'} "
                      f"to map them")
+
+
+def settings_note(ck_settings, data_settings):
+    """A warning (str) when a prepared set was made with other data steps than the checkpoint was
+    trained on (another ROI source, size, CLAHE...), else ''. Both are settings dicts or None."""
+    if ck_settings is None or data_settings is None:
+        return ""
+    from .data.preprocess import check_settings
+    a, b = check_settings(dict(ck_settings)), check_settings(dict(data_settings))
+    keys = ("roi", "roi_margin", "base_size", "clahe", "clahe_clip_limit", "clahe_tile_grid", "input_size")
+    diff = [f"{k} {b[k]!r} (trained with {a[k]!r})" for k in keys if a[k] != b[k]]
+    return f"warning: the data set was prepared with {', '.join(diff)}" if diff else ""

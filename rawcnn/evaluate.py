@@ -118,7 +118,7 @@ def evaluate_checkpoint(ckpt_path, data, split="test", batch_size=32, device="cp
     Returns evaluate()'s dict plus 'names' ((N,) the images' names), 'split', 'class_names' and
     'class_note' (a remapping done, or '').
     """
-    from .contract import class_names_of, contract_of, match_classes
+    from .contract import class_names_of, contract_of, match_classes, settings_note
     from .data import load_dataset
     net, ck = load_checkpoint(ckpt_path, backend=device)
     _, to_input = _checkpoint_input(net, ck, ckpt_path)
@@ -133,7 +133,7 @@ def evaluate_checkpoint(ckpt_path, data, split="test", batch_size=32, device="cp
     out = evaluate(net, part.images, part.labels, batch_size=batch_size, to_input=to_input, threshold=threshold)
     out["names"], out["split"] = list(part.names), split
     out["class_names"] = class_names_of(ck, out["probabilities"].shape[1])
-    out["class_note"] = note
+    out["class_note"] = "\n".join(n for n in (note, settings_note(contract_of(ck).settings, data.settings)) if n)
     return out
 
 
