@@ -225,10 +225,7 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
                            device=be.name, classes=classes.split(",") if classes else None)
     except (ValueError, KeyError) as e:
         _fail(e)
-    best = res.get("best_val_acc")
-    click.echo(f"{res['status']}: {res['reason']}")
-    if best is not None:
-        click.echo(f"best validation accuracy {best:.4f} at epoch {res['best_epoch']}")
+    # train() has logged the outcome and the best epoch already (once: not repeated here)
     click.echo(f"checkpoints: {res.get('last_checkpoint')}, {res.get('best_checkpoint')}")
     if res["status"] == "interrupted":
         sys.exit(130)

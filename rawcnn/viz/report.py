@@ -84,19 +84,29 @@ def input_function(net, ck, data=None, to_input=None):
 
 
 def _curves(ck, run_dir):
+    from ..checkpoint import CheckpointError, read_checkpoint
     from ..plots import plot_curves
-    if ck.get("history"):
-        return _img(_plot_png(plot_curves, ck["history"]), "training curves")
+    history = ck.get("history") or []
+    last = os.path.join(run_dir, "last.h5")
+    if os.path.exists(last):  # best.h5 holds the history up to the best epoch; last.h5 the whole run
+        try:
+            history = max(history, read_checkpoint(last).get("history") or [], key=len)
+        except CheckpointError:
+            pass
+    if history:
+        return _img(_plot_png(plot_curves, history), "training curves")
     path = os.path.join(run_dir, "curves.png")
     return _img(_read(path), "training curves") if os.path.exists(path) else _note("no training history")
 
 
-def _evaluation(net, s, to_input, run_dir, batch_size):
+def _evaluation(net, s, to_input, run_dir, batch_size, class_names=("normal", "abnormal")):
     from ..evaluate import evaluate
     from ..plots import plot_roc
     if s is not None and len(s.labels):
         r = evaluate(net, s.images, s.labels, batch_size=batch_size, to_input=to_input)
-        roc = _img(_plot_png(plot_roc, r["roc"]["fpr"], r["roc"]["tpr"], r["auc"]), "ROC") if r.get("roc") else ""
+        title = f"ROC, positive class {class_names[1]!r}" if len(class_names) == 2 else None
+        roc = (_img(_plot_png(lambda f, t, a, p: plot_roc(f, t, a, p, title=title), r["roc"]["fpr"], r["roc"]["tpr"],
+                              r["auc"]), "ROC") if r.get("roc") else "")
     elif os.path.exists(os.path.join(run_dir, "eval.json")):
         r = json.loads(_read(os.path.join(run_dir, "eval.json"), "r"))
         path = os.path.join(run_dir, "eval_roc.png")
@@ -106,8 +116,10 @@ def _evaluation(net, s, to_input, run_dir, batch_size):
     keys = [k for k in ("n", "loss", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
             if r.get(k) is not None]
     cm = r.get("confusion_matrix")
-    cm_html = _table([{"true": t, **{f"pred {p}": v for p, v in enumerate(row)}} for t, row in enumerate(cm)],
-                     ["true"] + [f"pred {p}" for p in range(len(cm))]) if cm else ""
+    name = (lambda k: class_names[k] if k < len(class_names) else str(k))
+    cm_html = _table([{"true \\ predicted": name(t), **{name(p): v for p, v in enumerate(row)}}
+                      for t, row in enumerate(cm)],
+                     ["true \\ predicted"] + [name(p) for p in range(len(cm))]) if cm else ""
     return _table([{k: r[k] for k in keys}], keys) + cm_html + roc
 
 
@@ -213,7 +225,7 @@ def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test",
     class_names = list(getattr(data, "class_names", None) or ["normal", "abnormal"])
     order = (ck.get("preprocessing") or {}).get("channel_order", "RGB")
     sec = [("Training curves", _curves(ck, run_dir)),
-           (f"Evaluation ({split})", _evaluation(net, s, to_input, run_dir, batch_size)),
+           (f"Evaluation ({split})", _evaluation(net, s, to_input, run_dir, batch_size, class_names)),
            ("Filters", _img(filters_image(net, channel_order=order), "filters"))]
     if has_images:
         best, part = _channels_section(net, s, layer, to_input, top_k, threshold, alpha, batch_size)
@@ -222,16 +234,18 @@ def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test",
                                                   list(methods), threshold, alpha)))
     scale = input_scale(to_input, net.input_shape)
     sec.append(("Dream images", _dream_section(net, class_names, dream_steps, dream_octaves, scale, seed)))
-    if has_images and s.has_lesion_mask.any() and s.lesion_masks.any():
+    lesions = has_images and s.has_lesion_mask.any() and s.lesion_masks.any()
+    if lesions or (has_images and s.has_lung_mask.any() and s.lung_masks.any()):
         t = localisation_table(net, data, split, methods, layer=layer, threshold=threshold, batch_size=batch_size,
                                to_input=to_input)
-        sec.append(("Localisation", f"<p>Against the lesion masks of {len(t['images']) // len(methods)} images; "
+        against = "lesion masks" if lesions else "lung masks (no lesion masks: lung, border and corner shares)"
+        sec.append(("Localisation", f"<p>Against the {against} of {len(t['images']) // len(methods)} images; "
                                     f"'channel' uses channel {t['channel']} chosen on the train split.</p>"
                     + _table(t["summary"], ["method", "n", "layer", *COLUMNS])))
     else:
-        sec.append(("Localisation", _note("no lesion masks in the split")))
-    head = (f"<p>Checkpoint {html.escape(os.path.abspath(ckpt))}, epoch {ck.get('epoch')}, model "
+        sec.append(("Localisation", _note("no lesion or lung masks in the split")))
+    head = (f"<p>Checkpoint {html.escape(os.path.basename(ckpt))}, epoch {ck.get('epoch')}, model "
             f"{html.escape(str((ck.get('spec') or {}).get('name', '?')))}"
-            + (f", data {html.escape(str(data.path))}" if data is not None else "") + ".</p>")
+            + (f", data {html.escape(os.path.basename(str(data.path)))}" if data is not None else "") + ".</p>")
     title = title or f"rawcnn report: {os.path.basename(os.path.abspath(run_dir))}"
     return _write_page(os.fspath(out or os.path.join(run_dir, "report.html")), title, head, sec)
