@@ -57,7 +57,7 @@ def gradcheck(layer, device, seed):
     from rawcnn.gradcheck import THRESHOLD, format_rows, run_gradcheck
     be = _backend(device)
     try:
-        rows = run_gradcheck(layer=layer, backend=be, seed=seed)
+        rows = run_gradcheck(layer=layer, backend=be, seed=seed, progress=True)
     except ValueError as e:
         _fail(e)
     click.echo(format_rows(rows))
@@ -456,7 +456,7 @@ def viz_score(checkpoint, data_path, split, methods, layer, threshold, out, devi
     from rawcnn.commands import format_score_table
     try:
         res = vc.viz_score(checkpoint, data_path, out, split=split, methods=tuple(methods) or ("channel", "gradcam", "saliency"),
-                           layer=layer, threshold=threshold, device=_backend(device).name)
+                           layer=layer, threshold=threshold, device=_backend(device).name, progress=True)
     except (ValueError, KeyError) as e:
         _fail(e)
     click.echo(format_score_table(res))

@@ -116,7 +116,8 @@ def viz_dream(checkpoint, out, *, layer=None, channel=None, class_index=None, oc
     else:
         targets = [dict(channel=channel, class_index=class_index)]
     tiles, labels = [], []
-    for t in targets:
+    from tqdm import tqdm
+    for t in tqdm(targets, desc="dream", unit="image", disable=len(targets) < 2, leave=False):
         d = dream(net, layer, octaves=octaves, octave_scale=octave_scale, steps=steps, lr=lr, l2=l2,
                   blur_sigma=blur_sigma, jitter=jitter, scale=scale, seed=seed, **t)
         tiles.append(d.rgb(gray=gray))
@@ -126,7 +127,7 @@ def viz_dream(checkpoint, out, *, layer=None, channel=None, class_index=None, oc
 
 
 def viz_score(checkpoint, data, out, *, split="test", methods=METHODS, layer=None, class_index=1, channel=None,
-              threshold=0.5, tolerance=0, batch_size=16, device="cpu"):
+              threshold=0.5, tolerance=0, batch_size=16, device="cpu", progress=False):
     """`rawcnn viz score`: localisation scores of every method against the lesion masks of `split`;
     writes <out>.csv (one row per method) and <out>_images.csv. Returns localisation_table's dict."""
     from ..data import load_dataset
@@ -134,7 +135,7 @@ def viz_score(checkpoint, data, out, *, split="test", methods=METHODS, layer=Non
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     return localisation_table(net, data, split, methods, layer=layer, class_index=class_index, channel=channel,
                               threshold=threshold, tolerance=tolerance, batch_size=batch_size, to_input=to_input,
-                              out=out)
+                              out=out, progress=progress)
 
 
 def report(run_dir, *, data=None, checkpoint=None, out=None, split="test", device="cpu", **kw):

@@ -154,7 +154,7 @@ def _write_csv(path, fields, rows):
 
 def localisation_table(net, data, split="test", methods=METHODS, *, layer=None, class_index=1,
                        channel=None, select_split="train", threshold=0.5, tolerance=0, batch_size=16,
-                       to_input=None, out=None):
+                       to_input=None, out=None, progress=False):
     """Score every method on the images of `split` that have a non-empty lesion mask.
 
     data: a PreparedData (load_dataset); class_index: the class Grad-CAM and saliency explain
@@ -183,7 +183,9 @@ def localisation_table(net, data, split="test", methods=METHODS, *, layer=None, 
         channel = int(rank_channels(net, sel.images[use], layer, masks=masks, to_input=to_input,
                                     batch_size=batch_size)[0][0])
     rows = []
-    for i in range(0, keep.size, int(batch_size)):
+    from tqdm import tqdm
+    for i in tqdm(range(0, keep.size, int(batch_size)), desc="score", unit="batch", disable=not progress,
+                  leave=False):
         idx = keep[i:i + int(batch_size)]
         x = to_input(s.images[idx])
         for m in methods:
