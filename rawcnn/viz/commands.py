@@ -84,10 +84,11 @@ def viz_activations(checkpoint, out_dir, *, data=None, split="test", indices=Non
 
 def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, images=(), method="gradcam",
                 layer=None, class_index=None, channel=None, threshold=0.5, alpha=0.5, batch_size=16,
-                save_raw=False, device="cpu"):
+                save_raw=False, device="cpu", colorbar=True):
     """`rawcnn viz heatmap`: per image <name>_<method>.png, the 'jet' map over the radiograph (values
     under `threshold` transparent), and with save_raw the map itself as <name>_<method>.npy (H, W)
-    float32 in [0, 1]. Returns the list of PNG paths."""
+    float32 in [0, 1]. colorbar: a title and a 'jet' colour bar with the threshold marked (annotate.py).
+    Returns the list of PNG paths."""
     net, ck, to_input = open_checkpoint(checkpoint, device)
     x, names, _ = select_images(ck, data, split, indices, images)
     os.makedirs(out_dir, exist_ok=True)
@@ -97,7 +98,13 @@ def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, i
                       channel=channel, batch_size=batch_size)
         for j, heat in enumerate(hm.maps):
             stem = os.path.join(out_dir, f"{names[i + j]}_{method}")
-            paths.append(write_png(stem + ".png", overlay(gray_to_rgb(x[i + j, 0]), heat, threshold, alpha)))
+            view = overlay(gray_to_rgb(x[i + j, 0]), heat, threshold, alpha)
+            if colorbar:
+                from .annotate import annotate
+                what = (f"{hm.layer} channel {int(hm.channels[j])}" if hm.channels is not None
+                        else f"class {int(hm.classes[j])}")
+                view = annotate(view, f"{names[i + j]}: {method}, {what}", threshold)
+            paths.append(write_png(stem + ".png", view))
             if save_raw:
                 np.save(stem + ".npy", heat)
     return paths
