@@ -324,10 +324,7 @@ def search(space, trials, data_path, model, epochs, out, seed, device):
                             augment=Augmenter(rng=seed), device=be.name)
     except (ValueError, KeyError) as e:
         _fail(e)
-    if res:
-        click.echo(f"best: trial {res[0]['trial']}, validation accuracy {res[0]['best_val_acc']:.4f}; "
-                   f"results in {os.path.join(out, 'results.csv')}, best configuration in "
-                   f"{os.path.join(out, 'best.json')}")
+    # random_search has printed the table and the best trial's line (once: not repeated here)
 
 
 # -- visualisation ------------------------------------------------------------------------------
@@ -396,10 +393,12 @@ def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k,
 @click.option("--class-index", type=int, default=None, help="For gradcam/saliency (default: the predicted class).")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Map values below are transparent.")
 @click.option("--alpha", type=float, default=0.5, show_default=True)
+@click.option("--colorbar/--no-colorbar", default=True, show_default=True,
+              help="A title and a colour bar (with the threshold marked) beside each picture.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
 def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, channel, strongest, class_index,
-                threshold, alpha, out, device):
+                threshold, alpha, colorbar, out, device):
     """A 'jet' heat map over the radiograph: a channel, Grad-CAM or the input-gradient saliency."""
     from rawcnn.viz import commands as vc
     if strongest and channel is not None:
@@ -407,7 +406,8 @@ def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, ch
     try:
         paths = vc.viz_heatmap(checkpoint, out, data=data_path, split=split, indices=list(indices) or None,
                                images=images, method=method, layer=layer, class_index=class_index,
-                               channel=channel, threshold=threshold, alpha=alpha, device=_backend(device).name)
+                               channel=channel, threshold=threshold, alpha=alpha, device=_backend(device).name,
+                               colorbar=colorbar)
     except (ValueError, KeyError) as e:
         _fail(e)
     for p in paths:
