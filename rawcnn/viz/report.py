@@ -35,6 +35,7 @@ from .heatmap import METHODS, default_layer, heatmaps, logit_layer
 from .images import gray_to_rgb, montage, overlay, png_bytes
 from .score import COLUMNS, localisation_table
 
+SALIENCY_THRESHOLD = 0.2  # the input-gradient map is sparse: at 0.5 little of it shows
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
          "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #bbb;padding:2px 8px;"
          "text-align:right}th{background:#eee}img{max-width:100%;border:1px solid #ddd}"
@@ -160,17 +161,33 @@ def _heatmap_section(net, s, layer, channel, to_input, class_names, per_class, m
         tiles, labels = [], []
         for j, n in enumerate(idx):
             base = gray_to_rgb(s.images[n, 0])
-            tiles.append(base)
+            lesion = s.lesion_masks[n] if s.has_lesion_mask[n] and s.lesion_masks[n].any() else None
+            tiles.append(_outline(base, lesion))
             labels.append(f"{str(s.names[n])[:14]} p{int(np.argmax(maps[methods[0]].logits[j]))}")
             for m in methods:
-                tiles.append(overlay(base, maps[m].maps[j], threshold, alpha))
-                labels.append(f"channel {maps[m].channels[j]}" if m == "channel" else f"{m} c{maps[m].classes[j]}")
+                t = SALIENCY_THRESHOLD if m == "saliency" and threshold is None else threshold
+                tiles.append(_outline(overlay(base, maps[m].maps[j], 0.5 if t is None else t, alpha), lesion))
+                labels.append(f"channel {int(maps[m].channels[j])}" if m == "channel"
+                              else f"{m} c{int(maps[m].classes[j])}")
         side = max(128, min(192, base.shape[0]))
         parts.append(f"<h3>{html.escape(cname)}</h3>"
                      + _img(montage(tiles, labels, ncols=1 + len(methods), tile_size=(side, side)), cname))
-    note = (f"<p>Each row: the radiograph (p = predicted class), then each method's map in 'jet' over it "
-            f"(values under {threshold:g} transparent; c = the class explained).</p>")
+    shown = (f"{threshold:g}" if threshold is not None
+             else f"0.5, {SALIENCY_THRESHOLD:g} for the sparse saliency maps")
+    note = (f"<p>Each row: the radiograph (p = predicted class; lesions outlined in green), then each method's "
+            f"map in 'jet' over it (values under {shown} transparent; c = the class explained).</p>")
     return note + "".join(parts)
+
+
+def _outline(rgb, mask):
+    """rgb (H, W, 3) in [0, 1] with the outline of mask (H, W) drawn in green; unchanged when mask is None."""
+    if mask is None:
+        return rgb
+    import cv2
+    contours, _ = cv2.findContours((np.asarray(mask) > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
+    cv2.drawContours(out, contours, -1, (0.0, 1.0, 0.0), 1)
+    return out
 
 
 def _dream_section(net, class_names, steps, octaves, scale, seed):
@@ -207,13 +224,14 @@ def _write_page(out, title, head, sections):
 
 
 def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test", layer=None, methods=METHODS,
-                 per_class=2, top_k=8, dream_steps=10, dream_octaves=2, threshold=0.5, alpha=0.5, seed=0,
+                 per_class=2, top_k=8, dream_steps=10, dream_octaves=2, threshold=None, alpha=0.5, seed=0,
                  batch_size=16, to_input=None, backend="cpu", title=None):
     """Write report.html for the run in `run_dir` and return its path.
 
     data: a PreparedData (rawcnn.data.dataset.load_dataset) or None (then only curves, eval.json,
     filters and dream images); checkpoint: default run_dir/best.h5, else run_dir/last.h5;
-    out: the HTML path (default run_dir/report.html); layer: default the deepest conv activation.
+    out: the HTML path (default run_dir/report.html); layer: default the deepest conv activation;
+    threshold: map values under it are transparent (None: 0.5, and SALIENCY_THRESHOLD for saliency).
     """
     run_dir = os.fspath(run_dir)
     ckpt = _find_checkpoint(run_dir, checkpoint)
@@ -228,7 +246,8 @@ def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test",
            (f"Evaluation ({split})", _evaluation(net, s, to_input, run_dir, batch_size, class_names)),
            ("Filters", _img(filters_image(net, channel_order=order), "filters"))]
     if has_images:
-        best, part = _channels_section(net, s, layer, to_input, top_k, threshold, alpha, batch_size)
+        best, part = _channels_section(net, s, layer, to_input, top_k, 0.5 if threshold is None else threshold,
+                                       alpha, batch_size)
         sec.append(("Top channels", part))
         sec.append(("Heat maps", _heatmap_section(net, s, layer, best, to_input, class_names, per_class,
                                                   list(methods), threshold, alpha)))
@@ -236,7 +255,8 @@ def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test",
     sec.append(("Dream images", _dream_section(net, class_names, dream_steps, dream_octaves, scale, seed)))
     lesions = has_images and s.has_lesion_mask.any() and s.lesion_masks.any()
     if lesions or (has_images and s.has_lung_mask.any() and s.lung_masks.any()):
-        t = localisation_table(net, data, split, methods, layer=layer, threshold=threshold, batch_size=batch_size,
+        t = localisation_table(net, data, split, methods, layer=layer, threshold=0.5 if threshold is None else threshold,
+                               batch_size=batch_size,
                                to_input=to_input)
         against = "lesion masks" if lesions else "lung masks (no lesion masks: lung, border and corner shares)"
         sec.append(("Localisation", f"<p>Against the {against} of {len(t['images']) // len(methods)} images; "
