@@ -148,7 +148,8 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite):
 @click.option("--roi", type=click.Choice(["masks", "locator", "none"]), default=None,
               help="Where the lung-ROI box comes from: the lung masks, the mask-free lung-field locator, or no "
                    "crop (default: masks; --no-roi-crop means none). Recorded in the set and its checkpoints.")
-@click.option("--classes", default=None, help="Class order for folder-per-class and label-CSV sets, e.g. normal,abnormal.")
+@click.option("--classes", default=None,
+              help="Class order for folder-per-class and label-CSV sets, e.g. normal,abnormal.")
 @click.option("--finding", default=None, help="NIH ChestX-ray14 layout: the finding read against 'No Finding'.")
 @click.option("--roi-margin", type=float, default=0.05, show_default=True)
 @click.option("--base-size", type=int, default=1024, show_default=True, help="Resize before CLAHE (0: skip).")
@@ -211,7 +212,8 @@ def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_marg
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
 def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_through, init, epochs, batch_size,
-          lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, classes, seed, device):
+          lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, classes, seed,
+          device):
     """Train a model with SGD-momentum, L2 and a plateau learning-rate schedule."""
     from rawcnn.commands import run_training
     be = _backend(device)
@@ -324,7 +326,10 @@ def search(space, trials, data_path, model, epochs, out, seed, device):
                             augment=Augmenter(rng=seed), device=be.name)
     except (ValueError, KeyError) as e:
         _fail(e)
-    # random_search has printed the table and the best trial's line (once: not repeated here)
+    if res:
+        click.echo(f"best: trial {res[0]['trial']}, validation accuracy {res[0]['best_val_acc']:.4f}; "
+                   f"results in {os.path.join(out, 'results.csv')}, best configuration in "
+                   f"{os.path.join(out, 'best.json')}")
 
 
 # -- visualisation ------------------------------------------------------------------------------

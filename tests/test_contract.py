@@ -1,8 +1,6 @@
 """The input contract (rawcnn.contract): predict on colour files feeds an imported ImageNet net what
 its source framework fed it; predict on radiographs crops the lung ROI the way training did (masks,
 or the lung-field locator); class names travel with checkpoints and sets."""
-import json
-
 import cv2
 import numpy as np
 import pytest

@@ -11,7 +11,8 @@ def test_annotate_adds_title_and_a_jet_bar_with_the_threshold_tick():
     assert out.shape == (22 + 256, 256 + 46, 3)                   # enlarged 8x (nearest), title, bar
     assert np.allclose(out[22:, :256], 0.5)                         # the picture itself is untouched
     bar = out[22:, 256 + 4 + 7]                                     # the bar's middle column, top = 1
-    assert np.allclose(bar[0], jet(np.array([1.0]))[0], atol=0.02) and np.allclose(bar[-1], jet(np.array([0.0]))[0], atol=0.02)
+    assert np.allclose(bar[0], jet(np.array([1.0]))[0], atol=0.02)
+    assert np.allclose(bar[-1], jet(np.array([0.0]))[0], atol=0.02)
     assert (out[:22] < 0.5).any()                                   # title ink
     tick_row = 22 + int(round(0.5 * 255))
     assert np.allclose(out[tick_row, 256 + 2], 0.0)                 # the threshold tick

@@ -9,9 +9,9 @@ network activations in Deep Learning", section on preprocessing), in this order:
 1. lung ROI crop: the bounding box [y0, y1) x [x0, x1) of the lung mask, widened on each side by
    roi_margin times the box's height (rows) or width (columns), clipped to the image. Skipped
    when there is no mask or it is empty. Where the box comes from is the setting `roi`:
-   'masks' the lung mask given, 'locator' rawcnn.data.locator.locate_lungs on the image (no
-   masks needed; the masks given still travel along as masks), 'none' no crop. The aspect ratio is not kept (the paper resizes the
-   crop to a square).
+   'masks' the lung mask given, 'locator' rawcnn.data.locator.locate_lungs on the image
+   (no masks needed; the masks given still travel along as masks), 'none' no crop. The aspect
+   ratio is not kept (the paper resizes the crop to a square).
 2. resize to B x B (base_size; None skips it): area averaging when shrinking, bilinear when
    enlarging.
 3. CLAHE (contrast-limited adaptive histogram equalisation, Zuiderveld 1994; OpenCV's

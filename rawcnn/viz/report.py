@@ -255,8 +255,8 @@ def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test",
     sec.append(("Dream images", _dream_section(net, class_names, dream_steps, dream_octaves, scale, seed)))
     lesions = has_images and s.has_lesion_mask.any() and s.lesion_masks.any()
     if lesions or (has_images and s.has_lung_mask.any() and s.lung_masks.any()):
-        t = localisation_table(net, data, split, methods, layer=layer, threshold=0.5 if threshold is None else threshold,
-                               batch_size=batch_size,
+        t = localisation_table(net, data, split, methods, layer=layer,
+                               threshold=0.5 if threshold is None else threshold, batch_size=batch_size,
                                to_input=to_input)
         against = "lesion masks" if lesions else "lung masks (no lesion masks: lung, border and corner shares)"
         sec.append(("Localisation", f"<p>Against the {against} of {len(t['images']) // len(methods)} images; "
