@@ -400,10 +400,12 @@ def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k,
 @click.option("--alpha", type=float, default=0.5, show_default=True)
 @click.option("--colorbar/--no-colorbar", default=True, show_default=True,
               help="A title and a colour bar (with the threshold marked) beside each picture.")
+@click.option("--full-res", is_flag=True,
+              help="For --image files: draw the map over the source image at its own resolution.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
 def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, channel, strongest, class_index,
-                threshold, alpha, colorbar, out, device):
+                threshold, alpha, colorbar, full_res, out, device):
     """A 'jet' heat map over the radiograph: a channel, Grad-CAM or the input-gradient saliency."""
     from rawcnn.viz import commands as vc
     if strongest and channel is not None:
@@ -412,7 +414,7 @@ def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, ch
         paths = vc.viz_heatmap(checkpoint, out, data=data_path, split=split, indices=list(indices) or None,
                                images=images, method=method, layer=layer, class_index=class_index,
                                channel=channel, threshold=threshold, alpha=alpha, device=_backend(device).name,
-                               colorbar=colorbar)
+                               colorbar=colorbar, full_res=full_res)
     except (ValueError, KeyError) as e:
         _fail(e)
     for p in paths:

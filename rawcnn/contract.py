@@ -206,3 +206,29 @@ def settings_note(ck_settings, data_settings):
     keys = ("roi", "roi_margin", "base_size", "clahe", "clahe_clip_limit", "clahe_tile_grid", "input_size")
     diff = [f"{k} {b[k]!r} (trained with {a[k]!r})" for k in keys if a[k] != b[k]]
     return f"warning: the data set was prepared with {', '.join(diff)}" if diff else ""
+
+
+def source_view(path, contract, lung_mask=None):
+    """The decoded source image and the box of it the network saw, for pictures at the source's
+    resolution. Returns (x (H, W) uint8 grey, box (y0, y1, x0, x1) in source pixels)."""
+    from .data import load_image, load_mask, preprocess_image
+    x = load_image(path)  # (H, W)
+    if contract.decode == "color" or contract.settings is None:
+        return x, (0, x.shape[0], 0, x.shape[1])
+    s = {**contract.settings, "base_size": None, "input_size": None, "clahe": False, "channels": 1}
+    lung = None
+    if lung_mask:
+        lung = load_mask([lung_mask] if isinstance(lung_mask, (str, os.PathLike)) else list(lung_mask), x.shape)
+        s["roi"] = "masks" if contract.roi != "none" else "none"
+    elif contract.roi != "none":
+        s["roi"] = "locator"
+    return x, preprocess_image(x, lung, None, s, return_box=True)[3]
+
+
+def map_to_source(heat, box, shape):
+    """A map over the network's input (h, w) placed into its box of the source: (H, W) float32."""
+    import cv2
+    y0, y1, x0, x1 = box
+    out = np.zeros(shape, np.float32)  # (H, W): outside the box the network saw nothing
+    out[y0:y1, x0:x1] = cv2.resize(np.asarray(heat, np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    return out

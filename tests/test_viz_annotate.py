@@ -16,3 +16,18 @@ def test_annotate_adds_title_and_a_jet_bar_with_the_threshold_tick():
     assert (out[:22] < 0.5).any()                                   # title ink
     tick_row = 22 + int(round(0.5 * 255))
     assert np.allclose(out[tick_row, 256 + 2], 0.0)                 # the threshold tick
+
+
+def test_map_to_source_places_the_map_in_its_box():
+    from rawcnn.contract import map_to_source
+    heat = np.ones((4, 4), np.float32)
+    out = map_to_source(heat, (2, 6, 1, 9), (10, 12))
+    assert out.shape == (10, 12) and out[2:6, 1:9].min() == 1.0
+    assert out.sum() == 4 * 8                                       # nothing outside the box
+
+
+def test_full_res_needs_image_files():
+    import pytest
+    from rawcnn.viz.commands import viz_heatmap
+    with pytest.raises(ValueError, match="--full-res draws over the source files"):
+        viz_heatmap("unused.h5", "out", data="set.h5", full_res=True)

@@ -19,19 +19,20 @@ def annotate(rgb, title, threshold=None):
     if f > 1:
         rgb = cv2.resize(rgb, (W * f, H * f), interpolation=cv2.INTER_NEAREST)
         H, W = H * f, W * f
-    T, B, bar = 22, 46, 14
+    k = max(1.0, W / 640)  # text and bar grow with large (source-resolution) pictures
+    T, B, bar, lw = int(22 * k), int(46 * k), int(14 * k), max(1, int(k))
     out = np.ones((T + H, W + B, 3), np.float32)  # white background
     out[T:, :W] = rgb
     ramp = np.linspace(1.0, 0.0, H, dtype=np.float32)  # (H,) top = 1
     out[T:, W + 4:W + 4 + bar] = jet(ramp)[:, None, :]  # (H, bar, 3)
     text = np.full(out.shape[:2], 255, np.uint8)  # putText draws on uint8
-    cv2.putText(text, str(title)[:max(8, (W + B) // 7)], (3, T - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1,
-                cv2.LINE_AA)
+    cv2.putText(text, str(title)[:max(8, int((W + B) // (7 * k)))], (3, T - int(6 * k)), cv2.FONT_HERSHEY_SIMPLEX,
+                0.4 * k, 0, lw, cv2.LINE_AA)
     ticks = [(1.0, "1"), (0.0, "0")] + ([(threshold, f"{threshold:g}")] if threshold not in (None, 0, 1) else [])
     for v, label in ticks:
         y = T + int(round((1.0 - v) * (H - 1)))
-        cv2.putText(text, label, (W + 6 + bar, min(T + H - 2, max(T + 10, y + 4))), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.35, 0, 1, cv2.LINE_AA)
+        cv2.putText(text, label, (W + 6 + bar, min(T + H - 2, max(T + int(10 * k), y + int(4 * k)))),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.35 * k, 0, lw, cv2.LINE_AA)
         if threshold is not None and v == threshold:
             out[y, W + 2:W + 6 + bar] = 0.0  # a black tick: below it the map is transparent
     ink = text < 255

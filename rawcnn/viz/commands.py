@@ -84,11 +84,14 @@ def viz_activations(checkpoint, out_dir, *, data=None, split="test", indices=Non
 
 def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, images=(), method="gradcam",
                 layer=None, class_index=None, channel=None, threshold=0.5, alpha=0.5, batch_size=16,
-                save_raw=False, device="cpu", colorbar=True):
+                save_raw=False, device="cpu", colorbar=True, full_res=False):
     """`rawcnn viz heatmap`: per image <name>_<method>.png, the 'jet' map over the radiograph (values
     under `threshold` transparent), and with save_raw the map itself as <name>_<method>.npy (H, W)
     float32 in [0, 1]. colorbar: a title and a 'jet' colour bar with the threshold marked (annotate.py).
-    Returns the list of PNG paths."""
+    full_res: for image files, the map over the source image at its own resolution, placed in the
+    lung-ROI box the network saw (rawcnn.contract.source_view). Returns the list of PNG paths."""
+    if full_res and not images:
+        raise ValueError("--full-res draws over the source files: give --image files, not --data")
     net, ck, to_input = open_checkpoint(checkpoint, device)
     x, names, _ = select_images(ck, data, split, indices, images)
     os.makedirs(out_dir, exist_ok=True)
@@ -98,7 +101,12 @@ def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, i
                       channel=channel, batch_size=batch_size)
         for j, heat in enumerate(hm.maps):
             stem = os.path.join(out_dir, f"{names[i + j]}_{method}")
-            view = overlay(gray_to_rgb(x[i + j, 0]), heat, threshold, alpha)
+            if full_res:
+                from ..contract import contract_of, map_to_source, source_view
+                src, box = source_view(images[i + j], contract_of(ck))  # (H, W) uint8, its ROI box
+                view = overlay(gray_to_rgb(src), map_to_source(heat, box, src.shape), threshold, alpha)
+            else:
+                view = overlay(gray_to_rgb(x[i + j, 0]), heat, threshold, alpha)
             if colorbar:
                 from .annotate import annotate
                 what = (f"{hm.layer} channel {int(hm.channels[j])}" if hm.channels is not None
