@@ -482,7 +482,8 @@ def report(run_dir, data_path, checkpoint, out, device):
     """One self-contained HTML page: curves, metrics, ROC, filters, top channels, heat maps, dreams, scores."""
     from rawcnn.viz import commands as vc
     try:
-        path = vc.report(run_dir, data=data_path, checkpoint=checkpoint, out=out, device=_backend(device).name)
+        path = vc.report(run_dir, data=data_path, checkpoint=checkpoint, out=out, device=_backend(device).name,
+                         progress=True)
     except (ValueError, KeyError) as e:
         _fail(e)
     click.echo(f"wrote {path}")

@@ -162,7 +162,7 @@ def run_demo(out_dir, *, seed=0, n_images=None, input_size=None, epochs=None, de
     log(f"writing the report (filters, channels, heat maps, dream images) to {paths['report']}")
     from .viz.commands import report
     report(paths["run_dir"], data=data, checkpoint=paths["best_checkpoint"], out=paths["report"], device=be.name,
-           title=f"rawcnn demo: custom model on synthetic radiographs (seed {seed})")
+           title=f"rawcnn demo: custom model on synthetic radiographs (seed {seed})", progress=progress)
     sec["evaluate_and_report"] = time.perf_counter() - t0 - sec["data"] - sec["train"]
     sec["total"] = time.perf_counter() - t0
     keys = ("n", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc", "loss", "confusion_matrix")

@@ -225,14 +225,16 @@ def _write_page(out, title, head, sections):
 
 def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test", layer=None, methods=METHODS,
                  per_class=2, top_k=8, dream_steps=10, dream_octaves=2, threshold=None, alpha=0.5, seed=0,
-                 batch_size=16, to_input=None, backend="cpu", title=None):
+                 batch_size=16, to_input=None, backend="cpu", title=None, progress=False):
     """Write report.html for the run in `run_dir` and return its path.
 
     data: a PreparedData (rawcnn.data.dataset.load_dataset) or None (then only curves, eval.json,
     filters and dream images); checkpoint: default run_dir/best.h5, else run_dir/last.h5;
     out: the HTML path (default run_dir/report.html); layer: default the deepest conv activation;
-    threshold: map values under it are transparent (None: 0.5, and SALIENCY_THRESHOLD for saliency).
+    threshold: map values under it are transparent (None: 0.5, and SALIENCY_THRESHOLD for saliency);
+    progress: a tqdm bar over the sections.
     """
+    from tqdm import tqdm
     run_dir = os.fspath(run_dir)
     ckpt = _find_checkpoint(run_dir, checkpoint)
     net, ck = load_checkpoint(ckpt, backend)
@@ -242,17 +244,22 @@ def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test",
     has_images = s is not None and len(s.labels) > 0
     class_names = list(getattr(data, "class_names", None) or ["normal", "abnormal"])
     order = (ck.get("preprocessing") or {}).get("channel_order", "RGB")
+    bar = tqdm(total=4 + 2 * has_images, desc="report", unit="section", disable=not progress, leave=False)
     sec = [("Training curves", _curves(ck, run_dir)),
            (f"Evaluation ({split})", _evaluation(net, s, to_input, run_dir, batch_size, class_names)),
            ("Filters", _img(filters_image(net, channel_order=order), "filters"))]
+    bar.update(1)
     if has_images:
         best, part = _channels_section(net, s, layer, to_input, top_k, 0.5 if threshold is None else threshold,
                                        alpha, batch_size)
         sec.append(("Top channels", part))
+        bar.update(1)
         sec.append(("Heat maps", _heatmap_section(net, s, layer, best, to_input, class_names, per_class,
                                                   list(methods), threshold, alpha)))
+        bar.update(1)
     scale = input_scale(to_input, net.input_shape)
     sec.append(("Dream images", _dream_section(net, class_names, dream_steps, dream_octaves, scale, seed)))
+    bar.update(1)
     lesions = has_images and s.has_lesion_mask.any() and s.lesion_masks.any()
     if lesions or (has_images and s.has_lung_mask.any() and s.lung_masks.any()):
         t = localisation_table(net, data, split, methods, layer=layer,
@@ -264,8 +271,11 @@ def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test",
                     + _table(t["summary"], ["method", "n", "layer", *COLUMNS])))
     else:
         sec.append(("Localisation", _note("no lesion or lung masks in the split")))
+    bar.update(1)
     head = (f"<p>Checkpoint {html.escape(os.path.basename(ckpt))}, epoch {ck.get('epoch')}, model "
             f"{html.escape(str((ck.get('spec') or {}).get('name', '?')))}"
             + (f", data {html.escape(os.path.basename(str(data.path)))}" if data is not None else "") + ".</p>")
     title = title or f"rawcnn report: {os.path.basename(os.path.abspath(run_dir))}"
+    bar.update(1)
+    bar.close()
     return _write_page(os.fspath(out or os.path.join(run_dir, "report.html")), title, head, sec)
