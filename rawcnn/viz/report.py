@@ -163,19 +163,22 @@ def _heatmap_section(net, s, layer, channel, to_input, class_names, per_class, m
             base = gray_to_rgb(s.images[n, 0])
             lesion = s.lesion_masks[n] if s.has_lesion_mask[n] and s.lesion_masks[n].any() else None
             tiles.append(_outline(base, lesion))
-            labels.append(f"{str(s.names[n])[:14]} p{int(np.argmax(maps[methods[0]].logits[j]))}")
+            pred = int(np.argmax(maps[methods[0]].logits[j]))
+            labels.append(f"{str(s.names[n])[:12]} -> {class_names[pred] if pred < len(class_names) else pred}")
             for m in methods:
                 t = SALIENCY_THRESHOLD if m == "saliency" and threshold is None else threshold
                 tiles.append(_outline(overlay(base, maps[m].maps[j], 0.5 if t is None else t, alpha), lesion))
+                c = int(maps[m].classes[j])
                 labels.append(f"channel {int(maps[m].channels[j])}" if m == "channel"
-                              else f"{m} c{int(maps[m].classes[j])}")
+                              else f"{m}: {class_names[c] if c < len(class_names) else c}")
         side = max(128, min(192, base.shape[0]))
         parts.append(f"<h3>{html.escape(cname)}</h3>"
                      + _img(montage(tiles, labels, ncols=1 + len(methods), tile_size=(side, side)), cname))
     shown = (f"{threshold:g}" if threshold is not None
              else f"0.5, {SALIENCY_THRESHOLD:g} for the sparse saliency maps")
-    note = (f"<p>Each row: the radiograph (p = predicted class; lesions outlined in green), then each method's "
-            f"map in 'jet' over it (values under {shown} transparent; c = the class explained).</p>")
+    note = (f"<p>Each row: the radiograph (-> the predicted class; lesions outlined in green), then each "
+            f"method's map in 'jet' over it (values under {shown} transparent; after the method's name, the "
+            f"class it explains).</p>")
     return note + "".join(parts)
 
 
