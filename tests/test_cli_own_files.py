@@ -50,6 +50,7 @@ def test_folder_per_class_order_is_said_and_checked(files):
     d = files
     r = run("data", "prepare", d / "tree", "--out", d / "tree.h5", "--input-size", 32, "--base-size", 0)
     assert r.exit_code == 0 and "class order ['abnormal', 'normal']" in r.output, r.output
+    assert load_dataset(d / "tree.h5").settings["roi"] == "none"  # no masks: what was done is recorded
     r = run("evaluate", d / "run" / "best.h5", "--data", d / "tree.h5", "--split", "all")
     assert r.exit_code == 1 and "--classes normal,abnormal" in r.output and len(r.output.strip().splitlines()) == 1
     ok = run("evaluate", d / "run" / "best.h5", "--data", d / "tree.h5", "--split", "all",

@@ -195,6 +195,14 @@ def prepare(src_root, out_path, settings=None, seed=0, split=(0.7, 0.2, 0.1), sk
             else:
                 ids = stratified_split(labels, fractions, np.random.default_rng(seed))
             f.create_dataset("split", data=ids)
+            has_lung = f["has_lung_mask"][:len(labels)].astype(bool)
+            if s["roi"] == "masks" and not has_lung.any():  # record what was done, so predict does the same
+                s = {**s, "roi": "none", "roi_crop": False}
+                notes.append("no lung masks in the set: nothing was cropped, and the set records roi 'none' "
+                             "(give --roi locator to crop the lung field without masks)")
+            elif s["roi"] == "masks" and not has_lung.all():
+                notes.append(f"warning: {int((~has_lung).sum())} of {len(labels)} images have no lung mask and "
+                             f"were not cropped; predict crops such images with the locator")
             if f.attrs["enlarged"]:
                 notes.append(f"warning: {int(f.attrs['enlarged'])} of {len(labels)} images (or their lung ROI) are "
                              f"smaller than {int(S)} px and were enlarged; prepare at a smaller --input-size "
