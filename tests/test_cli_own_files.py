@@ -91,3 +91,15 @@ def test_bad_files_are_one_line_and_exit_1(files, tmp_path):
     nopix = write_dicom(tmp_path / "nopix.dcm", np.zeros((8, 8), np.uint16), pixels=False)
     r = run("predict", "--checkpoint", d / "run" / "best.h5", nopix)
     assert r.exit_code == 1 and "nopix.dcm: DICOM without pixel data" in r.output
+
+
+def test_train_from_weights_refuses_another_class_order(files, tmp_path):
+    d = files
+    if not (d / "tree.h5").exists():
+        run("data", "prepare", d / "tree", "--out", d / "tree.h5", "--input-size", 32, "--base-size", 0)
+    args = ("train", "--weights", d / "run" / "best.h5", "--data", d / "tree.h5", "--epochs", 1, "--batch-size", 7,
+            "--no-augment")
+    r = run(*args, "--out", tmp_path / "a")
+    assert r.exit_code == 1 and "--classes normal,abnormal" in r.output and not (tmp_path / "a").exists()
+    r = run(*args, "--out", tmp_path / "b", "--classes", "normal,abnormal")
+    assert r.exit_code == 0 and "labels remapped by --classes" in r.output, r.output
