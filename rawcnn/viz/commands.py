@@ -42,6 +42,13 @@ def select_images(ck, data=None, split="test", indices=None, images=()):
         contract = contract_of(ck)
         xs = [file_to_stored(p, contract)[0] for p in images]  # (C, S, S) each: predict's steps, locator ROI
         shapes = {x.shape for x in xs}
+        pp = contract.preprocessing
+        if len(shapes) > 1 and pp is not None and pp.resize != "none":  # the contract's first resize, done early
+            import cv2
+            h, w = pp.resize_size if pp.resize == "resize-crop" else pp.input_size
+            xs = [np.atleast_3d(cv2.resize(x.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_AREA))
+                  .transpose(2, 0, 1) for x in xs]  # (C, h, w) each
+            shapes = {x.shape for x in xs}
         if len(shapes) > 1:
             raise ValueError(f"the images have different sizes {sorted(shapes)}; the checkpoint records no "
                              f"data settings that would bring them to one")
