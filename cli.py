@@ -59,7 +59,7 @@ def gradcheck(layer, device, seed):
     from rawcnn.gradcheck import THRESHOLD, format_rows, run_gradcheck
     be = _backend(device)
     try:
-        rows = run_gradcheck(layer=layer, backend=be, seed=seed)
+        rows = run_gradcheck(layer=layer, backend=be, seed=seed, progress=True)
     except ValueError as e:
         _fail(e)
     click.echo(format_rows(rows))
@@ -167,6 +167,12 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The HDF5 data set to write.")
 @click.option("--input-size", type=int, default=227, show_default=True)
 @click.option("--roi-crop/--no-roi-crop", default=True, show_default=True, help="Crop to the lung masks' box.")
+@click.option("--roi", type=click.Choice(["masks", "locator", "none"]), default=None,
+              help="Where the lung-ROI box comes from: the lung masks, the mask-free lung-field locator, or no "
+                   "crop (default: masks; --no-roi-crop means none). Recorded in the set and its checkpoints.")
+@click.option("--classes", default=None,
+              help="Class order for folder-per-class and label-CSV sets, e.g. normal,abnormal.")
+@click.option("--finding", default=None, help="NIH ChestX-ray14 layout: the finding read against 'No Finding'.")
 @click.option("--roi-margin", type=float, default=0.05, show_default=True)
 @click.option("--base-size", type=int, default=1024, show_default=True, help="Resize before CLAHE (0: skip).")
 @click.option("--clahe/--no-clahe", default=True, show_default=True)
@@ -174,15 +180,18 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite):
 @click.option("--clahe-tile-grid", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the stratified 70/20/10 split.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled files and list them.")
-def data_prepare(src, out, input_size, roi_crop, roi_margin, base_size, clahe, clahe_clip_limit, clahe_tile_grid,
-                 seed, skip_bad):
+def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_margin, base_size, clahe,
+                 clahe_clip_limit, clahe_tile_grid, seed, skip_bad):
     """Preprocess SRC (Montgomery, Shenzhen or folder-per-class) into one HDF5 data set."""
     from rawcnn.data import default_settings, prepare
     s = default_settings(input_size)
     s.update(roi_crop=roi_crop, roi_margin=roi_margin, base_size=base_size or None, clahe=clahe,
              clahe_clip_limit=clahe_clip_limit, clahe_tile_grid=clahe_tile_grid)
+    if roi is not None:
+        s.update(roi=roi, roi_crop=roi != "none")
     try:
-        summ = prepare(src, out, s, seed=seed, skip_bad=skip_bad)
+        summ = prepare(src, out, s, seed=seed, skip_bad=skip_bad, finding=finding,
+                       classes=[c.strip() for c in classes.split(",")] if classes else None)
     except ValueError as e:
         _fail(e)
     click.echo(f"wrote {summ.path}: {summ.n} images, classes {summ.class_names}")
@@ -190,6 +199,8 @@ def data_prepare(src, out, input_size, roi_crop, roi_margin, base_size, clahe, c
         click.echo(f"  {name:5s} " + ", ".join(f"{c}: {int(v)}" for c, v in zip(summ.class_names, row)))
     for path, why in summ.skipped:
         click.echo(f"  skipped {path}: {why}")
+    for note in summ.notes or ():
+        click.echo(note, err=True)
 
 
 # -- training and evaluation -------------------------------------------------------------------
@@ -217,14 +228,17 @@ def data_prepare(src, out, input_size, roi_crop, roi_margin, base_size, clahe, c
 @click.option("--rotate", type=float, default=10.0, show_default=True, help="Augmentation: max rotation (degrees).")
 @click.option("--no-augment", is_flag=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--classes", "classes", default=None,
+              help="The data set's class names in the order of the --weights (or resumed) checkpoint's outputs, "
+                   "e.g. normal,abnormal, when the names or order differ.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
 @click.option("--procs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train data-parallel in this many processes on this machine (starts mpiexec; "
                    "needs the mpi extra). Under mpiexec leave it at 1.")
 def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_through, init, epochs, batch_size,
-          lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, seed, device,
-          procs):
+          lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, classes, seed,
+          device, procs):
     """Train a model with SGD-momentum, L2 and a plateau learning-rate schedule.
 
     `mpiexec -n N rawcnn train ...` (or --procs N) trains data-parallel: --batch-size is the global batch.
@@ -246,15 +260,11 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
                            epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                            weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed,
                            translate=translate, rotate=rotate, augment=not no_augment, resume=resume,
-                           device=be.name)
+                           device=be.name, classes=classes.split(",") if classes else None)
     except (ValueError, KeyError) as e:
         _fail(e)
     from rawcnn.distributed import is_root
-    best = res.get("best_val_acc")
-    if is_root():  # under mpiexec: rank 0 alone speaks
-        click.echo(f"{res['status']}: {res['reason']}")
-        if best is not None:
-            click.echo(f"best validation accuracy {best:.4f} at epoch {res['best_epoch']}")
+    if is_root():  # under mpiexec: rank 0 alone speaks; train() has logged the outcome and best epoch already
         click.echo(f"checkpoints: {res.get('last_checkpoint')}, {res.get('best_checkpoint')}")
     if res["status"] == "interrupted":
         sys.exit(130)
@@ -269,22 +279,27 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Probability of class 1 to call it.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Write eval.json and the ROC PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--classes", default=None, help="The data set's class names in the order of the checkpoint's outputs "
+              "(e.g. normal,abnormal), when the set names or orders them differently.")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
-def evaluate(checkpoint, data_path, split, threshold, out, as_json, device):
+def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, device):
     """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix on a split."""
     import json
     from rawcnn.commands import format_metrics
     from rawcnn.evaluate import evaluate_checkpoint, save_report
     be = _backend(device)
     try:
-        res = evaluate_checkpoint(checkpoint, data_path, split=split, device=be.name, threshold=threshold)
+        res = evaluate_checkpoint(checkpoint, data_path, split=split, device=be.name, threshold=threshold,
+                                  classes=classes.split(",") if classes else None)
     except ValueError as e:
         _fail(e)
+    if res.get("class_note"):
+        click.echo(res["class_note"], err=True)
     paths = save_report(res, out) if out else []
     if as_json:
         from rawcnn.jsonsafe import finite_or_null
         click.echo(json.dumps(finite_or_null({k: v for k, v in res.items()
-                                              if k not in ("roc", "probabilities", "names")})))
+                                              if k not in ("roc", "probabilities", "names", "class_note")})))
     else:
         click.echo(f"{checkpoint} on the {split} split of {data_path}")
         click.echo(format_metrics(res))
@@ -298,14 +313,25 @@ def evaluate(checkpoint, data_path, split, threshold, out, as_json, device):
               help="A trained or imported rawcnn checkpoint; its preprocessing is applied.")
 @click.option("--top", type=int, default=2, show_default=True, help="How many classes to print per image.")
 @click.option("--class-names", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A text file with one class name per line (e.g. the 1000 ImageNet classes).")
+              help="A text file with one class name per line (e.g. the 1000 ImageNet classes); default: the "
+                   "checkpoint's class names.")
+@click.option("--mask", "masks", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A lung mask per image (repeat, in the images' order) for the lung-ROI crop.")
+@click.option("--masks", "masks_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A folder of lung masks matched by name (NAME.png, NAME_mask.png, or Montgomery's "
+                   "leftMask/ + rightMask/ pair). Images without a mask are cropped by the lung-field locator.")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
-def predict(images, checkpoint, top, class_names, device):
-    """Class probabilities for IMAGES with a checkpoint's preprocessing applied."""
+def predict(images, checkpoint, top, class_names, masks, masks_dir, device):
+    """Class probabilities for IMAGES (PNG, JPEG, 16-bit PNG, DICOM) through the checkpoint's input contract.
+
+    A checkpoint trained on lung-ROI crops crops each image by its lung mask (--mask, --masks) or,
+    without one, by the lung-field locator, and says so.
+    """
     from rawcnn.commands import predict_top
     be = _backend(device)
     try:
-        rows = predict_top(checkpoint, images, top=top, class_names=class_names, device=be.name)
+        rows = predict_top(checkpoint, images, top=top, class_names=class_names, device=be.name,
+                           masks=list(masks) or None, masks_dir=masks_dir, log=lambda m: click.echo(m, err=True))
     except ValueError as e:
         _fail(e)
     for path, best in rows:
@@ -409,10 +435,14 @@ def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k,
 @click.option("--class-index", type=int, default=None, help="For gradcam/saliency (default: the predicted class).")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Map values below are transparent.")
 @click.option("--alpha", type=float, default=0.5, show_default=True)
+@click.option("--colorbar/--no-colorbar", default=True, show_default=True,
+              help="A title and a colour bar (with the threshold marked) beside each picture.")
+@click.option("--full-res", is_flag=True,
+              help="For --image files: draw the map over the source image at its own resolution.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
 def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, channel, strongest, class_index,
-                threshold, alpha, out, device):
+                threshold, alpha, colorbar, full_res, out, device):
     """A 'jet' heat map over the radiograph: a channel, Grad-CAM or the input-gradient saliency."""
     from rawcnn.viz import commands as vc
     if strongest and channel is not None:
@@ -420,7 +450,8 @@ def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, ch
     try:
         paths = vc.viz_heatmap(checkpoint, out, data=data_path, split=split, indices=list(indices) or None,
                                images=images, method=method, layer=layer, class_index=class_index,
-                               channel=channel, threshold=threshold, alpha=alpha, device=_backend(device).name)
+                               channel=channel, threshold=threshold, alpha=alpha, device=_backend(device).name,
+                               colorbar=colorbar, full_res=full_res)
     except (ValueError, KeyError) as e:
         _fail(e)
     for p in paths:
@@ -470,7 +501,7 @@ def viz_score(checkpoint, data_path, split, methods, layer, threshold, out, devi
     try:
         res = vc.viz_score(checkpoint, data_path, out, split=split,
                            methods=tuple(methods) or ("channel", "gradcam", "saliency"), layer=layer,
-                           threshold=threshold, device=_backend(device).name)
+                           threshold=threshold, device=_backend(device).name, progress=True)
     except (ValueError, KeyError) as e:
         _fail(e)
     click.echo(format_score_table(res))
@@ -489,7 +520,8 @@ def report(run_dir, data_path, checkpoint, out, device):
     """One self-contained HTML page: curves, metrics, ROC, filters, top channels, heat maps, dreams, scores."""
     from rawcnn.viz import commands as vc
     try:
-        path = vc.report(run_dir, data=data_path, checkpoint=checkpoint, out=out, device=_backend(device).name)
+        path = vc.report(run_dir, data=data_path, checkpoint=checkpoint, out=out, device=_backend(device).name,
+                         progress=True)
     except (ValueError, KeyError) as e:
         _fail(e)
     click.echo(f"wrote {path}")

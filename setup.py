@@ -11,7 +11,7 @@ setup(
                                     "weights_import", "weights_import.*"]),
     py_modules=["cli"],
     install_requires=["numpy>=1.24", "numba>=0.59", "h5py", "opencv-python-headless",
-                      "click>=8", "tqdm", "matplotlib"],
+                      "click>=8", "tqdm", "matplotlib", "pydicom>=2.4"],
     extras_require={
         # scipy: the Theano weight fixtures' true convolution; scikit-learn: the ROC-AUC oracle;
         # nbclient/nbformat/ipykernel: the lessons run as tests; ruff: the linter CI runs

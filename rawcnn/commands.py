@@ -38,6 +38,8 @@ def build_training_net(model, *, weights=None, num_classes=None, input_size=None
         if input_size and pre:
             from .preprocessing import Preprocessing
             pre = Preprocessing.from_json(pre).with_input_size(input_size).to_dict()
+        if pre:  # trained on a prepared set of grey radiographs from here on (rawcnn.contract)
+            pre = {**pre, "decode": "gray"}
     if freeze_through:
         net.freeze_through(freeze_through)
         log(f"frozen: every layer through {freeze_through} (no weight gradients, no backward below)")
@@ -47,16 +49,32 @@ def build_training_net(model, *, weights=None, num_classes=None, input_size=None
 def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, input_size=None,
                  new_head_lr_mult=10.0, freeze_through=None, init=0.01, epochs=60, batch_size=32, lr=1e-3,
                  momentum=0.9, weight_decay=5e-4, patience=5, max_drops=3, seed=0, translate=0.1,
-                 rotate=10.0, augment=True, resume=False, device="cpu", progress=True, log=print):
+                 rotate=10.0, augment=True, resume=False, device="cpu", progress=True, log=print, classes=None):
     """`rawcnn train`: build or load the net, train it on a prepared set; returns train()'s dict.
 
     Under `mpiexec -n R` every rank runs this; each reads only its rows of the set (rawcnn.distributed).
+    A set whose class names or order differ from those of `weights` (when it keeps its head) or of
+    the run being resumed is refused, unless `classes` maps them (rawcnn.contract.match_classes).
     """
+    from .checkpoint import read_checkpoint
+    from .contract import contract_of, match_classes
     from .data import Augmenter
     from .distributed import from_environment, open_sharded
     from .train import train
     dist = from_environment(device)
     data = open_sharded(data_path, dist)  # load_dataset(data_path) in one process
+    ref, what = None, "checkpoint"
+    last = os.path.join(out_dir, "last.h5")
+    if resume and os.path.exists(last):
+        ref, what = contract_of(read_checkpoint(last)).class_names, f"checkpoint {last} (resume)"
+    elif weights:
+        ref = contract_of(read_checkpoint(weights)).class_names
+        if ref is not None and len(ref) != (num_classes or len(data.class_names)):
+            ref = None  # a new head: the old names do not apply
+        what = f"checkpoint {weights}"
+    note = match_classes(data, ref, classes, what=what)
+    if note and dist.is_root:
+        log(note)
     k = num_classes or len(data.class_names)
     if not weights and input_size is None:
         input_size = int(data.split("train").images.shape[-1])
@@ -77,19 +95,34 @@ def format_metrics(result):
              for k in keys if k in result]
     cm = result.get("confusion_matrix")
     if cm is not None:
+        cm = np.asarray(cm)
+        names = result.get("class_names") or [f"class {k}" for k in range(len(cm))]
+        w = max(6, *(len(n) for n in names))
         lines.append("confusion matrix (rows: true class, columns: predicted)")
-        lines += ["  " + " ".join(f"{int(v):6d}" for v in row) for row in np.asarray(cm)]
+        lines.append(" " * (w + 2) + " ".join(f"{n:>{w}s}" for n in names))
+        lines += [f"  {names[k]:>{w}s}" + "".join(f" {int(v):{w}d}" for v in row) for k, row in enumerate(cm)]
     return "\n".join(lines)
 
 
-def predict_top(checkpoint, images, top=5, class_names=None, device="cpu"):
-    """Rows (image, [(class index, name or None, probability), ...]) of the `top` classes per image."""
+def predict_top(checkpoint, images, top=5, class_names=None, device="cpu", masks=None, masks_dir=None, log=None):
+    """Rows (image, [(class index, name or None, probability), ...]) of the `top` classes per image.
+
+    Names come from the class_names file when given, else from the checkpoint (meta class_names).
+    masks / masks_dir: lung masks per image (--mask) or a folder matched by name (--masks).
+    """
+    from .checkpoint import read_checkpoint
+    from .contract import contract_of, masks_for
     from .evaluate import predict
     names = None
     if class_names:
         with open(class_names) as fh:
             names = [line.strip() for line in fh if line.strip()]
-    probs = predict(checkpoint, list(images), device=device)
+    else:
+        names = contract_of(read_checkpoint(checkpoint)).class_names
+    lung = masks_for(list(images), masks, masks_dir)
+    probs = predict(checkpoint, list(images), device=device, lung_masks=lung, log=log)
+    if names is not None and len(names) != probs.shape[1] and not class_names:
+        names = None  # the checkpoint's names belong to another head (e.g. before fine-tuning)
     if names is not None and len(names) != probs.shape[1]:
         raise ValueError(f"{class_names}: {len(names)} class names for a model with {probs.shape[1]} classes")
     rows = []

@@ -113,10 +113,11 @@ def _train(paths, st, data, seed, backend, progress, log):
     return r
 
 
-def _localise(paths, data, backend):
+def _localise(paths, data, backend, progress=False):
     """Step 5: every heat-map method's scores on the test split. Returns a dict for the summary."""
     from .viz.commands import viz_score
-    t = viz_score(paths["best_checkpoint"], data, paths["localisation"], split="test", device=backend)
+    t = viz_score(paths["best_checkpoint"], data, paths["localisation"], split="test", device=backend,
+                  progress=progress)
     rows = {r["method"]: {k: r[k] for k in ("n", "layer", "pointing", "energy_lesion", "iou")} for r in t["summary"]}
     best = max(rows, key=lambda m: -1.0 if math.isnan(rows[m]["pointing"]) else rows[m]["pointing"])
     return {"methods": rows, "best_method": best, "best_pointing": rows[best]["pointing"], "channel": t["channel"]}
@@ -146,12 +147,15 @@ def run_demo(out_dir, *, seed=0, n_images=None, input_size=None, epochs=None, de
     r = _train(paths, st, data, seed, be.name, progress, log)
     sec["train"] = time.perf_counter() - t0 - sec["data"]
     from .evaluate import evaluate_checkpoint, save_report
+    log(f"evaluating {paths['best_checkpoint']} on the test split")
     ev = evaluate_checkpoint(paths["best_checkpoint"], data, split="test", device=be.name)
     save_report(ev, paths["run_dir"])
-    loc = _localise(paths, data, be.name)
+    log("scoring each heat-map method against the test split's lesion masks")
+    loc = _localise(paths, data, be.name, progress)
+    log(f"writing the report (filters, channels, heat maps, dream images) to {paths['report']}")
     from .viz.commands import report
     report(paths["run_dir"], data=data, checkpoint=paths["best_checkpoint"], out=paths["report"], device=be.name,
-           title=f"rawcnn demo: custom model on synthetic radiographs (seed {seed})")
+           title=f"rawcnn demo: custom model on synthetic radiographs (seed {seed})", progress=progress)
     sec["evaluate_and_report"] = time.perf_counter() - t0 - sec["data"] - sec["train"]
     sec["total"] = time.perf_counter() - t0
     keys = ("n", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc", "loss", "confusion_matrix")

@@ -83,8 +83,10 @@ def save_report(result, out_dir, prefix="eval"):
     with open(paths[0], "w") as fh:
         json.dump(finite_or_null({k: v for k, v in result.items() if k != "probabilities"}), fh, indent=1)
     if result.get("roc"):
+        names = result.get("class_names") or ["class 0", "class 1"]
         paths.append(plot_roc(result["roc"]["fpr"], result["roc"]["tpr"], result["auc"],
-                              os.path.join(out_dir, f"{prefix}_roc.png")))
+                              os.path.join(out_dir, f"{prefix}_roc.png"),
+                              title=f"ROC, positive class {names[1]!r} (vs {names[0]!r})"))
     return paths
 
 
@@ -98,49 +100,59 @@ def _checkpoint_input(net, ck, path):
     return settings, make_to_input(net, ck["preprocessing"])
 
 
-def evaluate_checkpoint(ckpt_path, data, split="test", batch_size=32, device="cpu", threshold=0.5):
+def evaluate_checkpoint(ckpt_path, data, split="test", batch_size=32, device="cpu", threshold=0.5, classes=None):
     """Evaluate the checkpoint at `ckpt_path` on split `split` of a prepared data set.
 
     data: a path to a prepared HDF5 set or load_dataset's result. The checkpoint's input contract
-    feeds the net. Returns evaluate()'s dict plus 'names' ((N,) the images' names) and 'split'.
+    feeds the net. The set's class names must be the checkpoint's, in its order, or `classes`
+    (the set's names in the checkpoint's output order) maps them (rawcnn.contract.match_classes).
+    Returns evaluate()'s dict plus 'names' ((N,) the images' names), 'split', 'class_names' and
+    'class_note' (a remapping done, or '').
     """
+    from .contract import class_names_of, contract_of, match_classes, settings_note
     from .data import load_dataset
     net, ck = load_checkpoint(ckpt_path, backend=device)
     _, to_input = _checkpoint_input(net, ck, ckpt_path)
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
+    if classes:
+        import copy
+        data = copy.copy(data)  # labels remapped on a copy: the caller's set stays as it was
+    note = match_classes(data, contract_of(ck).class_names, classes)
     part = data.split(split)
     if len(part.labels) == 0:
         raise ValueError(f"split {split!r} of the data set is empty")
     out = evaluate(net, part.images, part.labels, batch_size=batch_size, to_input=to_input, threshold=threshold)
     out["names"], out["split"] = list(part.names), split
+    out["class_names"] = class_names_of(ck, out["probabilities"].shape[1])
+    out["class_note"] = "\n".join(n for n in (note, settings_note(contract_of(ck).settings, data.settings)) if n)
     return out
 
 
-def predict(ckpt_path, image_paths, batch_size=32, device="cpu", lung_masks=None):
-    """Class probabilities for image files, preprocessed as the checkpoint's training data was.
+def predict(ckpt_path, image_paths, batch_size=32, device="cpu", lung_masks=None, log=None):
+    """Class probabilities for image files, through the checkpoint's input contract (rawcnn.contract).
 
-    image_paths: list of N image files (any format rawcnn.data.load_image reads);
+    image_paths: list of N image files (PNG, JPEG, 16-bit PNG, DICOM, ...);
     lung_masks: None, or a list of N entries, each a mask file, a tuple of mask files (their union,
-    e.g. Montgomery's left and right lung) or None; without a mask the lung ROI crop is skipped.
-    Returns probs: float64 (N, K), column k the probability of class k (class 1 = abnormal).
+    e.g. Montgomery's left and right lung) or None. For a checkpoint trained on lung-ROI crops an
+    image without a mask is cropped by the lung-field locator (rawcnn.data.locator), and
+    log(message) says so. Returns probs: float64 (N, K), column k the probability of class k.
     """
-    from .data import load_image, load_mask, preprocess_image
+    from .contract import contract_of, file_to_stored
     paths = [os.fspath(p) for p in image_paths]
     if not paths:
         raise ValueError("predict: no image paths given")
     if lung_masks is not None and len(lung_masks) != len(paths):
         raise ValueError(f"lung_masks has {len(lung_masks)} entries for {len(paths)} images")
     net, ck = load_checkpoint(ckpt_path, backend=device)
-    settings, to_input = _checkpoint_input(net, ck, ckpt_path)
+    _, to_input = _checkpoint_input(net, ck, ckpt_path)
+    contract = contract_of(ck)
     probs = []
     for i in range(0, len(paths), int(batch_size)):
         batch = []  # net inputs (1, C, H, W), one per image
         for j in range(i, min(i + int(batch_size), len(paths))):
-            x = load_image(paths[j])  # (H, W) uint8
-            if settings is not None:  # the prepared set's steps; an imported model's contract alone resizes
-                m = lung_masks[j] if lung_masks is not None else None
-                lung = load_mask([m] if isinstance(m, (str, os.PathLike)) else m, x.shape) if m else None
-                x, _, _ = preprocess_image(x, lung, None, settings)  # (C, S, S) or (S, S)
-            batch.append(to_input((x if x.ndim == 3 else x[None])[None]))
+            x, note = file_to_stored(paths[j], contract, lung_masks[j] if lung_masks is not None else None)
+            if note and log is not None:
+                log(f"{paths[j]}: {note}")
+            batch.append(to_input(x[None]))  # (1, C, H, W)
         probs.append(forward_probs(net, np.concatenate(batch), batch_size=len(batch))[0])
     return np.concatenate(probs)

@@ -264,16 +264,18 @@ def layer_cases():
     ]
 
 
-def run_gradcheck(layer="all", backend="cpu", seed=0, h=1e-6):
-    """Check every layer type (or one) and a small net end to end; returns the list of Rows."""
+def run_gradcheck(layer="all", backend="cpu", seed=0, h=1e-6, progress=False):
+    """Check every layer type (or one) and a small net end to end; returns the list of Rows.
+
+    progress: show a tqdm bar over the cases (the CLI does; finite differences take a while)."""
+    from tqdm import tqdm
     cases = layer_cases()
     kinds = sorted({c[0] for c in cases})
     if layer != "all" and layer not in kinds:
         raise ValueError(f"unknown layer {layer!r}; choose all or one of {', '.join(kinds)}")
     rows = []
-    for kind, config, make in cases:
-        if layer != "all" and kind != layer:
-            continue
+    todo = [c for c in cases if layer == "all" or c[0] == layer]
+    for kind, config, make in tqdm(todo, desc="gradcheck", unit="case", disable=not progress, leave=False):
         rng = np.random.default_rng(seed)
         layers, x, labels = make(rng)
         dy = None

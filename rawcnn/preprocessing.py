@@ -31,6 +31,7 @@ import numpy as np
 
 CHANNEL_ORDERS = ("RGB", "BGR")
 RESIZE_POLICIES = ("direct", "resize-crop", "none")
+DECODE_MODES = (None, "gray", "color")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class Preprocessing:
                    'none'        images must already be input_size
     resize_size    (H, W) for 'resize-crop'
     name           the preset's name, or 'custom'
+    decode         how an image file is decoded before all this: 'gray' (radiograph models: one
+                   grey plane, replicated) or 'color' (ImageNet models: the file's colours, RGB);
+                   None in records written before the field existed (rawcnn.contract decides:
+                   colour for an imported preset with no data settings, else grey)
     """
     channel_order: str = "RGB"
     mean: tuple = (0.0, 0.0, 0.0)
@@ -57,8 +62,11 @@ class Preprocessing:
     resize_size: tuple = None
     name: str = "custom"
     notes: tuple = field(default_factory=tuple)
+    decode: str = None
 
     def __post_init__(self):
+        if self.decode not in DECODE_MODES:
+            raise ValueError(f"preprocessing: decode must be one of {DECODE_MODES}, got {self.decode!r}")
         if self.channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"preprocessing: channel_order must be one of {CHANNEL_ORDERS}, "
                              f"got {self.channel_order!r}")
@@ -209,15 +217,15 @@ def _size(v, what):
 PRESETS = {
     "vgg-keras": Preprocessing(
         channel_order="BGR", mean=(103.939, 116.779, 123.68), scale=1.0, input_size=(224, 224),
-        resize="direct", name="vgg-keras",
+        resize="direct", name="vgg-keras", decode="color",
         notes=("Keras applications preprocess_input(mode='caffe'): RGB -> BGR, minus the ImageNet mean",)),
     "alexnet-bvlc": Preprocessing(
         channel_order="BGR", mean=(104.0, 116.7, 122.7), scale=1.0, input_size=(227, 227),
-        resize="resize-crop", resize_size=(256, 256), name="alexnet-bvlc",
+        resize="resize-crop", resize_size=(256, 256), name="alexnet-bvlc", decode="color",
         notes=("BVLC Caffe AlexNet: BGR, 0-255, per-channel mean of imagenet_mean.binaryproto",)),
     "alexnet-heuritech": Preprocessing(
         channel_order="RGB", mean=(123.68, 116.779, 103.939), scale=1.0, input_size=(227, 227),
-        resize="resize-crop", resize_size=(256, 256), name="alexnet-heuritech",
+        resize="resize-crop", resize_size=(256, 256), name="alexnet-heuritech", decode="color",
         notes=("heuritech convnets-keras preprocess_image_batch: RGB, 0-255, minus the ImageNet mean",)),
 }
 

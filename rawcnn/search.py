@@ -191,7 +191,7 @@ def random_search(space, n_trials, data, seed=0, epochs_per_trial=5, out_dir="se
     rows.sort(key=_sort_key)
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
-    path = _write_results(rows, out_dir)
+    _write_results(rows, out_dir)  # results.csv; the caller (the CLI) says where the files are
     top = rows[0]
     best = {"trial": top["trial"], "best_val_acc": top["best_val_acc"], "best_epoch": top["best_epoch"],
             "config": {k: top[k] for k in KEYS if k in top}, "epochs_per_trial": int(epochs_per_trial),
@@ -200,7 +200,6 @@ def random_search(space, n_trials, data, seed=0, epochs_per_trial=5, out_dir="se
         json.dump(best, fh, indent=1)
     for line in format_table(rows):
         log(line)
-    log(f"best: trial {top['trial']} -> {path}, {os.path.join(out_dir, 'best.json')}")
     return rows
 
 

@@ -42,7 +42,7 @@ import time
 import numpy as np
 
 from kernels import get_backend
-from .checkpoint import read_checkpoint, save_checkpoint, set_dropout_rng_states
+from .checkpoint import dropout_rng_states, read_checkpoint, save_checkpoint, set_dropout_rng_states
 from .distributed import Single
 from .layers import SoftmaxCrossEntropy
 from .optim import SGD, ReduceOnPlateau
@@ -353,7 +353,7 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
                  preprocessing=preprocessing, log=log, progress=progress, on_batch=on_batch, dist=dist)
     if resume:
         if not os.path.exists(tr.last_path):
-            raise ValueError(f"resume: {tr.last_path} does not exist; nothing to resume (train without resume)")
+            raise ValueError(f"resume: {tr.last_path} does not exist; nothing to resume (train without --resume)")
         meta = tr.restore(tr.last_path)
         if meta.get("status") == "stopped" or tr.epoch >= epochs:
             why = meta.get("reason") if meta.get("status") == "stopped" else f"the epoch limit is {epochs}"
@@ -379,9 +379,22 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
     return _result(tr, status, reason)
 
 
+def _warm_up(tr):
+    """One forward and backward on two training images before the first progress bar, so that Numba's
+    compilation does not inflate the first epoch's ETA. Weights, momentum and every generator stay as
+    they were (the dropout generators are put back), so a run is the same with or without it."""
+    states = dropout_rng_states(tr.net)
+    logits = tr.net.forward(tr.to_input(tr.train_split.x[:2]), train=True)  # (2, K)
+    tr.crit.forward(logits, tr.train_split.y[:2])
+    tr.net.backward(tr.crit.backward(), input_grad=False)
+    set_dropout_rng_states(tr.net, states)
+
+
 def _loop(tr, epochs):
     """Run epochs until the limit, a stop, Ctrl-C or a non-finite loss; returns (status, reason)."""
     bar, current = None, tr.epoch + 1
+    if tr.epoch < epochs:
+        _warm_up(tr)
     try:
         while tr.epoch < epochs:
             current = tr.epoch + 1

@@ -53,7 +53,7 @@ def test_heatmaps_land_on_the_lesions(setup):
         if s.labels[n] == 1:
             i, j = np.unravel_index(np.argmax(heat), heat.shape)
             assert s.lesion_masks[n, i, j] == 1
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(ValueError, match="--index \\[99\\] does not fit"):
         commands.viz_heatmap(ckpt, tmp / "maps", data=data, indices=[99])
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from rawcnn import models
 from rawcnn.data.dataset import load_dataset
-from rawcnn.viz.score import energy_share, iou, localisation_table, pointing_game, score_map
+from rawcnn.viz.score import energy_share, iou, localisation_table, lung_scores, pointing_game, score_map
 
 HEAT = np.array([[0, 0, 0, 0],
                  [0, 1, 2, 0],
@@ -141,8 +141,27 @@ def test_localisation_table_on_a_prepared_set(tmp_path):
         assert len(list(csv.DictReader(fh))) == 3 * n_abnormal
 
 
-def test_localisation_table_needs_lesions(tmp_path):
+def test_localisation_table_with_lung_masks_only(tmp_path):
     data = write_prepared(tmp_path / "set.h5")
     data.lesion_masks[...] = 0
-    with pytest.raises(ValueError, match="no image with a non-empty lesion mask"):
+    t = localisation_table(square_net(), data, "test", layer="relu1", to_input=to_input, methods=("channel",),
+                           channel=0)
+    n_lung = int(np.sum(data.split("test").has_lung_mask))
+    r = t["summary"][0]
+    assert r["n"] == n_lung and np.isnan(r["pointing"]) and np.isnan(r["energy_lesion"])
+    assert 0 <= r["energy_lung"] <= 1 and 0 <= r["pointing_lung"] <= 1 and 0 <= r["energy_border"] <= 1
+    data.lung_masks[...] = 0
+    with pytest.raises(ValueError, match="no image with a non-empty lesion or lung mask"):
         localisation_table(square_net(), data, "test", layer="relu1", to_input=to_input)
+
+
+def test_lung_scores_border_corners_and_zero_maps():
+    heat = np.zeros((20, 20))
+    heat[0, 0] = 3.0       # a corner (film marker)
+    heat[10, 10] = 1.0     # the middle
+    lung = np.zeros((20, 20), np.uint8)
+    lung[5:15, 5:15] = 1
+    r = lung_scores(heat, lung)
+    assert r["pointing_lung"] == 0.0                                 # the maximum is in the corner
+    assert r["energy_border"] == pytest.approx(0.75) and r["energy_corners"] == pytest.approx(0.75)
+    assert all(np.isnan(v) for v in lung_scores(np.zeros((20, 20)), lung).values())

@@ -69,14 +69,33 @@ def stratified_split(labels, fractions, rng):
     return split
 
 
+def grouped_split(groups, fractions, rng):
+    """Assign whole groups (patients) to train/val/test so that no group is in two splits.
+
+    groups (N,) str; the groups are shuffled by rng and cut where the cumulative image count
+    passes f_train and f_train + f_val of N. Returns (N,) int8 with 0 train, 1 val, 2 test.
+    """
+    groups = np.asarray(groups, dtype=object)
+    ids = sorted(set(groups))
+    order = [ids[i] for i in rng.permutation(len(ids))]
+    sizes = {g: int(np.sum(groups == g)) for g in ids}
+    cuts, done, where = np.cumsum(fractions)[:2] * len(groups), 0, {}
+    for g in order:
+        where[g] = 0 if done < cuts[0] else 1 if done < cuts[1] else 2
+        done += sizes[g]
+    return np.array([where[g] for g in groups], np.int8)  # (N,)
+
+
 @dataclass
 class PrepareSummary:
-    """What prepare wrote: path, n, class_names, counts (3, K) int64 [split, class], skipped."""
+    """What prepare wrote: path, n, class_names, counts (3, K) int64 [split, class], skipped,
+    notes (what a person should know: class order chosen, sources enlarged, ...)."""
     path: Path
     n: int
     class_names: list
     counts: np.ndarray
     skipped: list
+    notes: list = None
 
 
 def _create(f, n, S):
@@ -105,6 +124,7 @@ def _load_record(rec):
 def _write_images(f, records, s, skip_bad, progress):
     """Preprocess every record into f; returns (labels (n,) int64, skipped [(path, reason)])."""
     labels, skipped, j = [], [], 0
+    f.attrs["enlarged"] = 0
     for rec in tqdm(records, desc="prepare", disable=not progress):
         try:
             x, lung, lesion = _load_record(rec)
@@ -114,6 +134,8 @@ def _write_images(f, records, s, skip_bad, progress):
             skipped.append((str(rec.path), str(e)))
             continue
         y, lung_y, lesion_y, box = preprocess_image(x, lung, lesion, s, return_box=True)
+        if min(box[1] - box[0], box[3] - box[2]) < y.shape[-1]:  # the crop is smaller than S: upsampled
+            f.attrs["enlarged"] += 1
         f["images"][j, 0] = y[0] if y.ndim == 3 else y
         for key, m in (("lung", lung_y), ("lesion", lesion_y)):
             f[f"has_{key}_mask"][j] = m is not None
@@ -127,7 +149,7 @@ def _write_images(f, records, s, skip_bad, progress):
 
 
 def prepare(src_root, out_path, settings=None, seed=0, split=(0.7, 0.2, 0.1), skip_bad=False,
-            progress=True):
+            progress=True, classes=None, finding=None):
     """Read src_root (any layout read_any knows), preprocess every image, write one HDF5 file.
 
     settings  preprocessing dict (rawcnn.data.preprocess.default_settings); input_size or
@@ -136,6 +158,8 @@ def prepare(src_root, out_path, settings=None, seed=0, split=(0.7, 0.2, 0.1), sk
     split     (f_train, f_val, f_test)
     skip_bad  leave out unreadable/mislabelled files (listed in the summary and the file's
               'skipped' attribute) instead of raising DataError
+    classes   the class order for folder-per-class and label-CSV sets; finding: the NIH finding
+    Sets whose records carry a patient id (NIH) are split patient-wise (grouped_split).
     Returns a PrepareSummary.
     """
     s = check_settings(settings or {})
@@ -145,7 +169,10 @@ def prepare(src_root, out_path, settings=None, seed=0, split=(0.7, 0.2, 0.1), sk
     fractions = np.asarray(split, dtype=np.float64)
     if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
         raise ValueError(f"prepare: split must be three non-negative fractions summing to 1, got {split}")
-    records = read_any(src_root, skip_bad=skip_bad)
+    records = read_any(src_root, skip_bad=skip_bad, classes=classes, finding=finding)
+    notes = []
+    if records.layout in ("folder_per_class", "label_csv") and not classes:
+        notes.append(f"class order {records.class_names} (label = index); give --classes to choose another")
     skipped = [(str(p), reason) for p, reason in records.skipped]
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +187,26 @@ def prepare(src_root, out_path, settings=None, seed=0, split=(0.7, 0.2, 0.1), sk
             for name in PER_IMAGE:
                 if name != "split":
                     f[name].resize(len(labels), axis=0)
-            f.create_dataset("split", data=stratified_split(labels, fractions, np.random.default_rng(seed)))
+            patient_of = {r.name: r.clinical.get("patient") for r in records}
+            patients = [patient_of.get(n) for n in f["names"].asstr()[:len(labels)]]
+            if patients and all(p is not None for p in patients) and len(patients) == len(labels):
+                ids = grouped_split(patients, fractions, np.random.default_rng(seed))
+                notes.append(f"split patient-wise: {len(set(patients))} patients, none in two splits")
+            else:
+                ids = stratified_split(labels, fractions, np.random.default_rng(seed))
+            f.create_dataset("split", data=ids)
+            has_lung = f["has_lung_mask"][:len(labels)].astype(bool)
+            if s["roi"] == "masks" and not has_lung.any():  # record what was done, so predict does the same
+                s = {**s, "roi": "none", "roi_crop": False}
+                notes.append("no lung masks in the set: nothing was cropped, and the set records roi 'none' "
+                             "(give --roi locator to crop the lung field without masks)")
+            elif s["roi"] == "masks" and not has_lung.all():
+                notes.append(f"warning: {int((~has_lung).sum())} of {len(labels)} images have no lung mask and "
+                             f"were not cropped; predict crops such images with the locator")
+            if f.attrs["enlarged"]:
+                notes.append(f"warning: {int(f.attrs['enlarged'])} of {len(labels)} images (or their lung ROI) are "
+                             f"smaller than {int(S)} px and were enlarged; prepare at a smaller --input-size "
+                             f"or use larger sources")
             f.attrs.update({"format": FORMAT, "rawcnn_version": rawcnn_version(),
                             "settings": json.dumps(s), "class_names": json.dumps(records.class_names),
                             "source": str(Path(src_root).resolve()), "layout": records.layout,
@@ -173,7 +219,7 @@ def prepare(src_root, out_path, settings=None, seed=0, split=(0.7, 0.2, 0.1), sk
             tmp.unlink()
     counts = np.zeros((3, len(records.class_names)), np.int64)  # (3, K)
     np.add.at(counts, (split_ids, labels), 1)
-    return PrepareSummary(out, len(labels), records.class_names, counts, skipped)
+    return PrepareSummary(out, len(labels), records.class_names, counts, skipped, notes)
 
 
 class SplitArrays(NamedTuple):

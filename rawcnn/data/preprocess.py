@@ -8,8 +8,10 @@ network activations in Deep Learning", section on preprocessing), in this order:
 
 1. lung ROI crop: the bounding box [y0, y1) x [x0, x1) of the lung mask, widened on each side by
    roi_margin times the box's height (rows) or width (columns), clipped to the image. Skipped
-   when there is no mask or it is empty. The aspect ratio is not kept (the paper resizes the
-   crop to a square).
+   when there is no mask or it is empty. Where the box comes from is the setting `roi`:
+   'masks' the lung mask given, 'locator' rawcnn.data.locator.locate_lungs on the image
+   (no masks needed; the masks given still travel along as masks), 'none' no crop. The aspect
+   ratio is not kept (the paper resizes the crop to a square).
 2. resize to B x B (base_size; None skips it): area averaging when shrinking, bilinear when
    enlarging.
 3. CLAHE (contrast-limited adaptive histogram equalisation, Zuiderveld 1994; OpenCV's
@@ -29,13 +31,15 @@ import cv2
 import numpy as np
 
 SETTING_KEYS = ("roi_crop", "roi_margin", "base_size", "clahe", "clahe_clip_limit",
-                "clahe_tile_grid", "input_size", "channels")
+                "clahe_tile_grid", "input_size", "channels", "roi")
+ROI_SOURCES = ("masks", "locator", "none")
 
 
 def default_settings(input_size=227):
     """The paper's preprocessing settings, for a model taking input_size x input_size images."""
     return {"roi_crop": True, "roi_margin": 0.05, "base_size": 1024, "clahe": True,
-            "clahe_clip_limit": 2.0, "clahe_tile_grid": 8, "input_size": input_size, "channels": 3}
+            "clahe_clip_limit": 2.0, "clahe_tile_grid": 8, "input_size": input_size, "channels": 3,
+            "roi": "masks"}
 
 
 def check_settings(settings):
@@ -44,6 +48,11 @@ def check_settings(settings):
     if unknown:
         raise ValueError(f"preprocess settings: unknown keys {unknown}; known keys {list(SETTING_KEYS)}")
     s = {**default_settings(), **settings}
+    if "roi" not in settings or not s["roi_crop"]:  # before 'roi' existed roi_crop alone decided
+        s["roi"] = "masks" if s["roi_crop"] else "none"
+    if s["roi"] not in ROI_SOURCES:
+        raise ValueError(f"preprocess settings: roi must be one of {ROI_SOURCES}, got {s['roi']!r}")
+    s["roi_crop"] = s["roi"] != "none"
     for key in ("base_size", "input_size"):
         if s[key] is not None and (int(s[key]) != s[key] or s[key] < 8):
             raise ValueError(f"preprocess settings: {key} must be an integer >= 8 or None, got {s[key]!r}")
@@ -109,8 +118,13 @@ def preprocess_image(x, lung_mask=None, lesion_mask=None, settings=None, return_
             raise ValueError(f"preprocess_image: {name} shape {np.shape(m)} differs from image shape {x.shape}")
         masks.append(None if m is None else (np.asarray(m) != 0).astype(np.uint8))  # (H, W)
     box = (0, x.shape[0], 0, x.shape[1])
-    if s["roi_crop"] and masks[0] is not None:
-        box = lung_roi_box(masks[0], s["roi_margin"]) or box
+    crop_mask = masks[0] if s["roi"] == "masks" else None
+    if s["roi"] == "locator":
+        from .locator import box_mask, locate_lungs
+        found = locate_lungs(x)
+        crop_mask = box_mask(found, x.shape) if found is not None else None
+    if crop_mask is not None:
+        box = lung_roi_box(crop_mask, s["roi_margin"]) or box
     y0, y1, x0, x1 = box
     y = np.ascontiguousarray(x[y0:y1, x0:x1])  # (h, w) crop
     masks = [None if m is None else np.ascontiguousarray(m[y0:y1, x0:x1]) for m in masks]

@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 NLM_CLASS_NAMES = ("normal", "abnormal")
 NLM_NAME = re.compile(r"^(MCUCXR|CHNCXR)_(\d+)_(\d+)$", re.IGNORECASE)
 
@@ -79,6 +79,9 @@ def header_problem(path):
     path = Path(path)
     if not path.is_file():
         return "file not found"
+    from .sources import is_dicom
+    if is_dicom(path):
+        return None
     with open(path, "rb") as f:
         head = f.read(33)
     if not any(head.startswith(m) for m in MAGIC):
@@ -103,6 +106,9 @@ def load_image(path):
     problem = header_problem(path)
     if problem:
         raise DataError(f"{path}: {problem}")
+    from .sources import is_dicom, load_dicom
+    if is_dicom(path):
+        return load_dicom(path)  # rescale, VOI window, MONOCHROME1 inverted (rawcnn.data.sources)
     x = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if x is None or x.size == 0:
         raise DataError(f"{path}: the image cannot be decoded")
@@ -253,12 +259,18 @@ def read_shenzhen(root, skip_bad=False):
     return _read_nlm(root, "CHNCXR", "shenzhen", _shenzhen_masks, skip_bad)
 
 
-def read_folder_per_class(root, skip_bad=False):
-    """Read root/<class>/<image>: classes are the subfolder names sorted, label = index."""
+def read_folder_per_class(root, skip_bad=False, classes=None):
+    """Read root/<class>/<image>: classes are `classes` in that order (--classes), else the
+    subfolder names sorted; label = index."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if classes:
+        missing = [c for c in classes if c not in found]
+        if missing:
+            raise DataError(f"{root}: no class folder(s) {missing} for --classes; folders: {found}")
+    classes = list(classes) if classes else found
     if not classes:
         raise DataError(f"{root}: no class subfolders")
     records, skipped = [], []
@@ -284,6 +296,10 @@ def detect_layout(root):
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
+    if (root / "Data_Entry_2017.csv").is_file():
+        return "nih"
+    if (root / "labels.csv").is_file():
+        return "label_csv"
     image_dir = root / "CXR_png" if (root / "CXR_png").is_dir() else root
     names = [p.name.upper() for p in _image_files(image_dir)]
     if any(n.startswith("MCUCXR_") for n in names):
@@ -300,6 +316,17 @@ READERS = {"montgomery": read_montgomery, "shenzhen": read_shenzhen,
            "folder_per_class": read_folder_per_class}
 
 
-def read_any(root, skip_bad=False):
-    """Detect the layout of root (see detect_layout) and read it with the matching reader."""
-    return READERS[detect_layout(root)](root, skip_bad=skip_bad)
+def read_any(root, skip_bad=False, classes=None, finding=None):
+    """Detect the layout of root (see detect_layout) and read it with the matching reader.
+
+    classes: the class order for folder-per-class and label-CSV sets (--classes); finding: the
+    NIH finding read against 'No Finding' (--finding)."""
+    from .sources import read_label_csv, read_nih
+    layout = detect_layout(root)
+    if layout == "nih":
+        return read_nih(root, finding or "Effusion", skip_bad=skip_bad)
+    if layout == "label_csv":
+        return read_label_csv(root, classes=classes, skip_bad=skip_bad)
+    if layout == "folder_per_class":
+        return read_folder_per_class(root, skip_bad=skip_bad, classes=classes)
+    return READERS[layout](root, skip_bad=skip_bad)

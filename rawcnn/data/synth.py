@@ -319,7 +319,7 @@ def synthesize(out_dir, n, size=512, seed=0, abnormal_fraction=0.5, progress=Tru
     old = [f for d in folders if d.is_dir() for f in d.iterdir()]
     if old and not overwrite:
         raise ValueError(f"synthesize: {out} already holds a data set ({len(old)} files); "
-                         f"pass overwrite=True to replace it")
+                         f"give --overwrite (overwrite=True) to replace it")
     for f in old:
         if f.name.startswith("MCUCXR_"):
             f.unlink()

@@ -4,9 +4,10 @@ checkpoint, picks the images, calls the library functions and writes files. cli.
 Shape legend: N images, C, S, S the stored (uint8) images, K classes.
 
 Images come from a prepared data set (`data` a path or load_dataset's result, `split`, `indices`
-into the split) or from image files (`images`, preprocessed as the checkpoint's training data was:
-rawcnn.evaluate.predict's steps; no lung ROI crop without a mask). The net is fed what training fed
-it (rawcnn.train.make_to_input with the checkpoint's preprocessing record).
+into the split) or from image files (`images`, through the checkpoint's input contract as `predict`
+runs it: rawcnn.contract.file_to_stored, the lung ROI from the locator when training cropped one).
+The net is fed what training fed it (rawcnn.train.make_to_input with the checkpoint's preprocessing
+record).
 """
 import os
 
@@ -37,14 +38,17 @@ def select_images(ck, data=None, split="test", indices=None, images=()):
     if data is not None and images:
         raise ValueError("give a data set or image files, not both")
     if images:
-        from ..data import load_image, preprocess_image
-        settings = (ck.get("meta") or {}).get("data_settings")
-        xs = []
-        for p in images:
-            x = load_image(p)                                                    # (H, W) uint8
-            x = preprocess_image(x, None, None, settings)[0] if settings is not None else x
-            xs.append(x if x.ndim == 3 else x[None])                             # (C, S, S)
+        from ..contract import contract_of, file_to_stored
+        contract = contract_of(ck)
+        xs = [file_to_stored(p, contract)[0] for p in images]  # (C, S, S) each: predict's steps, locator ROI
         shapes = {x.shape for x in xs}
+        pp = contract.preprocessing
+        if len(shapes) > 1 and pp is not None and pp.resize != "none":  # the contract's first resize, done early
+            import cv2
+            h, w = pp.resize_size if pp.resize == "resize-crop" else pp.input_size
+            xs = [np.atleast_3d(cv2.resize(x.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_AREA))
+                  .transpose(2, 0, 1) for x in xs]  # (C, h, w) each
+            shapes = {x.shape for x in xs}
         if len(shapes) > 1:
             raise ValueError(f"the images have different sizes {sorted(shapes)}; the checkpoint records no "
                              f"data settings that would bring them to one")
@@ -56,7 +60,7 @@ def select_images(ck, data=None, split="test", indices=None, images=()):
     s = data.split(split)
     idx = np.arange(len(s.labels)) if indices is None else np.asarray(indices, dtype=np.int64)
     if idx.size == 0 or idx.min() < 0 or idx.max() >= len(s.labels):
-        raise ValueError(f"indices {list(idx)} do not fit split {split!r} of {len(s.labels)} images")
+        raise ValueError(f"--index {[int(i) for i in idx]} does not fit split {split!r} of {len(s.labels)} images")
     masks = np.where(s.has_lesion_mask[idx, None, None], s.lesion_masks[idx], 0)  # (N, S, S)
     return s.images[idx], [str(n) for n in s.names[idx]], masks
 
@@ -87,10 +91,14 @@ def viz_activations(checkpoint, out_dir, *, data=None, split="test", indices=Non
 
 def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, images=(), method="gradcam",
                 layer=None, class_index=None, channel=None, threshold=0.5, alpha=0.5, batch_size=16,
-                save_raw=False, device="cpu"):
+                save_raw=False, device="cpu", colorbar=True, full_res=False):
     """`rawcnn viz heatmap`: per image <name>_<method>.png, the 'jet' map over the radiograph (values
     under `threshold` transparent), and with save_raw the map itself as <name>_<method>.npy (H, W)
-    float32 in [0, 1]. Returns the list of PNG paths."""
+    float32 in [0, 1]. colorbar: a title and a 'jet' colour bar with the threshold marked (annotate.py).
+    full_res: for image files, the map over the source image at its own resolution, placed in the
+    lung-ROI box the network saw (rawcnn.contract.source_view). Returns the list of PNG paths."""
+    if full_res and not images:
+        raise ValueError("--full-res draws over the source files: give --image files, not --data")
     net, ck, to_input = open_checkpoint(checkpoint, device)
     x, names, _ = select_images(ck, data, split, indices, images)
     os.makedirs(out_dir, exist_ok=True)
@@ -100,7 +108,18 @@ def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, i
                       channel=channel, batch_size=batch_size)
         for j, heat in enumerate(hm.maps):
             stem = os.path.join(out_dir, f"{names[i + j]}_{method}")
-            paths.append(write_png(stem + ".png", overlay(gray_to_rgb(x[i + j, 0]), heat, threshold, alpha)))
+            if full_res:
+                from ..contract import contract_of, map_to_source, source_view
+                src, box = source_view(images[i + j], contract_of(ck))  # (H, W) uint8, its ROI box
+                view = overlay(gray_to_rgb(src), map_to_source(heat, box, src.shape), threshold, alpha)
+            else:
+                view = overlay(gray_to_rgb(x[i + j, 0]), heat, threshold, alpha)
+            if colorbar:
+                from .annotate import annotate
+                what = (f"{hm.layer} channel {int(hm.channels[j])}" if hm.channels is not None
+                        else f"class {int(hm.classes[j])}")
+                view = annotate(view, f"{names[i + j]}: {method}, {what}", threshold)
+            paths.append(write_png(stem + ".png", view))
             if save_raw:
                 np.save(stem + ".npy", heat)
     return paths
@@ -119,7 +138,8 @@ def viz_dream(checkpoint, out, *, layer=None, channel=None, class_index=None, oc
     else:
         targets = [dict(channel=channel, class_index=class_index)]
     tiles, labels = [], []
-    for t in targets:
+    from tqdm import tqdm
+    for t in tqdm(targets, desc="dream", unit="image", disable=len(targets) < 2, leave=False):
         d = dream(net, layer, octaves=octaves, octave_scale=octave_scale, steps=steps, lr=lr, l2=l2,
                   blur_sigma=blur_sigma, jitter=jitter, scale=scale, seed=seed, **t)
         tiles.append(d.rgb(gray=gray))
@@ -129,7 +149,7 @@ def viz_dream(checkpoint, out, *, layer=None, channel=None, class_index=None, oc
 
 
 def viz_score(checkpoint, data, out, *, split="test", methods=METHODS, layer=None, class_index=1, channel=None,
-              threshold=0.5, tolerance=0, batch_size=16, device="cpu"):
+              threshold=0.5, tolerance=0, batch_size=16, device="cpu", progress=False):
     """`rawcnn viz score`: localisation scores of every method against the lesion masks of `split`;
     writes <out>.csv (one row per method) and <out>_images.csv. Returns localisation_table's dict."""
     from ..data import load_dataset
@@ -137,7 +157,7 @@ def viz_score(checkpoint, data, out, *, split="test", methods=METHODS, layer=Non
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     return localisation_table(net, data, split, methods, layer=layer, class_index=class_index, channel=channel,
                               threshold=threshold, tolerance=tolerance, batch_size=batch_size, to_input=to_input,
-                              out=out)
+                              out=out, progress=progress)
 
 
 def report(run_dir, *, data=None, checkpoint=None, out=None, split="test", device="cpu", **kw):

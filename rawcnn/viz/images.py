@@ -209,6 +209,9 @@ def write_png(path, img):
     try:
         if not cv2.imwrite(tmp, to_bgr8(img)):
             raise OSError(f"cv2.imwrite could not write {tmp}")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a picture is an ordinary file (0644 by default)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

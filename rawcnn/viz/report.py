@@ -35,6 +35,7 @@ from .heatmap import METHODS, default_layer, heatmaps, logit_layer
 from .images import gray_to_rgb, montage, overlay, png_bytes
 from .score import COLUMNS, localisation_table
 
+SALIENCY_THRESHOLD = 0.2  # the input-gradient map is sparse: at 0.5 little of it shows
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
          "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #bbb;padding:2px 8px;"
          "text-align:right}th{background:#eee}img{max-width:100%;border:1px solid #ddd}"
@@ -84,19 +85,29 @@ def input_function(net, ck, data=None, to_input=None):
 
 
 def _curves(ck, run_dir):
+    from ..checkpoint import CheckpointError, read_checkpoint
     from ..plots import plot_curves
-    if ck.get("history"):
-        return _img(_plot_png(plot_curves, ck["history"]), "training curves")
+    history = ck.get("history") or []
+    last = os.path.join(run_dir, "last.h5")
+    if os.path.exists(last):  # best.h5 holds the history up to the best epoch; last.h5 the whole run
+        try:
+            history = max(history, read_checkpoint(last).get("history") or [], key=len)
+        except CheckpointError:
+            pass
+    if history:
+        return _img(_plot_png(plot_curves, history), "training curves")
     path = os.path.join(run_dir, "curves.png")
     return _img(_read(path), "training curves") if os.path.exists(path) else _note("no training history")
 
 
-def _evaluation(net, s, to_input, run_dir, batch_size):
+def _evaluation(net, s, to_input, run_dir, batch_size, class_names=("normal", "abnormal")):
     from ..evaluate import evaluate
     from ..plots import plot_roc
     if s is not None and len(s.labels):
         r = evaluate(net, s.images, s.labels, batch_size=batch_size, to_input=to_input)
-        roc = _img(_plot_png(plot_roc, r["roc"]["fpr"], r["roc"]["tpr"], r["auc"]), "ROC") if r.get("roc") else ""
+        title = f"ROC, positive class {class_names[1]!r}" if len(class_names) == 2 else None
+        roc = (_img(_plot_png(lambda f, t, a, p: plot_roc(f, t, a, p, title=title), r["roc"]["fpr"], r["roc"]["tpr"],
+                              r["auc"]), "ROC") if r.get("roc") else "")
     elif os.path.exists(os.path.join(run_dir, "eval.json")):
         r = json.loads(_read(os.path.join(run_dir, "eval.json"), "r"))
         path = os.path.join(run_dir, "eval_roc.png")
@@ -106,8 +117,10 @@ def _evaluation(net, s, to_input, run_dir, batch_size):
     keys = [k for k in ("n", "loss", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
             if r.get(k) is not None]
     cm = r.get("confusion_matrix")
-    cm_html = _table([{"true": t, **{f"pred {p}": v for p, v in enumerate(row)}} for t, row in enumerate(cm)],
-                     ["true"] + [f"pred {p}" for p in range(len(cm))]) if cm else ""
+    name = (lambda k: class_names[k] if k < len(class_names) else str(k))
+    cm_html = _table([{"true \\ predicted": name(t), **{name(p): v for p, v in enumerate(row)}}
+                      for t, row in enumerate(cm)],
+                     ["true \\ predicted"] + [name(p) for p in range(len(cm))]) if cm else ""
     return _table([{k: r[k] for k in keys}], keys) + cm_html + roc
 
 
@@ -148,17 +161,36 @@ def _heatmap_section(net, s, layer, channel, to_input, class_names, per_class, m
         tiles, labels = [], []
         for j, n in enumerate(idx):
             base = gray_to_rgb(s.images[n, 0])
-            tiles.append(base)
-            labels.append(f"{str(s.names[n])[:14]} p{int(np.argmax(maps[methods[0]].logits[j]))}")
+            lesion = s.lesion_masks[n] if s.has_lesion_mask[n] and s.lesion_masks[n].any() else None
+            tiles.append(_outline(base, lesion))
+            pred = int(np.argmax(maps[methods[0]].logits[j]))
+            labels.append(f"{str(s.names[n])[:12]} -> {class_names[pred] if pred < len(class_names) else pred}")
             for m in methods:
-                tiles.append(overlay(base, maps[m].maps[j], threshold, alpha))
-                labels.append(f"channel {maps[m].channels[j]}" if m == "channel" else f"{m} c{maps[m].classes[j]}")
+                t = SALIENCY_THRESHOLD if m == "saliency" and threshold is None else threshold
+                tiles.append(_outline(overlay(base, maps[m].maps[j], 0.5 if t is None else t, alpha), lesion))
+                c = int(maps[m].classes[j])
+                labels.append(f"channel {int(maps[m].channels[j])}" if m == "channel"
+                              else f"{m}: {class_names[c] if c < len(class_names) else c}")
         side = max(128, min(192, base.shape[0]))
         parts.append(f"<h3>{html.escape(cname)}</h3>"
                      + _img(montage(tiles, labels, ncols=1 + len(methods), tile_size=(side, side)), cname))
-    note = (f"<p>Each row: the radiograph (p = predicted class), then each method's map in 'jet' over it "
-            f"(values under {threshold:g} transparent; c = the class explained).</p>")
+    shown = (f"{threshold:g}" if threshold is not None
+             else f"0.5, {SALIENCY_THRESHOLD:g} for the sparse saliency maps")
+    note = (f"<p>Each row: the radiograph (-> the predicted class; lesions outlined in green), then each "
+            f"method's map in 'jet' over it (values under {shown} transparent; after the method's name, the "
+            f"class it explains).</p>")
     return note + "".join(parts)
+
+
+def _outline(rgb, mask):
+    """rgb (H, W, 3) in [0, 1] with the outline of mask (H, W) drawn in green; unchanged when mask is None."""
+    if mask is None:
+        return rgb
+    import cv2
+    contours, _ = cv2.findContours((np.asarray(mask) > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
+    cv2.drawContours(out, contours, -1, (0.0, 1.0, 0.0), 1)
+    return out
 
 
 def _dream_section(net, class_names, steps, octaves, scale, seed):
@@ -195,14 +227,17 @@ def _write_page(out, title, head, sections):
 
 
 def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test", layer=None, methods=METHODS,
-                 per_class=2, top_k=8, dream_steps=10, dream_octaves=2, threshold=0.5, alpha=0.5, seed=0,
-                 batch_size=16, to_input=None, backend="cpu", title=None):
+                 per_class=2, top_k=8, dream_steps=10, dream_octaves=2, threshold=None, alpha=0.5, seed=0,
+                 batch_size=16, to_input=None, backend="cpu", title=None, progress=False):
     """Write report.html for the run in `run_dir` and return its path.
 
     data: a PreparedData (rawcnn.data.dataset.load_dataset) or None (then only curves, eval.json,
     filters and dream images); checkpoint: default run_dir/best.h5, else run_dir/last.h5;
-    out: the HTML path (default run_dir/report.html); layer: default the deepest conv activation.
+    out: the HTML path (default run_dir/report.html); layer: default the deepest conv activation;
+    threshold: map values under it are transparent (None: 0.5, and SALIENCY_THRESHOLD for saliency);
+    progress: a tqdm bar over the sections.
     """
+    from tqdm import tqdm
     run_dir = os.fspath(run_dir)
     ckpt = _find_checkpoint(run_dir, checkpoint)
     net, ck = load_checkpoint(ckpt, backend)
@@ -212,26 +247,38 @@ def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test",
     has_images = s is not None and len(s.labels) > 0
     class_names = list(getattr(data, "class_names", None) or ["normal", "abnormal"])
     order = (ck.get("preprocessing") or {}).get("channel_order", "RGB")
+    bar = tqdm(total=4 + 2 * has_images, desc="report", unit="section", disable=not progress, leave=False)
     sec = [("Training curves", _curves(ck, run_dir)),
-           (f"Evaluation ({split})", _evaluation(net, s, to_input, run_dir, batch_size)),
+           (f"Evaluation ({split})", _evaluation(net, s, to_input, run_dir, batch_size, class_names)),
            ("Filters", _img(filters_image(net, channel_order=order), "filters"))]
+    bar.update(1)
     if has_images:
-        best, part = _channels_section(net, s, layer, to_input, top_k, threshold, alpha, batch_size)
+        best, part = _channels_section(net, s, layer, to_input, top_k, 0.5 if threshold is None else threshold,
+                                       alpha, batch_size)
         sec.append(("Top channels", part))
+        bar.update(1)
         sec.append(("Heat maps", _heatmap_section(net, s, layer, best, to_input, class_names, per_class,
                                                   list(methods), threshold, alpha)))
+        bar.update(1)
     scale = input_scale(to_input, net.input_shape)
     sec.append(("Dream images", _dream_section(net, class_names, dream_steps, dream_octaves, scale, seed)))
-    if has_images and s.has_lesion_mask.any() and s.lesion_masks.any():
-        t = localisation_table(net, data, split, methods, layer=layer, threshold=threshold, batch_size=batch_size,
+    bar.update(1)
+    lesions = has_images and s.has_lesion_mask.any() and s.lesion_masks.any()
+    if lesions or (has_images and s.has_lung_mask.any() and s.lung_masks.any()):
+        t = localisation_table(net, data, split, methods, layer=layer,
+                               threshold=0.5 if threshold is None else threshold, batch_size=batch_size,
                                to_input=to_input)
-        sec.append(("Localisation", f"<p>Against the lesion masks of {len(t['images']) // len(methods)} images; "
+        against = "lesion masks" if lesions else "lung masks (no lesion masks: lung, border and corner shares)"
+        sec.append(("Localisation", f"<p>Against the {against} of {len(t['images']) // len(methods)} images; "
                                     f"'channel' uses channel {t['channel']} chosen on the train split.</p>"
                     + _table(t["summary"], ["method", "n", "layer", *COLUMNS])))
     else:
-        sec.append(("Localisation", _note("no lesion masks in the split")))
-    head = (f"<p>Checkpoint {html.escape(os.path.abspath(ckpt))}, epoch {ck.get('epoch')}, model "
+        sec.append(("Localisation", _note("no lesion or lung masks in the split")))
+    bar.update(1)
+    head = (f"<p>Checkpoint {html.escape(os.path.basename(ckpt))}, epoch {ck.get('epoch')}, model "
             f"{html.escape(str((ck.get('spec') or {}).get('name', '?')))}"
-            + (f", data {html.escape(str(data.path))}" if data is not None else "") + ".</p>")
+            + (f", data {html.escape(os.path.basename(str(data.path)))}" if data is not None else "") + ".</p>")
     title = title or f"rawcnn report: {os.path.basename(os.path.abspath(run_dir))}"
+    bar.update(1)
+    bar.close()
     return _write_page(os.fspath(out or os.path.join(run_dir, "report.html")), title, head, sec)

@@ -9,8 +9,19 @@ For a heat map v (H, W) >= 0 and binary masks L (lesion) and G (lungs), both (H,
                     (e_G likewise for the lungs). A flat map scores the lesion's area share, the
                     `lesion_area` column, which is the chance level to compare against.
     IoU             B = (v >= threshold); IoU = |B and L| / |B or L|.
-Undefined values are NaN, never a silent 0: e.g. an all-zero map has no energy share.
+    lungs only      (no lesion mask, e.g. the Montgomery set as NLM ships it) pointing_lung =
+                    G[argmax v]; energy_lung as above; energy_border = the share of the map on
+                    the outer BORDER (10 %) of each side, energy_corners = the share on the four
+                    CORNER (15 %) squares, where film markers and labels sit: a network that
+                    looks there has learnt the scanner, not the lungs.
+Undefined values are NaN, never a silent 0: e.g. an all-zero map has no energy share. All-zero
+maps (Grad-CAM gives them when every channel weight is negative) are counted per method
+(`zero_maps`) and left out of the means, not averaged in as misses.
 A map of another size than the masks is resized to them (bilinear) first.
+
+Which images are scored: those of the split with a non-empty lesion mask; when the split has none,
+those with a lung mask (the lesion columns are then NaN and the lung and border columns say
+where the maps point).
 
 `localisation_table` makes maps for the lesion-marked images of one split of a prepared data set
 (rawcnn.data.dataset.load_dataset), batch by batch, keeping only the scores, and writes
@@ -30,7 +41,9 @@ from .activations import rank_channels
 from .heatmap import METHODS, default_layer, heatmaps
 from .images import resize
 
-COLUMNS = ("pointing", "energy_lesion", "energy_lung", "iou", "lesion_area")
+COLUMNS = ("pointing", "energy_lesion", "energy_lung", "iou", "lesion_area", "pointing_lung", "energy_border",
+           "energy_corners", "zero_maps")
+BORDER, CORNER = 0.10, 0.15
 
 
 def _binary(mask, name):
@@ -100,6 +113,35 @@ def score_map(heat, lesion, lung=None, threshold=0.5, tolerance=0):
             "lesion_area": float(L.mean())}
 
 
+def frame_masks(shape):
+    """(border, corners): (H, W) bool masks of the outer BORDER band and the four CORNER squares."""
+    H, W = shape
+    border = np.zeros(shape, bool)
+    by, bx = max(1, round(BORDER * H)), max(1, round(BORDER * W))
+    border[:by], border[-by:], border[:, :bx], border[:, -bx:] = True, True, True, True
+    corners = np.zeros(shape, bool)
+    cy, cx = max(1, round(CORNER * H)), max(1, round(CORNER * W))
+    for ys in (slice(0, cy), slice(H - cy, H)):
+        for xs in (slice(0, cx), slice(W - cx, W)):
+            corners[ys, xs] = True
+    return border, corners
+
+
+def lung_scores(heat, lung=None):
+    """Scores that need no lesion mask: {'pointing_lung', 'energy_border', 'energy_corners'} (NaN
+    where undefined; pointing_lung NaN without a lung mask). heat: (h, w) >= 0; lung: (H, W) or None."""
+    shape = np.shape(lung) if lung is not None else np.shape(heat)
+    v = _fit(heat, shape)
+    border, corners = frame_masks(shape)
+    if v.sum() == 0:
+        return {"pointing_lung": float("nan"), "energy_border": float("nan"), "energy_corners": float("nan")}
+    pointing = float("nan")
+    if lung is not None and _binary(lung, "lung").any():
+        pointing = float(_binary(lung, "lung")[np.unravel_index(np.argmax(v), v.shape)])
+    return {"pointing_lung": pointing, "energy_border": energy_share(v, border),
+            "energy_corners": energy_share(v, corners)}
+
+
 def _write_csv(path, fields, rows):
     tmp = path + ".tmp"
     with open(tmp, "w", newline="") as fh:
@@ -112,7 +154,7 @@ def _write_csv(path, fields, rows):
 
 def localisation_table(net, data, split="test", methods=METHODS, *, layer=None, class_index=1,
                        channel=None, select_split="train", threshold=0.5, tolerance=0, batch_size=16,
-                       to_input=None, out=None):
+                       to_input=None, out=None, progress=False):
     """Score every method on the images of `split` that have a non-empty lesion mask.
 
     data: a PreparedData (load_dataset); class_index: the class Grad-CAM and saliency explain
@@ -129,8 +171,10 @@ def localisation_table(net, data, split="test", methods=METHODS, *, layer=None, 
     to_input = to_input or (lambda x: np.asarray(x).astype(net.dtype))
     s = data.split(split)
     keep = np.flatnonzero(s.has_lesion_mask & (s.lesion_masks.reshape(len(s.labels), -1).max(axis=1) > 0))
+    if keep.size == 0:  # lungs only (module docstring)
+        keep = np.flatnonzero(s.has_lung_mask & (s.lung_masks.reshape(len(s.labels), -1).max(axis=1) > 0))
     if keep.size == 0:
-        raise ValueError(f"{data.path}: split {split!r} has no image with a non-empty lesion mask to score")
+        raise ValueError(f"{data.path}: split {split!r} has no image with a non-empty lesion or lung mask to score")
     if "channel" in methods and channel is None:
         sel = data.split(select_split)
         use = np.flatnonzero(sel.has_lesion_mask)
@@ -139,7 +183,9 @@ def localisation_table(net, data, split="test", methods=METHODS, *, layer=None, 
         channel = int(rank_channels(net, sel.images[use], layer, masks=masks, to_input=to_input,
                                     batch_size=batch_size)[0][0])
     rows = []
-    for i in range(0, keep.size, int(batch_size)):
+    from tqdm import tqdm
+    for i in tqdm(range(0, keep.size, int(batch_size)), desc="score", unit="batch", disable=not progress,
+                  leave=False):
         idx = keep[i:i + int(batch_size)]
         x = to_input(s.images[idx])
         for m in methods:
@@ -149,14 +195,20 @@ def localisation_table(net, data, split="test", methods=METHODS, *, layer=None, 
                 lung = s.lung_masks[n] if s.has_lung_mask[n] else None
                 r = {"name": str(s.names[n]), "label": int(s.labels[n]), "method": m,
                      "class": int(hm.classes[j]), "predicted": int(np.argmax(hm.logits[j]))}
+                zero = not np.asarray(hm.maps[j]).any()
                 r.update(score_map(hm.maps[j], s.lesion_masks[n], lung, threshold, tolerance))
+                r.update(lung_scores(hm.maps[j], lung))
+                if zero:  # no map: every score undefined, counted instead
+                    r.update({c: float("nan") for c in COLUMNS if c != "lesion_area"})
+                r["zero_maps"] = int(zero)
                 rows.append(r)
     summary = []
     for m in methods:
         mine = [r for r in rows if r["method"] == m]
         row = {"method": m, "n": len(mine), "layer": "input" if m == "saliency" else layer}
         row.update({c: float(np.nanmean([r[c] for r in mine])) if any(np.isfinite(r[c]) for r in mine)
-                    else float("nan") for c in COLUMNS})
+                    else float("nan") for c in COLUMNS if c != "zero_maps"})
+        row["zero_maps"] = int(sum(r["zero_maps"] for r in mine))
         summary.append(row)
     paths = []
     if out is not None:
