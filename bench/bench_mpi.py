@@ -140,7 +140,8 @@ def run_child(cmd, env):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--procs", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=common.default_threads(), help="cores in all (default: this machine's)")
+    ap.add_argument("--threads", type=int, default=common.default_threads(),
+                    help="cores in all (default: this machine's)")
     ap.add_argument("--batch", type=int, default=32, help="the global batch")
     ap.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up)")
     ap.add_argument("--bucket-mb", type=float, default=25.0)
@@ -176,7 +177,8 @@ def main(argv=None):
     print(f"{'layout':22s} {'step s':>8s} {'img/s':>7s} {'vs 1 proc':>9s} {'comm s':>7s} {'exposed s':>9s} "
           f"{'hidden':>6s} {'others':>6s}")
     for r in rows:
-        comm = f"{r['comm_s']:7.3f} {r['exposed_s']:9.3f} {r['hidden']:6.0%}" if r["mode"] == "mpi" else f"{'':7s} {'':9s} {'':6s}"
+        comm = (f"{r['comm_s']:7.3f} {r['exposed_s']:9.3f} {r['hidden']:6.0%}" if r["mode"] == "mpi"
+                else f"{'':7s} {'':9s} {'':6s}")
         others = f"{r['others']:6.0%}" if r.get("others") is not None else f"{'n/a':>6s}"
         ratio = f"{r['images_per_s'] / rows[0]['images_per_s']:8.2f}x" if not args.mpi_only else f"{'':9s}"
         print(f"{r['procs']} proc x {r['threads']} thread{'s' if r['threads'] > 1 else ' '}     {r['step_s']:8.3f} "

@@ -91,7 +91,8 @@ def check_reducer(dist):
     bad = [f"{l.name}/{k}" for l in layers for k, g in l.grads.items()
            if not np.array_equal(cupy.asnumpy(g), want[(l.name, k)])]
     red.bucket_bytes = 25 * 2**20
-    return not bad, f"1-rank NCCL allreduce of 8 gradients in 1 KB buckets returns them unchanged{': ' + str(bad) if bad else ''}"
+    what = "1-rank NCCL allreduce of 8 gradients in 1 KB buckets returns them unchanged"
+    return not bad, what + (f": {bad}" if bad else "")
 
 
 def check_step(dist):

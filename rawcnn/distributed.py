@@ -394,7 +394,8 @@ class ShardedImages:
         self.file = h5py.File(path, "r")
         self.images = self.file["images"]  # (N, 1, S, S) uint8 in the file
         S = self.images.shape[-1]
-        self.shape, self.dtype, self.ndim, self.channels = (len(self.index), channels, S, S), np.dtype(np.uint8), 4, channels
+        self.shape, self.dtype = (len(self.index), channels, S, S), np.dtype(np.uint8)
+        self.ndim, self.channels = 4, channels
 
     def __len__(self):
         return self.shape[0]

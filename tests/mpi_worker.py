@@ -3,7 +3,8 @@
     python tests/mpi_worker.py MODE DATA OUT [EPOCHS] [DTYPE] [BUCKET_MB]
 
 MODE: train (train, or resume when OUT holds last.h5), raise (rank 1 raises in epoch 1, batch 2),
-nan (rank 1's loss becomes NaN in epoch 2, batch 1: 6 steps and 1 validation batch before). The net, data and settings are the test's.
+nan (rank 1's loss becomes NaN in epoch 2, batch 1: after the warm-up step, 6 steps and 1 validation
+batch). The net, data and settings are the test's.
 """
 import os
 import sys
@@ -26,14 +27,14 @@ def main(mode, data, out, epochs=3, dtype="float32", bucket_mb=25.0):
         def on_batch(epoch, batch, loss):
             if dist.rank == 1 and (epoch, batch) == (1, 2):
                 raise RuntimeError("injected failure")
-    if mode == "nan" and dist.rank == 1:  # rank 1's 8th loss (epoch 2, batch 1) is NaN
+    if mode == "nan" and dist.rank == 1:  # rank 1's 9th loss (epoch 2, batch 1; call 1 is train's warm-up) is NaN
         from rawcnn.layers import SoftmaxCrossEntropy
         real, calls = SoftmaxCrossEntropy.forward, [0]
 
         def forward(self, logits, labels, train=True):
             loss = real(self, logits, labels, train)
             calls[0] += 1
-            return float("nan") if calls[0] == 8 else loss
+            return float("nan") if calls[0] == 9 else loss
         SoftmaxCrossEntropy.forward = forward
     r = train(net, open_sharded(data, dist), out_dir=out, epochs=int(epochs), augment=shift(),
               resume=os.path.exists(os.path.join(out, "last.h5")), on_batch=on_batch, dist=dist, **RUN)

@@ -127,7 +127,8 @@ def runs(mpi, tmp_path_factory):
 def param_diffs(dir_a, dir_b):
     a, b = read_checkpoint(os.path.join(dir_a, "last.h5")), read_checkpoint(os.path.join(dir_b, "last.h5"))
     assert a["epoch"] == b["epoch"] == 3
-    return a, b, {f"{n}/{k}": max_diff(b["params"][n][k], a["params"][n][k]) for n in a["params"] for k in a["params"][n]}
+    return a, b, {f"{n}/{k}": max_diff(b["params"][n][k], a["params"][n][k])
+                  for n in a["params"] for k in a["params"][n]}
 
 
 def test_share_splits_rows_contiguously_and_evenly():
