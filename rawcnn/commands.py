@@ -5,7 +5,6 @@ hold the little glue a task needs: building or loading the net, the new head and
 transfer learning, the augmenter, the input contract.
 """
 import json
-import os
 
 import numpy as np
 
@@ -96,10 +95,9 @@ def predict_top(checkpoint, images, top=5, class_names=None, device="cpu"):
 
 def write_json(path, obj):
     """Write JSON to a temporary file, then rename it onto `path`."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
+    from .fileio import atomic_open
+    with atomic_open(path, "w") as fh:
         json.dump(obj, fh, indent=1, default=float)
-    os.replace(tmp, path)
 
 
 def format_score_table(res):

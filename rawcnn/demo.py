@@ -166,7 +166,8 @@ def run_demo(out_dir, *, seed=0, n_images=None, input_size=None, epochs=None, de
                        "counts": data.counts().tolist(),
                        "train": {k: r[k] for k in ("status", "reason", "epoch", "best_epoch", "best_val_acc")},
                        "test": {k: ev.get(k) for k in keys}, "localisation": loc, "seconds": sec, "paths": paths})
-    with open(paths["summary"], "w") as fh:
+    from .fileio import atomic_open
+    with atomic_open(paths["summary"], "w") as fh:
         json.dump(summary, fh, indent=1)
     for line in format_summary(summary):
         log(line)

@@ -87,9 +87,10 @@ def save_report(result, out_dir, prefix="eval"):
 
     Undefined values (NaN) and the ROC's +inf threshold are written as null. Returns the paths written.
     """
-    os.makedirs(out_dir, exist_ok=True)
+    from .fileio import atomic_open, check_targets
     paths = [os.path.join(out_dir, f"{prefix}.json")]
-    with open(paths[0], "w") as fh:
+    check_targets(paths + ([os.path.join(out_dir, f"{prefix}_roc.png")] if result.get("roc") else []))
+    with atomic_open(paths[0], "w") as fh:
         json.dump(_finite_or_null({k: v for k, v in result.items() if k != "probabilities"}), fh, indent=1)
     if result.get("roc"):
         paths.append(plot_roc(result["roc"]["fpr"], result["roc"]["tpr"], result["auc"],

@@ -219,12 +219,11 @@ class Trainer:
 
     def write_history(self):
         path = os.path.join(self.out_dir, "history.csv")
-        tmp = path + ".tmp"
-        with open(tmp, "w", newline="") as fh:
+        from .fileio import atomic_open
+        with atomic_open(path, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
             w.writeheader()
             w.writerows(self.history)
-        os.replace(tmp, path)
 
     # -- the loop ------------------------------------------------------------------------------
     def run_epoch(self, bar):

@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from ..checkpoint import load_checkpoint
+from ..fileio import atomic_path, inside, safe_name
 from .activations import save_activations
 from .dream import dream, input_scale
 from .filters import save_filters
@@ -80,7 +81,8 @@ def viz_activations(checkpoint, out_dir, *, data=None, split="test", indices=Non
     out = []
     for n, name in enumerate(names):
         m = masks[n] if masks is not None and masks[n].any() else None
-        out.append(save_activations(net, to_input(x[n:n + 1]), layer, out_dir, stem=name, raw_format=raw_format,
+        out.append(save_activations(net, to_input(x[n:n + 1]), layer, out_dir, stem=safe_name(name),
+                                    raw_format=raw_format,
                                     k=top_k, mask=m))
     return out
 
@@ -99,10 +101,11 @@ def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, i
         hm = heatmaps(net, to_input(x[i:i + batch_size]), method, layer=layer, class_index=class_index,
                       channel=channel, batch_size=batch_size)
         for j, heat in enumerate(hm.maps):
-            stem = os.path.join(out_dir, f"{names[i + j]}_{method}")
+            stem = inside(out_dir, f"{names[i + j]}_{method}")
             paths.append(write_png(stem + ".png", overlay(gray_to_rgb(x[i + j, 0]), heat, threshold, alpha)))
             if save_raw:
-                np.save(stem + ".npy", heat)
+                with atomic_path(stem + ".npy") as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, heat)
     return paths
 
 

@@ -187,10 +187,9 @@ def _write_page(out, title, head, sections):
     body = "".join(f"<h2>{html.escape(h)}</h2>\n{c}\n" for h, c in sections)
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{head}\n{body}</body></html>\n")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".tmp", "w", encoding="utf-8") as fh:
+    from ..fileio import atomic_open
+    with atomic_open(out, "w", encoding="utf-8") as fh:
         fh.write(page)
-    os.replace(out + ".tmp", out)
     return out
 
 
