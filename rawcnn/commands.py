@@ -5,6 +5,7 @@ hold the little glue a task needs: building or loading the net, the new head and
 transfer learning, the augmenter, the input contract.
 """
 import json
+import os
 
 import numpy as np
 
@@ -47,10 +48,16 @@ def build_training_net(model, *, weights=None, num_classes=None, input_size=None
 def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, input_size=None,
                  new_head_lr_mult=10.0, freeze_through=None, init=0.01, epochs=60, batch_size=32, lr=1e-3,
                  momentum=0.9, weight_decay=5e-4, patience=5, max_drops=3, seed=0, translate=0.1,
-                 rotate=10.0, augment=True, resume=False, device="cpu", progress=True, log=print):
-    """`rawcnn train`: build or load the net, train it on a prepared set; returns train()'s dict."""
+                 rotate=10.0, augment=True, resume=False, device="cpu", progress=True, log=print, given=None):
+    """`rawcnn train`: build or load the net, train it on a prepared set; returns train()'s dict.
+
+    given: with resume, the names of the options the user typed (the command line passes them):
+    the model then defaults to the run's own (last.h5's spec) and a new lr takes effect.
+    """
     from .data import Augmenter, load_dataset
     from .train import train
+    if resume and given is not None:
+        model, weights = _resume_model(out_dir, model, weights, given)
     data = load_dataset(data_path)
     k = num_classes or len(data.class_names)
     if not weights and input_size is None:
@@ -61,7 +68,18 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
     aug = Augmenter(max_translate=translate, max_rotate_deg=rotate, rng=seed) if augment else None
     return train(net, data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                  weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed, augment=aug,
-                 preprocessing=pre, resume=resume, progress=progress, log=log, device=device)
+                 preprocessing=pre, resume=resume, progress=progress, log=log, device=device,
+                 given=set(given or ()))
+
+
+def _resume_model(out_dir, model, weights, given):
+    """(model, weights) for a resume: the run's own spec unless --model or --weights was given (then the
+    net built from them must match the run's, which Trainer.restore checks)."""
+    from .checkpoint import read_checkpoint
+    last = os.path.join(os.fspath(out_dir), "last.h5")
+    if "model" in given or "weights" in given or not os.path.exists(last):
+        return model, weights
+    return read_checkpoint(last)["spec"], None
 
 
 def format_metrics(result):

@@ -315,10 +315,11 @@ def _read_prepared(f, path):
     absent = [k for k in need if k not in f.attrs]
     if absent:
         raise DataError(f"{path}: missing attribute(s) {absent}")
-    img = dataset(f, "images", path, ndim=4, kinds="u")
-    N, S = img.shape[0], img.shape[2]
+    img = dataset(f, "images", path, ndim=4, kinds="uif")
     if img.shape[1] != 1 or img.shape[2] != img.shape[3]:
         raise DataError(f"{path}: images must be (N, 1, S, S), got {img.shape}")
+    N, S = dataset(f, "labels", path, ndim=1, kinds="iu").shape[0], img.shape[2]
+    img = dataset(f, "images", path, shape=(N, 1, S, S))
     expected = {"labels": ((N,), "iu"), "names": ((N,), "OSU"), "split": ((N,), "iu"),
                 "lung_masks": ((N, S, S), "iub"), "lesion_masks": ((N, S, S), "iub"),
                 "has_lung_mask": ((N,), "iub"), "has_lesion_mask": ((N,), "iub"), "roi_boxes": ((N, 4), "iu"),
