@@ -151,6 +151,10 @@ def _read_checkpoint(f, path):
     kinds = {"rng_state": dict, "dropout_rng": dict, "history": list, "preprocessing": dict, "meta": dict}
     for k, kind in kinds.items():
         out[k] = attr_json(f, k, path, kind=kind)
+    settings = (out["meta"] or {}).get("data_settings")
+    if settings is not None:
+        from .data.settings_check import check_stored_settings
+        check_stored_settings(settings, f"{path}: attribute 'meta', data_settings")
     for i, row in enumerate(out["history"] or []):
         if not isinstance(row, dict):
             raise InputError(f"{path}: attribute 'history' entry {i} should be an object, got {type(row).__name__}")

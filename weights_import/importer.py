@@ -70,7 +70,13 @@ def import_to_checkpoint(path, arch, out, fmt="auto", **options):
     Nothing is written when the import fails (the error is raised before), and the checkpoint itself
     appears atomically.
     """
+    from rawcnn.validate import InputError, check_finite_params
     net, report = import_weights(path, arch, fmt, **options)
+    try:
+        check_finite_params({k: {n: np.asarray(v) for n, v in d.items()} for k, d in net.state_dict().items()},
+                            f"{path} (imported into {arch if isinstance(arch, str) else 'the spec'})")
+    except InputError as e:
+        raise WeightsImportError(str(e)) from None
     save_imported(out, net, report)
     return report
 
