@@ -102,8 +102,8 @@ def parse_json(text, where, kind=None, allow_null=True):
             from None
     if v is None and allow_null:
         return None
-    if kind is not None and not isinstance(v, kind):
-        want = {dict: "a JSON object", list: "a JSON list"}.get(kind, kind.__name__)
+    if (kind is not None and not isinstance(v, kind)) or v is None:
+        want = {dict: "a JSON object", list: "a JSON list", None: "a value"}.get(kind) or kind.__name__
         raise InputError(f"{where}: expected {want}, got {_jtype(v)}")
     return v
 
@@ -137,10 +137,10 @@ def attr_text(obj, key, where, default=None, required=False):
     raise InputError(f"{where}: attribute {key!r} should be a string, got {_describe(v)}")
 
 
-def attr_json(obj, key, where, kind=None, default="null", required=False):
-    """A JSON-string attribute parsed with parse_json's limits and kind check."""
+def attr_json(obj, key, where, kind=None, default="null", required=False, allow_null=True):
+    """A JSON-string attribute parsed with parse_json's limits and kind check (null refused unless allow_null)."""
     text = attr_text(obj, key, where, default=default, required=required)
-    return parse_json(text, f"{where}: attribute {key!r}", kind=kind)
+    return parse_json(text, f"{where}: attribute {key!r}", kind=kind, allow_null=allow_null)
 
 
 def attr_number(obj, key, where, integer=False, required=True, default=None):

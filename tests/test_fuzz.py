@@ -18,7 +18,8 @@ from click.testing import CliRunner
 import fuzz_inputs as fz
 from cli import main
 
-N_CASES = 300
+N_CASES = int(os.environ.get("RAWCNN_FUZZ_N", 300))  # RAWCNN_FUZZ_N / _SEED: a longer or another fuzz by hand
+SEED = int(os.environ.get("RAWCNN_FUZZ_SEED", 12))
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def _judge(args, r):
 
 def test_fuzz_every_family_through_its_commands(bases, tmp_path, monkeypatch):
     monkeypatch.setenv("RAWCNN_MAX_BYTES", str(32 << 20))
-    rng = np.random.default_rng(12)
+    rng = np.random.default_rng(SEED)
     cases = fz.generate(bases, rng, N_CASES, str(tmp_path))
     runner, failures, seen, runs, t0 = CliRunner(), [], {}, 0, time.perf_counter()
     outside = os.path.dirname(str(tmp_path))

@@ -58,8 +58,9 @@ def import_weights(path, arch, fmt="auto", *, flip=None, fc_order=None, input_sh
         else:
             src = read_legacy(f, path, "keras-model-h5" if found == "keras-model-h5" else "keras-h5")
         return _import_keras(src, spec, found, why, flip, fc_order, forced=fmt != "auto")
-    except (OSError, RuntimeError) as e:  # what h5py raises on a damaged object the helpers did not reach
-        raise WeightsImportError(f"{path}: damaged HDF5 file ({type(e).__name__}: {e})") from None
+    except (OSError, RuntimeError, KeyError) as e:  # what h5py raises on a damaged object the helpers did not
+        # reach (KeyError: 'Unable to synchronously open object (address of object past end of allocation)')
+        raise WeightsImportError(f"{path}: damaged HDF5 file ({type(e).__name__}: {e}); download it again") from None
     finally:
         f.close()
 

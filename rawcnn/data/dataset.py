@@ -333,8 +333,8 @@ def _read_prepared(f, path):
     for k in ("rawcnn_version", "source", "layout"):
         attrs[k] = attr_text(f, k, path, required=True)
     attrs["seed"] = attr_number(f, "seed", path, integer=True)
-    attrs["settings"] = check_stored_settings(attr_json(f, "settings", path, kind=dict), f"{path}: attribute 'settings'")
-    attrs["class_names"] = attr_json(f, "class_names", path, kind=list)
+    attrs["settings"] = check_stored_settings(attr_json(f, "settings", path, kind=dict, allow_null=False), f"{path}: attribute 'settings'")
+    attrs["class_names"] = attr_json(f, "class_names", path, kind=list, allow_null=False)
     if not attrs["class_names"] or not all(isinstance(c, str) for c in attrs["class_names"]):
         raise InputError(f"{path}: attribute 'class_names' should be a non-empty list of strings")
     attrs["skipped"] = attr_json(f, "skipped", path, kind=list) or []
