@@ -85,8 +85,11 @@ def _resume_model(out_dir, model, weights, given):
 def format_metrics(result):
     """A few lines of text for evaluate()'s dict."""
     keys = ("n", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
-    lines = [f"{k:12s} {result[k]:.4f}" if isinstance(result.get(k), float) else f"{k:12s} {result.get(k)}"
-             for k in keys if k in result]
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4f}" if np.isfinite(v) else "undefined (no case of the class it needs)"
+        return str(v)
+    lines = [f"{k:12s} {fmt(result.get(k))}" for k in keys if k in result]
     cm = result.get("confusion_matrix")
     if cm is not None:
         lines.append("confusion matrix (rows: true class, columns: predicted)")

@@ -52,6 +52,10 @@ def forward_probs(net, images, labels=None, batch_size=32, to_input=None):
         total += crit.forward(logits, np.asarray(labels[i:i + batch_size])) * logits.shape[0]
         probs.append(to_numpy(crit.probs))
     probs = np.concatenate(probs).astype(np.float64)  # (N, K)
+    if not np.isfinite(probs).all():
+        rows = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+        raise ValueError(f"the net gives non-finite probabilities for {rows.size} of {len(probs)} images (first: "
+                         f"image {int(rows[0])}); its weights or the inputs are out of range")
     return probs, (total / len(images) if labels is not None else None)
 
 
