@@ -90,10 +90,11 @@ def load_space(space):
         if os.path.exists(text):
             with open(text) as fh:
                 text = fh.read()
+        from .validate import InputError, parse_json
         try:
-            space = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"search space: not JSON ({e}); give a JSON object or a file holding one") from None
+            space = parse_json(text, "search space")
+        except InputError as e:
+            raise ValueError(f"{e}; give a JSON object or a file holding one") from None
     return validate_space(space)
 
 

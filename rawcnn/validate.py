@@ -98,7 +98,7 @@ def parse_json(text, where, kind=None, allow_null=True):
     try:
         v = json.loads(text)
     except (ValueError, RecursionError) as e:
-        raise InputError(f"{where}: not valid JSON ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
+        raise InputError(f"{where}: not JSON ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
             from None
     if v is None and allow_null:
         return None

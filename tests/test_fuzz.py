@@ -12,11 +12,11 @@ import re
 import time
 import traceback
 
+import fuzz_inputs as fz
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import fuzz_inputs as fz
 from cli import main
 
 N_CASES = int(os.environ.get("RAWCNN_FUZZ_N", 300))  # RAWCNN_FUZZ_N / _SEED: a longer or another fuzz by hand
@@ -139,6 +139,7 @@ def test_targeted_messages(bases, tmp_path, monkeypatch):
     assert "conv1/w (3 NaN, 0 Inf)" in out and "nan" not in out.split("NaN")[-1]
     k3 = tmp_path / "k3nan.weights.h5"
     import shutil
+
     import h5py
     shutil.copyfile(bases["keras3"], k3)
     with h5py.File(k3, "a") as f:

@@ -3,11 +3,11 @@ inside --out; `--resume --lr` takes the new rate; a finite explosion of the loss
 import json
 import os
 
+import fuzz_inputs as fz
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import fuzz_inputs as fz
 from cli import main
 from rawcnn import fileio
 from rawcnn.checkpoint import read_checkpoint
@@ -135,6 +135,7 @@ def test_safe_name(name, expected):
 
 def test_finite_explosion_of_the_validation_loss_is_a_divergence(tmp_path):
     import kill_resume_child as kc
+
     from rawcnn import models
     from rawcnn.train import Trainer, train
     real = Trainer.validate

@@ -112,9 +112,18 @@ def check_declared_size(path):
                         f"({MAX_PIXELS} pixels); the file is damaged or not a radiograph")
 
 
+def _quiet_opencv():
+    """OpenCV's own log lines (TIFF errors, imdecode warnings) would follow rawcnn's one-line message."""
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:
+        pass
+
+
 def decode_guarded(path):
     """cv2.imdecode(IMREAD_UNCHANGED) of `path`; every failure (None, cv2.error, MemoryError) is a DataError."""
     path = Path(path)
+    _quiet_opencv()
     try:
         x = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:
