@@ -21,7 +21,6 @@ else what training fed it: rawcnn.train.make_to_input with the checkpoint's prep
 """
 import base64
 import html
-import json
 import os
 import tempfile
 
@@ -98,7 +97,11 @@ def _evaluation(net, s, to_input, run_dir, batch_size):
         r = evaluate(net, s.images, s.labels, batch_size=batch_size, to_input=to_input)
         roc = _img(_plot_png(plot_roc, r["roc"]["fpr"], r["roc"]["tpr"], r["auc"]), "ROC") if r.get("roc") else ""
     elif os.path.exists(os.path.join(run_dir, "eval.json")):
-        r = json.loads(_read(os.path.join(run_dir, "eval.json"), "r"))
+        from ..validate import parse_json
+        r = parse_json(_read(os.path.join(run_dir, "eval.json"), "r"), os.path.join(run_dir, "eval.json"),
+                       kind=dict, allow_null=False)
+        r = {k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+             or (k == "confusion_matrix" and isinstance(v, list) and all(isinstance(row, list) for row in v))}
         path = os.path.join(run_dir, "eval_roc.png")
         roc = _img(_read(path), "ROC") if os.path.exists(path) else ""
     else:
