@@ -158,6 +158,12 @@ def _read_checkpoint(f, path):
     for i, row in enumerate(out["history"] or []):
         if not isinstance(row, dict):
             raise InputError(f"{path}: attribute 'history' entry {i} should be an object, got {type(row).__name__}")
+        for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+            v = row.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                    or (key == "epoch" and not (np.isfinite(v) and v == int(v))):
+                raise InputError(f"{path}: attribute 'history' entry {i}: {key!r} should be a number, got "
+                                 f"{json.dumps(v)[:40]}")
     out["params"] = _read_group_arrays(f, "params", path)
     out["momentum"] = _read_group_arrays(f, "momentum", path) if "momentum" in f else None
     return out

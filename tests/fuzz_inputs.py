@@ -38,7 +38,7 @@ TINY = {"name": "tiny", "input": [3, 32, 32], "layers": [
     {"type": "Linear", "name": "fc8", "out_features": 2}]}
 
 FAMILIES = ("checkpoint", "prepared", "keras", "image", "spec")
-SEED_CASES = [("prepared", "names_path", 1), ("checkpoint", "huge_dataset", 2), ("keras", "zip_bomb", 3),
+SEED_CASES = [("checkpoint", "bad_history", 7), ("prepared", "names_path", 1), ("checkpoint", "huge_dataset", 2), ("keras", "zip_bomb", 3),
               ("image", "png_huge_header", 4), ("prepared", "chunk_bitflip", 5), ("checkpoint", "nan_weights", 6)]
 
 
@@ -246,6 +246,17 @@ def ck_bad_meta_settings(src, dst, rng):
         f.attrs["meta"] = json.dumps(meta)
 
 
+def ck_bad_history(src, dst, rng):
+    """A training history of the wrong shape: rows that are not objects, values that are not numbers."""
+    shutil.copyfile(src, dst)
+    row = {"epoch": 1, "train_loss": 0.7, "train_acc": 0.5, "val_loss": 0.7, "val_acc": 0.5, "lr": 0.01,
+           "seconds": 1.0, "images_per_s": 10.0}
+    k = int(rng.integers(5))
+    hist = [[1, 2], [dict(row, val_acc="high")], [dict(row, epoch=None)], [{"x": 1}], [dict(row, lr=[1])]][k]
+    with h5py.File(dst, "a") as f:
+        f.attrs["history"] = json.dumps(hist)
+
+
 def ck_bad_spec(src, dst, rng):
     shutil.copyfile(src, dst)
     spec = json.loads(json.dumps(TINY))
@@ -385,7 +396,8 @@ def spec_case(dst, rng, kind):
 
 FAMILY_MUTATIONS = {
     "checkpoint": {**H5_MUTATIONS, "nan_weights": ck_nan_weights, "bad_preprocessing": ck_bad_preprocessing,
-                   "bad_meta_settings": ck_bad_meta_settings, "bad_spec": ck_bad_spec},
+                   "bad_meta_settings": ck_bad_meta_settings, "bad_spec": ck_bad_spec,
+                   "bad_history": ck_bad_history},
     "prepared": {**H5_MUTATIONS, "bad_settings": prep_bad_settings, "names_path": prep_names_path,
                  "chunk_bitflip": prep_chunk_bitflip, "bad_labels": prep_bad_labels},
     "keras": {**{k: v for k, v in H5_MUTATIONS.items() if k != "nonfinite"}, "zip_bomb": keras_zip_bomb,

@@ -38,7 +38,8 @@ def _commands(family, mutation, path, base, out, rng):
                   ["viz", "heatmap", path, "--data", data, "--index", "0", "--method", "channel", "--out", out],
                   ["viz", "dream", path, "--steps", "1", "--octaves", "1", "--out", os.path.join(out, "d.png")],
                   ["import-weights", path, "--arch", base["spec"], "--format", "rawcnn",
-                   "--out", os.path.join(out, "imp.h5")]]
+                   "--out", os.path.join(out, "imp.h5")],
+                  ["report", out, "--checkpoint", path, "--data", data]]
         return [["predict", "--checkpoint", path, img], others[int(rng.integers(len(others)))]]
     if family == "prepared":
         cmds = [["evaluate", ck, "--data", path, "--split", "all"],
