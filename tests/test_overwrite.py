@@ -101,6 +101,10 @@ def test_train_into_an_existing_run_needs_resume_or_overwrite(base, tmp_path):
     assert "epoch limit changed from 1 to 2" in r.output
     ck = read_checkpoint(out / "last.h5")
     assert ck["epoch"] == 2 and ck["history"][1]["lr"] == 0.002
+    r = run("train", "--data", base["prepared"], "--batch-size", 4, "--no-augment", "--out", out, "--epochs", 3,
+            "--resume")  # no --model: the run's own model (last.h5's spec), not the default 'custom'
+    assert r.exit_code == 0, r.output
+    assert read_checkpoint(out / "last.h5")["epoch"] == 3
     other = dict(fz.TINY, layers=[dict(fz.TINY["layers"][0], out_channels=6)] + fz.TINY["layers"][1:])
     (tmp_path / "other.json").write_text(json.dumps(other))
     r = run("train", "--model", tmp_path / "other.json", "--data", base["prepared"], "--epochs", 3, "--out", out,
