@@ -25,6 +25,8 @@ def _one_line(text):
 
 
 def _fail(e):
+    if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) and " " not in e.args[0]:
+        e = f"missing entry {e.args[0]!r} in what the command read (a file, spec or setting lacks it)"
     raise click.ClickException(_one_line(e)) from None
 
 
