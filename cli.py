@@ -19,13 +19,77 @@ def _backend(device):
     return be
 
 
+def _one_line(text):
+    """A message as one line (errors from files may carry newlines)."""
+    return " ".join(str(text).split()) or "failed"
+
+
 def _fail(e):
     from rawcnn.distributed import fail_if_distributed
     fail_if_distributed(e)  # under mpiexec: one line naming the rank, and every rank stops
-    raise click.ClickException(str(e)) from None
+    if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) and " " not in e.args[0]:
+        e = f"missing entry {e.args[0]!r} in what the command read (a file, spec or setting lacks it)"
+    raise click.ClickException(_one_line(e)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Guarded(click.Group):
+    """The top-level group: whatever escapes a command ends as one line and exit status 1, never a traceback.
+
+    Commands turn the errors they expect (ValueError and its kin: rawcnn.validate.InputError,
+    CheckpointError, DataError, WeightsImportError, OverwriteError) into messages themselves; an
+    OSError names its file; anything else is reported as an internal error (a bug to report), and
+    RAWCNN_DEBUG=1 shows its traceback instead.
+    """
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except ValueError as e:
+            if os.environ.get("RAWCNN_DEBUG"):
+                raise
+            raise click.ClickException(_one_line(e)) from None
+        except OSError as e:
+            if os.environ.get("RAWCNN_DEBUG"):
+                raise
+            raise click.ClickException(_one_line(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")) \
+                from None
+        except MemoryError:
+            raise click.ClickException("out of memory: the input is larger than this machine can hold") from None
+        except Exception as e:  # the last line of defence: a bug, said in one line
+            if os.environ.get("RAWCNN_DEBUG"):
+                raise
+            raise click.ClickException(_one_line(f"internal error ({type(e).__name__}: {e}); please report it with "
+                                                 f"the command line; RAWCNN_DEBUG=1 shows the traceback")) from None
+
+
+def _overwrites(f):
+    """Add --overwrite to a command: without it, the command replaces no file it did not create in this run."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args, overwrite=False, **kw):
+        from rawcnn import fileio
+        fileio.begin_command(overwrite)
+        try:
+            return f(*args, **kw)
+        finally:
+            fileio.end_command()
+    return click.option("--overwrite", is_flag=True,
+                        help="Replace output files that exist (default: refuse to replace anything).")(wrapper)
+
+
+def _check_out(*paths):
+    """Refuse early (OverwriteError) when an output file exists and --overwrite was not given."""
+    from rawcnn.fileio import check_targets
+    try:
+        check_targets([p for p in paths if p])
+    except ValueError as e:
+        _fail(e)
+
+
+@click.group(cls=_Guarded, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rawcnn")
 def main():
     """rawcnn: a from-scratch CNN engine with hand-written forward and backward passes."""
@@ -113,9 +177,11 @@ def info():
 @click.option("--fc-order", type=click.Choice(["hwc", "chw"]), default=None,
               help="Force the row order of the first fully connected layer; by default decided from the file.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The rawcnn checkpoint to write.")
+@_overwrites
 def import_weights(file, arch, fmt, flip, fc_order, out):
     """Import ImageNet AlexNet / VGG16 / VGG19 weights from an HDF5 FILE into a rawcnn checkpoint."""
     from weights_import import WeightsImportError, import_to_checkpoint
+    _check_out(out)
     try:
         report = import_to_checkpoint(file, arch, out, fmt, flip=flip, fc_order=fc_order)
     except (WeightsImportError, ValueError, OSError) as e:
@@ -129,6 +195,7 @@ def import_weights(file, arch, fmt, flip, fc_order, out):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
 @click.option("--quick", is_flag=True, help="A 20-second smoke run (tiny data, 2 epochs; it does not learn).")
+@_overwrites
 def demo(out, seed, device, quick):
     """The main job on built-in data: synthesise radiographs, prepare, train the custom net, evaluate, report."""
     from rawcnn.demo import run_demo
@@ -180,10 +247,12 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite):
 @click.option("--clahe-tile-grid", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the stratified 70/20/10 split.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled files and list them.")
+@_overwrites
 def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_margin, base_size, clahe,
                  clahe_clip_limit, clahe_tile_grid, seed, skip_bad):
     """Preprocess SRC (Montgomery, Shenzhen or folder-per-class) into one HDF5 data set."""
     from rawcnn.data import default_settings, prepare
+    _check_out(out)
     s = default_settings(input_size)
     s.update(roi_crop=roi_crop, roi_margin=roi_margin, base_size=base_size or None, clahe=clahe,
              clahe_clip_limit=clahe_clip_limit, clahe_tile_grid=clahe_tile_grid)
@@ -236,6 +305,7 @@ def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_marg
 @click.option("--procs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train data-parallel in this many processes on this machine (starts mpiexec; "
                    "needs the mpi extra). Under mpiexec leave it at 1.")
+@_overwrites
 def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_through, init, epochs, batch_size,
           lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, classes, seed,
           device, procs):
@@ -252,6 +322,8 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
             sys.exit(relaunch(procs, strip_option(sys.argv[1:], "--procs")))
         except RuntimeError as e:
             _fail(e)
+    ctx = click.get_current_context()
+    given = {n for n in ctx.params if ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)}
     be = _backend(device)
     try:
         init_v = init if init == "he" else float(init)
@@ -260,7 +332,8 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
                            epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                            weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed,
                            translate=translate, rotate=rotate, augment=not no_augment, resume=resume,
-                           device=be.name, classes=classes.split(",") if classes else None)
+                           device=be.name, classes=classes.split(",") if classes else None,
+                           **({"given": given} if resume else {}))
     except (ValueError, KeyError) as e:
         _fail(e)
     from rawcnn.distributed import is_root
@@ -282,6 +355,7 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
 @click.option("--classes", default=None, help="The data set's class names in the order of the checkpoint's outputs "
               "(e.g. normal,abnormal), when the set names or orders them differently.")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_overwrites
 def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, device):
     """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix on a split."""
     import json
@@ -291,11 +365,11 @@ def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, dev
     try:
         res = evaluate_checkpoint(checkpoint, data_path, split=split, device=be.name, threshold=threshold,
                                   classes=classes.split(",") if classes else None)
+        if res.get("class_note"):
+            click.echo(res["class_note"], err=True)
+        paths = save_report(res, out) if out else []
     except ValueError as e:
         _fail(e)
-    if res.get("class_note"):
-        click.echo(res["class_note"], err=True)
-    paths = save_report(res, out) if out else []
     if as_json:
         from rawcnn.jsonsafe import finite_or_null
         click.echo(json.dumps(finite_or_null({k: v for k, v in res.items()
@@ -334,6 +408,9 @@ def predict(images, checkpoint, top, class_names, masks, masks_dir, device):
                            masks=list(masks) or None, masks_dir=masks_dir, log=lambda m: click.echo(m, err=True))
     except ValueError as e:
         _fail(e)
+    import math
+    if any(not math.isfinite(p) for _, best in rows for _, _, p in best):
+        _fail(ValueError(f"{checkpoint}: the model gives non-finite probabilities; refusing to print them"))
     for path, best in rows:
         click.echo(path)
         for i, name, p in best:
@@ -350,6 +427,7 @@ def predict(images, checkpoint, top, class_names, masks, masks_dir, device):
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_overwrites
 def search(space, trials, data_path, model, epochs, out, seed, device):
     """Random search over learning rate, momentum, L2, dropout and batch size."""
     from rawcnn.data import Augmenter, load_dataset
@@ -393,9 +471,11 @@ def viz():
 @click.option("--layer", default=None, help="A Conv2d layer (default: the first).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The PNG to write.")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_overwrites
 def viz_filters(checkpoint, layer, out, device):
     """A montage of a conv layer's filters, each scaled to [0, 1]."""
     from rawcnn.viz import commands as vc
+    _check_out(out)
     try:
         click.echo(f"wrote {vc.viz_filters(checkpoint, out, layer=layer, device=_backend(device).name)}")
     except (ValueError, KeyError) as e:
@@ -411,6 +491,7 @@ def viz_filters(checkpoint, layer, out, device):
 @click.option("--raw-format", type=click.Choice(["npy", "h5"]), default="npy", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_overwrites
 def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k, raw_format, out, device):
     """The raw per-channel activations of a layer: a labelled grid PNG and the raw array per image."""
     from rawcnn.viz import commands as vc
@@ -441,6 +522,7 @@ def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k,
               help="For --image files: draw the map over the source image at its own resolution.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_overwrites
 def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, channel, strongest, class_index,
                 threshold, alpha, colorbar, full_res, out, device):
     """A 'jet' heat map over the radiograph: a channel, Grad-CAM or the input-gradient saliency."""
@@ -468,12 +550,16 @@ def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, ch
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_overwrites
 def viz_dream(checkpoint, layer, channel, octaves, steps, lr, seed, out, device):
     """Activation maximisation by gradient ascent on the input (like MATLAB's deepDreamImage)."""
     from rawcnn.viz import commands as vc
     from rawcnn.checkpoint import read_checkpoint
+    _check_out(out)
     try:
+        from rawcnn.models import validate_spec
         spec = read_checkpoint(checkpoint)["spec"]
+        validate_spec(spec, checkpoint)
         logits = [e["name"] for e in spec["layers"] if e["type"] == "Linear"][-1]
         is_class = layer is None or layer == logits
         path = vc.viz_dream(checkpoint, out, layer=layer, channel=None if is_class else channel,
@@ -494,10 +580,12 @@ def viz_dream(checkpoint, layer, channel, octaves, steps, lr, seed, out, device)
 @click.option("--threshold", type=float, default=0.5, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV path stem (writes OUT.csv).")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_overwrites
 def viz_score(checkpoint, data_path, split, methods, layer, threshold, out, device):
     """Localisation scores against the lesion masks: pointing game, energy inside lesion and lungs, IoU."""
     from rawcnn.viz import commands as vc
     from rawcnn.commands import format_score_table
+    _check_out(out + ".csv", out + "_images.csv")
     try:
         res = vc.viz_score(checkpoint, data_path, out, split=split,
                            methods=tuple(methods) or ("channel", "gradcam", "saliency"), layer=layer,
@@ -516,6 +604,7 @@ def viz_score(checkpoint, data_path, split, methods, layer, threshold, out, devi
               help="Default: RUN_DIR/best.h5.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Default: RUN_DIR/report.html.")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_overwrites
 def report(run_dir, data_path, checkpoint, out, device):
     """One self-contained HTML page: curves, metrics, ROC, filters, top channels, heat maps, dreams, scores."""
     from rawcnn.viz import commands as vc

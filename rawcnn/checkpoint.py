@@ -11,7 +11,6 @@ os.replace, which is atomic on one file system.
 """
 import json
 import os
-import tempfile
 
 import h5py
 import numpy as np
@@ -32,37 +31,15 @@ def _json(v):
 
 
 def atomic_h5(path, write):
-    """Call write(h5file) on a temporary file beside `path`, then rename it onto `path`."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    prefix = ".tmp-" + os.path.basename(path) + "-"
-    for stale in os.listdir(d):  # left by a writer that was killed (SIGKILL, power loss) mid-write
-        if stale.startswith(prefix):
-            try:
-                os.remove(os.path.join(d, stale))
-            except OSError:
-                pass
-    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=d)
-    os.close(fd)
-    try:
+    """Call write(h5file) on a temporary file beside `path`, then rename it onto `path`.
+
+    rawcnn.fileio.atomic_path: the temporary is named with this process's pid and a random token,
+    the overwrite policy is checked, and the file and the rename are made durable (fsync).
+    """
+    from .fileio import atomic_path
+    with atomic_path(path, fsync=True) as tmp:
         with h5py.File(tmp, "w") as f:
             write(f)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-        dfd = os.open(d, os.O_RDONLY)  # make the rename itself durable
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def dropout_rng_states(net):
@@ -103,44 +80,116 @@ def save_checkpoint(path, net, *, momentum=None, epoch=0, lr=None, rng_state=Non
 
 
 def read_checkpoint(path):
-    """Read a checkpoint into plain data: dict with spec, params, momentum, epoch, lr, ... ."""
+    """Read a checkpoint into plain data: dict with spec, params, momentum, epoch, lr, ... .
+
+    Every attribute and dataset is checked for its kind and declared size before it is read
+    (rawcnn.validate); a damaged or hostile file raises CheckpointError naming what is wrong.
+    """
+    from .validate import InputError
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     try:
         f = h5py.File(path, "r")
-    except OSError as e:
-        raise CheckpointError(f"{path}: not a readable HDF5 file ({e})") from None
-    with f:
-        if f.attrs.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: not a rawcnn checkpoint (attribute 'format' is "
-                                  f"{f.attrs.get('format')!r}); to bring in Keras or AlexNet weights use "
-                                  f"`rawcnn import-weights`")
-        try:
-            out = {"spec": json.loads(f.attrs["spec"]), "epoch": int(f.attrs["epoch"]),
-                   "lr": float(f.attrs["lr"])}
-            for k in ("rng_state", "dropout_rng", "history", "preprocessing", "meta"):
-                out[k] = json.loads(f.attrs.get(k, "null"))
-            out["params"] = {n: {k: np.array(d[k]) for k in d} for n, d in f["params"].items()}
-            out["momentum"] = ({n: {k: np.array(d[k]) for k in d} for n, d in f["momentum"].items()}
-                               if "momentum" in f else None)
-        except (KeyError, ValueError, OSError) as e:
-            raise CheckpointError(f"{path}: damaged checkpoint ({type(e).__name__}: {e})") from None
+    except Exception as e:  # OSError, and others on damaged superblocks
+        raise CheckpointError(f"{path}: not a readable HDF5 file ({str(e).splitlines()[0] if str(e) else e!r}); "
+                              f"the file is truncated, damaged or not a checkpoint") from None
+    try:
+        with f:
+            return _read_checkpoint(f, path)
+    except InputError as e:
+        raise CheckpointError(str(e)) from None
+    except (KeyError, ValueError, TypeError, OSError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: damaged checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def _read_group_arrays(f, key, path):
+    """{layer: {key: array}} of group `key`, every member checked before it is read."""
+    import h5py as _h5
+    from .validate import InputError, check_bytes, read_dataset
+    g = f.get(key)
+    if not isinstance(g, _h5.Group):
+        raise InputError(f"{path}: {key!r} should be a group of layers, got "
+                         f"{'nothing' if g is None else type(g).__name__.lower()}")
+    out, total = {}, 0
+    for n, d in g.items():
+        if not isinstance(d, _h5.Group):
+            raise InputError(f"{path}: /{key}/{n} should be a group (one per layer), got a {type(d).__name__.lower()}")
+        out[n] = {}
+        for k, ds in d.items():
+            where = f"/{key}/{n}/{k}"
+            if not isinstance(ds, _h5.Dataset):
+                raise InputError(f"{path}: {where} should be a dataset, got a {type(ds).__name__.lower()}")
+            if ds.dtype.kind != "f":
+                raise InputError(f"{path}: {where} holds {ds.dtype} values, not floating-point weights")
+            total += int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize if ds.shape else 0
+            check_bytes(total, path, f"the arrays of /{key} up to {where}")
+            out[n][k] = np.asarray(read_dataset(ds, path, where))
+    return out
+
+
+def _read_checkpoint(f, path):
+    from .validate import InputError, attr_json, attr_number, attr_text
+    fmt = f.attrs.get("format") if "format" in f.attrs else None
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode("utf-8", "replace")
+    if not isinstance(fmt, str) or fmt != FORMAT:
+        raise CheckpointError(f"{path}: not a rawcnn checkpoint (attribute 'format' is "
+                              f"{str(fmt)[:60]!r}); to bring in Keras or AlexNet weights use "
+                              f"`rawcnn import-weights`")
+    attr_text(f, "spec", path, required=True)
+    out = {"spec": attr_json(f, "spec", path, kind=dict, required=True),
+           "epoch": attr_number(f, "epoch", path, integer=True),
+           "lr": attr_number(f, "lr", path)}
+    if out["epoch"] < 0:
+        raise InputError(f"{path}: attribute 'epoch' is negative ({out['epoch']})")
+    if out["spec"] is None:
+        raise InputError(f"{path}: attribute 'spec' is null; expected the model's JSON spec")
+    kinds = {"rng_state": dict, "dropout_rng": dict, "history": list, "preprocessing": dict, "meta": dict}
+    for k, kind in kinds.items():
+        out[k] = attr_json(f, k, path, kind=kind)
+    settings = (out["meta"] or {}).get("data_settings")
+    if settings is not None:
+        from .data.settings_check import check_stored_settings
+        check_stored_settings(settings, f"{path}: attribute 'meta', data_settings")
+    for i, row in enumerate(out["history"] or []):
+        if not isinstance(row, dict):
+            raise InputError(f"{path}: attribute 'history' entry {i} should be an object, got {type(row).__name__}")
+        for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+            v = row.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                    or (key == "epoch" and not (np.isfinite(v) and v == int(v))):
+                raise InputError(f"{path}: attribute 'history' entry {i}: {key!r} should be a number, got "
+                                 f"{json.dumps(v)[:40]}")
+    out["params"] = _read_group_arrays(f, "params", path)
+    out["momentum"] = _read_group_arrays(f, "momentum", path) if "momentum" in f else None
     return out
 
 
 def load_checkpoint(path, backend="cpu"):
     """Rebuild the Net a checkpoint holds, on `backend`. Returns (net, checkpoint dict)."""
     from .models import build
+    from .validate import InputError, check_finite_params
     ck = read_checkpoint(path)
     try:
+        check_finite_params(ck["params"], path)
+    except InputError as e:
+        raise CheckpointError(str(e)) from None
+    try:
         net = build(ck["spec"])
-        dtype = next(iter(next(iter(ck["params"].values())).values())).dtype if ck["params"] else np.float32
+        dtypes = [v.dtype for d in ck["params"].values() for v in d.values()]
+        dtype = dtypes[0] if dtypes and dtypes[0] in (np.float32, np.float64) else np.float32
         net.astype(dtype)
         net.load_state_dict(ck["params"])
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: weights do not fit the model it describes: {e}") from None
     if ck["dropout_rng"]:
-        set_dropout_rng_states(net, ck["dropout_rng"])
+        try:
+            set_dropout_rng_states(net, ck["dropout_rng"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{path}: attribute 'dropout_rng' is not a generator state ({e})") from None
     net.to(backend)
     return net, ck

@@ -49,18 +49,23 @@ def build_training_net(model, *, weights=None, num_classes=None, input_size=None
 def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, input_size=None,
                  new_head_lr_mult=10.0, freeze_through=None, init=0.01, epochs=60, batch_size=32, lr=1e-3,
                  momentum=0.9, weight_decay=5e-4, patience=5, max_drops=3, seed=0, translate=0.1,
-                 rotate=10.0, augment=True, resume=False, device="cpu", progress=True, log=print, classes=None):
+                 rotate=10.0, augment=True, resume=False, device="cpu", progress=True, log=print, classes=None,
+                 given=None):
     """`rawcnn train`: build or load the net, train it on a prepared set; returns train()'s dict.
 
     Under `mpiexec -n R` every rank runs this; each reads only its rows of the set (rawcnn.distributed).
     A set whose class names or order differ from those of `weights` (when it keeps its head) or of
     the run being resumed is refused, unless `classes` maps them (rawcnn.contract.match_classes).
+    given: with resume, the names of the options the user typed (the command line passes them):
+    the model then defaults to the run's own (last.h5's spec) and a new lr takes effect.
     """
     from .checkpoint import read_checkpoint
     from .contract import contract_of, match_classes
     from .data import Augmenter
     from .distributed import from_environment, open_sharded
     from .train import train
+    if resume and given is not None:
+        model, weights = _resume_model(out_dir, model, weights, given)
     dist = from_environment(device)
     data = open_sharded(data_path, dist)  # load_dataset(data_path) in one process
     ref, what = None, "checkpoint"
@@ -85,14 +90,27 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
     return train(net, data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                  weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed, augment=aug,
                  preprocessing=pre, resume=resume, progress=progress, log=log, device=device,
-                 dist=dist if dist.size > 1 else None)
+                 dist=dist if dist.size > 1 else None, given=set(given or ()))
+
+
+def _resume_model(out_dir, model, weights, given):
+    """(model, weights) for a resume: the run's own spec unless --model or --weights was given (then the
+    net built from them must match the run's, which Trainer.restore checks)."""
+    from .checkpoint import read_checkpoint
+    last = os.path.join(os.fspath(out_dir), "last.h5")
+    if "model" in given or "weights" in given or not os.path.exists(last):
+        return model, weights
+    return read_checkpoint(last)["spec"], None
 
 
 def format_metrics(result):
     """A few lines of text for evaluate()'s dict."""
     keys = ("n", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
-    lines = [f"{k:12s} {result[k]:.4f}" if isinstance(result.get(k), float) else f"{k:12s} {result.get(k)}"
-             for k in keys if k in result]
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4f}" if np.isfinite(v) else "undefined (no case of the class it needs)"
+        return str(v)
+    lines = [f"{k:12s} {fmt(result.get(k))}" for k in keys if k in result]
     cm = result.get("confusion_matrix")
     if cm is not None:
         cm = np.asarray(cm)
@@ -134,10 +152,9 @@ def predict_top(checkpoint, images, top=5, class_names=None, device="cpu", masks
 
 def write_json(path, obj):
     """Write JSON to a temporary file, then rename it onto `path`."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
+    from .fileio import atomic_open
+    with atomic_open(path, "w") as fh:
         json.dump(obj, fh, indent=1, default=float)
-    os.replace(tmp, path)
 
 
 def format_score_table(res):

@@ -62,6 +62,22 @@ def demo_paths(out_dir):
             "report": os.path.join(run, "report.html"), "summary": os.path.join(out, "summary.json")}
 
 
+def _check_outputs(paths):
+    """Refuse (OverwriteError) when out_dir already holds anything the demo would write or delete."""
+    from .fileio import check_target
+    for key, p in paths.items():
+        if key in ("out_dir", "run_dir"):
+            continue
+        if key == "data":
+            if os.path.isdir(p) and any(os.scandir(p)):
+                check_target(p, "synthetic data folder")
+        elif os.path.lexists(p):
+            check_target(p)
+    run = paths["run_dir"]
+    if os.path.isdir(run) and any(os.scandir(run)):
+        check_target(run, "run folder")
+
+
 def standardise(x, input_size):
     """The input contract: (x - mean) / std with the pixel mean and std of the training images.
 
@@ -142,6 +158,7 @@ def run_demo(out_dir, *, seed=0, n_images=None, input_size=None, epochs=None, de
     be = get_backend(device)
     log(f"rawcnn demo on {be.name} ({be.device}), seed {seed}{' (quick)' if quick else ''}")
     paths, sec, t0 = demo_paths(out_dir), {}, time.perf_counter()
+    _check_outputs(paths)
     data = _data(paths, st, seed, progress, log)
     sec["data"] = time.perf_counter() - t0
     r = _train(paths, st, data, seed, be.name, progress, log)
@@ -163,7 +180,8 @@ def run_demo(out_dir, *, seed=0, n_images=None, input_size=None, epochs=None, de
                        "counts": data.counts().tolist(),
                        "train": {k: r[k] for k in ("status", "reason", "epoch", "best_epoch", "best_val_acc")},
                        "test": {k: ev.get(k) for k in keys}, "localisation": loc, "seconds": sec, "paths": paths})
-    with open(paths["summary"], "w") as fh:
+    from .fileio import atomic_open
+    with atomic_open(paths["summary"], "w") as fh:
         json.dump(summary, fh, indent=1)
     for line in format_summary(summary):
         log(line)

@@ -51,6 +51,10 @@ def forward_probs(net, images, labels=None, batch_size=32, to_input=None):
         total += crit.forward(logits, np.asarray(labels[i:i + batch_size])) * logits.shape[0]
         probs.append(to_numpy(crit.probs))
     probs = np.concatenate(probs).astype(np.float64)  # (N, K)
+    if not np.isfinite(probs).all():
+        rows = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+        raise ValueError(f"the net gives non-finite probabilities for {rows.size} of {len(probs)} images (first: "
+                         f"image {int(rows[0])}); its weights or the inputs are out of range")
     return probs, (total / len(images) if labels is not None else None)
 
 
@@ -78,9 +82,10 @@ def save_report(result, out_dir, prefix="eval"):
 
     Undefined values (NaN) and the ROC's +inf threshold are written as null. Returns the paths written.
     """
-    os.makedirs(out_dir, exist_ok=True)
+    from .fileio import atomic_open, check_targets
     paths = [os.path.join(out_dir, f"{prefix}.json")]
-    with open(paths[0], "w") as fh:
+    check_targets(paths + ([os.path.join(out_dir, f"{prefix}_roc.png")] if result.get("roc") else []))
+    with atomic_open(paths[0], "w") as fh:
         json.dump(finite_or_null({k: v for k, v in result.items() if k != "probabilities"}), fh, indent=1)
     if result.get("roc"):
         names = result.get("class_names") or ["class 0", "class 1"]

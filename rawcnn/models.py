@@ -108,11 +108,13 @@ def load_spec(name_or_path):
         spec, where = BUILTIN[name_or_path](), f"built-in model {name_or_path!r}"
     elif os.path.exists(str(name_or_path)):
         where = f"spec file {name_or_path}"
+        from .validate import MAX_JSON_CHARS, parse_json
         try:
-            with open(name_or_path) as fh:
-                spec = json.load(fh)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{where}: cannot read it as JSON ({e})") from None
+            with open(name_or_path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read(MAX_JSON_CHARS + 1)
+        except OSError as e:
+            raise ValueError(f"{where}: cannot read it ({e})") from None
+        spec = parse_json(text, where, kind=dict, allow_null=False)
     else:
         raise ValueError(f"unknown model {name_or_path!r}: give one of {', '.join(BUILTIN)} or a path to "
                          f"a JSON spec file")
@@ -170,6 +172,32 @@ def _field_ok(field, v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+MAX_SIDE = 16384  # the largest input side or layer width a spec may ask for
+
+
+def _check_size(spec, name, kind, shape, kw, itemsize, total):
+    """ValueError before allocating when a layer's weights or activations would not fit the memory budget.
+
+    shape: the layer's input (C, H, W) or (D,); total: [bytes of weights so far] (updated).
+    """
+    from .validate import check_bytes
+    where = f"model {spec.get('name', '?')!r}: layer {name!r} ({kind})"
+    width = kw.get("out_channels", kw.get("out_features"))
+    if any(int(v) > MAX_SIDE * MAX_SIDE for v in shape) or (width is not None and width > 1 << 20):
+        raise ValueError(f"{where}: input {tuple(shape)} or width {width} is beyond any real model; check the spec")
+    n = 0
+    if kind == "Conv2d":
+        k = kw["kernel_size"]
+        k = k if isinstance(k, list) else [k, k]
+        n = int(width) * (int(shape[0]) // max(1, int(kw.get("groups", 1)))) * int(k[0]) * int(k[-1]) + int(width)
+    elif kind == "Linear":
+        n = int(width) * int(np.prod(shape)) + int(width)
+    total[0] += n * itemsize
+    check_bytes(total[0], where, "the weights up to this layer")
+    check_bytes(int(np.prod([float(v) for v in shape])) * itemsize * 4, where,
+                f"one image's activations at input {tuple(shape)}")
+
+
 def build(name_or_spec, num_classes=None, input_shape=None, seed=0, dtype=np.float32, weight_std=0.01):
     """Build a Net from a built-in name, a spec file path or a spec dict.
 
@@ -187,10 +215,11 @@ def build(name_or_spec, num_classes=None, input_shape=None, seed=0, dtype=np.flo
         last[-1]["out_features"] = int(num_classes)
     rng = np.random.default_rng(seed)
     drop_seeds = np.random.SeedSequence(seed).spawn(len(spec["layers"]))
-    shape, layers = tuple(spec["input"]), []
+    shape, layers, total = tuple(spec["input"]), [], [0]
     for i, entry in enumerate(spec["layers"]):
         kw = {k: v for k, v in entry.items() if k not in ("type", "name")}
         kind, name = entry["type"], entry["name"]
+        _check_size(spec, name, kind, shape, kw, np.dtype(dtype).itemsize, total)
         if kind == "Conv2d":
             layer = Conv2d(shape[0], name=name, rng=rng, weight_std=weight_std, dtype=dtype, **kw)
         elif kind == "Linear":

@@ -15,9 +15,10 @@ def _save(fig, path):
     path = os.fspath(path)
     if not path.lower().endswith(".png"):
         raise ValueError(f"plots are written as PNG; give a path ending in .png, got {path!r}")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    from .fileio import atomic_path
     FigureCanvasAgg(fig)
-    fig.savefig(path, format="png", dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     return path
 
 

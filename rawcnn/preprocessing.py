@@ -102,15 +102,23 @@ class Preprocessing:
     @classmethod
     def from_json(cls, s):
         """A JSON string or an already-parsed dict (as read_checkpoint returns) -> Preprocessing."""
-        d = json.loads(s) if isinstance(s, (str, bytes)) else dict(s)
+        d = json.loads(s) if isinstance(s, (str, bytes)) else s
+        if not isinstance(d, dict):
+            raise ValueError(f"preprocessing: expected an object, got {type(d).__name__}")
+        d = dict(d)
         known = set(cls.__dataclass_fields__)
         extra = set(d) - known
         if extra:
-            raise ValueError(f"preprocessing: unknown field(s) {', '.join(sorted(extra))}")
-        for k in ("mean", "std", "input_size", "resize_size", "notes"):
-            if d.get(k) is not None:
-                d[k] = tuple(d[k])
-        return cls(**d)
+            raise ValueError(f"preprocessing: unknown field(s) {', '.join(sorted(map(str, extra)))}")
+        try:
+            for k in ("mean", "std", "input_size", "resize_size", "notes"):
+                if d.get(k) is not None:
+                    d[k] = tuple(d[k]) if isinstance(d[k], (list, tuple)) else d[k]
+            pp = cls(**d)
+        except (TypeError, OverflowError) as e:
+            raise ValueError(f"preprocessing: a field has the wrong kind of value ({e})") from None
+        _check_limits(pp)
+        return pp
 
     def with_input_size(self, size):
         return replace(self, input_size=_size(size, "input_size"))
@@ -203,6 +211,19 @@ def _triple(v, what):
     if len(t) != 3:
         raise ValueError(f"preprocessing: {what} must hold 3 numbers (one per channel), got {v!r}")
     return t
+
+
+MAX_INPUT_SIDE = 8192
+
+
+def _check_limits(pp):
+    """ValueError when a record read from a file asks for non-finite numbers or absurd sizes."""
+    nums = list(pp.mean) + list(pp.std or ()) + [pp.scale]
+    if not all(np.isfinite(v) for v in nums):
+        raise ValueError(f"preprocessing: mean, std and scale must be finite, got {pp.mean}, {pp.std}, {pp.scale}")
+    for what, size in (("input_size", pp.input_size), ("resize_size", pp.resize_size)):
+        if size is not None and max(size) > MAX_INPUT_SIDE:
+            raise ValueError(f"preprocessing: {what} {size} is larger than {MAX_INPUT_SIDE} pixels a side")
 
 
 def _size(v, what):

@@ -91,10 +91,11 @@ def load_space(space):
         if os.path.exists(text):
             with open(text) as fh:
                 text = fh.read()
+        from .validate import InputError, parse_json
         try:
-            space = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"search space: not JSON ({e}); give a JSON object or a file holding one") from None
+            space = parse_json(text, "search space")
+        except InputError as e:
+            raise ValueError(f"{e}; give a JSON object or a file holding one") from None
     return validate_space(space)
 
 
@@ -139,7 +140,8 @@ def _sort_key(row):
 
 def _write_results(rows, out_dir):
     path = os.path.join(out_dir, "results.csv")
-    with open(path, "w", newline="") as fh:
+    from .fileio import atomic_open
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=RESULT_FIELDS)
         w.writeheader()
         w.writerows({k: row.get(k, "") for k in RESULT_FIELDS} for row in rows)
@@ -196,7 +198,8 @@ def random_search(space, n_trials, data, seed=0, epochs_per_trial=5, out_dir="se
     best = {"trial": top["trial"], "best_val_acc": top["best_val_acc"], "best_epoch": top["best_epoch"],
             "config": {k: top[k] for k in KEYS if k in top}, "epochs_per_trial": int(epochs_per_trial),
             "seed": seed, "checkpoint": os.path.join(top["out_dir"], "best.h5")}
-    with open(os.path.join(out_dir, "best.json"), "w") as fh:
+    from .fileio import atomic_open
+    with atomic_open(os.path.join(out_dir, "best.json"), "w") as fh:
         json.dump(best, fh, indent=1)
     for line in format_table(rows):
         log(line)

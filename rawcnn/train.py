@@ -35,6 +35,7 @@ logs and writes the files.
 """
 import csv
 import hashlib
+import json
 import math
 import os
 import time
@@ -44,10 +45,12 @@ import numpy as np
 from kernels import get_backend
 from .checkpoint import dropout_rng_states, read_checkpoint, save_checkpoint, set_dropout_rng_states
 from .distributed import Single
+from .fileio import copy_atomic
 from .layers import SoftmaxCrossEntropy
 from .optim import SGD, ReduceOnPlateau
 from .plots import plot_curves
 
+RUN_FILES = ("last.h5", "best.h5", "history.csv", "curves.png")
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
 
 
@@ -130,6 +133,19 @@ class _Diverged(Exception):
     pass
 
 
+EXPLODE_FACTOR = 1e6  # a loss this many times the first epoch's (or ln K's) is a divergence, like NaN
+
+
+def _exploded(loss, history, key, n_classes):
+    """True when `loss` is not finite or exceeds EXPLODE_FACTOR x the first epoch's `key` loss (at least ln K)."""
+    if not math.isfinite(loss):
+        return True
+    ref = math.log(max(int(n_classes), 2))
+    if history and isinstance(history[0].get(key), (int, float)) and math.isfinite(history[0][key]):
+        ref = max(ref, float(history[0][key]))
+    return loss > EXPLODE_FACTOR * ref
+
+
 class Trainer:
     """The state of one training run (net, optimizer, schedule, generators, history); call train().
 
@@ -158,6 +174,7 @@ class Trainer:
         self.crit = SoftmaxCrossEntropy().to(net.be)
         self.rng_shuffle = np.random.default_rng(self.seed)
         self.history, self.epoch, self.best_epoch, self.best_val_acc = [], 0, 0, -math.inf
+        self.n_classes = 2
         self.out_dir = os.fspath(out_dir)
         self.last_path = os.path.join(self.out_dir, "last.h5")
         self.best_path = os.path.join(self.out_dir, "best.h5")
@@ -187,7 +204,8 @@ class Trainer:
     def save(self, path, status, reason=""):
         if not self.dist.is_root:  # one writer
             return
-        meta = {"schedule": self.sched.state(), "best_val_acc": self.best_val_acc if self.best_epoch else None,
+        meta = {"schedule": self.sched.state(), "epochs": getattr(self, "epochs", None),
+                "best_val_acc": self.best_val_acc if self.best_epoch else None,
                 "best_epoch": self.best_epoch, "config": self.config, "train_data": fingerprint(self.train_split),
                 "status": status, "reason": reason, **self.data_meta}
         rng_state = {"shuffle": self.rng_shuffle.bit_generator.state,
@@ -195,10 +213,23 @@ class Trainer:
         save_checkpoint(path, self.net, momentum=self.opt.state(), epoch=self.epoch, lr=self.sched.lr,
                         rng_state=rng_state, history=self.history, preprocessing=self.preprocessing, meta=meta)
 
-    def restore(self, path):
-        """Load everything a run needs from `path` (last.h5); returns its meta."""
+    def restore(self, path, given=(), lr=None, epochs=None):
+        """Load everything a run needs from `path` (last.h5); returns its meta.
+
+        given: the options the user gave with the resume; a new `lr` among them replaces the
+        checkpoint's learning rate (logged), a new `epochs` is logged. A net whose spec differs from
+        the checkpoint's is refused (the model cannot change on resume).
+        """
         ck = read_checkpoint(path)
         meta = ck["meta"] or {}
+        if ck["spec"] != json.loads(json.dumps(self.net.spec)):
+            raise ValueError(f"{path} holds another model ({ck['spec'].get('name', '?')!r}, "
+                             f"{len(ck['spec'].get('layers', []))} layers) than the one given "
+                             f"({self.net.spec.get('name', '?')!r}); the model cannot change on resume: "
+                             f"resume with the run's model, or train into a new --out")
+        if not isinstance(meta.get("schedule"), dict) or not isinstance(ck["rng_state"], dict) \
+                or not isinstance(meta.get("config"), dict):
+            raise ValueError(f"{path}: not a training checkpoint (no schedule, generator state or config in it)")
         if meta.get("train_data") != fingerprint(self.train_split):
             raise ValueError(f"{path} was trained on other data ({meta.get('train_data')}); this training set is "
                              f"{fingerprint(self.train_split)}; resume needs the same training set")
@@ -224,18 +255,47 @@ class Trainer:
         for k, (old, new) in changed.items():
             self.log(f"warning: resuming with {k} = {new} (the checkpoint was trained with {old}); "
                      f"the run will not repeat an uninterrupted one exactly")
+        if "lr" in given and lr is not None and float(lr) != self.sched.lr:
+            self.log(f"resume: learning rate changed from {self.sched.lr:g} (the checkpoint's) to {float(lr):g}")
+            self.sched.lr = self.opt.lr = float(lr)
+        old_epochs = meta.get("epochs")
+        if epochs is not None and old_epochs is not None and int(old_epochs) != int(epochs):
+            self.log(f"resume: epoch limit changed from {old_epochs} to {epochs}")
+        if epochs is not None:
+            self.epochs = int(epochs)
         return meta
+
+    def repair(self, meta):
+        """After a kill, bring best.h5 and history.csv to what an uninterrupted run has at this epoch.
+
+        A kill between writing last.h5 and copying it to best.h5 leaves best.h5 one improvement
+        behind; last.h5's meta says which epoch is best, and when that is last.h5's own epoch the
+        copy is redone. history.csv is rewritten from last.h5's history.
+        """
+        best_epoch = int(meta.get("best_epoch") or 0)
+        if best_epoch and best_epoch == self.epoch:
+            try:
+                ok = read_checkpoint(self.best_path)["epoch"] == best_epoch
+            except (ValueError, OSError):
+                ok = False
+            if not ok:
+                copy_atomic(self.last_path, self.best_path, fsync=True)
+                self.log(f"resume: {self.best_path} rewritten from {self.last_path} (epoch {best_epoch}, the best; "
+                         f"an earlier run was stopped between the two writes)")
+        elif best_epoch and not os.path.exists(self.best_path):
+            self.log(f"warning: {self.best_path} (epoch {best_epoch}) is missing and cannot be rebuilt")
+        if self.history:
+            self.write_history()
 
     def write_history(self):
         if not self.dist.is_root:
             return
         path = os.path.join(self.out_dir, "history.csv")
-        tmp = path + ".tmp"
-        with open(tmp, "w", newline="") as fh:
+        from .fileio import atomic_open
+        with atomic_open(path, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
             w.writeheader()
             w.writerows(self.history)
-        os.replace(tmp, path)
 
     # -- the loop ------------------------------------------------------------------------------
     def run_epoch(self, bar):
@@ -265,7 +325,7 @@ class Trainer:
                 xb = self.augment(xb)
             logits = net.forward(self.to_input(xb), train=True)  # (B, K)
             loss = crit.forward(logits, yb)
-            if not math.isfinite(loss):
+            if _exploded(loss, self.history, "train_loss", logits.shape[1]):
                 raise _Diverged(f"the training loss became {loss} at epoch {self.epoch + 1}, batch {b} "
                                 f"(images {i + 1}..{i + yb.size} of the shuffled epoch) with lr {opt.lr:g}")
             correct += int((xp.argmax(logits, axis=1) == crit.labels).sum())
@@ -288,14 +348,16 @@ class Trainer:
         for i in range(0, y.size, B):
             logits = net.forward(self.to_input(x[i:i + B]), train=False)  # (B, K)
             total_loss += crit.forward(logits, y[i:i + B]) * logits.shape[0]
+            self.n_classes = logits.shape[1]
             correct += int((xp.argmax(logits, axis=1) == crit.labels).sum())
         return total_loss / y.size, correct / y.size
 
     def finish_epoch(self, train_loss, train_acc, seconds, epochs):
         """Validate, record, checkpoint and log epoch self.epoch; returns the schedule's event."""
         val_loss, val_acc = self.validate()
-        if not math.isfinite(val_loss):
-            raise _Diverged(f"the validation loss became {val_loss} at epoch {self.epoch}")
+        if _exploded(val_loss, self.history, "val_loss", self.n_classes):
+            raise _Diverged(f"the validation loss became {val_loss:g} at epoch {self.epoch} (more than "
+                            f"{EXPLODE_FACTOR:g} x the first epoch's, or not finite): the run diverged")
         lr = self.opt.lr
         self.history.append({"epoch": self.epoch, "train_loss": train_loss, "train_acc": train_acc,
                              "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "seconds": seconds,
@@ -307,8 +369,8 @@ class Trainer:
         self.opt.lr = self.sched.lr
         status = "stopped" if event == "stop" else ("completed" if self.epoch >= epochs else "running")
         self.save(self.last_path, status, reason)
-        if improved:
-            self.save(self.best_path, status, reason)
+        if improved:  # best.h5 is a copy of last.h5: a resume can redo the copy if a kill fell in between
+            copy_atomic(self.last_path, self.best_path, fsync=True)
         self.write_history()
         self.log(f"epoch {self.epoch}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
                  f"val loss {val_loss:.4f} acc {val_acc:.4f}  lr {lr:.3g}  {seconds:.2f} s "
@@ -326,7 +388,7 @@ def _progress_bar(progress, total, desc):
 
 def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9, weight_decay=5e-4,
           patience=5, max_drops=3, seed=0, augment=None, preprocessing=None, resume=False, progress=True,
-          log=print, device="cpu", on_batch=None, dist=None):
+          log=print, device="cpu", on_batch=None, given=(), dist=None):
     """Train `net` on data's 'train' split, validating on 'val' after every epoch.
 
     net: a Net (rawcnn.models.build; lr_mult and frozen layers as the caller set them).
@@ -343,24 +405,39 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
     Returns a dict: status ('completed', 'stopped', 'interrupted', 'diverged'), reason, epoch
     (the last completed), best_epoch, best_val_acc, history, last_checkpoint, best_checkpoint.
     """
+    from . import fileio
     if device is not None and device != net.be.name:
         net.to(get_backend(device))
     os.makedirs(out_dir, exist_ok=True)
     if dist is not None and not dist.is_root:
         log, progress = (lambda msg: None), False
+    run_files = [os.path.join(out_dir, n) for n in RUN_FILES]
+    if dist is None or dist.is_root:
+        for p in fileio.remove_stale_temporaries(out_dir, RUN_FILES):
+            log(f"removed {p}, a temporary left by a run that was killed")
     tr = Trainer(net, data, out_dir=out_dir, batch_size=batch_size, lr=lr, momentum=momentum,
                  weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed, augment=augment,
                  preprocessing=preprocessing, log=log, progress=progress, on_batch=on_batch, dist=dist)
+    tr.epochs = int(epochs)
     if resume:
         if not os.path.exists(tr.last_path):
             raise ValueError(f"resume: {tr.last_path} does not exist; nothing to resume (train without --resume)")
-        meta = tr.restore(tr.last_path)
+        for p in run_files:  # --resume is the permission to rewrite the run's own files
+            fileio.mark_created(p)
+        meta = tr.restore(tr.last_path, given=given, lr=lr, epochs=epochs)
+        if tr.dist.is_root:
+            tr.repair(meta)
         if meta.get("status") == "stopped" or tr.epoch >= epochs:
             why = meta.get("reason") if meta.get("status") == "stopped" else f"the epoch limit is {epochs}"
             log(f"nothing to resume: {tr.last_path} holds epoch {tr.epoch} ({why})")
+            if tr.history:
+                plot_curves(tr.history, os.path.join(out_dir, "curves.png"))
             return _result(tr, meta.get("status") or "completed", why)
         log(f"resuming from {tr.last_path} after epoch {tr.epoch} (lr {tr.opt.lr:.3g})")
     else:
+        fileio.check_targets(run_files, "file of an earlier run")
+        if fileio.overwrite_allowed() and os.path.exists(tr.best_path) and not fileio.created_here(tr.best_path):
+            os.remove(tr.best_path)  # an earlier run's best.h5 must not pass for this run's
         tr.save(tr.last_path, "running")  # epoch 0: an interrupt in epoch 1 still leaves a checkpoint
     log(f"training on {net.be.device}: {tr.train_split.y.size} train / {tr.val_split.y.size} validation "
         f"images, batch {tr.batch_size}, {tr.opt!r}, plateau patience {patience}, at most {max_drops} drops, "

@@ -9,6 +9,7 @@ HDF5_OBJECT_HEADER_LIMIT). The helpers here read all of them as Python lists of 
 import io
 import os
 import zipfile
+import zlib
 
 import h5py
 import numpy as np
@@ -37,6 +38,10 @@ def open_weights(path):
         return _open_keras_zip(path)
     with open(path, "rb") as fh:
         head = fh.read(8)
+    if head.startswith(b"PK\x03\x04"):
+        raise WeightsImportError(f"{path}: a damaged zip file (it starts like a zip but its central directory "
+                                 f"is missing: truncated?); a .keras file must be a complete zip (download it "
+                                 f"again)")
     raise WeightsImportError(f"{path}: not an HDF5 file (it starts with {head!r}; HDF5 files start with "
                              f"b'\\x89HDF\\r\\n\\x1a\\n'); give a Keras .h5 / .weights.h5 / .keras file or "
                              f"a rawcnn checkpoint")
@@ -49,9 +54,18 @@ def _open_keras_zip(path):
             if "model.weights.h5" not in names:
                 raise WeightsImportError(f"{path}: a zip file without model.weights.h5, so not a Keras 3 "
                                          f".keras file (it holds {', '.join(names[:6]) or 'nothing'})")
+            from rawcnn.validate import check_bytes
+            for member in ("model.weights.h5", "config.json"):
+                if member in names:  # what the zip declares, checked before inflating it
+                    check_bytes(z.getinfo(member).file_size, path, f"member {member} of the .keras zip")
             data = z.read("model.weights.h5")
-            config = z.read("config.json").decode("utf-8") if "config.json" in names else None
-    except (zipfile.BadZipFile, OSError, KeyError) as e:
+            config = z.read("config.json").decode("utf-8", "replace") if "config.json" in names else None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, KeyError, EOFError, RuntimeError,
+            NotImplementedError, ValueError, zlib.error) as e:
+        if isinstance(e, WeightsImportError):
+            raise
+        if type(e).__name__ == "InputError":
+            raise WeightsImportError(str(e)) from None
         raise WeightsImportError(f"{path}: damaged zip file ({_short(e)})") from None
     try:
         return h5py.File(io.BytesIO(data), "r"), config
@@ -116,6 +130,14 @@ def attr_strings(obj, name, where):
 
 def read_array(ds, where):
     """A weight dataset -> float32 numpy array (bfloat16 bit patterns widened); errors name `where`."""
+    from rawcnn.validate import InputError, check_bytes
+    try:
+        check_bytes(int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize, where,
+                    f"dataset {ds.name!r} of shape {ds.shape}")
+    except InputError as e:
+        raise WeightsImportError(str(e)) from None
+    except (TypeError, ValueError, OSError) as e:
+        raise WeightsImportError(f"{where}: cannot read the header of dataset {ds.name!r} ({_short(e)})") from None
     try:
         a = ds[()]
         tag = ds.attrs.get("dtype")

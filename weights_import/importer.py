@@ -58,8 +58,9 @@ def import_weights(path, arch, fmt="auto", *, flip=None, fc_order=None, input_sh
         else:
             src = read_legacy(f, path, "keras-model-h5" if found == "keras-model-h5" else "keras-h5")
         return _import_keras(src, spec, found, why, flip, fc_order, forced=fmt != "auto")
-    except (OSError, RuntimeError) as e:  # what h5py raises on a damaged object the helpers did not reach
-        raise WeightsImportError(f"{path}: damaged HDF5 file ({type(e).__name__}: {e})") from None
+    except (OSError, RuntimeError, KeyError) as e:  # what h5py raises on a damaged object the helpers did not
+        # reach (KeyError: 'Unable to synchronously open object (address of object past end of allocation)')
+        raise WeightsImportError(f"{path}: damaged HDF5 file ({type(e).__name__}: {e}); download it again") from None
     finally:
         f.close()
 
@@ -70,7 +71,13 @@ def import_to_checkpoint(path, arch, out, fmt="auto", **options):
     Nothing is written when the import fails (the error is raised before), and the checkpoint itself
     appears atomically.
     """
+    from rawcnn.validate import InputError, check_finite_params
     net, report = import_weights(path, arch, fmt, **options)
+    try:
+        check_finite_params({k: {n: np.asarray(v) for n, v in d.items()} for k, d in net.state_dict().items()},
+                            f"{path} (imported into {arch if isinstance(arch, str) else 'the spec'})")
+    except InputError as e:
+        raise WeightsImportError(str(e)) from None
     save_imported(out, net, report)
     return report
 

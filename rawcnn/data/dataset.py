@@ -24,12 +24,12 @@ the 70/20/10 proportions (to within one image) and the same seed gives the same 
 The file is written to a temporary name in the same folder and renamed when complete.
 """
 import json
-import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
+import cv2
 import h5py
 import numpy as np
 from tqdm import tqdm
@@ -133,7 +133,14 @@ def _write_images(f, records, s, skip_bad, progress):
                 raise
             skipped.append((str(rec.path), str(e)))
             continue
-        y, lung_y, lesion_y, box = preprocess_image(x, lung, lesion, s, return_box=True)
+        try:
+            y, lung_y, lesion_y, box = preprocess_image(x, lung, lesion, s, return_box=True)
+        except (ValueError, cv2.error, MemoryError) as e:  # OpenCV refusing an image is a bad file too
+            if not skip_bad:
+                raise DataError(f"{rec.path}: preprocessing failed ({str(e).strip().splitlines()[-1][:160]})") \
+                    from None
+            skipped.append((str(rec.path), f"preprocessing failed: {str(e).strip().splitlines()[-1][:160]}"))
+            continue
         if min(box[1] - box[0], box[3] - box[2]) < y.shape[-1]:  # the crop is smaller than S: upsampled
             f.attrs["enlarged"] += 1
         f["images"][j, 0] = y[0] if y.ndim == 3 else y
@@ -175,9 +182,9 @@ def prepare(src_root, out_path, settings=None, seed=0, split=(0.7, 0.2, 0.1), sk
         notes.append(f"class order {records.class_names} (label = index); give --classes to choose another")
     skipped = [(str(p), reason) for p, reason in records.skipped]
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
+    from ..fileio import atomic_path, check_target
+    check_target(out, "prepared data set")
+    with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
             _create(f, len(records), int(S))
             labels, bad = _write_images(f, records, s, skip_bad, progress)
@@ -213,10 +220,6 @@ def prepare(src_root, out_path, settings=None, seed=0, split=(0.7, 0.2, 0.1), sk
                             "seed": int(seed), "split_fractions": json.dumps(fractions.tolist()),
                             "skipped": json.dumps(skipped)})
             split_ids = f["split"][:]
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     counts = np.zeros((3, len(records.class_names)), np.int64)  # (3, K)
     np.add.at(counts, (split_ids, labels), 1)
     return PrepareSummary(out, len(labels), records.class_names, counts, skipped, notes)
@@ -313,29 +316,29 @@ def _check(path, a):
 def load_dataset(path):
     """Load a file written by prepare into memory, validated. Returns PreparedData.
 
-    Raises DataError naming the file for a missing file, dataset or attribute, or a shape mismatch.
+    Raises DataError naming the file for a missing file, dataset or attribute, a dataset of the
+    wrong kind or shape, a declared size beyond the memory budget, damaged chunks, or settings
+    that a user could not have typed (rawcnn.validate).
     """
+    from ..validate import InputError
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
         f = h5py.File(path, "r")
-    except OSError as e:
-        raise DataError(f"{path}: not a readable HDF5 file ({e})") from None
-    with f:
-        missing = [n for n in PER_IMAGE if n not in f]
-        if missing:
-            raise DataError(f"{path}: missing dataset(s) {missing}")
-        need = ("format", "rawcnn_version", "settings", "class_names", "source", "layout", "seed",
-                "skipped")
-        absent = [k for k in need if k not in f.attrs]
-        if absent:
-            raise DataError(f"{path}: missing attribute(s) {absent}")
-        a = {n: f[n].asstr()[...] if n == "names" else f[n][...] for n in PER_IMAGE}
-        attrs = {k: f.attrs[k] for k in need}
+    except Exception as e:
+        raise DataError(f"{path}: not a readable HDF5 file ({str(e).splitlines()[0] if str(e) else e!r})") from None
+    try:
+        with f:
+            a, attrs = _read_prepared(f, path)
+    except InputError as e:
+        raise DataError(str(e)) from None
+    except DataError:
+        raise
+    except (KeyError, ValueError, TypeError, OSError, RuntimeError) as e:
+        raise DataError(f"{path}: damaged data set ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
     _check(path, a)
-    for key in ("settings", "class_names", "skipped"):
-        attrs[key] = json.loads(attrs[key])
     labels = a["labels"]
     if labels.size and (labels.min() < 0 or labels.max() >= len(attrs["class_names"])):
         raise DataError(f"{path}: labels outside 0..{len(attrs['class_names']) - 1}")
@@ -344,3 +347,48 @@ def load_dataset(path):
     a["has_lung_mask"] = a["has_lung_mask"].astype(bool)
     a["has_lesion_mask"] = a["has_lesion_mask"].astype(bool)
     return PreparedData(path, a, attrs)
+
+
+def _read_prepared(f, path):
+    """(arrays, attrs) of an open prepared file; every shape, kind and size checked before reading."""
+    from ..validate import (InputError, attr_json, attr_number, attr_text, check_bytes, dataset,
+                            read_dataset)
+    from .settings_check import check_stored_settings
+    need = ("format", "rawcnn_version", "settings", "class_names", "source", "layout", "seed", "skipped")
+    missing = [n for n in PER_IMAGE if n not in f]
+    if missing:
+        raise DataError(f"{path}: missing dataset(s) {missing}")
+    absent = [k for k in need if k not in f.attrs]
+    if absent:
+        raise DataError(f"{path}: missing attribute(s) {absent}")
+    img = dataset(f, "images", path, ndim=4, kinds="uif")
+    if img.shape[1] != 1 or img.shape[2] != img.shape[3]:
+        raise DataError(f"{path}: images must be (N, 1, S, S), got {img.shape}")
+    N, S = dataset(f, "labels", path, ndim=1, kinds="iu").shape[0], img.shape[2]
+    img = dataset(f, "images", path, shape=(N, 1, S, S))
+    expected = {"labels": ((N,), "iu"), "names": ((N,), "OSU"), "split": ((N,), "iu"),
+                "lung_masks": ((N, S, S), "iub"), "lesion_masks": ((N, S, S), "iub"),
+                "has_lung_mask": ((N,), "iub"), "has_lesion_mask": ((N,), "iub"), "roi_boxes": ((N, 4), "iu"),
+                "source_shapes": ((N, 2), "iu")}
+    dsets = {"images": img}
+    for name, (shape, kinds) in expected.items():
+        dsets[name] = dataset(f, name, path, shape=shape, kinds=kinds)
+    check_bytes(sum(int(np.prod(d.shape, dtype=np.float64)) * d.dtype.itemsize for d in dsets.values()), path,
+                f"the data set's arrays (N = {N} images of {S} x {S})")
+    attrs = {}
+    for k in ("rawcnn_version", "source", "layout"):
+        attrs[k] = attr_text(f, k, path, required=True)
+    attrs["seed"] = attr_number(f, "seed", path, integer=True)
+    attrs["settings"] = check_stored_settings(attr_json(f, "settings", path, kind=dict, allow_null=False),
+                                              f"{path}: attribute 'settings'")
+    attrs["class_names"] = attr_json(f, "class_names", path, kind=list, allow_null=False)
+    if not attrs["class_names"] or not all(isinstance(c, str) for c in attrs["class_names"]):
+        raise InputError(f"{path}: attribute 'class_names' should be a non-empty list of strings")
+    attrs["skipped"] = attr_json(f, "skipped", path, kind=list) or []
+    a = {}
+    for n, d in dsets.items():
+        a[n] = read_dataset(d, path, n)
+        if n == "names":
+            a[n] = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                             for v in np.ravel(a[n])], dtype=object)
+    return a, attrs

@@ -109,15 +109,21 @@ def load_image(path):
     from .sources import is_dicom, load_dicom
     if is_dicom(path):
         return load_dicom(path)  # rescale, VOI window, MONOCHROME1 inverted (rawcnn.data.sources)
-    x = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if x is None or x.size == 0:
-        raise DataError(f"{path}: the image cannot be decoded")
+    from .image_check import check_declared_size, decode_guarded
+    check_declared_size(path)
+    x = decode_guarded(path)
     if x.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if x.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         x = cv2.cvtColor(x, code)
     if x.dtype != np.uint8:
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            bad = int(x.size - np.isfinite(x).sum())
+            raise DataError(f"{path}: the image holds {bad} NaN or Inf pixel values; refusing to use it")
         x = x.astype(np.float64)
         lo, hi = float(x.min()), float(x.max())
+        if not hi > lo:
+            raise DataError(f"{path}: the non-8-bit image is constant ({lo:g} everywhere) "
+                            f"and would decode as a blank image; refusing to use it")
         x = (x - lo) * (255.0 / max(hi - lo, 1e-12))
         x = np.clip(np.rint(x), 0, 255).astype(np.uint8)  # (H, W)
     return np.ascontiguousarray(x)

@@ -299,7 +299,9 @@ def _write_png(path, x):
     ok, buf = cv2.imencode(".png", x)
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
-    buf.tofile(path)
+    from ..fileio import atomic_path
+    with atomic_path(path, check=False) as tmp:  # synthesize() has its own overwrite rule
+        buf.tofile(tmp)
 
 
 def synthesize(out_dir, n, size=512, seed=0, abnormal_fraction=0.5, progress=True, overwrite=False):

@@ -156,16 +156,17 @@ def save_activations(net, x, layer, out_dir, stem="activations", raw_format="npy
         raise ValueError(f"layer {layer!r} gives output of shape {a.shape}, not per-channel maps (F, h, w)")
     top, scores = top_channels(a, k, mask) if k else (None, None)
     os.makedirs(out_dir, exist_ok=True)
-    png = write_png(os.path.join(out_dir, f"{stem}_{layer}.png"),
-                    activation_grid(a, highlight=() if top is None else top.tolist()))
-    raw = os.path.join(out_dir, f"{stem}_{layer}.{raw_format}")
-    tmp = raw + ".tmp"
-    if raw_format == "npy":
-        with open(tmp, "wb") as fh:
-            np.save(fh, a)
-    else:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("activations", data=a)
-            f.attrs["layer"] = layer
-    os.replace(tmp, raw)
+    from ..fileio import inside
+    base = inside(out_dir, f"{stem}_{layer}")  # names from data and specs never leave out_dir
+    png = write_png(base + ".png", activation_grid(a, highlight=() if top is None else top.tolist()))
+    raw = f"{base}.{raw_format}"
+    from ..fileio import atomic_path
+    with atomic_path(raw) as tmp:
+        if raw_format == "npy":
+            with open(tmp, "wb") as fh:
+                np.save(fh, a)
+        else:
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset("activations", data=a)
+                f.attrs["layer"] = layer
     return {"png": png, "raw": raw, "top": top, "scores": scores}

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from ..checkpoint import load_checkpoint
+from ..fileio import atomic_path, inside, safe_name
 from .activations import save_activations
 from .dream import dream, input_scale
 from .filters import save_filters
@@ -84,7 +85,8 @@ def viz_activations(checkpoint, out_dir, *, data=None, split="test", indices=Non
     out = []
     for n, name in enumerate(names):
         m = masks[n] if masks is not None and masks[n].any() else None
-        out.append(save_activations(net, to_input(x[n:n + 1]), layer, out_dir, stem=name, raw_format=raw_format,
+        out.append(save_activations(net, to_input(x[n:n + 1]), layer, out_dir, stem=safe_name(name),
+                                    raw_format=raw_format,
                                     k=top_k, mask=m))
     return out
 
@@ -107,7 +109,7 @@ def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, i
         hm = heatmaps(net, to_input(x[i:i + batch_size]), method, layer=layer, class_index=class_index,
                       channel=channel, batch_size=batch_size)
         for j, heat in enumerate(hm.maps):
-            stem = os.path.join(out_dir, f"{names[i + j]}_{method}")
+            stem = inside(out_dir, f"{names[i + j]}_{method}")
             if full_res:
                 from ..contract import contract_of, map_to_source, source_view
                 src, box = source_view(images[i + j], contract_of(ck))  # (H, W) uint8, its ROI box
@@ -121,7 +123,8 @@ def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, i
                 view = annotate(view, f"{names[i + j]}: {method}, {what}", threshold)
             paths.append(write_png(stem + ".png", view))
             if save_raw:
-                np.save(stem + ".npy", heat)
+                with atomic_path(stem + ".npy") as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, heat)
     return paths
 
 

@@ -22,7 +22,6 @@ Colour images are RGB float in [0, 1] inside this package; OpenCV wants BGR uint
 conversion happens only in `to_bgr8` and the PNG writers.
 """
 import os
-import tempfile
 
 import cv2
 import numpy as np
@@ -202,19 +201,8 @@ def write_png(path, img):
     path = os.fspath(path)
     if not path.lower().endswith(".png"):
         raise ValueError(f"give a path ending in .png, got {path!r}")
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=d)
-    os.close(fd)
-    try:
+    from ..fileio import atomic_path
+    with atomic_path(path) as tmp:
         if not cv2.imwrite(tmp, to_bgr8(img)):
             raise OSError(f"cv2.imwrite could not write {tmp}")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a picture is an ordinary file (0644 by default)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path

@@ -21,7 +21,6 @@ else what training fed it: rawcnn.train.make_to_input with the checkpoint's prep
 """
 import base64
 import html
-import json
 import os
 import tempfile
 
@@ -109,7 +108,11 @@ def _evaluation(net, s, to_input, run_dir, batch_size, class_names=("normal", "a
         roc = (_img(_plot_png(lambda f, t, a, p: plot_roc(f, t, a, p, title=title), r["roc"]["fpr"], r["roc"]["tpr"],
                               r["auc"]), "ROC") if r.get("roc") else "")
     elif os.path.exists(os.path.join(run_dir, "eval.json")):
-        r = json.loads(_read(os.path.join(run_dir, "eval.json"), "r"))
+        from ..validate import parse_json
+        r = parse_json(_read(os.path.join(run_dir, "eval.json"), "r"), os.path.join(run_dir, "eval.json"),
+                       kind=dict, allow_null=False)
+        r = {k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+             or (k == "confusion_matrix" and isinstance(v, list) and all(isinstance(row, list) for row in v))}
         path = os.path.join(run_dir, "eval_roc.png")
         roc = _img(_read(path), "ROC") if os.path.exists(path) else ""
     else:
@@ -219,10 +222,9 @@ def _write_page(out, title, head, sections):
     body = "".join(f"<h2>{html.escape(h)}</h2>\n{c}\n" for h, c in sections)
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{head}\n{body}</body></html>\n")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".tmp", "w", encoding="utf-8") as fh:
+    from ..fileio import atomic_open
+    with atomic_open(out, "w", encoding="utf-8") as fh:
         fh.write(page)
-    os.replace(out + ".tmp", out)
     return out
 
 

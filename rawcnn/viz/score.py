@@ -143,13 +143,12 @@ def lung_scores(heat, lung=None):
 
 
 def _write_csv(path, fields, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as fh:
+    from ..fileio import atomic_open
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    os.replace(tmp, path)
 
 
 def localisation_table(net, data, split="test", methods=METHODS, *, layer=None, class_index=1,

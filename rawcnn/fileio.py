@@ -1,0 +1,199 @@
+"""Writing files safely: atomic writes, the overwrite policy, and names taken from data.
+
+Every file rawcnn writes goes through `atomic_path` (or `atomic_open`): the content is written to a
+temporary file in the target's folder, named
+
+    .rawcnn-tmp-<pid>-<8 hex digits>-<target name>
+
+(a name only rawcnn makes: its pid and a random token), then renamed onto the target with
+os.replace, which is atomic on one file system. A crash leaves the previous file untouched and, at
+worst, a temporary of that exact pattern; `remove_stale_temporaries` deletes those whose process is
+gone, and nothing else.
+
+The overwrite policy: library calls may replace files (the default, as before); the command line
+calls `begin_command(overwrite=...)`, after which a file that exists and was not created by this
+process since then is refused with OverwriteError unless --overwrite was given. `created` remembers
+what this run wrote, so a command may rewrite its own outputs (last.h5 every epoch).
+"""
+import contextlib
+import os
+import re
+import secrets
+
+TMP_PREFIX = ".rawcnn-tmp-"
+TMP_PATTERN = re.compile(r"^\.rawcnn-tmp-(\d+)-([0-9a-f]{8})-(.+)$")
+
+
+class OverwriteError(ValueError):
+    """An output that exists, was not written by this run, and --overwrite was not given."""
+
+
+_policy = {"overwrite": True, "created": set(), "flag": "--overwrite"}
+
+
+def begin_command(overwrite=False, flag="--overwrite"):
+    """Start a command's run: refuse to replace existing files unless `overwrite` (the CLI's flag)."""
+    _policy.update(overwrite=bool(overwrite), created=set(), flag=flag)
+
+
+def end_command():
+    """Back to the library default (replacing allowed)."""
+    _policy.update(overwrite=True, created=set(), flag="--overwrite")
+
+
+def overwrite_allowed():
+    return _policy["overwrite"]
+
+
+def _key(path):
+    return os.path.realpath(os.fspath(path))
+
+
+def mark_created(path):
+    """Record that this run wrote `path` (it may replace it again without --overwrite)."""
+    _policy["created"].add(_key(path))
+
+
+def created_here(path):
+    return _key(path) in _policy["created"]
+
+
+def check_target(path, what="file"):
+    """Raise OverwriteError when `path` exists, this run did not create it, and overwriting is off."""
+    path = os.fspath(path)
+    if os.path.lexists(path) and not _policy["overwrite"] and not created_here(path):
+        raise OverwriteError(f"{path}: the {what} exists and this command did not create it; rawcnn replaces "
+                             f"nothing unless asked: pass {_policy['flag']} to replace it, or choose another --out")
+
+
+def check_targets(paths, what="file"):
+    for p in paths:
+        check_target(p, what)
+
+
+def temp_name(path):
+    """A fresh temporary path beside `path` (see the module docstring for the pattern)."""
+    path = os.fspath(path)
+    d, base = os.path.split(os.path.abspath(path))
+    return os.path.join(d, f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{base}")
+
+
+def _fsync_dir(d):
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, check=True, fsync=False, what="file"):
+    """Yield a temporary path to write; on success rename it onto `path` (policy-checked first).
+
+    The temporary ends with the target's own name, so writers that pick the format from the
+    extension (cv2.imwrite) see the right one. On any exception the temporary is removed and the
+    target is left as it was.
+    """
+    path = os.fspath(path)
+    if check:
+        check_target(path, what)
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        if os.path.exists(tmp):
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+        mark_created(path)
+        if fsync:
+            _fsync_dir(d)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="w", *, check=True, fsync=False, **kw):
+    """open() a temporary for writing and rename it onto `path` when the block ends without error."""
+    with atomic_path(path, check=check, fsync=fsync) as tmp:
+        with open(tmp, mode, **kw) as fh:
+            yield fh
+
+
+def copy_atomic(src, dst, *, check=True, fsync=False):
+    """Copy file `src` onto `dst` atomically (through a temporary beside dst)."""
+    import shutil
+    with atomic_path(dst, check=check, fsync=fsync) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder, target_names=None):
+    """Delete rawcnn's own temporaries in `folder` left by a process that is gone; returns their paths.
+
+    Only names matching the pattern of temp_name are considered (optionally only those for the
+    targets `target_names`); a temporary of a running process is left alone.
+    """
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = TMP_PATTERN.match(name)
+        if not m or (target_names is not None and m.group(3) not in target_names):
+            continue
+        if _alive(int(m.group(1))):
+            continue
+        p = os.path.join(folder, name)
+        if os.path.isfile(p) and not os.path.islink(p):
+            with contextlib.suppress(OSError):
+                os.remove(p)
+                removed.append(p)
+    return removed
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def safe_name(name, default="item", max_len=120):
+    """A file name made from a string taken from data: no folders, no '..', no hidden or odd characters.
+
+    '../../x' -> 'x', '/abs/path' -> 'abs_path', 'normal/MCUCXR_0001_0' -> 'normal_MCUCXR_0001_0'.
+    """
+    s = str(name).replace("\\", "/")
+    parts = [p for p in s.split("/") if p not in ("", ".", "..")]
+    s = _UNSAFE.sub("_", "_".join(parts)).strip("._") or default
+    return s[:max_len]
+
+
+def inside(folder, name):
+    """os.path.join(folder, safe_name(name)), checked to stay inside `folder`."""
+    p = os.path.join(folder, safe_name(name))
+    root = os.path.realpath(folder)
+    if os.path.commonpath([root, os.path.realpath(p)]) != root:
+        raise ValueError(f"{name!r}: would write outside {folder}")
+    return p
