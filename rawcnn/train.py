@@ -369,7 +369,7 @@ class Trainer:
         self.opt.lr = self.sched.lr
         status = "stopped" if event == "stop" else ("completed" if self.epoch >= epochs else "running")
         self.save(self.last_path, status, reason)
-        if improved:  # best.h5 is a copy of last.h5: a resume can redo the copy if a kill fell in between
+        if improved and self.dist.is_root:  # best.h5 is a copy of last.h5: a resume can redo it after a kill
             copy_atomic(self.last_path, self.best_path, fsync=True)
         self.write_history()
         self.log(f"epoch {self.epoch}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
@@ -430,14 +430,15 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
         if meta.get("status") == "stopped" or tr.epoch >= epochs:
             why = meta.get("reason") if meta.get("status") == "stopped" else f"the epoch limit is {epochs}"
             log(f"nothing to resume: {tr.last_path} holds epoch {tr.epoch} ({why})")
-            if tr.history:
+            if tr.history and tr.dist.is_root:
                 plot_curves(tr.history, os.path.join(out_dir, "curves.png"))
             return _result(tr, meta.get("status") or "completed", why)
         log(f"resuming from {tr.last_path} after epoch {tr.epoch} (lr {tr.opt.lr:.3g})")
     else:
-        fileio.check_targets(run_files, "file of an earlier run")
-        if fileio.overwrite_allowed() and os.path.exists(tr.best_path) and not fileio.created_here(tr.best_path):
-            os.remove(tr.best_path)  # an earlier run's best.h5 must not pass for this run's
+        if tr.dist.is_root:  # one writer: the other ranks neither check nor touch the run's files
+            fileio.check_targets(run_files, "file of an earlier run")
+            if fileio.overwrite_allowed() and os.path.exists(tr.best_path) and not fileio.created_here(tr.best_path):
+                os.remove(tr.best_path)  # an earlier run's best.h5 must not pass for this run's
         tr.save(tr.last_path, "running")  # epoch 0: an interrupt in epoch 1 still leaves a checkpoint
     log(f"training on {net.be.device}: {tr.train_split.y.size} train / {tr.val_split.y.size} validation "
         f"images, batch {tr.batch_size}, {tr.opt!r}, plateau patience {patience}, at most {max_drops} drops, "
