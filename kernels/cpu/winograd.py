@@ -114,12 +114,29 @@ def _buffer(workspace, name, shape, dtype):
     return buf[:size].reshape(shape)
 
 
-def kernel_transform(w, groups):
+@njit(parallel=True, cache=True)
+def _kernel_transform(w, G, U):
+    """U[g, :, f, c] = G w[g*Fg + f, c] G^T (36 values), for w (F, Cg, 3, 3), G (6, 3), U (G, 36, Fg, Cg)."""
+    F, Cg = w.shape[0], w.shape[1]
+    groups, Fg = U.shape[0], U.shape[2]
+    for fa in prange(F):
+        g, f = fa // Fg, fa % Fg
+        tmp = np.empty((6, 3), w.dtype)
+        for c in range(Cg):
+            for i in range(6):  # tmp = G w
+                for k in range(3):
+                    tmp[i, k] = G[i, 0] * w[fa, c, 0, k] + G[i, 1] * w[fa, c, 1, k] + G[i, 2] * w[fa, c, 2, k]
+            for i in range(6):  # (G w) G^T
+                for l in range(6):
+                    U[g, 6 * i + l, f, c] = tmp[i, 0] * G[l, 0] + tmp[i, 1] * G[l, 1] + tmp[i, 2] * G[l, 2]
+
+
+def kernel_transform(w, groups, out=None):
     """U (G, 36, F/G, C/G) = G w G^T for every (f, c), grouped; w (F, C/G, 3, 3)."""
-    G = transform_matrices()[1].astype(w.dtype)  # (6, 3)
     F, Cg = w.shape[:2]
-    U = np.einsum("ij,fcjk,lk->ilfc", G, w, G).reshape(36, groups, F // groups, Cg)
-    return np.ascontiguousarray(U.transpose(1, 0, 2, 3))
+    U = np.empty((groups, 36, F // groups, Cg), w.dtype) if out is None else out
+    _kernel_transform(w, transform_matrices()[1].astype(w.dtype), U)
+    return U
 
 
 def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=BLOCK_BYTES):
@@ -131,7 +148,7 @@ def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=
     TH, TW = -(-OH // 4), -(-OW // 4)
     T = N * TH * TW
     Tb = int(min(T, max(MIN_BLOCK, block_bytes // (36 * (Cg + Fg) * x.itemsize))))
-    U = kernel_transform(w, groups)  # (G, 36, Fg, Cg)
+    U = kernel_transform(w, groups, _buffer(workspace, "winograd_U", (groups, 36, Fg, Cg), x.dtype))
     V = _buffer(workspace, "winograd_V", (36, Cg, Tb), x.dtype)  # (36, Cg, Tb)
     M = _buffer(workspace, "winograd_M", (36, Fg, Tb), x.dtype)  # (36, Fg, Tb)
     k = np.array([2, 4, 5, 8], x.dtype)  # the transforms' constants, typed so float32 stays float32
