@@ -23,6 +23,12 @@ def _fail(e):
     raise click.ClickException(str(e)) from None
 
 
+def _set_conv_algo(algo):
+    """--conv-algo: the algorithm every Conv2d of this process uses (rawcnn/conv_algo.py)."""
+    from rawcnn.conv_algo import set_default
+    set_default(algo)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rawcnn")
 def main():
@@ -33,14 +39,17 @@ def main():
 @click.argument("model")
 @click.option("--input", "input_shape", default=None, help="Input shape CxHxW, e.g. 3x227x227 (default: the model's).")
 @click.option("--num-classes", type=int, default=None, help="Replace the last layer's outputs.")
-def summary(model, input_shape, num_classes):
+@click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
+              show_default=True, help="Convolution algorithm: per layer from a measured table or this "
+              "machine's cached timings (auto), forced, or timed once and cached (tune).")
+def summary(model, input_shape, num_classes, conv_algo):
     """Print each layer's output shape, parameters and FLOPs for MODEL (a built-in name or a JSON spec file)."""
     from rawcnn.summary import format_summary
     try:
         shape = tuple(int(v) for v in input_shape.lower().split("x")) if input_shape else None
         if shape is not None and len(shape) != 3:
             raise ValueError(f"--input must be CxHxW, got {input_shape!r}")
-        click.echo(format_summary(model, input_shape=shape, num_classes=num_classes))
+        click.echo(format_summary(model, input_shape=shape, num_classes=num_classes, conv_algo=conv_algo))
     except ValueError as e:
         _fail(e)
 
@@ -197,10 +206,15 @@ def data_prepare(src, out, input_size, roi_crop, roi_margin, base_size, clahe, c
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
+              show_default=True, help="Convolution algorithm: per layer from a measured table or this "
+              "machine's cached timings (auto), forced, or timed once and cached (tune).")
 def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_through, init, epochs, batch_size,
-          lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, seed, device):
+          lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, seed, device,
+          conv_algo):
     """Train a model with SGD-momentum, L2 and a plateau learning-rate schedule."""
     from rawcnn.commands import run_training
+    _set_conv_algo(conv_algo)
     be = _backend(device)
     try:
         init_v = init if init == "he" else float(init)
@@ -231,8 +245,12 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Write eval.json and the ROC PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
-def evaluate(checkpoint, data_path, split, threshold, out, as_json, device):
+@click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
+              show_default=True, help="Convolution algorithm: per layer from a measured table or this "
+              "machine's cached timings (auto), forced, or timed once and cached (tune).")
+def evaluate(checkpoint, data_path, split, threshold, out, as_json, device, conv_algo):
     """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix on a split."""
+    _set_conv_algo(conv_algo)
     import json
     from rawcnn.commands import format_metrics
     from rawcnn.evaluate import evaluate_checkpoint, save_report
@@ -261,8 +279,12 @@ def evaluate(checkpoint, data_path, split, threshold, out, as_json, device):
 @click.option("--class-names", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A text file with one class name per line (e.g. the 1000 ImageNet classes).")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
-def predict(images, checkpoint, top, class_names, device):
+@click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
+              show_default=True, help="Convolution algorithm: per layer from a measured table or this "
+              "machine's cached timings (auto), forced, or timed once and cached (tune).")
+def predict(images, checkpoint, top, class_names, device, conv_algo):
     """Class probabilities for IMAGES with a checkpoint's preprocessing applied."""
+    _set_conv_algo(conv_algo)
     from rawcnn.commands import predict_top
     be = _backend(device)
     try:
