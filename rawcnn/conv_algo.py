@@ -47,12 +47,16 @@ def winograd_eligible(layer, backend_tier):
 
 
 def table_choice(C, F, groups, OH, OW):
-    """The rule measured in bench/RESULTS.md (2-core VM): Winograd pays unless the channels are few.
+    """The rule drawn from bench/bench_winograd.py's measurements (2-core VM, heavily loaded: noisy).
 
-    The first layer of a net (C = 3) has too few channels for the 36 GEMMs to amortise the
-    transforms; small images waste part of the edge tiles.
+    Winograd paid where the images are large (VGG16's blocks 1-3, custom's conv2: 48x48 outputs or
+    more) and not where they are small (AlexNet's 13x13, VGG16's 28x28 and 14x14 with 512 channels,
+    where the per-block transforms and the thread hand-over between Numba and BLAS cost more than
+    the 2.25x fewer multiplications save). A first layer (C = 3) has too few channels.
+    `--conv-algo tune` measures this machine instead.
     """
-    return "winograd" if C // groups >= 32 and F // groups >= 32 and OH * OW >= 64 else "im2col"
+    big = OH * OW >= 48 * 48
+    return "winograd" if C // groups >= 32 and F // groups >= 32 and big else "im2col"
 
 
 # -- the on-disk cache ------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ Math: the derivation of the matrices and of the backward is in kernels/reference
     M[k] (Fg, Tb)   = U[k] @ V[k]           36 matrix products: ONE batched np.matmul (BLAS)
     y tile (4x4)    = A^T M A + b           output transform, Numba, parallel over filters
 The transforms below are the reference's B^T and A^T written out entry by entry (a test checks
-them against transform_matrices()). Tb is chosen so that V and M of one block stay within
-`block_bytes` (cache) while each GEMM keeps at least 64 columns. The buffers come from
+them against transform_matrices()). Tb is chosen so that V and M of one block
+stay within `block_bytes` (16 MiB: the order of a server's last-level cache; 4 MiB blocks measured
+slower, the GEMMs too narrow) while each GEMM keeps at least 64 columns. The buffers come from
 `workspace`, a dict the caller keeps across calls (the layer does), so that a training step
 allocates no transform buffers after its first; without one they are allocated per call.
 Backward: dx is the forward's Winograd on dy with the flipped kernel (padding 2 - p); dw and db
@@ -25,7 +26,7 @@ from numba import njit, prange
 from kernels.cpu.conv2d import conv2d_backward as im2col_backward
 from kernels.reference.winograd import check_winograd, flip_kernel, transform_matrices
 
-BLOCK_BYTES = 4 * 2 ** 20  # V + M of one block of tiles
+BLOCK_BYTES = 16 * 2 ** 20  # V + M of one block of tiles (measured: 4 MiB blocks were slower)
 MIN_BLOCK = 64  # tiles: the GEMMs' narrowest width
 
 
