@@ -104,7 +104,8 @@ def main(argv=None):
     from rawcnn.gradcheck import max_diff
     print("\n".join(machine_description(torch)))
     copy_gbs, gemm_gflops = roofs(args.repeats) if not args.errors_only else (0, 0)
-    print(f"roofs   : copy {copy_gbs:.1f} GB/s (read + write), float32 GEMM 2048^3 {gemm_gflops:.1f} GFLOP/s")
+    if not args.errors_only:
+        print(f"roofs   : copy {copy_gbs:.1f} GB/s (read + write), float32 GEMM 2048^3 {gemm_gflops:.1f} GFLOP/s")
     rows = Rows(args.json, meta={"copy_GBs": copy_gbs, "gemm_GFLOPs": gemm_gflops})
     worst = 0.0
     for model, name, batch, xs, l in layers(args.models.split(",")):

@@ -18,7 +18,7 @@ slower, the GEMMs too narrow) while each GEMM keeps at least 64 columns. The buf
 `workspace`, a dict the caller keeps across calls (the layer does), so that a training step
 allocates no transform buffers after its first; without one they are allocated per call.
 Backward: dx is the forward's Winograd on dy with the flipped kernel (padding 2 - p); dw and db
-are the im2col tier's (measured faster than a Winograd weight gradient: see bench/RESULTS.md).
+are the im2col tier's GEMMs (a Winograd weight gradient is not written, so not measured either).
 """
 import numpy as np
 from numba import njit, prange
