@@ -81,15 +81,18 @@ def test_layer_contract_is_the_same_for_both_algorithms(p, g):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(a).max())
 
 
-def test_workspace_is_reused_across_steps():
-    layer = _conv(algo="winograd", dtype=np.float32)
+@pytest.mark.parametrize("algo, buffers", [("im2col", {"cols"}),
+                                           ("winograd", {"cols", "winograd_U", "winograd_V", "winograd_M"})])
+def test_workspace_is_reused_across_steps(algo, buffers):
+    # the column and transform buffers are allocated at the first step and reused after
+    layer = _conv(algo=algo, dtype=np.float32)
     x = np.random.default_rng(4).standard_normal((2, 32, 16, 16)).astype(np.float32)
     for step in range(3):
         y = layer.forward(x, train=True)
         layer.backward(np.ones_like(y))
         if step == 0:
             first = {k: v.ctypes.data for k, v in layer.workspace.items()}
-    assert set(first) == {"winograd_U", "winograd_V", "winograd_M"}
+    assert set(first) == buffers
     assert {k: v.ctypes.data for k, v in layer.workspace.items()} == first  # no buffer reallocated
 
 

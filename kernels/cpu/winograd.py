@@ -185,7 +185,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     """
     check_winograd(x, w, None, stride, padding, groups)
     _, dw, db = im2col_backward(dy, x, w, stride=stride, padding=padding, groups=groups,
-                                budget_bytes=budget_bytes, need_dx=False)
+                                budget_bytes=budget_bytes, need_dx=False, workspace=workspace)
     if not need_dx:
         return None, dw, db
     wf = flip_kernel(w, groups)  # (C, F/G, 3, 3)

@@ -112,11 +112,11 @@ def col2im(cols, *, x_shape, kernel_size, stride, padding):
     return dxp[:, :, ph:ph + H, pw:pw + W].copy()
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20):
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20, workspace=None):
     """y = conv(x, w) + b, one contraction per (group, kernel offset).
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
-    budget_bytes is accepted for the shared signature; this tier builds no column buffer.
+    budget_bytes and workspace are accepted for the shared signature; this tier builds no column buffer.
     Returns y (N, F, OH, OW), x's dtype.
     """
     OH, OW = check_conv2d(x, w, b, stride, padding, groups)
@@ -134,11 +134,12 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     return y + b.reshape(1, F, 1, 1)
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True):
+def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
+                    workspace=None):
     """Gradients of conv2d_forward (see the module docstring for the sums).
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
-    budget_bytes is accepted for the shared signature; need_dx=False skips dx.
+    budget_bytes and workspace are accepted for the shared signature; need_dx=False skips dx.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW), db (F,)), x's dtype.
     """
     OH, OW = check_conv2d(x, w, None, stride, padding, groups)

@@ -39,7 +39,7 @@ class Conv2d(Layer):
         self.x = None
         self.conv_algo = None    # None: rawcnn.conv_algo's default; else im2col, winograd, auto, tune
         self.algo = None         # the algorithm the last forward used (backward uses the same)
-        self.workspace = {}      # transform buffers kept across steps (Winograd)
+        self.workspace = {}      # column / transform buffers kept across steps
         self._algo_memo = {}     # (mode, tier, input shape, dtype) -> algorithm
 
     def __repr__(self):
@@ -67,15 +67,14 @@ class Conv2d(Layer):
                                                    workspace=self.workspace)
         return self.be.conv2d.conv2d_forward(x, self.params["w"], self.params["b"], stride=self.stride,
                                              padding=self.padding, groups=self.groups,
-                                             budget_bytes=self.budget_bytes)
+                                             budget_bytes=self.budget_bytes, workspace=self.workspace)
 
     def backward(self, dy):
         x = self.need("x")
         op = self.be.winograd if self.algo == "winograd" else self.be.conv2d
-        kw = {"workspace": self.workspace} if self.algo == "winograd" else {}
         dx, dw, db = op.conv2d_backward(dy, x, self.params["w"], stride=self.stride, padding=self.padding,
                                         groups=self.groups, budget_bytes=self.budget_bytes,
-                                        need_dx=self.need_dx, **kw)
+                                        need_dx=self.need_dx, workspace=self.workspace)
         if self.trainable:
             self.grads = {"w": dw, "b": db}
         return dx
