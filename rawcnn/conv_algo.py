@@ -6,7 +6,7 @@ float32 rounding differ (Winograd: within 1e-4 of the largest output, tests/test
     im2col     every layer by im2col + GEMM (the cuda backend always does this)
     winograd   Winograd for every 3x3 stride-1 layer on the cpu/reference backends, im2col elsewhere
     auto       per layer: a timing measured on this machine for this layer shape when the cache
-               holds one, else the rule `table_choice` (drawn from bench/RESULTS.md's measurements)
+               holds one, else `table_choice` (im2col for now: see its docstring)
     tune       per layer, at its first forward: time both on the real input (one warm-up, the best
                of two), use the faster, and store it in the cache for `auto` to use later
 
@@ -47,16 +47,17 @@ def winograd_eligible(layer, backend_tier):
 
 
 def table_choice(C, F, groups, OH, OW):
-    """The rule drawn from bench/bench_winograd.py's measurements (2-core VM, heavily loaded: noisy).
+    """The algorithm `auto` uses for a layer this machine has not measured: im2col.
 
-    Winograd paid where the images are large (VGG16's blocks 1-3, custom's conv2: 48x48 outputs or
-    more) and not where they are small (AlexNet's 13x13, VGG16's 28x28 and 14x14 with 512 channels,
-    where the per-block transforms and the thread hand-over between Numba and BLAS cost more than
-    the 2.25x fewer multiplications save). A first layer (C = 3) has too few channels.
-    `--conv-algo tune` measures this machine instead.
+    The measurements so far (bench/RESULTS.md, "Winograd (issue 14)", a 2-core VM with a load
+    average of 4-13 from other jobs) disagree from run to run: Winograd ran up to 2x faster than
+    im2col on 64-256-channel layers with 56x56 or larger images in the calmer runs and slower on
+    every layer in the busiest one (its Numba transforms and BLAS GEMMs hand the two cores back
+    and forth per block of tiles, which contention punishes). Until a quiet machine settles it,
+    the default stays the algorithm the rest of the project was measured with; `--conv-algo tune`
+    measures the machine at hand and `auto` then follows the measurement.
     """
-    big = OH * OW >= 48 * 48
-    return "winograd" if C // groups >= 32 and F // groups >= 32 and big else "im2col"
+    return "im2col"
 
 
 # -- the on-disk cache ------------------------------------------------------------------------------
