@@ -21,7 +21,15 @@ import sys
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from common import BLAS_ENV, REPO, Rows, machine_description, setup_threads, time_it, try_import_torch  # noqa: E402
+from common import (
+    BLAS_ENV,
+    REPO,
+    Rows,
+    machine_description,
+    setup_threads,
+    time_it,
+    try_import_torch,
+)
 
 BATCH = {"custom": 32, "alexnet": 32, "vgg16": 4}
 BOUND = 1e-4
@@ -54,8 +62,9 @@ def roofs(repeats):
 
 
 def phases(x, w, b, padding, groups, repeats):
-    """Seconds of each Winograd phase for one call, on the whole tensor (one block of all tiles)."""
+    """(seconds, bytes, flops) of each Winograd phase for one call: one block timed, times the blocks."""
     import numpy as np
+
     from kernels.cpu import winograd as W
     N, C, H, Wd = x.shape
     F, Cg = w.shape[:2]

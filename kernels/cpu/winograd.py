@@ -119,7 +119,7 @@ def _buffer(workspace, name, shape, dtype):
 def _kernel_transform(w, G, U):
     """U[g, :, f, c] = G w[g*Fg + f, c] G^T (36 values), for w (F, Cg, 3, 3), G (6, 3), U (G, 36, Fg, Cg)."""
     F, Cg = w.shape[0], w.shape[1]
-    groups, Fg = U.shape[0], U.shape[2]
+    Fg = U.shape[2]
     for fa in prange(F):
         g, f = fa // Fg, fa % Fg
         tmp = np.empty((6, 3), w.dtype)

@@ -37,7 +37,8 @@ Backward (stride 1, kernel 3x3, padding p per axis)
 """
 import numpy as np
 
-from kernels.reference.conv2d import check_conv2d, conv2d_backward as direct_backward
+from kernels.reference.conv2d import check_conv2d
+from kernels.reference.conv2d import conv2d_backward as direct_backward
 
 M_OUT, R_K = 4, 3
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, np.inf)
