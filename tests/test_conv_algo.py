@@ -116,3 +116,14 @@ def test_summary_shows_the_choice():
     assert run.exit_code == 0 and "[winograd]" not in run.output and "[im2col]" in run.output
     run = CliRunner().invoke(cli.main, ["summary", "vgg16", "--conv-algo", "fft"])
     assert run.exit_code != 0 and "fft" in run.output
+
+
+def test_a_net_shares_one_workspace_across_its_layers():
+    from rawcnn.models import build
+    net = build("custom", input_shape=(3, 99, 99), seed=0)
+    convs = [l for l in net.layers if l.kind == "Conv2d"]
+    assert len(convs) == 5 and all(l.workspace is net.workspace for l in convs)
+    x = np.random.default_rng(5).standard_normal((2, 3, 99, 99)).astype(np.float32)
+    conv_algo.set_default("winograd")
+    net.forward(x, train=True)
+    assert {"cols", "winograd_V"} <= set(net.workspace)  # conv1 (7x7) im2col, conv2..5 Winograd
