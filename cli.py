@@ -89,6 +89,12 @@ def _check_out(*paths):
         _fail(e)
 
 
+def _set_conv_algo(algo):
+    """--conv-algo: the algorithm every Conv2d of this process uses (rawcnn/conv_algo.py)."""
+    from rawcnn.conv_algo import set_default
+    set_default(algo)
+
+
 @click.group(cls=_Guarded, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rawcnn")
 def main():
@@ -99,14 +105,17 @@ def main():
 @click.argument("model")
 @click.option("--input", "input_shape", default=None, help="Input shape CxHxW, e.g. 3x227x227 (default: the model's).")
 @click.option("--num-classes", type=int, default=None, help="Replace the last layer's outputs.")
-def summary(model, input_shape, num_classes):
+@click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
+              show_default=True, help="Convolution algorithm: per layer from a measured table or this "
+              "machine's cached timings (auto), forced, or timed once and cached (tune).")
+def summary(model, input_shape, num_classes, conv_algo):
     """Print each layer's output shape, parameters and FLOPs for MODEL (a built-in name or a JSON spec file)."""
     from rawcnn.summary import format_summary
     try:
         shape = tuple(int(v) for v in input_shape.lower().split("x")) if input_shape else None
         if shape is not None and len(shape) != 3:
             raise ValueError(f"--input must be CxHxW, got {input_shape!r}")
-        click.echo(format_summary(model, input_shape=shape, num_classes=num_classes))
+        click.echo(format_summary(model, input_shape=shape, num_classes=num_classes, conv_algo=conv_algo))
     except ValueError as e:
         _fail(e)
 
@@ -305,10 +314,13 @@ def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_marg
 @click.option("--procs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train data-parallel in this many processes on this machine (starts mpiexec; "
                    "needs the mpi extra). Under mpiexec leave it at 1.")
+@click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
+              show_default=True, help="Convolution algorithm: per layer from a measured table or this "
+              "machine's cached timings (auto), forced, or timed once and cached (tune).")
 @_overwrites
 def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_through, init, epochs, batch_size,
           lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, classes, seed,
-          device, procs):
+          device, procs, conv_algo):
     """Train a model with SGD-momentum, L2 and a plateau learning-rate schedule.
 
     `mpiexec -n N rawcnn train ...` (or --procs N) trains data-parallel: --batch-size is the global batch.
@@ -322,6 +334,7 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
             sys.exit(relaunch(procs, strip_option(sys.argv[1:], "--procs")))
         except RuntimeError as e:
             _fail(e)
+    _set_conv_algo(conv_algo)
     ctx = click.get_current_context()
     given = {n for n in ctx.params if ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)}
     be = _backend(device)
@@ -355,9 +368,13 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
 @click.option("--classes", default=None, help="The data set's class names in the order of the checkpoint's outputs "
               "(e.g. normal,abnormal), when the set names or orders them differently.")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
+              show_default=True, help="Convolution algorithm: per layer from a measured table or this "
+              "machine's cached timings (auto), forced, or timed once and cached (tune).")
 @_overwrites
-def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, device):
+def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, device, conv_algo):
     """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix on a split."""
+    _set_conv_algo(conv_algo)
     import json
     from rawcnn.commands import format_metrics
     from rawcnn.evaluate import evaluate_checkpoint, save_report
@@ -395,12 +412,16 @@ def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, dev
               help="A folder of lung masks matched by name (NAME.png, NAME_mask.png, or Montgomery's "
                    "leftMask/ + rightMask/ pair). Images without a mask are cropped by the lung-field locator.")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
-def predict(images, checkpoint, top, class_names, masks, masks_dir, device):
+@click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
+              show_default=True, help="Convolution algorithm: per layer from a measured table or this "
+              "machine's cached timings (auto), forced, or timed once and cached (tune).")
+def predict(images, checkpoint, top, class_names, masks, masks_dir, device, conv_algo):
     """Class probabilities for IMAGES (PNG, JPEG, 16-bit PNG, DICOM) through the checkpoint's input contract.
 
     A checkpoint trained on lung-ROI crops crops each image by its lung mask (--mask, --masks) or,
     without one, by the lung-field locator, and says so.
     """
+    _set_conv_algo(conv_algo)
     from rawcnn.commands import predict_top
     be = _backend(device)
     try:

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 OPS = ("conv2d", "relu", "lrn", "maxpool2d", "linear", "dropout", "softmax",
-       "softmax_cross_entropy", "sgd")
+       "softmax_cross_entropy", "sgd", "winograd")
 BACKENDS = ("reference", "cpu", "cuda", "cudasim")
 
 

@@ -33,6 +33,12 @@ class Net:
         self.be = get_backend("cpu")
         self._probing = False
         self._set_backward_reach()
+        # one workspace (column / transform buffers) for all layers: they run one at a time, so
+        # the buffers grow to the largest layer's need once and are reused by every layer and step
+        self.workspace = {}
+        for l in self.layers:
+            if hasattr(l, "workspace"):
+                l.workspace = self.workspace
 
     # -- access --------------------------------------------------------------------------------
     def __getitem__(self, name):

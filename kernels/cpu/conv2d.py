@@ -129,11 +129,24 @@ def _columns(xs, buf, kernel_size, stride, padding, pointwise):
     return cols
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20):
+def _column_buffer(workspace, shape, dtype):
+    """The column buffer: from workspace["cols"] (a dict the layer keeps across steps), grown only
+    when too small, so a training step after the first allocates none; a new array without one."""
+    size = int(np.prod(shape))
+    buf = workspace.get("cols") if workspace is not None else None
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = np.empty(size, dtype)
+        if workspace is not None:
+            workspace["cols"] = buf
+    return buf[:size].reshape(shape)
+
+
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20, workspace=None):
     """y = conv(x, w) + b by im2col + one batched GEMM per group, a slice of the batch at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
-    budget_bytes bounds the column buffer (nb*C*KH*KW*OH*OW*itemsize, nb >= 1).
+    budget_bytes bounds the column buffer (nb*C*KH*KW*OH*OW*itemsize, nb >= 1); workspace: a dict
+    kept across calls that holds it (None: allocated per call).
     Returns y (N, F, OH, OW), x's dtype.
     """
     OH, OW = check_conv2d(x, w, b, stride, padding, groups)
@@ -143,7 +156,7 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     Fg, K, P = F // groups, Cg * KH * KW, OH * OW
     w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
     nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
-    buf = None if pointwise else np.empty((nb, C * KH * KW, P), dtype=x.dtype)  # (nb, C*KH*KW, P)
+    buf = None if pointwise else _column_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
     y = np.empty((N, F, OH, OW), dtype=x.dtype)  # (N, F, OH, OW)
     y3 = y.reshape(N, F, P)  # a view of y
     for n0 in range(0, N, nb):
@@ -157,12 +170,12 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
 
 
 def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
-                    need_dw=True):
+                    need_dw=True, workspace=None):
     """Gradients of conv2d_forward, the columns rebuilt from x a slice at a time.
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
     budget_bytes bounds the column buffer (reused for dcols); need_dx=False skips dcols, col2im;
-    need_dw=False skips im2col and the dw products (dw, db returned as None).
+    need_dw=False skips im2col and the dw products (dw, db returned as None); workspace as in conv2d_forward.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     OH, OW = check_conv2d(x, w, None, stride, padding, groups)
@@ -176,7 +189,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
     dy3 = dy.reshape(N, F, P)  # a view of dy
     nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
-    buf = None if pointwise else np.empty((nb, C * KH * KW, P), dtype=x.dtype)  # (nb, C*KH*KW, P)
+    buf = None if pointwise else _column_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
     db = dy.sum(axis=(0, 2, 3))  # (F,)
     dw2 = np.zeros((F, K), dtype=x.dtype)  # (F, K)
     dx = np.empty_like(x) if need_dx else None  # (N, C, H, W)

@@ -138,7 +138,8 @@ def col2im(cols, *, x_shape, kernel_size, stride, padding):
     return _col2im(side_by_side, dx, (KH, KW), stride, padding)
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20):
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20,
+                   workspace=None):  # workspace: accepted for the shared signature, unused here
     """y = conv(x, w) + b by im2col + one batched GEMM over the groups, a slice of the batch at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
@@ -166,7 +167,7 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
 
 
 def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
-                    need_dw=True):
+                    need_dw=True, workspace=None):  # workspace: accepted for the shared signature, unused here
     """Gradients of conv2d_forward, the columns rebuilt from x a slice at a time.
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.

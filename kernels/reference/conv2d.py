@@ -146,11 +146,11 @@ def conv2d_backward_loops(dy, x, w, *, stride, padding, groups, need_dx=True):
     return (dx if need_dx else None), dw, db
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20):
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20, workspace=None):
     """y = conv(x, w) + b, one contraction per (group, kernel offset).
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
-    budget_bytes is accepted for the shared signature; this tier builds no column buffer.
+    budget_bytes and workspace are accepted for the shared signature; this tier builds no column buffer.
     Returns y (N, F, OH, OW), x's dtype.
     """
     OH, OW = check_conv2d(x, w, b, stride, padding, groups)
@@ -169,11 +169,12 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
 
 
 def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
-                    need_dw=True):
+                    need_dw=True, workspace=None):
     """Gradients of conv2d_forward (see the module docstring for the sums).
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
-    budget_bytes is accepted for the shared signature; need_dx=False skips dx, need_dw=False dw and db.
+    budget_bytes and workspace are accepted for the shared signature; need_dx=False skips dx,
+    need_dw=False dw and db.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     OH, OW = check_conv2d(x, w, None, stride, padding, groups)

@@ -6,6 +6,8 @@ OH = (H + 2*ph - KH) // sh + 1, OW likewise.
     y[n, f, i, j] = b[f] + sum_{c in group(f), kh, kw} w[f, c, kh, kw] * x_pad[n, c, i*sh + kh, j*sw + kw]
 
 Kernels: kernels/<tier>/conv2d.py. Backward keeps only x and rebuilds the columns.
+3x3 stride-1 layers may instead run Winograd F(4x4, 3x3) (kernels/<tier>/winograd.py): the same
+function; `conv_algo` (None: the process default) and rawcnn/conv_algo.py choose, per input shape.
 """
 import numpy as np
 
@@ -35,6 +37,10 @@ class Conv2d(Layer):
         self.params = {"w": w.astype(dtype),                                          # (F, C/G, KH, KW)
                        "b": np.zeros(self.out_channels, dtype=dtype)}                   # (F,)
         self.x = None
+        self.conv_algo = None    # None: rawcnn.conv_algo's default; else im2col, winograd, auto, tune
+        self.algo = None         # the algorithm the last forward used (backward uses the same)
+        self.workspace = {}      # column / transform buffers kept across steps
+        self._algo_memo = {}     # (mode, tier, input shape, dtype) -> algorithm
 
     def __repr__(self):
         KH, KW = self.kernel_size
@@ -54,19 +60,31 @@ class Conv2d(Layer):
                              f"got input of shape {tuple(x.shape)}")
         self.output_shape(x.shape[1:])
         self.x = x if train else None
+        self.algo = self._choose_algo(x)
+        if self.algo == "winograd":
+            return self.be.winograd.conv2d_forward(x, self.params["w"], self.params["b"], stride=self.stride,
+                                                   padding=self.padding, groups=self.groups,
+                                                   workspace=self.workspace)
         return self.be.conv2d.conv2d_forward(x, self.params["w"], self.params["b"], stride=self.stride,
                                              padding=self.padding, groups=self.groups,
-                                             budget_bytes=self.budget_bytes)
+                                             budget_bytes=self.budget_bytes, workspace=self.workspace)
 
     def backward(self, dy):
         x = self.need("x")
-        dx, dw, db = self.be.conv2d.conv2d_backward(dy, x, self.params["w"], stride=self.stride,
-                                                    padding=self.padding, groups=self.groups,
-                                                    budget_bytes=self.budget_bytes, need_dx=self.need_dx,
-                                                    need_dw=self.trainable)
+        op = self.be.winograd if self.algo == "winograd" else self.be.conv2d
+        dx, dw, db = op.conv2d_backward(dy, x, self.params["w"], stride=self.stride, padding=self.padding,
+                                        groups=self.groups, budget_bytes=self.budget_bytes,
+                                        need_dx=self.need_dx, need_dw=self.trainable, workspace=self.workspace)
         if self.trainable:
             self.grads = {"w": dw, "b": db}
         return dx
+
+    def _choose_algo(self, x):
+        from rawcnn import conv_algo
+        key = (self.conv_algo or conv_algo.get_default(), self.be.tier, tuple(x.shape), str(x.dtype))
+        if key not in self._algo_memo:
+            self._algo_memo[key] = conv_algo.choose(self, x.shape, x.dtype, x=x)
+        return self._algo_memo[key]
 
     def output_shape(self, in_shape):
         C, H, W = in_shape

@@ -1,0 +1,178 @@
+"""Winograd F(4x4, 3x3) vs im2col + GEMM vs PyTorch, on every 3x3 stride-1 layer of custom, AlexNet, VGG16.
+
+    PYTHONPATH=. python bench/bench_winograd.py                 # all layers, full shapes
+    PYTHONPATH=. python bench/bench_winograd.py --models vgg16 --repeats 3 --json out.jsonl
+
+For each layer (custom and AlexNet at batch 32, VGG16 at batch 4, as the issue's targets):
+  1. correctness first: float32 Winograd forward and dx against the float64 direct definition
+     (the cpu im2col tier in float64, itself tested against kernels/reference/conv2d.py);
+     max |err| / max |y| is printed and must stay under 1e-4 (else the row says FAIL);
+  2. forward time of im2col, Winograd and torch.nn.functional.conv2d (oneDNN), median of --repeats;
+  3. Winograd's phases (kernel, input and output transforms, the 36 GEMMs) on a roofline: bytes
+     moved / copy bandwidth and flops / GEMM peak, both measured here first (np.copyto of 256 MiB;
+     a 2048^3 float32 matmul), so each phase says which roof bounds it and how close it gets.
+
+OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed from the environment (the script re-executes
+itself without them, as bench_models.py --blas-env unset does): they halve numpy's GEMM here.
+"""
+import argparse
+import os
+import sys
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH)
+from common import (
+    BLAS_ENV,
+    REPO,
+    Rows,
+    machine_description,
+    setup_threads,
+    time_it,
+    try_import_torch,
+)
+
+BATCH = {"custom": 32, "alexnet": 32, "vgg16": 4}
+BOUND = 1e-4
+
+
+def layers(models):
+    """(model, name, batch, x shape, conv layer) of every 3x3 stride-1 convolution."""
+    from rawcnn.layers import Conv2d
+    from rawcnn.models import build
+    out = []
+    for model in models:
+        net = build(model, weight_std=0.0)
+        shape = net.input_shape
+        for l in net.layers:
+            if isinstance(l, Conv2d) and l.kernel_size == (3, 3) and l.stride == (1, 1):
+                out.append((model, l.name, BATCH[model], (BATCH[model],) + tuple(shape), l))
+            shape = l.output_shape(shape)
+    return out
+
+
+def roofs(repeats):
+    """(copy GB/s counting read + write, float32 GEMM GFLOP/s) of this machine, measured."""
+    import numpy as np
+    a = np.ones(64 * 2 ** 20, np.float32)
+    b = np.empty_like(a)
+    t = time_it(lambda: np.copyto(b, a), repeats=repeats)
+    m = np.ones((2048, 2048), np.float32)
+    g = time_it(lambda: m @ m, repeats=repeats)
+    return 2 * a.nbytes / t.median / 1e9, 2 * 2048 ** 3 / g.median / 1e9
+
+
+def phases(x, w, b, padding, groups, repeats):
+    """(seconds, bytes, flops) of each Winograd phase for one call: one block timed, times the blocks."""
+    import numpy as np
+
+    from kernels.cpu import winograd as W
+    N, C, H, Wd = x.shape
+    F, Cg = w.shape[:2]
+    OH, OW = H + 2 * padding[0] - 2, Wd + 2 * padding[1] - 2
+    TH, TW = -(-OH // 4), -(-OW // 4)
+    T = N * TH * TW
+    Tb = int(min(T, max(W.MIN_BLOCK, W.BLOCK_BYTES // (36 * (Cg + F // groups) * 4))))
+    k = np.array([2, 4, 5, 8], np.float32)
+    U = W.kernel_transform(w, groups)
+    V = np.empty((36, Cg, Tb), np.float32)
+    M = np.empty((36, F // groups, Tb), np.float32)
+    y = np.empty((N, F, OH, OW), np.float32)
+    nblocks = groups * -(-T // Tb)
+    t_u = time_it(lambda: W.kernel_transform(w, groups, U), repeats=repeats).median
+    t_in = time_it(lambda: W._input_transform(x, 0, padding[0], padding[1], TH, TW, 0, k, V), repeats=repeats).median
+    t_mm = time_it(lambda: np.matmul(U[0], V, out=M), repeats=repeats).median
+    t_out = time_it(lambda: W._output_transform(M, b, 0, TH, TW, 0, k, y), repeats=repeats).median
+    # per block, times the number of blocks; bytes: what each phase reads and writes once
+    return {"kernel": (t_u, w.nbytes + U.nbytes, 2 * 36 * 15 * w.size / 9),
+            "input": (t_in * nblocks, (x.nbytes + 36 * C * T * 4), 2 * 2 * 6 * 6 * 6 * C * T),
+            "gemm": (t_mm * nblocks, 36 * 4 * (Cg * F + (C + F) * T), 2 * 36 * F * Cg * T),
+            "output": (t_out * nblocks, 36 * F * T * 4 + y.nbytes, 2 * (4 * 6 * 6 + 4 * 4 * 6) * F * T)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="custom,alexnet,vgg16")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", default=None, help="Append one JSON line per row to this file.")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--errors-only", action="store_true", help="Only step 1 (the float32 error), no timing.")
+    args = ap.parse_args(argv)
+    if any(v in os.environ for v in BLAS_ENV):
+        env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV}
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
+    from common import default_threads
+    threads = setup_threads(args.threads or default_threads())
+    import numpy as np
+    torch = None if args.no_torch else try_import_torch()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    sys.path.insert(0, REPO)
+    from kernels.cpu import conv2d as im2col
+    from kernels.cpu import winograd
+    from rawcnn.gradcheck import max_diff
+    print("\n".join(machine_description(torch)))
+    copy_gbs, gemm_gflops = roofs(args.repeats) if not args.errors_only else (0, 0)
+    if not args.errors_only:
+        print(f"roofs   : copy {copy_gbs:.1f} GB/s (read + write), float32 GEMM 2048^3 {gemm_gflops:.1f} GFLOP/s")
+    rows = Rows(args.json, meta={"copy_GBs": copy_gbs, "gemm_GFLOPs": gemm_gflops})
+    worst = 0.0
+    for model, name, batch, xs, l in layers(args.models.split(",")):
+        rng = np.random.default_rng(0)
+        x64 = np.maximum(rng.standard_normal(xs), 0)  # like a ReLU's output
+        fan_in = 9 * l.in_channels / l.groups
+        w64 = rng.standard_normal((l.out_channels, l.in_channels // l.groups, 3, 3)) * np.sqrt(2 / fan_in)
+        b64 = rng.standard_normal(l.out_channels) * 0.1
+        hp = dict(stride=(1, 1), padding=l.padding, groups=l.groups)
+        x, w, b = (a.astype(np.float32) for a in (x64, w64, b64))
+        y_def = im2col.conv2d_forward(x64, w64, b64, **hp)
+        dy64 = rng.standard_normal(y_def.shape)
+        err_y = max_diff(winograd.conv2d_forward(x, w, b, **hp), y_def)
+        dx_def = im2col.conv2d_backward(dy64, x64, w64, **hp)[0]
+        err_dx = max_diff(winograd.conv2d_backward(dy64.astype(np.float32), x, w, **hp)[0], dx_def)
+        del y_def, dx_def, dy64
+        worst = max(worst, err_y, err_dx)
+        shape = f"{model} {name} {'x'.join(map(str, xs))}->{l.out_channels}" + (f" g{l.groups}" if l.groups > 1 else "")
+        if args.errors_only:
+            print(f"{shape:<44} err y {err_y:.2e} dx {err_dx:.2e} {'ok' if max(err_y, err_dx) < BOUND else 'FAIL'}",
+                  flush=True)
+            continue
+        flops = 2 * batch * l.out_channels * (l.in_channels // l.groups) * 9 * y_def_shape(xs, l)
+        ws = {}
+        t_im = time_it(lambda: im2col.conv2d_forward(x, w, b, **hp), repeats=args.repeats)
+        t_wi = time_it(lambda: winograd.conv2d_forward(x, w, b, workspace=ws, **hp), repeats=args.repeats)
+        t_to = None
+        if torch is not None:
+            xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+            with torch.no_grad():
+                t_to = time_it(lambda: torch.nn.functional.conv2d(xt, wt, bt, padding=l.padding, groups=l.groups),
+                               repeats=args.repeats)
+        status = "ok" if max(err_y, err_dx) < BOUND else "FAIL"
+        tail = f"  err y {err_y:.1e} dx {err_dx:.1e} {status}"
+        rows.add("conv im2col fwd", "cpu", shape, t_im, flops / t_im.median / 1e9, "GF/s",
+                 t_to.median / t_im.median if t_to else None)
+        rows.add("conv winograd fwd", "cpu", shape, t_wi, flops / t_wi.median / 1e9, "GF/s",
+                 t_to.median / t_wi.median if t_to else None, tail, err_y=err_y, err_dx=err_dx)
+        if t_to is not None:
+            rows.add("conv torch fwd", "torch", shape, t_to, flops / t_to.median / 1e9, "GF/s")
+        ph = phases(x, w, b, l.padding, l.groups, args.repeats)
+        parts = []
+        for k, (t, nbytes, fl) in ph.items():
+            gbs, gfl = nbytes / t / 1e9, fl / t / 1e9
+            bound = "mem" if fl / nbytes < gemm_gflops / copy_gbs else "flop"
+            frac = gbs / copy_gbs if bound == "mem" else gfl / gemm_gflops
+            parts.append(f"{k} {t * 1e3:.1f} ms {gbs:.1f} GB/s {gfl:.0f} GF/s ({bound}, {frac:.0%} of roof)")
+        rows.note("; ".join(parts))
+    rows.save()
+    print(f"worst float32 Winograd error vs the direct definition: {worst:.2e} (bound {BOUND:.0e}: "
+          f"{'met' if worst < BOUND else 'NOT met'})")
+
+
+def y_def_shape(xs, l):
+    """OH*OW of the layer for input xs."""
+    N, C, H, W = xs
+    return (H + 2 * l.padding[0] - 2) * (W + 2 * l.padding[1] - 2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Winograd F(4x4, 3x3) convolution for 3x3 stride-1 layers: the reference tier.
+
+Shape legend
+    N batch, C channels in, H, W input size, F filters out, OH, OW output size, G groups,
+    m = 4 outputs per tile side, r = 3 kernel side, n = m + r - 1 = 6 input tile side,
+    TH, TW tiles down and across (TH = ceil(OH / m)), U, V, M the transformed kernel, input, product.
+
+Why F(m, r) needs m + r - 1 points (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+Networks", 2016, section 4; Toom-Cook / Winograd's minimal filtering)
+    Take a kernel polynomial g(t) = g0 + g1 t + g2 t^2 (r coefficients) and any polynomial h(t) with
+    m coefficients. Their product s(t) = g(t) h(t) has degree (r-1) + (m-1) = m + r - 2, so it has
+    n = m + r - 1 coefficients, and a polynomial with n coefficients is fixed by its values at n
+    distinct points, and not by fewer. At each point p the product is one multiplication,
+    s(p) = g(p) * h(p): n multiplications instead of m*r. The point "infinity" stands for the
+    leading coefficient (s_{n-1} = g_{r-1} h_{m-1}), which is why 0, 1, -1, 2, -2, inf is the usual
+    choice for n = 6: small numbers keep the transforms' round-off small.
+
+    In matrices: with Vg (n, r), Vh (n, m), Vs (n, n) the Vandermonde matrices of the points
+    (row p = [1, p, p^2, ...], row inf = [0, ..., 0, 1]),
+        s = Vs^-1 [(Vg g) * (Vh h)]         (linear convolution: s = T(g) h, T Toeplitz (n, m))
+    holds for every h, so T(g) = Vs^-1 diag(Vg g) Vh. A CNN layer is a correlation,
+    y_i = sum_k g_k d_{i+k} (d has n values, y has m), which is T(g)^T d:
+        y = Vh^T [(Vg g) * (Vs^-T d)]  =  A^T [(G g) * (B^T d)]
+    so A^T = Vh^T (m, n), G = Vg (n, r), B^T = Vs^-T (n, n). A diagonal D can move between B^T and G
+    ((D G g) * (D^-1 B^T d) is the same product); it is chosen here to make B^T integer.
+    In 2-D the same matrices act on rows and on columns of a 6x6 input tile d and 3x3 kernel g:
+        Y (4x4) = A^T [ (G g G^T) * (B^T d B) ] A
+    Over channels the element-wise product becomes, for each of the 36 tile positions (xi, nu),
+        M[xi, nu] (F, T) = U[xi, nu] (F, C) @ V[xi, nu] (C, T),  summed over c before A^T . A,
+    36 matrix products: 4x fewer multiplications than direct (36 for 16 outputs, vs 16 * 9).
+
+Backward (stride 1, kernel 3x3, padding p per axis)
+    dx[h] = sum_{kh} dy[h + p - kh] w[kh] = sum_{k'} dy[h + (p - 2) + k'] w[2 - k'], i.e. dx is
+    the 3x3 stride-1 correlation of dy, padded by 2 - p (cropped when p > 2), with the kernel
+    rotated by 180 degrees and its F and C axes swapped within each group: Winograd again.
+    dw and db are the im2col tier's (kernels/reference/conv2d.py): one product over the batch.
+"""
+import numpy as np
+
+from kernels.reference.conv2d import check_conv2d
+from kernels.reference.conv2d import conv2d_backward as direct_backward
+
+M_OUT, R_K = 4, 3
+POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, np.inf)
+
+
+def _vandermonde(points, cols):
+    """(len(points), cols): row p = [1, p, p^2, ...]; the point inf picks the leading coefficient."""
+    V = np.zeros((len(points), cols))
+    for i, p in enumerate(points):
+        if np.isinf(p):
+            V[i, -1] = 1.0
+        else:
+            V[i] = [p ** j for j in range(cols)]
+    return V
+
+
+def transform_matrices(m=M_OUT, r=R_K, points=POINTS):
+    """The Winograd F(m, r) matrices from m + r - 1 interpolation points.
+
+    Returns (AT (m, n), G (n, r), BT (n, n)), float64, n = m + r - 1, such that for d (n,) and
+    g (r,): AT @ ((G @ g) * (BT @ d)) == [sum_k g[k] d[i + k] for i in range(m)].
+    """
+    n = m + r - 1
+    if len(points) != n or len(set(points)) != n:
+        raise ValueError(f"F({m}, {r}) needs {n} distinct points (a product of degree {n - 1} "
+                         f"has {n} coefficients), got {points}")
+    AT = _vandermonde(points, m).T  # (m, n)
+    G = _vandermonde(points, r)  # (n, r)
+    BT = np.linalg.inv(_vandermonde(points, n)).T  # (n, n)
+    # the diagonal D: scale row i of BT so its smallest nonzero entry is +-1, G's row i by the inverse
+    for i in range(n):
+        s = np.min(np.abs(BT[i][np.abs(BT[i]) > 1e-12]))
+        BT[i] /= s
+        G[i] *= s
+    return AT, G, np.round(BT, 12) + 0.0  # + 0.0: no negative zeros
+
+
+def _tiles(OH, OW):
+    return -(-OH // M_OUT), -(-OW // M_OUT)
+
+
+def _winograd_correlate(x, w, padding, groups):
+    """sum over channels of the 3x3 stride-1 correlation, tile by tile; padding may be negative.
+
+    x: (N, C, H, W), w: (F, C/G, 3, 3). Returns y (N, F, OH, OW) without bias, x's dtype.
+    """
+    AT, G, BT = (a.astype(x.dtype) for a in transform_matrices())
+    N, C, H, W = x.shape
+    F, Cg = w.shape[:2]
+    Fg = F // groups
+    (ph, pw) = padding
+    OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
+    TH, TW = _tiles(OH, OW)
+    # zero-pad (or crop) so that TH x TW tiles of 6x6, overlapping by 2, fit exactly
+    xp = np.zeros((N, C, M_OUT * TH + 2, M_OUT * TW + 2), x.dtype)  # (N, C, 4TH+2, 4TW+2)
+    src = x[:, :, max(0, -ph):, max(0, -pw):]
+    hh, ww = min(src.shape[2], xp.shape[2] - max(ph, 0)), min(src.shape[3], xp.shape[3] - max(pw, 0))
+    xp[:, :, max(ph, 0):max(ph, 0) + hh, max(pw, 0):max(pw, 0) + ww] = src[:, :, :hh, :ww]
+    U = np.einsum("ij,fcjk,lk->filc", G, w, G)  # (F, 6, 6, C/G): G g G^T per (f, c)
+    Y = np.zeros((N, F, M_OUT * TH, M_OUT * TW), x.dtype)  # (N, F, 4TH, 4TW)
+    for th in range(TH):
+        for tw in range(TW):
+            d = xp[:, :, 4 * th:4 * th + 6, 4 * tw:4 * tw + 6]  # (N, C, 6, 6)
+            V = np.einsum("ij,ncjk,lk->ncil", BT, d, BT)  # (N, C, 6, 6): B^T d B
+            for g in range(groups):
+                fs, cs = slice(g * Fg, (g + 1) * Fg), slice(g * Cg, (g + 1) * Cg)
+                Mt = np.einsum("filc,ncil->nfil", U[fs], V[:, cs])  # (N, F/G, 6, 6): sum over c
+                Y[:, fs, 4 * th:4 * th + 4, 4 * tw:4 * tw + 4] = np.einsum("ij,nfjk,lk->nfil",
+                                                                           AT, Mt, AT)
+    return Y[:, :, :OH, :OW]
+
+
+def check_winograd(x, w, b, stride, padding, groups):
+    """check_conv2d, plus: the kernel is 3x3 and the stride 1. Returns (OH, OW)."""
+    OH, OW = check_conv2d(x, w, b, stride, padding, groups)
+    if tuple(w.shape[2:]) != (3, 3) or tuple(stride) != (1, 1):
+        raise ValueError(f"winograd: F(4x4, 3x3) needs a 3x3 kernel and stride 1, got w {w.shape} "
+                         f"and stride {tuple(stride)}")
+    return OH, OW
+
+
+def flip_kernel(w, groups):
+    """w (F, C/G, 3, 3) -> the backward-data kernel (C, F/G, 3, 3): rotated 180 deg, F and C swapped per group."""
+    F, Cg = w.shape[:2]
+    Fg = F // groups
+    wg = w.reshape(groups, Fg, Cg, 3, 3)[..., ::-1, ::-1]  # (G, F/G, C/G, 3, 3)
+    return np.ascontiguousarray(wg.transpose(0, 2, 1, 3, 4).reshape(groups * Cg, Fg, 3, 3))
+
+
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, workspace=None):
+    """y = conv(x, w) + b by Winograd F(4x4, 3x3), one 6x6 tile at a time.
+
+    x: (N, C, H, W), w: (F, C/G, 3, 3), b: (F,), all float32 or all float64; stride must be (1, 1).
+    budget_bytes and workspace are accepted for the shared signature (this tier keeps no buffers).
+    Returns y (N, F, OH, OW), x's dtype.
+    """
+    check_winograd(x, w, b, stride, padding, groups)
+    return _winograd_correlate(x, w, padding, groups) + b.reshape(1, -1, 1, 1)
+
+
+def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=None, need_dx=True,
+                    need_dw=True, workspace=None):
+    """Gradients of conv2d_forward: dx by Winograd on the flipped kernel, dw and db as im2col's.
+
+    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, 3, 3), all of one float dtype.
+    need_dx=False skips dx, need_dw=False dw and db (returned as None).
+    Returns (dx (N, C, H, W) or None, dw (F, C/G, 3, 3) or None, db (F,) or None), x's dtype.
+    """
+    check_winograd(x, w, None, stride, padding, groups)
+    dw = db = None
+    if need_dw:
+        _, dw, db = direct_backward(dy, x, w, stride=stride, padding=padding, groups=groups,
+                                    need_dx=False)
+    if not need_dx:
+        return None, dw, db
+    q = (2 - padding[0], 2 - padding[1])
+    dx = _winograd_correlate(dy, flip_kernel(w, groups), q, groups)
+    return dx, dw, db

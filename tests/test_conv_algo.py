@@ -1,0 +1,129 @@
+"""rawcnn.conv_algo: the per-layer choice between im2col and Winograd, its cache, and --conv-algo.
+
+Arrange, act, compare: the choice never changes the function a layer computes (float64 agrees to
+round-off), forced modes are obeyed where Winograd applies, the cache is JSON written by rename.
+"""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import cli
+from rawcnn import conv_algo
+from rawcnn.layers import Conv2d
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAWCNN_CACHE_DIR", str(tmp_path / "cache"))
+    yield
+    conv_algo.set_default("auto")
+
+
+def _conv(C=32, F=32, k=3, s=1, p=1, g=1, algo=None, dtype=np.float64):
+    layer = Conv2d(C, F, k, s, p, g, name="c", rng=np.random.default_rng(0), weight_std=0.1, dtype=dtype)
+    layer.conv_algo = algo
+    return layer
+
+
+def test_choice_rules():
+    x_shape = (2, 32, 50, 50)
+    assert conv_algo.choose(_conv(algo="im2col"), x_shape, np.float32) == "im2col"
+    assert conv_algo.choose(_conv(algo="winograd"), x_shape, np.float32) == "winograd"
+    # Winograd does not apply: 5x5, stride 2 -> im2col even when forced
+    assert conv_algo.choose(_conv(k=5, p=2, algo="winograd"), x_shape, np.float32) == "im2col"
+    assert conv_algo.choose(_conv(s=2, algo="winograd"), x_shape, np.float32) == "im2col"
+    # auto with an empty cache: table_choice (im2col until a quiet machine's measurements say more)
+    assert conv_algo.choose(_conv(), x_shape, np.float32) == "im2col"
+    with pytest.raises(ValueError, match="conv_algo must be one of"):
+        conv_algo.choose(_conv(algo="fft"), x_shape, np.float32)
+    with pytest.raises(ValueError, match="--conv-algo must be one of"):
+        conv_algo.set_default("fft")
+
+
+def test_tune_writes_json_that_auto_reads(tmp_path):
+    layer = _conv(algo="tune", dtype=np.float32)
+    x = np.random.default_rng(1).standard_normal((2, 32, 12, 12)).astype(np.float32)
+    algo = conv_algo.choose(layer, x.shape, x.dtype, x=x)
+    table = json.loads((tmp_path / "cache" / "conv_algo.json").read_text())
+    (key, entry), = table.items()
+    assert entry["algo"] == algo and entry["im2col_s"] > 0 and entry["winograd_s"] > 0
+    assert "N2C32H12W12F32p1x1g1" in key and "float32" in key
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")]
+    # auto uses the measured entry, even against the table's rule
+    other = "im2col" if algo == "winograd" else "winograd"
+    conv_algo.store(key, {"algo": other})
+    assert conv_algo.choose(_conv(dtype=np.float32), x.shape, x.dtype) == other
+
+
+def test_unreadable_cache_falls_back_to_the_table(tmp_path):
+    layer, x_shape = _conv(), (1, 32, 50, 50)
+    conv_algo.store(conv_algo.cache_key(layer, x_shape, np.float64), {"algo": "winograd"})
+    assert conv_algo.choose(layer, x_shape, np.float64) == "winograd"
+    (tmp_path / "cache" / "conv_algo.json").write_text("{not json")
+    assert conv_algo.choose(layer, x_shape, np.float64) == "im2col"
+
+
+@pytest.mark.parametrize("p, g", [(1, 1), (0, 2)])
+def test_layer_contract_is_the_same_for_both_algorithms(p, g):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 32, 10, 9))
+    outs = {}
+    for algo in ("im2col", "winograd"):
+        layer = _conv(p=p, g=g, algo=algo)
+        y = layer.forward(x, train=True)
+        dy = np.random.default_rng(3).standard_normal(y.shape)
+        dx = layer.backward(dy)
+        assert layer.algo == algo and set(layer.grads) == {"w", "b"}
+        outs[algo] = (y, dx, layer.grads["w"], layer.grads["b"])
+    for a, b in zip(outs["im2col"], outs["winograd"]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(a).max())
+
+
+@pytest.mark.parametrize("algo, buffers", [("im2col", {"cols"}),
+                                           ("winograd", {"cols", "winograd_U", "winograd_V", "winograd_M"})])
+def test_workspace_is_reused_across_steps(algo, buffers):
+    # the column and transform buffers are allocated at the first step and reused after
+    layer = _conv(algo=algo, dtype=np.float32)
+    x = np.random.default_rng(4).standard_normal((2, 32, 16, 16)).astype(np.float32)
+    for step in range(3):
+        y = layer.forward(x, train=True)
+        layer.backward(np.ones_like(y))
+        if step == 0:
+            first = {k: v.ctypes.data for k, v in layer.workspace.items()}
+    assert set(first) == buffers
+    assert {k: v.ctypes.data for k, v in layer.workspace.items()} == first  # no buffer reallocated
+
+
+def test_default_applies_to_layers_without_their_own():
+    layer = _conv()
+    x = np.zeros((1, 32, 8, 8))
+    conv_algo.set_default("im2col")
+    layer.forward(x)
+    assert layer.algo == "im2col"
+    conv_algo.set_default("winograd")
+    layer.forward(x)
+    assert layer.algo == "winograd"
+
+
+def test_summary_shows_the_choice():
+    run = CliRunner().invoke(cli.main, ["summary", "alexnet", "--conv-algo", "winograd"])
+    assert run.exit_code == 0, run.output
+    assert "Conv2d(3->96, k=11, s=4, p=0) [im2col]" in run.output  # Winograd does not apply
+    assert "Conv2d(256->384, k=3, s=1, p=1) [winograd]" in run.output
+    run = CliRunner().invoke(cli.main, ["summary", "alexnet"])  # auto, nothing measured: im2col
+    assert run.exit_code == 0 and "[winograd]" not in run.output and "[im2col]" in run.output
+    run = CliRunner().invoke(cli.main, ["summary", "vgg16", "--conv-algo", "fft"])
+    assert run.exit_code != 0 and "fft" in run.output
+
+
+def test_a_net_shares_one_workspace_across_its_layers():
+    from rawcnn.models import build
+    net = build("custom", input_shape=(3, 99, 99), seed=0)
+    convs = [l for l in net.layers if l.kind == "Conv2d"]
+    assert len(convs) == 5 and all(l.workspace is net.workspace for l in convs)
+    x = np.random.default_rng(5).standard_normal((2, 3, 99, 99)).astype(np.float32)
+    conv_algo.set_default("winograd")
+    net.forward(x, train=True)
+    assert {"cols", "winograd_V"} <= set(net.workspace)  # conv1 (7x7) im2col, conv2..5 Winograd
