@@ -130,11 +130,14 @@ def data():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (Montgomery layout).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing synthetic set in --out.")
-def data_synth(n, size, abnormal_fraction, seed, out, overwrite):
+@click.option("--difficulty", type=click.Choice(["standard", "hard"]), default="standard", show_default=True,
+              help="hard: one subtle small lesion, exposure and noise varying widely (a benchmark for recipes).")
+def data_synth(n, size, abnormal_fraction, seed, out, overwrite, difficulty):
     """Write synthetic chest radiographs with lung and lesion masks (NLM Montgomery layout)."""
     from rawcnn.data import synthesize
     try:
-        recs = synthesize(out, n, size=size, seed=seed, abnormal_fraction=abnormal_fraction, overwrite=overwrite)
+        recs = synthesize(out, n, size=size, seed=seed, abnormal_fraction=abnormal_fraction, overwrite=overwrite,
+                          difficulty=difficulty)
     except ValueError as e:
         _fail(e)
     click.echo(f"wrote {len(recs)} images ({sum(r.label for r in recs)} abnormal) to {out}")
