@@ -241,3 +241,30 @@ def test_hard_synthetic_cases_are_subtler():
     assert contrast("hard") < 0.5 * contrast("standard")
     with pytest.raises(ValueError, match="difficulty"):
         render_case(np.random.default_rng(0), 64, difficulty="extreme")
+
+
+def test_search_and_train_take_the_recipe_flags(tmp_path):
+    run = CliRunner()
+    r = run.invoke(main, ["data", "synth", "--n", 20, "--size", 96, "--seed", 4, "--out", str(tmp_path / "syn")])
+    assert r.exit_code == 0, r.output
+    r = run.invoke(main, ["data", "prepare", str(tmp_path / "syn"), "--out", str(tmp_path / "set.h5"),
+                          "--input-size", 32, "--base-size", 0])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY32))
+    r = run.invoke(main, ["search", "--space", '{"lr": {"log_uniform": [0.001, 0.01]}}', "--trials", "1",
+                          "--data", str(tmp_path / "set.h5"), "--model", str(tmp_path / "tiny.json"), "--epochs", "1",
+                          "--out", str(tmp_path / "s"), "--init", "lsuv", "--input-norm", "none",
+                          "--select-by", "val-loss", "--balance", "weight"])
+    assert r.exit_code == 0, r.output
+    cfg = read_checkpoint(tmp_path / "s" / "trial_001" / "last.h5")
+    assert cfg["preprocessing"]["name"] == "none"
+    assert cfg["meta"]["config"]["select_by"] == "val-loss" and cfg["meta"]["config"]["balance"] == "weight"
+    r = run.invoke(main, ["train", "--recipe", "paper", "--model", str(tmp_path / "tiny.json"), "--data",
+                          str(tmp_path / "set.h5"), "--out", str(tmp_path / "t"), "--epochs", "1", "--lr", "0.002"])
+    assert r.exit_code == 0, r.output
+    ck = read_checkpoint(tmp_path / "t" / "last.h5")
+    assert ck["preprocessing"]["name"] == "zero-center" and ck["lr"] == pytest.approx(0.002)
+    assert ck["meta"]["config"]["select_by"] == "val-acc" and ck["meta"]["config"]["batch_size"] == 32
+    r = run.invoke(main, ["train", "--data", str(tmp_path / "set.h5"), "--out", str(tmp_path / "u"),
+                          "--init", "xavier"])
+    assert r.exit_code != 0 and "--init" in r.output and "Traceback" not in r.output
