@@ -47,7 +47,7 @@ def orthonormal(rng, F, K, dtype=np.float32):
 
     rng: numpy Generator. The sign fix (q * sign(diag r)) makes q Haar-distributed (Mezzadri 2007).
     """
-    a = rng.standard_normal((max(F, K), min(F, K)))  # (max, min)
+    a = rng.standard_normal((max(F, K), min(F, K)), dtype=np.float32 if dtype == np.float32 else np.float64)
     q, r = np.linalg.qr(a)  # q (max, min) orthonormal columns
     q = q * np.sign(np.diag(r))
     return (q.T if F <= K else q).astype(dtype)  # (F, K)
@@ -60,6 +60,12 @@ def lsuv(net, x, *, seed=0, tol=0.1, max_iter=10, log=None):
     seed: the orthonormal draws; tol: stop when |var(y) - 1| < tol; max_iter: rescalings per layer.
     Returns [(layer name, output std before the last rescale, rescalings)], one per weight layer.
     """
+    from .determinism import blas_pinned
+    with blas_pinned(net.be.name == "cpu"):  # the QR and the measurements: thread-count independent
+        return _lsuv(net, x, seed, tol, max_iter, log)
+
+
+def _lsuv(net, x, seed, tol, max_iter, log):
     rng = np.random.default_rng(seed)
     be = net.be
     h = be.asarray(np.asarray(x), dtype=net.dtype)  # (B, C, H, W) the running activation
