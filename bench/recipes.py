@@ -18,8 +18,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rawcnn.cv import cross_validate  # noqa: E402
-from rawcnn.recipes import resolve  # noqa: E402
+from rawcnn.cv import cross_validate
+from rawcnn.recipes import resolve
 
 # what each candidate changes from a named recipe (epochs and patience are set on the command line)
 CANDIDATES = {

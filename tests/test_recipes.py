@@ -27,7 +27,8 @@ SPEC = {"name": "tiny", "input": [1, 16, 16], "layers": [
     {"type": "Linear", "name": "fc1", "out_features": 16},
     {"type": "ReLU", "name": "relu3"},
     {"type": "Linear", "name": "fc2", "out_features": 2}]}
-RUN = dict(batch_size=8, lr=0.02, patience=3, max_drops=1, seed=7, progress=False, device="cpu", log=lambda m: None)
+RUN = {"batch_size": 8, "lr": 0.02, "patience": 3, "max_drops": 1, "seed": 7, "progress": False, "device": "cpu",
+       "log": lambda m: None}
 
 
 def make_data(n_train=40, n_val=16, seed=0, frac1=0.5):
@@ -121,8 +122,9 @@ def test_select_by_val_loss_keeps_the_lowest_loss_epoch(tmp_path, monkeypatch):
 
 
 def test_select_by_val_auc_records_a_real_auc(tmp_path):
-    from rawcnn.evaluate import forward_probs
     from sklearn.metrics import roc_auc_score
+
+    from rawcnn.evaluate import forward_probs
     data = make_data()
     r = train(models.build(SPEC, seed=0, weight_std=0.1), data, out_dir=tmp_path, epochs=3,
               recipe={"select_by": "val-auc"}, **RUN)
