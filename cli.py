@@ -236,8 +236,8 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
     """Train a model with SGD-momentum, L2 and a plateau learning-rate schedule.
 
     --recipe default (LSUV init, standardised input, warm-up, clipping, augmentation, selection by
-    validation AUC; chosen by measurement, bench/RESULTS.md) or paper (what the paper states; it
-    does not learn without normalisation). Any flag below overrides the recipe's value.
+    validation AUC; measurements in bench/RESULTS.md) or paper (what the paper states; it does not
+    learn without normalisation). Any flag below overrides the recipe's value.
     """
     from rawcnn.commands import run_training
     be = _backend(device)
