@@ -276,8 +276,9 @@ def cv(data_path, folds, model, patient_pattern, out, seed, device, **recipe_opt
     """Stratified k-fold cross-validation of a training recipe: per-fold and pooled out-of-fold metrics."""
     from rawcnn.cv import cross_validate
     be = _backend(device)
-    if os.path.exists(os.path.join(out, "cv.json")):
-        _fail(ValueError(f"{out} already holds a cross-validation (cv.json); choose another --out"))
+    if os.path.isdir(out) and os.listdir(out):
+        _fail(ValueError(f"{out} already exists and is not empty (cv.json, fold_*/ of an earlier run would be "
+                         f"replaced); choose another --out"))
     try:
         rep = cross_validate(data_path, out, _resolve_recipe(recipe_opts), folds=folds, seed=seed, model=model,
                              patient_pattern=patient_pattern, device=be.name, log=click.echo)
