@@ -228,11 +228,14 @@ def data():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (Montgomery layout).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing synthetic set in --out.")
-def data_synth(n, size, abnormal_fraction, seed, out, overwrite):
+@click.option("--difficulty", type=click.Choice(["standard", "hard"]), default="standard", show_default=True,
+              help="hard: one subtle small lesion, exposure and noise varying widely (a benchmark for recipes).")
+def data_synth(n, size, abnormal_fraction, seed, out, overwrite, difficulty):
     """Write synthetic chest radiographs with lung and lesion masks (NLM Montgomery layout)."""
     from rawcnn.data import synthesize
     try:
-        recs = synthesize(out, n, size=size, seed=seed, abnormal_fraction=abnormal_fraction, overwrite=overwrite)
+        recs = synthesize(out, n, size=size, seed=seed, abnormal_fraction=abnormal_fraction, overwrite=overwrite,
+                          difficulty=difficulty)
     except ValueError as e:
         _fail(e)
     click.echo(f"wrote {len(recs)} images ({sum(r.label for r in recs)} abnormal) to {out}")
@@ -282,6 +285,48 @@ def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_marg
 
 
 # -- training and evaluation -------------------------------------------------------------------
+def _recipe_options(f):
+    """The options of a training recipe (rawcnn.recipes): each defaults to the --recipe's value."""
+    opts = [
+        click.option("--recipe", type=click.Choice(["default", "paper"]), default="default", show_default=True,
+                     help="Named settings; the flags below override single values."),
+        click.option("--init", default=None, help="normal:STD (or a bare STD), he (N(0, 2/fan_in)) or lsuv "
+                     "(orthonormal, then unit output variance per layer on a batch)."),
+        click.option("--input-norm", type=click.Choice(["mean", "standardise", "none"]), default=None,
+                     help="mean: the training mean subtracted (the paper); standardise: (x - mean) / std; "
+                          "none. Stored in the checkpoint's input contract."),
+        click.option("--epochs", type=int, default=None),
+        click.option("--batch-size", type=int, default=None),
+        click.option("--lr", type=float, default=None),
+        click.option("--momentum", type=float, default=None),
+        click.option("--weight-decay", type=float, default=None, help="L2 on weights."),
+        click.option("--patience", type=int, default=None,
+                     help="Epochs without a better selection metric before the learning rate is divided by 10."),
+        click.option("--max-drops", type=int, default=None),
+        click.option("--warmup-epochs", type=float, default=None, help="Linear learning-rate warm-up (0: none)."),
+        click.option("--clip-norm", type=float, default=None, help="Clip the gradient's global norm (0: none)."),
+        click.option("--select-by", type=click.Choice(["val-acc", "val-auc", "val-loss"]), default=None,
+                     help="The metric that picks best.h5 and drives the plateau schedule."),
+        click.option("--balance", type=click.Choice(["none", "sample", "weight"]), default=None,
+                     help="Class balance: balanced sampling, or class-weighted loss."),
+        click.option("--translate", type=float, default=None, help="Augmentation: max shift (fraction)."),
+        click.option("--rotate", type=float, default=None, help="Augmentation: max rotation (degrees)."),
+        click.option("--scale", type=float, default=None, help="Augmentation: max zoom change (fraction)."),
+        click.option("--brightness", type=float, default=None, help="Augmentation: max brightness change (fraction)."),
+        click.option("--augment/--no-augment", default=None, help="Augmentation on or off."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _resolve_recipe(opts):
+    """The settings of --recipe with every flag the user gave applied (rawcnn.recipes.resolve)."""
+    from rawcnn.recipes import resolve
+    opts = dict(opts)
+    return resolve(opts.pop("recipe"), **opts)
+
+
 @main.command()
 @click.option("--model", default="custom", show_default=True, help="custom, alexnet, vgg16, vgg19 or a JSON spec.")
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -293,18 +338,7 @@ def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_marg
 @click.option("--new-head-lr-mult", type=float, default=10.0, show_default=True,
               help="Learning-rate multiplier of the fresh last layer when --weights has another class count.")
 @click.option("--freeze-through", default=None, help="Freeze every layer up to and including this one.")
-@click.option("--init", default="0.01", show_default=True, help="Weight init std, or 'he' (sqrt(2/fan_in)).")
-@click.option("--epochs", type=int, default=60, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--weight-decay", type=float, default=5e-4, show_default=True, help="L2 on weights.")
-@click.option("--patience", type=int, default=5, show_default=True,
-              help="Epochs without a better validation accuracy before the learning rate is divided by 10.")
-@click.option("--max-drops", type=int, default=3, show_default=True)
-@click.option("--translate", type=float, default=0.1, show_default=True, help="Augmentation: max shift (fraction).")
-@click.option("--rotate", type=float, default=10.0, show_default=True, help="Augmentation: max rotation (degrees).")
-@click.option("--no-augment", is_flag=True)
+@_recipe_options
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--classes", "classes", default=None,
               help="The data set's class names in the order of the --weights (or resumed) checkpoint's outputs, "
@@ -318,10 +352,13 @@ def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_marg
               show_default=True, help="Convolution algorithm: per layer from a measured table or this "
               "machine's cached timings (auto), forced, or timed once and cached (tune).")
 @_overwrites
-def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_through, init, epochs, batch_size,
-          lr, momentum, weight_decay, patience, max_drops, translate, rotate, no_augment, resume, classes, seed,
-          device, procs, conv_algo):
+def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_through, resume, classes, seed,
+          device, procs, conv_algo, **recipe_opts):
     """Train a model with SGD-momentum, L2 and a plateau learning-rate schedule.
+
+    --recipe default (LSUV init, standardised input, warm-up, clipping, augmentation, selection by
+    validation AUC; measurements in bench/RESULTS.md) or paper (what the paper states; it does not
+    learn without normalisation). Any flag below overrides the recipe's value.
 
     `mpiexec -n N rawcnn train ...` (or --procs N) trains data-parallel: --batch-size is the global batch.
     """
@@ -339,13 +376,11 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
     given = {n for n in ctx.params if ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)}
     be = _backend(device)
     try:
-        init_v = init if init == "he" else float(init)
+        st = _resolve_recipe(recipe_opts)
         res = run_training(model, data_path, out, weights=weights, num_classes=num_classes,
-                           new_head_lr_mult=new_head_lr_mult, freeze_through=freeze_through, init=init_v,
-                           epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                           weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed,
-                           translate=translate, rotate=rotate, augment=not no_augment, resume=resume,
-                           device=be.name, classes=classes.split(",") if classes else None,
+                           new_head_lr_mult=new_head_lr_mult, freeze_through=freeze_through, seed=seed,
+                           resume=resume, device=be.name, settings=st,
+                           classes=classes.split(",") if classes else None,
                            **({"given": given} if resume else {}))
     except (ValueError, KeyError) as e:
         _fail(e)
@@ -356,6 +391,34 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
         sys.exit(130)
     if res["status"] == "diverged":
         sys.exit(1)
+
+
+@main.command()
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A prepared two-class data set; all its splits are pooled and re-split into folds.")
+@click.option("--folds", type=int, default=5, show_default=True)
+@click.option("--model", default="custom", show_default=True, help="custom, alexnet, vgg16, vgg19 or a JSON spec.")
+@click.option("--patient-pattern", default=None,
+              help="A regex whose first group is the patient id in image names (folds keep a patient's images "
+                   "together); default: the set's own patient ids, else one image per patient.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder: fold_<k>/ runs, oof.csv, cv.json, cv_roc.png.")
+@_recipe_options
+@click.option("--seed", type=int, default=0, show_default=True, help="Fold assignment, init, shuffling.")
+@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+def cv(data_path, folds, model, patient_pattern, out, seed, device, **recipe_opts):
+    """Stratified k-fold cross-validation of a training recipe: per-fold and pooled out-of-fold metrics."""
+    from rawcnn.cv import cross_validate
+    be = _backend(device)
+    if os.path.isdir(out) and os.listdir(out):
+        _fail(ValueError(f"{out} already exists and is not empty (cv.json, fold_*/ of an earlier run would be "
+                         f"replaced); choose another --out"))
+    try:
+        rep = cross_validate(data_path, out, _resolve_recipe(recipe_opts), folds=folds, seed=seed, model=model,
+                             patient_pattern=patient_pattern, device=be.name, log=click.echo)
+    except (ValueError, KeyError) as e:
+        _fail(e)
+    click.echo(f"wrote {rep['paths']['oof']}, {rep['paths']['json']}, {rep['paths']['roc']}")
 
 
 @main.command()
@@ -448,18 +511,28 @@ def predict(images, checkpoint, top, class_names, masks, masks_dir, device, conv
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@click.option("--recipe", type=click.Choice(["default", "paper"]), default="default", show_default=True,
+              help="The settings every trial starts from (the sampled values replace theirs).")
+@click.option("--init", default=None, help="normal:STD, he or lsuv (default: the recipe's).")
+@click.option("--input-norm", type=click.Choice(["mean", "standardise", "none"]), default=None)
+@click.option("--select-by", type=click.Choice(["val-acc", "val-auc", "val-loss"]), default=None)
+@click.option("--balance", type=click.Choice(["none", "sample", "weight"]), default=None)
+@click.option("--warmup-epochs", type=float, default=None)
+@click.option("--clip-norm", type=float, default=None)
 @_overwrites
-def search(space, trials, data_path, model, epochs, out, seed, device):
+def search(space, trials, data_path, model, epochs, out, seed, device, **recipe_opts):
     """Random search over learning rate, momentum, L2, dropout and batch size."""
-    from rawcnn.data import Augmenter, load_dataset
+    from rawcnn.data import load_dataset
     from rawcnn.search import load_space, random_search
     be = _backend(device)
     try:
+        st = _resolve_recipe(recipe_opts)
         ds = load_dataset(data_path)
         size = int(ds.split("train").images.shape[-1])
+        from rawcnn.recipes import augmenter
         res = random_search(load_space(space), trials, ds, seed=seed, epochs_per_trial=epochs, out_dir=out,
                             model=model, num_classes=len(ds.class_names), input_shape=(3, size, size),
-                            augment=Augmenter(rng=seed), device=be.name)
+                            augment=augmenter({**st, "augment": True}, seed), device=be.name, settings=st)
     except (ValueError, KeyError) as e:
         _fail(e)
     if res:

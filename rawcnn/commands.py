@@ -50,7 +50,7 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
                  new_head_lr_mult=10.0, freeze_through=None, init=0.01, epochs=60, batch_size=32, lr=1e-3,
                  momentum=0.9, weight_decay=5e-4, patience=5, max_drops=3, seed=0, translate=0.1,
                  rotate=10.0, augment=True, resume=False, device="cpu", progress=True, log=print, classes=None,
-                 given=None):
+                 given=None, settings=None):
     """`rawcnn train`: build or load the net, train it on a prepared set; returns train()'s dict.
 
     Under `mpiexec -n R` every rank runs this; each reads only its rows of the set (rawcnn.distributed).
@@ -58,7 +58,16 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
     the run being resumed is refused, unless `classes` maps them (rawcnn.contract.match_classes).
     given: with resume, the names of the options the user typed (the command line passes them):
     the model then defaults to the run's own (last.h5's spec) and a new lr takes effect.
+    settings: None, or a recipe's settings (rawcnn.recipes.resolve), which then decide init, the
+    input contract (unless --weights brings its own), augmentation and the recipe hooks, and
+    override the keyword arguments of the same names.
     """
+    if settings is not None:
+        from .init import parse_init, weight_std_for_build
+        init = weight_std_for_build(parse_init(settings["init"]))
+        epochs, batch_size, lr, momentum = (settings["epochs"], settings["batch_size"], settings["lr"],
+                                            settings["momentum"])
+        weight_decay, patience, max_drops = settings["weight_decay"], settings["patience"], settings["max_drops"]
     from .checkpoint import read_checkpoint
     from .contract import contract_of, match_classes
     from .data import Augmenter
@@ -87,10 +96,23 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
                                   init=init, new_head_lr_mult=new_head_lr_mult, freeze_through=freeze_through,
                                   log=log)
     aug = Augmenter(max_translate=translate, max_rotate_deg=rotate, rng=seed) if augment else None
+    recipe = None
+    if settings is not None:
+        from . import recipes
+        aug, recipe = recipes.augmenter(settings, seed), recipes.hooks(settings)
+        if pre is None:
+            x = data.split("train").images  # (N, C, S, S) uint8
+            pre = recipes.input_contract(settings["input_norm"], x, input_size).to_dict()
+            if not resume:
+                recipes.init_net(net, settings, x, pre, seed=seed, log=log)
+        else:
+            log("note: --weights brings its own weights and input contract; the recipe's init and input-norm "
+                "are not used")
     return train(net, data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                  weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed, augment=aug,
                  preprocessing=pre, resume=resume, progress=progress, log=log, device=device,
-                 dist=dist if dist.size > 1 else None, given=set(given or ()))
+                 dist=dist if dist.size > 1 else None, given=set(given or ()), recipe=recipe)
+
 
 
 def _resume_model(out_dir, model, weights, given):

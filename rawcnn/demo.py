@@ -109,19 +109,22 @@ def _data(paths, st, seed, progress, log):
     return load_dataset(paths["prepared"])
 
 
+def demo_recipe(st):
+    """The demo's training settings as a rawcnn.recipes settings dict (what `rawcnn train` flags spell)."""
+    from .recipes import resolve
+    init = st["weight_std"] if st["weight_std"] == "he" else f"normal:{st['weight_std']}"
+    return resolve("default", init=init, input_norm="standardise", lr=st["lr"], batch_size=st["batch_size"],
+                   epochs=st["epochs"], momentum=st["momentum"], weight_decay=st["weight_decay"],
+                   patience=st["patience"], max_drops=st["max_drops"], warmup_epochs=0.0, clip_norm=0.0,
+                   select_by="val-acc", balance="none", augment=st["augment"], translate=0.05, rotate=5.0,
+                   scale=0.0, brightness=0.0)
+
+
 def _train(paths, st, data, seed, backend, progress, log):
-    """Step 3: build the custom net and train it. Returns train()'s dict."""
-    from .data import Augmenter
-    from .models import build
-    from .train import train
-    S = st["input_size"]
-    net = build("custom", num_classes=2, input_shape=(3, S, S), seed=seed, weight_std=st["weight_std"])
-    pp = standardise(data.split("train").images, S)
-    aug = Augmenter(0.05, 5.0, rng=seed) if st["augment"] else None
-    r = train(net, data, out_dir=paths["run_dir"], epochs=st["epochs"], batch_size=st["batch_size"], lr=st["lr"],
-              momentum=st["momentum"], weight_decay=st["weight_decay"], patience=st["patience"],
-              max_drops=st["max_drops"], seed=seed, augment=aug, preprocessing=pp, progress=progress, log=log,
-              device=backend)
+    """Step 3: build the custom net and train it with the demo's recipe. Returns train()'s dict."""
+    from .recipes import train_recipe
+    r = train_recipe(data, paths["run_dir"], demo_recipe(st), model="custom", seed=seed, device=backend,
+                     progress=progress, log=log)
     if r["status"] == "interrupted":
         raise KeyboardInterrupt(r["reason"])
     if r["status"] == "diverged" or r["best_checkpoint"] is None:
@@ -164,6 +167,7 @@ def run_demo(out_dir, *, seed=0, n_images=None, input_size=None, epochs=None, de
     r = _train(paths, st, data, seed, be.name, progress, log)
     sec["train"] = time.perf_counter() - t0 - sec["data"]
     from .evaluate import evaluate_checkpoint, save_report
+    from .recipes import equivalent_command
     log(f"evaluating {paths['best_checkpoint']} on the test split")
     ev = evaluate_checkpoint(paths["best_checkpoint"], data, split="test", device=be.name)
     save_report(ev, paths["run_dir"])
@@ -179,7 +183,10 @@ def run_demo(out_dir, *, seed=0, n_images=None, input_size=None, epochs=None, de
     summary = _strict({"seed": seed, "device": be.name, "quick": bool(quick), "settings": st,
                        "counts": data.counts().tolist(),
                        "train": {k: r[k] for k in ("status", "reason", "epoch", "best_epoch", "best_val_acc")},
-                       "test": {k: ev.get(k) for k in keys}, "localisation": loc, "seconds": sec, "paths": paths})
+                       "test": {k: ev.get(k) for k in keys}, "localisation": loc, "seconds": sec, "paths": paths,
+                       "train_command": equivalent_command(demo_recipe(st), paths["prepared"],
+                                                           os.path.join(paths["out_dir"], "run-cli"), seed=seed,
+                                                           device=be.name)})
     from .fileio import atomic_open
     with atomic_open(paths["summary"], "w") as fh:
         json.dump(summary, fh, indent=1)
@@ -202,6 +209,8 @@ def format_summary(s):
             + ", ".join(f"{m} {f(v['pointing'])}" for m, v in loc["methods"].items()) + ")",
             f"time: data {s['seconds']['data']:.0f} s, training {s['seconds']['train']:.0f} s, evaluation and "
             f"report {s['seconds']['evaluate_and_report']:.0f} s, total {s['seconds']['total']:.0f} s",
+            "the same training from the command line:",
+            f"  {s['train_command']}",
             f"synthetic data   {p['data']}",
             f"prepared set     {p['prepared']}",
             f"checkpoints      {p['best_checkpoint']} (best), {p['last_checkpoint']} (last)",

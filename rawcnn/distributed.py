@@ -91,8 +91,7 @@ class Distributed:
         xb, yb = read_rows(tr.train_split.x, mine), tr.train_split.y[mine]  # (n_r, ...), (n_r,)
         sel = slice(lo, hi) if hi > lo else slice(0, 1)
         if tr.augment is not None:  # the transforms of all n rows, as one process draws them
-            angles, shifts = tr.augment.draw(n)  # (n,), (n, 2)
-            xb = tr.augment.apply(xb, angles[sel], shifts[sel])
+            xb = tr.augment.apply_all(xb, tr.augment.draw_all(n), sel)
         set_dropout_rows(net, (sel.start, sel.stop, n))
         try:
             logits = net.forward(tr.to_input(xb), train=True)  # (n_r, K)
@@ -124,13 +123,17 @@ class Distributed:
         split = split if split is not None else tr.val_split
         x, y, B = split.x, split.y, tr.batch_size
         lo, hi = share(y.size, self.size, self.rank)
-        sums = np.zeros(2, dtype=np.float64)  # (2,) loss sum, correct
+        sums = np.zeros(2 + y.size, dtype=np.float64)  # (2 + M,) loss sum, correct, each image's score
         for i in range(lo, hi, B):
             j = min(i + B, hi)
             logits = net.forward(tr.to_input(read_rows(x, np.arange(i, j))), train=False)  # (j - i, K)
             sums[0] += crit.forward(logits, y[i:j]) * (j - i)
             sums[1] += int((xp.argmax(logits, axis=1) == crit.labels).sum())
+            tr.n_classes = logits.shape[1]
+            sums[2 + i:2 + j] = tr.hooks.scores(logits)  # the other ranks hold 0 there
         self.allreduce(sums)
+        if split is tr.val_split:
+            tr.val_auc = tr.hooks.auc(y, [sums[2:]])  # as one process computes it
         return float(sums[0]) / y.size, float(sums[1]) / y.size
 
     # -- small collectives ---------------------------------------------------------------------
@@ -406,16 +409,28 @@ class ShardedImages:
         x = self.images[rows] if rows.size else np.empty((0,) + self.images.shape[1:], np.uint8)  # (u, 1, S, S)
         return np.repeat(x[back.reshape(-1)], self.channels, axis=1)  # (k, C, S, S)
 
-    def mean(self, axis=(0, 2, 3), dtype=np.float64):
-        """The per-channel mean (C,) over every rank's share: exact sums of integers, reduced."""
-        if tuple(axis) != (0, 2, 3):
-            raise ValueError("ShardedImages.mean: only the per-channel mean (axis=(0, 2, 3)) is provided")
+    def _moments(self):
+        """(sum, sum of squares, count) of the grey plane over every rank's share, reduced (exact
+        integer sums in float64 up to 2**53)."""
         lo, hi = share(len(self), self.dist.size, self.dist.rank)
-        sums = np.zeros(1, dtype=np.float64)  # (1,) the grey plane's sum (every channel is a copy)
+        sums = np.zeros(2, dtype=np.float64)  # (2,) sum, sum of squares (every channel is a copy)
         for i in range(lo, hi, 256):
-            sums += self[i:min(i + 256, hi)][:, :1].sum(dtype=np.float64)
+            g = self[i:min(i + 256, hi)][:, :1].astype(np.float64)  # (k, 1, S, S)
+            sums += g.sum(), (g * g).sum()
         self.dist.allreduce(sums)
-        return np.repeat(sums / (len(self) * self.shape[2] * self.shape[3]), self.channels).astype(dtype)
+        return sums[0], sums[1], len(self) * self.shape[2] * self.shape[3]
+
+    def mean(self, axis=None, dtype=np.float64):
+        """The mean over every rank's share: per channel (C,) for axis=(0, 2, 3), else one number."""
+        if axis is not None and tuple(axis) != (0, 2, 3):
+            raise ValueError("ShardedImages.mean: the per-channel mean (axis=(0, 2, 3)) or the whole mean only")
+        s1, _, n = self._moments()
+        return np.repeat(s1 / n, self.channels).astype(dtype) if axis is not None else dtype(s1 / n)
+
+    def std(self, dtype=np.float64):
+        """The standard deviation of every pixel over every rank's share (one number)."""
+        s1, s2, n = self._moments()
+        return dtype(np.sqrt(max(s2 / n - (s1 / n) ** 2, 0.0)))
 
 
 class ShardedSplit:

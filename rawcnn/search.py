@@ -120,7 +120,7 @@ def sample(space, rng):
     return out
 
 
-def _trial_net(model, config, num_classes, input_shape, seed):
+def _trial_net(model, config, num_classes, input_shape, seed, weight_std=0.01):
     """Build the trial's net, every Dropout layer's p set to config['dropout'] when given."""
     spec = load_spec(model)
     if "dropout" in config:
@@ -129,7 +129,22 @@ def _trial_net(model, config, num_classes, input_shape, seed):
             raise ValueError(f"search space 'dropout': model {spec.get('name', '?')!r} has no Dropout layer")
         for e in drops:
             e["p"] = config["dropout"]
-    return build(spec, num_classes=num_classes, input_shape=input_shape, seed=seed)
+    return build(spec, num_classes=num_classes, input_shape=input_shape, seed=seed, weight_std=weight_std)
+
+
+def _recipe_trial(model, config, num_classes, input_shape, seed, st, data, log):
+    """A trial's net under recipe settings `st`, and train()'s preprocessing and recipe arguments."""
+    from . import recipes
+    from .init import parse_init, weight_std_for_build
+    from .train import get_split
+    net = _trial_net(model, config, num_classes, input_shape, seed, weight_std_for_build(parse_init(st["init"])))
+    x = get_split(data, "train").x
+    extra = {"recipe": recipes.hooks(st)}
+    if x.dtype == np.uint8:
+        pre = recipes.input_contract(st["input_norm"], x, x.shape[-1] if input_shape is None else input_shape[-1])
+        recipes.init_net(net, st, x, pre, seed=seed)
+        extra["preprocessing"] = pre
+    return net, extra
 
 
 def _sort_key(row):
@@ -149,13 +164,16 @@ def _write_results(rows, out_dir):
 
 
 def random_search(space, n_trials, data, seed=0, epochs_per_trial=5, out_dir="search", progress=True, *,
-                  model="custom", num_classes=None, input_shape=None, augment=None, log=print, device="cpu"):
+                  model="custom", num_classes=None, input_shape=None, augment=None, log=print, device="cpu",
+                  settings=None):
     """Train `n_trials` nets with hyper-parameters drawn from `space`; rank them by validation accuracy.
 
     space: dict, JSON string or JSON file (see the module docstring); data: as train() takes it;
     model: a built-in name, spec file or spec dict, built with num_classes / input_shape.
     Each trial runs train() for epochs_per_trial epochs at a constant learning rate (the plateau
     schedule's patience is the whole trial). A Ctrl-C ends the search after the trial it hits.
+    settings: None, or recipe settings (rawcnn.recipes.resolve) for what is not sampled: init,
+    input contract (uint8 data), warm-up, clipping, selection metric, class balance.
     Returns the result rows (dicts with RESULT_FIELDS), best validation accuracy first.
     """
     space = load_space(space)
@@ -169,7 +187,11 @@ def random_search(space, n_trials, data, seed=0, epochs_per_trial=5, out_dir="se
     with tqdm(total=int(n_trials), unit="trial", desc="search", disable=not progress) as bar:
         for t in range(1, int(n_trials) + 1):
             config = sample(space, rng)
-            net = _trial_net(model, config, num_classes, input_shape, seed)
+            extra = {}
+            if settings is None:
+                net = _trial_net(model, config, num_classes, input_shape, seed)
+            else:
+                net, extra = _recipe_trial(model, config, num_classes, input_shape, seed, settings, data, log)
             trial_dir = os.path.join(out_dir, f"trial_{t:03d}")
             shown = ", ".join(f"{k} {v:.4g}" for k, v in config.items())
             log(f"trial {t}/{n_trials}: {shown or 'defaults'}")
@@ -179,7 +201,7 @@ def random_search(space, n_trials, data, seed=0, epochs_per_trial=5, out_dir="se
             kw = {k: v for k, v in config.items() if k != "dropout"}
             r = train(net, data, out_dir=trial_dir, epochs=int(epochs_per_trial), patience=int(epochs_per_trial),
                       max_drops=0, seed=seed, augment=augment, progress=progress, device=device,
-                      log=lambda m, t=t: log(f"  [trial {t}] {m}"), **kw)
+                      log=lambda m, t=t: log(f"  [trial {t}] {m}"), **kw, **extra)
             best = r["history"][r["best_epoch"] - 1] if r["best_epoch"] else None
             rows.append({"trial": t, **config, "best_val_acc": r["best_val_acc"], "best_epoch": r["best_epoch"],
                          "val_loss": best["val_loss"] if best else None, "status": r["status"],

@@ -38,6 +38,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -51,7 +52,8 @@ from .optim import SGD, ReduceOnPlateau
 from .plots import plot_curves
 
 RUN_FILES = ("last.h5", "best.h5", "history.csv", "curves.png")
-HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
+                  "val_auc")
 
 
 class Split:
@@ -154,7 +156,7 @@ class Trainer:
     """
 
     def __init__(self, net, data, *, out_dir, batch_size, lr, momentum, weight_decay, patience, max_drops,
-                 seed, augment, preprocessing, log, progress, on_batch, dist=None):
+                 seed, augment, preprocessing, log, progress, on_batch, dist=None, recipe=None):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         if augment is not None and not isinstance(getattr(augment, "rng", None), np.random.Generator):
@@ -182,6 +184,13 @@ class Trainer:
                        "weight_decay": float(weight_decay), "patience": int(patience),
                        "max_drops": int(max_drops), "seed": self.seed, "augment": repr(augment),
                        "layers": {l.name: [l.lr_mult, l.trainable] for l in net.layers if l.params}}
+        from .recipe_hooks import RecipeHooks
+        self.hooks = RecipeHooks(recipe, self)  # warm-up, clipping, selection metric, class balance
+        if self.dist.size > 1 and self.hooks.balance == "weight":
+            raise ValueError("--balance weight is not available in data-parallel training (each rank would "
+                             "normalise its own rows' weights); use --balance sample")
+        self.val_auc = math.nan  # set by validate()
+        self.config.update(self.hooks.config())
         self._check_input_shape()
         n = self.train_split.y.size if self.dist.size == 1 else 0  # ranks read their rows batch by batch
         self.xs = np.empty((n, *self.train_split.x.shape[1:]), self.train_split.x.dtype)  # (N, ...) shuffled images
@@ -207,7 +216,7 @@ class Trainer:
         meta = {"schedule": self.sched.state(), "epochs": getattr(self, "epochs", None),
                 "best_val_acc": self.best_val_acc if self.best_epoch else None,
                 "best_epoch": self.best_epoch, "config": self.config, "train_data": fingerprint(self.train_split),
-                "status": status, "reason": reason, **self.data_meta}
+                "status": status, "reason": reason, **self.data_meta, **self.hooks.meta()}
         rng_state = {"shuffle": self.rng_shuffle.bit_generator.state,
                      "augment": self.augment.rng.bit_generator.state if self.augment is not None else None}
         save_checkpoint(path, self.net, momentum=self.opt.state(), epoch=self.epoch, lr=self.sched.lr,
@@ -251,6 +260,7 @@ class Trainer:
         self.history, self.epoch = list(ck["history"] or []), ck["epoch"]
         self.best_epoch = int(meta.get("best_epoch") or 0)
         self.best_val_acc = meta["best_val_acc"] if meta.get("best_val_acc") is not None else -math.inf
+        self.hooks.load_meta(meta)
         changed = {k: (meta["config"].get(k), v) for k, v in self.config.items() if meta["config"].get(k) != v}
         for k, (old, new) in changed.items():
             self.log(f"warning: resuming with {k} = {new} (the checkpoint was trained with {old}); "
@@ -302,7 +312,7 @@ class Trainer:
         """Train one epoch; returns (mean loss, accuracy, seconds)."""
         net, crit, opt, xp = self.net, self.crit, self.opt, self.net.be.xp
         x, y, B = self.train_split.x, self.train_split.y, self.batch_size
-        order = self.rng_shuffle.permutation(y.size)  # (N,)
+        order = self.hooks.epoch_order(self.rng_shuffle, y)  # (N,)
         if self.dist.size == 1:
             np.take(x, order, axis=0, out=self.xs)
             np.take(y, order, out=self.ys)
@@ -314,6 +324,7 @@ class Trainer:
                 if not math.isfinite(loss):
                     raise _Diverged(f"the training loss became {loss}{where} at epoch {self.epoch + 1}, batch "
                                     f"{b} (images {i + 1}..{i + n} of the shuffled epoch) with lr {opt.lr:g}")
+                self.hooks.before_step(self.epoch, b, -(-y.size // B))  # warm-up, clipping of the summed grads
                 opt.step()
                 total_loss, correct = total_loss + loss * n, correct + right
                 bar.update(n)
@@ -329,7 +340,8 @@ class Trainer:
                 raise _Diverged(f"the training loss became {loss} at epoch {self.epoch + 1}, batch {b} "
                                 f"(images {i + 1}..{i + yb.size} of the shuffled epoch) with lr {opt.lr:g}")
             correct += int((xp.argmax(logits, axis=1) == crit.labels).sum())
-            net.backward(crit.backward(), input_grad=False)
+            net.backward(self.hooks.dlogits(crit.backward(), yb), input_grad=False)
+            self.hooks.before_step(self.epoch, b, -(-y.size // B))
             opt.step()
             total_loss += loss * yb.size
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
@@ -344,12 +356,14 @@ class Trainer:
             return self.dist.validate(self)
         net, crit, xp = self.net, self.crit, self.net.be.xp
         x, y, B = self.val_split.x, self.val_split.y, self.batch_size
-        total_loss, correct = 0.0, 0
+        total_loss, correct, scores = 0.0, 0, []
         for i in range(0, y.size, B):
             logits = net.forward(self.to_input(x[i:i + B]), train=False)  # (B, K)
             total_loss += crit.forward(logits, y[i:i + B]) * logits.shape[0]
             self.n_classes = logits.shape[1]
             correct += int((xp.argmax(logits, axis=1) == crit.labels).sum())
+            scores.append(self.hooks.scores(logits))
+        self.val_auc = self.hooks.auc(y, scores)
         return total_loss / y.size, correct / y.size
 
     def finish_epoch(self, train_loss, train_acc, seconds, epochs):
@@ -361,11 +375,12 @@ class Trainer:
         lr = self.opt.lr
         self.history.append({"epoch": self.epoch, "train_loss": train_loss, "train_acc": train_acc,
                              "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "seconds": seconds,
-                             "images_per_s": self.train_split.y.size / seconds})
-        improved = val_acc > self.best_val_acc
+                             "images_per_s": self.train_split.y.size / seconds, "val_auc": self.val_auc})
+        score = self.hooks.score(val_loss, val_acc, self.val_auc)  # higher is better; val_acc by default
+        improved = score > self.hooks.best_score
         if improved:
-            self.best_val_acc, self.best_epoch = val_acc, self.epoch
-        event, reason = self.sched.update(self.epoch, val_acc)
+            self.best_val_acc, self.best_epoch, self.hooks.best_score = val_acc, self.epoch, score
+        event, reason = self.sched.update(self.epoch, score)
         self.opt.lr = self.sched.lr
         status = "stopped" if event == "stop" else ("completed" if self.epoch >= epochs else "running")
         self.save(self.last_path, status, reason)
@@ -374,7 +389,8 @@ class Trainer:
         self.write_history()
         self.log(f"epoch {self.epoch}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
                  f"val loss {val_loss:.4f} acc {val_acc:.4f}  lr {lr:.3g}  {seconds:.2f} s "
-                 f"({self.train_split.y.size / seconds:.1f} img/s){'  * best' if improved else ''}")
+                 f"({self.train_split.y.size / seconds:.1f} img/s){self.hooks.log_suffix(self.val_auc)}"
+                 f"{'  * best' if improved else ''}")
         if event:
             self.log(f"{'lr drop' if event == 'drop' else 'stop'}: {reason}")
         return event, reason
@@ -388,7 +404,7 @@ def _progress_bar(progress, total, desc):
 
 def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9, weight_decay=5e-4,
           patience=5, max_drops=3, seed=0, augment=None, preprocessing=None, resume=False, progress=True,
-          log=print, device="cpu", on_batch=None, given=(), dist=None):
+          log=print, device="cpu", on_batch=None, given=(), dist=None, recipe=None):
     """Train `net` on data's 'train' split, validating on 'val' after every epoch.
 
     net: a Net (rawcnn.models.build; lr_mult and frozen layers as the caller set them).
@@ -402,6 +418,7 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
     callable on_batch(epoch, batch, loss) run after every step (both 1-based); dist: None (one
     process) or a rawcnn.distributed.Distributed (every rank calls train() with the same arguments;
     rank 0 alone logs and writes).
+    dict of rawcnn.recipe_hooks options (warmup_epochs, clip_norm, select_by, balance).
     Returns a dict: status ('completed', 'stopped', 'interrupted', 'diverged'), reason, epoch
     (the last completed), best_epoch, best_val_acc, history, last_checkpoint, best_checkpoint.
     """
@@ -417,7 +434,8 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
             log(f"removed {p}, a temporary left by a run that was killed")
     tr = Trainer(net, data, out_dir=out_dir, batch_size=batch_size, lr=lr, momentum=momentum,
                  weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed, augment=augment,
-                 preprocessing=preprocessing, log=log, progress=progress, on_batch=on_batch, dist=dist)
+                 preprocessing=preprocessing, log=log, progress=progress, on_batch=on_batch, dist=dist,
+                 recipe=recipe)
     tr.epochs = int(epochs)
     if resume:
         if not os.path.exists(tr.last_path):
@@ -443,9 +461,14 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
     log(f"training on {net.be.device}: {tr.train_split.y.size} train / {tr.val_split.y.size} validation "
         f"images, batch {tr.batch_size}, {tr.opt!r}, plateau patience {patience}, at most {max_drops} drops, "
         f"epochs {tr.epoch + 1}..{epochs}")
-    status, reason = _loop(tr, epochs)
+    from .determinism import blas_pinned
+    with blas_pinned(net.be.name == "cpu" and tr.hooks.deterministic, log=log):
+        status, reason = _loop(tr, epochs)
     if status == "interrupted" and tr.dist.size > 1:  # the other ranks may wait in a reduction: end them
+        if not tr.dist.is_root:
+            time.sleep(5)  # rank 0, interrupted too, says what it keeps before it ends the job
         log(f"{status}: {reason}")
+        sys.stdout.flush()
         tr.dist.abort(130)
     if status != "stopped":  # a stop's reason was logged with its epoch
         log(f"{status}: {reason}")

@@ -98,3 +98,29 @@ def test_bad_arguments(tmp_path):
         run_demo(tmp_path, device="tpu", quick=True, progress=False, log=lambda m: None)
     p = demo_paths(tmp_path)
     assert all(v.startswith(str(tmp_path)) for v in p.values())
+
+
+def test_printed_train_command_repeats_the_demo_training(quick):
+    # the demo prints one `rawcnn train` command; run through the CLI it must give the demo's model
+    import shlex
+    from click.testing import CliRunner
+    from cli import main
+    from rawcnn.checkpoint import read_checkpoint
+    out, s, lines = quick
+    cmd = s["train_command"]
+    assert any(cmd in line for line in lines)
+    args = shlex.split(cmd)
+    assert args[:2] == ["rawcnn", "train"]
+    r = CliRunner().invoke(main, args[1:], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    cli_dir = args[args.index("--out") + 1]
+    a, b = read_checkpoint(s["paths"]["best_checkpoint"]), read_checkpoint(os.path.join(cli_dir, "best.h5"))
+    assert a["epoch"] == b["epoch"] and a["preprocessing"] == b["preprocessing"]
+    for layer, d in a["params"].items():
+        for k, w in d.items():
+            np.testing.assert_array_equal(w, b["params"][layer][k], err_msg=f"{layer}/{k}")
+    with open(s["paths"]["history"]) as fa, open(os.path.join(cli_dir, "history.csv")) as fb:
+        drop = ("seconds", "images_per_s")
+        ha = [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(fa)]
+        hb = [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(fb)]
+    assert ha == hb

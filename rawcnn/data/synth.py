@@ -199,7 +199,7 @@ def _sphere(lesion, mask, y, x, r, amp, S):
         mask[sy, sx] |= d2 <= 1
 
 
-def _effusion(rng, lesion, mask, lung, s, S):
+def _effusion(rng, lesion, mask, lung, s, S, amp_k=1.0):
     """Fluid in the base of `lung` (side s: -1 image left, +1 image right) up to a meniscus."""
     ys, xs = np.nonzero(lung)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
@@ -209,12 +209,12 @@ def _effusion(rng, lesion, mask, lung, s, S):
     rows = np.arange(y0, y1)[:, None]  # (h, 1)
     fluid = (rows >= top[None, :]) & (lung[y0:y1, x0:x1] > 0)  # (h, w)
     depth = np.clip((rows - level) / (y1 - level), 0, 1)  # (h, 1) denser towards the base
-    amp = rng.uniform(0.28, 0.36)
+    amp = rng.uniform(0.28, 0.36) * amp_k
     lesion[y0:y1, x0:x1] += fluid * (amp * (0.8 + 0.2 * depth)).astype(np.float32)
     mask[y0:y1, x0:x1] |= fluid
 
 
-def _consolidation(rng, lesion, mask, y, x, S):
+def _consolidation(rng, lesion, mask, y, x, S, amp_k=1.0):
     """A hazy irregular patch: a union of ellipses, blurred, around (y, x)."""
     half = _px(0.14, S)
     sy, sx = _patch(y, x, half, S)
@@ -226,12 +226,17 @@ def _consolidation(rng, lesion, mask, y, x, S):
     haze = cv2.GaussianBlur(blob.astype(np.float32), (0, 0), 0.012 * S)  # (h, w)
     grain = cv2.resize(rng.uniform(0.75, 1.25, (5, 5)).astype(np.float32), haze.shape[::-1],
                        interpolation=cv2.INTER_CUBIC)  # (h, w) mottled density
-    lesion[sy, sx] += np.float32(rng.uniform(0.22, 0.32)) * haze * grain
+    lesion[sy, sx] += np.float32(rng.uniform(0.22, 0.32) * amp_k) * haze * grain
     mask[sy, sx] |= blob.astype(bool)
 
 
-def _lesions(rng, S, right, left, kinds):
-    """Draw the lesions `kinds`. Returns (lesion (S,S) float32, mask (S,S) bool, [(kind, side)])."""
+def _lesions(rng, S, right, left, kinds, scale=1.0):
+    """Draw the lesions `kinds`. Returns (lesion (S,S) float32, mask (S,S) bool, [(kind, side)]).
+
+    scale: (amplitude factor, size factor) of nodules and cavities, amplitude of the others;
+    1.0 is the standard set (the random draws are the same whatever the scale).
+    """
+    amp_k, r_k = (1.0, 1.0) if scale == 1.0 else scale
     lesion = np.zeros((S, S), np.float32)  # (S, S)
     mask = np.zeros((S, S), bool)  # (S, S)
     dists = [cv2.distanceTransform(lung, cv2.DIST_L2, 3) for lung in (right, left)]  # (S, S) each
@@ -240,14 +245,14 @@ def _lesions(rng, S, right, left, kinds):
         side = int(rng.integers(2))  # 0: patient's right lung (image left), 1: left lung
         lung, dist = (right, left)[side], dists[side]
         if kind == "effusion":
-            _effusion(rng, lesion, mask, lung, 2 * side - 1, S)
+            _effusion(rng, lesion, mask, lung, 2 * side - 1, S, amp_k)
         elif kind == "consolidation":
             y, x = _place(rng, dist, 0.06 * S)
-            _consolidation(rng, lesion, mask, y, x, S)
+            _consolidation(rng, lesion, mask, y, x, S, amp_k)
         else:
-            r = rng.uniform(0.03, 0.055) * S if kind == "nodule" else rng.uniform(0.045, 0.07) * S
+            r = (rng.uniform(0.03, 0.055) * S if kind == "nodule" else rng.uniform(0.045, 0.07) * S) * r_k
             y, x = _place(rng, dist, r)
-            amp = rng.uniform(0.3, 0.42)
+            amp = rng.uniform(0.3, 0.42) * amp_k
             _sphere(lesion, mask, y, x, r, amp, S)
             if kind == "cavity":  # air-filled centre (already inside the mask): remove more than the wall added
                 _sphere(lesion, None, y, x, r * rng.uniform(0.5, 0.65), -amp * rng.uniform(1.3, 1.6), S)
@@ -263,8 +268,19 @@ def _pick_kinds(rng):
     return [str(k) for k in kinds]
 
 
-def render_case(rng, size=512, abnormal=False, kinds=None):
+DIFFICULTIES = ("standard", "hard")
+# hard: lesion amplitude and size factors, exposure ranges (contrast, offset, gamma), noise sigma,
+# and the largest exposure gradient across the image (the heel effect, uneven positioning)
+HARD = {"lesion": (0.3, 0.7), "contrast": (0.65, 1.35), "offset": (-0.12, 0.12), "gamma": (0.65, 1.5),
+        "noise": (0.02, 0.045), "gradient": 0.15}
+
+
+def render_case(rng, size=512, abnormal=False, kinds=None, difficulty="standard"):
     """Render one radiograph in memory; `kinds` (list of LESION_KINDS) overrides the random pick.
+
+    difficulty 'hard': one lesion, 0.3x as dense and nodules / cavities 0.7x as wide, noisier,
+    exposure (contrast, offset, gamma) varying about twice as much, plus a random brightness
+    gradient across the image (HARD). 'standard' draws exactly what it always drew.
 
     Returns a SynthCase (image (S, S) uint8 and its masks, see SynthCase).
     """
@@ -273,14 +289,24 @@ def render_case(rng, size=512, abnormal=False, kinds=None):
     b += _bones(rng, S, p) * body
     gastric = (_px(p["cx"] + 0.17, S), _px(p["y_base"] + 0.06, S))
     cv2.ellipse(b, gastric, (_px(0.05, S), _px(0.03, S)), 0, 0, 360, float(b[gastric[::-1]]) - 0.12, -1)
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"synthesize: difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+    hard = difficulty == "hard"
     if kinds is None:
-        kinds = _pick_kinds(rng) if abnormal else []
-    lesion, mask, placed = _lesions(rng, S, right, left, kinds)
+        kinds = _pick_kinds(rng)[:1 if hard else 3] if abnormal else []
+    lesion, mask, placed = _lesions(rng, S, right, left, kinds, HARD["lesion"] if hard else 1.0)
     lung = (right | left).astype(np.float32)  # (S, S)
     b += (_texture(rng, S, p) + lesion) * lung
-    b += rng.standard_normal((S, S), dtype=np.float32) * np.float32(rng.uniform(0.01, 0.02))
+    noise = rng.standard_normal((S, S), dtype=np.float32)  # (S, S), drawn before its sigma
+    b += noise * np.float32(rng.uniform(*HARD["noise"]) if hard else rng.uniform(0.01, 0.02))
     b = cv2.GaussianBlur(b, (0, 0), rng.uniform(0.8, 1.6) * S / 512)
-    c, o, gamma = rng.uniform(0.85, 1.15), rng.uniform(-0.05, 0.05), rng.uniform(0.8, 1.25)
+    if hard:
+        c, o, gamma = (rng.uniform(*HARD[k]) for k in ("contrast", "offset", "gamma"))
+        gy, gx = rng.uniform(-HARD["gradient"], HARD["gradient"], 2)
+        ramp = np.linspace(-0.5, 0.5, S, dtype=np.float32)  # (S,)
+        b += np.float32(gy) * ramp[:, None] + np.float32(gx) * ramp[None, :]
+    else:
+        c, o, gamma = rng.uniform(0.85, 1.15), rng.uniform(-0.05, 0.05), rng.uniform(0.8, 1.25)
     lut = 255 * np.clip(np.arange(256) / 255 * c + o, 0, 1) ** gamma  # (256,)
     u8 = np.clip(b * 255, 0, 255).astype(np.uint8)  # (S, S)
     image = cv2.LUT(u8, np.rint(lut).astype(np.uint8))  # (S, S)
@@ -304,14 +330,18 @@ def _write_png(path, x):
         buf.tofile(tmp)
 
 
-def synthesize(out_dir, n, size=512, seed=0, abnormal_fraction=0.5, progress=True, overwrite=False):
+def synthesize(out_dir, n, size=512, seed=0, abnormal_fraction=0.5, progress=True, overwrite=False,
+               difficulty="standard"):
     """Write n synthetic radiographs in the Montgomery layout under out_dir; return their Records.
 
     round(n * abnormal_fraction) images are abnormal (label 1), which ones drawn from `seed`.
     An out_dir that already holds files in the layout's subfolders is refused unless
     overwrite=True, which first deletes the MCUCXR_* files there (and nothing else).
+    difficulty: 'standard' or 'hard' (render_case: subtle lesions, varied exposure, more noise).
     Returns rawcnn.data.readers.Records, as read_montgomery(out_dir) gives them.
     """
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"synthesize: difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
     if int(n) < 1 or int(size) < 32:
         raise ValueError(f"synthesize: need n >= 1 and size >= 32, got n={n}, size={size}")
     if not 0.0 <= abnormal_fraction <= 1.0:
@@ -334,7 +364,7 @@ def synthesize(out_dir, n, size=512, seed=0, abnormal_fraction=0.5, progress=Tru
     for i, (child, label) in enumerate(tqdm(list(zip(seq.spawn(int(n)), labels)), desc="synth",
                                             disable=not progress)):
         rng = np.random.default_rng(child)
-        case = render_case(rng, size, abnormal=bool(label))
+        case = render_case(rng, size, abnormal=bool(label), difficulty=difficulty)
         stem = f"MCUCXR_{i + 1:04d}_{label}"
         _write_png(out / "CXR_png" / f"{stem}.png", case.image)
         _write_png(out / "ManualMask" / "leftMask" / f"{stem}.png", case.left_lung)

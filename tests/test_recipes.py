@@ -1,0 +1,272 @@
+"""Training recipes: init parsing, LSUV, the recipe hooks (warm-up, clipping, select-by, class balance),
+input contracts, stratified patient-wise folds, `rawcnn cv` end to end, and the hard synthetic set.
+Tiny nets on 16x16 and 32x32 inputs."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from rawcnn import models
+from rawcnn.checkpoint import read_checkpoint
+from rawcnn.cv import stratified_group_folds
+from rawcnn.data.synth import render_case
+from rawcnn.init import lsuv, orthonormal, parse_init
+from rawcnn.recipes import RECIPES, input_contract, resolve
+from rawcnn.train import Trainer, train
+
+SPEC = {"name": "tiny", "input": [1, 16, 16], "layers": [
+    {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "padding": 1},
+    {"type": "ReLU", "name": "relu1"},
+    {"type": "MaxPool2d", "name": "pool1", "kernel_size": 2, "stride": 2},
+    {"type": "Conv2d", "name": "conv2", "out_channels": 8, "kernel_size": 3, "padding": 1},
+    {"type": "ReLU", "name": "relu2"},
+    {"type": "Flatten", "name": "flatten"},
+    {"type": "Linear", "name": "fc1", "out_features": 16},
+    {"type": "ReLU", "name": "relu3"},
+    {"type": "Linear", "name": "fc2", "out_features": 2}]}
+RUN = {"batch_size": 8, "lr": 0.02, "patience": 3, "max_drops": 1, "seed": 7, "progress": False, "device": "cpu",
+       "log": lambda m: None}
+
+
+def make_data(n_train=40, n_val=16, seed=0, frac1=0.5):
+    """Noise images; class 1 has a brighter centre square."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_val
+    y = (rng.random(n) < frac1).astype(np.int64)
+    y[:2], y[n_train:n_train + 2] = (0, 1), (0, 1)
+    x = rng.standard_normal((n, 1, 16, 16)).astype(np.float32)  # (N, 1, 16, 16)
+    x[y == 1, :, 4:12, 4:12] += 1.0
+    return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
+
+
+def test_parse_init_and_resolve():
+    assert parse_init("normal:0.01") == ("normal", 0.01) and parse_init("0.05") == ("normal", 0.05)
+    assert parse_init("HE") == ("he",) and parse_init("lsuv") == ("lsuv",)
+    for bad in ("xavier", "normal:-1", "normal:abc"):
+        with pytest.raises(ValueError, match="--init"):
+            parse_init(bad)
+    st = resolve("paper", lr=0.5, select_by=None)
+    assert st["lr"] == 0.5 and st["select_by"] == "val-acc" and st["init"] == "normal:0.01"
+    assert RECIPES["paper"]["input_norm"] == "mean"
+    with pytest.raises(ValueError, match="--recipe"):
+        resolve("nope")
+    with pytest.raises(ValueError, match="--input-norm"):
+        resolve("default", input_norm="zscore")
+
+
+def test_orthonormal_rows_and_columns():
+    rng = np.random.default_rng(0)
+    q = orthonormal(rng, 4, 9, dtype=np.float64)  # (4, 9): orthonormal rows
+    np.testing.assert_allclose(q @ q.T, np.eye(4), atol=1e-12)
+    q = orthonormal(rng, 9, 4, dtype=np.float64)  # (9, 4): orthonormal columns
+    np.testing.assert_allclose(q.T @ q, np.eye(4), atol=1e-12)
+
+
+def test_lsuv_gives_unit_variance_outputs_layer_by_layer():
+    net = models.build(SPEC, seed=0, weight_std=0.01)
+    x = np.random.default_rng(1).standard_normal((32, 1, 16, 16)).astype(np.float32) * 7 + 3  # badly scaled
+    rows = lsuv(net, x, seed=0, tol=0.05)
+    assert [r[0] for r in rows] == ["conv1", "conv2", "fc1", "fc2"]
+    h = x
+    for layer in net.layers:  # measured independently of lsuv's own loop
+        h = layer.forward(h, train=False)
+        if layer.kind in ("Conv2d", "Linear"):
+            assert abs(h.var(dtype=np.float64) - 1) < 0.06, layer.name
+            assert not np.any(layer.params["b"])
+
+
+def test_warmup_ramps_the_learning_rate_per_step(tmp_path, monkeypatch):
+    seen = []
+    orig = Trainer.run_epoch
+
+    def spy(self, bar):
+        if not hasattr(self.opt, "spied"):
+            step = self.opt.step
+
+            def record():
+                seen.append(self.opt.lr)
+                step()
+            self.opt.step, self.opt.spied = record, True
+        return orig(self, bar)
+    monkeypatch.setattr(Trainer, "run_epoch", spy)
+    train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), out_dir=tmp_path, epochs=2,
+          recipe={"warmup_epochs": 1.0}, **RUN)
+    # 40 images, batch 8: 5 steps per epoch; lr 0.02 * t / 5 for t = 1..5, then 0.02
+    np.testing.assert_allclose(seen, [0.004, 0.008, 0.012, 0.016, 0.02] + [0.02] * 5, rtol=1e-12)
+
+
+def test_clipping_bounds_the_global_gradient_norm(tmp_path, monkeypatch):
+    norms = []
+    from rawcnn.optim import SGD
+    orig = SGD.step
+
+    def spy(self):
+        g = [dw for _, _, _, dw in self.net.parameters(trainable_only=True) if dw is not None]
+        norms.append(np.sqrt(sum((d.astype(np.float64) ** 2).sum() for d in g)))
+        orig(self)
+    monkeypatch.setattr(SGD, "step", spy)
+    train(models.build(SPEC, seed=0, weight_std=0.3), make_data(), out_dir=tmp_path, epochs=1,
+          recipe={"clip_norm": 0.05}, **RUN)
+    assert len(norms) == 5 and max(norms) <= 0.05 * (1 + 1e-5)
+
+
+def test_select_by_val_loss_keeps_the_lowest_loss_epoch(tmp_path, monkeypatch):
+    script = iter([(0.9, 0.5), (0.5, 0.5), (0.7, 0.9), (0.6, 0.6)])  # (val_loss, val_acc)
+    monkeypatch.setattr(Trainer, "validate", lambda self: next(script))
+    r = train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), out_dir=tmp_path, epochs=4,
+              recipe={"select_by": "val-loss"}, **RUN)
+    assert r["best_epoch"] == 2 and read_checkpoint(tmp_path / "best.h5")["epoch"] == 2
+
+
+def test_select_by_val_auc_records_a_real_auc(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from rawcnn.evaluate import forward_probs
+    data = make_data()
+    r = train(models.build(SPEC, seed=0, weight_std=0.1), data, out_dir=tmp_path, epochs=3,
+              recipe={"select_by": "val-auc"}, **RUN)
+    aucs = [h["val_auc"] for h in r["history"]]
+    assert r["best_epoch"] == 1 + int(np.argmax(aucs))
+    from rawcnn.checkpoint import load_checkpoint
+    net, _ = load_checkpoint(tmp_path / "last.h5")
+    p, _ = forward_probs(net, data[1][0])
+    assert aucs[-1] == pytest.approx(roc_auc_score(data[1][1], p[:, 1]), abs=1e-9)
+
+
+def test_balanced_sampling_and_class_weights(tmp_path, monkeypatch):
+    data = make_data(n_train=60, frac1=0.15)
+    y = data[0][1]
+    batches = []
+    orig = Trainer.run_epoch
+
+    def spy(self, bar):
+        out = orig(self, bar)
+        batches.append(self.ys.copy())
+        return out
+    monkeypatch.setattr(Trainer, "run_epoch", spy)
+    train(models.build(SPEC, seed=0, weight_std=0.1), data, out_dir=tmp_path / "s", epochs=6,
+          recipe={"balance": "sample"}, **RUN)
+    drawn = np.concatenate(batches)
+    assert y.mean() < 0.25 and 0.4 < drawn.mean() < 0.6  # minority drawn about half the time
+    # class weights: each row's gradient scaled by N / (K * N_k), normalised over the batch
+    tr = Trainer(models.build(SPEC, seed=0, weight_std=0.1), data, out_dir=tmp_path / "w", batch_size=8, lr=0.01,
+                 momentum=0.9, weight_decay=0.0, patience=2, max_drops=1, seed=0, augment=None, preprocessing=None,
+                 log=print, progress=False, on_batch=None, recipe={"balance": "weight"})
+    n1 = int(y.sum())
+    w = np.array([y.size / (2 * (y.size - n1)), y.size / (2 * n1)])
+    yb = np.array([0, 0, 0, 1])
+    d = np.ones((4, 2), np.float32)
+    expect = (w[yb] * 4 / w[yb].sum())[:, None] * d
+    np.testing.assert_allclose(tr.hooks.dlogits(d, yb), expect, rtol=1e-6)
+
+
+def test_input_contracts_by_hand():
+    x = np.random.default_rng(0).integers(0, 256, (6, 3, 8, 8)).astype(np.uint8)
+    m, s = x.astype(np.float64).mean(), x.astype(np.float64).std()
+    pp = input_contract("standardise", x, 8)
+    out = pp.apply(x.transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(out, (x.astype(np.float64) - m) / s, rtol=1e-4, atol=1e-4)
+    out = input_contract("none", x, 8).apply(x.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(out, x.astype(np.float32))
+    out = input_contract("mean", x, 8).apply(x.transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(out, x - x.astype(np.float64).mean(axis=(0, 2, 3))[None, :, None, None],
+                               rtol=1e-4, atol=1e-3)
+
+
+def test_folds_are_stratified_and_keep_patients_together():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(37, int), np.ones(23, int)]
+    fold = stratified_group_folds(y, None, 5, rng)
+    for c in (0, 1):
+        counts = np.bincount(fold[y == c], minlength=5)
+        assert counts.max() - counts.min() <= 1, counts
+    groups = np.repeat(np.arange(30), 2)  # two images per patient
+    yg = np.repeat(np.r_[np.zeros(18, int), np.ones(12, int)], 2)
+    fold = stratified_group_folds(yg, groups, 5, rng)
+    for g in range(30):
+        assert np.unique(fold[groups == g]).size == 1
+    for c in (0, 1):
+        counts = np.bincount(fold[yg == c], minlength=5)
+        assert counts.max() - counts.min() <= 2, counts
+
+
+TINY32 = {"name": "tiny", "input": [3, 32, 32], "layers": [
+    {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
+    {"type": "ReLU", "name": "relu1"},
+    {"type": "MaxPool2d", "name": "pool1", "kernel_size": 2, "stride": 2},
+    {"type": "Flatten", "name": "flatten"},
+    {"type": "Linear", "name": "fc8", "out_features": 2}]}
+
+
+def test_cv_command_end_to_end(tmp_path):
+    from sklearn.metrics import roc_auc_score
+    run = CliRunner()
+    r = run.invoke(main, ["data", "synth", "--n", 30, "--size", 96, "--seed", 2, "--difficulty", "hard",
+                          "--out", str(tmp_path / "syn")])
+    assert r.exit_code == 0, r.output
+    r = run.invoke(main, ["data", "prepare", str(tmp_path / "syn"), "--out", str(tmp_path / "set.h5"),
+                          "--input-size", 32, "--base-size", 0])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY32))
+    args = ["cv", "--data", str(tmp_path / "set.h5"), "--folds", 3, "--model", str(tmp_path / "tiny.json"),
+            "--out", str(tmp_path / "cv"), "--epochs", 2, "--batch-size", 8, "--seed", 1]
+    r = run.invoke(main, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    assert "pooled out-of-fold (30 images)" in r.output and "per-fold AUC" in r.output
+    with open(tmp_path / "cv" / "oof.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 30 and len({row["name"] for row in rows}) == 30
+    assert sorted({row["fold"] for row in rows}) == ["1", "2", "3"]
+    rep = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    y = np.array([int(row["label"]) for row in rows])
+    p = np.array([float(row["p_abnormal"]) for row in rows])
+    assert rep["pooled"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-5)
+    assert rep["pooled"]["accuracy"] == pytest.approx(np.mean((p >= 0.5) == y), abs=1e-9)
+    assert (tmp_path / "cv" / "cv_roc.png").read_bytes()[:4] == b"\x89PNG"
+    ck = read_checkpoint(tmp_path / "cv" / "fold_1" / "last.h5")
+    assert ck["preprocessing"]["name"] == "standardise" and ck["meta"]["config"]["select_by"] == "val-auc"
+    r = run.invoke(main, [str(a) for a in args])  # never replaces a finished cross-validation
+    assert r.exit_code != 0 and "cv.json" in r.output
+
+
+def test_hard_synthetic_cases_are_subtler():
+    def contrast(difficulty):
+        out = []
+        for i in range(6):
+            c = render_case(np.random.default_rng(i), 128, abnormal=True, kinds=["nodule"], difficulty=difficulty)
+            m = c.lesion_mask > 0
+            out.append(c.image[m].mean() - c.image[(c.right_lung | c.left_lung) > 0].mean())
+        return np.mean(out)
+    assert contrast("hard") < 0.5 * contrast("standard")
+    with pytest.raises(ValueError, match="difficulty"):
+        render_case(np.random.default_rng(0), 64, difficulty="extreme")
+
+
+def test_search_and_train_take_the_recipe_flags(tmp_path):
+    run = CliRunner()
+    r = run.invoke(main, ["data", "synth", "--n", 20, "--size", 96, "--seed", 4, "--out", str(tmp_path / "syn")])
+    assert r.exit_code == 0, r.output
+    r = run.invoke(main, ["data", "prepare", str(tmp_path / "syn"), "--out", str(tmp_path / "set.h5"),
+                          "--input-size", 32, "--base-size", 0])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY32))
+    r = run.invoke(main, ["search", "--space", '{"lr": {"log_uniform": [0.001, 0.01]}}', "--trials", "1",
+                          "--data", str(tmp_path / "set.h5"), "--model", str(tmp_path / "tiny.json"), "--epochs", "1",
+                          "--out", str(tmp_path / "s"), "--init", "lsuv", "--input-norm", "none",
+                          "--select-by", "val-loss", "--balance", "weight"])
+    assert r.exit_code == 0, r.output
+    cfg = read_checkpoint(tmp_path / "s" / "trial_001" / "last.h5")
+    assert cfg["preprocessing"]["name"] == "none"
+    assert cfg["meta"]["config"]["select_by"] == "val-loss" and cfg["meta"]["config"]["balance"] == "weight"
+    r = run.invoke(main, ["train", "--recipe", "paper", "--model", str(tmp_path / "tiny.json"), "--data",
+                          str(tmp_path / "set.h5"), "--out", str(tmp_path / "t"), "--epochs", "1", "--lr", "0.002"])
+    assert r.exit_code == 0, r.output
+    ck = read_checkpoint(tmp_path / "t" / "last.h5")
+    assert ck["preprocessing"]["name"] == "zero-center" and ck["lr"] == pytest.approx(0.002)
+    assert ck["meta"]["config"]["select_by"] == "val-acc" and ck["meta"]["config"]["batch_size"] == 32
+    r = run.invoke(main, ["train", "--data", str(tmp_path / "set.h5"), "--out", str(tmp_path / "u"),
+                          "--init", "xavier"])
+    assert r.exit_code != 0 and "--init" in r.output and "Traceback" not in r.output
