@@ -132,9 +132,9 @@ def main():
               "machine's cached timings (auto), forced, or timed once and cached (tune).")
 def summary(model, input_shape, num_classes, conv_algo):
     """Print each layer's output shape, parameters and FLOPs for MODEL (a built-in name or a JSON spec file)."""
-    from rawcnn.app import inspect
+    from rawcnn.app import tools
     try:
-        click.echo(inspect.summary_text(model, input_shape, num_classes=num_classes, conv_algo=conv_algo))
+        click.echo(tools.summary_text(model, input_shape, num_classes=num_classes, conv_algo=conv_algo))
     except ValueError as e:
         _fail(e)
 
@@ -148,16 +148,16 @@ def gradcheck(layer, device, seed):
 
     Exits non-zero when any relative error exceeds 1e-6.
     """
-    from rawcnn.app import inspect
+    from rawcnn.app import tools
     be = _backend(device)
     try:
-        table, rows, bad, THRESHOLD = inspect.gradcheck(layer, be, seed)
+        table, rows, bad, threshold = tools.gradcheck(layer, be, seed)
     except ValueError as e:
         _fail(e)
     click.echo(table)
-    click.echo(f"\n{len(rows) - len(bad)} of {len(rows)} tensors within {THRESHOLD:g} on {be.name} ({be.device})")
+    click.echo(f"\n{len(rows) - len(bad)} of {len(rows)} tensors within {threshold:g} on {be.name} ({be.device})")
     if bad:
-        raise click.ClickException(f"{len(bad)} gradient(s) exceed the {THRESHOLD:g} threshold")
+        raise click.ClickException(f"{len(bad)} gradient(s) exceed the {threshold:g} threshold")
 
 
 @main.command()
@@ -171,9 +171,9 @@ def gradcheck(layer, device, seed):
 def trace(model, image, random, class_index, seed, device):
     """One image through MODEL (a checkpoint, built-in name or spec file): per layer the output shape,
     min/mean/max, zeros after ReLU, and after a backward each gradient's norm."""
-    from rawcnn.app import inspect
+    from rawcnn.app import tools
     try:
-        text = inspect.trace(model, image=image, random=random, class_index=class_index, seed=seed,
+        text = tools.trace(model, image=image, random=random, class_index=class_index, seed=seed,
                              device=_backend(device).name)
     except (ValueError, KeyError, OSError) as e:
         _fail(e)
@@ -224,10 +224,10 @@ def import_weights(file, arch, fmt, flip, fc_order, out):
 @_overwrites
 def demo(out, seed, device, quick):
     """The main job on built-in data: synthesise radiographs, prepare, train the custom net, evaluate, report."""
-    from rawcnn.app import inspect
+    from rawcnn.app import tools
     be = _backend(device)
     try:
-        inspect.demo(out, seed=seed, device=be.name, quick=quick, log=click.echo)
+        tools.demo(out, seed=seed, device=be.name, quick=quick, log=click.echo)
     except (ValueError, RuntimeError) as e:
         _fail(e)
 

@@ -8,7 +8,7 @@ it does not import weights_import (`rawcnn import-weights` calls that package fr
 
     common    what every command shares: --overwrite's bookkeeping, output checks, --conv-algo,
               recipes, errors under mpiexec
-    inspect   summary, gradcheck, trace, the demo
+    tools     summary, gradcheck, trace, the demo
     data      data synth, data prepare
     train     train (and --procs), build_training_net, run_training
     cv        cv
