@@ -25,7 +25,7 @@ def _one_line(text):
 
 
 def _fail(e):
-    from rawcnn.distributed import fail_if_distributed
+    from rawcnn.app.common import fail_if_distributed
     fail_if_distributed(e)  # under mpiexec: one line naming the rank, and every rank stops
     if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) and " " not in e.args[0]:
         e = f"missing entry {e.args[0]!r} in what the command read (a file, spec or setting lacks it)"
@@ -64,35 +64,57 @@ class _Guarded(click.Group):
                                                  f"the command line; RAWCNN_DEBUG=1 shows the traceback")) from None
 
 
-def _overwrites(f):
-    """Add --overwrite to a command: without it, the command replaces no file it did not create in this run."""
+# -- the options many commands share, declared once -----------------------------------------------
+def _overwrites(f=None, *, check=()):
+    """Add --overwrite to a command: without it, the command replaces no file it did not create in this run.
+
+    check: suffixes of --out (e.g. ("",) or (".csv", "_images.csv")) naming the files the command
+    writes; when one exists and --overwrite was not given, it stops before any work (OverwriteError).
+    Use as @_overwrites or @_overwrites(check=...).
+    """
     import functools
 
-    @functools.wraps(f)
-    def wrapper(*args, overwrite=False, **kw):
-        from rawcnn import fileio
-        fileio.begin_command(overwrite)
-        try:
-            return f(*args, **kw)
-        finally:
-            fileio.end_command()
-    return click.option("--overwrite", is_flag=True,
-                        help="Replace output files that exist (default: refuse to replace anything).")(wrapper)
+    def decorate(f):
+        @functools.wraps(f)
+        def wrapper(*args, overwrite=False, **kw):
+            from rawcnn.app import common
+            common.begin_command(overwrite)
+            try:
+                if check:
+                    try:
+                        common.check_out(*(kw["out"] + s for s in check))
+                    except ValueError as e:
+                        _fail(e)
+                return f(*args, **kw)
+            finally:
+                common.end_command()
+        return click.option("--overwrite", is_flag=True,
+                            help="Replace output files that exist (default: refuse to replace anything).")(wrapper)
+    return decorate if f is None else decorate(f)
 
 
-def _check_out(*paths):
-    """Refuse early (OverwriteError) when an output file exists and --overwrite was not given."""
-    from rawcnn.fileio import check_targets
-    try:
-        check_targets([p for p in paths if p])
-    except ValueError as e:
-        _fail(e)
+def _device(f):
+    """--device: the backend (resolved by _backend)."""
+    return click.option("--device", type=DEVICES, default="cpu", show_default=True)(f)
 
 
-def _set_conv_algo(algo):
-    """--conv-algo: the algorithm every Conv2d of this process uses (rawcnn/conv_algo.py)."""
-    from rawcnn.conv_algo import set_default
-    set_default(algo)
+def _seed(help=None):
+    """--seed: every random choice of the command."""
+    return click.option("--seed", type=int, default=0, show_default=True, help=help)
+
+
+def _given():
+    """The names of the options the user typed on the command line (not left at their defaults)."""
+    ctx = click.get_current_context()
+    return {n for n in ctx.params if ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)}
+
+
+def _out(help=None, *, folder=False, default=None, optional=False):
+    """--out: a file (folder=False) or a folder; required unless it has a default or is optional."""
+    path = click.Path(file_okay=False) if folder else click.Path(dir_okay=False)
+    kw = {"default": default, "show_default": True} if default is not None else \
+        {"default": None} if optional else {"required": True}
+    return click.option("--out", type=path, help=help, **kw)
 
 
 @click.group(cls=_Guarded, context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,36 +132,32 @@ def main():
               "machine's cached timings (auto), forced, or timed once and cached (tune).")
 def summary(model, input_shape, num_classes, conv_algo):
     """Print each layer's output shape, parameters and FLOPs for MODEL (a built-in name or a JSON spec file)."""
-    from rawcnn.summary import format_summary
+    from rawcnn.app import tools
     try:
-        shape = tuple(int(v) for v in input_shape.lower().split("x")) if input_shape else None
-        if shape is not None and len(shape) != 3:
-            raise ValueError(f"--input must be CxHxW, got {input_shape!r}")
-        click.echo(format_summary(model, input_shape=shape, num_classes=num_classes, conv_algo=conv_algo))
+        click.echo(tools.summary_text(model, input_shape, num_classes=num_classes, conv_algo=conv_algo))
     except ValueError as e:
         _fail(e)
 
 
 @main.command()
 @click.option("--layer", default="all", show_default=True, help="A layer type (Conv2d, LRN, ...), Net, or all.")
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@_device
+@_seed()
 def gradcheck(layer, device, seed):
     """Check every layer's backward against centred finite differences in float64.
 
     Exits non-zero when any relative error exceeds 1e-6.
     """
-    from rawcnn.gradcheck import THRESHOLD, format_rows, run_gradcheck
+    from rawcnn.app import tools
     be = _backend(device)
     try:
-        rows = run_gradcheck(layer=layer, backend=be, seed=seed, progress=True)
+        table, rows, bad, threshold = tools.gradcheck(layer, be, seed)
     except ValueError as e:
         _fail(e)
-    click.echo(format_rows(rows))
-    bad = [r for r in rows if not r.ok]
-    click.echo(f"\n{len(rows) - len(bad)} of {len(rows)} tensors within {THRESHOLD:g} on {be.name} ({be.device})")
+    click.echo(table)
+    click.echo(f"\n{len(rows) - len(bad)} of {len(rows)} tensors within {threshold:g} on {be.name} ({be.device})")
     if bad:
-        raise click.ClickException(f"{len(bad)} gradient(s) exceed the {THRESHOLD:g} threshold")
+        raise click.ClickException(f"{len(bad)} gradient(s) exceed the {threshold:g} threshold")
 
 
 @main.command()
@@ -148,18 +166,18 @@ def gradcheck(layer, device, seed):
               help="An image file (a checkpoint's input contract prepares it).")
 @click.option("--random", is_flag=True, help="Trace N(0, 1) noise of --seed instead of an image.")
 @click.option("--class-index", type=int, default=None, help="Class of the loss (default: the predicted one).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_seed()
+@_device
 def trace(model, image, random, class_index, seed, device):
     """One image through MODEL (a checkpoint, built-in name or spec file): per layer the output shape,
     min/mean/max, zeros after ReLU, and after a backward each gradient's norm."""
-    from rawcnn.trace import format_trace, trace_command
+    from rawcnn.app import tools
     try:
-        t = trace_command(model, image=image, random=random, class_index=class_index, seed=seed,
-                          device=_backend(device).name)
+        text = tools.trace(model, image=image, random=random, class_index=class_index, seed=seed,
+                             device=_backend(device).name)
     except (ValueError, KeyError, OSError) as e:
         _fail(e)
-    click.echo(format_trace(t))
+    click.echo(text)
 
 
 @main.command()
@@ -185,12 +203,11 @@ def info():
               "Theano files; by default it is decided from the file.")
 @click.option("--fc-order", type=click.Choice(["hwc", "chw"]), default=None,
               help="Force the row order of the first fully connected layer; by default decided from the file.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The rawcnn checkpoint to write.")
-@_overwrites
+@_out("The rawcnn checkpoint to write.")
+@_overwrites(check=("",))
 def import_weights(file, arch, fmt, flip, fc_order, out):
     """Import ImageNet AlexNet / VGG16 / VGG19 weights from an HDF5 FILE into a rawcnn checkpoint."""
     from weights_import import WeightsImportError, import_to_checkpoint
-    _check_out(out)
     try:
         report = import_to_checkpoint(file, arch, out, fmt, flip=flip, fc_order=fc_order)
     except (WeightsImportError, ValueError, OSError) as e:
@@ -200,17 +217,17 @@ def import_weights(file, arch, fmt, flip, fc_order, out):
 
 
 @main.command()
-@click.option("--out", default="demo-run", show_default=True, type=click.Path(file_okay=False))
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_out(folder=True, default="demo-run")
+@_seed()
+@_device
 @click.option("--quick", is_flag=True, help="A 20-second smoke run (tiny data, 2 epochs; it does not learn).")
 @_overwrites
 def demo(out, seed, device, quick):
     """The main job on built-in data: synthesise radiographs, prepare, train the custom net, evaluate, report."""
-    from rawcnn.demo import run_demo
+    from rawcnn.app import tools
     be = _backend(device)
     try:
-        run_demo(out, seed=seed, device=be.name, quick=quick, log=click.echo)
+        tools.demo(out, seed=seed, device=be.name, quick=quick, log=click.echo)
     except (ValueError, RuntimeError) as e:
         _fail(e)
 
@@ -225,17 +242,17 @@ def data():
 @click.option("--n", "n", type=int, default=200, show_default=True, help="Number of images.")
 @click.option("--size", type=int, default=512, show_default=True, help="Image side in pixels.")
 @click.option("--abnormal-fraction", type=float, default=0.5, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (Montgomery layout).")
+@_seed()
+@_out("Folder to write (Montgomery layout).", folder=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing synthetic set in --out.")
 @click.option("--difficulty", type=click.Choice(["standard", "hard"]), default="standard", show_default=True,
               help="hard: one subtle small lesion, exposure and noise varying widely (a benchmark for recipes).")
 def data_synth(n, size, abnormal_fraction, seed, out, overwrite, difficulty):
     """Write synthetic chest radiographs with lung and lesion masks (NLM Montgomery layout)."""
-    from rawcnn.data import synthesize
+    from rawcnn.app import data as app_data
     try:
-        recs = synthesize(out, n, size=size, seed=seed, abnormal_fraction=abnormal_fraction, overwrite=overwrite,
-                          difficulty=difficulty)
+        recs = app_data.synth(out, n, size=size, abnormal_fraction=abnormal_fraction, seed=seed, overwrite=overwrite,
+                              difficulty=difficulty)
     except ValueError as e:
         _fail(e)
     click.echo(f"wrote {len(recs)} images ({sum(r.label for r in recs)} abnormal) to {out}")
@@ -243,7 +260,7 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite, difficulty):
 
 @data.command("prepare")
 @click.argument("src", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The HDF5 data set to write.")
+@_out("The HDF5 data set to write.")
 @click.option("--input-size", type=int, default=227, show_default=True)
 @click.option("--roi-crop/--no-roi-crop", default=True, show_default=True, help="Crop to the lung masks' box.")
 @click.option("--roi", type=click.Choice(["masks", "locator", "none"]), default=None,
@@ -257,22 +274,18 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite, difficulty):
 @click.option("--clahe/--no-clahe", default=True, show_default=True)
 @click.option("--clahe-clip-limit", type=float, default=2.0, show_default=True)
 @click.option("--clahe-tile-grid", type=int, default=8, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the stratified 70/20/10 split.")
+@_seed("Seed of the stratified 70/20/10 split.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled files and list them.")
-@_overwrites
+@_overwrites(check=("",))
 def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_margin, base_size, clahe,
                  clahe_clip_limit, clahe_tile_grid, seed, skip_bad):
     """Preprocess SRC (Montgomery, Shenzhen or folder-per-class) into one HDF5 data set."""
-    from rawcnn.data import default_settings, prepare
-    _check_out(out)
-    s = default_settings(input_size)
-    s.update(roi_crop=roi_crop, roi_margin=roi_margin, base_size=base_size or None, clahe=clahe,
-             clahe_clip_limit=clahe_clip_limit, clahe_tile_grid=clahe_tile_grid)
-    if roi is not None:
-        s.update(roi=roi, roi_crop=roi != "none")
+    from rawcnn.app import data as app_data
     try:
-        summ = prepare(src, out, s, seed=seed, skip_bad=skip_bad, finding=finding,
-                       classes=[c.strip() for c in classes.split(",")] if classes else None)
+        summ = app_data.prepare(src, out, input_size=input_size, roi_crop=roi_crop, roi=roi, classes=classes,
+                                finding=finding, roi_margin=roi_margin, base_size=base_size, clahe=clahe,
+                                clahe_clip_limit=clahe_clip_limit, clahe_tile_grid=clahe_tile_grid, seed=seed,
+                                skip_bad=skip_bad)
     except ValueError as e:
         _fail(e)
     click.echo(f"wrote {summ.path}: {summ.n} images, classes {summ.class_names}")
@@ -320,18 +333,11 @@ def _recipe_options(f):
     return f
 
 
-def _resolve_recipe(opts):
-    """The settings of --recipe with every flag the user gave applied (rawcnn.recipes.resolve)."""
-    from rawcnn.recipes import resolve
-    opts = dict(opts)
-    return resolve(opts.pop("recipe"), **opts)
-
-
 @main.command()
 @click.option("--model", default="custom", show_default=True, help="custom, alexnet, vgg16, vgg19 or a JSON spec.")
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A prepared data set (rawcnn data prepare).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, logs).")
+@_out("Run folder (checkpoints, logs).", folder=True)
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from a rawcnn checkpoint (e.g. from import-weights): transfer learning.")
 @click.option("--num-classes", type=int, default=None, help="Default: the data set's classes.")
@@ -343,8 +349,8 @@ def _resolve_recipe(opts):
 @click.option("--classes", "classes", default=None,
               help="The data set's class names in the order of the --weights (or resumed) checkpoint's outputs, "
                    "e.g. normal,abnormal, when the names or order differ.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_seed()
+@_device
 @click.option("--procs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train data-parallel in this many processes on this machine (starts mpiexec; "
                    "needs the mpi extra). Under mpiexec leave it at 1.")
@@ -362,35 +368,25 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
 
     `mpiexec -n N rawcnn train ...` (or --procs N) trains data-parallel: --batch-size is the global batch.
     """
-    from rawcnn.commands import run_training
-    if procs > 1:
-        from rawcnn.distributed import launched_size, relaunch, strip_option
-        if launched_size() > 1:
-            raise click.ClickException(f"--procs {procs} under mpiexec: give the process count to mpiexec only")
-        try:
-            sys.exit(relaunch(procs, strip_option(sys.argv[1:], "--procs")))
-        except RuntimeError as e:
-            _fail(e)
-    _set_conv_algo(conv_algo)
-    ctx = click.get_current_context()
-    given = {n for n in ctx.params if ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)}
+    from rawcnn.app import train as app_train
+    try:
+        code = app_train.relaunch(procs, sys.argv[1:])  # --procs N: this command line under mpiexec -n N
+    except ValueError as e:
+        _fail(e)
+    if code is not None:
+        sys.exit(code)
     be = _backend(device)
     try:
-        st = _resolve_recipe(recipe_opts)
-        res = run_training(model, data_path, out, weights=weights, num_classes=num_classes,
-                           new_head_lr_mult=new_head_lr_mult, freeze_through=freeze_through, seed=seed,
-                           resume=resume, device=be.name, settings=st,
-                           classes=classes.split(",") if classes else None,
-                           **({"given": given} if resume else {}))
+        res, speaks, status = app_train.train_command(model, data_path, out, recipe_opts=recipe_opts, weights=weights,
+                                              num_classes=num_classes, new_head_lr_mult=new_head_lr_mult,
+                                              freeze_through=freeze_through, resume=resume, classes=classes,
+                                              seed=seed, device=be.name, conv_algo=conv_algo, given=_given())
     except (ValueError, KeyError) as e:
         _fail(e)
-    from rawcnn.distributed import is_root
-    if is_root():  # under mpiexec: rank 0 alone speaks; train() has logged the outcome and best epoch already
+    if speaks:  # under mpiexec: rank 0 alone speaks; train() has logged the outcome and best epoch already
         click.echo(f"checkpoints: {res.get('last_checkpoint')}, {res.get('best_checkpoint')}")
-    if res["status"] == "interrupted":
-        sys.exit(130)
-    if res["status"] == "diverged":
-        sys.exit(1)
+    if status:
+        sys.exit(status)
 
 
 @main.command()
@@ -401,21 +397,17 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
 @click.option("--patient-pattern", default=None,
               help="A regex whose first group is the patient id in image names (folds keep a patient's images "
                    "together); default: the set's own patient ids, else one image per patient.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder: fold_<k>/ runs, oof.csv, cv.json, cv_roc.png.")
+@_out("Folder: fold_<k>/ runs, oof.csv, cv.json, cv_roc.png.", folder=True)
 @_recipe_options
-@click.option("--seed", type=int, default=0, show_default=True, help="Fold assignment, init, shuffling.")
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_seed("Fold assignment, init, shuffling.")
+@_device
 def cv(data_path, folds, model, patient_pattern, out, seed, device, **recipe_opts):
     """Stratified k-fold cross-validation of a training recipe: per-fold and pooled out-of-fold metrics."""
-    from rawcnn.cv import cross_validate
+    from rawcnn.app import cv as app_cv
     be = _backend(device)
-    if os.path.isdir(out) and os.listdir(out):
-        _fail(ValueError(f"{out} already exists and is not empty (cv.json, fold_*/ of an earlier run would be "
-                         f"replaced); choose another --out"))
     try:
-        rep = cross_validate(data_path, out, _resolve_recipe(recipe_opts), folds=folds, seed=seed, model=model,
-                             patient_pattern=patient_pattern, device=be.name, log=click.echo)
+        rep = app_cv.cv_command(data_path, out, recipe_opts, folds=folds, seed=seed, model=model,
+                                patient_pattern=patient_pattern, device=be.name, log=click.echo)
     except (ValueError, KeyError) as e:
         _fail(e)
     click.echo(f"wrote {rep['paths']['oof']}, {rep['paths']['json']}, {rep['paths']['roc']}")
@@ -426,37 +418,26 @@ def cv(data_path, folds, model, patient_pattern, out, seed, device, **recipe_opt
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Probability of class 1 to call it.")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Write eval.json and the ROC PNG here.")
+@_out("Write eval.json and the ROC PNG here.", folder=True, optional=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--classes", default=None, help="The data set's class names in the order of the checkpoint's outputs "
               "(e.g. normal,abnormal), when the set names or orders them differently.")
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_device
 @click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
               show_default=True, help="Convolution algorithm: per layer from a measured table or this "
               "machine's cached timings (auto), forced, or timed once and cached (tune).")
 @_overwrites
 def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, device, conv_algo):
     """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix on a split."""
-    _set_conv_algo(conv_algo)
-    import json
-    from rawcnn.commands import format_metrics
-    from rawcnn.evaluate import evaluate_checkpoint, save_report
+    from rawcnn.app import evaluate as app_eval
     be = _backend(device)
     try:
-        res = evaluate_checkpoint(checkpoint, data_path, split=split, device=be.name, threshold=threshold,
-                                  classes=classes.split(",") if classes else None)
-        if res.get("class_note"):
-            click.echo(res["class_note"], err=True)
-        paths = save_report(res, out) if out else []
+        res, paths = app_eval.evaluate_command(checkpoint, data_path, split=split, threshold=threshold, out=out,
+                                               classes=classes, device=be.name, conv_algo=conv_algo,
+                                               note=lambda m: click.echo(m, err=True))
     except ValueError as e:
         _fail(e)
-    if as_json:
-        from rawcnn.jsonsafe import finite_or_null
-        click.echo(json.dumps(finite_or_null({k: v for k, v in res.items()
-                                              if k not in ("roc", "probabilities", "names", "class_note")})))
-    else:
-        click.echo(f"{checkpoint} on the {split} split of {data_path}")
-        click.echo(format_metrics(res))
+    click.echo(app_eval.format_result(res, checkpoint, split, data_path, as_json=as_json))
     for p in paths:
         click.echo(f"wrote {p}", err=as_json)
 
@@ -474,7 +455,7 @@ def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, dev
 @click.option("--masks", "masks_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="A folder of lung masks matched by name (NAME.png, NAME_mask.png, or Montgomery's "
                    "leftMask/ + rightMask/ pair). Images without a mask are cropped by the lung-field locator.")
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_device
 @click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
               show_default=True, help="Convolution algorithm: per layer from a measured table or this "
               "machine's cached timings (auto), forced, or timed once and cached (tune).")
@@ -484,21 +465,15 @@ def predict(images, checkpoint, top, class_names, masks, masks_dir, device, conv
     A checkpoint trained on lung-ROI crops crops each image by its lung mask (--mask, --masks) or,
     without one, by the lung-field locator, and says so.
     """
-    _set_conv_algo(conv_algo)
-    from rawcnn.commands import predict_top
+    from rawcnn.app import predict as app_predict
     be = _backend(device)
     try:
-        rows = predict_top(checkpoint, images, top=top, class_names=class_names, device=be.name,
-                           masks=list(masks) or None, masks_dir=masks_dir, log=lambda m: click.echo(m, err=True))
+        rows = app_predict.predict_command(checkpoint, images, top=top, class_names=class_names, masks=masks,
+                                           masks_dir=masks_dir, device=be.name, conv_algo=conv_algo,
+                                           log=lambda m: click.echo(m, err=True))
     except ValueError as e:
         _fail(e)
-    import math
-    if any(not math.isfinite(p) for _, best in rows for _, _, p in best):
-        _fail(ValueError(f"{checkpoint}: the model gives non-finite probabilities; refusing to print them"))
-    for path, best in rows:
-        click.echo(path)
-        for i, name, p in best:
-            click.echo(f"  {i:5d}  {p:.4f}" + (f"  {name}" if name else ""))
+    click.echo(app_predict.format_rows(rows))
 
 
 @main.command()
@@ -508,9 +483,9 @@ def predict(images, checkpoint, top, class_names, masks, masks_dir, device, conv
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", default="custom", show_default=True)
 @click.option("--epochs", type=int, default=5, show_default=True, help="Epochs per trial.")
-@click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_out(folder=True)
+@_seed()
+@_device
 @click.option("--recipe", type=click.Choice(["default", "paper"]), default="default", show_default=True,
               help="The settings every trial starts from (the sampled values replace theirs).")
 @click.option("--init", default=None, help="normal:STD, he or lsuv (default: the recipe's).")
@@ -522,17 +497,11 @@ def predict(images, checkpoint, top, class_names, masks, masks_dir, device, conv
 @_overwrites
 def search(space, trials, data_path, model, epochs, out, seed, device, **recipe_opts):
     """Random search over learning rate, momentum, L2, dropout and batch size."""
-    from rawcnn.data import load_dataset
-    from rawcnn.search import load_space, random_search
+    from rawcnn.app import search as app_search
     be = _backend(device)
     try:
-        st = _resolve_recipe(recipe_opts)
-        ds = load_dataset(data_path)
-        size = int(ds.split("train").images.shape[-1])
-        from rawcnn.recipes import augmenter
-        res = random_search(load_space(space), trials, ds, seed=seed, epochs_per_trial=epochs, out_dir=out,
-                            model=model, num_classes=len(ds.class_names), input_shape=(3, size, size),
-                            augment=augmenter({**st, "augment": True}, seed), device=be.name, settings=st)
+        res = app_search.search_command(space, trials, data_path, out, recipe_opts, model=model, epochs=epochs,
+                                        seed=seed, device=be.name)
     except (ValueError, KeyError) as e:
         _fail(e)
     if res:
@@ -563,13 +532,12 @@ def viz():
 @viz.command("filters")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--layer", default=None, help="A Conv2d layer (default: the first).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The PNG to write.")
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
-@_overwrites
+@_out("The PNG to write.")
+@_device
+@_overwrites(check=("",))
 def viz_filters(checkpoint, layer, out, device):
     """A montage of a conv layer's filters, each scaled to [0, 1]."""
-    from rawcnn.viz import commands as vc
-    _check_out(out)
+    from rawcnn.app import viz as vc
     try:
         click.echo(f"wrote {vc.viz_filters(checkpoint, out, layer=layer, device=_backend(device).name)}")
     except (ValueError, KeyError) as e:
@@ -583,12 +551,12 @@ def viz_filters(checkpoint, layer, out, device):
 @click.option("--top", "top_k", type=int, default=8, show_default=True,
               help="Rank channels by mean activation (inside the lesion mask when there is one).")
 @click.option("--raw-format", type=click.Choice(["npy", "h5"]), default="npy", show_default=True)
-@click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_out(folder=True)
+@_device
 @_overwrites
 def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k, raw_format, out, device):
     """The raw per-channel activations of a layer: a labelled grid PNG and the raw array per image."""
-    from rawcnn.viz import commands as vc
+    from rawcnn.app import viz as vc
     try:
         rows = vc.viz_activations(checkpoint, out, data=data_path, split=split, indices=list(indices) or None,
                                   images=images, layer=layer, top_k=top_k, raw_format=raw_format,
@@ -614,13 +582,13 @@ def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k,
               help="A title and a colour bar (with the threshold marked) beside each picture.")
 @click.option("--full-res", is_flag=True,
               help="For --image files: draw the map over the source image at its own resolution.")
-@click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_out(folder=True)
+@_device
 @_overwrites
 def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, channel, strongest, class_index,
                 threshold, alpha, colorbar, full_res, out, device):
     """A 'jet' heat map over the radiograph: a channel, Grad-CAM or the input-gradient saliency."""
-    from rawcnn.viz import commands as vc
+    from rawcnn.app import viz as vc
     if strongest and channel is not None:
         _fail(ValueError("give --channel or --strongest, not both"))
     try:
@@ -641,24 +609,16 @@ def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, ch
 @click.option("--octaves", type=int, default=3, show_default=True)
 @click.option("--steps", type=int, default=20, show_default=True)
 @click.option("--lr", type=float, default=0.05, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False))
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
-@_overwrites
+@_seed()
+@_out()
+@_device
+@_overwrites(check=("",))
 def viz_dream(checkpoint, layer, channel, octaves, steps, lr, seed, out, device):
     """Activation maximisation by gradient ascent on the input (like MATLAB's deepDreamImage)."""
-    from rawcnn.viz import commands as vc
-    from rawcnn.checkpoint import read_checkpoint
-    _check_out(out)
+    from rawcnn.app import viz as vc
     try:
-        from rawcnn.models import validate_spec
-        spec = read_checkpoint(checkpoint)["spec"]
-        validate_spec(spec, checkpoint)
-        logits = [e["name"] for e in spec["layers"] if e["type"] == "Linear"][-1]
-        is_class = layer is None or layer == logits
-        path = vc.viz_dream(checkpoint, out, layer=layer, channel=None if is_class else channel,
-                            class_index=channel if is_class else None, octaves=octaves, steps=steps, lr=lr,
-                            seed=seed, device=_backend(device).name)
+        path = vc.dream_command(checkpoint, out, layer=layer, channel=channel, octaves=octaves, steps=steps, lr=lr,
+                                seed=seed, device=_backend(device).name)
     except (ValueError, KeyError) as e:
         _fail(e)
     click.echo(f"wrote {path}")
@@ -672,21 +632,19 @@ def viz_dream(checkpoint, layer, channel, octaves, steps, lr, seed, out, device)
               help="Repeatable; default: all three.")
 @click.option("--layer", default=None)
 @click.option("--threshold", type=float, default=0.5, show_default=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV path stem (writes OUT.csv).")
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
-@_overwrites
+@_out("CSV path stem (writes OUT.csv).")
+@_device
+@_overwrites(check=(".csv", "_images.csv"))
 def viz_score(checkpoint, data_path, split, methods, layer, threshold, out, device):
     """Localisation scores against the lesion masks: pointing game, energy inside lesion and lungs, IoU."""
-    from rawcnn.viz import commands as vc
-    from rawcnn.commands import format_score_table
-    _check_out(out + ".csv", out + "_images.csv")
+    from rawcnn.app import viz as vc
     try:
         res = vc.viz_score(checkpoint, data_path, out, split=split,
                            methods=tuple(methods) or ("channel", "gradcam", "saliency"), layer=layer,
                            threshold=threshold, device=_backend(device).name, progress=True)
     except (ValueError, KeyError) as e:
         _fail(e)
-    click.echo(format_score_table(res))
+    click.echo(vc.format_score_table(res))
     for p in res.get("paths", []):
         click.echo(f"wrote {p}")
 
@@ -696,12 +654,12 @@ def viz_score(checkpoint, data_path, split, methods, layer, threshold, out, devi
 @click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Default: RUN_DIR/best.h5.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Default: RUN_DIR/report.html.")
-@click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@_out("Default: RUN_DIR/report.html.", optional=True)
+@_device
 @_overwrites
 def report(run_dir, data_path, checkpoint, out, device):
     """One self-contained HTML page: curves, metrics, ROC, filters, top channels, heat maps, dreams, scores."""
-    from rawcnn.viz import commands as vc
+    from rawcnn.app import viz as vc
     try:
         path = vc.report(run_dir, data=data_path, checkpoint=checkpoint, out=out, device=_backend(device).name,
                          progress=True)

@@ -134,7 +134,7 @@ def _train(paths, st, data, seed, backend, progress, log):
 
 def _localise(paths, data, backend, progress=False):
     """Step 5: every heat-map method's scores on the test split. Returns a dict for the summary."""
-    from .viz.commands import viz_score
+    from .app.viz import viz_score
     t = viz_score(paths["best_checkpoint"], data, paths["localisation"], split="test", device=backend,
                   progress=progress)
     rows = {r["method"]: {k: r[k] for k in ("n", "layer", "pointing", "energy_lesion", "iou")} for r in t["summary"]}
@@ -174,7 +174,7 @@ def run_demo(out_dir, *, seed=0, n_images=None, input_size=None, epochs=None, de
     log("scoring each heat-map method against the test split's lesion masks")
     loc = _localise(paths, data, be.name, progress)
     log(f"writing the report (filters, channels, heat maps, dream images) to {paths['report']}")
-    from .viz.commands import report
+    from .app.viz import report
     report(paths["run_dir"], data=data, checkpoint=paths["best_checkpoint"], out=paths["report"], device=be.name,
            title=f"rawcnn demo: custom model on synthetic radiographs (seed {seed})", progress=progress)
     sec["evaluate_and_report"] = time.perf_counter() - t0 - sec["data"] - sec["train"]

@@ -81,3 +81,45 @@ def test_engine_imports_no_framework_and_no_scipy():
     bad = [f"{path.relative_to(ROOT)} imports {name}" for pkg, path in sources()
            for name in imported(path, pkg) if name in FORBIDDEN_THIRD_PARTY]
     assert not bad, "; ".join(bad)
+
+
+def rawcnn_modules_imported(path):
+    """The rawcnn modules `path` imports by absolute name ("rawcnn.app.train", "rawcnn.data", ...)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "rawcnn"}
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "rawcnn":
+            out |= {f"{node.module}.{a.name}" if node.module == "rawcnn" else node.module for a in node.names}
+    return out
+
+
+def test_cli_reaches_rawcnn_only_through_the_app_layer():
+    mods = rawcnn_modules_imported(ROOT / "cli.py")
+    assert mods, "cli.py imports nothing from rawcnn (the reader is broken)"
+    bad = sorted(m for m in mods if m != "rawcnn.app" and not m.startswith("rawcnn.app."))
+    assert not bad, f"cli.py imports {bad}; call them through rawcnn.app"
+
+
+def test_the_app_reader_sees_library_imports(tmp_path):
+    f = tmp_path / "c.py"
+    f.write_text("from rawcnn import app, data\ndef f():\n    from rawcnn.app import viz\n    import rawcnn.train\n")
+    assert rawcnn_modules_imported(f) == {"rawcnn.app", "rawcnn.data", "rawcnn.train"}
+
+
+def test_nothing_below_the_app_layer_imports_it():
+    """rawcnn/app sits on top of the library: only cli.py and rawcnn/app itself (and the demo, which runs
+    the viz tasks) import it."""
+    allowed = {ROOT / "rawcnn" / "demo.py"}
+    bad = []
+    for path in sorted((ROOT / "rawcnn").rglob("*.py")):
+        if "app" in path.relative_to(ROOT / "rawcnn").parts[:1] or path in allowed:
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                mod = ("." * node.level) + (node.module or "")
+                names = [a.name for a in node.names]
+                if "app" in mod.lstrip(".").split(".")[:2] or (mod.strip(".") in ("", "rawcnn") and "app" in names):
+                    bad.append(f"{path.relative_to(ROOT)}: {mod}")
+    assert not bad, "; ".join(bad)

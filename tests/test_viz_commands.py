@@ -1,4 +1,4 @@
-"""viz/commands.py: each `rawcnn viz ...` task end to end on a checkpoint and a prepared set."""
+"""rawcnn/app/viz.py: each `rawcnn viz ...` task end to end on a checkpoint and a prepared set."""
 import csv
 
 import cv2
@@ -7,7 +7,7 @@ import pytest
 
 from rawcnn.checkpoint import save_checkpoint
 from rawcnn.preprocessing import Preprocessing
-from rawcnn.viz import commands
+from rawcnn.app import viz as commands
 from rawcnn.viz.dream import input_scale
 
 from test_viz_score import square_net, write_prepared

@@ -8,7 +8,8 @@ abnormalities in chest radiographs through salient network activations in Deep L
     dream        activation maximisation (deep-dream images) of class neurons and channels
     score        localisation scores against lesion and lung masks; a table over a data set
     report       one self-contained HTML page about a training run
-    commands     each `rawcnn viz ...` / `rawcnn report` task as one function (what cli.py calls)
+
+The `rawcnn viz ...` / `rawcnn report` tasks, one function each, are in rawcnn/app/viz.py.
 """
 from .activations import layer_activations, rank_channels, save_activations, top_channels
 from .dream import dream

@@ -37,10 +37,15 @@ METHODS = ("channel", "gradcam", "saliency")
 
 # -- layers and passes ---------------------------------------------------------------------------
 def logit_layer(net):
-    """Name of the layer whose output is the logits: the last one that is not a Softmax."""
-    for l in reversed(net.layers):
-        if l.kind != "Softmax":
-            return l.name
+    """Name of the layer whose output is the logits: the last one that is not a Softmax.
+
+    net: a Net, or a model spec (a dict with "layers", each {"name", "type", ...}) such as a checkpoint's.
+    """
+    layers = ([(e["name"], e["type"]) for e in net["layers"]] if isinstance(net, dict)
+              else [(l.name, l.kind) for l in net.layers])
+    for name, kind in reversed(layers):
+        if kind != "Softmax":
+            return name
     raise ValueError("the net has no layer besides Softmax")
 
 

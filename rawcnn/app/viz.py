@@ -1,5 +1,6 @@
-"""The visualisations as whole tasks, one function per `rawcnn viz ...` command: each loads the
-checkpoint, picks the images, calls the library functions and writes files. cli.py only parses.
+"""The visualisations as whole tasks, one function per `rawcnn viz ...` command (and `rawcnn report`):
+each loads the checkpoint, picks the images, calls the library functions and writes files. cli.py
+only parses and prints.
 
 Shape legend: N images, C, S, S the stored (uint8) images, K classes.
 
@@ -15,13 +16,13 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint
 from ..fileio import atomic_path, inside, safe_name
-from .activations import save_activations
-from .dream import dream, input_scale
-from .filters import save_filters
-from .heatmap import METHODS, heatmaps, logit_layer
-from .images import gray_to_rgb, montage, overlay, write_png
-from .report import write_report
-from .score import localisation_table
+from ..viz.activations import save_activations
+from ..viz.dream import dream, input_scale
+from ..viz.filters import save_filters
+from ..viz.heatmap import METHODS, heatmaps, logit_layer
+from ..viz.images import gray_to_rgb, montage, overlay, write_png
+from ..viz.report import write_report
+from ..viz.score import localisation_table
 
 
 def open_checkpoint(checkpoint, device="cpu"):
@@ -78,7 +79,7 @@ def viz_activations(checkpoint, out_dir, *, data=None, split="test", indices=Non
     """`rawcnn viz activations`: per image a grid PNG of `layer`'s channels (each scaled to [0, 1], the
     top_k marked: inside the lesion mask when the image has one) and the raw array (.npy or .h5).
     layer: default the deepest conv activation. Returns a list of save_activations' dicts."""
-    from .heatmap import default_layer
+    from ..viz.heatmap import default_layer
     net, ck, to_input = open_checkpoint(checkpoint, device)
     layer = layer or default_layer(net)
     x, names, masks = select_images(ck, data, split, indices, images)
@@ -117,7 +118,7 @@ def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, i
             else:
                 view = overlay(gray_to_rgb(x[i + j, 0]), heat, threshold, alpha)
             if colorbar:
-                from .annotate import annotate
+                from ..viz.annotate import annotate
                 what = (f"{hm.layer} channel {int(hm.channels[j])}" if hm.channels is not None
                         else f"class {int(hm.classes[j])}")
                 view = annotate(view, f"{names[i + j]}: {method}, {what}", threshold)
@@ -151,6 +152,19 @@ def viz_dream(checkpoint, out, *, layer=None, channel=None, class_index=None, oc
     return write_png(out, montage(tiles, labels, ncols=len(tiles), tile_size=(side, side)))
 
 
+def dream_command(checkpoint, out, *, layer=None, channel=None, octaves=3, steps=20, lr=0.05, seed=0, device="cpu"):
+    """`rawcnn viz dream`: --channel is a class of the logits layer (logit_layer's rule, the default
+    layer) or a channel of any other layer. Returns viz_dream's path."""
+    from ..checkpoint import read_checkpoint
+    from ..models import validate_spec
+    spec = read_checkpoint(checkpoint)["spec"]
+    validate_spec(spec, checkpoint)
+    is_class = layer is None or layer == logit_layer(spec)
+    return viz_dream(checkpoint, out, layer=layer, channel=None if is_class else channel,
+                     class_index=channel if is_class else None, octaves=octaves, steps=steps, lr=lr, seed=seed,
+                     device=device)
+
+
 def viz_score(checkpoint, data, out, *, split="test", methods=METHODS, layer=None, class_index=1, channel=None,
               threshold=0.5, tolerance=0, batch_size=16, device="cpu", progress=False):
     """`rawcnn viz score`: localisation scores of every method against the lesion masks of `split`;
@@ -168,3 +182,16 @@ def report(run_dir, *, data=None, checkpoint=None, out=None, split="test", devic
     from ..data import load_dataset
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     return write_report(run_dir, data, checkpoint=checkpoint, out=out, split=split, backend=device, **kw)
+
+
+def format_score_table(res):
+    """The localisation summary (viz score) as fixed-width text, one row per method."""
+    from ..viz.score import COLUMNS
+    head = ["method", "n", *COLUMNS]
+    rows = [[str(r.get(k)) if not isinstance(r.get(k), float) else f"{r[k]:.3f}" for k in head]
+            for r in res["summary"]]
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [head] + rows]
+    channel = f", channel {res['channel']}" if res.get("channel") is not None else ""
+    lines.append(f"layer {res.get('layer')}" + channel)
+    return "\n".join(lines)

@@ -1,13 +1,44 @@
-"""Whole tasks behind the `rawcnn` commands that need more than one library call.
+"""`rawcnn train`: build or load the net (transfer learning's new head and frozen layers), resolve the
+recipe, start the data-parallel processes, and train.
 
-cli.py parses options and calls one function here (or in rawcnn.viz.commands); these functions
-hold the little glue a task needs: building or loading the net, the new head and frozen layers of
-transfer learning, the augmenter, the input contract.
+cli.py parses the options and calls train_command (and relaunch first, for --procs); the
+functions below hold the glue: the net, the augmenter, the input contract.
 """
-import json
 import os
+import sys
 
-import numpy as np
+
+def relaunch(procs, argv=None):
+    """--procs: None when procs is 1, else the exit status of `mpiexec -n procs` running this command
+    line (argv, default sys.argv[1:]) without --procs. Raises ValueError under mpiexec or when no
+    mpiexec can start (RuntimeError's message)."""
+    if procs <= 1:
+        return None
+    from ..distributed import launched_size, relaunch as start, strip_option
+    if launched_size() > 1:
+        raise ValueError(f"--procs {procs} under mpiexec: give the process count to mpiexec only")
+    try:
+        return start(procs, strip_option(list(sys.argv[1:] if argv is None else argv), "--procs"))
+    except RuntimeError as e:
+        raise ValueError(str(e)) from None
+
+
+def train_command(model, data_path, out, *, recipe_opts, weights=None, num_classes=None, new_head_lr_mult=10.0,
+                  freeze_through=None, resume=False, classes=None, seed=0, device="cpu", conv_algo="auto",
+                  given=None):
+    """`rawcnn train` after parsing: run_training with --recipe and its flags resolved (resolve_recipe),
+    `classes` a comma-separated string or None, `given` the options the user typed (used on resume).
+    Returns (train()'s dict, whether this process should print: rank 0 or a plain process, the exit
+    status: 130 when interrupted, 1 when the loss diverged, else 0)."""
+    from ..distributed import is_root
+    from .common import resolve_recipe, set_conv_algo
+    set_conv_algo(conv_algo)
+    st = resolve_recipe(recipe_opts)
+    res = run_training(model, data_path, out, weights=weights, num_classes=num_classes,
+                       new_head_lr_mult=new_head_lr_mult, freeze_through=freeze_through, seed=seed,
+                       resume=resume, device=device, settings=st, classes=classes.split(",") if classes else None,
+                       **({"given": given} if resume else {}))
+    return res, is_root(), {"interrupted": 130, "diverged": 1}.get(res["status"], 0)
 
 
 def build_training_net(model, *, weights=None, num_classes=None, input_size=None, seed=0, init=0.01,
@@ -21,8 +52,8 @@ def build_training_net(model, *, weights=None, num_classes=None, input_size=None
     preprocessing: the weights' input contract (dict) or None (train.py then zero-centres on the
     training split).
     """
-    from .checkpoint import load_checkpoint
-    from .models import build
+    from ..checkpoint import load_checkpoint
+    from ..models import build
     if weights is None:
         shape = (3, input_size, input_size) if input_size else None
         net = build(model, num_classes=num_classes or 2, input_shape=shape, seed=seed, weight_std=init)
@@ -36,7 +67,7 @@ def build_training_net(model, *, weights=None, num_classes=None, input_size=None
             log(f"replaced {last.name} ({last.out_features} outputs) with a fresh {num_classes}-way layer, "
                 f"learning-rate multiplier {new_head_lr_mult:g}")
         if input_size and pre:
-            from .preprocessing import Preprocessing
+            from ..preprocessing import Preprocessing
             pre = Preprocessing.from_json(pre).with_input_size(input_size).to_dict()
         if pre:  # trained on a prepared set of grey radiographs from here on (rawcnn.contract)
             pre = {**pre, "decode": "gray"}
@@ -63,16 +94,16 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
     override the keyword arguments of the same names.
     """
     if settings is not None:
-        from .init import parse_init, weight_std_for_build
+        from ..init import parse_init, weight_std_for_build
         init = weight_std_for_build(parse_init(settings["init"]))
         epochs, batch_size, lr, momentum = (settings["epochs"], settings["batch_size"], settings["lr"],
                                             settings["momentum"])
         weight_decay, patience, max_drops = settings["weight_decay"], settings["patience"], settings["max_drops"]
-    from .checkpoint import read_checkpoint
-    from .contract import contract_of, match_classes
-    from .data import Augmenter
-    from .distributed import from_environment, open_sharded
-    from .train import train
+    from ..checkpoint import read_checkpoint
+    from ..contract import contract_of, match_classes
+    from ..data import Augmenter
+    from ..distributed import from_environment, open_sharded
+    from ..train import train
     if resume and given is not None:
         model, weights = _resume_model(out_dir, model, weights, given)
     dist = from_environment(device)
@@ -98,7 +129,7 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
     aug = Augmenter(max_translate=translate, max_rotate_deg=rotate, rng=seed) if augment else None
     recipe = None
     if settings is not None:
-        from . import recipes
+        from .. import recipes
         aug, recipe = recipes.augmenter(settings, seed), recipes.hooks(settings)
         if pre is None:
             x = data.split("train").images  # (N, C, S, S) uint8
@@ -118,75 +149,8 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
 def _resume_model(out_dir, model, weights, given):
     """(model, weights) for a resume: the run's own spec unless --model or --weights was given (then the
     net built from them must match the run's, which Trainer.restore checks)."""
-    from .checkpoint import read_checkpoint
+    from ..checkpoint import read_checkpoint
     last = os.path.join(os.fspath(out_dir), "last.h5")
     if "model" in given or "weights" in given or not os.path.exists(last):
         return model, weights
     return read_checkpoint(last)["spec"], None
-
-
-def format_metrics(result):
-    """A few lines of text for evaluate()'s dict."""
-    keys = ("n", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.4f}" if np.isfinite(v) else "undefined (no case of the class it needs)"
-        return str(v)
-    lines = [f"{k:12s} {fmt(result.get(k))}" for k in keys if k in result]
-    cm = result.get("confusion_matrix")
-    if cm is not None:
-        cm = np.asarray(cm)
-        names = result.get("class_names") or [f"class {k}" for k in range(len(cm))]
-        w = max(6, *(len(n) for n in names))
-        lines.append("confusion matrix (rows: true class, columns: predicted)")
-        lines.append(" " * (w + 2) + " ".join(f"{n:>{w}s}" for n in names))
-        lines += [f"  {names[k]:>{w}s}" + "".join(f" {int(v):{w}d}" for v in row) for k, row in enumerate(cm)]
-    return "\n".join(lines)
-
-
-def predict_top(checkpoint, images, top=5, class_names=None, device="cpu", masks=None, masks_dir=None, log=None):
-    """Rows (image, [(class index, name or None, probability), ...]) of the `top` classes per image.
-
-    Names come from the class_names file when given, else from the checkpoint (meta class_names).
-    masks / masks_dir: lung masks per image (--mask) or a folder matched by name (--masks).
-    """
-    from .checkpoint import read_checkpoint
-    from .contract import contract_of, masks_for
-    from .evaluate import predict
-    names = None
-    if class_names:
-        with open(class_names) as fh:
-            names = [line.strip() for line in fh if line.strip()]
-    else:
-        names = contract_of(read_checkpoint(checkpoint)).class_names
-    lung = masks_for(list(images), masks, masks_dir)
-    probs = predict(checkpoint, list(images), device=device, lung_masks=lung, log=log)
-    if names is not None and len(names) != probs.shape[1] and not class_names:
-        names = None  # the checkpoint's names belong to another head (e.g. before fine-tuning)
-    if names is not None and len(names) != probs.shape[1]:
-        raise ValueError(f"{class_names}: {len(names)} class names for a model with {probs.shape[1]} classes")
-    rows = []
-    for path, p in zip(images, probs):
-        order = np.argsort(-p, kind="stable")[:top]
-        rows.append((path, [(int(i), names[i] if names else None, float(p[i])) for i in order]))
-    return rows
-
-
-def write_json(path, obj):
-    """Write JSON to a temporary file, then rename it onto `path`."""
-    from .fileio import atomic_open
-    with atomic_open(path, "w") as fh:
-        json.dump(obj, fh, indent=1, default=float)
-
-
-def format_score_table(res):
-    """The localisation summary (viz score) as fixed-width text, one row per method."""
-    from .viz.score import COLUMNS
-    head = ["method", "n", *COLUMNS]
-    rows = [[str(r.get(k)) if not isinstance(r.get(k), float) else f"{r[k]:.3f}" for k in head]
-            for r in res["summary"]]
-    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [head] + rows]
-    channel = f", channel {res['channel']}" if res.get("channel") is not None else ""
-    lines.append(f"layer {res.get('layer')}" + channel)
-    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""What every command shares: --overwrite's bookkeeping, the early output check, --conv-algo, the
+recipe behind --recipe and its flags, and failing under mpiexec."""
+
+
+def begin_command(overwrite):
+    """Start a command: without `overwrite` it replaces no file it did not create in this run."""
+    from ..fileio import begin_command as begin
+    begin(overwrite)
+
+
+def end_command():
+    """End the command begun by begin_command."""
+    from ..fileio import end_command as end
+    end()
+
+
+def check_out(*paths):
+    """Raise OverwriteError (a ValueError) when an output file exists and --overwrite was not given."""
+    from ..fileio import check_targets
+    check_targets([p for p in paths if p])
+
+
+def set_conv_algo(algo):
+    """--conv-algo: the algorithm every Conv2d of this process uses (rawcnn/conv_algo.py)."""
+    from ..conv_algo import set_default
+    set_default(algo)
+
+
+def resolve_recipe(opts):
+    """The settings of opts["recipe"] with every other flag the user gave applied (rawcnn.recipes.resolve)."""
+    from ..recipes import resolve
+    opts = dict(opts)
+    return resolve(opts.pop("recipe"), **opts)
+
+
+def fail_if_distributed(exc):
+    """Under mpiexec: print exc naming this rank and stop every rank (rawcnn.distributed); else nothing."""
+    from ..distributed import fail_if_distributed as fail
+    fail(exc)

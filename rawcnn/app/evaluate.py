@@ -1,0 +1,46 @@
+"""`rawcnn evaluate`: the metrics of a checkpoint on a split of a prepared set (rawcnn.evaluate)."""
+import json
+
+import numpy as np
+
+
+def evaluate_command(checkpoint, data_path, *, split="test", threshold=0.5, out=None, classes=None, device="cpu",
+                     conv_algo="auto", note=print):
+    """evaluate_checkpoint (classes a comma-separated string or None), its class note through `note`, and
+    with `out` the eval.json and ROC PNG (save_report). Returns (result dict, written paths)."""
+    from ..evaluate import evaluate_checkpoint, save_report
+    from .common import set_conv_algo
+    set_conv_algo(conv_algo)
+    res = evaluate_checkpoint(checkpoint, data_path, split=split, device=device, threshold=threshold,
+                              classes=classes.split(",") if classes else None)
+    if res.get("class_note"):
+        note(res["class_note"])
+    return res, (save_report(res, out) if out else [])
+
+
+def format_result(res, checkpoint, split, data_path, as_json=False):
+    """What `rawcnn evaluate` prints: the metrics as JSON (NaN as null), or a title line and format_metrics."""
+    if as_json:
+        from ..jsonsafe import finite_or_null
+        return json.dumps(finite_or_null({k: v for k, v in res.items()
+                                          if k not in ("roc", "probabilities", "names", "class_note")}))
+    return f"{checkpoint} on the {split} split of {data_path}\n" + format_metrics(res)
+
+
+def format_metrics(result):
+    """A few lines of text for evaluate()'s dict."""
+    keys = ("n", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4f}" if np.isfinite(v) else "undefined (no case of the class it needs)"
+        return str(v)
+    lines = [f"{k:12s} {fmt(result.get(k))}" for k in keys if k in result]
+    cm = result.get("confusion_matrix")
+    if cm is not None:
+        cm = np.asarray(cm)
+        names = result.get("class_names") or [f"class {k}" for k in range(len(cm))]
+        w = max(6, *(len(n) for n in names))
+        lines.append("confusion matrix (rows: true class, columns: predicted)")
+        lines.append(" " * (w + 2) + " ".join(f"{n:>{w}s}" for n in names))
+        lines += [f"  {names[k]:>{w}s}" + "".join(f" {int(v):{w}d}" for v in row) for k, row in enumerate(cm)]
+    return "\n".join(lines)

@@ -1,0 +1,18 @@
+"""`rawcnn search`: random search over the training settings (rawcnn.search)."""
+
+
+def search_command(space, trials, data_path, out, recipe_opts, *, model="custom", epochs=5, seed=0, device="cpu"):
+    """Load the set and the space, build the recipe's augmenter, run random_search; returns its rows (best first).
+
+    space: a JSON file or JSON text; recipe_opts: --recipe and the recipe flags (common.resolve_recipe).
+    """
+    from ..data import load_dataset
+    from ..recipes import augmenter
+    from ..search import load_space, random_search
+    from .common import resolve_recipe
+    st = resolve_recipe(recipe_opts)
+    ds = load_dataset(data_path)
+    size = int(ds.split("train").images.shape[-1])
+    return random_search(load_space(space), trials, ds, seed=seed, epochs_per_trial=epochs, out_dir=out,
+                         model=model, num_classes=len(ds.class_names), input_shape=(3, size, size),
+                         augment=augmenter({**st, "augment": True}, seed), device=device, settings=st)
