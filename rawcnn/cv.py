@@ -26,6 +26,8 @@ import re
 
 import numpy as np
 
+from .fileio import atomic_open
+from .jsonsafe import finite_or_null
 from .metrics import accuracy, roc_auc, roc_curve, sensitivity, specificity
 
 
@@ -163,14 +165,12 @@ def _write(out_dir, report, allp, y, fold, oof, groups):
     from .plots import _save
     paths = {"oof": os.path.join(out_dir, "oof.csv"), "json": os.path.join(out_dir, "cv.json"),
              "roc": os.path.join(out_dir, "cv_roc.png")}
-    tmp = paths["oof"] + ".tmp"
-    with open(tmp, "w", newline="") as fh:
+    with atomic_open(paths["oof"], "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["name", "patient", "fold", "label", "p_abnormal"])
         for i in range(y.size):
             w.writerow([allp.names[i], groups[i] if groups is not None else allp.names[i], int(fold[i]) + 1,
                         int(y[i]), f"{oof[i]:.6f}"])
-    os.replace(tmp, paths["oof"])
     from matplotlib.figure import Figure
     fig = Figure(figsize=(5.5, 5.5))
     ax = fig.subplots()
@@ -191,21 +191,9 @@ def _write(out_dir, report, allp, y, fold, oof, groups):
                  f"+- {report['auc_sd']:.3f}")
     fig.tight_layout()
     _save(fig, paths["roc"])
-    tmp = paths["json"] + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(_strict({**report, "paths": paths}), fh, indent=1)
-    os.replace(tmp, paths["json"])
+    with atomic_open(paths["json"], "w") as fh:
+        json.dump(finite_or_null({**report, "paths": paths}), fh, indent=1)
     return paths
-
-
-def _strict(v):
-    if isinstance(v, dict):
-        return {k: _strict(u) for k, u in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_strict(u) for u in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def format_report(rep):

@@ -23,7 +23,7 @@ import numpy as np
 from numba import cuda
 
 from kernels.cuda._launch import array_module, check_float, device_arrays, launch, uint64_wraparound
-from kernels.shapes import check_dropout_args
+from kernels.shapes import check_dropout_args, check_dropout_mask_args
 
 # kernels
 
@@ -63,12 +63,7 @@ def dropout_mask(shape, *, p, rng, dtype):
     dtype: float32 or float64
     Returns mask: `shape`, `dtype`, a cupy array on a GPU (numpy under the simulator).
     """
-    if not 0 <= p < 1:
-        raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"dropout_mask: rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        raise ValueError(f"dropout_mask: dtype must be float32 or float64, got {np.dtype(dtype)}")
+    check_dropout_mask_args(p, rng, dtype)
     xp = array_module()
     seed = rng.integers(0, 2**64, dtype=np.uint64)  # one draw: the whole mask follows from it
     mask = xp.empty(shape, dtype=dtype)  # (shape)
