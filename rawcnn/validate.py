@@ -113,18 +113,29 @@ def _jtype(v):
             float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
 
 
-def attr_text(obj, key, where, default=None, required=False):
-    """An HDF5 attribute that must be a string (str or bytes scalar); InputError for any other kind."""
+_MISSING = object()
+
+
+def _read_attr(obj, key, where, required):
+    """obj.attrs[key], or _MISSING when absent and not required; InputError when required and absent
+    or when h5py cannot read it (it raises OSError, TypeError, KeyError on damaged attributes)."""
     try:
         if key not in obj.attrs:
             if required:
                 raise InputError(f"{where}: missing attribute {key!r}")
-            return default
-        v = obj.attrs[key]
+            return _MISSING
+        return obj.attrs[key]
     except InputError:
         raise
-    except Exception as e:  # h5py raises OSError, TypeError, KeyError on damaged attributes
+    except Exception as e:
         raise InputError(f"{where}: cannot read attribute {key!r} ({_short(e)}); the file is damaged") from None
+
+
+def attr_text(obj, key, where, default=None, required=False):
+    """An HDF5 attribute that must be a string (str or bytes scalar); InputError for any other kind."""
+    v = _read_attr(obj, key, where, required)
+    if v is _MISSING:
+        return default
     if isinstance(v, np.ndarray) and v.shape == () and v.dtype.kind in "SUO":
         v = v[()]
     if isinstance(v, (bytes, np.bytes_)):
@@ -145,16 +156,9 @@ def attr_json(obj, key, where, kind=None, default="null", required=False, allow_
 
 def attr_number(obj, key, where, integer=False, required=True, default=None):
     """A scalar numeric attribute (not bool, not an array, finite for integers)."""
-    try:
-        if key not in obj.attrs:
-            if required:
-                raise InputError(f"{where}: missing attribute {key!r}")
-            return default
-        v = obj.attrs[key]
-    except InputError:
-        raise
-    except Exception as e:
-        raise InputError(f"{where}: cannot read attribute {key!r} ({_short(e)}); the file is damaged") from None
+    v = _read_attr(obj, key, where, required)
+    if v is _MISSING:
+        return default
     a = np.asarray(v) if not isinstance(v, (str, bytes)) else None
     if a is None or a.shape != () or a.dtype.kind not in "iuf":
         raise InputError(f"{where}: attribute {key!r} should be a number, got {_describe(v)}")
