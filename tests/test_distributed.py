@@ -22,23 +22,13 @@ from rawcnn.data import Augmenter, load_dataset
 from rawcnn.distributed import find_mpiexec, share, strip_option
 from rawcnn.gradcheck import max_diff
 from rawcnn.train import train
+from test_train import SPEC as TRAIN_SPEC
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "mpi_worker.py")
 TOL = {"float32": 1e-5, "float64": 1e-12}  # max|a - b| / max|b| per parameter (the bounds)
 
-SPEC = {"name": "tiny", "input": [1, 16, 16], "layers": [
-    {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "padding": 1},
-    {"type": "ReLU", "name": "relu1"},
-    {"type": "MaxPool2d", "name": "pool1", "kernel_size": 2, "stride": 2},
-    {"type": "Conv2d", "name": "conv2", "out_channels": 8, "kernel_size": 3, "padding": 1},
-    {"type": "ReLU", "name": "relu2"},
-    {"type": "MaxPool2d", "name": "pool2", "kernel_size": 2, "stride": 2},
-    {"type": "Flatten", "name": "flatten"},
-    {"type": "Linear", "name": "fc1", "out_features": 16},
-    {"type": "ReLU", "name": "relu3"},
-    {"type": "Dropout", "name": "drop1", "p": 0.5},
-    {"type": "Linear", "name": "fc2", "out_features": 2}]}
+SPEC = TRAIN_SPEC  # the tiny net of test_train.py
 # 41 training images in batches of 8: the last batch has 1 row, so rank 1 has none there
 RUN = dict(batch_size=8, lr=0.002, patience=1, max_drops=3, seed=7, progress=False, device="cpu",
            log=print)
