@@ -23,6 +23,9 @@ Validation is split into R contiguous shares whose sums are reduced: one process
 
 Files and logs come from rank 0 alone. A rank that raises prints one line naming itself and aborts
 the whole job (MPI_Abort); a non-finite loss on any rank stops every rank at the same step, named.
+Ctrl-C (mpiexec forwards SIGINT to every rank) only raises a flag during training; the flag rides
+on the next step's or validation's collective, so every rank stops at the same step, before its
+backward, and rank 0 says which epoch last.h5 holds. A second Ctrl-C on a rank aborts the job.
 On the `cuda` backend the buckets are summed on the GPU by NCCL (cupy.cuda.nccl), its communicator
 bootstrapped over MPI; everything else is shared with the MPI path.
 """
@@ -53,6 +56,10 @@ class Single:
 
     rank, size, is_root = 0, 1, True
 
+    def deferred_interrupts(self):
+        import contextlib
+        return contextlib.nullcontext()
+
     def Bcast(self, buf, root=0):
         pass
 
@@ -71,6 +78,7 @@ class Distributed:
             self.reducer = NCCLReducer(self, bucket_mb)
         else:
             self.reducer = MPIReducer(comm, bucket_mb)
+        self.sigint = False  # set by the SIGINT handler of deferred_interrupts()
 
     def __repr__(self):
         return f"Distributed(rank {self.rank} of {self.size}, {self.reducer!r})"
@@ -101,9 +109,11 @@ class Distributed:
         right = int((net.be.xp.argmax(logits, axis=1) == crit.labels).sum())
         mine_n = hi - lo
         stats = np.array([loss * mine_n if mine_n else 0.0, right if mine_n else 0,
-                          np.isfinite(loss) or not mine_n], dtype=np.float64)  # (3,)
-        every = np.empty((self.size, 3), dtype=np.float64)  # (R, 3) one row per rank
+                          np.isfinite(loss) or not mine_n, self.sigint], dtype=np.float64)  # (4,)
+        every = np.empty((self.size, 4), dtype=np.float64)  # (R, 4) one row per rank
         self.comm.Allgather(stats, every)
+        if every[:, 3].any():  # Ctrl-C on some rank: every rank stops here, before the backward
+            raise CollectiveInterrupt()
         bad = np.flatnonzero(every[:, 2] == 0)
         total = float(every[:, 0].sum()) / n
         if bad.size:
@@ -123,7 +133,7 @@ class Distributed:
         split = split if split is not None else tr.val_split
         x, y, B = split.x, split.y, tr.batch_size
         lo, hi = share(y.size, self.size, self.rank)
-        sums = np.zeros(2 + y.size, dtype=np.float64)  # (2 + M,) loss sum, correct, each image's score
+        sums = np.zeros(3 + y.size, dtype=np.float64)  # (3 + M,) loss sum, correct, each score, Ctrl-C
         for i in range(lo, hi, B):
             j = min(i + B, hi)
             logits = net.forward(tr.to_input(read_rows(x, np.arange(i, j))), train=False)  # (j - i, K)
@@ -131,9 +141,12 @@ class Distributed:
             sums[1] += int((xp.argmax(logits, axis=1) == crit.labels).sum())
             tr.n_classes = logits.shape[1]
             sums[2 + i:2 + j] = tr.hooks.scores(logits)  # the other ranks hold 0 there
+        sums[-1] = self.sigint
         self.allreduce(sums)
+        if sums[-1]:
+            raise CollectiveInterrupt()
         if split is tr.val_split:
-            tr.val_auc = tr.hooks.auc(y, [sums[2:]])  # as one process computes it
+            tr.val_auc = tr.hooks.auc(y, [sums[2:-1]])  # as one process computes it
         return float(sums[0]) / y.size, float(sums[1]) / y.size
 
     # -- small collectives ---------------------------------------------------------------------
@@ -150,6 +163,31 @@ class Distributed:
         self.comm.Barrier()
 
     # -- faults --------------------------------------------------------------------------------
+    def deferred_interrupts(self):
+        """A context in which SIGINT only sets self.sigint (checked at the next collective); a second
+        SIGINT raises KeyboardInterrupt as usual, which aborts the job (install_excepthook)."""
+        import contextlib
+        import signal
+        import threading
+
+        @contextlib.contextmanager
+        def ctx():
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+
+            def handler(signum, frame):
+                if self.sigint:
+                    raise KeyboardInterrupt
+                self.sigint = True
+
+            old = signal.signal(signal.SIGINT, handler)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGINT, old)
+        return ctx()
+
     def fail(self, exc):
         """Print one line naming this rank and the error, then stop every rank (MPI_Abort)."""
         sys.stderr.write(f"rawcnn: rank {self.rank} of {self.size} failed: {type(exc).__name__}: {exc}; "
@@ -169,6 +207,10 @@ class Distributed:
             traceback.print_exception(kind, exc, tb)
             self.fail(exc)
         sys.excepthook = hook
+
+
+class CollectiveInterrupt(KeyboardInterrupt):
+    """Ctrl-C seen by every rank at the same collective: the ranks stop together, no abort needed."""
 
 
 def set_dropout_rows(net, rows):

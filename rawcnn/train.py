@@ -164,6 +164,7 @@ class Trainer:
                              "(like rawcnn.data.Augmenter), so that its state can be saved and restored")
         self.net, self.log, self.progress, self.on_batch = net, log, progress, on_batch
         self.dist = dist if dist is not None else Single()
+        self.collective_stop = False  # set when Ctrl-C stopped every rank at the same collective
         self.train_split, self.val_split = get_split(data, "train"), get_split(data, "val")
         if preprocessing is None and not np.issubdtype(self.train_split.x.dtype, np.floating):
             preprocessing = zero_center(self.train_split.x, net.input_shape)
@@ -462,9 +463,9 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
         f"images, batch {tr.batch_size}, {tr.opt!r}, plateau patience {patience}, at most {max_drops} drops, "
         f"epochs {tr.epoch + 1}..{epochs}")
     from .determinism import blas_pinned
-    with blas_pinned(net.be.name == "cpu" and tr.hooks.deterministic, log=log):
+    with blas_pinned(net.be.name == "cpu" and tr.hooks.deterministic, log=log), tr.dist.deferred_interrupts():
         status, reason = _loop(tr, epochs)
-    if status == "interrupted" and tr.dist.size > 1:  # the other ranks may wait in a reduction: end them
+    if status == "interrupted" and tr.dist.size > 1 and not tr.collective_stop:  # ranks out of step: end them
         if not tr.dist.is_root:
             time.sleep(5)  # rank 0, interrupted too, says what it keeps before it ends the job
         log(f"{status}: {reason}")
@@ -507,7 +508,9 @@ def _loop(tr, epochs):
             if event == "stop":
                 return "stopped", why
         return "completed", f"reached the epoch limit ({epochs})"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from .distributed import CollectiveInterrupt
+        tr.collective_stop = isinstance(e, CollectiveInterrupt)  # every rank stopped at the same step
         return "interrupted", (f"interrupted (Ctrl-C) during epoch {current}; {tr.last_path} holds epoch "
                                f"{_saved_epoch(tr)}: continue with resume")
     except _Diverged as e:

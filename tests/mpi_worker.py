@@ -4,7 +4,8 @@
 
 MODE: train (train, or resume when OUT holds last.h5), raise (rank 1 raises in epoch 1, batch 2),
 nan (rank 1's loss becomes NaN in epoch 2, batch 1: after the warm-up step, 6 steps and 1 validation
-batch). The net, data and settings are the test's.
+batch), sigint (rank 1 alone gets SIGINT after epoch 2, batch 2: the other rank must stop with it).
+The net, data and settings are the test's.
 """
 import os
 import sys
@@ -27,6 +28,11 @@ def main(mode, data, out, epochs=3, dtype="float32", bucket_mb=25.0):
         def on_batch(epoch, batch, loss):
             if dist.rank == 1 and (epoch, batch) == (1, 2):
                 raise RuntimeError("injected failure")
+    if mode == "sigint":
+        def on_batch(epoch, batch, loss):
+            if dist.rank == 1 and (epoch, batch) == (2, 2):
+                import signal
+                os.kill(os.getpid(), signal.SIGINT)
     if mode == "nan" and dist.rank == 1:  # rank 1's 9th loss (epoch 2, batch 1; call 1 is train's warm-up) is NaN
         from rawcnn.layers import SoftmaxCrossEntropy
         real, calls = SoftmaxCrossEntropy.forward, [0]

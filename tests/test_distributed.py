@@ -210,6 +210,16 @@ def test_a_nan_on_one_rank_stops_every_rank_naming_it(runs, tmp_path):
     assert read_checkpoint(tmp_path / "run" / "last.h5")["epoch"] == 1
 
 
+def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(runs, tmp_path):
+    _, data, _ = runs
+    p = mpiexec([WORKER, "sigint", str(data), str(tmp_path / "run"), "3"], timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]  # no abort: both ranks returned from train()
+    assert ("RESULT interrupted: interrupted (Ctrl-C) during epoch 2; " in p.stdout
+            and "holds epoch 1: continue with resume" in p.stdout), p.stdout[-2000:]
+    assert p.stdout.count("RESULT") == 1 and "epoch 2/3 " not in p.stdout  # epoch 2 never finished
+    assert read_checkpoint(tmp_path / "run" / "last.h5")["epoch"] == 1
+
+
 def test_cli_procs_starts_mpiexec_and_trains(runs, tmp_path):
     _, data, _ = runs
     env = {**os.environ, "PYTHONPATH": ROOT}
