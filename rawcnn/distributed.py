@@ -188,11 +188,20 @@ class Distributed:
                 signal.signal(signal.SIGINT, old)
         return ctx()
 
-    def fail(self, exc):
-        """Print one line naming this rank and the error, then stop every rank (MPI_Abort)."""
+    def fail(self, exc, tb=None):
+        """Print one line naming this rank and the error (then its traceback), stop every rank (MPI_Abort).
+
+        The line goes first and the abort waits a second: mpiexec tears the job down as soon as one
+        rank aborts, and what a rank wrote to stderr just before may not have been forwarded yet.
+        """
         sys.stderr.write(f"rawcnn: rank {self.rank} of {self.size} failed: {type(exc).__name__}: {exc}; "
                          f"stopping all ranks\n")
         sys.stderr.flush()
+        if tb is not None:
+            import traceback
+            traceback.print_exception(type(exc), exc, tb)
+            sys.stderr.flush()
+        time.sleep(1.0)
         self.abort(1)
 
     def abort(self, code=1):
@@ -203,9 +212,7 @@ class Distributed:
         def hook(kind, exc, tb):
             if issubclass(kind, KeyboardInterrupt):
                 self.abort(130)
-            import traceback
-            traceback.print_exception(kind, exc, tb)
-            self.fail(exc)
+            self.fail(exc, tb)
         sys.excepthook = hook
 
 

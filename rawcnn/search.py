@@ -14,7 +14,7 @@ trials it tries more distinct values of the parameters that matter (Bergstra & B
 Trial t draws its values, in the key order above, from one Generator seeded with `seed`; every
 trial builds its net and trains with that same `seed` (and the augmenter restarts from the same
 state), so trials differ only in the sampled values. Files in out_dir: trial_###/ (each trial's
-checkpoints and curves), results.csv (one row per trial, best validation accuracy first) and
+checkpoints and curves), results.csv (one row per trial, best first by the selection metric) and
 best.json (the best configuration).
 """
 import csv
@@ -37,7 +37,7 @@ RANGES = {  # what each value must satisfy, and how to say it
     "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "batch_size": (lambda v: float(v).is_integer() and v >= 1, "an integer >= 1"),
 }
-RESULT_FIELDS = ("rank", "trial", *KEYS, "best_val_acc", "best_epoch", "val_loss", "status", "seconds",
+RESULT_FIELDS = ("rank", "trial", *KEYS, "select_by", "best_score", "best_val_acc", "best_epoch", "val_loss", "status", "seconds",
                  "out_dir")
 
 
@@ -148,9 +148,13 @@ def _recipe_trial(model, config, num_classes, input_shape, seed, st, data, log):
 
 
 def _sort_key(row):
-    acc = row["best_val_acc"] if row["best_val_acc"] is not None else -1.0
+    """Best first by the recipe's selection metric (AUC or accuracy: higher; loss: lower), then by
+    validation loss, then trial number."""
     loss = row["val_loss"] if row["val_loss"] is not None else math.inf
-    return (-acc, loss, row["trial"])
+    score = row.get("best_score")
+    if score is None:
+        return (math.inf, loss, row["trial"])
+    return (score if row.get("select_by") == "val-loss" else -score, loss, row["trial"])
 
 
 def _write_results(rows, out_dir):
@@ -174,7 +178,8 @@ def random_search(space, n_trials, data, seed=0, epochs_per_trial=5, out_dir="se
     schedule's patience is the whole trial). A Ctrl-C ends the search after the trial it hits.
     settings: None, or recipe settings (rawcnn.recipes.resolve) for what is not sampled: init,
     input contract (uint8 data), warm-up, clipping, selection metric, class balance.
-    Returns the result rows (dicts with RESULT_FIELDS), best validation accuracy first.
+    Returns the result rows (dicts with RESULT_FIELDS), best first by the recipe's selection metric
+    (select_by: validation accuracy unless settings say AUC or loss), then by validation loss.
     """
     space = load_space(space)
     if int(n_trials) < 1 or int(epochs_per_trial) < 1:
@@ -203,12 +208,13 @@ def random_search(space, n_trials, data, seed=0, epochs_per_trial=5, out_dir="se
                       max_drops=0, seed=seed, augment=augment, progress=progress, device=device,
                       log=lambda m, t=t: log(f"  [trial {t}] {m}"), **kw, **extra)
             best = r["history"][r["best_epoch"] - 1] if r["best_epoch"] else None
-            rows.append({"trial": t, **config, "best_val_acc": r["best_val_acc"], "best_epoch": r["best_epoch"],
+            rows.append({"trial": t, **config, "select_by": r["select_by"], "best_score": r["best_score"],
+                         "best_val_acc": r["best_val_acc"], "best_epoch": r["best_epoch"],
                          "val_loss": best["val_loss"] if best else None, "status": r["status"],
                          "seconds": round(time.perf_counter() - t0, 3), "out_dir": trial_dir})
             bar.update(1)
-            top = max((row["best_val_acc"] or 0.0) for row in rows)
-            bar.set_postfix(best_val_acc=f"{top:.4f}")
+            top = min(rows, key=_sort_key)["best_score"]
+            bar.set_postfix({r["select_by"]: "-" if top is None else f"{top:.4f}"})
             if r["status"] == "interrupted":
                 log(f"search interrupted in trial {t}; writing the results of the trials so far")
                 break
@@ -217,7 +223,8 @@ def random_search(space, n_trials, data, seed=0, epochs_per_trial=5, out_dir="se
         row["rank"] = rank
     _write_results(rows, out_dir)  # results.csv; the caller (the CLI) says where the files are
     top = rows[0]
-    best = {"trial": top["trial"], "best_val_acc": top["best_val_acc"], "best_epoch": top["best_epoch"],
+    best = {"trial": top["trial"], "select_by": top["select_by"], "best_score": top["best_score"],
+            "best_val_acc": top["best_val_acc"], "best_epoch": top["best_epoch"],
             "config": {k: top[k] for k in KEYS if k in top}, "epochs_per_trial": int(epochs_per_trial),
             "seed": seed, "checkpoint": os.path.join(top["out_dir"], "best.h5")}
     from .fileio import atomic_open
@@ -231,7 +238,7 @@ def random_search(space, n_trials, data, seed=0, epochs_per_trial=5, out_dir="se
 def format_table(rows):
     """The result rows as aligned text lines (rank, trial, the sampled values, accuracy, status)."""
     keys = [k for k in KEYS if any(k in row for row in rows)]
-    head = ["rank", "trial", *keys, "best_val_acc", "best_epoch", "status"]
+    head = ["rank", "trial", *keys, "select_by", "best_score", "best_val_acc", "best_epoch", "status"]
 
     def cell(v):
         return "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))

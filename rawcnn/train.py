@@ -27,7 +27,8 @@ own. last.h5
 counters and the history, so `resume=True` continues exactly where the run stopped: on the CPU a
 run resumed after epoch k ends bit-for-bit equal to one that never stopped.
 
-Files in out_dir: last.h5, best.h5 (best validation accuracy), history.csv, curves.png.
+Files in out_dir: last.h5, best.h5 (the best epoch by the recipe's select_by: validation accuracy,
+AUC or loss), history.csv, curves.png.
 
 Under `mpiexec -n R` (dist=rawcnn.distributed.Distributed) each rank runs its share of every
 global batch and the gradients are summed over ranks: see rawcnn/distributed.py. Rank 0 alone
@@ -470,15 +471,27 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
             time.sleep(5)  # rank 0, interrupted too, says what it keeps before it ends the job
         log(f"{status}: {reason}")
         sys.stdout.flush()
+        time.sleep(1.0)  # let mpiexec forward the line before the abort tears the job down
         tr.dist.abort(130)
     if status != "stopped":  # a stop's reason was logged with its epoch
         log(f"{status}: {reason}")
     if tr.best_epoch:
-        log(f"best validation accuracy {tr.best_val_acc:.4f} at epoch {tr.best_epoch} ({tr.best_path}); "
-            f"last: {tr.last_path}")
+        log(f"best epoch {tr.best_epoch} by {_selected_by(tr)} (validation accuracy {tr.best_val_acc:.4f}): "
+            f"{tr.best_path}; last: {tr.last_path}")
     if tr.history and tr.dist.is_root:
         plot_curves(tr.history, os.path.join(out_dir, "curves.png"))
     return _result(tr, status, reason)
+
+
+def _best_value(tr):
+    """The best epoch's value of the selection metric: AUC, accuracy or loss (not negated)."""
+    return -tr.hooks.best_score if tr.hooks.select_by == "val-loss" else tr.hooks.best_score
+
+
+def _selected_by(tr):
+    """'validation AUC 0.9123' (or accuracy, or loss): what picked best.h5, with its value."""
+    name = {"val-auc": "AUC", "val-loss": "loss"}.get(tr.hooks.select_by, "accuracy")
+    return f"validation {name} {_best_value(tr):.4f}"
 
 
 def _warm_up(tr):
@@ -532,5 +545,6 @@ def _saved_epoch(tr):
 def _result(tr, status, reason):
     return {"status": status, "reason": reason, "epoch": tr.epoch, "best_epoch": tr.best_epoch,
             "best_val_acc": tr.best_val_acc if tr.best_epoch else None, "history": tr.history,
+            "select_by": tr.hooks.select_by, "best_score": _best_value(tr) if tr.best_epoch else None,
             "last_checkpoint": tr.last_path,
             "best_checkpoint": tr.best_path if os.path.exists(tr.best_path) else None}

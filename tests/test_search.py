@@ -115,3 +115,19 @@ def test_trials_with_the_same_values_train_identically_even_with_augmentation(tm
         for key in a["params"][name]:
             np.testing.assert_array_equal(a["params"][name][key], b["params"][name][key])
     assert rows[0]["best_val_acc"] == rows[1]["best_val_acc"]
+
+
+@pytest.mark.parametrize("select_by", ["val-auc", "val-loss"])
+def test_search_ranks_by_the_recipes_selection_metric(tmp_path, select_by):
+    from rawcnn.recipes import resolve
+    st = resolve("default", init="he", select_by=select_by, augment=False, warmup_epochs=0.0, clip_norm=0.0)
+    rows = random_search(SPACE, 3, make_data(), seed=2, epochs_per_trial=2, out_dir=tmp_path, progress=False,
+                         model=SPEC, log=lambda m: None, device=BACKEND, settings=st)
+    key = "val_auc" if select_by == "val-auc" else "val_loss"
+    pick = max if select_by == "val-auc" else min
+    for row in rows:  # each trial's score is its history's best value of the metric, read from disk
+        hist = read_checkpoint(tmp_path / f"trial_{row['trial']:03d}" / "last.h5")["history"]
+        assert row["select_by"] == select_by and row["best_score"] == pytest.approx(pick(h[key] for h in hist))
+    scores = [r["best_score"] for r in rows]
+    assert scores == sorted(scores, reverse=select_by == "val-auc")
+    assert json.loads((tmp_path / "best.json").read_text())["trial"] == rows[0]["trial"]
