@@ -505,7 +505,9 @@ def search(space, trials, data_path, model, epochs, out, seed, device, **recipe_
     except (ValueError, KeyError) as e:
         _fail(e)
     if res:
-        click.echo(f"best: trial {res[0]['trial']}, validation accuracy {res[0]['best_val_acc']:.4f}; "
+        top, metric = res[0], {"val-auc": "AUC", "val-loss": "loss"}.get(res[0]["select_by"], "accuracy")
+        shown = "-" if top["best_score"] is None else f"{top['best_score']:.4f}"
+        click.echo(f"best: trial {top['trial']}, validation {metric} {shown}; "
                    f"results in {os.path.join(out, 'results.csv')}, best configuration in "
                    f"{os.path.join(out, 'best.json')}")
 

@@ -37,8 +37,8 @@ RANGES = {  # what each value must satisfy, and how to say it
     "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "batch_size": (lambda v: float(v).is_integer() and v >= 1, "an integer >= 1"),
 }
-RESULT_FIELDS = ("rank", "trial", *KEYS, "select_by", "best_score", "best_val_acc", "best_epoch", "val_loss", "status", "seconds",
-                 "out_dir")
+RESULT_FIELDS = ("rank", "trial", *KEYS, "select_by", "best_score", "best_val_acc", "best_epoch", "val_loss",
+                 "status", "seconds", "out_dir")
 
 
 def _is_number(v):

@@ -232,15 +232,16 @@ def test_cv_command_end_to_end(tmp_path):
     assert r.exit_code != 0 and "cv.json" in r.output
 
 
-def test_hard_synthetic_cases_are_subtler():
-    def contrast(difficulty):
-        out = []
-        for i in range(6):
-            c = render_case(np.random.default_rng(i), 128, abnormal=True, kinds=["nodule"], difficulty=difficulty)
-            m = c.lesion_mask > 0
-            out.append(c.image[m].mean() - c.image[(c.right_lung | c.left_lung) > 0].mean())
-        return np.mean(out)
-    assert contrast("hard") < 0.5 * contrast("standard")
+def test_hard_synthetic_cases_have_one_lesion_and_wider_exposure():
+    def cases(difficulty, abnormal):
+        return [render_case(np.random.default_rng(i), 128, abnormal=abnormal, difficulty=difficulty) for i in range(12)]
+    assert all(len(c.lesions) == 1 for c in cases("hard", True))
+    assert max(len(c.lesions) for c in cases("standard", True)) > 1
+    assert not any(c.lesions for c in cases("hard", False))
+
+    def lung_means(difficulty):  # the exposure of each normal case: its mean lung intensity
+        return [c.image[(c.right_lung | c.left_lung) > 0].mean() for c in cases(difficulty, False)]
+    assert np.std(lung_means("hard")) > 1.5 * np.std(lung_means("standard"))
     with pytest.raises(ValueError, match="difficulty"):
         render_case(np.random.default_rng(0), 64, difficulty="extreme")
 
