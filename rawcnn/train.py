@@ -224,6 +224,28 @@ class Trainer:
         save_checkpoint(path, self.net, momentum=self.opt.state(), epoch=self.epoch, lr=self.sched.lr,
                         rng_state=rng_state, history=self.history, preprocessing=self.preprocessing, meta=meta)
 
+    def _restore_layer_settings(self, saved, given):
+        """Give the net the checkpoint's per-layer learning-rate multipliers and frozen layers (a
+        fine-tuning run's new head, --freeze-through), unless the resume names those options anew
+        (then the difference is logged as a changed setting)."""
+        if not isinstance(saved, dict) or {"new_head_lr_mult", "freeze_through"} & set(given or ()):
+            return
+        layers = {l.name: l for l in self.net.layers if l.params}
+        ok = set(saved) == set(layers) and all(
+            isinstance(v, list) and len(v) == 2 and isinstance(v[0], (int, float)) and not isinstance(v[0], bool)
+            and math.isfinite(v[0]) and v[0] >= 0 and isinstance(v[1], bool) for v in saved.values())
+        if not ok:
+            return  # an unreadable record: the config comparison below names the difference
+        for name, (mult, trainable) in saved.items():
+            layers[name].lr_mult, layers[name].trainable = float(mult), trainable
+        order = [i for i, l in enumerate(self.net.layers) if l.params]
+        first = next((i for i in order if self.net.layers[i].trainable), len(self.net.layers))
+        if all(not self.net.layers[i].trainable for i in order if i < first) and first > order[0]:
+            for l in self.net.layers[:first]:  # --freeze-through: nothing below the first trained layer
+                l.trainable = False
+        self.net._set_backward_reach()
+        self.config["layers"] = {l.name: [l.lr_mult, l.trainable] for l in self.net.layers if l.params}
+
     def restore(self, path, given=(), lr=None, epochs=None):
         """Load everything a run needs from `path` (last.h5); returns its meta.
 
@@ -263,6 +285,7 @@ class Trainer:
         self.best_epoch = int(meta.get("best_epoch") or 0)
         self.best_val_acc = meta["best_val_acc"] if meta.get("best_val_acc") is not None else -math.inf
         self.hooks.load_meta(meta)
+        self._restore_layer_settings(meta["config"].get("layers"), given)
         changed = {k: (meta["config"].get(k), v) for k, v in self.config.items() if meta["config"].get(k) != v}
         for k, (old, new) in changed.items():
             self.log(f"warning: resuming with {k} = {new} (the checkpoint was trained with {old}); "

@@ -84,6 +84,15 @@ def test_transfer_learning_new_head_and_frozen_layers(prepared, tmp_path):
     assert p["fc8"]["w"].shape == (2, 8)                                       # the new head
     assert ck["preprocessing"]["channel_order"] == "BGR"                      # the contract travelled
     assert ck["preprocessing"]["mean"] == [100.0, 110.0, 120.0]
+    # resume with no transfer flags: the run's frozen layers and head multiplier come back with it
+    r = run("train", "--resume", "--data", d / "set.h5", "--out", tmp_path / "ft", "--epochs", 2, "--batch-size", 4)
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+    ck2 = read_checkpoint(tmp_path / "ft" / "last.h5")
+    assert ck2["epoch"] == 2 and ck2["meta"]["config"]["layers"] == ck["meta"]["config"]["layers"]
+    saved = ck2["meta"]["config"]["layers"]
+    assert saved["fc8"] == [10.0, True] and saved["conv2"][1] is False
+    np.testing.assert_array_equal(ck2["params"]["conv1"]["w"], base["conv1"].params["w"])  # still frozen
+    assert not np.array_equal(ck2["params"]["fc7"]["w"], p["fc7"]["w"])                  # still training
 
 
 def test_bad_inputs_exit_nonzero_with_one_line(prepared, tmp_path):
