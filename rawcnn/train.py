@@ -464,7 +464,8 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
         f"images, batch {tr.batch_size}, {tr.opt!r}, plateau patience {patience}, at most {max_drops} drops, "
         f"epochs {tr.epoch + 1}..{epochs}")
     from .determinism import blas_pinned
-    with blas_pinned(net.be.name == "cpu" and tr.hooks.deterministic, log=log), tr.dist.deferred_interrupts():
+    with blas_pinned(net.be.name == "cpu" and tr.hooks.deterministic, log=log), tr.dist.deferred_interrupts(), \
+            net.reusing_buffers():  # activations and gradients in kept buffers: no per-step allocation
         status, reason = _loop(tr, epochs)
     if status == "interrupted" and tr.dist.size > 1 and not tr.collective_stop:  # ranks out of step: end them
         if not tr.dist.is_root:
