@@ -198,7 +198,8 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     if need_dw:
         db = out_or_empty(op, "out_db", out_db, (F,), x.dtype)  # (F,)
         np.sum(dy, axis=(0, 2, 3), out=db)
-        dw2 = out_or_empty(op, "out_dw", out_dw, w.shape, x.dtype).reshape(F, K)  # (F, K), a view
+        dw = out_or_empty(op, "out_dw", out_dw, w.shape, x.dtype)  # (F, C/G, KH, KW)
+        dw2 = dw.reshape(F, K)  # (F, K), a view of dw
         dw2[...] = 0
     dx = out_or_empty(op, "out_dx", out_dx, x.shape, x.dtype) if need_dx else None  # (N, C, H, W)
     for n0 in range(0, N, nb):
@@ -217,4 +218,4 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
                 np.matmul(w2[fs].T, dy3[n0:n1, fs], out=dcols[:, ks])  # (nb, K, P)
         if need_dx and not pointwise:
             _col2im_kernel(dcols, dx[n0:n1], KH, KW, *stride, *padding, OH, OW)
-    return (dx, dw2.reshape(w.shape), db) if need_dw else (dx, None, None)
+    return (dx, dw, db) if need_dw else (dx, None, None)
