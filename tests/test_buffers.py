@@ -185,3 +185,44 @@ def test_reuse_on_overwrites_and_predict_activations_probe_stay_fresh():
             assert net["relu1"].buffers is None
         assert net["relu1"].buffers is not None  # the kept buffers are back after the probe
     assert all(l.buffers is None for l in net)
+
+
+# -- the trainer's input conversion ------------------------------------------------------------------
+@pytest.mark.parametrize("order, std, channels, net_channels", [
+    ("RGB", None, 3, 3), ("BGR", (58.4, 57.1, 57.4), 3, 3), ("BGR", None, 3, 1), ("RGB", None, 1, 3),
+    ("RGB", (2.0, 2.0, 2.0), 1, 1)])
+def test_input_conversion_into_a_kept_buffer_is_bit_identical(order, std, channels, net_channels):
+    from rawcnn.preprocessing import Preprocessing
+    mean = (104.0, 116.7, 122.7) if net_channels == 3 else (117.0, 117.0, 117.0)
+    pp = Preprocessing(channel_order=order, mean=mean, scale=1.0 if std else 0.5, std=std, input_size=(9, 9),
+                       resize="direct", name="t")
+    spec = {"name": "t", "input": [net_channels, 9, 9], "layers": [
+        {"type": "Conv2d", "name": "c", "out_channels": 2, "kernel_size": 3}]}
+    net = models.build(spec, seed=0)
+    to_input = train_mod.make_to_input(net, pp)
+    rng = np.random.default_rng(1)
+    batches = [rng.integers(0, 256, (B, channels, 9, 9), dtype=np.uint8) for B in (4, 4, 3)]
+    want = [to_input(b) for b in batches]  # reuse off: the ordinary path, fresh arrays
+    assert not np.shares_memory(want[0], want[1])
+    with net.reusing_buffers():
+        got = [to_input(b).copy() for b in batches]
+        kept = to_input(batches[0])
+        assert to_input(batches[1]).ctypes.data == kept.ctypes.data  # one buffer, no new one
+        resized = to_input(rng.integers(0, 256, (2, channels, 12, 12), dtype=np.uint8))  # needs a resize
+        assert not np.shares_memory(resized, kept)  # the ordinary path
+    for w, g in zip(want, got):
+        assert w.shape == g.shape == (w.shape[0], net_channels, 9, 9) and g.dtype == np.float32
+        assert w.tobytes() == g.tobytes()
+
+
+def test_float_input_cast_into_a_kept_buffer():
+    net = new_net()
+    to_input = train_mod.make_to_input(net, None)
+    x = data()[0][:4].astype(np.float64)
+    want = to_input(x)
+    with net.reusing_buffers():
+        a = to_input(x)
+        assert a.dtype == np.float32 and a.tobytes() == want.tobytes()
+        assert to_input(x[:3]).ctypes.data == a.ctypes.data
+        x32 = x.astype(np.float32)
+        assert to_input(x32) is x32 or np.shares_memory(to_input(x32), x32)  # no cast needed: no copy
