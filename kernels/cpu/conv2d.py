@@ -129,15 +129,16 @@ def _columns(xs, buf, kernel_size, stride, padding, pointwise):
     return cols
 
 
-def _column_buffer(workspace, shape, dtype):
+def _column_buffer(workspace, shape, dtype, name="cols"):
     """The column buffer: from workspace["cols"] (a dict the layer keeps across steps), grown only
-    when too small, so a training step after the first allocates none; a new array without one."""
+    when too small, so a training step after the first allocates none; a new array without one.
+    name: another buffer of the workspace ("dw_part": one image's dw product)."""
     size = int(np.prod(shape))
-    buf = workspace.get("cols") if workspace is not None else None
+    buf = workspace.get(name) if workspace is not None else None
     if buf is None or buf.size < size or buf.dtype != dtype:
         buf = np.empty(size, dtype)
         if workspace is not None:
-            workspace["cols"] = buf
+            workspace[name] = buf
     return buf[:size].reshape(shape)
 
 
@@ -201,6 +202,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
         dw = out_or_empty(op, "out_dw", out_dw, w.shape, x.dtype)  # (F, C/G, KH, KW)
         dw2 = dw.reshape(F, K)  # (F, K), a view of dw
         dw2[...] = 0
+        part = _column_buffer(workspace, (Fg, K), x.dtype, "dw_part")  # (F/G, K): one image's product
     dx = out_or_empty(op, "out_dx", out_dx, x.shape, x.dtype) if need_dx else None  # (N, C, H, W)
     for n0 in range(0, N, nb):
         n1 = min(N, n0 + nb)
@@ -213,7 +215,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
         for g in range(groups):
             fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
             for n in range(n1 - n0 if need_dw else 0):
-                dw2[fs] += dy3[n0 + n, fs] @ cols[n, ks].T  # (F/G, K)
+                dw2[fs] += np.matmul(dy3[n0 + n, fs], cols[n, ks].T, out=part)  # (F/G, K)
             if need_dx:
                 np.matmul(w2[fs].T, dy3[n0:n1, fs], out=dcols[:, ks])  # (nb, K, P)
         if need_dx and not pointwise:
