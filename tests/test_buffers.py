@@ -82,6 +82,18 @@ def test_wrong_out_message_names_op_and_shapes():
         be.lrn.lrn_forward(x, size=3, alpha=1e-4, beta=0.75, k=1.0, out_scale=np.empty((2, 3, 4, 5), np.float32))
 
 
+@pytest.mark.parametrize("tier", ["reference", "cpu"])
+def test_dropout_mask_draws_into_a_given_work_array(tier):
+    be = kernels.get_backend(tier)
+    want = be.dropout.dropout_mask((4, 6), p=0.4, rng=np.random.default_rng(3), dtype=np.float32)
+    work = np.full((4, 6), np.nan)
+    got = be.dropout.dropout_mask((4, 6), p=0.4, rng=np.random.default_rng(3), dtype=np.float32, work=work)
+    assert got.tobytes() == want.tobytes() and np.all((work >= 0) & (work < 1))
+    with pytest.raises(ValueError, match=r"dropout_mask: work \(4, 6\) float32 .*\(4, 6\) float64"):
+        be.dropout.dropout_mask((4, 6), p=0.4, rng=np.random.default_rng(3), dtype=np.float32,
+                                work=np.empty((4, 6), np.float32))
+
+
 # -- (b) reuse on gives the same training as reuse off ---------------------------------------------
 def test_three_steps_bit_identical_with_and_without_reuse():
     off, on = steps(new_net(), False), steps(new_net(), True)
@@ -138,7 +150,7 @@ def test_training_step_allocates_no_new_buffer_after_the_first():
     assert roles["conv1"] == {"y", "dw", "db"}
     assert roles["conv2"] == roles["conv3"] == roles["fc1"] == roles["fc2"] == {"y", "dx", "dw", "db"}
     assert roles["relu1"] == {"y", "dx"} and roles["norm1"] == {"y", "scale", "dx"}
-    assert roles["pool1"] == {"y", "argmax", "dx"} and roles["drop1"] == {"mask", "y", "dx"}
+    assert roles["pool1"] == {"y", "argmax", "dx"} and roles["drop1"] == {"mask", "uniform", "y", "dx"}
     assert "flatten" not in roles
     assert seen[1] == first and seen[2] == first  # steps 2 and 3 (a smaller batch) reuse every buffer
 

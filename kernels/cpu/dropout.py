@@ -9,7 +9,7 @@ Numba loops over the flat arrays (the passes are memory bound; timings in bench/
 import numpy as np
 from numba import njit, prange
 
-from kernels.shapes import check_dropout_args, check_dropout_mask_args, out_or_empty
+from kernels.shapes import check_dropout_args, check_dropout_mask_args, check_out, out_or_empty
 
 
 @njit(parallel=True, cache=True)
@@ -24,15 +24,19 @@ def _multiply(a, mask, out):
         out[i] = a[i] * mask[i]
 
 
-def dropout_mask(shape, *, p, rng, dtype, out=None):
+def dropout_mask(shape, *, p, rng, dtype, out=None, work=None):
     """Draw a mask of 0 and 1/(1-p) values; the same rng state gives the same mask.
 
     shape: tuple; p: drop probability in [0, 1); rng: numpy.random.Generator;
-    dtype: float32 or float64; out: None or a C-contiguous `shape` array of `dtype` for the mask
+    dtype: float32 or float64; out: None or a C-contiguous `shape` array of `dtype` for the mask;
+    work: None or a C-contiguous `shape` float64 array for the uniform draws (the same draws)
     Returns mask: `shape`, `dtype` (out when given).
     """
     check_dropout_mask_args(p, rng, dtype)
-    u = rng.random(shape)  # (shape) float64 in [0, 1)
+    if work is None:
+        u = rng.random(shape)  # (shape) float64 in [0, 1)
+    else:
+        u = rng.random(out=check_out("dropout_mask", "work", work, shape, np.float64))  # the same draws
     mask = out_or_empty("dropout_mask", "out", out, u.shape, dtype)  # (shape)
     _mask_from_uniform(u.reshape(-1), mask.reshape(-1), float(p), 1.0 / (1.0 - p))
     return mask

@@ -56,11 +56,12 @@ def _multiply_kernel(a, mask, out):
 # launchers
 
 
-def dropout_mask(shape, *, p, rng, dtype, out=None):
+def dropout_mask(shape, *, p, rng, dtype, out=None, work=None):
     """Draw a mask of 0 and 1/(1-p) values on the device; the same rng state gives the same mask.
 
     shape: tuple; p: drop probability in [0, 1); rng: numpy.random.Generator (one seed is drawn);
     dtype: float32 or float64
+    work: accepted for the shared signature (the cpu tier's uniform draws); unused, one seed is drawn.
     Returns mask: `shape`, `dtype`, a cupy array on a GPU (numpy under the simulator); out, when
     given, receives it.
     """

@@ -13,10 +13,10 @@ Backward (derivation). y is linear in x with the mask as a fixed diagonal, so
 """
 import numpy as np
 
-from kernels.shapes import check_dropout_args, check_dropout_mask_args, into
+from kernels.shapes import check_dropout_args, check_dropout_mask_args, check_out, into
 
 
-def dropout_mask(shape, *, p, rng, dtype, out=None):
+def dropout_mask(shape, *, p, rng, dtype, out=None, work=None):
     """Draw a mask of 0 and 1/(1-p) values; the same rng state gives the same mask.
 
     shape: tuple; p: drop probability in [0, 1); rng: numpy.random.Generator;
@@ -24,7 +24,10 @@ def dropout_mask(shape, *, p, rng, dtype, out=None):
     Returns mask: `shape`, `dtype` (out, when given, receives it).
     """
     check_dropout_mask_args(p, rng, dtype)
-    u = rng.random(shape)  # (shape) float64 in [0, 1)
+    if work is None:  # work: a float64 `shape` array for the draws (the same draws), as in the cpu tier
+        u = rng.random(shape)  # (shape) float64 in [0, 1)
+    else:
+        u = rng.random(out=check_out("dropout_mask", "work", work, shape, np.float64))
     mask = np.where(u >= p, 1 / (1 - p), 0).astype(dtype)  # (shape): keep where u >= p
     return into("dropout_mask", "out", out, mask)
 

@@ -37,12 +37,16 @@ class Dropout(Layer):
             self.mask = None if not train else (self.be.xp.ones_like(x) if ones is None else ones)
             return x
         out = self.buffer("mask", x.shape, x.dtype)
+        work = None if self.be.tier == "cuda" else "float64"  # the cpu tiers' uniform draws
         if self.rows is None:
-            self.mask = self.be.dropout.dropout_mask(x.shape, p=self.p, rng=self.rng, dtype=x.dtype, out=out)
+            self.mask = self.be.dropout.dropout_mask(x.shape, p=self.p, rng=self.rng, dtype=x.dtype, out=out,
+                                                     work=work and self.buffer("uniform", x.shape, work))
         else:  # the whole batch's mask, as one process draws it, and this rank's rows of it
             lo, hi, n = self.rows
-            mask = self.be.dropout.dropout_mask((n,) + x.shape[1:], p=self.p, rng=self.rng, dtype=x.dtype,
-                                                out=self.buffer("mask_batch", (n,) + x.shape[1:], x.dtype))
+            shape = (n,) + x.shape[1:]
+            mask = self.be.dropout.dropout_mask(shape, p=self.p, rng=self.rng, dtype=x.dtype,
+                                                out=self.buffer("mask_batch", shape, x.dtype),
+                                                work=work and self.buffer("uniform", shape, work))
             if out is None:
                 self.mask = self.be.xp.ascontiguousarray(mask[lo:hi])
             else:
