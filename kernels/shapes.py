@@ -173,3 +173,32 @@ def check_sgd_args(w, dw, v):
     for name, a in (("w", w), ("v", v)):
         if not (a.flags.c_contiguous and a.flags.writeable):
             raise ValueError(f"sgd: {name} {a.shape} must be C-contiguous and writeable (it is updated in place)")
+
+
+# -- caller-given output arrays (out=, out_dx=, ...) --------------------------------------------
+def check_out(op, name, out, shape, dtype):
+    """Raise ValueError unless `out` (a caller-given output of op) is a C-contiguous array of
+    `shape` and `dtype`; return it (None stays None)."""
+    if out is None:
+        return None
+    shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+    if tuple(out.shape) != shape or out.dtype != dtype or not out.flags.c_contiguous:
+        how = "" if out.flags.c_contiguous else " not C-contiguous"
+        raise ValueError(f"{op}: {name} {tuple(out.shape)} {out.dtype}{how} must be a C-contiguous "
+                         f"{shape} {dtype} array")
+    return out
+
+
+def out_or_empty(op, name, out, shape, dtype, empty=np.empty):
+    """The checked caller-given `out`, or a new empty(shape, dtype) when it is None."""
+    return empty(shape, dtype) if out is None else check_out(op, name, out, shape, dtype)
+
+
+def into(op, name, out, a):
+    """a written into the checked caller-given `out` and out returned; a itself when out is None
+    (the reference and CUDA tiers honour out= this way)."""
+    if out is None:
+        return a
+    check_out(op, name, out, a.shape, a.dtype)
+    out[...] = a
+    return out

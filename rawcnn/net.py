@@ -9,6 +9,8 @@
     acts = net.activations(x, ["conv5"])     # raw per-channel outputs, name -> (N, F, OH, OW)
     net.replace_head(2, seed=0); net.freeze_through("pool5")    # transfer learning
     for layer, key, param, grad in net.parameters(): ...
+    with net.reusing_buffers():              # training: every layer's outputs and gradients in kept
+        ...                                  # buffers, overwritten by the next step (train() does this)
 
 Backward stops at the lowest layer that still needs it: below the lowest trainable layer
 nothing is computed (frozen feature extractors cost a forward only).
@@ -39,6 +41,8 @@ class Net:
         for l in self.layers:
             if hasattr(l, "workspace"):
                 l.workspace = self.workspace
+        # per-layer output buffers (layer name -> {role: flat array}), used only while reuse is on
+        self._reuse, self._buffers = False, {}
 
     # -- access --------------------------------------------------------------------------------
     def __getitem__(self, name):
@@ -140,15 +144,54 @@ class Net:
             l.need_dx, l.trainable = True, False
         self._lowest, self._probing = 0, True
         try:
-            yield self
+            with self.reusing_buffers(False):  # fresh arrays: heat maps and traces keep them
+                yield self
         finally:
             for l, (need_dx, trainable, grads) in zip(self.layers, saved):
                 l.need_dx, l.trainable, l.grads = need_dx, trainable, grads
                 l.clear()
             self._lowest, self._probing = lowest, probing
 
+    # -- buffer reuse --------------------------------------------------------------------------
+    def _attach_buffers(self):
+        for l in self.layers:
+            l.buffers = self._buffers.setdefault(l.name, {}) if self._reuse else None
+
+    def reuse_buffers(self, on=True):
+        """Turn buffer reuse on or off for good (off frees the buffers). See reusing_buffers()."""
+        self._reuse = bool(on)
+        if not self._reuse:
+            self._buffers = {}
+        self._attach_buffers()
+        return self
+
+    @contextmanager
+    def reusing_buffers(self, on=True):
+        """Context in which every layer writes its forward outputs (y, LRN's scale, max-pool's
+        argmax, dropout's mask), its backward's dx and its weight gradients into buffers it keeps
+        across calls (layer.buffers, reallocated only when a shape outgrows them or the dtype
+        changes): a training step after the first allocates none of them. What a forward or backward
+        returns inside is overwritten by the next call of the same layer, so callers that keep
+        outputs must copy them; train() turns reuse on around its epochs. on=False inside (predict,
+        activations and probe do this) gives fresh arrays again without dropping the buffers.
+        On exit the previous state is back; buffers are freed when reuse was off before."""
+        prev = self._reuse
+        self._reuse = bool(on)
+        self._attach_buffers()
+        try:
+            yield self
+        finally:
+            self._reuse = prev
+            if not prev:
+                self._buffers = {}
+            self._attach_buffers()
+
     def activations(self, x, names, train=False):
         """Forward `x` and return {name: output of that layer} (arrays of this backend)."""
+        with self.reusing_buffers(False):  # fresh arrays: the caller keeps them
+            return self._activations(x, names, train)
+
+    def _activations(self, x, names, train):
         missing = [n for n in names if n not in self.names()]
         if missing:
             raise KeyError(f"no layer named {', '.join(map(repr, missing))}; layers are: {', '.join(self.names())}")
@@ -174,6 +217,10 @@ class Net:
         """
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        with self.reusing_buffers(False):  # fresh arrays: every batch's output is kept
+            return self._predict(x, batch_size, upto, softmax, to_input, progress)
+
+    def _predict(self, x, batch_size, upto, softmax, to_input, progress):
         hi = self._span(None, upto)[1]
         ends_in_softmax = self.layers[hi - 1].kind == "Softmax"
         starts = range(0, len(x), int(batch_size))
@@ -242,6 +289,8 @@ class Net:
         self.be = get_backend(backend) if isinstance(backend, str) else backend
         for l in self.layers:
             l.to(self.be)
+        self._buffers = {}  # the old backend's arrays
+        self._attach_buffers()
         return self
 
     def astype(self, dtype):
@@ -287,6 +336,7 @@ class Net:
                     e["out_features"] = int(num_classes)
             self.spec = spec
         self._set_backward_reach()
+        self._attach_buffers()
         return head
 
     def _set_backward_reach(self):

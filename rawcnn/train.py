@@ -107,11 +107,16 @@ def make_to_input(net, preprocessing):
     preprocessing: None (images are already float (B, C, H, W): cast to the net's dtype), or a
     rawcnn.preprocessing.Preprocessing (or its dict) applied to uint8 (B, C, S, S) batches.
     A one-channel net gets channel 0 of the contract's output (grey radiographs have R = G = B).
-    Returns to_input(x (B, ...)) -> (B, C, H, W) array of the net's dtype.
+    Returns to_input(x (B, ...)) -> (B, C, H, W) array of the net's dtype. While the net reuses
+    buffers (train()), that array is one kept buffer, overwritten by the next call (rawcnn.input_buffer).
     """
-    dtype = net.dtype
+    from . import input_buffer
+    dtype, store = net.dtype, {}
     if preprocessing is None:
-        return lambda x: np.asarray(x).astype(dtype, copy=False)
+        def cast(x):
+            kept = input_buffer.cast_into(net, store, x, dtype)
+            return np.asarray(x).astype(dtype, copy=False) if kept is None else kept
+        return cast
     from .preprocessing import Preprocessing
     pp = preprocessing if isinstance(preprocessing, Preprocessing) else Preprocessing.from_json(preprocessing)
     one = net.input_shape is not None and net.input_shape[0] == 1
@@ -120,6 +125,9 @@ def make_to_input(net, preprocessing):
                          f"the 3 channels differently")
 
     def to_input(x):
+        kept = input_buffer.contract_into(net, store, pp, x, one, dtype)
+        if kept is not None:
+            return kept
         x = np.asarray(x)
         y = pp.apply(x.transpose(0, 2, 3, 1) if x.ndim == 4 else x)  # (B, 3, IH, IW) float32
         return np.ascontiguousarray(y[:, :1] if one else y, dtype=dtype)
@@ -487,7 +495,8 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
         f"images, batch {tr.batch_size}, {tr.opt!r}, plateau patience {patience}, at most {max_drops} drops, "
         f"epochs {tr.epoch + 1}..{epochs}")
     from .determinism import blas_pinned
-    with blas_pinned(net.be.name == "cpu" and tr.hooks.deterministic, log=log), tr.dist.deferred_interrupts():
+    with blas_pinned(net.be.name == "cpu" and tr.hooks.deterministic, log=log), tr.dist.deferred_interrupts(), \
+            net.reusing_buffers():  # activations and gradients in kept buffers: no per-step allocation
         status, reason = _loop(tr, epochs)
     if status == "interrupted" and tr.dist.size > 1 and not tr.collective_stop:  # ranks out of step: end them
         if not tr.dist.is_root:

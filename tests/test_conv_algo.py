@@ -81,8 +81,8 @@ def test_layer_contract_is_the_same_for_both_algorithms(p, g):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(a).max())
 
 
-@pytest.mark.parametrize("algo, buffers", [("im2col", {"cols"}),
-                                           ("winograd", {"cols", "winograd_U", "winograd_V", "winograd_M"})])
+@pytest.mark.parametrize("algo, buffers", [("im2col", {"cols", "dw_part"}),
+                                           ("winograd", {"cols", "dw_part", "winograd_U", "winograd_V", "winograd_M"})])
 def test_workspace_is_reused_across_steps(algo, buffers):
     # the column and transform buffers are allocated at the first step and reused after
     layer = _conv(algo=algo, dtype=np.float32)

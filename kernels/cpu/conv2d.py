@@ -22,7 +22,7 @@ slices (or their transposes), which NumPy hands to BLAS.
 import numpy as np
 from numba import njit, prange
 
-from kernels.shapes import check_conv2d, conv2d_output_size
+from kernels.shapes import check_conv2d, conv2d_output_size, out_or_empty
 
 
 @njit(cache=True)
@@ -129,25 +129,28 @@ def _columns(xs, buf, kernel_size, stride, padding, pointwise):
     return cols
 
 
-def _column_buffer(workspace, shape, dtype):
+def _column_buffer(workspace, shape, dtype, name="cols"):
     """The column buffer: from workspace["cols"] (a dict the layer keeps across steps), grown only
-    when too small, so a training step after the first allocates none; a new array without one."""
+    when too small, so a training step after the first allocates none; a new array without one.
+    name: another buffer of the workspace ("dw_part": one image's dw product)."""
     size = int(np.prod(shape))
-    buf = workspace.get("cols") if workspace is not None else None
+    buf = workspace.get(name) if workspace is not None else None
     if buf is None or buf.size < size or buf.dtype != dtype:
         buf = np.empty(size, dtype)
         if workspace is not None:
-            workspace["cols"] = buf
+            workspace[name] = buf
     return buf[:size].reshape(shape)
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20, workspace=None):
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20, workspace=None,
+                   out=None):
     """y = conv(x, w) + b by im2col + one batched GEMM per group, a slice of the batch at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
     budget_bytes bounds the column buffer (nb*C*KH*KW*OH*OW*itemsize, nb >= 1); workspace: a dict
-    kept across calls that holds it (None: allocated per call).
-    Returns y (N, F, OH, OW), x's dtype.
+    kept across calls that holds it (None: allocated per call); out: None or a C-contiguous
+    (N, F, OH, OW) array of x's dtype that receives y (it must not overlap x).
+    Returns y (N, F, OH, OW), x's dtype (out when given).
     """
     OH, OW = check_conv2d(x, w, b, stride, padding, groups)
     x = np.ascontiguousarray(x)
@@ -157,7 +160,7 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
     nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
     buf = None if pointwise else _column_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
-    y = np.empty((N, F, OH, OW), dtype=x.dtype)  # (N, F, OH, OW)
+    y = out_or_empty("conv2d_forward", "out", out, (N, F, OH, OW), x.dtype)  # (N, F, OH, OW)
     y3 = y.reshape(N, F, P)  # a view of y
     for n0 in range(0, N, nb):
         n1 = min(N, n0 + nb)
@@ -170,12 +173,14 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
 
 
 def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
-                    need_dw=True, workspace=None):
+                    need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
     """Gradients of conv2d_forward, the columns rebuilt from x a slice at a time.
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
     budget_bytes bounds the column buffer (reused for dcols); need_dx=False skips dcols, col2im;
     need_dw=False skips im2col and the dw products (dw, db returned as None); workspace as in conv2d_forward.
+    out_dx, out_dw, out_db: None or C-contiguous arrays of dx's, dw's, db's shape and x's dtype
+    that receive them (ignored for an output that is not computed).
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     OH, OW = check_conv2d(x, w, None, stride, padding, groups)
@@ -190,9 +195,15 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     dy3 = dy.reshape(N, F, P)  # a view of dy
     nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
     buf = None if pointwise else _column_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
-    db = dy.sum(axis=(0, 2, 3))  # (F,)
-    dw2 = np.zeros((F, K), dtype=x.dtype)  # (F, K)
-    dx = np.empty_like(x) if need_dx else None  # (N, C, H, W)
+    op = "conv2d_backward"
+    if need_dw:
+        db = out_or_empty(op, "out_db", out_db, (F,), x.dtype)  # (F,)
+        np.sum(dy, axis=(0, 2, 3), out=db)
+        dw = out_or_empty(op, "out_dw", out_dw, w.shape, x.dtype)  # (F, C/G, KH, KW)
+        dw2 = dw.reshape(F, K)  # (F, K), a view of dw
+        dw2[...] = 0
+        part = _column_buffer(workspace, (Fg, K), x.dtype, "dw_part")  # (F/G, K): one image's product
+    dx = out_or_empty(op, "out_dx", out_dx, x.shape, x.dtype) if need_dx else None  # (N, C, H, W)
     for n0 in range(0, N, nb):
         n1 = min(N, n0 + nb)
         if need_dw:
@@ -204,9 +215,9 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
         for g in range(groups):
             fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
             for n in range(n1 - n0 if need_dw else 0):
-                dw2[fs] += dy3[n0 + n, fs] @ cols[n, ks].T  # (F/G, K)
+                dw2[fs] += np.matmul(dy3[n0 + n, fs], cols[n, ks].T, out=part)  # (F/G, K)
             if need_dx:
                 np.matmul(w2[fs].T, dy3[n0:n1, fs], out=dcols[:, ks])  # (nb, K, P)
         if need_dx and not pointwise:
             _col2im_kernel(dcols, dx[n0:n1], KH, KW, *stride, *padding, OH, OW)
-    return (dx, dw2.reshape(w.shape), db) if need_dw else (dx, None, None)
+    return (dx, dw, db) if need_dw else (dx, None, None)

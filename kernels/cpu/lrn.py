@@ -27,7 +27,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.shapes import check_lrn_args, check_lrn_backward_args
+from kernels.shapes import check_lrn_args, check_lrn_backward_args, out_or_empty
 
 BLOCK = 2048  # pixels per job: the running sums (16 KiB of float64) stay in L1/L2
 
@@ -109,30 +109,33 @@ def _lrn_backward_kernel(dy, x, y, scale, dx, size, alpha, beta):
                         dxc[i] = dyc[i] * np.float64(sc[i]) ** -beta - g * xc[i] * acc[i]
 
 
-def lrn_forward(x, *, size, alpha, beta, k):
+def lrn_forward(x, *, size, alpha, beta, k, out_y=None, out_scale=None):
     """y = x * (k + alpha/size * sum of x^2 over the channel window)^-beta.
 
-    x: float32/float64 (N, C, H, W)
+    x: float32/float64 (N, C, H, W); out_y, out_scale: None or C-contiguous (N, C, H, W) arrays
+    of x's dtype that receive y and scale (neither overlapping x)
     Returns (y, scale): both (N, C, H, W), dtype of x; scale is kept for the backward.
     """
     check_lrn_args(x, size, alpha, beta, k)
     N, C, H, W = x.shape
     x = np.ascontiguousarray(x)
-    y, scale = np.empty_like(x), np.empty_like(x)  # (N, C, H, W) each
+    y = out_or_empty("lrn_forward", "out_y", out_y, x.shape, x.dtype)  # (N, C, H, W)
+    scale = out_or_empty("lrn_forward", "out_scale", out_scale, x.shape, x.dtype)  # (N, C, H, W)
     _lrn_forward_kernel(x.reshape(N, C, H * W), y.reshape(N, C, H * W), scale.reshape(N, C, H * W),
                         int(size), float(alpha), float(beta), float(k))
     return y, scale
 
 
-def lrn_backward(dy, x, y, scale, *, size, alpha, beta, k):
+def lrn_backward(dy, x, y, scale, *, size, alpha, beta, k, out=None):
     """dx from dy, given the forward's x, y and scale.
 
-    dy, x, y, scale: float32/float64 (N, C, H, W)
+    dy, x, y, scale: float32/float64 (N, C, H, W); out: None or a C-contiguous (N, C, H, W)
+    array of dy's dtype that receives dx (overlapping none of the inputs)
     Returns dx: (N, C, H, W), dtype of dy.
     """
     check_lrn_backward_args(dy, x, y, scale, size, alpha, beta, k)
     N, C, H, W = x.shape
     flat = [np.ascontiguousarray(a).reshape(N, C, H * W) for a in (dy, x, y, scale)]
-    dx = np.empty(x.shape, dtype=dy.dtype)  # (N, C, H, W)
+    dx = out_or_empty("lrn_backward", "out", out, x.shape, dy.dtype)  # (N, C, H, W)
     _lrn_backward_kernel(*flat, dx.reshape(N, C, H * W), int(size), float(alpha), float(beta))
     return dx

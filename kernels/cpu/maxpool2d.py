@@ -14,7 +14,7 @@ across planes, so no two jobs write the same element. Timings: bench/RESULTS.md.
 import numpy as np
 from numba import njit, prange
 
-from kernels.shapes import as_pair, check_maxpool2d_backward_args, maxpool2d_output_shape
+from kernels.shapes import as_pair, check_maxpool2d_backward_args, maxpool2d_output_shape, out_or_empty
 
 
 @njit(cache=True)
@@ -62,10 +62,11 @@ def _maxpool2d_backward_kernel(dy, argmax, dx):
             dxp[ap[q]] += dyp[q]  # overlapping windows add
 
 
-def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode):
+def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None, out_argmax=None):
     """Max over each window; padding never wins.
 
-    x: float32/float64 (N, C, H, W)
+    x: float32/float64 (N, C, H, W); out_y, out_argmax: None or C-contiguous (N, C, OH, OW)
+    arrays (x's dtype, int64) that receive y and argmax
     Returns (y, argmax): y (N, C, OH, OW) dtype of x; argmax int64 (N, C, OH, OW), the flat
     index h*W + w of each winner inside its input plane.
     """
@@ -74,24 +75,24 @@ def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode):
     y_shape = maxpool2d_output_shape(x.shape, kernel_size, stride, padding, ceil_mode)  # (N, C, OH, OW)
     (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size"), as_pair(stride, "stride"),
                                     as_pair(padding, "padding"))
-    y = np.empty(y_shape, dtype=x.dtype)  # (N, C, OH, OW)
-    argmax = np.empty(y_shape, dtype=np.int64)  # (N, C, OH, OW)
+    y = out_or_empty("maxpool2d_forward", "out_y", out_y, y_shape, x.dtype)  # (N, C, OH, OW)
+    argmax = out_or_empty("maxpool2d_forward", "out_argmax", out_argmax, y_shape, np.int64)  # (N, C, OH, OW)
     _maxpool2d_forward_kernel(np.ascontiguousarray(x), y, argmax, KH, KW, SH, SW, PH, PW)
     return y, argmax
 
 
-def maxpool2d_backward(dy, argmax, *, x_shape):
+def maxpool2d_backward(dy, argmax, *, x_shape, out=None):
     """Scatter dy back to the winners: dx[argmax] += dy, plane by plane.
 
     dy:     float32/float64 (N, C, OH, OW)
     argmax: int64 (N, C, OH, OW), from maxpool2d_forward
-    x_shape: (N, C, H, W)
-    Returns dx: (N, C, H, W), dtype of dy.
+    x_shape: (N, C, H, W); out: None or a C-contiguous (N, C, H, W) array of dy's dtype for dx
+    Returns dx: (N, C, H, W), dtype of dy (out when given).
     """
     check_maxpool2d_backward_args(dy, argmax, x_shape)
     N, C, H, W = x_shape
     OH, OW = dy.shape[2:]
-    dx = np.empty((N, C, H, W), dtype=dy.dtype)  # (N, C, H, W), zeroed plane by plane in the kernel
+    dx = out_or_empty("maxpool2d_backward", "out", out, (N, C, H, W), dy.dtype)  # zeroed plane by plane in the kernel
     _maxpool2d_backward_kernel(np.ascontiguousarray(dy).reshape(N, C, OH * OW),
                                np.ascontiguousarray(argmax).reshape(N, C, OH * OW), dx.reshape(N, C, H * W))
     return dx

@@ -25,6 +25,7 @@ from numba import njit, prange
 
 from kernels.cpu.conv2d import conv2d_backward as im2col_backward
 from kernels.reference.winograd import check_winograd, flip_kernel, transform_matrices
+from kernels.shapes import out_or_empty
 
 BLOCK_BYTES = 16 * 2 ** 20  # V + M of one block of tiles (measured: 4 MiB blocks were slower)
 MIN_BLOCK = 64  # tiles: the GEMMs' narrowest width
@@ -163,36 +164,39 @@ def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=
     return y
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, workspace=None):
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, workspace=None, out=None):
     """y = conv(x, w) + b by Winograd F(4x4, 3x3), a block of tiles at a time.
 
     x: (N, C, H, W), w: (F, C/G, 3, 3), b: (F,), all float32 or all float64; stride must be (1, 1).
-    budget_bytes is accepted for the shared signature; workspace: a dict kept across calls, or None.
-    Returns y (N, F, OH, OW), x's dtype.
+    budget_bytes is accepted for the shared signature; workspace: a dict kept across calls, or None;
+    out: None or a C-contiguous (N, F, OH, OW) array of x's dtype that receives y (not overlapping x).
+    Returns y (N, F, OH, OW), x's dtype (out when given).
     """
     OH, OW = check_winograd(x, w, b, stride, padding, groups)
-    y = np.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)  # (N, F, OH, OW)
+    y = out_or_empty("winograd conv2d_forward", "out", out, (x.shape[0], w.shape[0], OH, OW), x.dtype)
     return winograd_correlate(np.ascontiguousarray(x), np.ascontiguousarray(w), b, padding, groups,
                               y, workspace)
 
 
 def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
-                    need_dw=True, workspace=None):
+                    need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
     """Gradients of conv2d_forward: dx by Winograd on the flipped kernel, dw and db by im2col + GEMM.
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, 3, 3), all of one float dtype.
-    need_dx=False skips dx, need_dw=False dw and db (returned as None).
+    need_dx=False skips dx, need_dw=False dw and db (returned as None); out_dx, out_dw, out_db as
+    in kernels/cpu/conv2d.py's conv2d_backward.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, 3, 3) or None, db (F,) or None), x's dtype.
     """
     check_winograd(x, w, None, stride, padding, groups)
     dw = db = None
     if need_dw:
         _, dw, db = im2col_backward(dy, x, w, stride=stride, padding=padding, groups=groups,
-                                    budget_bytes=budget_bytes, need_dx=False, workspace=workspace)
+                                    budget_bytes=budget_bytes, need_dx=False, workspace=workspace,
+                                    out_dw=out_dw, out_db=out_db)
     if not need_dx:
         return None, dw, db
     wf = flip_kernel(w, groups)  # (C, F/G, 3, 3)
-    dx = np.empty_like(x)  # (N, C, H, W)
+    dx = out_or_empty("winograd conv2d_backward", "out_dx", out_dx, x.shape, x.dtype)  # (N, C, H, W)
     zero = np.zeros(x.shape[1], x.dtype)  # (C,): no bias in dx
     winograd_correlate(np.ascontiguousarray(dy), wf, zero, (2 - padding[0], 2 - padding[1]),
                        groups, dx, workspace)

@@ -27,7 +27,7 @@ Kernels, one thread per output element each:
 from numba import cuda
 
 from kernels.cuda._launch import check_float, device_arrays, launch
-from kernels.shapes import check_conv2d, conv2d_output_size
+from kernels.shapes import check_conv2d, conv2d_output_size, into, out_or_empty
 
 # kernels
 
@@ -139,12 +139,12 @@ def col2im(cols, *, x_shape, kernel_size, stride, padding):
 
 
 def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20,
-                   workspace=None):  # workspace: accepted for the shared signature, unused here
+                   workspace=None, out=None):  # workspace: accepted for the shared signature, unused here
     """y = conv(x, w) + b by im2col + one batched GEMM over the groups, a slice of the batch at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
     budget_bytes bounds the column buffer (nb*C*KH*KW*OH*OW*itemsize, nb >= 1).
-    Returns y (N, F, OH, OW), x's dtype.
+    Returns y (N, F, OH, OW), x's dtype (out, when given, receives it).
     """
     xp = device_arrays("conv2d_forward", x=x, w=w, b=b)
     check_float("conv2d_forward", x=x)
@@ -156,7 +156,7 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     wg = xp.ascontiguousarray(w).reshape(G, F // G, Cg * KH * KW)  # (G, F/G, CK)
     nb = _slice_size(x.shape, (KH, KW), stride, padding, x.itemsize, budget_bytes)
     buf = xp.empty(C * KH * KW * nb * L, dtype=x.dtype)  # flat column buffer, (C*KH*KW, nb*L)
-    y = xp.empty((N, F, OH, OW), dtype=x.dtype)  # (N, F, OH, OW)
+    y = out_or_empty("conv2d_forward", "out", out, (N, F, OH, OW), x.dtype, xp.empty)  # (N, F, OH, OW)
     y3 = y.reshape(N, F, L)  # a view of y
     for n0 in range(0, N, nb):
         n1 = min(N, n0 + nb)
@@ -167,12 +167,13 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
 
 
 def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
-                    need_dw=True, workspace=None):  # workspace: accepted for the shared signature, unused here
+                    need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):  # workspace: unused here
     """Gradients of conv2d_forward, the columns rebuilt from x a slice at a time.
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
     budget_bytes bounds the column buffer; need_dx=False skips dcols and col2im; need_dw=False
-    skips im2col and the dw products (dw, db returned as None).
+    skips im2col and the dw products (dw, db returned as None); out_dx, out_dw, out_db, when given,
+    receive the ones computed (dw and db as copies).
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     xp = device_arrays("conv2d_backward", dy=dy, x=x, w=w)
@@ -189,7 +190,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     nb = _slice_size(x.shape, (KH, KW), stride, padding, x.itemsize, budget_bytes)
     buf = xp.empty(C * KH * KW * nb * L, dtype=x.dtype)  # flat column buffer, (C*KH*KW, nb*L)
     dwg = xp.zeros((G, F // G, CK), dtype=x.dtype)  # (G, F/G, CK)
-    dx = xp.empty_like(x) if need_dx else None  # (N, C, H, W)
+    dx = out_or_empty("conv2d_backward", "out_dx", out_dx, x.shape, x.dtype, xp.empty) if need_dx else None
     db = dy.sum(axis=(0, 2, 3))  # (F,): a plain reduction, left to the array module
     for n0 in range(0, N, nb):
         n1 = min(N, n0 + nb)
@@ -201,4 +202,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
         if need_dx:
             dcols = xp.matmul(wg.transpose(0, 2, 1), dyg)  # (G, CK, nb*L)
             _col2im(dcols.reshape(G * CK, -1), dx[n0:n1], (KH, KW), stride, padding)
-    return (dx, dwg.reshape(w.shape), db) if need_dw else (dx, None, None)
+    if not need_dw:
+        return dx, None, None
+    op = "conv2d_backward"
+    return dx, into(op, "out_dw", out_dw, dwg.reshape(w.shape)), into(op, "out_db", out_db, db)

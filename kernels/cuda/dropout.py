@@ -23,7 +23,7 @@ import numpy as np
 from numba import cuda
 
 from kernels.cuda._launch import array_module, check_float, device_arrays, launch, uint64_wraparound
-from kernels.shapes import check_dropout_args, check_dropout_mask_args
+from kernels.shapes import check_dropout_args, check_dropout_mask_args, out_or_empty
 
 # kernels
 
@@ -56,47 +56,49 @@ def _multiply_kernel(a, mask, out):
 # launchers
 
 
-def dropout_mask(shape, *, p, rng, dtype):
+def dropout_mask(shape, *, p, rng, dtype, out=None, work=None):
     """Draw a mask of 0 and 1/(1-p) values on the device; the same rng state gives the same mask.
 
     shape: tuple; p: drop probability in [0, 1); rng: numpy.random.Generator (one seed is drawn);
     dtype: float32 or float64
-    Returns mask: `shape`, `dtype`, a cupy array on a GPU (numpy under the simulator).
+    work: accepted for the shared signature (the cpu tier's uniform draws); unused, one seed is drawn.
+    Returns mask: `shape`, `dtype`, a cupy array on a GPU (numpy under the simulator); out, when
+    given, receives it.
     """
     check_dropout_mask_args(p, rng, dtype)
     xp = array_module()
     seed = rng.integers(0, 2**64, dtype=np.uint64)  # one draw: the whole mask follows from it
-    mask = xp.empty(shape, dtype=dtype)  # (shape)
+    mask = out_or_empty("dropout_mask", "out", out, shape, dtype, xp.empty)  # (shape)
     with uint64_wraparound():
         launch(_dropout_mask_kernel, mask.size, seed, np.float64(p), mask.dtype.type(1 / (1 - p)),
                mask.reshape(-1))
     return mask
 
 
-def _apply(op, a, mask, name):
+def _apply(op, a, mask, name, out=None):
     """a * mask through the kernel, after the reference's checks."""
     xp = device_arrays(op, **{name: a, "mask": mask})
     check_dropout_args(a, mask, name)
     check_float(op, **{name: a})
     a, mask = xp.ascontiguousarray(a), xp.ascontiguousarray(mask)
-    out = xp.empty_like(a)  # shape of a
+    out = out_or_empty(op, "out", out, a.shape, a.dtype, xp.empty)  # shape of a
     launch(_multiply_kernel, a.size, a.reshape(-1), mask.reshape(-1), out.reshape(-1))
     return out
 
 
-def dropout_forward(x, mask):
+def dropout_forward(x, mask, out=None):
     """y = x * mask.
 
     x: float32/float64, any shape; mask: same shape and dtype
-    Returns y: shape and dtype of x.
+    Returns y: shape and dtype of x (out, when given, receives it).
     """
-    return _apply("dropout_forward", x, mask, "x")
+    return _apply("dropout_forward", x, mask, "x", out)
 
 
-def dropout_backward(dy, mask):
+def dropout_backward(dy, mask, out=None):
     """dx = dy * mask.
 
     dy: float32/float64, any shape; mask: same shape and dtype
-    Returns dx: shape and dtype of dy.
+    Returns dx: shape and dtype of dy (out, when given, receives it).
     """
-    return _apply("dropout_backward", dy, mask, "dy")
+    return _apply("dropout_backward", dy, mask, "dy", out)

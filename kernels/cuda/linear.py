@@ -15,7 +15,7 @@ at most a few hundred, so a serial sum per thread is short).
 from numba import cuda
 
 from kernels.cuda._launch import device_arrays, launch
-from kernels.shapes import check_linear_args
+from kernels.shapes import check_linear_args, into
 
 # kernels
 
@@ -42,25 +42,25 @@ def _bias_grad_kernel(dy, db):
 # launchers
 
 
-def linear_forward(x, w, b):
+def linear_forward(x, w, b, out=None):
     """y = x w^T + b.
 
     x: float32/float64 (N, D); w: (K, D); b: (K,), one dtype
-    Returns y: (N, K), that dtype.
+    Returns y: (N, K), that dtype (out, when given, receives a copy).
     """
     xp = device_arrays("linear_forward", x=x, w=w, b=b)
     check_linear_args(x, w, b)
     y = xp.ascontiguousarray(xp.matmul(x, w.T))  # (N, K)
     launch(_add_bias_kernel, y.size, y, xp.ascontiguousarray(b))
-    return y
+    return into("linear_forward", "out", out, y)
 
 
-def linear_backward(dy, x, w, *, need_dx=True, need_dw=True):
+def linear_backward(dy, x, w, *, need_dx=True, need_dw=True, out_dx=None, out_dw=None, out_db=None):
     """Gradients of the loss w.r.t. x, w and b.
 
     dy: float32/float64 (N, K); x: (N, D); w: (K, D)
     Returns (dx, dw, db): dx (N, D) or None when need_dx is False, dw (K, D), db (K,) or both None
-    when need_dw is False; dtype of dy.
+    when need_dw is False; dtype of dy. out_dx, out_dw, out_db, when given, receive copies.
     """
     xp = device_arrays("linear_backward", dy=dy, x=x, w=w)
     check_linear_args(x, w, w[:, 0])
@@ -68,10 +68,10 @@ def linear_backward(dy, x, w, *, need_dx=True, need_dw=True):
         raise ValueError(f"linear_backward: dy must be (N, K) = {(x.shape[0], w.shape[0])} "
                          f"of dtype {x.dtype}, got {dy.shape} {dy.dtype}")
     dy = xp.ascontiguousarray(dy)
-    dx = xp.matmul(dy, w) if need_dx else None  # (N, D)
+    dx = into("linear_backward", "out_dx", out_dx, xp.matmul(dy, w)) if need_dx else None  # (N, D)
     if not need_dw:
         return dx, None, None
     dw = xp.matmul(dy.T, x)  # (K, D)
     db = xp.empty(w.shape[0], dtype=dy.dtype)  # (K,)
     launch(_bias_grad_kernel, db.size, dy, db)
-    return dx, dw, db
+    return dx, into("linear_backward", "out_dw", out_dw, dw), into("linear_backward", "out_db", out_db, db)

@@ -20,7 +20,7 @@ busy. Backward: thread (n, c, h, w) sums dy*y/scale over the mirrored window the
 from numba import cuda
 
 from kernels.cuda._launch import check_float, clamp, device_arrays, launch, scalar
-from kernels.shapes import check_lrn_args
+from kernels.shapes import check_lrn_args, out_or_empty
 
 # kernels
 
@@ -55,28 +55,29 @@ def _lrn_backward_kernel(dy, x, y, scale, size, two_alpha_beta_over_size, beta, 
 # launchers
 
 
-def lrn_forward(x, *, size, alpha, beta, k):
+def lrn_forward(x, *, size, alpha, beta, k, out_y=None, out_scale=None):
     """y = x * (k + alpha/size * sum of x^2 over the channel window)^-beta.
 
     x: float32/float64 (N, C, H, W)
-    Returns (y, scale): both (N, C, H, W), dtype of x; scale is kept for the backward.
+    Returns (y, scale): both (N, C, H, W), dtype of x; scale is kept for the backward
+    (out_y, out_scale, when given, receive them).
     """
     xp = device_arrays("lrn_forward", x=x)
     check_lrn_args(x, size, alpha, beta, k)
     x = xp.ascontiguousarray(x)
-    y = xp.empty_like(x)  # (N, C, H, W)
-    scale = xp.empty_like(x)  # (N, C, H, W)
+    y = out_or_empty("lrn_forward", "out_y", out_y, x.shape, x.dtype, xp.empty)  # (N, C, H, W)
+    scale = out_or_empty("lrn_forward", "out_scale", out_scale, x.shape, x.dtype, xp.empty)  # (N, C, H, W)
     dt = x.dtype
     launch(_lrn_forward_kernel, x.size, x, int(size), scalar(dt, alpha / size), scalar(dt, beta),
            scalar(dt, k), y, scale)
     return y, scale
 
 
-def lrn_backward(dy, x, y, scale, *, size, alpha, beta, k):
+def lrn_backward(dy, x, y, scale, *, size, alpha, beta, k, out=None):
     """dx from dy, given the forward's x, y and scale.
 
     dy, x, y, scale: float32/float64 (N, C, H, W)
-    Returns dx: (N, C, H, W), dtype of dy.
+    Returns dx: (N, C, H, W), dtype of dy (out, when given, receives it).
     """
     xp = device_arrays("lrn_backward", dy=dy, x=x, y=y, scale=scale)
     check_lrn_args(x, size, alpha, beta, k)
@@ -85,7 +86,7 @@ def lrn_backward(dy, x, y, scale, *, size, alpha, beta, k):
             raise ValueError(f"lrn_backward: {name} {a.shape} must have the shape of x {x.shape}")
     check_float("lrn_backward", dy=dy, x=x, y=y, scale=scale)
     dy, x, y, scale = (xp.ascontiguousarray(a) for a in (dy, x, y, scale))
-    dx = xp.empty_like(dy)  # (N, C, H, W)
+    dx = out_or_empty("lrn_backward", "out", out, dy.shape, dy.dtype, xp.empty)  # (N, C, H, W)
     dt = dy.dtype
     launch(_lrn_backward_kernel, x.size, dy, x, y, scale, int(size),
            scalar(dt, 2 * alpha * beta / size), scalar(dt, beta), dx)

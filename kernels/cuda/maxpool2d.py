@@ -25,7 +25,7 @@ import math
 from numba import cuda
 
 from kernels.cuda._launch import check_float, clamp, device_arrays, launch
-from kernels.shapes import as_pair, check_maxpool2d_backward_args, maxpool2d_output_shape
+from kernels.shapes import as_pair, check_maxpool2d_backward_args, into, maxpool2d_output_shape, out_or_empty
 
 # kernels
 
@@ -65,12 +65,12 @@ def _maxpool_backward_kernel(dy, argmax, dx):
 # launchers
 
 
-def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode):
+def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None, out_argmax=None):
     """Max over each window; padding never wins.
 
     x: float32/float64 (N, C, H, W)
     Returns (y, argmax): y (N, C, OH, OW) dtype of x; argmax int64 (N, C, OH, OW), the flat
-    index h*W + w of each winner inside its input plane.
+    index h*W + w of each winner inside its input plane (out_y, out_argmax, when given, receive them).
     """
     xp = device_arrays("maxpool2d_forward", x=x)
     check_float("maxpool2d_forward", x=x)
@@ -78,19 +78,19 @@ def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode):
     (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size"), as_pair(stride, "stride"),
                                     as_pair(padding, "padding"))
     x = xp.ascontiguousarray(x)
-    y = xp.empty(out_shape, dtype=x.dtype)  # (N, C, OH, OW)
-    argmax = xp.empty(out_shape, dtype=xp.int64)  # (N, C, OH, OW)
+    y = out_or_empty("maxpool2d_forward", "out_y", out_y, out_shape, x.dtype, xp.empty)  # (N, C, OH, OW)
+    argmax = out_or_empty("maxpool2d_forward", "out_argmax", out_argmax, out_shape, xp.int64, xp.empty)  # like y
     launch(_maxpool_forward_kernel, y.size, x, KH, KW, SH, SW, PH, PW, y, argmax)
     return y, argmax
 
 
-def maxpool2d_backward(dy, argmax, *, x_shape):
+def maxpool2d_backward(dy, argmax, *, x_shape, out=None):
     """Scatter dy back to the winners: dx[argmax] += dy, plane by plane, with atomic adds.
 
     dy:     float32/float64 (N, C, OH, OW)
     argmax: int64 (N, C, OH, OW), from maxpool2d_forward
     x_shape: (N, C, H, W)
-    Returns dx: (N, C, H, W), dtype of dy.
+    Returns dx: (N, C, H, W), dtype of dy (out, when given, receives a copy).
     """
     xp = device_arrays("maxpool2d_backward", dy=dy, argmax=argmax)
     check_float("maxpool2d_backward", dy=dy)
@@ -99,4 +99,4 @@ def maxpool2d_backward(dy, argmax, *, x_shape):
     N, C, H, W = x_shape
     dx = xp.zeros((N, C, H * W), dtype=dy.dtype)  # (N, C, H*W), one flat plane each
     launch(_maxpool_backward_kernel, dy.size, dy, argmax, dx)
-    return dx.reshape(N, C, H, W)
+    return into("maxpool2d_backward", "out", out, dx.reshape(N, C, H, W))

@@ -11,6 +11,7 @@ x > 0 exactly where y > 0, so backward needs only y:
 from numba import cuda
 
 from kernels.cuda._launch import check_float, device_arrays, launch
+from kernels.shapes import out_or_empty
 
 # kernels
 
@@ -33,32 +34,32 @@ def _relu_backward_kernel(dy, y, dx):
 # launchers
 
 
-def relu_forward(x):
+def relu_forward(x, out=None):
     """y = max(x, 0).
 
     x: float32/float64, any shape
-    Returns y: same shape and dtype as x.
+    Returns y: same shape and dtype as x (out, when given, receives it).
     """
     xp = device_arrays("relu_forward", x=x)
     check_float("relu_forward", x=x)
     x = xp.ascontiguousarray(x)
-    y = xp.empty_like(x)  # like x
+    y = out_or_empty("relu_forward", "out", out, x.shape, x.dtype, xp.empty)  # like x
     launch(_relu_forward_kernel, x.size, x.reshape(-1), y.reshape(-1))
     return y
 
 
-def relu_backward(dy, y):
+def relu_backward(dy, y, out=None):
     """dx = dy where the forward output y > 0, else 0.
 
     dy: float32/float64, shape of y
     y:  float32/float64, the output of relu_forward
-    Returns dx: shape and dtype of dy.
+    Returns dx: shape and dtype of dy (out, when given, receives it).
     """
     xp = device_arrays("relu_backward", dy=dy, y=y)
     if dy.shape != y.shape:
         raise ValueError(f"relu_backward: dy {dy.shape} and y {y.shape} must have one shape")
     check_float("relu_backward", dy=dy, y=y)
     dy, y = xp.ascontiguousarray(dy), xp.ascontiguousarray(y)
-    dx = xp.empty_like(dy)  # like dy
+    dx = out_or_empty("relu_backward", "out", out, dy.shape, dy.dtype, xp.empty)  # like dy
     launch(_relu_backward_kernel, dy.size, dy.reshape(-1), y.reshape(-1), dx.reshape(-1))
     return dx

@@ -32,7 +32,7 @@ sums as one contraction per (group, kh, kw), fast enough for the tests that comp
 """
 import numpy as np
 
-from kernels.shapes import check_conv2d, conv2d_output_size  # noqa: F401 (the tiers' shared checks)
+from kernels.shapes import check_conv2d, conv2d_output_size, into  # noqa: F401 (the tiers' shared checks)
 
 
 def _pad(x, padding):
@@ -146,12 +146,18 @@ def conv2d_backward_loops(dy, x, w, *, stride, padding, groups, need_dx=True):
     return (dx if need_dx else None), dw, db
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20, workspace=None):
+def _into_grads(op, grads, out_dx, out_dw, out_db):
+    """(dx, dw, db) with each computed one written into its caller-given array, when there is one."""
+    return tuple(g if g is None else into(op, name, out, g)
+                 for g, name, out in zip(grads, ("out_dx", "out_dw", "out_db"), (out_dx, out_dw, out_db)))
+
+
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20, workspace=None, out=None):
     """y = conv(x, w) + b, one contraction per (group, kernel offset).
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
     budget_bytes and workspace are accepted for the shared signature; this tier builds no column buffer.
-    Returns y (N, F, OH, OW), x's dtype.
+    Returns y (N, F, OH, OW), x's dtype (out, when given, receives it).
     """
     OH, OW = check_conv2d(x, w, b, stride, padding, groups)
     N, C, H, W = x.shape
@@ -165,16 +171,16 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
             for kw in range(KW):
                 window = xp[(slice(None), cs) + _window(OH, OW, kh, kw, stride)]  # (N, C/G, OH, OW)
                 y[:, fs] += np.einsum("fc,nchw->nfhw", w[fs, :, kh, kw], window)
-    return y + b.reshape(1, F, 1, 1)
+    return into("conv2d_forward", "out", out, y + b.reshape(1, F, 1, 1))
 
 
 def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
-                    need_dw=True, workspace=None):
+                    need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
     """Gradients of conv2d_forward (see the module docstring for the sums).
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
     budget_bytes and workspace are accepted for the shared signature; need_dx=False skips dx,
-    need_dw=False dw and db.
+    need_dw=False dw and db; out_dx, out_dw, out_db, when given, receive the ones computed.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     OH, OW = check_conv2d(x, w, None, stride, padding, groups)
@@ -199,4 +205,4 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
                 if need_dx:
                     dxp[at] += np.einsum("fc,nfhw->nchw", w[fs, :, kh, kw], dy[:, fs])
     dx = dxp[:, :, ph:ph + H, pw:pw + W].copy() if need_dx else None
-    return (dx, dw, db) if need_dw else (dx, None, None)
+    return _into_grads("conv2d_backward", (dx, dw, db) if need_dw else (dx, None, None), out_dx, out_dw, out_db)

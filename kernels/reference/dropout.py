@@ -13,40 +13,43 @@ Backward (derivation). y is linear in x with the mask as a fixed diagonal, so
 """
 import numpy as np
 
-from kernels.shapes import check_dropout_args, check_dropout_mask_args  # noqa: F401 (the tiers' shared checks)
+from kernels.shapes import check_dropout_args, check_dropout_mask_args, check_out, into
 
 
-def dropout_mask(shape, *, p, rng, dtype):
+def dropout_mask(shape, *, p, rng, dtype, out=None, work=None):
     """Draw a mask of 0 and 1/(1-p) values; the same rng state gives the same mask.
 
     shape: tuple; p: drop probability in [0, 1); rng: numpy.random.Generator;
     dtype: float32 or float64
-    Returns mask: `shape`, `dtype`.
+    Returns mask: `shape`, `dtype` (out, when given, receives it).
     """
     check_dropout_mask_args(p, rng, dtype)
-    u = rng.random(shape)  # (shape) float64 in [0, 1)
+    if work is None:  # work: a float64 `shape` array for the draws (the same draws), as in the cpu tier
+        u = rng.random(shape)  # (shape) float64 in [0, 1)
+    else:
+        u = rng.random(out=check_out("dropout_mask", "work", work, shape, np.float64))
     mask = np.where(u >= p, 1 / (1 - p), 0).astype(dtype)  # (shape): keep where u >= p
-    return mask
+    return into("dropout_mask", "out", out, mask)
 
 
-def dropout_forward(x, mask):
+def dropout_forward(x, mask, out=None):
     """y = x * mask.
 
     x: float32/float64, any shape; mask: same shape and dtype
-    Returns y: shape and dtype of x.
+    Returns y: shape and dtype of x (out, when given, receives it).
     """
     check_dropout_args(x, mask, "x")
     y = x * mask
-    return y
+    return into("dropout_forward", "out", out, y)
 
 
-def dropout_backward(dy, mask):
+def dropout_backward(dy, mask, out=None):
     """dx = dy * mask.
 
     dy: float32/float64, any shape; mask: same shape and dtype
-    Returns dx: shape and dtype of dy.
+    Returns dx: shape and dtype of dy (out, when given, receives it).
     """
     check_dropout_args(dy, mask, "dy")
     dx = dy * mask
-    return dx
+    return into("dropout_backward", "out", out, dx)
 

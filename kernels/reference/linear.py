@@ -15,26 +15,27 @@ The reference spells each sum out with einsum's index notation (NumPy's own loop
 """
 import numpy as np
 
-from kernels.shapes import check_linear_args  # noqa: F401 (the tiers' shared checks)
+from kernels.shapes import check_linear_args, into
 
 
-def linear_forward(x, w, b):
+def linear_forward(x, w, b, out=None):
     """y = x w^T + b.
 
     x: float32/float64 (N, D); w: (K, D); b: (K,), one dtype
-    Returns y: (N, K), that dtype.
+    Returns y: (N, K), that dtype (out, when given, receives it).
     """
     check_linear_args(x, w, b)
     y = np.einsum("nd,kd->nk", x, w) + b  # (N, K)
-    return y
+    return into("linear_forward", "out", out, y)
 
 
-def linear_backward(dy, x, w, *, need_dx=True, need_dw=True):
+def linear_backward(dy, x, w, *, need_dx=True, need_dw=True, out_dx=None, out_dw=None, out_db=None):
     """Gradients of the loss w.r.t. x, w and b.
 
     dy: float32/float64 (N, K); x: (N, D); w: (K, D)
     Returns (dx, dw, db): dx (N, D) or None when need_dx is False, dw (K, D), db (K,) or both None
-    when need_dw is False (heat maps and saliency want dx only); dtype of dy.
+    when need_dw is False (heat maps and saliency want dx only); dtype of dy. out_dx, out_dw,
+    out_db, when given, receive the ones computed.
     """
     check_linear_args(x, w, w[:, 0])
     if dy.shape != (x.shape[0], w.shape[0]) or dy.dtype != x.dtype:
@@ -43,4 +44,6 @@ def linear_backward(dy, x, w, *, need_dx=True, need_dw=True):
     dx = np.einsum("nk,kd->nd", dy, w) if need_dx else None  # (N, D)
     dw = np.einsum("nk,nd->kd", dy, x) if need_dw else None  # (K, D)
     db = np.einsum("nk->k", dy) if need_dw else None  # (K,)
-    return dx, dw, db
+    op = "linear_backward"
+    return (dx if dx is None else into(op, "out_dx", out_dx, dx), dw if dw is None else into(op, "out_dw", out_dw, dw),
+            db if db is None else into(op, "out_db", out_db, db))

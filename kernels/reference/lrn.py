@@ -21,14 +21,15 @@ forward window mirrored (the same window when size is odd).
 """
 import numpy as np
 
-from kernels.shapes import check_lrn_args, check_lrn_backward_args  # noqa: F401 (the tiers' shared checks)
+from kernels.shapes import check_lrn_args, check_lrn_backward_args, into  # noqa: F401 (the tiers' shared checks)
 
 
-def lrn_forward(x, *, size, alpha, beta, k):
+def lrn_forward(x, *, size, alpha, beta, k, out_y=None, out_scale=None):
     """y = x * (k + alpha/size * sum of x^2 over the channel window)^-beta.
 
     x: float32/float64 (N, C, H, W)
-    Returns (y, scale): both (N, C, H, W), dtype of x; scale is kept for the backward.
+    Returns (y, scale): both (N, C, H, W), dtype of x; scale is kept for the backward
+    (out_y, out_scale, when given, receive them).
     """
     check_lrn_args(x, size, alpha, beta, k)
     C = x.shape[1]
@@ -37,14 +38,14 @@ def lrn_forward(x, *, size, alpha, beta, k):
         lo, hi = max(0, c - size // 2), min(C, c + (size - 1) // 2 + 1)
         scale[:, c] = k + alpha / size * np.sum(x[:, lo:hi] ** 2, axis=1)  # sum over the channel window
     y = x * scale ** -beta  # (N, C, H, W)
-    return y, scale
+    return into("lrn_forward", "out_y", out_y, y), into("lrn_forward", "out_scale", out_scale, scale)
 
 
-def lrn_backward(dy, x, y, scale, *, size, alpha, beta, k):
+def lrn_backward(dy, x, y, scale, *, size, alpha, beta, k, out=None):
     """dx from dy, given the forward's x, y and scale.
 
     dy, x, y, scale: float32/float64 (N, C, H, W)
-    Returns dx: (N, C, H, W), dtype of dy.
+    Returns dx: (N, C, H, W), dtype of dy (out, when given, receives it).
     """
     check_lrn_backward_args(dy, x, y, scale, size, alpha, beta, k)
     C = x.shape[1]
@@ -53,4 +54,4 @@ def lrn_backward(dy, x, y, scale, *, size, alpha, beta, k):
     for c in range(C):
         lo, hi = max(0, c - (size - 1) // 2), min(C, c + size // 2 + 1)  # the c' whose window holds c
         dx[:, c] = dy[:, c] * scale[:, c] ** -beta - 2 * alpha * beta / size * x[:, c] * np.sum(t[:, lo:hi], axis=1)
-    return dx
+    return into("lrn_backward", "out", out, dx)

@@ -22,15 +22,15 @@ its gradients add:
 import numpy as np
 
 from kernels.shapes import (  # noqa: F401 (the tiers' shared checks)
-    as_pair, check_maxpool2d_backward_args, maxpool2d_output_shape, pool_output_size)
+    as_pair, check_maxpool2d_backward_args, maxpool2d_output_shape, into, pool_output_size)
 
 
-def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode):
+def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None, out_argmax=None):
     """Max over each window; padding never wins.
 
     x: float32/float64 (N, C, H, W)
     Returns (y, argmax): y (N, C, OH, OW) dtype of x; argmax int64 (N, C, OH, OW), the flat
-    index h*W + w of each winner inside its input plane.
+    index h*W + w of each winner inside its input plane (out_y, out_argmax, when given, receive them).
     """
     if x.dtype not in (np.float32, np.float64):
         raise ValueError(f"maxpool2d: x must be float32 or float64, got {x.dtype}")
@@ -48,16 +48,17 @@ def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode):
             i = np.argmax(window, axis=2)  # (N, C): first max in row-major order
             y[:, :, oh, ow] = np.take_along_axis(window, i[:, :, None], axis=2)[:, :, 0]
             argmax[:, :, oh, ow] = (h0 + i // (w1 - w0)) * W + (w0 + i % (w1 - w0))
-    return y, argmax
+    return (into("maxpool2d_forward", "out_y", out_y, y),
+            into("maxpool2d_forward", "out_argmax", out_argmax, argmax))
 
 
-def maxpool2d_backward(dy, argmax, *, x_shape):
+def maxpool2d_backward(dy, argmax, *, x_shape, out=None):
     """Scatter dy back to the winners: dx[argmax] += dy, plane by plane.
 
     dy:     float32/float64 (N, C, OH, OW)
     argmax: int64 (N, C, OH, OW), from maxpool2d_forward
     x_shape: (N, C, H, W)
-    Returns dx: (N, C, H, W), dtype of dy.
+    Returns dx: (N, C, H, W), dtype of dy (out, when given, receives it).
     """
     check_maxpool2d_backward_args(dy, argmax, x_shape)
     N, C, H, W = x_shape
@@ -65,5 +66,5 @@ def maxpool2d_backward(dy, argmax, *, x_shape):
     for n in range(N):
         for c in range(C):
             np.add.at(dx[n, c], argmax[n, c].reshape(-1), dy[n, c].reshape(-1))  # overlaps add
-    return dx.reshape(N, C, H, W)
+    return into("maxpool2d_backward", "out", out, dx.reshape(N, C, H, W))
 

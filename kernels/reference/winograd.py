@@ -38,7 +38,9 @@ Backward (stride 1, kernel 3x3, padding p per axis)
 import numpy as np
 
 from kernels.reference.conv2d import check_conv2d
+from kernels.reference.conv2d import _into_grads
 from kernels.reference.conv2d import conv2d_backward as direct_backward
+from kernels.shapes import into
 
 M_OUT, R_K = 4, 3
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, np.inf)
@@ -128,7 +130,7 @@ def flip_kernel(w, groups):
     return np.ascontiguousarray(wg.transpose(0, 2, 1, 3, 4).reshape(groups * Cg, Fg, 3, 3))
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, workspace=None):
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, workspace=None, out=None):
     """y = conv(x, w) + b by Winograd F(4x4, 3x3), one 6x6 tile at a time.
 
     x: (N, C, H, W), w: (F, C/G, 3, 3), b: (F,), all float32 or all float64; stride must be (1, 1).
@@ -136,11 +138,12 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, works
     Returns y (N, F, OH, OW), x's dtype.
     """
     check_winograd(x, w, b, stride, padding, groups)
-    return _winograd_correlate(x, w, padding, groups) + b.reshape(1, -1, 1, 1)
+    y = _winograd_correlate(x, w, padding, groups) + b.reshape(1, -1, 1, 1)  # (N, F, OH, OW)
+    return into("winograd conv2d_forward", "out", out, y)
 
 
 def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=None, need_dx=True,
-                    need_dw=True, workspace=None):
+                    need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
     """Gradients of conv2d_forward: dx by Winograd on the flipped kernel, dw and db as im2col's.
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, 3, 3), all of one float dtype.
@@ -153,7 +156,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=None, nee
         _, dw, db = direct_backward(dy, x, w, stride=stride, padding=padding, groups=groups,
                                     need_dx=False)
     if not need_dx:
-        return None, dw, db
+        return _into_grads("winograd conv2d_backward", (None, dw, db), out_dx, out_dw, out_db)
     q = (2 - padding[0], 2 - padding[1])
     dx = _winograd_correlate(dy, flip_kernel(w, groups), q, groups)
-    return dx, dw, db
+    return _into_grads("winograd conv2d_backward", (dx, dw, db), out_dx, out_dw, out_db)

@@ -8,7 +8,11 @@
     layer.flops(in_shape) -> forward multiply-adds x 2 for one image
 
 A layer keeps what its backward needs from its own forward, under a real name (`self.x`,
-`self.argmax`, `self.scale`); nothing else keeps a graph. Layers never branch on the backend: they
+`self.argmax`, `self.scale`); nothing else keeps a graph.
+While its Net reuses buffers (Net.reusing_buffers(), on during training), `layer.buffers` is a dict
+role -> flat array ('y', 'dx', 'dw', 'scale', ...) and the layer hands the kernels views of these
+as their out= arrays, so that a step after the first allocates none; otherwise it is None and
+every call returns fresh arrays. Layers never branch on the backend: they
 call `self.be.<op>.<op>_forward(...)` and the backend chosen by `to()` does the rest.
 """
 import numpy as np
@@ -58,6 +62,7 @@ class Layer:
         self.trainable = True   # False: backward neither computes nor stores weight gradients (need_dw)
         self.need_dx = True     # False: the layer is the lowest one backward reaches
         self.lr_mult = 1.0      # learning-rate multiplier the optimizer applies to this layer
+        self.buffers = None     # role -> flat array while the net reuses buffers (Net.reusing_buffers)
 
     # -- moving between backends -------------------------------------------------------------
     def to(self, backend):
@@ -77,6 +82,27 @@ class Layer:
 
     def clear(self):
         """Forget what the last forward kept for backward."""
+
+    def buffer(self, role, shape, dtype):
+        """The out= array for one output of this layer (role 'y', 'dx', 'dw', ...): None unless the
+        net reuses buffers (the kernel then allocates a fresh one); else a C-contiguous view of the
+        first prod(shape) elements of the flat array kept under `role`, reallocated only when it is
+        too small or of another dtype (the last, smaller batch of an epoch takes a view)."""
+        if self.buffers is None:
+            return None
+        size, dtype = int(np.prod(shape)), np.dtype(dtype)
+        buf = self.buffers.get(role)
+        if buf is None or buf.size < size or buf.dtype != dtype or not self.be.owns(buf):
+            buf = self.be.xp.empty(size, dtype)  # flat (size,)
+            self.buffers[role] = buf
+        return buf[:size].reshape(tuple(shape))
+
+    def backward_outs(self, x, w):
+        """out_dx, out_dw, out_db for a weighted layer's backward kernel: buffers of x's and w's
+        shapes (db: w.shape[:1]) for the outputs it computes, None for the others or without reuse."""
+        return {"out_dx": self.buffer("dx", x.shape, x.dtype) if self.need_dx else None,
+                "out_dw": self.buffer("dw", w.shape, w.dtype) if self.trainable else None,
+                "out_db": self.buffer("db", w.shape[:1], w.dtype) if self.trainable else None}
 
     # -- checks --------------------------------------------------------------------------------
     def check_input(self, x, ndim):

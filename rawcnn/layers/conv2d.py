@@ -58,23 +58,26 @@ class Conv2d(Layer):
         if x.shape[1] != self.in_channels:
             raise ValueError(f"layer {self.name!r} ({self!r}) expects {self.in_channels} input channels, "
                              f"got input of shape {tuple(x.shape)}")
-        self.output_shape(x.shape[1:])
+        out = self.buffer("y", (x.shape[0],) + self.output_shape(x.shape[1:]), x.dtype)  # (N, F, OH, OW) or None
         self.x = x if train else None
         self.algo = self._choose_algo(x)
         if self.algo == "winograd":
             return self.be.winograd.conv2d_forward(x, self.params["w"], self.params["b"], stride=self.stride,
                                                    padding=self.padding, groups=self.groups,
-                                                   workspace=self.workspace)
+                                                   workspace=self.workspace, out=out)
         return self.be.conv2d.conv2d_forward(x, self.params["w"], self.params["b"], stride=self.stride,
                                              padding=self.padding, groups=self.groups,
-                                             budget_bytes=self.budget_bytes, workspace=self.workspace)
+                                             budget_bytes=self.budget_bytes, workspace=self.workspace, out=out)
 
     def backward(self, dy):
         x = self.need("x")
         op = self.be.winograd if self.algo == "winograd" else self.be.conv2d
-        dx, dw, db = op.conv2d_backward(dy, x, self.params["w"], stride=self.stride, padding=self.padding,
+        w = self.params["w"]
+        outs = self.backward_outs(x, w)  # out_dx, out_dw, out_db: buffers or None
+        dx, dw, db = op.conv2d_backward(dy, x, w, stride=self.stride, padding=self.padding,
                                         groups=self.groups, budget_bytes=self.budget_bytes,
-                                        need_dx=self.need_dx, need_dw=self.trainable, workspace=self.workspace)
+                                        need_dx=self.need_dx, need_dw=self.trainable, workspace=self.workspace,
+                                        **outs)
         if self.trainable:
             self.grads = {"w": dw, "b": db}
         return dx

@@ -31,19 +31,34 @@ class Dropout(Layer):
     def forward(self, x, train=False):
         self.check_input(x, x.ndim)
         if not train or self.p == 0.0:
-            self.mask = None if not train else self.be.xp.ones_like(x)
+            ones = self.buffer("mask", x.shape, x.dtype) if train else None
+            if ones is not None:
+                ones.fill(1)
+            self.mask = None if not train else (self.be.xp.ones_like(x) if ones is None else ones)
             return x
+        out = self.buffer("mask", x.shape, x.dtype)
+        work = None if self.be.tier == "cuda" else "float64"  # the cpu tiers' uniform draws
         if self.rows is None:
-            self.mask = self.be.dropout.dropout_mask(x.shape, p=self.p, rng=self.rng, dtype=x.dtype)
+            self.mask = self.be.dropout.dropout_mask(x.shape, p=self.p, rng=self.rng, dtype=x.dtype, out=out,
+                                                     work=work and self.buffer("uniform", x.shape, work))
         else:  # the whole batch's mask, as one process draws it, and this rank's rows of it
             lo, hi, n = self.rows
-            mask = self.be.dropout.dropout_mask((n,) + x.shape[1:], p=self.p, rng=self.rng, dtype=x.dtype)
-            self.mask = self.be.xp.ascontiguousarray(mask[lo:hi])
-        return self.be.dropout.dropout_forward(x, self.mask)
+            shape = (n,) + x.shape[1:]
+            mask = self.be.dropout.dropout_mask(shape, p=self.p, rng=self.rng, dtype=x.dtype,
+                                                out=self.buffer("mask_batch", shape, x.dtype),
+                                                work=work and self.buffer("uniform", shape, work))
+            if out is None:
+                self.mask = self.be.xp.ascontiguousarray(mask[lo:hi])
+            else:
+                out[...] = mask[lo:hi]
+                self.mask = out
+        return self.be.dropout.dropout_forward(x, self.mask, out=self.buffer("y", x.shape, x.dtype))
 
     def backward(self, dy):
         mask = self.need("mask")
-        return self.be.dropout.dropout_backward(dy, mask) if self.need_dx else None
+        if not self.need_dx:
+            return None
+        return self.be.dropout.dropout_backward(dy, mask, out=self.buffer("dx", dy.shape, dy.dtype))
 
     def config(self):
         return {"type": self.kind, "name": self.name, "p": self.p}

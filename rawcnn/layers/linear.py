@@ -33,12 +33,14 @@ class Linear(Layer):
             raise ValueError(f"layer {self.name!r} ({self!r}) expects {self.in_features} input features, "
                              f"got input of shape {tuple(x.shape)}")
         self.x = x if train else None
-        return self.be.linear.linear_forward(x, self.params["w"], self.params["b"])
+        return self.be.linear.linear_forward(x, self.params["w"], self.params["b"],
+                                             out=self.buffer("y", (x.shape[0], self.out_features), x.dtype))
 
     def backward(self, dy):
         x = self.need("x")
-        dx, dw, db = self.be.linear.linear_backward(dy, x, self.params["w"], need_dx=self.need_dx,
-                                                    need_dw=self.trainable)
+        w = self.params["w"]
+        outs = self.backward_outs(x, w)  # out_dx, out_dw, out_db: buffers or None
+        dx, dw, db = self.be.linear.linear_backward(dy, x, w, need_dx=self.need_dx, need_dw=self.trainable, **outs)
         if self.trainable:
             self.grads = {"w": dw, "b": db}
         return dx

@@ -27,7 +27,9 @@ class LRN(Layer):
 
     def forward(self, x, train=False):
         self.check_input(x, 4)
-        y, scale = self.be.lrn.lrn_forward(x, size=self.size, alpha=self.alpha, beta=self.beta, k=self.k)
+        y, scale = self.be.lrn.lrn_forward(x, size=self.size, alpha=self.alpha, beta=self.beta, k=self.k,
+                                           out_y=self.buffer("y", x.shape, x.dtype),
+                                           out_scale=self.buffer("scale", x.shape, x.dtype))
         if train:
             self.x, self.y, self.scale = x, y, scale
         return y
@@ -37,7 +39,7 @@ class LRN(Layer):
         if not self.need_dx:
             return None
         return self.be.lrn.lrn_backward(dy, x, y, scale, size=self.size, alpha=self.alpha,
-                                        beta=self.beta, k=self.k)
+                                        beta=self.beta, k=self.k, out=self.buffer("dx", x.shape, x.dtype))
 
     def flops(self, in_shape):
         C, H, W = in_shape

@@ -39,9 +39,11 @@ class MaxPool2d(Layer):
 
     def forward(self, x, train=False):
         self.check_input(x, 4)
-        self.output_shape(x.shape[1:])
+        y_shape = (x.shape[0],) + self.output_shape(x.shape[1:])  # (N, C, OH, OW)
         y, argmax = self.be.maxpool2d.maxpool2d_forward(x, kernel_size=self.kernel_size, stride=self.stride,
-                                                        padding=self.padding, ceil_mode=self.ceil_mode)
+                                                        padding=self.padding, ceil_mode=self.ceil_mode,
+                                                        out_y=self.buffer("y", y_shape, x.dtype),
+                                                        out_argmax=self.buffer("argmax", y_shape, "int64"))
         if train:
             self.argmax, self.x_shape = argmax, tuple(x.shape)
         return y
@@ -50,7 +52,8 @@ class MaxPool2d(Layer):
         argmax = self.need("argmax")
         if not self.need_dx:
             return None
-        return self.be.maxpool2d.maxpool2d_backward(dy, argmax, x_shape=self.x_shape)
+        return self.be.maxpool2d.maxpool2d_backward(dy, argmax, x_shape=self.x_shape,
+                                                    out=self.buffer("dx", self.x_shape, dy.dtype))
 
     def output_shape(self, in_shape):
         C, H, W = in_shape

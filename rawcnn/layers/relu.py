@@ -20,12 +20,14 @@ class ReLU(Layer):
 
     def forward(self, x, train=False):
         self.check_input(x, x.ndim)
-        y = self.be.relu.relu_forward(x)
+        y = self.be.relu.relu_forward(x, out=self.buffer("y", x.shape, x.dtype))
         self.y = y if train else None
         return y
 
     def backward(self, dy):
-        return self.be.relu.relu_backward(dy, self.need("y")) if self.need_dx else None
+        if not self.need_dx:
+            return None
+        return self.be.relu.relu_backward(dy, self.need("y"), out=self.buffer("dx", dy.shape, dy.dtype))
 
     def flops(self, in_shape):
         n = 1

@@ -1,0 +1,240 @@
+"""Buffer reuse (no per-step allocation): the kernels' out= arrays, and the layers' kept buffers
+while Net.reusing_buffers() is on (train() turns it on). Tiny seeded nets; a few seconds."""
+import contextlib
+
+import numpy as np
+import pytest
+
+import kernels
+import out_cases
+from rawcnn import models, train as train_mod
+from rawcnn.layers.softmax import SoftmaxCrossEntropy
+from rawcnn.net import Net
+from rawcnn.optim import SGD
+
+# custom-like: conv with groups, ReLU, LRN, max-pool, a Winograd conv, dropout, two Linear layers
+SPEC = {"name": "tiny-custom", "input": [3, 16, 16], "layers": [
+    {"type": "Conv2d", "name": "conv1", "out_channels": 8, "kernel_size": 5, "stride": 1, "padding": 2},
+    {"type": "ReLU", "name": "relu1"},
+    {"type": "LRN", "name": "norm1", "size": 5, "alpha": 1e-3, "beta": 0.75, "k": 2.0},
+    {"type": "MaxPool2d", "name": "pool1", "kernel_size": 3, "stride": 2},
+    {"type": "Conv2d", "name": "conv2", "out_channels": 8, "kernel_size": 3, "padding": 1, "groups": 2},
+    {"type": "ReLU", "name": "relu2"},
+    {"type": "Conv2d", "name": "conv3", "out_channels": 8, "kernel_size": 3, "padding": 1},
+    {"type": "ReLU", "name": "relu3"},
+    {"type": "MaxPool2d", "name": "pool2", "kernel_size": 2, "stride": 2},
+    {"type": "Flatten", "name": "flatten"},
+    {"type": "Linear", "name": "fc1", "out_features": 16},
+    {"type": "ReLU", "name": "relu4"},
+    {"type": "Dropout", "name": "drop1", "p": 0.5},
+    {"type": "Linear", "name": "fc2", "out_features": 3}]}
+BATCHES = (8, 8, 5)  # the last, smaller batch takes views of the first batch's buffers
+
+
+def new_net():
+    net = models.build(SPEC, seed=3, weight_std=0.1)
+    net["conv2"].conv_algo = "im2col"
+    net["conv3"].conv_algo = "winograd"
+    return net
+
+
+def data():
+    rng = np.random.default_rng(5)
+    n = sum(BATCHES)
+    return rng.standard_normal((n, 3, 16, 16)).astype(np.float32), rng.integers(0, 3, n)
+
+
+def steps(net, reuse, after_step=None):
+    """Train len(BATCHES) SGD steps on fixed data; returns the weights."""
+    x, y = data()
+    crit, opt = SoftmaxCrossEntropy(), SGD(net, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    with net.reusing_buffers(reuse):
+        i = 0
+        for step, B in enumerate(BATCHES):
+            logits = net.forward(x[i:i + B], train=True)
+            crit.forward(logits, y[i:i + B])
+            net.backward(crit.backward(), input_grad=False)
+            opt.step()
+            i += B
+            if after_step is not None:
+                after_step(step)
+    return net.state_dict()
+
+
+def addresses(net):
+    return {(l.name, role): a.ctypes.data for l in net for role, a in (l.buffers or {}).items()}
+
+
+# -- (a) the kernels' out= arrays ------------------------------------------------------------------
+@pytest.mark.parametrize("tier", ["reference", "cpu"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_write_into_given_arrays_and_reject_wrong_ones(tier, dtype):
+    be = kernels.get_backend(tier)
+    for case in out_cases.cases(be, dtype):
+        out_cases.check(be, case)
+
+
+def test_wrong_out_message_names_op_and_shapes():
+    be = kernels.get_backend("cpu")
+    x = np.ones((2, 3, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=r"lrn_forward: out_scale \(2, 3, 4, 5\) float32 must be a "
+                                         r"C-contiguous \(2, 3, 4, 4\) float32 array"):
+        be.lrn.lrn_forward(x, size=3, alpha=1e-4, beta=0.75, k=1.0, out_scale=np.empty((2, 3, 4, 5), np.float32))
+
+
+@pytest.mark.parametrize("tier", ["reference", "cpu"])
+def test_dropout_mask_draws_into_a_given_work_array(tier):
+    be = kernels.get_backend(tier)
+    want = be.dropout.dropout_mask((4, 6), p=0.4, rng=np.random.default_rng(3), dtype=np.float32)
+    work = np.full((4, 6), np.nan)
+    got = be.dropout.dropout_mask((4, 6), p=0.4, rng=np.random.default_rng(3), dtype=np.float32, work=work)
+    assert got.tobytes() == want.tobytes() and np.all((work >= 0) & (work < 1))
+    with pytest.raises(ValueError, match=r"dropout_mask: work \(4, 6\) float32 .*\(4, 6\) float64"):
+        be.dropout.dropout_mask((4, 6), p=0.4, rng=np.random.default_rng(3), dtype=np.float32,
+                                work=np.empty((4, 6), np.float32))
+
+
+# -- (b) reuse on gives the same training as reuse off ---------------------------------------------
+def test_three_steps_bit_identical_with_and_without_reuse():
+    off, on = steps(new_net(), False), steps(new_net(), True)
+    for name in off:
+        for key in off[name]:
+            assert off[name][key].tobytes() == on[name][key].tobytes(), f"{name}/{key} differs"
+
+
+def test_train_is_the_same_with_reuse_as_without(tmp_path, monkeypatch):
+    # train() turns reuse on around its epochs (train and validation steps); the same run with
+    # reuse kept off must give the same weights and history
+    x, y = data()
+    split = ((x[:16], y[:16]), (x[16:], y[16:]))  # 16 train (batches 6, 6, 4), 5 validation images
+    run = dict(epochs=2, batch_size=6, lr=0.05, seed=1, progress=False, log=lambda m: None)
+    used = []
+    real = Net.reusing_buffers
+
+    def spy(self, on=True):
+        used.append(on)
+        return real(self, on)
+    monkeypatch.setattr(Net, "reusing_buffers", spy)
+    r_on = train_mod.train(new_net(), split, out_dir=str(tmp_path / "on"), **run)
+    assert True in used
+    monkeypatch.setattr(Net, "reusing_buffers", lambda self, on=True: contextlib.nullcontext(self))
+    r_off = train_mod.train(new_net(), split, out_dir=str(tmp_path / "off"), **run)
+    assert r_on["status"] == r_off["status"] == "completed"
+    def strip(history):  # repr: val_auc is NaN with 3 classes
+        return repr([{k: v for k, v in h.items() if k not in ("seconds", "images_per_s")} for h in history])
+    assert strip(r_on["history"]) == strip(r_off["history"])
+    from rawcnn.checkpoint import read_checkpoint
+    a, b = read_checkpoint(r_on["last_checkpoint"]), read_checkpoint(r_off["last_checkpoint"])
+    for name in a["params"]:
+        for key in a["params"][name]:
+            assert np.array_equal(a["params"][name][key], b["params"][name][key]), f"{name}/{key}"
+
+
+# -- (c) no new buffer after the first step ----------------------------------------------------------
+def test_training_step_allocates_no_new_buffer_after_the_first():
+    net = new_net()
+    seen = []
+
+    def record(step):
+        seen.append(addresses(net))
+        for l in net:  # the gradients the optimizer read are the kept buffers
+            if l.trainable and l.params:
+                assert l.grads["w"].ctypes.data == l.buffers["dw"].ctypes.data, l.name
+                assert l.grads["b"].ctypes.data == l.buffers["db"].ctypes.data, l.name
+    steps(net, True, record)
+    first = seen[0]
+    roles = {}
+    for name, role in first:
+        roles.setdefault(name, set()).add(role)
+    # every layer that computes has its outputs there (conv1 is the lowest: no dx; Flatten: views)
+    assert roles["conv1"] == {"y", "dw", "db"}
+    assert roles["conv2"] == roles["conv3"] == roles["fc1"] == roles["fc2"] == {"y", "dx", "dw", "db"}
+    assert roles["relu1"] == {"y", "dx"} and roles["norm1"] == {"y", "scale", "dx"}
+    assert roles["pool1"] == {"y", "argmax", "dx"} and roles["drop1"] == {"mask", "uniform", "y", "dx"}
+    assert "flatten" not in roles
+    assert seen[1] == first and seen[2] == first  # steps 2 and 3 (a smaller batch) reuse every buffer
+
+
+def test_no_two_buffers_share_memory():
+    net = new_net()
+    steps(net, True)
+    net.reuse_buffers(True)  # steps() restored the state: look at buffers kept by a reuse that stays on
+    steps(net, True)
+    arrays = [(l.name, role, a) for l in net for role, a in l.buffers.items()]
+    assert len(arrays) > 20
+    for i, (n1, r1, a1) in enumerate(arrays):
+        for n2, r2, a2 in arrays[i + 1:]:
+            assert not np.shares_memory(a1, a2), f"{n1}/{r1} and {n2}/{r2} overlap"
+    net.reuse_buffers(False)
+    assert all(l.buffers is None for l in net)
+
+
+# -- (d) without reuse (the default), every forward returns fresh arrays ------------------------------
+def test_forwards_return_distinct_arrays_without_reuse():
+    net = new_net()
+    x = data()[0][:4]
+    assert all(l.buffers is None for l in net)
+    y1, y2 = net.forward(x), net.forward(x)
+    assert y1 is not y2 and not np.shares_memory(y1, y2)
+    a1, a2 = net.activations(x, ["conv1", "norm1", "pool2"]), net.activations(x, ["conv1", "norm1", "pool2"])
+    for name in a1:
+        assert not np.shares_memory(a1[name], a2[name]), name
+        np.testing.assert_array_equal(a1[name], a2[name])
+
+
+def test_reuse_on_overwrites_and_predict_activations_probe_stay_fresh():
+    net = new_net()
+    x = data()[0][:4]
+    want = net.predict(x, batch_size=2)
+    with net.reusing_buffers():
+        y1 = net.forward(x)
+        y2 = net.forward(x[::-1].copy())
+        assert np.shares_memory(y1, y2)  # the same buffer, overwritten: callers must copy
+        np.testing.assert_array_equal(net.predict(x, batch_size=2), want)  # batches not overwritten
+        acts = net.activations(x, ["relu1"])
+        assert not np.shares_memory(acts["relu1"], net["relu1"].buffers["y"])
+        with net.probe():
+            assert net["relu1"].buffers is None
+        assert net["relu1"].buffers is not None  # the kept buffers are back after the probe
+    assert all(l.buffers is None for l in net)
+
+
+# -- the trainer's input conversion ------------------------------------------------------------------
+@pytest.mark.parametrize("order, std, channels, net_channels", [
+    ("RGB", None, 3, 3), ("BGR", (58.4, 57.1, 57.4), 3, 3), ("BGR", None, 3, 1), ("RGB", None, 1, 3),
+    ("RGB", (2.0, 2.0, 2.0), 1, 1)])
+def test_input_conversion_into_a_kept_buffer_is_bit_identical(order, std, channels, net_channels):
+    from rawcnn.preprocessing import Preprocessing
+    mean = (104.0, 116.7, 122.7) if net_channels == 3 else (117.0, 117.0, 117.0)
+    pp = Preprocessing(channel_order=order, mean=mean, scale=1.0 if std else 0.5, std=std, input_size=(9, 9),
+                       resize="direct", name="t")
+    spec = {"name": "t", "input": [net_channels, 9, 9], "layers": [
+        {"type": "Conv2d", "name": "c", "out_channels": 2, "kernel_size": 3}]}
+    net = models.build(spec, seed=0)
+    to_input = train_mod.make_to_input(net, pp)
+    rng = np.random.default_rng(1)
+    batches = [rng.integers(0, 256, (B, channels, 9, 9), dtype=np.uint8) for B in (4, 4, 3)]
+    want = [to_input(b) for b in batches]  # reuse off: the ordinary path, fresh arrays
+    assert not np.shares_memory(want[0], want[1])
+    with net.reusing_buffers():
+        got = [to_input(b).copy() for b in batches]
+        kept = to_input(batches[0])
+        assert to_input(batches[1]).ctypes.data == kept.ctypes.data  # one buffer, no new one
+        resized = to_input(rng.integers(0, 256, (2, channels, 12, 12), dtype=np.uint8))  # needs a resize
+        assert not np.shares_memory(resized, kept)  # the ordinary path
+    for w, g in zip(want, got):
+        assert w.shape == g.shape == (w.shape[0], net_channels, 9, 9) and g.dtype == np.float32
+        assert w.tobytes() == g.tobytes()
+
+
+def test_float_input_cast_into_a_kept_buffer():
+    net = new_net()
+    to_input = train_mod.make_to_input(net, None)
+    x = data()[0][:4].astype(np.float64)
+    want = to_input(x)
+    with net.reusing_buffers():
+        a = to_input(x)
+        assert a.dtype == np.float32 and a.tobytes() == want.tobytes()
+        assert to_input(x[:3]).ctypes.data == a.ctypes.data
+        x32 = x.astype(np.float32)
+        assert to_input(x32) is x32 or np.shares_memory(to_input(x32), x32)  # no cast needed: no copy
