@@ -172,8 +172,9 @@ class Net:
         across calls (layer.buffers, reallocated only when a shape outgrows them or the dtype
         changes): a training step after the first allocates none of them. What a forward or backward
         returns inside is overwritten by the next call of the same layer, so callers that keep
-        outputs must copy them; train() turns reuse on around its epochs. on=False inside (predict,
-        activations and probe do this) gives fresh arrays again without dropping the buffers.
+        outputs must copy them; train() turns reuse on around its epochs, predict() inside (it copies
+        each batch's output). on=False inside (activations and probe do this) gives fresh arrays
+        again without dropping the buffers.
         On exit the previous state is back; buffers are freed when reuse was off before."""
         prev = self._reuse
         self._reuse = bool(on)
@@ -217,7 +218,7 @@ class Net:
         """
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        with self.reusing_buffers(False):  # fresh arrays: every batch's output is kept
+        with self.reusing_buffers(True):  # kept buffers inside; each batch's output is copied out
             return self._predict(x, batch_size, upto, softmax, to_input, progress)
 
     def _predict(self, x, batch_size, upto, softmax, to_input, progress):
@@ -230,7 +231,7 @@ class Net:
             y = self.forward(to_input(xb) if to_input is not None else xb, upto=upto)
             if softmax and not ends_in_softmax:
                 y = self.be.softmax.softmax_forward(y)
-            outs.append(to_numpy(y))
+            outs.append(np.array(to_numpy(y), copy=True))  # (B, ...) the next batch overwrites y
         if not outs:
             raise ValueError("predict: no images (x has length 0)")
         return np.concatenate(outs)
