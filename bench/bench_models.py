@@ -117,8 +117,8 @@ def child_time(spec, framework, threads, wait_idle=0):
     if framework == "rawcnn":
         step = rawcnn_train_step(net)
         fn = (lambda: step(x, labels)) if train else (lambda: net.forward(x, train=False))
-        if hasattr(net, "reuse_buffers"):  # kept activation and gradient buffers, as train() and
-            net.reuse_buffers(True)        # predict() use them (builds before issue 14's item 3: none)
+        if train and hasattr(net, "reuse_buffers"):  # kept activation and gradient buffers, as train()
+            net.reuse_buffers(True)                  # uses them (builds before issue 14's item 3: none)
     else:
         import torch
         torch.set_num_threads(threads)

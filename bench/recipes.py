@@ -2,6 +2,7 @@
 
     python bench/recipes.py --data hard96.h5 --epochs 8 --folds 5 --seeds 0 --out bench-recipes \
         --candidates paper default hand demo
+    python bench/recipes.py --summary bench-recipes [more output folders]    # the summary table
 
 Each (candidate, seed) runs rawcnn.cv.cross_validate and writes <out>/<candidate>_s<seed>/cv.json;
 the table (mean +- sd of the per-fold AUCs, pooled out-of-fold AUC, accuracy) is printed as
@@ -63,5 +64,33 @@ def main(argv=None):
                 fh.write(row + "  <!-- " + json.dumps({k: st[k] for k in sorted(st)}) + " -->\n")
 
 
+def summarise(dirs):
+    """Print the per-candidate summary of the cv.json files under `dirs` (<dir>/<candidate>_s<seed>/):
+    the mean and sd of the per-seed mean fold AUCs, all folds pooled, pooled out-of-fold AUC and
+    accuracy (means over the seeds)."""
+    import glob
+    import numpy as np
+    runs = {}
+    for d in dirs:
+        for path in sorted(glob.glob(os.path.join(d, "*_s*", "cv.json"))):
+            with open(path) as fh:
+                rep = json.load(fh)
+            runs.setdefault(os.path.basename(os.path.dirname(path)).rsplit("_s", 1)[0], []).append(rep)
+    print("| candidate | seeds | per-fold AUC, mean of the seeds +- sd | all folds, mean +- sd (range) | "
+          "pooled out-of-fold AUC (mean) | pooled accuracy (mean) |")
+    print("|---|---|---|---|---|---|")
+    for name, reps in runs.items():
+        means = np.array([r["auc_mean"] for r in reps])
+        folds = np.array([f["auc"] for r in reps for f in r["folds"]])
+        sd = means.std(ddof=1) if means.size > 1 else 0.0
+        print(f"| {name} | {', '.join(str(r['seed']) for r in reps)} | {means.mean():.3f} +- {sd:.3f} | "
+              f"{folds.mean():.3f} +- {folds.std(ddof=1):.3f} ({folds.min():.2f}-{folds.max():.2f}) | "
+              f"{np.mean([r['pooled']['auc'] for r in reps]):.3f} | "
+              f"{np.mean([r['pooled']['accuracy'] for r in reps]):.3f} |")
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--summary":  # python bench/recipes.py --summary DIR [DIR ...]
+        summarise(sys.argv[2:])
+    else:
+        main()

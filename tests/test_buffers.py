@@ -62,7 +62,11 @@ def steps(net, reuse, after_step=None):
 
 
 def addresses(net):
-    return {(l.name, role): a.ctypes.data for l in net for role, a in (l.buffers or {}).items()}
+    """(layer, role) -> address of every kept buffer, plus ('dx pool', slot) for the net's two dx slots."""
+    out = {(l.name, role): a.ctypes.data for l in net for role, a in (l.buffers or {}).items()}
+    pool = net.layers[0].dx_pool or []
+    out.update({("dx pool", i): a.ctypes.data for i, a in enumerate(pool) if a is not None})
+    return out
 
 
 # -- (a) the kernels' out= arrays ------------------------------------------------------------------
@@ -146,13 +150,32 @@ def test_training_step_allocates_no_new_buffer_after_the_first():
     roles = {}
     for name, role in first:
         roles.setdefault(name, set()).add(role)
-    # every layer that computes has its outputs there (conv1 is the lowest: no dx; Flatten: views)
+    # every layer that computes has its outputs there (Flatten: views); every dx is in the net's
+    # two shared slots, both in use
     assert roles["conv1"] == {"y", "dw", "db"}
-    assert roles["conv2"] == roles["conv3"] == roles["fc1"] == roles["fc2"] == {"y", "dx", "dw", "db"}
-    assert roles["relu1"] == {"y", "dx"} and roles["norm1"] == {"y", "scale", "dx"}
-    assert roles["pool1"] == {"y", "argmax", "dx"} and roles["drop1"] == {"mask", "uniform", "y", "dx"}
-    assert "flatten" not in roles
+    assert roles["conv2"] == roles["conv3"] == roles["fc1"] == roles["fc2"] == {"y", "dw", "db"}
+    assert roles["relu1"] == {"y"} and roles["norm1"] == {"y", "scale"}
+    assert roles["pool1"] == {"y", "argmax"} and roles["drop1"] == {"mask", "uniform", "y"}
+    assert "flatten" not in roles and roles["dx pool"] == {0, 1}
     assert seen[1] == first and seen[2] == first  # steps 2 and 3 (a smaller batch) reuse every buffer
+
+
+def test_dx_never_lands_on_the_dy_it_reads(monkeypatch):
+    # every backward reads dy from one dx slot and writes its dx into the other one
+    from rawcnn.layers.base import Layer
+    net = new_net()
+    real, seen = Layer.buffer, []
+
+    def spy(self, role, shape, dtype, avoid=None):
+        out = real(self, role, shape, dtype, avoid)
+        if role == "dx" and out is not None:
+            assert avoid is not None, self.name
+            seen.append(self.name)
+            assert not np.shares_memory(out, avoid), f"{self.name}: dx overlaps its dy"
+        return out
+    monkeypatch.setattr(Layer, "buffer", spy)
+    steps(net, True)
+    assert {"relu1", "norm1", "pool1", "drop1", "conv2", "fc2"} <= set(seen)
 
 
 def test_no_two_buffers_share_memory():

@@ -63,6 +63,7 @@ class Layer:
         self.need_dx = True     # False: the layer is the lowest one backward reaches
         self.lr_mult = 1.0      # learning-rate multiplier the optimizer applies to this layer
         self.buffers = None     # role -> flat array while the net reuses buffers (Net.reusing_buffers)
+        self.dx_pool = None     # the net's two shared dx slots (a list) while it reuses buffers
 
     # -- moving between backends -------------------------------------------------------------
     def to(self, backend):
@@ -83,24 +84,30 @@ class Layer:
     def clear(self):
         """Forget what the last forward kept for backward."""
 
-    def buffer(self, role, shape, dtype):
+    def buffer(self, role, shape, dtype, avoid=None):
         """The out= array for one output of this layer (role 'y', 'dx', 'dw', ...): None unless the
         net reuses buffers (the kernel then allocates a fresh one); else a C-contiguous view of the
         first prod(shape) elements of the flat array kept under `role`, reallocated only when it is
-        too small or of another dtype (the last, smaller batch of an epoch takes a view)."""
+        too small or of another dtype (the last, smaller batch of an epoch takes a view).
+
+        'dx' comes from the net's two shared slots (self.dx_pool) instead: a backward reads only the
+        dy the layer above wrote, so two arrays serve every layer's dx in turn; `avoid` (the dy being
+        read) picks the slot that does not hold it. This keeps the backward's memory at two input
+        gradients instead of one per layer."""
         if self.buffers is None:
             return None
-        size, dtype = int(np.prod(shape)), np.dtype(dtype)
-        buf = self.buffers.get(role)
-        if buf is None or buf.size < size or buf.dtype != dtype or not self.be.owns(buf):
-            buf = self.be.xp.empty(size, dtype)  # flat (size,)
-            self.buffers[role] = buf
-        return buf[:size].reshape(tuple(shape))
+        if role == "dx" and self.dx_pool is not None:
+            xp = self.be.xp
+            slot = 1 if (avoid is not None and self.dx_pool[0] is not None
+                         and xp.may_share_memory(self.dx_pool[0], avoid)) else 0
+            return _flat_view(self.dx_pool, slot, shape, dtype, self.be)
+        return _flat_view(self.buffers, role, shape, dtype, self.be)
 
-    def backward_outs(self, x, w):
+    def backward_outs(self, x, w, dy=None):
         """out_dx, out_dw, out_db for a weighted layer's backward kernel: buffers of x's and w's
-        shapes (db: w.shape[:1]) for the outputs it computes, None for the others or without reuse."""
-        return {"out_dx": self.buffer("dx", x.shape, x.dtype) if self.need_dx else None,
+        shapes (db: w.shape[:1]) for the outputs it computes, None for the others or without reuse;
+        dy: the gradient being read (dx never lands on it)."""
+        return {"out_dx": self.buffer("dx", x.shape, x.dtype, avoid=dy) if self.need_dx else None,
                 "out_dw": self.buffer("dw", w.shape, w.dtype) if self.trainable else None,
                 "out_db": self.buffer("db", w.shape[:1], w.dtype) if self.trainable else None}
 
@@ -138,3 +145,14 @@ class Layer:
     def config(self):
         """The JSON-serialisable spec entry that rebuilds this layer (without weights)."""
         return {"type": self.kind, "name": self.name}
+
+
+def _flat_view(store, key, shape, dtype, be):
+    """A C-contiguous `shape` view of the flat array store[key], replaced by a new one (of exactly
+    prod(shape) elements) when missing, too small, of another dtype or of another backend."""
+    size, dtype = int(np.prod(shape)), np.dtype(dtype)
+    buf = store[key] if isinstance(store, list) else store.get(key)
+    if buf is None or buf.size < size or buf.dtype != dtype or not be.owns(buf):
+        buf = be.xp.empty(size, dtype)  # flat (size,)
+        store[key] = buf
+    return buf[:size].reshape(tuple(shape))

@@ -73,7 +73,7 @@ class Conv2d(Layer):
         x = self.need("x")
         op = self.be.winograd if self.algo == "winograd" else self.be.conv2d
         w = self.params["w"]
-        outs = self.backward_outs(x, w)  # out_dx, out_dw, out_db: buffers or None
+        outs = self.backward_outs(x, w, dy)  # out_dx, out_dw, out_db: buffers or None
         dx, dw, db = op.conv2d_backward(dy, x, w, stride=self.stride, padding=self.padding,
                                         groups=self.groups, budget_bytes=self.budget_bytes,
                                         need_dx=self.need_dx, need_dw=self.trainable, workspace=self.workspace,

@@ -58,7 +58,7 @@ class Dropout(Layer):
         mask = self.need("mask")
         if not self.need_dx:
             return None
-        return self.be.dropout.dropout_backward(dy, mask, out=self.buffer("dx", dy.shape, dy.dtype))
+        return self.be.dropout.dropout_backward(dy, mask, out=self.buffer("dx", dy.shape, dy.dtype, avoid=dy))
 
     def config(self):
         return {"type": self.kind, "name": self.name, "p": self.p}

@@ -39,7 +39,7 @@ class Linear(Layer):
     def backward(self, dy):
         x = self.need("x")
         w = self.params["w"]
-        outs = self.backward_outs(x, w)  # out_dx, out_dw, out_db: buffers or None
+        outs = self.backward_outs(x, w, dy)  # out_dx, out_dw, out_db: buffers or None
         dx, dw, db = self.be.linear.linear_backward(dy, x, w, need_dx=self.need_dx, need_dw=self.trainable, **outs)
         if self.trainable:
             self.grads = {"w": dw, "b": db}

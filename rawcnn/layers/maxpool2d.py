@@ -53,7 +53,7 @@ class MaxPool2d(Layer):
         if not self.need_dx:
             return None
         return self.be.maxpool2d.maxpool2d_backward(dy, argmax, x_shape=self.x_shape,
-                                                    out=self.buffer("dx", self.x_shape, dy.dtype))
+                                                    out=self.buffer("dx", self.x_shape, dy.dtype, avoid=dy))
 
     def output_shape(self, in_shape):
         C, H, W = in_shape

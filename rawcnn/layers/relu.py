@@ -27,7 +27,7 @@ class ReLU(Layer):
     def backward(self, dy):
         if not self.need_dx:
             return None
-        return self.be.relu.relu_backward(dy, self.need("y"), out=self.buffer("dx", dy.shape, dy.dtype))
+        return self.be.relu.relu_backward(dy, self.need("y"), out=self.buffer("dx", dy.shape, dy.dtype, avoid=dy))
 
     def flops(self, in_shape):
         n = 1
