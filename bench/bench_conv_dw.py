@@ -22,7 +22,7 @@ import sys
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from common import BLAS_ENV, REPO, Rows, machine_description, setup_threads, time_it, try_import_torch  # noqa: E402
+from common import Rows, layer_bench_setup, time_it  # noqa: E402
 
 BATCH = {"custom": 32, "alexnet": 32, "vgg16": 4}
 BOUND = 1e-4
@@ -70,19 +70,10 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="Append one JSON line per row to this file.")
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args(argv)
-    if any(v in os.environ for v in BLAS_ENV):
-        env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV}
-        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
-    from common import default_threads
-    threads = setup_threads(args.threads or default_threads())
+    torch, _ = layer_bench_setup(__file__, args)
     import numpy as np
-    torch = None if args.no_torch else try_import_torch()
-    if torch is not None:
-        torch.set_num_threads(threads)
-    sys.path.insert(0, REPO)
     from kernels.cpu import conv2d as cpu
     from rawcnn.gradcheck import max_diff
-    print("\n".join(machine_description(torch)))
     rows = Rows(args.json)
     worst, speedups = 0.0, []
     for model, name, batch, xs, l in conv_layers(args.models.split(",")):

@@ -21,15 +21,7 @@ import sys
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from common import (
-    BLAS_ENV,
-    REPO,
-    Rows,
-    machine_description,
-    setup_threads,
-    time_it,
-    try_import_torch,
-)
+from common import Rows, layer_bench_setup, time_it  # noqa: E402
 
 BATCH = {"custom": 32, "alexnet": 32, "vgg16": 4}
 BOUND = 1e-4
@@ -98,20 +90,11 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--errors-only", action="store_true", help="Only step 1 (the float32 error), no timing.")
     args = ap.parse_args(argv)
-    if any(v in os.environ for v in BLAS_ENV):
-        env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV}
-        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
-    from common import default_threads
-    threads = setup_threads(args.threads or default_threads())
+    torch, _ = layer_bench_setup(__file__, args)
     import numpy as np
-    torch = None if args.no_torch else try_import_torch()
-    if torch is not None:
-        torch.set_num_threads(threads)
-    sys.path.insert(0, REPO)
     from kernels.cpu import conv2d as im2col
     from kernels.cpu import winograd
     from rawcnn.gradcheck import max_diff
-    print("\n".join(machine_description(torch)))
     copy_gbs, gemm_gflops = roofs(args.repeats) if not args.errors_only else (0, 0)
     if not args.errors_only:
         print(f"roofs   : copy {copy_gbs:.1f} GB/s (read + write), float32 GEMM 2048^3 {gemm_gflops:.1f} GFLOP/s")

@@ -50,6 +50,26 @@ def setup_threads(n):
     return n
 
 
+def layer_bench_setup(script, args):
+    """The shared start of the per-layer benchmarks (bench_winograd.py, bench_conv_dw.py).
+
+    Re-executes `script` without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE when they are set (they halve
+    numpy's GEMM here and a user's machine does not set them), fixes the thread count (args.threads
+    or the default) for Numba, OpenBLAS and torch, puts the repository on sys.path and prints the
+    machine header. Returns (torch or None, threads).
+    """
+    if any(v in os.environ for v in BLAS_ENV):
+        env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV}
+        os.execve(sys.executable, [sys.executable, os.path.abspath(script), *sys.argv[1:]], env)
+    threads = setup_threads(args.threads or default_threads())
+    torch = None if args.no_torch else try_import_torch()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    sys.path.insert(0, REPO)
+    print("\n".join(machine_description(torch)))
+    return torch, threads
+
+
 def default_threads():
     """Cores this process may run on."""
     try:
