@@ -508,8 +508,8 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
     if status != "stopped":  # a stop's reason was logged with its epoch
         log(f"{status}: {reason}")
     if tr.best_epoch:
-        log(f"best epoch {tr.best_epoch} by {_selected_by(tr)} (validation accuracy {tr.best_val_acc:.4f}): "
-            f"{tr.best_path}; last: {tr.last_path}")
+        acc = "" if tr.hooks.select_by == "val-acc" else f" (validation accuracy {tr.best_val_acc:.4f})"
+        log(f"best epoch {tr.best_epoch} by {_selected_by(tr)}{acc}: {tr.best_path}; last: {tr.last_path}")
     if tr.history and tr.dist.is_root:
         plot_curves(tr.history, os.path.join(out_dir, "curves.png"))
     return _result(tr, status, reason)
