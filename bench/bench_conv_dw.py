@@ -22,25 +22,9 @@ import sys
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from common import Rows, layer_bench_setup, time_it  # noqa: E402
+from common import Rows, conv_layers, layer_bench_setup, time_it  # noqa: E402
 
-BATCH = {"custom": 32, "alexnet": 32, "vgg16": 4}
 BOUND = 1e-4
-
-
-def conv_layers(models):
-    """(model, name, batch, x shape, conv layer) of every convolution."""
-    from rawcnn.layers import Conv2d
-    from rawcnn.models import build
-    out = []
-    for model in models:
-        net = build(model, weight_std=0.0)
-        shape = net.input_shape
-        for l in net.layers:
-            if isinstance(l, Conv2d):
-                out.append((model, l.name, BATCH[model], (BATCH[model],) + tuple(shape), l))
-            shape = l.output_shape(shape)
-    return out
 
 
 def one_gemm_dw(dy, x, w, stride, padding, groups):

@@ -21,25 +21,9 @@ import sys
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from common import Rows, layer_bench_setup, time_it  # noqa: E402
+from common import Rows, conv_layers, layer_bench_setup, time_it  # noqa: E402
 
-BATCH = {"custom": 32, "alexnet": 32, "vgg16": 4}
 BOUND = 1e-4
-
-
-def layers(models):
-    """(model, name, batch, x shape, conv layer) of every 3x3 stride-1 convolution."""
-    from rawcnn.layers import Conv2d
-    from rawcnn.models import build
-    out = []
-    for model in models:
-        net = build(model, weight_std=0.0)
-        shape = net.input_shape
-        for l in net.layers:
-            if isinstance(l, Conv2d) and l.kernel_size == (3, 3) and l.stride == (1, 1):
-                out.append((model, l.name, BATCH[model], (BATCH[model],) + tuple(shape), l))
-            shape = l.output_shape(shape)
-    return out
 
 
 def roofs(repeats):
@@ -100,7 +84,7 @@ def main(argv=None):
         print(f"roofs   : copy {copy_gbs:.1f} GB/s (read + write), float32 GEMM 2048^3 {gemm_gflops:.1f} GFLOP/s")
     rows = Rows(args.json, meta={"copy_GBs": copy_gbs, "gemm_GFLOPs": gemm_gflops})
     worst = 0.0
-    for model, name, batch, xs, l in layers(args.models.split(",")):
+    for model, name, batch, xs, l in conv_layers(args.models.split(","), only_3x3_stride_1=True):
         rng = np.random.default_rng(0)
         x64 = np.maximum(rng.standard_normal(xs), 0)  # like a ReLU's output
         fan_in = 9 * l.in_channels / l.groups

@@ -129,10 +129,11 @@ def _columns(xs, buf, kernel_size, stride, padding, pointwise):
     return cols
 
 
-def _column_buffer(workspace, shape, dtype, name="cols"):
-    """The column buffer: from workspace["cols"] (a dict the layer keeps across steps), grown only
-    when too small, so a training step after the first allocates none; a new array without one.
-    name: another buffer of the workspace ("dw_part": one image's dw product)."""
+def workspace_buffer(workspace, shape, dtype, name="cols"):
+    """A C-contiguous `shape` array from workspace[name] (a dict the net keeps across steps), grown
+    (reallocated) only when too small, so a training step after the first allocates none; a new
+    array without a workspace. name: "cols" (the column buffer), "dw_part" (one image's dw product);
+    kernels/cpu/winograd.py keeps its transform buffers here too."""
     size = int(np.prod(shape))
     buf = workspace.get(name) if workspace is not None else None
     if buf is None or buf.size < size or buf.dtype != dtype:
@@ -159,7 +160,7 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     Fg, K, P = F // groups, Cg * KH * KW, OH * OW
     w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
     nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
-    buf = None if pointwise else _column_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
+    buf = None if pointwise else workspace_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
     y = out_or_empty("conv2d_forward", "out", out, (N, F, OH, OW), x.dtype)  # (N, F, OH, OW)
     y3 = y.reshape(N, F, P)  # a view of y
     for n0 in range(0, N, nb):
@@ -194,7 +195,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
     dy3 = dy.reshape(N, F, P)  # a view of dy
     nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
-    buf = None if pointwise else _column_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
+    buf = None if pointwise else workspace_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
     op = "conv2d_backward"
     if need_dw:
         db = out_or_empty(op, "out_db", out_db, (F,), x.dtype)  # (F,)
@@ -202,7 +203,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
         dw = out_or_empty(op, "out_dw", out_dw, w.shape, x.dtype)  # (F, C/G, KH, KW)
         dw2 = dw.reshape(F, K)  # (F, K), a view of dw
         dw2[...] = 0
-        part = _column_buffer(workspace, (Fg, K), x.dtype, "dw_part")  # (F/G, K): one image's product
+        part = workspace_buffer(workspace, (Fg, K), x.dtype, "dw_part")  # (F/G, K): one image's product
     dx = out_or_empty(op, "out_dx", out_dx, x.shape, x.dtype) if need_dx else None  # (N, C, H, W)
     for n0 in range(0, N, nb):
         n1 = min(N, n0 + nb)

@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.cpu.conv2d import conv2d_backward as im2col_backward
+from kernels.cpu.conv2d import workspace_buffer
 from kernels.reference.winograd import check_winograd, flip_kernel, transform_matrices
 from kernels.shapes import out_or_empty
 
@@ -105,17 +106,6 @@ def _output_transform(M, b, f0, TH, TW, t0, k, y):
                         y[n, f0 + f, h, w] = r[l] + bias
 
 
-def _buffer(workspace, name, shape, dtype):
-    """A C-contiguous array of `shape` from workspace[name], grown (reallocated) only when too small."""
-    size = int(np.prod(shape))
-    buf = workspace.get(name) if workspace is not None else None
-    if buf is None or buf.size < size or buf.dtype != dtype:
-        buf = np.empty(size, dtype)
-        if workspace is not None:
-            workspace[name] = buf
-    return buf[:size].reshape(shape)
-
-
 @njit(parallel=True, cache=True)
 def _kernel_transform(w, G, U):
     """U[g, :, f, c] = G w[g*Fg + f, c] G^T (36 values), for w (F, Cg, 3, 3), G (6, 3), U (G, 36, Fg, Cg)."""
@@ -150,9 +140,9 @@ def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=
     TH, TW = -(-OH // 4), -(-OW // 4)
     T = N * TH * TW
     Tb = int(min(T, max(MIN_BLOCK, block_bytes // (36 * (Cg + Fg) * x.itemsize))))
-    U = kernel_transform(w, groups, _buffer(workspace, "winograd_U", (groups, 36, Fg, Cg), x.dtype))
-    V = _buffer(workspace, "winograd_V", (36, Cg, Tb), x.dtype)  # (36, Cg, Tb)
-    M = _buffer(workspace, "winograd_M", (36, Fg, Tb), x.dtype)  # (36, Fg, Tb)
+    U = kernel_transform(w, groups, workspace_buffer(workspace, (groups, 36, Fg, Cg), x.dtype, "winograd_U"))
+    V = workspace_buffer(workspace, (36, Cg, Tb), x.dtype, "winograd_V")  # (36, Cg, Tb)
+    M = workspace_buffer(workspace, (36, Fg, Tb), x.dtype, "winograd_M")  # (36, Fg, Tb)
     k = np.array([2, 4, 5, 8], x.dtype)  # the transforms' constants, typed so float32 stays float32
     for t0 in range(0, T, Tb):
         nt = min(Tb, T - t0)
