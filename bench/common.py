@@ -85,7 +85,7 @@ def layer_bench_setup(script, args):
     if torch is not None:
         torch.set_num_threads(threads)
     sys.path.insert(0, REPO)
-    print("\n".join(machine_description(torch)))
+    print("\n".join(machine_description(torch, no_torch=args.no_torch)))
     return torch, threads
 
 
