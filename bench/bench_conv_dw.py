@@ -16,13 +16,12 @@ custom and AlexNet (batch 32, 227x227) and VGG16 (batch 4, 224x224):
      per image" is per-image seconds / one-GEMM seconds (> 1: the one GEMM is faster).
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed from the environment, as in bench_winograd.py.
 """
-import argparse
 import os
 import sys
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from common import Rows, conv_layers, layer_bench_setup, time_it  # noqa: E402
+from common import Rows, conv_layers, layer_bench_parser, layer_bench_setup, time_it  # noqa: E402
 
 BOUND = 1e-4
 
@@ -47,12 +46,7 @@ def one_gemm_dw(dy, x, w, stride, padding, groups):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="custom,alexnet,vgg16")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", default=None, help="Append one JSON line per row to this file.")
-    ap.add_argument("--no-torch", action="store_true")
+    ap = layer_bench_parser(__doc__)
     args = ap.parse_args(argv)
     torch, _ = layer_bench_setup(__file__, args)
     import numpy as np

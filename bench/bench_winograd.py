@@ -15,13 +15,12 @@ For each layer (custom and AlexNet at batch 32, VGG16 at batch 4, as the issue's
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed from the environment (the script re-executes
 itself without them, as bench_models.py --blas-env unset does): they halve numpy's GEMM here.
 """
-import argparse
 import os
 import sys
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from common import Rows, conv_layers, layer_bench_setup, time_it  # noqa: E402
+from common import Rows, conv_layers, layer_bench_parser, layer_bench_setup, time_it  # noqa: E402
 
 BOUND = 1e-4
 
@@ -66,12 +65,7 @@ def phases(x, w, b, padding, groups, repeats):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="custom,alexnet,vgg16")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", default=None, help="Append one JSON line per row to this file.")
-    ap.add_argument("--no-torch", action="store_true")
+    ap = layer_bench_parser(__doc__)
     ap.add_argument("--errors-only", action="store_true", help="Only step 1 (the float32 error), no timing.")
     args = ap.parse_args(argv)
     torch, _ = layer_bench_setup(__file__, args)

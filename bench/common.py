@@ -69,6 +69,18 @@ def conv_layers(models, only_3x3_stride_1=False):
     return out
 
 
+def layer_bench_parser(doc):
+    """The command line the per-layer benchmarks share: --models, --repeats, --threads, --json, --no-torch."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--models", default="custom,alexnet,vgg16")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", default=None, help="Append one JSON line per row to this file.")
+    ap.add_argument("--no-torch", action="store_true")
+    return ap
+
+
 def layer_bench_setup(script, args):
     """The shared start of the per-layer benchmarks (bench_winograd.py, bench_conv_dw.py).
 
