@@ -37,31 +37,39 @@ def roofs(repeats):
 
 
 def phases(x, w, b, padding, groups, repeats):
-    """(seconds, bytes, flops) of each Winograd phase for one call: one block timed, times the blocks."""
+    """(seconds, bytes, flops) of each Winograd phase for one call, as the by-rows schedule runs it.
+
+    One block of rows (kernels/cpu/winograd.rows_per_block) is timed on one thread with a
+    one-thread BLAS, as each worker runs it, and the time scaled by blocks / threads: the call's
+    time if the workers never waited for each other (the kernel transform is timed whole).
+    """
+    import numba
     import numpy as np
 
     from kernels.cpu import winograd as W
+    from kernels.cpu.threads import one_thread_blas
     N, C, H, Wd = x.shape
     F, Cg = w.shape[:2]
     OH, OW = H + 2 * padding[0] - 2, Wd + 2 * padding[1] - 2
     TH, TW = -(-OH // 4), -(-OW // 4)
     T = N * TH * TW
-    Tb = int(min(T, max(W.MIN_BLOCK, W.BLOCK_BYTES // (36 * (Cg + F // groups) * 4))))
+    R = W.rows_per_block(Cg, F // groups, TW, N * TH, x.itemsize)
     k = np.array([2, 4, 5, 8], np.float32)
     U = W.kernel_transform(w, groups)
-    V = np.empty((36, Cg, Tb), np.float32)
-    M = np.empty((36, F // groups, Tb), np.float32)
+    V = np.empty((36, Cg, R * TW), np.float32)
+    M = np.empty((36, F // groups, R * TW), np.float32)
     y = np.empty((N, F, OH, OW), np.float32)
-    nblocks = groups * -(-T // Tb)
+    share = groups * -(-N * TH // R) / numba.get_num_threads()  # blocks per thread
     t_u = time_it(lambda: W.kernel_transform(w, groups, U), repeats=repeats).median
-    t_in = time_it(lambda: W._input_transform(x, 0, padding[0], padding[1], TH, TW, 0, k, V), repeats=repeats).median
-    t_mm = time_it(lambda: np.matmul(U[0], V, out=M), repeats=repeats).median
-    t_out = time_it(lambda: W._output_transform(M, b, 0, TH, TW, 0, k, y), repeats=repeats).median
-    # per block, times the number of blocks; bytes: what each phase reads and writes once
+    with one_thread_blas():
+        t_in = time_it(lambda: W._input_rows(x, 0, padding[0], padding[1], TH, TW, 0, k, V), repeats=repeats).median
+        t_mm = time_it(lambda: np.matmul(U[0], V, out=M), repeats=repeats).median
+        t_out = time_it(lambda: W._output_rows(M, b, 0, TH, TW, 0, k, y), repeats=repeats).median
+    # bytes: what each phase reads and writes once over the whole call
     return {"kernel": (t_u, w.nbytes + U.nbytes, 2 * 36 * 15 * w.size / 9),
-            "input": (t_in * nblocks, (x.nbytes + 36 * C * T * 4), 2 * 2 * 6 * 6 * 6 * C * T),
-            "gemm": (t_mm * nblocks, 36 * 4 * (Cg * F + (C + F) * T), 2 * 36 * F * Cg * T),
-            "output": (t_out * nblocks, 36 * F * T * 4 + y.nbytes, 2 * (4 * 6 * 6 + 4 * 4 * 6) * F * T)}
+            "input": (t_in * share, (x.nbytes + 36 * C * T * 4), 2 * 2 * 6 * 6 * 6 * C * T),
+            "gemm": (t_mm * share, 36 * 4 * (Cg * F + (C + F) * T), 2 * 36 * F * Cg * T),
+            "output": (t_out * share, 36 * F * T * 4 + y.nbytes, 2 * (4 * 6 * 6 + 4 * 4 * 6) * F * T)}
 
 
 def main(argv=None):

@@ -6,7 +6,8 @@ float32 rounding differ (Winograd: within 1e-4 of the largest output, tests/test
     im2col     every layer by im2col + GEMM (the cuda backend always does this)
     winograd   Winograd for every 3x3 stride-1 layer on the cpu/reference backends, im2col elsewhere
     auto       per layer: a timing measured on this machine for this layer shape when the cache
-               holds one, else `table_choice` (im2col for now: see its docstring)
+               holds one, else `table_choice` (Winograd on the cpu backend: see its docstring;
+               im2col on the reference backend, the plain definition)
     tune       per layer, at its first forward: time both on the real input (one warm-up, the best
                of two), use the faster, and store it in the cache for `auto` to use later
 
@@ -47,17 +48,16 @@ def winograd_eligible(layer, backend_tier):
 
 
 def table_choice(C, F, groups, OH, OW):
-    """The algorithm `auto` uses for a layer this machine has not measured: im2col.
+    """The algorithm `auto` uses on the cpu backend for a 3x3 stride-1 layer this machine has not
+    measured: Winograd.
 
-    The measurements so far (bench/RESULTS.md, "Winograd (issue 14)", a 2-core VM with a load
-    average of 4-13 from other jobs) disagree from run to run: Winograd ran up to 2x faster than
-    im2col on 64-256-channel layers with 56x56 or larger images in the calmer runs and slower on
-    every layer in the busiest one (its Numba transforms and BLAS GEMMs hand the two cores back
-    and forth per block of tiles, which contention punishes). Until a quiet machine settles it,
-    the default stays the algorithm the rest of the project was measured with; `--conv-algo tune`
-    measures the machine at hand and `auto` then follows the measurement.
+    Measured (bench/RESULTS.md, "Winograd on every core, one BLAS thread each", the idle 2-core
+    VM): since its jobs run whole on each core, Winograd's forward beat im2col on all 20 3x3
+    stride-1 layers of custom, AlexNet and VGG16, by 1.2x (VGG16 conv1_1, C = 3) to 4.4x
+    (VGG16 conv1_2), so there is no shape here where the table would pick im2col.
+    `--conv-algo tune` measures the machine at hand and `auto` then follows the measurement.
     """
-    return "im2col"
+    return "winograd"
 
 
 # -- the on-disk cache ------------------------------------------------------------------------------
@@ -151,6 +151,8 @@ def choose(layer, x_shape, dtype, x=None):
         return entry["algo"]
     if mode == "tune" and x is not None:
         return tune(layer, x)
+    if layer.be.tier != "cpu":  # the reference tier's auto is its plain definition, im2col
+        return "im2col"
     N, C, H, W = x_shape
     OH, OW = H + 2 * layer.padding[0] - 2, W + 2 * layer.padding[1] - 2
     return table_choice(C, layer.out_channels, layer.groups, OH, OW)

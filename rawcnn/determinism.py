@@ -12,45 +12,14 @@ Splitting the products ourselves does not help while each piece still goes throu
 sgemm. So training pins the BLAS library to one thread for the duration of the loop (the Numba
 kernels keep every core) and restores the setting afterwards. The library is found among the
 loaded shared objects and called through ctypes, the way threadpoolctl does it, without the
-dependency. Where no OpenBLAS is found (another BLAS) the context says so in the log and
+dependency (kernels/cpu/threads.py; the Winograd kernel uses it to give each of its threads a
+one-thread BLAS). Where no OpenBLAS is found (another BLAS) the context says so in the log and
 changes nothing.
 """
 import contextlib
-import ctypes
 
-# (set, get) symbol pairs: NumPy's wheels ship scipy-openblas with prefixed 64-bit-int symbols
-SYMBOLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-           ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-           ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-           ("openblas_set_num_threads", "openblas_get_num_threads"))
-
-
-def _loaded_libraries():
-    """Paths of the shared objects mapped into this process whose name mentions BLAS (Linux)."""
-    import numpy  # noqa: F401  (loads NumPy's BLAS)
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = {line.split()[-1] for line in fh if "/" in line}
-    except OSError:
-        return []
-    return sorted(p for p in paths if "blas" in p.lower() and ".so" in p)
-
-
-def openblas_controls():
-    """[(set_num_threads, get_num_threads)] ctypes functions of every loaded OpenBLAS."""
-    out = []
-    for path in _loaded_libraries():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for set_name, get_name in SYMBOLS:
-            if hasattr(lib, set_name) and hasattr(lib, get_name):
-                setf, getf = getattr(lib, set_name), getattr(lib, get_name)
-                setf.argtypes, setf.restype, getf.restype = [ctypes.c_int], None, ctypes.c_int
-                out.append((setf, getf))
-                break
-    return out
+# one implementation of the ctypes lookup, shared with the CPU kernels' thread pool
+from kernels.cpu.threads import openblas_controls  # noqa: F401  (re-exported)
 
 
 @contextlib.contextmanager

@@ -210,9 +210,10 @@ def layer_cases():
     from .layers import LRN, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Softmax
     f64 = np.float64
 
-    def conv(C, F, k, s, p, g, shape):
+    def conv(C, F, k, s, p, g, shape, algo="im2col"):
         def make(rng):
             l = Conv2d(C, F, k, s, p, g, name="conv", rng=rng, weight_std=0.5, dtype=f64)
+            l.conv_algo = algo  # named in the config: each algorithm is checked on its own
             l.params["b"] = rng.standard_normal(F).astype(f64)
             return [l], rng.standard_normal(shape), None
         return make
@@ -246,6 +247,9 @@ def layer_cases():
 
     return [
         ("Conv2d", "3->4 k3 s1 p0", conv(3, 4, 3, 1, 0, 1, (2, 3, 5, 5))),
+        ("Conv2d", "3->4 k3 s1 p0 winograd", conv(3, 4, 3, 1, 0, 1, (2, 3, 5, 5), "winograd")),
+        ("Conv2d", "4->6 k3 s1 p1 g2 winograd (tiles cut at the edges)",
+         conv(4, 6, 3, 1, 1, 2, (1, 4, 9, 7), "winograd")),
         ("Conv2d", "2->3 k3 s2 p1 (stride 2)", conv(2, 3, 3, 2, 1, 1, (2, 2, 7, 7))),
         ("Conv2d", "4->4 k2x3 s(1,2) p(1,0) g2 non-square", conv(4, 4, (2, 3), (1, 2), (1, 0), 2, (1, 4, 5, 8))),
         ("ReLU", "x away from 0", lambda rng: ([ReLU(name="relu")], _away_from_zero(rng, (2, 3, 4, 5)), None)),
@@ -287,8 +291,11 @@ def run_gradcheck(layer="all", backend="cpu", seed=0, h=1e-6, progress=False):
                 out = l.forward(out, train=True)
             dy = rng.standard_normal(tuple(out.shape))
         # the end-to-end net ends in a scalar loss, whose round-off (eps*|L|/h) would swamp its
-        # smallest gradient entries at h = 1e-6; a larger step trades it for a small truncation error
-        step = max(h, 1e-4) if kind == "Net" else h
+        # smallest gradient entries at h = 1e-6; a larger step trades it for a small truncation error.
+        # A convolution is linear in x and w (no truncation error at any step), and Winograd's
+        # transforms (entries up to 8) round ~5x more than the direct sum: at h = 1e-6 that reached
+        # 1.5e-7 on the smallest dx entries, so its configs take the larger step too
+        step = max(h, 1e-4) if kind == "Net" or "winograd" in config else h
         for r in check_layers(layers, x, dy, labels, config=config, h=step, backend=backend):
             r.layer = kind if kind != "Net" else "Net (end to end)"
             rows.append(r)

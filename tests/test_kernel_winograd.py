@@ -139,7 +139,7 @@ def test_cpu_matches_reference(dtype, x_shape, w_shape, padding, groups):
     dy = rng.standard_normal(y_ref.shape).astype(dtype)
     dx_ref, dw_ref, db_ref = ref.conv2d_backward(dy, x, w, **hp)
     workspace = {}
-    for block_bytes in (1, cpu.BLOCK_BYTES):  # 1: every block is MIN_BLOCK tiles, the last one cut
+    for block_bytes in (1, cpu.BLOCK_BYTES):  # 1: a job per tile row; the default: one job here
         y = np.empty_like(y_ref)
         cpu.winograd_correlate(x, w, b, padding, groups, y, workspace, block_bytes=block_bytes)
         assert max_diff(y, y_ref) < TOL[dtype]
@@ -148,6 +148,46 @@ def test_cpu_matches_reference(dtype, x_shape, w_shape, padding, groups):
     for name, a, r in (("y", y, y_ref), ("dx", dx, dx_ref), ("dw", dw, dw_ref), ("db", db, db_ref)):
         assert a.dtype == dtype and a.shape == r.shape
         assert max_diff(a, r) < TOL[dtype], f"{name}: {max_diff(a, r):.2e}"
+
+
+@pytest.mark.parametrize("schedule", ["rows", "filters"])
+@pytest.mark.parametrize("x_shape, w_shape, padding, groups", CONFIGS)
+def test_cpu_schedules_and_thread_counts_give_the_same_bits(monkeypatch, schedule, x_shape, w_shape, padding,
+                                                            groups):
+    # both schedules against the reference, and the same bits on 1, 2 and 3 threads: every job
+    # writes its own outputs and the cut into jobs depends on the shape only
+    if schedule == "filters":  # small chunks so that these tiny layers take the by-filters path
+        monkeypatch.setattr(cpu, "FILTER_JOB", 1)
+        monkeypatch.setattr(cpu, "CHANNEL_JOB", 2)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    y_ref = ref.conv2d_forward(x, w, b, stride=S1, padding=padding, groups=groups)
+    block_bytes = cpu.BLOCK_BYTES if schedule == "filters" else 1
+    outs = []
+    for threads in (1, 2, 3):
+        y = np.full_like(y_ref, np.nan)
+        cpu.winograd_correlate(x, w, b, padding, groups, y, {}, block_bytes=block_bytes, threads=threads)
+        outs.append(y)
+    assert max_diff(outs[0], y_ref) < TOL[np.float32]
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
+
+
+def test_a_failing_job_raises_and_the_pool_still_works():
+    from kernels.cpu.threads import run_jobs
+    done = []
+
+    def job(worker, j):
+        if j == 3:
+            raise ValueError("job 3 failed")
+        done.append(j)
+
+    with pytest.raises(ValueError, match="job 3 failed"):
+        run_jobs(job, range(8), threads=2)
+    run_jobs(lambda worker, j: done.append(("again", j)), range(4), threads=2)
+    assert sorted(j for tag, j in (d for d in done if isinstance(d, tuple))) == [0, 1, 2, 3]
 
 
 def _layers():

@@ -21,15 +21,16 @@ Backward: dx is the forward's Winograd on dy with the flipped kernel (padding 2 
 are the im2col tier's GEMMs (a Winograd weight gradient is not written, so not measured either).
 """
 import numpy as np
-from numba import njit, prange
+import numba
+from numba import njit
 
 from kernels.cpu.conv2d import conv2d_backward as im2col_backward
 from kernels.cpu.conv2d import workspace_buffer
+from kernels.cpu.threads import run_jobs
 from kernels.reference.winograd import check_winograd, flip_kernel, transform_matrices
 from kernels.shapes import out_or_empty
 
-BLOCK_BYTES = 16 * 2 ** 20  # V + M of one block of tiles (measured: 4 MiB blocks were slower)
-MIN_BLOCK = 64  # tiles: the GEMMs' narrowest width
+BLOCK_BYTES = 8 * 2 ** 20  # V + M of one job (bench/RESULTS.md: 8 MiB measured best or near it on every layer)
 
 
 @njit(cache=True, inline="always")
@@ -47,110 +48,175 @@ def _at(m0, m1, m2, m3, m4, m5, k):
             m1 - m2 + k[3] * (m3 - m4) + m5)
 
 
-@njit(parallel=True, cache=True)
-def _input_transform(x, c0, ph, pw, TH, TW, t0, k, V):
-    """V[:, c, t - t0] = B^T d B for tile t of channel c0 + c; d the 6x6 window (0 off the image).
+@njit(cache=True, nogil=True)
+def _input_rows(x, c0, ph, pw, TH, TW, q0, k, V):
+    """V[6i + l, c, r*TW + tw] = (B^T d B)[i, l], d the 6x6 window of tile (q0 + r, tw), channel c0 + c.
 
-    x (N, C, H, W); V (36, Cg, Tb) is written for t in [t0, t0 + Tb).
+    x (N, C, H, W); V (36, Cg, R*TW) for R tile rows q0 .. q0+R-1 (tile row q = n*TH + th).
+    Per (c, row): the six input rows are read once into d, split by column modulo 4
+    (d[i, s, u] = x[n, c, 4th - ph + i, 4u + s - pw], 0 off the image), so that both passes below
+    are loops over u or tw with unit stride, which LLVM vectorises: B^T along the columns of
+    the window (rows of the image), then B along its rows, whose six inputs for tile tw are
+    d[., 0..3, tw] and d[., 0..1, tw + 1].
     """
     N, C, H, W = x.shape
-    Cg, Tb = V.shape[1], V.shape[2]
-    for c in prange(Cg):
-        d = np.empty((6, 6), x.dtype)
-        tmp = np.empty((6, 6), x.dtype)
-        for j in range(Tb):
-            t = t0 + j
-            n, th, tw = t // (TH * TW), (t // TW) % TH, t % TW
-            h0, w0 = 4 * th - ph, 4 * tw - pw
+    Cg, R = V.shape[1], V.shape[2] // TW
+    Q = TW + 1
+    d = np.empty((6, 4, Q), x.dtype)
+    t = np.empty((6, 4, Q), x.dtype)  # B^T d, same layout
+    for c in range(Cg):
+        for r in range(R):
+            n, th = (q0 + r) // TH, (q0 + r) % TH
             for i in range(6):
-                for l in range(6):
-                    h, w = h0 + i, w0 + l
-                    d[i, l] = x[n, c0 + c, h, w] if 0 <= h < H and 0 <= w < W else 0
-            for l in range(6):  # columns: tmp = B^T d
-                r = _bt(d[0, l], d[1, l], d[2, l], d[3, l], d[4, l], d[5, l], k)
-                for i in range(6):
-                    tmp[i, l] = r[i]
+                h = 4 * th - ph + i
+                for u in range(Q):
+                    for s in range(4):
+                        w = 4 * u + s - pw
+                        d[i, s, u] = x[n, c0 + c, h, w] if 0 <= h < H and 0 <= w < W else 0
+            for s in range(4):  # columns: t = B^T d
+                for u in range(Q):
+                    o = _bt(d[0, s, u], d[1, s, u], d[2, s, u], d[3, s, u], d[4, s, u], d[5, s, u], k)
+                    for i in range(6):
+                        t[i, s, u] = o[i]
+            j0 = r * TW
             for i in range(6):  # rows: (B^T d) B
-                r = _bt(tmp[i, 0], tmp[i, 1], tmp[i, 2], tmp[i, 3], tmp[i, 4], tmp[i, 5], k)
-                for l in range(6):
-                    V[6 * i + l, c, j] = r[l]
+                for tw in range(TW):
+                    o = _bt(t[i, 0, tw], t[i, 1, tw], t[i, 2, tw], t[i, 3, tw], t[i, 0, tw + 1],
+                            t[i, 1, tw + 1], k)
+                    for l in range(6):
+                        V[6 * i + l, c, j0 + tw] = o[l]
 
 
-@njit(parallel=True, cache=True)
-def _output_transform(M, b, f0, TH, TW, t0, k, y):
-    """y[n, f0 + f, 4th:4th+4, 4tw:4tw+4] = A^T M[:, f, t - t0] A + b[f0 + f], cut at the edges.
+@njit(cache=True, nogil=True)
+def _output_rows(M, b, f0, TH, TW, q0, k, y):
+    """y[n, f0 + f, 4th:4th+4, 4tw:4tw+4] = A^T M[:, f, r*TW + tw] A + b[f0 + f], cut at the edges.
 
-    M (36, Fg, Tb); b (F,); y (N, F, OH, OW).
+    M (36, Fg, R*TW) for R tile rows from q0; b (F,); y (N, F, OH, OW). A^T along the columns of
+    the 6x6 (unit stride over tw), then A along its rows into four output rows, copied into y.
     """
     OH, OW = y.shape[2], y.shape[3]
-    Fg, Tb = M.shape[1], M.shape[2]
-    for f in prange(Fg):
-        tmp = np.empty((4, 6), M.dtype)
+    Fg, R = M.shape[1], M.shape[2] // TW
+    t = np.empty((4, 6, TW), M.dtype)
+    o4 = np.empty((4, 4 * TW), M.dtype)
+    for f in range(Fg):
         bias = b[f0 + f]
-        for j in range(Tb):
-            t = t0 + j
-            n, th, tw = t // (TH * TW), (t // TW) % TH, t % TW
-            for l in range(6):  # columns: tmp = A^T m
-                r = _at(M[l, f, j], M[6 + l, f, j], M[12 + l, f, j], M[18 + l, f, j],
-                        M[24 + l, f, j], M[30 + l, f, j], k)
-                for i in range(4):
-                    tmp[i, l] = r[i]
+        for r in range(R):
+            n, th = (q0 + r) // TH, (q0 + r) % TH
+            j0 = r * TW
+            for l in range(6):  # columns: t = A^T m
+                for tw in range(TW):
+                    j = j0 + tw
+                    o = _at(M[l, f, j], M[6 + l, f, j], M[12 + l, f, j], M[18 + l, f, j],
+                            M[24 + l, f, j], M[30 + l, f, j], k)
+                    for i in range(4):
+                        t[i, l, tw] = o[i]
             for i in range(4):  # rows: (A^T m) A
-                h = 4 * th + i
-                if h >= OH:
-                    break
-                r = _at(tmp[i, 0], tmp[i, 1], tmp[i, 2], tmp[i, 3], tmp[i, 4], tmp[i, 5], k)
-                for l in range(4):
-                    w = 4 * tw + l
-                    if w < OW:
-                        y[n, f0 + f, h, w] = r[l] + bias
+                for tw in range(TW):
+                    o = _at(t[i, 0, tw], t[i, 1, tw], t[i, 2, tw], t[i, 3, tw], t[i, 4, tw], t[i, 5, tw], k)
+                    for l in range(4):
+                        o4[i, 4 * tw + l] = o[l] + bias
+            for i in range(min(4, OH - 4 * th)):
+                y[n, f0 + f, 4 * th + i, :] = o4[i, :OW]
 
 
-@njit(parallel=True, cache=True)
-def _kernel_transform(w, G, U):
-    """U[g, :, f, c] = G w[g*Fg + f, c] G^T (36 values), for w (F, Cg, 3, 3), G (6, 3), U (G, 36, Fg, Cg)."""
-    F, Cg = w.shape[0], w.shape[1]
-    Fg = U.shape[2]
-    for fa in prange(F):
+@njit(cache=True, nogil=True)
+def _kernel_rows(w, G, fa0, fa1, U):
+    """U[g, 6i + l, f, :] = (G w[g*Fg + f] G^T)[i, l] over all C/G channels at once, for filters fa0..fa1-1.
+
+    w (F, Cg, 3, 3), G (6, 3), U (G, 36, Fg, Cg); the loops run over channels with unit stride.
+    """
+    Cg, Fg = w.shape[1], U.shape[2]
+    t = np.empty((6, 3, Cg), w.dtype)  # G w, per channel
+    for fa in range(fa0, fa1):
         g, f = fa // Fg, fa % Fg
-        tmp = np.empty((6, 3), w.dtype)
-        for c in range(Cg):
-            for i in range(6):  # tmp = G w
-                for k in range(3):
-                    tmp[i, k] = G[i, 0] * w[fa, c, 0, k] + G[i, 1] * w[fa, c, 1, k] + G[i, 2] * w[fa, c, 2, k]
-            for i in range(6):  # (G w) G^T
-                for l in range(6):
-                    U[g, 6 * i + l, f, c] = tmp[i, 0] * G[l, 0] + tmp[i, 1] * G[l, 1] + tmp[i, 2] * G[l, 2]
+        for i in range(6):
+            for kk in range(3):
+                a0, a1, a2 = G[i, 0], G[i, 1], G[i, 2]
+                for c in range(Cg):
+                    t[i, kk, c] = a0 * w[fa, c, 0, kk] + a1 * w[fa, c, 1, kk] + a2 * w[fa, c, 2, kk]
+        for i in range(6):  # (G w) G^T
+            for l in range(6):
+                a0, a1, a2 = G[l, 0], G[l, 1], G[l, 2]
+                for c in range(Cg):
+                    U[g, 6 * i + l, f, c] = t[i, 0, c] * a0 + t[i, 1, c] * a1 + t[i, 2, c] * a2
 
 
-def kernel_transform(w, groups, out=None):
-    """U (G, 36, F/G, C/G) = G w G^T for every (f, c), grouped; w (F, C/G, 3, 3)."""
+KERNEL_JOB = 16  # filters per kernel-transform job
+FILTER_JOB = 64  # filters per job when the GEMMs are split by filters
+CHANNEL_JOB = 32  # channels per input-transform job then
+
+
+def kernel_transform(w, groups, out=None, threads=None):
+    """U (G, 36, F/G, C/G) = G w G^T for every (f, c), grouped; w (F, C/G, 3, 3), C-contiguous."""
     F, Cg = w.shape[:2]
     U = np.empty((groups, 36, F // groups, Cg), w.dtype) if out is None else out
-    _kernel_transform(w, transform_matrices()[1].astype(w.dtype), U)
+    G = transform_matrices()[1].astype(w.dtype)
+    run_jobs(lambda _, f0: _kernel_rows(w, G, f0, min(F, f0 + KERNEL_JOB), U), range(0, F, KERNEL_JOB),
+             threads)
     return U
 
 
-def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=BLOCK_BYTES):
-    """y (N, F, OH, OW) = 3x3 stride-1 correlation of x with w (+ b); padding may be negative."""
+def rows_per_block(Cg, Fg, TW, QT, itemsize, block_bytes=BLOCK_BYTES):
+    """Tile rows per block: V and M of one block within block_bytes (at least one row, at most QT)."""
+    return int(min(QT, max(1, block_bytes // (36 * (Cg + Fg) * itemsize * TW))))
+
+
+def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=BLOCK_BYTES, threads=None):
+    """y (N, F, OH, OW) = 3x3 stride-1 correlation of x with w (+ b); padding may be negative.
+
+    Two schedules, chosen by the layer's shape alone (never by the thread count, so the result
+    is the same whatever the number of threads), both run by run_jobs on a one-thread BLAS:
+    - by rows (the usual case): a job is one group and R whole tile rows (rows_per_block); the
+      thread running it transforms its input into its own V, multiplies, and transforms the
+      output, with V and M (workspace "winograd_V", "winograd_M", one per thread) in its cache;
+    - by filters, when V for all T tiles fits in block_bytes (small images, many channels: VGG16's
+      14x14 layers): a job per chunk of channels transforms the input into one shared V, then a
+      job per chunk of FILTER_JOB filters multiplies its rows of U with it and transforms its
+      output. Cut by rows, these layers give fewer jobs than threads, and every job would read
+      all of U (37.7 MB for 512 -> 512 channels); cut by filters each job reads its own part.
+    """
     N, C, H, W = x.shape
     F, Cg = w.shape[:2]
     Fg = F // groups
     OH, OW = y.shape[2:]
     TH, TW = -(-OH // 4), -(-OW // 4)
-    T = N * TH * TW
-    Tb = int(min(T, max(MIN_BLOCK, block_bytes // (36 * (Cg + Fg) * x.itemsize))))
-    U = kernel_transform(w, groups, workspace_buffer(workspace, (groups, 36, Fg, Cg), x.dtype, "winograd_U"))
-    V = workspace_buffer(workspace, (36, Cg, Tb), x.dtype, "winograd_V")  # (36, Cg, Tb)
-    M = workspace_buffer(workspace, (36, Fg, Tb), x.dtype, "winograd_M")  # (36, Fg, Tb)
+    QT, T = N * TH, N * TH * TW
+    by_filters = 36 * Cg * T * x.itemsize <= block_bytes and Fg > FILTER_JOB
+    R = QT if by_filters else rows_per_block(Cg, Fg, TW, QT, x.itemsize, block_bytes)
+    jobs = ([(f0, g) for g in range(groups) for f0 in range(0, Fg, FILTER_JOB)] if by_filters
+            else [(q0, g) for q0 in range(0, QT, R) for g in range(groups)])
+    threads = max(1, min(int(threads or numba.get_num_threads()), len(jobs)))
+    U = kernel_transform(w, groups, workspace_buffer(workspace, (groups, 36, Fg, Cg), x.dtype, "winograd_U"),
+                         threads)
     k = np.array([2, 4, 5, 8], x.dtype)  # the transforms' constants, typed so float32 stays float32
-    for t0 in range(0, T, Tb):
-        nt = min(Tb, T - t0)
-        Vb, Mb = V[:, :, :nt], M[:, :, :nt]  # the last block may be narrower
+    if by_filters:
+        V = workspace_buffer(workspace, (1, 36, Cg, T), x.dtype, "winograd_V")[0]  # (36, Cg, T), shared
+        M = workspace_buffer(workspace, (threads, 36, FILTER_JOB, T), x.dtype, "winograd_M")  # per thread
         for g in range(groups):
-            _input_transform(x, g * Cg, padding[0], padding[1], TH, TW, t0, k, Vb)
-            np.matmul(U[g], Vb, out=Mb)  # (36, Fg, nt): 36 GEMMs in one call
-            _output_transform(Mb, b, g * Fg, TH, TW, t0, k, y)
+            run_jobs(lambda _, c0: _input_rows(x, g * Cg + c0, padding[0], padding[1], TH, TW, 0, k,
+                                               V[:, c0:c0 + CHANNEL_JOB]),
+                     range(0, Cg, CHANNEL_JOB), threads)
+
+            def by_filter(worker, f0g, g=g):
+                f0 = f0g[0]
+                nf = min(FILTER_JOB, Fg - f0)
+                Mb = M[worker, :, :nf]
+                np.matmul(U[g][:, f0:f0 + nf], V, out=Mb)  # (36, nf, T)
+                _output_rows(Mb, b, g * Fg + f0, TH, TW, 0, k, y)
+            run_jobs(by_filter, [j for j in jobs if j[1] == g], threads)
+        return y
+    V = workspace_buffer(workspace, (threads, 36, Cg, R * TW), x.dtype, "winograd_V")  # a (36, Cg, R*TW) per thread
+    M = workspace_buffer(workspace, (threads, 36, Fg, R * TW), x.dtype, "winograd_M")  # a (36, Fg, R*TW) per thread
+
+    def by_rows(worker, q0g):
+        q0, g = q0g
+        nt = min(R, QT - q0) * TW  # the last block may hold fewer rows
+        Vb, Mb = V[worker, :, :, :nt], M[worker, :, :, :nt]
+        _input_rows(x, g * Cg, padding[0], padding[1], TH, TW, q0, k, Vb)
+        np.matmul(U[g], Vb, out=Mb)  # (36, Fg, nt): 36 GEMMs in one call, on this thread
+        _output_rows(Mb, b, g * Fg, TH, TW, q0, k, y)
+
+    run_jobs(by_rows, jobs, threads)
     return y
 
 
