@@ -3,18 +3,25 @@
 Shape legend
     N batch, C channels in, H, W input size, F filters out, OH, OW output size, G groups,
     Cg = C/G, Fg = F/G, TH, TW tiles down and across (ceil(OH/4), ceil(OW/4)), T = N*TH*TW tiles,
-    t0:t1 one block of Tb tiles, 36 = 6x6 positions of a transformed tile.
+    a tile row q = n*TH + th (QT = N*TH of them), R tile rows per job, 36 = 6x6 positions of a
+    transformed tile.
 
 Math: the derivation of the matrices and of the backward is in kernels/reference/winograd.py
-(points 0, 1, -1, 2, -2, inf). Per group and per block of tiles:
-    U[k] (Fg, Cg)   = (G w G^T)[k]          once per call (the kernel transform, NumPy)
-    V[k] (Cg, Tb)   = (B^T d B)[k]          input transform, Numba, parallel over channels
-    M[k] (Fg, Tb)   = U[k] @ V[k]           36 matrix products: ONE batched np.matmul (BLAS)
-    y tile (4x4)    = A^T M A + b           output transform, Numba, parallel over filters
-The transforms below are the reference's B^T and A^T written out entry by entry (a test checks
-them against transform_matrices()). Tb is chosen so that V and M of one block
-stay within `block_bytes` (16 MiB: the order of a server's last-level cache; 4 MiB blocks measured
-slower, the GEMMs too narrow) while each GEMM keeps at least 64 columns. The buffers come from
+(points 0, 1, -1, 2, -2, inf). Per group and per block of R tile rows (R*TW tiles):
+    U[k] (Fg, Cg)    = (G w G^T)[k]          once per call (_kernel_rows)
+    V[k] (Cg, R*TW)  = (B^T d B)[k]          input transform (_input_rows)
+    M[k] (Fg, R*TW)  = U[k] @ V[k]           36 matrix products: ONE batched np.matmul (BLAS)
+    y tile (4x4)     = A^T M A + b           output transform (_output_rows)
+The transforms are the reference's B^T and A^T written out entry by entry (_bt, _at; a test checks
+them against transform_matrices()), applied to whole rows of tiles so that the inner loops have
+unit stride and vectorise.
+
+How it runs (kernels/cpu/threads.py): the call is cut into jobs, and each thread takes whole jobs
+from a queue and runs them through all three phases with a one-thread BLAS, so a block's V and M
+stay in that core's cache and no phase waits for the other cores. Jobs are cut by rows of tiles
+(V + M of one job within BLOCK_BYTES; 8 MiB measured best or near it on every layer) or, when
+the whole V is that small, by chunks of filters (winograd_correlate says why). The cut depends on
+the shape only, so the result is the same bits on any number of threads. The buffers come from
 `workspace`, a dict the caller keeps across calls (the layer does), so that a training step
 allocates no transform buffers after its first; without one they are allocated per call.
 Backward: dx is the forward's Winograd on dy with the flipped kernel (padding 2 - p); dw and db

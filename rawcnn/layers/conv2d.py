@@ -13,7 +13,9 @@ import numpy as np
 
 from .base import Layer, init_std, pair
 
-DEFAULT_BUDGET = 256 * 2 ** 20  # bytes of im2col columns per batch slice
+DEFAULT_BUDGET = 128 * 2 ** 20  # bytes of im2col columns per batch slice (256 MiB until the Winograd
+# buffers came: 128 keeps the custom training step under PyTorch's peak RSS at no measured cost,
+# bench/RESULTS.md "Winograd on every core")
 
 
 class Conv2d(Layer):
