@@ -244,6 +244,8 @@ def child_profile(framework, threads, wait_idle=0):
     extra = {}
     if framework == "rawcnn":
         from rawcnn.layers import SoftmaxCrossEntropy
+        if hasattr(net, "reuse_buffers"):  # kept buffers, as train() and the timed step use them
+            net.reuse_buffers(True)
         step = rawcnn_train_step(net)
         step(x, labels)
         step(x, labels)

@@ -4,10 +4,11 @@
     PYTHONPATH=. python bench/bench_winograd.py --models vgg16 --repeats 3 --json out.jsonl
 
 For each layer (custom and AlexNet at batch 32, VGG16 at batch 4, as the issue's targets):
-  1. correctness first: float32 Winograd forward and dx against the float64 direct definition
+  1. correctness first: float32 Winograd forward, dx and dw against the float64 direct definition
      (the cpu im2col tier in float64, itself tested against kernels/reference/conv2d.py);
      max |err| / max |y| is printed and must stay under 1e-4 (else the row says FAIL);
-  2. forward time of im2col, Winograd and torch.nn.functional.conv2d (oneDNN), median of --repeats;
+  2. forward time of im2col, Winograd and torch.nn.functional.conv2d (oneDNN), median of --repeats,
+     then the weight gradient's (conv2d_backward with need_dx=False; torch.nn.grad.conv2d_weight);
   3. Winograd's phases (kernel, input and output transforms, the 36 GEMMs) on a roofline: bytes
      moved / copy bandwidth and flops / GEMM peak, both measured here first (np.copyto of 256 MiB;
      a 2048^3 float32 matmul), so each phase says which roof bounds it and how close it gets.
@@ -97,14 +98,18 @@ def main(argv=None):
         y_def = im2col.conv2d_forward(x64, w64, b64, **hp)
         dy64 = rng.standard_normal(y_def.shape)
         err_y = max_diff(winograd.conv2d_forward(x, w, b, **hp), y_def)
-        dx_def = im2col.conv2d_backward(dy64, x64, w64, **hp)[0]
-        err_dx = max_diff(winograd.conv2d_backward(dy64.astype(np.float32), x, w, **hp)[0], dx_def)
-        del y_def, dx_def, dy64
-        worst = max(worst, err_y, err_dx)
+        dx_def, dw_def, _ = im2col.conv2d_backward(dy64, x64, w64, **hp)
+        dy = dy64.astype(np.float32)
+        dx32, dw32, _ = winograd.conv2d_backward(dy, x, w, **hp)
+        err_dx, err_dw = max_diff(dx32, dx_def), max_diff(dw32, dw_def)
+        err_dw_im2col = max_diff(im2col.conv2d_backward(dy, x, w, need_dx=False, **hp)[1], dw_def)
+        del y_def, dx_def, dw_def, dy64, dx32, dw32
+        worst = max(worst, err_y, err_dx, err_dw)
         shape = f"{model} {name} {'x'.join(map(str, xs))}->{l.out_channels}" + (f" g{l.groups}" if l.groups > 1 else "")
+        errs = f"err y {err_y:.1e} dx {err_dx:.1e} dw {err_dw:.1e} (im2col dw {err_dw_im2col:.1e})"
+        status = "ok" if max(err_y, err_dx, err_dw) < BOUND else "FAIL"
         if args.errors_only:
-            print(f"{shape:<44} err y {err_y:.2e} dx {err_dx:.2e} {'ok' if max(err_y, err_dx) < BOUND else 'FAIL'}",
-                  flush=True)
+            print(f"{shape:<44} {errs} {status}", flush=True)
             continue
         flops = 2 * batch * l.out_channels * (l.in_channels // l.groups) * 9 * y_def_shape(xs, l)
         ws = {}
@@ -116,14 +121,29 @@ def main(argv=None):
             with torch.no_grad():
                 t_to = time_it(lambda: torch.nn.functional.conv2d(xt, wt, bt, padding=l.padding, groups=l.groups),
                                repeats=args.repeats)
-        status = "ok" if max(err_y, err_dx) < BOUND else "FAIL"
-        tail = f"  err y {err_y:.1e} dx {err_dx:.1e} {status}"
+        tail = f"  {errs} {status}"
         rows.add("conv im2col fwd", "cpu", shape, t_im, flops / t_im.median / 1e9, "GF/s",
                  t_to.median / t_im.median if t_to else None)
         rows.add("conv winograd fwd", "cpu", shape, t_wi, flops / t_wi.median / 1e9, "GF/s",
                  t_to.median / t_wi.median if t_to else None, tail, err_y=err_y, err_dx=err_dx)
         if t_to is not None:
             rows.add("conv torch fwd", "torch", shape, t_to, flops / t_to.median / 1e9, "GF/s")
+        # the weight gradient alone (as training's first layer and a frozen-below fine-tune need it)
+        bw = dict(need_dx=False, **hp)
+        t_im_dw = time_it(lambda: im2col.conv2d_backward(dy, x, w, workspace=ws, **bw), repeats=args.repeats)
+        t_wi_dw = time_it(lambda: winograd.conv2d_backward(dy, x, w, workspace=ws, **bw), repeats=args.repeats)
+        t_to_dw = None
+        if torch is not None:
+            dyt = torch.from_numpy(dy)
+            with torch.no_grad():
+                t_to_dw = time_it(lambda: torch.nn.grad.conv2d_weight(xt, wt.shape, dyt, padding=l.padding,
+                                                                      groups=l.groups), repeats=args.repeats)
+        rows.add("conv im2col dw", "cpu", shape, t_im_dw, flops / t_im_dw.median / 1e9, "GF/s",
+                 t_to_dw.median / t_im_dw.median if t_to_dw else None)
+        rows.add("conv winograd dw", "cpu", shape, t_wi_dw, flops / t_wi_dw.median / 1e9, "GF/s",
+                 t_to_dw.median / t_wi_dw.median if t_to_dw else None, err_dw=err_dw)
+        if t_to_dw is not None:
+            rows.add("conv torch dw", "torch", shape, t_to_dw, flops / t_to_dw.median / 1e9, "GF/s")
         ph = phases(x, w, b, l.padding, l.groups, args.repeats)
         parts = []
         for k, (t, nbytes, fl) in ph.items():

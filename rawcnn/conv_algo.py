@@ -51,10 +51,10 @@ def table_choice(C, F, groups, OH, OW):
     """The algorithm `auto` uses on the cpu backend for a 3x3 stride-1 layer this machine has not
     measured: Winograd.
 
-    Measured (bench/RESULTS.md, "Winograd on every core, one BLAS thread each", the idle 2-core
-    VM): since its jobs run whole on each core, Winograd's forward beat im2col on all 20 3x3
-    stride-1 layers of custom, AlexNet and VGG16, by 1.2x (VGG16 conv1_1, C = 3) to 4.4x
-    (VGG16 conv1_2), so there is no shape here where the table would pick im2col.
+    Measured (bench/RESULTS.md, "Winograd on every core", the idle 2-core VM): since its jobs
+    run whole on each core, Winograd's forward beat im2col on all 20 3x3 stride-1 layers of
+    custom, AlexNet and VGG16, by 1.21x (VGG16 conv5_2) to 4.74x (VGG16 conv2_1), C = 3 included
+    (VGG16 conv1_1, 1.24x), so there is no shape here where the table would pick im2col.
     `--conv-algo tune` measures the machine at hand and `auto` then follows the measurement.
     """
     return "winograd"

@@ -175,6 +175,38 @@ def test_cpu_schedules_and_thread_counts_give_the_same_bits(monkeypatch, schedul
         np.testing.assert_array_equal(y, outs[0])
 
 
+@pytest.mark.parametrize("x_shape, w_shape, padding, groups", CONFIGS)
+def test_weight_gradient_chains_give_the_same_bits_on_any_thread_count(x_shape, w_shape, padding, groups):
+    # one block per tile row (block_bytes=1): many blocks, dealt to the two chains; the reference's
+    # dw is the definition; 1, 2 and 3 threads give the same bits (training's determinism)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    hp = dict(stride=S1, padding=padding, groups=groups)
+    y = ref.conv2d_forward(x, w, np.zeros(w_shape[0], np.float32), **hp)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dw_ref = ref.conv2d_backward(dy, x, w, **hp)[1]
+    outs = []
+    for threads in (1, 2, 3):
+        dw = np.full_like(w, np.nan)
+        cpu.winograd_weight_grad(dy, x, padding, groups, dw, {}, block_bytes=1, threads=threads)
+        outs.append(dw)
+    assert max_diff(outs[0], dw_ref) < TOL[np.float32]
+    for dw in outs[1:]:
+        np.testing.assert_array_equal(dw, outs[0])
+
+
+def test_transforms_written_out_match_the_matrices():
+    # _bt, _at and _a (the kernels' entry-by-entry transforms) against transform_matrices()
+    AT, G, BT = ref.transform_matrices()
+    k = np.array([2, 4, 5, 8], np.float64)
+    rng = np.random.default_rng(7)
+    v6, v4 = rng.standard_normal(6), rng.standard_normal(4)
+    np.testing.assert_allclose(cpu._bt(*v6, k), BT @ v6, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(cpu._at(*v6, k), AT @ v6, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(cpu._a(*v4, k), AT.T @ v4, rtol=1e-13, atol=1e-13)
+
+
 def test_a_failing_job_raises_and_the_pool_still_works():
     from kernels.cpu.threads import run_jobs
     done = []
@@ -213,12 +245,13 @@ def test_float32_error_on_model_layers(model, name, C, F, groups, padding):
     hp = dict(stride=S1, padding=padding, groups=groups)
     y_direct = cpu_direct.conv2d_forward(x, w, b, **hp)  # float64: the definition, to 1e-15
     dy = rng.standard_normal(y_direct.shape)
-    dx_direct = cpu_direct.conv2d_backward(dy, x, w, **hp)[0]
+    dx_direct, dw_direct, _ = cpu_direct.conv2d_backward(dy, x, w, **hp)
     f32 = [a.astype(np.float32) for a in (x, w, b, dy)]
     y = cpu.conv2d_forward(*f32[:3], **hp)
-    dx = cpu.conv2d_backward(f32[3], f32[0], f32[1], **hp)[0]
+    dx, dw, _ = cpu.conv2d_backward(f32[3], f32[0], f32[1], **hp)
     assert max_diff(y, y_direct) < F32_BOUND, f"{model} {name} forward: {max_diff(y, y_direct):.2e}"
     assert max_diff(dx, dx_direct) < F32_BOUND, f"{model} {name} dx: {max_diff(dx, dx_direct):.2e}"
+    assert max_diff(dw, dw_direct) < F32_BOUND, f"{model} {name} dw: {max_diff(dw, dw_direct):.2e}"
 
 
 def test_direct_reference_agrees_in_float64():

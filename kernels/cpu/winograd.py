@@ -31,7 +31,6 @@ import numpy as np
 import numba
 from numba import njit
 
-from kernels.cpu.conv2d import conv2d_backward as im2col_backward
 from kernels.cpu.conv2d import workspace_buffer
 from kernels.cpu.threads import run_jobs
 from kernels.reference.winograd import check_winograd, flip_kernel, transform_matrices
@@ -53,6 +52,13 @@ def _at(m0, m1, m2, m3, m4, m5, k):
     """A^T m for one 6-vector (rows of the reference's AT); k = (2, 4, 5, 8) in the data's dtype."""
     return (m0 + m1 + m2 + m3 + m4, m1 - m2 + k[0] * (m3 - m4), m1 + m2 + k[1] * (m3 + m4),
             m1 - m2 + k[3] * (m3 - m4) + m5)
+
+
+@njit(cache=True, inline="always")
+def _a(v0, v1, v2, v3, k):
+    """A v for one 4-vector, A = the reference's AT transposed (the weight gradient's transform of dy)."""
+    return (v0, v0 + v1 + v2 + v3, v0 - v1 + v2 - v3, v0 + k[0] * v1 + k[1] * v2 + k[3] * v3,
+            v0 - k[0] * v1 + k[1] * v2 - k[3] * v3, v3)
 
 
 @njit(cache=True, nogil=True)
@@ -148,9 +154,72 @@ def _kernel_rows(w, G, fa0, fa1, U):
                     U[g, 6 * i + l, f, c] = t[i, 0, c] * a0 + t[i, 1, c] * a1 + t[i, 2, c] * a2
 
 
+@njit(cache=True, nogil=True)
+def _dy_rows(dy, f0, TH, TW, q0, k, D):
+    """D[6i + l, f, r*TW + tw] = (A dY A^T)[i, l], dY the 4x4 tile (q0 + r, tw) of dy[:, f0 + f].
+
+    dy (N, F, OH, OW), 0 beyond its edge (the outputs a cut tile computes and drops); D (36, Fg, R*TW).
+    The adjoint of _output_rows: dM = A dY A^T, with the same split of columns modulo 4.
+    """
+    OH, OW = dy.shape[2], dy.shape[3]
+    Fg, R = D.shape[1], D.shape[2] // TW
+    e = np.empty((4, 4, TW), dy.dtype)  # e[a, s, u] = dy[n, f, 4th + a, 4u + s]
+    t = np.empty((6, 4, TW), dy.dtype)  # A e, same layout
+    for f in range(Fg):
+        for r in range(R):
+            n, th = (q0 + r) // TH, (q0 + r) % TH
+            for a in range(4):
+                h = 4 * th + a
+                for u in range(TW):
+                    for s in range(4):
+                        w = 4 * u + s
+                        e[a, s, u] = dy[n, f0 + f, h, w] if h < OH and w < OW else 0
+            for s in range(4):  # columns: A dY
+                for u in range(TW):
+                    o = _a(e[0, s, u], e[1, s, u], e[2, s, u], e[3, s, u], k)
+                    for i in range(6):
+                        t[i, s, u] = o[i]
+            j0 = r * TW
+            for i in range(6):  # rows: (A dY) A^T
+                for u in range(TW):
+                    o = _a(t[i, 0, u], t[i, 1, u], t[i, 2, u], t[i, 3, u], k)
+                    for l in range(6):
+                        D[6 * i + l, f, j0 + u] = o[l]
+
+
+@njit(cache=True, nogil=True)
+def _kernel_grad_rows(P, G, fa0, fa1, dw):
+    """dw[fa] = G^T (P[0] + P[1])[g, :, f] G for filters fa0..fa1-1, over all C/G channels at once.
+
+    P (2, G, 36, Fg, Cg): the two chains' sums of dU (added in this fixed order); G (6, 3);
+    dw (F, Cg, 3, 3). The adjoint of _kernel_rows.
+    """
+    Cg, Fg = dw.shape[1], P.shape[3]
+    du = np.empty((36, Cg), dw.dtype)
+    t = np.empty((6, 3, Cg), dw.dtype)  # dU G, per channel
+    for fa in range(fa0, fa1):
+        g, f = fa // Fg, fa % Fg
+        for kk in range(36):
+            for c in range(Cg):
+                du[kk, c] = P[0, g, kk, f, c] + P[1, g, kk, f, c]
+        for i in range(6):
+            for b in range(3):
+                a0, a1, a2, a3, a4, a5 = G[0, b], G[1, b], G[2, b], G[3, b], G[4, b], G[5, b]
+                for c in range(Cg):
+                    t[i, b, c] = (du[6 * i, c] * a0 + du[6 * i + 1, c] * a1 + du[6 * i + 2, c] * a2
+                                  + du[6 * i + 3, c] * a3 + du[6 * i + 4, c] * a4 + du[6 * i + 5, c] * a5)
+        for a in range(3):  # G^T (dU G)
+            g0, g1, g2, g3, g4, g5 = G[0, a], G[1, a], G[2, a], G[3, a], G[4, a], G[5, a]
+            for b in range(3):
+                for c in range(Cg):
+                    dw[fa, c, a, b] = (g0 * t[0, b, c] + g1 * t[1, b, c] + g2 * t[2, b, c]
+                                       + g3 * t[3, b, c] + g4 * t[4, b, c] + g5 * t[5, b, c])
+
+
 KERNEL_JOB = 16  # filters per kernel-transform job
 FILTER_JOB = 64  # filters per job when the GEMMs are split by filters
 CHANNEL_JOB = 32  # channels per input-transform job then
+CHAINS = 2  # the weight gradient's fixed number of partial sums (winograd_weight_grad)
 
 
 def kernel_transform(w, groups, out=None, threads=None):
@@ -227,6 +296,57 @@ def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=
     return y
 
 
+def winograd_weight_grad(dy, x, padding, groups, dw, workspace=None, block_bytes=BLOCK_BYTES, threads=None):
+    """dw (F, C/G, 3, 3) of the 3x3 stride-1 correlation, by Winograd: dw = G^T dU G with
+    dU[k] (Fg, Cg) = sum over tiles of dM[k] (Fg, tiles) @ V[k]^T (tiles, Cg), dM = A dY A^T.
+
+    The tile rows are cut into an even number of blocks (rows_per_block's size at most), and the
+    blocks dealt to CHAINS = 2 chains, block b to chain b % 2. A chain runs its blocks in order,
+    each one whole on one thread (input transform, dy transform, 36 GEMMs added into the chain's
+    own dU), and the two sums are added in a fixed order at the end: the same bits whatever the
+    thread count (1 thread runs the chains one after the other), which training's determinism
+    needs (rawcnn/determinism.py). At most two threads work on it.
+    """
+    N, C, H, W = x.shape
+    F, Cg = dw.shape[:2]
+    Fg = F // groups
+    OH, OW = dy.shape[2:]
+    TH, TW = -(-OH // 4), -(-OW // 4)
+    QT = N * TH
+    R = rows_per_block(Cg, Fg, TW, QT, x.itemsize, block_bytes)
+    nblocks = min(QT, CHAINS * -(-QT // (CHAINS * R)))  # even where QT allows, sizes within one row
+    R = -(-QT // nblocks)
+    blocks = [(q0, g) for q0 in range(0, QT, R) for g in range(groups)]
+    P = workspace_buffer(workspace, (CHAINS, groups, 36, Fg, Cg), x.dtype, "winograd_dU")  # a dU per chain
+    Pt = workspace_buffer(workspace, (CHAINS, 36, Fg, Cg), x.dtype, "winograd_dUt")  # one block's product
+    V = workspace_buffer(workspace, (CHAINS, 36, Cg, R * TW), x.dtype, "winograd_V")
+    D = workspace_buffer(workspace, (CHAINS, 36, Fg, R * TW), x.dtype, "winograd_M")
+    k = np.array([2, 4, 5, 8], x.dtype)
+
+    def chain(_, p):
+        started = set()
+        for q0, g in blocks[p::CHAINS]:
+            nt = min(R, QT - q0) * TW
+            Vb, Db = V[p, :, :, :nt], D[p, :, :, :nt]
+            _input_rows(x, g * Cg, padding[0], padding[1], TH, TW, q0, k, Vb)
+            _dy_rows(dy, g * Fg, TH, TW, q0, k, Db)
+            if g in started:
+                np.matmul(Db, Vb.transpose(0, 2, 1), out=Pt[p])  # (36, Fg, Cg)
+                np.add(P[p, g], Pt[p], out=P[p, g])
+            else:
+                np.matmul(Db, Vb.transpose(0, 2, 1), out=P[p, g])
+                started.add(g)
+        for g in range(groups):
+            if g not in started:  # a chain with no block of this group (tiny inputs)
+                P[p, g] = 0
+
+    run_jobs(chain, range(CHAINS), threads)
+    G = transform_matrices()[1].astype(x.dtype)
+    run_jobs(lambda _, f0: _kernel_grad_rows(P, G, f0, min(F, f0 + KERNEL_JOB), dw), range(0, F, KERNEL_JOB),
+             threads)
+    return dw
+
+
 def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, workspace=None, out=None):
     """y = conv(x, w) + b by Winograd F(4x4, 3x3), a block of tiles at a time.
 
@@ -243,19 +363,25 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, works
 
 def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
                     need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
-    """Gradients of conv2d_forward: dx by Winograd on the flipped kernel, dw and db by im2col + GEMM.
+    """Gradients of conv2d_forward: dx by Winograd on the flipped kernel, dw by Winograd (G^T dU G), db a sum.
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, 3, 3), all of one float dtype.
     need_dx=False skips dx, need_dw=False dw and db (returned as None); out_dx, out_dw, out_db as
     in kernels/cpu/conv2d.py's conv2d_backward.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, 3, 3) or None, db (F,) or None), x's dtype.
     """
-    check_winograd(x, w, None, stride, padding, groups)
+    OH, OW = check_winograd(x, w, None, stride, padding, groups)
+    if dy.shape != (x.shape[0], w.shape[0], OH, OW) or dy.dtype != x.dtype:
+        raise ValueError(f"winograd conv2d_backward: dy {dy.shape} {dy.dtype} must be "
+                         f"{(x.shape[0], w.shape[0], OH, OW)} {x.dtype} for x {x.shape} and w {w.shape}")
     dw = db = None
+    x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     if need_dw:
-        _, dw, db = im2col_backward(dy, x, w, stride=stride, padding=padding, groups=groups,
-                                    budget_bytes=budget_bytes, need_dx=False, workspace=workspace,
-                                    out_dw=out_dw, out_db=out_db)
+        op = "winograd conv2d_backward"
+        db = out_or_empty(op, "out_db", out_db, (w.shape[0],), x.dtype)  # (F,)
+        np.sum(dy, axis=(0, 2, 3), out=db)
+        dw = out_or_empty(op, "out_dw", out_dw, w.shape, x.dtype)  # (F, C/G, 3, 3)
+        winograd_weight_grad(dy, x, padding, groups, dw, workspace)
     if not need_dx:
         return None, dw, db
     wf = flip_kernel(w, groups)  # (C, F/G, 3, 3)
