@@ -86,8 +86,9 @@ def test_layer_contract_is_the_same_for_both_algorithms(p, g):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(a).max())
 
 
-@pytest.mark.parametrize("algo, buffers", [("im2col", {"cols", "dw_part"}),
-                                           ("winograd", {"winograd_U", "winograd_V", "winograd_M", "winograd_dU", "winograd_dUt"})])
+@pytest.mark.parametrize("algo, buffers", [("im2col", {"cols", "dw_part", "dw_acc"}),
+                                           ("winograd", {"winograd_U", "winograd_V", "winograd_M", "winograd_dU",
+                                                         "winograd_dUt"})])
 def test_workspace_is_reused_across_steps(algo, buffers):
     # the column and transform buffers are allocated at the first step and reused after
     layer = _conv(algo=algo, dtype=np.float32)

@@ -323,3 +323,34 @@ def test_literal_loops_and_einsum_reference_agree_on_a_strided_grouped_case():
     dy = rng.standard_normal(y.shape)
     for a, e in zip(ref.conv2d_backward_loops(dy, x, w, **kw), ref.conv2d_backward(dy, x, w, **kw)):
         np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups", CONFIGS[:3] + CONFIGS[4:5])
+def test_cpu_gives_the_same_bits_on_one_thread(x_shape, w_shape, stride, padding, groups):
+    # images are jobs on every core and dw sums in two fixed chains: the thread count changes nothing
+    import numba
+
+    from kernels.cpu import linear
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    hp = dict(stride=stride, padding=padding, groups=groups)
+    xl, wl = rng.standard_normal((3, 1100)).astype(np.float32), rng.standard_normal((700, 1100)).astype(np.float32)
+    dyl = rng.standard_normal((3, 700)).astype(np.float32)
+
+    def run():
+        y = cpu.conv2d_forward(x, w, b, **hp)
+        grads = cpu.conv2d_backward(np.ones_like(y), x, w, **hp)
+        lin = (linear.linear_forward(xl, wl, wl[:, 0]),) + linear.linear_backward(dyl, xl, wl)
+        return (y,) + grads + lin
+
+    many = run()
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one = run()
+    finally:
+        numba.set_num_threads(before)
+    for a, r in zip(one, many):
+        np.testing.assert_array_equal(a, r)

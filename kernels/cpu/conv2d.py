@@ -14,15 +14,23 @@ and the backward is the same product read the other two ways:
     dx[n]           = col2im(dcols[n])                        (adds overlapping windows)
     db              = dy summed over n, oh, ow
 The column buffer holds nb images, nb chosen so that nb*C*KH*KW*P*itemsize <= budget_bytes (at
-least one image); the backward rebuilds the columns from x rather than keeping them. im2col and
-col2im are Numba loops parallel over (n, c) planes: col2im is race-free because each iteration
-adds only into its own plane of dx. The matrix products are NumPy matmul on C-contiguous 2-D
-slices (or their transposes), which NumPy hands to BLAS.
+least one image); the backward rebuilds the columns from x rather than keeping them. The
+matrix products are NumPy matmul on C-contiguous 2-D slices (or their transposes), which NumPy
+hands to BLAS.
+How it runs (kernels/cpu/threads.py): each image is a job (its im2col or col2im, a serial Numba
+loop that releases the GIL, then its GEMMs), and every core takes whole jobs with a one-thread
+BLAS, so no BLAS thread pool spins next to the Numba kernels; the weight gradient runs as two
+chains of images (conv2d_backward). The public im2col() and col2im() are Numba loops parallel over (n, c) planes
+(col2im is race-free because each iteration adds only into its own plane of dx).
 """
 import numpy as np
 from numba import njit, prange
 
+from kernels.cpu.threads import run_jobs
 from kernels.shapes import check_conv2d, conv2d_output_size, out_or_empty
+
+CHAINS = 2  # the weight gradient's partial sums: images alternate between them, each summed in
+# image order, and the two added at the end, so the bits do not depend on the thread count
 
 
 @njit(cache=True)
@@ -33,45 +41,72 @@ def _valid_range(offset, s, size, OS):
     return lo, max(lo, hi)
 
 
+@njit(cache=True, inline="always")
+def _im2col_plane(x, cols, n, c, KH, KW, sh, sw, ph, pw, OH, OW):
+    """The KH*KW rows of cols[n] that plane x[n, c] fills, every entry written (0 in the padding)."""
+    H, W = x.shape[2], x.shape[3]
+    for kh in range(KH):
+        for kw in range(KW):
+            row = (c * KH + kh) * KW + kw
+            lo, hi = _valid_range(kw - pw, sw, W, OW)
+            for oh in range(OH):
+                h = oh * sh + kh - ph
+                out = cols[n, row, oh * OW:(oh + 1) * OW]  # (OW,) view
+                if h < 0 or h >= H:
+                    out[:] = 0
+                    continue
+                out[:lo] = 0
+                out[hi:] = 0
+                for ow in range(lo, hi):
+                    out[ow] = x[n, c, h, ow * sw + kw - pw]
+
+
+@njit(cache=True, inline="always")
+def _col2im_plane(cols, dx, n, c, KH, KW, sh, sw, ph, pw, OH, OW):
+    """Plane dx[n, c], overwritten with the sum of its KH*KW rows of cols[n] (windows overlap)."""
+    H, W = dx.shape[2], dx.shape[3]
+    dx[n, c] = 0
+    for kh in range(KH):
+        for kw in range(KW):
+            row = (c * KH + kh) * KW + kw
+            lo, hi = _valid_range(kw - pw, sw, W, OW)
+            for oh in range(OH):
+                h = oh * sh + kh - ph
+                if h < 0 or h >= H:
+                    continue
+                for ow in range(lo, hi):
+                    dx[n, c, h, ow * sw + kw - pw] += cols[n, row, oh * OW + ow]
+
+
 @njit(parallel=True, cache=True)
 def _im2col_kernel(x, cols, KH, KW, sh, sw, ph, pw, OH, OW):
-    """x (nb, C, H, W) -> cols (nb, C*KH*KW, OH*OW), every entry written (0 in the padding)."""
-    nb, C, H, W = x.shape
+    """x (nb, C, H, W) -> cols (nb, C*KH*KW, OH*OW), parallel over (n, c) planes."""
+    nb, C = x.shape[0], x.shape[1]
     for nc in prange(nb * C):
-        n, c = nc // C, nc % C
-        for kh in range(KH):
-            for kw in range(KW):
-                row = (c * KH + kh) * KW + kw
-                lo, hi = _valid_range(kw - pw, sw, W, OW)
-                for oh in range(OH):
-                    h = oh * sh + kh - ph
-                    out = cols[n, row, oh * OW:(oh + 1) * OW]  # (OW,) view
-                    if h < 0 or h >= H:
-                        out[:] = 0
-                        continue
-                    out[:lo] = 0
-                    out[hi:] = 0
-                    for ow in range(lo, hi):
-                        out[ow] = x[n, c, h, ow * sw + kw - pw]
+        _im2col_plane(x, cols, nc // C, nc % C, KH, KW, sh, sw, ph, pw, OH, OW)
 
 
 @njit(parallel=True, cache=True)
 def _col2im_kernel(cols, dx, KH, KW, sh, sw, ph, pw, OH, OW):
-    """cols (nb, C*KH*KW, OH*OW) -> dx (nb, C, H, W), overwritten; overlapping windows add."""
-    nb, C, H, W = dx.shape
+    """cols (nb, C*KH*KW, OH*OW) -> dx (nb, C, H, W), overwritten; parallel over (n, c) planes,
+    race-free because each iteration adds only into its own plane of dx."""
+    nb, C = dx.shape[0], dx.shape[1]
     for nc in prange(nb * C):
-        n, c = nc // C, nc % C
-        dx[n, c] = 0
-        for kh in range(KH):
-            for kw in range(KW):
-                row = (c * KH + kh) * KW + kw
-                lo, hi = _valid_range(kw - pw, sw, W, OW)
-                for oh in range(OH):
-                    h = oh * sh + kh - ph
-                    if h < 0 or h >= H:
-                        continue
-                    for ow in range(lo, hi):
-                        dx[n, c, h, ow * sw + kw - pw] += cols[n, row, oh * OW + ow]
+        _col2im_plane(cols, dx, nc // C, nc % C, KH, KW, sh, sw, ph, pw, OH, OW)
+
+
+@njit(cache=True, nogil=True)
+def _im2col_image(x, cols, n, KH, KW, sh, sw, ph, pw, OH, OW):
+    """cols[n] = im2col(x[n]) on the calling thread (a job of run_jobs)."""
+    for c in range(x.shape[1]):
+        _im2col_plane(x, cols, n, c, KH, KW, sh, sw, ph, pw, OH, OW)
+
+
+@njit(cache=True, nogil=True)
+def _col2im_image(cols, dx, n, KH, KW, sh, sw, ph, pw, OH, OW):
+    """dx[n] = col2im(cols[n]) on the calling thread (a job of run_jobs)."""
+    for c in range(dx.shape[1]):
+        _col2im_plane(cols, dx, n, c, KH, KW, sh, sw, ph, pw, OH, OW)
 
 
 def im2col(x, *, kernel_size, stride, padding):
@@ -132,7 +167,8 @@ def _columns(xs, buf, kernel_size, stride, padding, pointwise):
 def workspace_buffer(workspace, shape, dtype, name="cols"):
     """A C-contiguous `shape` array from workspace[name] (a dict the net keeps across steps), grown
     (reallocated) only when too small, so a training step after the first allocates none; a new
-    array without a workspace. name: "cols" (the column buffer), "dw_part" (one image's dw product);
+    array without a workspace. name: "cols" (the column buffer), "dw_acc" and "dw_part" (the weight
+    gradient's partial sums and one image's product, one per chain);
     kernels/cpu/winograd.py keeps its transform buffers here too."""
     size = int(np.prod(shape))
     buf = workspace.get(name) if workspace is not None else None
@@ -145,12 +181,13 @@ def workspace_buffer(workspace, shape, dtype, name="cols"):
 
 def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20, workspace=None,
                    out=None):
-    """y = conv(x, w) + b by im2col + one batched GEMM per group, a slice of the batch at a time.
+    """y = conv(x, w) + b by im2col + one GEMM per image and group, a slice of the batch at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
     budget_bytes bounds the column buffer (nb*C*KH*KW*OH*OW*itemsize, nb >= 1); workspace: a dict
     kept across calls that holds it (None: allocated per call); out: None or a C-contiguous
     (N, F, OH, OW) array of x's dtype that receives y (it must not overlap x).
+    Each image is a job of run_jobs (its im2col, then its GEMMs on a one-thread BLAS).
     Returns y (N, F, OH, OW), x's dtype (out when given).
     """
     OH, OW = check_conv2d(x, w, b, stride, padding, groups)
@@ -163,13 +200,20 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     buf = None if pointwise else workspace_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
     y = out_or_empty("conv2d_forward", "out", out, (N, F, OH, OW), x.dtype)  # (N, F, OH, OW)
     y3 = y.reshape(N, F, P)  # a view of y
-    for n0 in range(0, N, nb):
-        n1 = min(N, n0 + nb)
-        cols = _columns(x[n0:n1], buf, (KH, KW), stride, padding, pointwise)
+    geo = (KH, KW, *stride, *padding, OH, OW)
+
+    def image(_, n):
+        i = n % nb  # its place in the column buffer (images of one slice never share one)
+        cols = x[n].reshape(C, P) if pointwise else buf[i]
+        if not pointwise:
+            _im2col_image(x[n:n + 1], buf[i:i + 1], 0, *geo)
         for g in range(groups):
             fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
-            np.matmul(w2[fs], cols[:, ks], out=y3[n0:n1, fs])  # (nb, F/G, P)
-        y3[n0:n1] += b.reshape(1, F, 1)
+            np.matmul(w2[fs], cols[ks], out=y3[n, fs])  # (F/G, P)
+        y3[n] += b.reshape(F, 1)
+
+    for n0 in range(0, N, nb):
+        run_jobs(image, range(n0, min(N, n0 + nb)))
     return y
 
 
@@ -182,6 +226,10 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     need_dw=False skips im2col and the dw products (dw, db returned as None); workspace as in conv2d_forward.
     out_dx, out_dw, out_db: None or C-contiguous arrays of dx's, dw's, db's shape and x's dtype
     that receive them (ignored for an output that is not computed).
+    Per slice, three rounds of run_jobs jobs: im2col per image; dw as CHAINS = 2 jobs, each adding
+    the products of every other image in image order into its own partial sum (added at the end,
+    so the sum's order, and its bits, do not depend on the thread count; at most two threads);
+    dcols and col2im per image.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     OH, OW = check_conv2d(x, w, None, stride, padding, groups)
@@ -196,6 +244,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     dy3 = dy.reshape(N, F, P)  # a view of dy
     nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
     buf = None if pointwise else workspace_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
+    geo = (KH, KW, *stride, *padding, OH, OW)
     op = "conv2d_backward"
     if need_dw:
         db = out_or_empty(op, "out_db", out_db, (F,), x.dtype)  # (F,)
@@ -203,22 +252,42 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
         dw = out_or_empty(op, "out_dw", out_dw, w.shape, x.dtype)  # (F, C/G, KH, KW)
         dw2 = dw.reshape(F, K)  # (F, K), a view of dw
         dw2[...] = 0
-        part = workspace_buffer(workspace, (Fg, K), x.dtype, "dw_part")  # (F/G, K): one image's product
+        acc = workspace_buffer(workspace, (CHAINS, F, K), x.dtype, "dw_acc")  # a partial dw per chain
+        acc[...] = 0
+        part = workspace_buffer(workspace, (CHAINS, Fg, K), x.dtype, "dw_part")  # one image's product per chain
     dx = out_or_empty(op, "out_dx", out_dx, x.shape, x.dtype) if need_dx else None  # (N, C, H, W)
-    for n0 in range(0, N, nb):
-        n1 = min(N, n0 + nb)
-        if need_dw:
-            cols = _columns(x[n0:n1], buf, (KH, KW), stride, padding, pointwise)
-        else:  # no columns of x are needed: the buffer only receives dcols
-            cols = None if pointwise else buf[:n1 - n0]
-        # dcols overwrites cols group by group, once that group's dw is done (pointwise: dx itself)
-        dcols = dx[n0:n1].reshape(n1 - n0, C, P) if pointwise and need_dx else cols
+
+    def cols_of(n):
+        return x[n].reshape(C, P) if pointwise else buf[n % nb]
+
+    def columns(_, n):
+        _im2col_image(x[n:n + 1], buf[n % nb:n % nb + 1], 0, *geo)
+
+    def weight_grad(_, chain, images=None):
+        for n in (n for n in images if n % CHAINS == chain):  # every other image of the batch, in order
+            for g in range(groups):
+                fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
+                acc[chain, fs] += np.matmul(dy3[n, fs], cols_of(n)[ks].T, out=part[chain])  # (F/G, K)
+
+    def input_grad(_, n):
+        if pointwise:
+            dcols = dx[n].reshape(C, P)
+        else:
+            dcols = buf[n % nb]  # overwrites this image's columns, its dw products done
         for g in range(groups):
             fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
-            for n in range(n1 - n0 if need_dw else 0):
-                dw2[fs] += np.matmul(dy3[n0 + n, fs], cols[n, ks].T, out=part)  # (F/G, K)
-            if need_dx:
-                np.matmul(w2[fs].T, dy3[n0:n1, fs], out=dcols[:, ks])  # (nb, K, P)
-        if need_dx and not pointwise:
-            _col2im_kernel(dcols, dx[n0:n1], KH, KW, *stride, *padding, OH, OW)
+            np.matmul(w2[fs].T, dy3[n, fs], out=dcols[ks])  # (K, P)
+        if not pointwise:
+            _col2im_image(buf[n % nb:n % nb + 1], dx[n:n + 1], 0, *geo)
+
+    for n0 in range(0, N, nb):
+        images = range(n0, min(N, n0 + nb))
+        if need_dw:
+            if not pointwise:
+                run_jobs(columns, images)
+            run_jobs(lambda j, chain: weight_grad(j, chain, images), range(CHAINS))
+        if need_dx:
+            run_jobs(input_grad, images)
+    if need_dw:
+        np.add(acc[0], acc[1], out=dw2)  # the two chains' sums, in this order
     return (dx, dw, db) if need_dw else (dx, None, None)
