@@ -49,15 +49,17 @@ def winograd_eligible(layer, backend_tier):
 
 def table_choice(C, F, groups, OH, OW):
     """The algorithm `auto` uses on the cpu backend for a 3x3 stride-1 layer this machine has not
-    measured: Winograd.
+    measured: Winograd, except for layers with fewer than 16 input channels per group.
 
-    Measured (bench/RESULTS.md, "Winograd on every core", the idle 2-core VM): since its jobs
-    run whole on each core, Winograd's forward beat im2col on all 20 3x3 stride-1 layers of
-    custom, AlexNet and VGG16, by 1.21x (VGG16 conv5_2) to 4.74x (VGG16 conv2_1), C = 3 included
-    (VGG16 conv1_1, 1.24x), so there is no shape here where the table would pick im2col.
+    Measured (bench/RESULTS.md, "Winograd on every core", the idle 2-core VM, both algorithms
+    running whole jobs on each core): Winograd's forward beat im2col on 19 of the 20 3x3 stride-1
+    layers of custom, AlexNet and VGG16, by 1.08x (VGG16 conv5_1) to 3.63x (VGG16 conv2_1); the
+    exception is VGG16 conv1_1, whose 3 input channels leave Winograd's transforms nothing to
+    amortise (im2col 20.6 ms, Winograd 26.9 ms; its weight gradient 26.5 vs 37.0 ms). No layer
+    between 3 and 64 input channels was measured: the threshold of 16 is a guess between them.
     `--conv-algo tune` measures the machine at hand and `auto` then follows the measurement.
     """
-    return "winograd"
+    return "im2col" if C // groups < 16 else "winograd"
 
 
 # -- the on-disk cache ------------------------------------------------------------------------------

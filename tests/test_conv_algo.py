@@ -36,8 +36,11 @@ def test_choice_rules():
     assert conv_algo.choose(_conv(k=5, p=2, algo="winograd"), x_shape, np.float32) == "im2col"
     assert conv_algo.choose(_conv(s=2, algo="winograd"), x_shape, np.float32) == "im2col"
     # auto with an empty cache: table_choice, Winograd on the cpu tier (measured faster on every
-    # 3x3 stride-1 layer of the three nets), the plain im2col definition on the reference tier
+    # 3x3 stride-1 layer of the three nets but the 3-channel first one), the plain im2col
+    # definition on the reference tier
     assert conv_algo.choose(_conv(), x_shape, np.float32) == "winograd"
+    assert conv_algo.choose(_conv(C=3), (2, 3, 50, 50), np.float32) == "im2col"
+    assert conv_algo.choose(_conv(C=32, g=4), x_shape, np.float32) == "im2col"  # 8 channels per group
     ref_layer = _conv()
     ref_layer.be = get_backend("reference")
     assert conv_algo.choose(ref_layer, x_shape, np.float32) == "im2col"

@@ -142,3 +142,16 @@ def test_maxpool2d_reference_matches_torch(shape, k, s, p, ceil_mode):
                                                    return_indices=True)
     np.testing.assert_array_equal(y, y_t.numpy())
     np.testing.assert_array_equal(argmax, argmax_t.numpy())
+
+
+@pytest.mark.parametrize("k, s", [(2, 2), (3, 2), (3, 1), (2, 1)])
+def test_maxpool2d_cpu_unrolled_windows_keep_ties_and_nans(k, s):
+    # the cpu tier scans whole 2x2 and 3x3 windows with an unrolled loop: with many ties (small
+    # integers) and a few NaNs it must pick the same winners as the reference's plain scan
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 3, (2, 3, 11, 12)).astype(np.float32)
+    x[0, 0, 4, 5] = x[1, 2, 0, 0] = x[1, 1, 7, 7] = np.nan
+    y_ref, a_ref = pool(ref, x, k, s, 0)
+    y, a = pool(cpu, x, k, s, 0)
+    np.testing.assert_array_equal(a, a_ref)
+    np.testing.assert_array_equal(y, y_ref)  # NaN == NaN for assert_array_equal
