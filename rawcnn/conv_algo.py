@@ -53,7 +53,7 @@ def table_choice(C, F, groups, OH, OW):
 
     Measured (bench/RESULTS.md, "Winograd on every core", the idle 2-core VM, both algorithms
     running whole jobs on each core): Winograd's forward beat im2col on 19 of the 20 3x3 stride-1
-    layers of custom, AlexNet and VGG16, by 1.08x (VGG16 conv5_1) to 3.63x (VGG16 conv2_1); the
+    layers of custom, AlexNet and VGG16, by 1.09x (VGG16 conv5_1) to 3.63x (VGG16 conv2_1); the
     exception is VGG16 conv1_1, whose 3 input channels leave Winograd's transforms nothing to
     amortise (im2col 20.6 ms, Winograd 26.9 ms; its weight gradient 26.5 vs 37.0 ms). No layer
     between 3 and 64 input channels was measured: the threshold of 16 is a guess between them.
