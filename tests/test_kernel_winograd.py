@@ -222,6 +222,33 @@ def test_a_failing_job_raises_and_the_pool_still_works():
     assert sorted(j for tag, j in (d for d in done if isinstance(d, tuple))) == [0, 1, 2, 3]
 
 
+def test_ctrl_c_while_waiting_stops_the_workers_before_it_is_raised():
+    import os
+    import signal
+    import threading
+    import time
+
+    from kernels.cpu.threads import run_jobs
+    state = {"started": 0, "running": 0}
+    lock = threading.Lock()
+
+    def job(worker, j):
+        with lock:
+            state["started"] += 1
+            state["running"] += 1
+        time.sleep(0.1)
+        with lock:
+            state["running"] -= 1
+
+    timer = threading.Timer(0.15, lambda: os.kill(os.getpid(), signal.SIGINT))  # a real Ctrl-C
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs(job, range(40), threads=2)
+    timer.join()
+    assert state["running"] == 0  # no job still runs once the interrupt reaches the caller
+    assert state["started"] < 40  # and the rest of the queue was dropped
+
+
 def _layers():
     """(model, layer name, C, F, groups, padding) of every 3x3 stride-1 convolution of the three nets."""
     from rawcnn.layers import Conv2d

@@ -101,7 +101,8 @@ def run_jobs(fn, jobs, threads=None):
     worker: 0 .. threads-1, the index of the thread running the job (for its private buffers);
     threads: Numba's thread count by default (what NUMBA_NUM_THREADS / numba.set_num_threads say).
     Jobs are taken from a shared queue in order, so a thread that is descheduled holds up no other.
-    The first exception a job raises is raised here, after every thread has stopped.
+    The first exception a job raises is raised here, after every thread has stopped; a Ctrl-C
+    while waiting stops the workers after their current job, and is raised once they have.
     """
     jobs = list(jobs)
     threads = max(1, min(int(threads or numba.get_num_threads()), len(jobs)))
@@ -126,7 +127,13 @@ def run_jobs(fn, jobs, threads=None):
                     raise
 
         futures = [_executor(threads).submit(worker, i) for i in range(threads)]
-        for f in futures:
-            f.exception()  # wait for all before raising
+        try:
+            for f in futures:
+                f.exception()  # wait for all before raising
+        except BaseException as exc:  # Ctrl-C while waiting: the workers stop after their current job
+            failed.append(exc)
+            for f in futures:
+                f.exception()  # no job still writes into the caller's arrays once this returns
+            raise
         if failed:
             raise failed[0]
