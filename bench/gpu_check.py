@@ -157,8 +157,10 @@ def phase_models(what, shapes, be, torch, dev, repeats):
     xp_sync = (lambda: _sync(be.xp))
     t_sync = (lambda: torch.cuda.synchronize() if dev == "cuda" else None)
     if what == "train":
+        net.reuse_buffers(True)  # kept activation and gradient buffers, as train() runs the step
         step = rawcnn_train_step(net)
         row["rawcnn_s"] = median_time(lambda: step(xd, be.asarray(labels)), xp_sync, repeats)
+        net.reuse_buffers(False)
         peer.train()
         tstep = torch_train_step(peer, torch)
         for tf32 in (False, True):
