@@ -240,11 +240,17 @@ def test_ctrl_c_while_waiting_stops_the_workers_before_it_is_raised():
         with lock:
             state["running"] -= 1
 
-    timer = threading.Timer(0.15, lambda: os.kill(os.getpid(), signal.SIGINT))  # a real Ctrl-C
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        run_jobs(job, range(40), threads=2)
-    timer.join()
+    # Python's own Ctrl-C handler, whatever this process inherited (a shell's background job starts
+    # with SIGINT ignored, and Python then keeps it ignored)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        timer = threading.Timer(0.15, lambda: os.kill(os.getpid(), signal.SIGINT))  # a real Ctrl-C
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            run_jobs(job, range(40), threads=2)
+        timer.join()
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert state["running"] == 0  # no job still runs once the interrupt reaches the caller
     assert state["started"] < 40  # and the rest of the queue was dropped
 
