@@ -22,7 +22,7 @@ changes nothing.
 import contextlib
 
 # one implementation of the ctypes lookup, shared with the CPU kernels' thread pool
-from kernels.cpu.threads import openblas_controls  # noqa: F401  (re-exported)
+from kernels.cpu.threads import blas_threads, openblas_controls  # noqa: F401  (re-exported)
 
 
 @contextlib.contextmanager
@@ -31,11 +31,5 @@ def blas_pinned(enabled=True, threads=1, log=None):
     controls = openblas_controls() if enabled else []
     if enabled and not controls and log is not None:
         log("note: no OpenBLAS found to pin to one thread; CPU training may differ with the thread count")
-    before = [getf() for _, getf in controls]
-    for setf, _ in controls:
-        setf(int(threads))
-    try:
-        yield len(controls)
-    finally:
-        for (setf, _), n in zip(controls, before):
-            setf(int(n))
+    with blas_threads(threads, controls) as n:
+        yield n

@@ -70,18 +70,22 @@ def cached_openblas_controls():
 
 
 @contextlib.contextmanager
-def one_thread_blas():
-    """Within the block every loaded OpenBLAS runs one thread (restored on exit); no-op without one."""
-    controls = cached_openblas_controls()
+def blas_threads(threads, controls):
+    """Within the block every OpenBLAS in `controls` runs `threads` threads; restored on exit."""
     before = [getf() for _, getf in controls]
     for setf, _ in controls:
-        setf(1)
+        setf(int(threads))
     try:
-        yield
+        yield len(controls)
     finally:
         for (setf, _), n in zip(controls, before):
-            if n != 1:
+            if n != threads:
                 setf(int(n))
+
+
+def one_thread_blas():
+    """Within the block every loaded OpenBLAS runs one thread (restored on exit); no-op without one."""
+    return blas_threads(1, cached_openblas_controls())
 
 
 def _executor(threads):
