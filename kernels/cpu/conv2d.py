@@ -13,8 +13,10 @@ and the backward is the same product read the other two ways:
     dcols[n, rows of g] = w_g^T @ dy[n, g]                    (K, P)
     dx[n]           = col2im(dcols[n])                        (adds overlapping windows)
     db              = dy summed over n, oh, ow
-The column buffer holds nb images, nb chosen so that nb*C*KH*KW*P*itemsize <= budget_bytes (at
-least one image); the backward rebuilds the columns from x rather than keeping them. The
+The forward keeps one image's columns per thread (each thread's job fills them and multiplies
+them at once, so they stay in its cache). The backward rebuilds the columns from x rather than
+keeping them, nb images at a time, nb chosen so that nb*C*KH*KW*P*itemsize <= budget_bytes (at
+least one image). The
 matrix products are NumPy matmul on C-contiguous 2-D slices (or their transposes), which NumPy
 hands to BLAS.
 How it runs (kernels/cpu/threads.py): each image is a job (its im2col or col2im, a serial Numba
@@ -26,7 +28,7 @@ chains of images (conv2d_backward). The public im2col() and col2im() are Numba l
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu.threads import run_jobs
+from kernels.cpu.threads import run_jobs, workers
 from kernels.shapes import check_conv2d, conv2d_output_size, out_or_empty
 
 CHAINS = 2  # the weight gradient's partial sums: images alternate between them, each summed in
@@ -184,8 +186,10 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     """y = conv(x, w) + b by im2col + one GEMM per image and group, a slice of the batch at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
-    budget_bytes bounds the column buffer (nb*C*KH*KW*OH*OW*itemsize, nb >= 1); workspace: a dict
-    kept across calls that holds it (None: allocated per call); out: None or a C-contiguous
+    budget_bytes: unused here (the forward keeps one image's columns per thread; measured 4-9 %
+    faster on AlexNet conv1/conv2 and custom conv1 than a slice of the batch, bench/RESULTS.md),
+    kept so that both directions take the same arguments; workspace: a dict kept across calls that
+    holds the columns (None: allocated per call); out: None or a C-contiguous
     (N, F, OH, OW) array of x's dtype that receives y (it must not overlap x).
     Each image is a job of run_jobs (its im2col, then its GEMMs on a one-thread BLAS).
     Returns y (N, F, OH, OW), x's dtype (out when given).
@@ -196,24 +200,23 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     F, Cg, KH, KW = w.shape
     Fg, K, P = F // groups, Cg * KH * KW, OH * OW
     w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
-    nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
-    buf = None if pointwise else workspace_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
+    pointwise = _plan(x, w, stride, padding, budget_bytes)[1]
+    nw = workers(N)
+    buf = None if pointwise else workspace_buffer(workspace, (nw, C * KH * KW, P), x.dtype)  # (workers, C*KH*KW, P)
     y = out_or_empty("conv2d_forward", "out", out, (N, F, OH, OW), x.dtype)  # (N, F, OH, OW)
     y3 = y.reshape(N, F, P)  # a view of y
     geo = (KH, KW, *stride, *padding, OH, OW)
 
-    def image(_, n):
-        i = n % nb  # its place in the column buffer (images of one slice never share one)
-        cols = x[n].reshape(C, P) if pointwise else buf[i]
+    def image(worker, n):
+        cols = x[n].reshape(C, P) if pointwise else buf[worker]  # the worker's own columns, reused
         if not pointwise:
-            _im2col_image(x[n:n + 1], buf[i:i + 1], 0, *geo)
+            _im2col_image(x[n:n + 1], buf[worker:worker + 1], 0, *geo)
         for g in range(groups):
             fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
             np.matmul(w2[fs], cols[ks], out=y3[n, fs])  # (F/G, P)
         y3[n] += b.reshape(F, 1)
 
-    for n0 in range(0, N, nb):
-        run_jobs(image, range(n0, min(N, n0 + nb)))
+    run_jobs(image, range(N), nw)
     return y
 
 

@@ -13,7 +13,7 @@ plain NumPy passes over (N, K).
 """
 import numpy as np
 
-from kernels.cpu.threads import run_jobs
+from kernels.cpu.threads import run_jobs, workers
 from kernels.shapes import check_linear_args, out_or_empty
 
 CHUNK = 512  # output columns per job
@@ -26,6 +26,19 @@ def _by_columns(a, b, out):
     return out
 
 
+def _forward_job(x, w, b, y, scratch, worker, k0):
+    """y[:, k0:k0+CHUNK] = (w[k0:k0+CHUNK] @ x^T)^T + b[k0:k0+CHUNK], through this worker's (CHUNK, N) scratch.
+
+    The product is asked of BLAS as w_chunk (CHUNK, D) @ x^T rather than x @ w_chunk^T: the same
+    numbers, but OpenBLAS runs it with the weights as the large operand, measured 1.5-1.6x faster
+    at fc6's shapes on this machine (bench/RESULTS.md, "Linear forward").
+    """
+    k1 = min(w.shape[0], k0 + CHUNK)
+    yt = scratch[worker, :k1 - k0]
+    np.matmul(w[k0:k1], x.T, out=yt)  # (k1-k0, N)
+    np.add(yt.T, b[k0:k1], out=y[:, k0:k1])
+
+
 def linear_forward(x, w, b, out=None):
     """y = x w^T + b.
 
@@ -34,8 +47,11 @@ def linear_forward(x, w, b, out=None):
     Returns y: (N, K), that dtype (out when given).
     """
     check_linear_args(x, w, b)
-    y = _by_columns(x, w.T, out_or_empty("linear_forward", "out", out, (x.shape[0], w.shape[0]), x.dtype))  # (N, K)
-    y += b
+    N, K = x.shape[0], w.shape[0]
+    y = out_or_empty("linear_forward", "out", out, (N, K), x.dtype)  # (N, K)
+    jobs = range(0, K, CHUNK)
+    scratch = np.empty((workers(len(jobs)), min(K, CHUNK), N), x.dtype)  # small: 2 MiB at N = 512
+    run_jobs(lambda worker, k0: _forward_job(x, w, b, y, scratch, worker, k0), jobs)
     return y
 
 

@@ -99,6 +99,11 @@ def _executor(threads):
     return _POOL["pool"]
 
 
+def workers(n_jobs, threads=None):
+    """The threads run_jobs uses for n_jobs jobs: min(threads, n_jobs), at least 1 (workers 0 .. that - 1)."""
+    return max(1, min(int(threads or numba.get_num_threads()), n_jobs))
+
+
 def run_jobs(fn, jobs, threads=None):
     """Call fn(worker, job) for every job, on min(threads, len(jobs)) threads, one BLAS thread each.
 
@@ -109,7 +114,7 @@ def run_jobs(fn, jobs, threads=None):
     while waiting stops the workers after their current job, and is raised once they have.
     """
     jobs = list(jobs)
-    threads = max(1, min(int(threads or numba.get_num_threads()), len(jobs)))
+    threads = workers(len(jobs), threads)
     with one_thread_blas():
         if threads == 1:
             for job in jobs:
