@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3) vs im2col + GEMM vs PyTorch, on every 3x3 stride-1 layer of custom, AlexNet, VGG16.
+"""Winograd F(4x4, 3x3) vs im2col + GEMM vs PyTorch, every stride-1 layer of custom, AlexNet, VGG16 (5x5: 3x3 pieces).
 
     PYTHONPATH=. python bench/bench_winograd.py                 # all layers, full shapes
     PYTHONPATH=. python bench/bench_winograd.py --models vgg16 --repeats 3 --json out.jsonl
@@ -63,7 +63,8 @@ def phases(x, w, b, padding, groups, repeats):
     share = groups * -(-N * TH // R) / numba.get_num_threads()  # blocks per thread
     t_u = time_it(lambda: W.kernel_transform(w, groups, U), repeats=repeats).median
     with one_thread_blas():
-        t_in = time_it(lambda: W._input_rows(x, 0, padding[0], padding[1], TH, TW, 0, k, V), repeats=repeats).median
+        t_in = time_it(lambda: W._input_rows(x, 0, Cg, padding[0], padding[1], TH, TW, 0, k, V, 0),
+                       repeats=repeats).median
         t_mm = time_it(lambda: np.matmul(U[0], V, out=M), repeats=repeats).median
         t_out = time_it(lambda: W._output_rows(M, b, 0, TH, TW, 0, k, y), repeats=repeats).median
     # bytes: what each phase reads and writes once over the whole call
@@ -87,11 +88,12 @@ def main(argv=None):
         print(f"roofs   : copy {copy_gbs:.1f} GB/s (read + write), float32 GEMM 2048^3 {gemm_gflops:.1f} GFLOP/s")
     rows = Rows(args.json, meta={"copy_GBs": copy_gbs, "gemm_GFLOPs": gemm_gflops})
     worst = 0.0
-    for model, name, batch, xs, l in conv_layers(args.models.split(","), only_3x3_stride_1=True):
+    for model, name, batch, xs, l in conv_layers(args.models.split(","), winograd_only=True):
         rng = np.random.default_rng(0)
         x64 = np.maximum(rng.standard_normal(xs), 0)  # like a ReLU's output
-        fan_in = 9 * l.in_channels / l.groups
-        w64 = rng.standard_normal((l.out_channels, l.in_channels // l.groups, 3, 3)) * np.sqrt(2 / fan_in)
+        KH, KW = l.kernel_size
+        fan_in = KH * KW * l.in_channels / l.groups
+        w64 = rng.standard_normal((l.out_channels, l.in_channels // l.groups, KH, KW)) * np.sqrt(2 / fan_in)
         b64 = rng.standard_normal(l.out_channels) * 0.1
         hp = dict(stride=(1, 1), padding=l.padding, groups=l.groups)
         x, w, b = (a.astype(np.float32) for a in (x64, w64, b64))
@@ -105,13 +107,14 @@ def main(argv=None):
         err_dw_im2col = max_diff(im2col.conv2d_backward(dy, x, w, need_dx=False, **hp)[1], dw_def)
         del y_def, dx_def, dw_def, dy64, dx32, dw32
         worst = max(worst, err_y, err_dx, err_dw)
-        shape = f"{model} {name} {'x'.join(map(str, xs))}->{l.out_channels}" + (f" g{l.groups}" if l.groups > 1 else "")
+        shape = (f"{model} {name} {'x'.join(map(str, xs))}->{l.out_channels}"
+                 + (f" g{l.groups}" if l.groups > 1 else "") + (f" k{KH}x{KW}" if (KH, KW) != (3, 3) else ""))
         errs = f"err y {err_y:.1e} dx {err_dx:.1e} dw {err_dw:.1e} (im2col dw {err_dw_im2col:.1e})"
         status = "ok" if max(err_y, err_dx, err_dw) < BOUND else "FAIL"
         if args.errors_only:
             print(f"{shape:<44} {errs} {status}", flush=True)
             continue
-        flops = 2 * batch * l.out_channels * (l.in_channels // l.groups) * 9 * y_def_shape(xs, l)
+        flops = 2 * batch * l.out_channels * (l.in_channels // l.groups) * KH * KW * y_def_shape(xs, l)
         ws = {}
         t_im = time_it(lambda: im2col.conv2d_forward(x, w, b, **hp), repeats=args.repeats)
         t_wi = time_it(lambda: winograd.conv2d_forward(x, w, b, workspace=ws, **hp), repeats=args.repeats)
@@ -144,6 +147,9 @@ def main(argv=None):
                  t_to_dw.median / t_wi_dw.median if t_to_dw else None, err_dw=err_dw)
         if t_to_dw is not None:
             rows.add("conv torch dw", "torch", shape, t_to_dw, flops / t_to_dw.median / 1e9, "GF/s")
+        if (KH, KW) != (3, 3):
+            rows.note("phases: timed for 3x3 kernels only (this one runs as 3x3 pieces)")
+            continue
         ph = phases(x, w, b, l.padding, l.groups, args.repeats)
         parts = []
         for k, (t, nbytes, fl) in ph.items():
@@ -160,7 +166,7 @@ def main(argv=None):
 def y_def_shape(xs, l):
     """OH*OW of the layer for input xs."""
     N, C, H, W = xs
-    return (H + 2 * l.padding[0] - 2) * (W + 2 * l.padding[1] - 2)
+    return (H + 2 * l.padding[0] - l.kernel_size[0] + 1) * (W + 2 * l.padding[1] - l.kernel_size[1] + 1)
 
 
 if __name__ == "__main__":

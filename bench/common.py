@@ -53,9 +53,9 @@ def setup_threads(n):
 LAYER_BATCH = {"custom": 32, "alexnet": 32, "vgg16": 4}  # the issue's targets: custom, AlexNet b32, VGG16 b4
 
 
-def conv_layers(models, only_3x3_stride_1=False):
+def conv_layers(models, winograd_only=False):
     """(model, name, batch, x shape, conv layer) of every convolution of the built-in `models`
-    (optionally only the 3x3 stride-1 ones, Winograd's), at the batch of LAYER_BATCH."""
+    (optionally only the stride-1 ones at least 2x2, Winograd's), at the batch of LAYER_BATCH."""
     from rawcnn.layers import Conv2d
     from rawcnn.models import build
     out = []
@@ -63,7 +63,7 @@ def conv_layers(models, only_3x3_stride_1=False):
         net = build(model, weight_std=0.0)
         shape = net.input_shape
         for l in net.layers:
-            if isinstance(l, Conv2d) and (not only_3x3_stride_1 or (l.kernel_size == (3, 3) and l.stride == (1, 1))):
+            if isinstance(l, Conv2d) and (not winograd_only or (min(l.kernel_size) >= 2 and l.stride == (1, 1))):
                 out.append((model, l.name, LAYER_BATCH[model], (LAYER_BATCH[model],) + tuple(shape), l))
             shape = l.output_shape(shape)
     return out

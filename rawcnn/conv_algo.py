@@ -4,7 +4,8 @@ Both compute the same function (kernels/cpu/conv2d.py, kernels/cpu/winograd.py);
 float32 rounding differ (Winograd: within 1e-4 of the largest output, tests/test_kernel_winograd.py).
 
     im2col     every layer by im2col + GEMM (the cuda backend always does this)
-    winograd   Winograd for every 3x3 stride-1 layer on the cpu/reference backends, im2col elsewhere
+    winograd   Winograd for every stride-1 layer whose kernel is at least 2x2 on the cpu/reference
+               backends (kernels other than 3x3 cut into 3x3 pieces), im2col elsewhere
     auto       per layer: a timing measured on this machine for this layer shape when the cache
                holds one, else `table_choice` (Winograd on the cpu backend: see its docstring;
                im2col on the reference backend, the plain definition)
@@ -42,14 +43,23 @@ def get_default():
 
 
 def winograd_eligible(layer, backend_tier):
-    """Winograd F(4x4, 3x3) applies: 3x3 kernel, stride 1, a tier that has it (not cuda)."""
-    return (backend_tier in ("cpu", "reference") and tuple(layer.kernel_size) == (3, 3)
+    """Winograd F(4x4, 3x3) applies: stride 1, a kernel at least 2x2 (3x3, or cut into 3x3 pieces:
+    a 1-wide kernel would take more multiplications than it saves), a tier that has it (not cuda)."""
+    return (backend_tier in ("cpu", "reference") and min(layer.kernel_size) >= 2
             and tuple(layer.stride) == (1, 1))
 
 
-def table_choice(C, F, groups, OH, OW):
-    """The algorithm `auto` uses on the cpu backend for a 3x3 stride-1 layer this machine has not
-    measured: Winograd, except for layers with fewer than 16 input channels per group.
+MEASURED_KERNELS = ((3, 3), (5, 5))  # the kernel sizes whose Winograd has been measured (AlexNet conv2: 5x5)
+
+
+def table_choice(C, F, groups, OH, OW, kernel_size=(3, 3)):
+    """The algorithm `auto` uses on the cpu backend for a stride-1 layer this machine has not
+    measured: Winograd for 3x3 and 5x5 kernels, except for layers with fewer than 16 input
+    channels per group; im2col for every other kernel size (not measured).
+
+    5x5 (bench/RESULTS.md, "Kernels cut into 3x3 pieces"): AlexNet conv2 (96 -> 256 channels,
+    groups 2, 27x27, batch 32) as four 3x3 pieces took 111 ms forward against im2col's 161 and its
+    weight gradient 125 against 198; dx was level (162 vs 160).
 
     Measured (bench/RESULTS.md, "Winograd on every core", the idle 2-core VM, both algorithms
     running whole jobs on each core): Winograd's forward beat im2col on 19 of the 20 3x3 stride-1
@@ -59,7 +69,7 @@ def table_choice(C, F, groups, OH, OW):
     between 3 and 64 input channels was measured: the threshold of 16 is a guess between them.
     `--conv-algo tune` measures the machine at hand and `auto` then follows the measurement.
     """
-    return "im2col" if C // groups < 16 else "winograd"
+    return "winograd" if C // groups >= 16 and tuple(kernel_size) in MEASURED_KERNELS else "im2col"
 
 
 # -- the on-disk cache ------------------------------------------------------------------------------
@@ -156,8 +166,9 @@ def choose(layer, x_shape, dtype, x=None):
     if layer.be.tier != "cpu":  # the reference tier's auto is its plain definition, im2col
         return "im2col"
     N, C, H, W = x_shape
-    OH, OW = H + 2 * layer.padding[0] - 2, W + 2 * layer.padding[1] - 2
-    return table_choice(C, layer.out_channels, layer.groups, OH, OW)
+    KH, KW = layer.kernel_size
+    OH, OW = H + 2 * layer.padding[0] - KH + 1, W + 2 * layer.padding[1] - KW + 1
+    return table_choice(C, layer.out_channels, layer.groups, OH, OW, (KH, KW))
 
 
 def describe(net, input_shape=None, batch=1):

@@ -32,9 +32,15 @@ def test_choice_rules():
     x_shape = (2, 32, 50, 50)
     assert conv_algo.choose(_conv(algo="im2col"), x_shape, np.float32) == "im2col"
     assert conv_algo.choose(_conv(algo="winograd"), x_shape, np.float32) == "winograd"
-    # Winograd does not apply: 5x5, stride 2 -> im2col even when forced
-    assert conv_algo.choose(_conv(k=5, p=2, algo="winograd"), x_shape, np.float32) == "im2col"
+    # Winograd does not apply: stride 2, a 1x1 kernel -> im2col even when forced; a 5x5 or 7x7
+    # kernel runs as 3x3 pieces when forced, and auto takes it for 5x5 only (the measured size)
     assert conv_algo.choose(_conv(s=2, algo="winograd"), x_shape, np.float32) == "im2col"
+    assert conv_algo.choose(_conv(k=1, p=0, algo="winograd"), x_shape, np.float32) == "im2col"
+    assert conv_algo.choose(_conv(k=5, p=2, algo="winograd"), x_shape, np.float32) == "winograd"
+    assert conv_algo.choose(_conv(k=7, p=3, algo="winograd"), x_shape, np.float32) == "winograd"
+    assert conv_algo.choose(_conv(k=5, p=2), x_shape, np.float32) == "winograd"
+    assert conv_algo.choose(_conv(k=7, p=3), x_shape, np.float32) == "im2col"
+    assert conv_algo.choose(_conv(k=5, p=2, s=2), x_shape, np.float32) == "im2col"
     # auto with an empty cache: table_choice, Winograd on the cpu tier (measured faster on every
     # 3x3 stride-1 layer of the three nets but the 3-channel first one), the plain im2col
     # definition on the reference tier

@@ -4,8 +4,9 @@ The four tests every op gets (docs/STYLE.md):
  1. tiny hand-computed values (the F(2,3) matrices of Lavin & Gray, 3x3 windows summed by hand);
  2. backward vs finite differences in float64 for both tiers;
  3. cpu vs reference in float32 and float64 (blocks of tiles forced small, a reused workspace), and
-    the float32 error against the direct definition (float64) on every 3x3 stride-1 layer of
-    custom / AlexNet / VGG16, with their real channel counts on a small image;
+    the float32 error against the direct definition (float64) on every stride-1 layer of
+    custom / AlexNet / VGG16 (3x3, and AlexNet's 5x5 cut into pieces), with their real channel
+    counts on a small image;
  4. output shapes for paddings 0..3 and groups, and the errors for what Winograd cannot do.
 """
 import numpy as np
@@ -94,6 +95,8 @@ FD_CONFIGS = [  # (x shape, w shape, padding, groups)
     ((2, 4, 6, 7), (6, 2, 3, 3), (1, 1), 2),
     ((1, 3, 9, 5), (2, 3, 3, 3), (0, 2), 1),
     ((1, 2, 6, 6), (3, 2, 3, 3), (3, 0), 1),  # padding 3: the backward's padding 2 - 3 crops dy
+    ((2, 4, 9, 8), (6, 2, 5, 5), (2, 2), 2),  # 5x5 (AlexNet conv2's shape of layer): four 3x3 pieces
+    ((1, 3, 10, 7), (2, 3, 2, 4), (0, 1), 1),  # 2x4: two pieces, zero-padded to 3x6
 ]
 
 
@@ -124,6 +127,8 @@ CONFIGS = [  # (x shape, w shape, padding, groups)
     ((3, 4, 9, 8), (6, 2, 3, 3), (1, 1), 2),
     ((2, 5, 13, 11), (7, 5, 3, 3), (0, 0), 1),  # tiles cut at the right and bottom edges
     ((2, 6, 7, 10), (4, 3, 3, 3), (2, 1), 2),
+    ((2, 4, 11, 9), (6, 2, 5, 5), (2, 2), 2),  # pieces read x at paddings 2, -1 (a shift)
+    ((1, 3, 12, 12), (3, 3, 7, 7), (3, 1), 1),  # nine pieces, padding 1 - 6 = -5
 ]
 
 
@@ -256,24 +261,28 @@ def test_ctrl_c_while_waiting_stops_the_workers_before_it_is_raised():
 
 
 def _layers():
-    """(model, layer name, C, F, groups, padding) of every 3x3 stride-1 convolution of the three nets."""
+    """(model, layer name, C, F, groups, padding, kernel) of every stride-1 convolution of the three nets."""
     from rawcnn.layers import Conv2d
     from rawcnn.models import build
     out = []
     for model in ("custom", "alexnet", "vgg16"):
         for l in build(model, weight_std=0.0).layers:
-            if isinstance(l, Conv2d) and l.kernel_size == (3, 3) and l.stride == (1, 1):
-                out.append((model, l.name, l.in_channels, l.out_channels, l.groups, l.padding))
+            if isinstance(l, Conv2d) and l.stride == (1, 1):
+                out.append((model, l.name, l.in_channels, l.out_channels, l.groups, l.padding, l.kernel_size))
     return out
 
 
-@pytest.mark.parametrize("model, name, C, F, groups, padding", _layers())
-def test_float32_error_on_model_layers(model, name, C, F, groups, padding):
+def test_the_model_layers_include_a_5x5():
+    assert any(k == (5, 5) for *_, k in _layers())  # AlexNet conv2
+
+
+@pytest.mark.parametrize("model, name, C, F, groups, padding, kernel", _layers())
+def test_float32_error_on_model_layers(model, name, C, F, groups, padding, kernel):
     # real channel counts (the length of the sums), a 10x10 image; inputs like ReLU outputs
     # (non-negative, so no cancellation hides error), weights He-initialised
     rng = np.random.default_rng(3)
     x = np.maximum(rng.standard_normal((1, C, 10, 10)), 0)
-    w = rng.standard_normal((F, C // groups, 3, 3)) * np.sqrt(2.0 / (C // groups * 9))
+    w = rng.standard_normal((F, C // groups, *kernel)) * np.sqrt(2.0 / (C // groups * kernel[0] * kernel[1]))
     b = rng.standard_normal(F) * 0.1
     hp = dict(stride=S1, padding=padding, groups=groups)
     y_direct = cpu_direct.conv2d_forward(x, w, b, **hp)  # float64: the definition, to 1e-15
@@ -285,6 +294,21 @@ def test_float32_error_on_model_layers(model, name, C, F, groups, padding):
     assert max_diff(y, y_direct) < F32_BOUND, f"{model} {name} forward: {max_diff(y, y_direct):.2e}"
     assert max_diff(dx, dx_direct) < F32_BOUND, f"{model} {name} dx: {max_diff(dx, dx_direct):.2e}"
     assert max_diff(dw, dw_direct) < F32_BOUND, f"{model} {name} dw: {max_diff(dw, dw_direct):.2e}"
+
+
+def test_kernel_pieces_split_and_join():
+    # split_kernel's channels p*Cg + c hold piece p of channel c (zeros past the kernel's edge), and
+    # join_kernel_grad is its inverse on the kernel's own entries
+    w = np.arange(2 * 3 * 5 * 5, dtype=np.float64).reshape(2, 3, 5, 5)
+    assert ref.pieces(5, 5) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    w3 = ref.split_kernel(w)
+    assert w3.shape == (2, 12, 3, 3)
+    np.testing.assert_array_equal(w3[:, 0:3], w[:, :, 0:3, 0:3])
+    np.testing.assert_array_equal(w3[:, 3:6, :, :2], w[:, :, 0:3, 3:5])
+    np.testing.assert_array_equal(w3[:, 3:6, :, 2], 0)
+    np.testing.assert_array_equal(w3[:, 9:12, :2, :2], w[:, :, 3:5, 3:5])
+    back = np.empty_like(w)
+    np.testing.assert_array_equal(ref.join_kernel_grad(w3, 5, 5, back), w)
 
 
 def test_direct_reference_agrees_in_float64():
@@ -299,12 +323,13 @@ def test_direct_reference_agrees_in_float64():
 # 4. shapes and errors
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (2, 4)])
 @pytest.mark.parametrize("padding", [(0, 0), (1, 1), (2, 0), (3, 3)])
-def test_output_shapes(tier, padding):
+def test_output_shapes(tier, kernel, padding):
     k = TIERS[tier]
-    x, w, b = np.zeros((2, 4, 7, 6)), np.zeros((6, 2, 3, 3)), np.zeros(6)
+    x, w, b = np.zeros((2, 4, 7, 6)), np.zeros((6, 2, *kernel)), np.zeros(6)
     y = k.conv2d_forward(x, w, b, stride=S1, padding=padding, groups=2)
-    assert y.shape == (2, 6, 7 + 2 * padding[0] - 2, 6 + 2 * padding[1] - 2)
+    assert y.shape == (2, 6, 7 + 2 * padding[0] - kernel[0] + 1, 6 + 2 * padding[1] - kernel[1] + 1)
     dx, dw, db = k.conv2d_backward(np.zeros(y.shape), x, w, stride=S1, padding=padding, groups=2)
     assert dx.shape == x.shape and dw.shape == w.shape and db.shape == b.shape
 
@@ -313,9 +338,7 @@ def test_output_shapes(tier, padding):
 def test_errors(tier):
     k = TIERS[tier]
     x = np.zeros((1, 2, 8, 8))
-    with pytest.raises(ValueError, match=r"3x3 kernel and stride 1.*\(2, 2\)"):
+    with pytest.raises(ValueError, match=r"needs stride 1, got stride \(2, 2\) for w \(2, 2, 3, 3\)"):
         k.conv2d_forward(x, np.zeros((2, 2, 3, 3)), np.zeros(2), stride=(2, 2), padding=(0, 0), groups=1)
-    with pytest.raises(ValueError, match=r"3x3 kernel.*\(2, 2, 5, 5\)"):
-        k.conv2d_forward(x, np.zeros((2, 2, 5, 5)), np.zeros(2), stride=S1, padding=(0, 0), groups=1)
     with pytest.raises(ValueError, match="groups=2"):
         k.conv2d_forward(x, np.zeros((3, 1, 3, 3)), np.zeros(3), stride=S1, padding=(0, 0), groups=2)

@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3) convolution for 3x3 stride-1 layers: the CPU tier.
+"""Winograd F(4x4, 3x3) convolution for stride-1 layers (other kernel sizes cut into 3x3 pieces): the CPU tier.
 
 Shape legend
     N batch, C channels in, H, W input size, F filters out, OH, OW output size, G groups,
@@ -33,7 +33,8 @@ from numba import njit
 
 from kernels.cpu.conv2d import workspace_buffer
 from kernels.cpu.threads import run_jobs, workers
-from kernels.reference.winograd import check_winograd, flip_kernel, transform_matrices
+from kernels.reference.winograd import (check_winograd, flip_kernel, join_kernel_grad, pieces, split_kernel,
+                                       transform_matrices)
 from kernels.shapes import out_or_empty
 
 BLOCK_BYTES = 8 * 2 ** 20  # V + M of one job (bench/RESULTS.md: 8 MiB measured best or near it on every layer)
@@ -62,10 +63,11 @@ def _a(v0, v1, v2, v3, k):
 
 
 @njit(cache=True, nogil=True)
-def _input_rows(x, c0, ph, pw, TH, TW, q0, k, V):
-    """V[6i + l, c, r*TW + tw] = (B^T d B)[i, l], d the 6x6 window of tile (q0 + r, tw), channel c0 + c.
+def _input_rows(x, c0, nc, ph, pw, TH, TW, q0, k, V, cv0):
+    """V[6i + l, cv0 + c, r*TW + tw] = (B^T d B)[i, l], d the 6x6 window of tile (q0 + r, tw) of
+    channel c0 + c, for c < nc.
 
-    x (N, C, H, W); V (36, Cg, R*TW) for R tile rows q0 .. q0+R-1 (tile row q = n*TH + th).
+    x (N, C, H, W); V (36, V's channels, R*TW) for R tile rows q0 .. q0+R-1 (tile row q = n*TH + th).
     Per (c, row): the six input rows the row of tiles covers are copied into p, padded with
     zeros (p[i, j] = x[n, c, 4th - ph + i, j - pw], 0 off the image; the zero columns are written
     once, so the copy has no test per element). Then B^T along the columns of the windows, kept
@@ -73,12 +75,12 @@ def _input_rows(x, c0, ph, pw, TH, TW, q0, k, V):
     B, reads tile tw's six inputs t[., 0..3, tw] and t[., 0..1, tw + 1] with unit stride over tw.
     """
     N, C, H, W = x.shape
-    Cg, R = V.shape[1], V.shape[2] // TW
+    R = V.shape[2] // TW
     Q = TW + 1
     ja, jb = max(0, pw), min(4 * Q, W + pw)  # the columns of p that lie on the image
     p = np.zeros((6, 4 * Q), x.dtype)
     t = np.empty((6, 4, Q), x.dtype)  # B^T p, split by column modulo 4
-    for c in range(Cg):
+    for c in range(nc):
         for r in range(R):
             n, th = (q0 + r) // TH, (q0 + r) % TH
             for i in range(6):
@@ -101,7 +103,7 @@ def _input_rows(x, c0, ph, pw, TH, TW, q0, k, V):
                     o = _bt(t[i, 0, tw], t[i, 1, tw], t[i, 2, tw], t[i, 3, tw], t[i, 0, tw + 1],
                             t[i, 1, tw + 1], k)
                     for l in range(6):
-                        V[6 * i + l, c, j0 + tw] = o[l]
+                        V[6 * i + l, cv0 + c, j0 + tw] = o[l]
 
 
 @njit(cache=True, nogil=True)
@@ -246,8 +248,27 @@ def rows_per_block(Cg, Fg, TW, QT, itemsize, block_bytes=BLOCK_BYTES):
     return int(min(QT, max(1, block_bytes // (36 * (Cg + Fg) * itemsize * TW))))
 
 
+def _pieces_of(w, padding):
+    """(w3 (F, P*Cg, 3, 3), [(ph, pw) of each piece]): w itself and [padding] for a 3x3 kernel,
+    else its 3x3 pieces (kernels/reference/winograd.split_kernel) and their shifted paddings."""
+    KH, KW = w.shape[2:]
+    if (KH, KW) == (3, 3):
+        return w, [tuple(padding)]
+    return split_kernel(w), [(padding[0] - 3 * a, padding[1] - 3 * b) for a, b in pieces(KH, KW)]
+
+
+def _input_pieces(x, c0, nc, shifts, Cg, TH, TW, q0, k, V, cv0):
+    """The input transform of channels c0 .. c0+nc-1 for every piece p (padding shifts[p]) into V's
+    channels p*Cg + cv0 + c, the layout of split_kernel's channels."""
+    for p, (ph, pw) in enumerate(shifts):
+        _input_rows(x, c0, nc, ph, pw, TH, TW, q0, k, V, p * Cg + cv0)
+
+
 def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=BLOCK_BYTES, threads=None):
-    """y (N, F, OH, OW) = 3x3 stride-1 correlation of x with w (+ b); padding may be negative.
+    """y (N, F, OH, OW) = stride-1 correlation of x with w (+ b); padding may be negative.
+
+    w (F, C/G, KH, KW): 3x3, or any other size, cut into P 3x3 pieces (split_kernel) that act as
+    P*C/G input channels, piece p reading x shifted by its offset (kernels/reference/winograd.py).
 
     Two schedules, chosen by the layer's shape alone (never by the thread count, so the result
     is the same whatever the number of threads), both run by run_jobs on a one-thread BLAS:
@@ -263,46 +284,48 @@ def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=
       (measured: VGG16 conv5_x's whole U written first, then read, took 7.7 ms of a 24.5 ms call).
     """
     N, C, H, W = x.shape
-    F, Cg = w.shape[:2]
+    F, Cg, KH, KW = w.shape
     Fg = F // groups
     OH, OW = y.shape[2:]
     TH, TW = -(-OH // 4), -(-OW // 4)
     QT, T = N * TH, N * TH * TW
-    by_filters = 36 * Cg * T * x.itemsize <= block_bytes and Fg > FILTER_JOB
-    R = QT if by_filters else rows_per_block(Cg, Fg, TW, QT, x.itemsize, block_bytes)
+    w3, shifts = _pieces_of(w, padding)  # (F, P*Cg, 3, 3), the P pieces' paddings
+    CP = w3.shape[1]  # V's channels: P*Cg
+    by_filters = 36 * CP * T * x.itemsize <= block_bytes and Fg > FILTER_JOB
+    R = QT if by_filters else rows_per_block(CP, Fg, TW, QT, x.itemsize, block_bytes)
     jobs = ([(f0, g) for g in range(groups) for f0 in range(0, Fg, FILTER_JOB)] if by_filters
             else [(q0, g) for q0 in range(0, QT, R) for g in range(groups)])
     threads = workers(len(jobs), threads)
     k = np.array([2, 4, 5, 8], x.dtype)  # the transforms' constants, typed so float32 stays float32
     if by_filters:
         G = transform_matrices()[1].astype(x.dtype)
-        V = workspace_buffer(workspace, (1, 36, Cg, T), x.dtype, "winograd_V")[0]  # (36, Cg, T), shared
-        U = workspace_buffer(workspace, (threads, 36, FILTER_JOB, Cg), x.dtype, "winograd_U")  # per thread
+        V = workspace_buffer(workspace, (1, 36, CP, T), x.dtype, "winograd_V")[0]  # (36, P*Cg, T), shared
+        U = workspace_buffer(workspace, (threads, 36, FILTER_JOB, CP), x.dtype, "winograd_U")  # per thread
         M = workspace_buffer(workspace, (threads, 36, FILTER_JOB, T), x.dtype, "winograd_M")  # per thread
         for g in range(groups):
-            run_jobs(lambda _, c0: _input_rows(x, g * Cg + c0, padding[0], padding[1], TH, TW, 0, k,
-                                               V[:, c0:c0 + CHANNEL_JOB]),
+            run_jobs(lambda _, c0: _input_pieces(x, g * Cg + c0, min(CHANNEL_JOB, Cg - c0), shifts, Cg, TH, TW,
+                                                 0, k, V, c0),
                      range(0, Cg, CHANNEL_JOB), threads)
 
             def by_filter(worker, f0g, g=g):
                 f0 = f0g[0]
                 nf = min(FILTER_JOB, Fg - f0)
                 Mb = M[worker, :, :nf]
-                _kernel_rows(w[g * Fg + f0:g * Fg + f0 + nf], G, U[worker:worker + 1], 0, 0)  # its filters only
+                _kernel_rows(w3[g * Fg + f0:g * Fg + f0 + nf], G, U[worker:worker + 1], 0, 0)  # its filters only
                 np.matmul(U[worker, :, :nf], V, out=Mb)  # (36, nf, T)
                 _output_rows(Mb, b, g * Fg + f0, TH, TW, 0, k, y)
             run_jobs(by_filter, [j for j in jobs if j[1] == g], threads)
         return y
-    U = kernel_transform(w, groups, workspace_buffer(workspace, (groups, 36, Fg, Cg), x.dtype, "winograd_U"),
+    U = kernel_transform(w3, groups, workspace_buffer(workspace, (groups, 36, Fg, CP), x.dtype, "winograd_U"),
                          threads)
-    V = workspace_buffer(workspace, (threads, 36, Cg, R * TW), x.dtype, "winograd_V")  # a (36, Cg, R*TW) per thread
+    V = workspace_buffer(workspace, (threads, 36, CP, R * TW), x.dtype, "winograd_V")  # a (36, P*Cg, R*TW) per thread
     M = workspace_buffer(workspace, (threads, 36, Fg, R * TW), x.dtype, "winograd_M")  # a (36, Fg, R*TW) per thread
 
     def by_rows(worker, q0g):
         q0, g = q0g
         nt = min(R, QT - q0) * TW  # the last block may hold fewer rows
         Vb, Mb = V[worker, :, :, :nt], M[worker, :, :, :nt]
-        _input_rows(x, g * Cg, padding[0], padding[1], TH, TW, q0, k, Vb)
+        _input_pieces(x, g * Cg, Cg, shifts, Cg, TH, TW, q0, k, Vb, 0)
         np.matmul(U[g], Vb, out=Mb)  # (36, Fg, nt): 36 GEMMs in one call, on this thread
         _output_rows(Mb, b, g * Fg, TH, TW, q0, k, y)
 
@@ -311,8 +334,9 @@ def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=
 
 
 def winograd_weight_grad(dy, x, padding, groups, dw, workspace=None, block_bytes=BLOCK_BYTES, threads=None):
-    """dw (F, C/G, 3, 3) of the 3x3 stride-1 correlation, by Winograd: dw = G^T dU G with
-    dU[k] (Fg, Cg) = sum over tiles of dM[k] (Fg, tiles) @ V[k]^T (tiles, Cg), dM = A dY A^T.
+    """dw (F, C/G, KH, KW) of the stride-1 correlation, by Winograd: dw = G^T dU G with
+    dU[k] (Fg, Cg) = sum over tiles of dM[k] (Fg, tiles) @ V[k]^T (tiles, Cg), dM = A dY A^T
+    (a kernel other than 3x3: per 3x3 piece, its V read at the piece's offset, then joined back).
 
     The tile rows are cut into an even number of blocks (rows_per_block's size at most), and the
     blocks dealt to CHAINS = 2 chains, block b to chain b % 2. A chain runs its blocks in order,
@@ -322,18 +346,20 @@ def winograd_weight_grad(dy, x, padding, groups, dw, workspace=None, block_bytes
     needs (rawcnn/determinism.py). At most two threads work on it.
     """
     N, C, H, W = x.shape
-    F, Cg = dw.shape[:2]
+    F, Cg, KH, KW = dw.shape
     Fg = F // groups
     OH, OW = dy.shape[2:]
     TH, TW = -(-OH // 4), -(-OW // 4)
     QT = N * TH
-    R = rows_per_block(Cg, Fg, TW, QT, x.itemsize, block_bytes)
+    shifts = [(padding[0] - 3 * a, padding[1] - 3 * b) for a, b in pieces(KH, KW)]
+    CP = len(shifts) * Cg  # V's channels
+    R = rows_per_block(CP, Fg, TW, QT, x.itemsize, block_bytes)
     nblocks = min(QT, CHAINS * -(-QT // (CHAINS * R)))  # even where QT allows, sizes within one row
     R = -(-QT // nblocks)
     blocks = [(q0, g) for q0 in range(0, QT, R) for g in range(groups)]
-    P = workspace_buffer(workspace, (CHAINS, groups, 36, Fg, Cg), x.dtype, "winograd_dU")  # a dU per chain
-    Pt = workspace_buffer(workspace, (CHAINS, 36, Fg, Cg), x.dtype, "winograd_dUt")  # one block's product
-    V = workspace_buffer(workspace, (CHAINS, 36, Cg, R * TW), x.dtype, "winograd_V")
+    P = workspace_buffer(workspace, (CHAINS, groups, 36, Fg, CP), x.dtype, "winograd_dU")  # a dU per chain
+    Pt = workspace_buffer(workspace, (CHAINS, 36, Fg, CP), x.dtype, "winograd_dUt")  # one block's product
+    V = workspace_buffer(workspace, (CHAINS, 36, CP, R * TW), x.dtype, "winograd_V")
     D = workspace_buffer(workspace, (CHAINS, 36, Fg, R * TW), x.dtype, "winograd_M")
     k = np.array([2, 4, 5, 8], x.dtype)
 
@@ -342,10 +368,10 @@ def winograd_weight_grad(dy, x, padding, groups, dw, workspace=None, block_bytes
         for q0, g in blocks[p::CHAINS]:
             nt = min(R, QT - q0) * TW
             Vb, Db = V[p, :, :, :nt], D[p, :, :, :nt]
-            _input_rows(x, g * Cg, padding[0], padding[1], TH, TW, q0, k, Vb)
+            _input_pieces(x, g * Cg, Cg, shifts, Cg, TH, TW, q0, k, Vb, 0)
             _dy_rows(dy, g * Fg, TH, TW, q0, k, Db)
             if g in started:
-                np.matmul(Db, Vb.transpose(0, 2, 1), out=Pt[p])  # (36, Fg, Cg)
+                np.matmul(Db, Vb.transpose(0, 2, 1), out=Pt[p])  # (36, Fg, P*Cg)
                 np.add(P[p, g], Pt[p], out=P[p, g])
             else:
                 np.matmul(Db, Vb.transpose(0, 2, 1), out=P[p, g])
@@ -356,15 +382,19 @@ def winograd_weight_grad(dy, x, padding, groups, dw, workspace=None, block_bytes
 
     run_jobs(chain, range(CHAINS), threads)
     G = transform_matrices()[1].astype(x.dtype)
-    run_jobs(lambda _, f0: _kernel_grad_rows(P, G, f0, min(F, f0 + KERNEL_JOB), dw), range(0, F, KERNEL_JOB),
+    dw3 = dw if (KH, KW) == (3, 3) else np.empty((F, CP, 3, 3), x.dtype)  # (F, P*Cg, 3, 3)
+    run_jobs(lambda _, f0: _kernel_grad_rows(P, G, f0, min(F, f0 + KERNEL_JOB), dw3), range(0, F, KERNEL_JOB),
              threads)
+    if dw3 is not dw:
+        join_kernel_grad(dw3, KH, KW, dw)
     return dw
 
 
 def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, workspace=None, out=None):
     """y = conv(x, w) + b by Winograd F(4x4, 3x3), a block of tiles at a time.
 
-    x: (N, C, H, W), w: (F, C/G, 3, 3), b: (F,), all float32 or all float64; stride must be (1, 1).
+    x: (N, C, H, W), w: (F, C/G, KH, KW) (3x3, or cut into 3x3 pieces), b: (F,), all float32 or
+    all float64; stride must be (1, 1).
     budget_bytes is accepted for the shared signature; workspace: a dict kept across calls, or None;
     out: None or a C-contiguous (N, F, OH, OW) array of x's dtype that receives y (not overlapping x).
     Returns y (N, F, OH, OW), x's dtype (out when given).
@@ -379,10 +409,10 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
                     need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
     """Gradients of conv2d_forward: dx by Winograd on the flipped kernel, dw by Winograd (G^T dU G), db a sum.
 
-    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, 3, 3), all of one float dtype.
+    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
     need_dx=False skips dx, need_dw=False dw and db (returned as None); out_dx, out_dw, out_db as
     in kernels/cpu/conv2d.py's conv2d_backward.
-    Returns (dx (N, C, H, W) or None, dw (F, C/G, 3, 3) or None, db (F,) or None), x's dtype.
+    Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     OH, OW = check_winograd(x, w, None, stride, padding, groups)
     if dy.shape != (x.shape[0], w.shape[0], OH, OW) or dy.dtype != x.dtype:
@@ -394,13 +424,14 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
         op = "winograd conv2d_backward"
         db = out_or_empty(op, "out_db", out_db, (w.shape[0],), x.dtype)  # (F,)
         np.sum(dy, axis=(0, 2, 3), out=db)
-        dw = out_or_empty(op, "out_dw", out_dw, w.shape, x.dtype)  # (F, C/G, 3, 3)
+        dw = out_or_empty(op, "out_dw", out_dw, w.shape, x.dtype)  # (F, C/G, KH, KW)
         winograd_weight_grad(dy, x, padding, groups, dw, workspace)
     if not need_dx:
         return None, dw, db
-    wf = flip_kernel(w, groups)  # (C, F/G, 3, 3)
+    wf = flip_kernel(w, groups)  # (C, F/G, KH, KW)
     dx = out_or_empty("winograd conv2d_backward", "out_dx", out_dx, x.shape, x.dtype)  # (N, C, H, W)
     zero = np.zeros(x.shape[1], x.dtype)  # (C,): no bias in dx
-    winograd_correlate(np.ascontiguousarray(dy), wf, zero, (2 - padding[0], 2 - padding[1]),
+    KH, KW = w.shape[2:]
+    winograd_correlate(np.ascontiguousarray(dy), wf, zero, (KH - 1 - padding[0], KW - 1 - padding[1]),
                        groups, dx, workspace)
     return dx, dw, db

@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3) convolution for 3x3 stride-1 layers: the reference tier.
+"""Winograd F(4x4, 3x3) convolution for stride-1 layers (other kernel sizes cut into 3x3 pieces): the reference tier.
 
 Shape legend
     N batch, C channels in, H, W input size, F filters out, OH, OW output size, G groups,
@@ -34,6 +34,18 @@ Backward (stride 1, kernel 3x3, padding p per axis)
     the 3x3 stride-1 correlation of dy, padded by 2 - p (cropped when p > 2), with the kernel
     rotated by 180 degrees and its F and C axes swapped within each group: Winograd again.
     dw and db are the im2col tier's (kernels/reference/conv2d.py): one product over the batch.
+
+Other kernel sizes (stride 1): cut into 3x3 pieces (kernel decomposition)
+    A KH x KW kernel, padded with zeros to 3*ceil(KH/3) x 3*ceil(KW/3), is P = ceil(KH/3)*ceil(KW/3)
+    3x3 pieces w_ab = w[3a:3a+3, 3b:3b+3]. With padding (ph, pw),
+        y[oh, ow] = sum_{u, v} x[oh - ph + u, ow - pw + v] w[u, v]
+                  = sum_{a, b} sum_{i, j < 3} x[oh - (ph - 3a) + i, ow - (pw - 3b) + j] w_ab[i, j],
+    so y is the sum of P 3x3 stride-1 correlations, piece (a, b) with padding (ph - 3a, pw - 3b)
+    (negative: the input is read further on), each evaluated at the same OH x OW outputs with x
+    read as 0 off the image: P Winograd convolutions, 36 P / 16 multiplications per output
+    against KH*KW direct (5x5: 9 against 25). The CPU tier stacks the pieces as P*C/G input
+    channels of one Winograd convolution (split_kernel). The backward is unchanged: dx is the
+    correlation of dy with the flipped kernel, padded by KH - 1 - ph, KW - 1 - pw, cut the same way.
 """
 import numpy as np
 
@@ -78,21 +90,55 @@ def transform_matrices(m=M_OUT, r=R_K, points=POINTS):
     return AT, G, np.round(BT, 12) + 0.0  # + 0.0: no negative zeros
 
 
+def pieces(KH, KW):
+    """The 3x3 pieces (a, b) of a KH x KW kernel: rows 3a..3a+2, columns 3b..3b+2, row-major."""
+    return [(a, b) for a in range(-(-KH // R_K)) for b in range(-(-KW // R_K))]
+
+
+def padded_kernel(w):
+    """w (F, Cg, KH, KW) zero-padded to (F, Cg, 3*ceil(KH/3), 3*ceil(KW/3)), so every piece is whole."""
+    F, Cg, KH, KW = w.shape
+    w6 = np.zeros((F, Cg, R_K * -(-KH // R_K), R_K * -(-KW // R_K)), w.dtype)
+    w6[:, :, :KH, :KW] = w
+    return w6
+
+
+def split_kernel(w):
+    """w (F, Cg, KH, KW) -> (F, P*Cg, 3, 3): piece p = (a, b) of pieces(KH, KW) of channel c at p*Cg + c."""
+    F, Cg, KH, KW = w.shape
+    w6 = padded_kernel(w)
+    w3 = np.stack([w6[:, :, R_K * a:R_K * a + R_K, R_K * b:R_K * b + R_K] for a, b in pieces(KH, KW)], axis=1)
+    return np.ascontiguousarray(w3.reshape(F, -1, R_K, R_K))  # (F, P*Cg, 3, 3)
+
+
+def join_kernel_grad(dw3, KH, KW, out):
+    """The inverse of split_kernel for a gradient: out (F, Cg, KH, KW) from dw3 (F, P*Cg, 3, 3),
+    the entries of the zero padding (which are not weights) dropped."""
+    F, Cg = out.shape[:2]
+    dw6 = np.zeros((F, Cg, R_K * -(-KH // R_K), R_K * -(-KW // R_K)), dw3.dtype)
+    for p, (a, b) in enumerate(pieces(KH, KW)):
+        dw6[:, :, R_K * a:R_K * a + R_K, R_K * b:R_K * b + R_K] = dw3[:, p * Cg:(p + 1) * Cg]
+    out[...] = dw6[:, :, :KH, :KW]
+    return out
+
+
 def _tiles(OH, OW):
     return -(-OH // M_OUT), -(-OW // M_OUT)
 
 
-def _winograd_correlate(x, w, padding, groups):
+def _winograd_correlate(x, w, padding, groups, out_size=None):
     """sum over channels of the 3x3 stride-1 correlation, tile by tile; padding may be negative.
 
-    x: (N, C, H, W), w: (F, C/G, 3, 3). Returns y (N, F, OH, OW) without bias, x's dtype.
+    x: (N, C, H, W), w: (F, C/G, 3, 3); out_size: (OH, OW) to evaluate (x read as 0 off the
+    image), by default the correlation's own (H + 2ph - 2, W + 2pw - 2).
+    Returns y (N, F, OH, OW) without bias, x's dtype.
     """
     AT, G, BT = (a.astype(x.dtype) for a in transform_matrices())
     N, C, H, W = x.shape
     F, Cg = w.shape[:2]
     Fg = F // groups
     (ph, pw) = padding
-    OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
+    OH, OW = out_size or (H + 2 * ph - 2, W + 2 * pw - 2)
     TH, TW = _tiles(OH, OW)
     # zero-pad (or crop) so that TH x TW tiles of 6x6, overlapping by 2, fit exactly
     xp = np.zeros((N, C, M_OUT * TH + 2, M_OUT * TW + 2), x.dtype)  # (N, C, 4TH+2, 4TW+2)
@@ -113,32 +159,46 @@ def _winograd_correlate(x, w, padding, groups):
     return Y[:, :, :OH, :OW]
 
 
+def _winograd_any(x, w, padding, groups):
+    """The stride-1 correlation of x with a kernel of any size: 3x3 directly, others as the sum
+    of their 3x3 pieces (see the module docstring). Returns y (N, F, OH, OW) without bias."""
+    KH, KW = w.shape[2:]
+    if (KH, KW) == (R_K, R_K):
+        return _winograd_correlate(x, w, padding, groups)
+    (ph, pw), (H, W) = padding, x.shape[2:]
+    out_size = (H + 2 * ph - KH + 1, W + 2 * pw - KW + 1)
+    w6 = padded_kernel(w)
+    return sum(_winograd_correlate(x, w6[:, :, R_K * a:R_K * a + R_K, R_K * b:R_K * b + R_K],
+                                   (ph - R_K * a, pw - R_K * b), groups, out_size)
+               for a, b in pieces(KH, KW))
+
+
 def check_winograd(x, w, b, stride, padding, groups):
-    """check_conv2d, plus: the kernel is 3x3 and the stride 1. Returns (OH, OW)."""
+    """check_conv2d, plus: the stride is 1 (any kernel size: other than 3x3, cut into 3x3 pieces). Returns (OH, OW)."""
     OH, OW = check_conv2d(x, w, b, stride, padding, groups)
-    if tuple(w.shape[2:]) != (3, 3) or tuple(stride) != (1, 1):
-        raise ValueError(f"winograd: F(4x4, 3x3) needs a 3x3 kernel and stride 1, got w {w.shape} "
-                         f"and stride {tuple(stride)}")
+    if tuple(stride) != (1, 1):
+        raise ValueError(f"winograd: F(4x4, 3x3) needs stride 1, got stride {tuple(stride)} for w {w.shape}")
     return OH, OW
 
 
 def flip_kernel(w, groups):
-    """w (F, C/G, 3, 3) -> the backward-data kernel (C, F/G, 3, 3): rotated 180 deg, F and C swapped per group."""
-    F, Cg = w.shape[:2]
+    """w (F, C/G, KH, KW) -> the backward-data kernel (C, F/G, KH, KW): rotated 180 deg, F and C swapped per group."""
+    F, Cg, KH, KW = w.shape
     Fg = F // groups
-    wg = w.reshape(groups, Fg, Cg, 3, 3)[..., ::-1, ::-1]  # (G, F/G, C/G, 3, 3)
-    return np.ascontiguousarray(wg.transpose(0, 2, 1, 3, 4).reshape(groups * Cg, Fg, 3, 3))
+    wg = w.reshape(groups, Fg, Cg, KH, KW)[..., ::-1, ::-1]  # (G, F/G, C/G, KH, KW)
+    return np.ascontiguousarray(wg.transpose(0, 2, 1, 3, 4).reshape(groups * Cg, Fg, KH, KW))
 
 
 def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, workspace=None, out=None):
     """y = conv(x, w) + b by Winograd F(4x4, 3x3), one 6x6 tile at a time.
 
-    x: (N, C, H, W), w: (F, C/G, 3, 3), b: (F,), all float32 or all float64; stride must be (1, 1).
+    x: (N, C, H, W), w: (F, C/G, KH, KW) (3x3, or cut into 3x3 pieces), b: (F,), all float32 or
+    all float64; stride must be (1, 1).
     budget_bytes and workspace are accepted for the shared signature (this tier keeps no buffers).
     Returns y (N, F, OH, OW), x's dtype.
     """
     check_winograd(x, w, b, stride, padding, groups)
-    y = _winograd_correlate(x, w, padding, groups) + b.reshape(1, -1, 1, 1)  # (N, F, OH, OW)
+    y = _winograd_any(x, w, padding, groups) + b.reshape(1, -1, 1, 1)  # (N, F, OH, OW)
     return into("winograd conv2d_forward", "out", out, y)
 
 
@@ -146,9 +206,9 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=None, nee
                     need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
     """Gradients of conv2d_forward: dx by Winograd on the flipped kernel, dw and db as im2col's.
 
-    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, 3, 3), all of one float dtype.
+    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
     need_dx=False skips dx, need_dw=False dw and db (returned as None).
-    Returns (dx (N, C, H, W) or None, dw (F, C/G, 3, 3) or None, db (F,) or None), x's dtype.
+    Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     check_winograd(x, w, None, stride, padding, groups)
     dw = db = None
@@ -157,6 +217,6 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=None, nee
                                     need_dx=False)
     if not need_dx:
         return _into_grads("winograd conv2d_backward", (None, dw, db), out_dx, out_dw, out_db)
-    q = (2 - padding[0], 2 - padding[1])
-    dx = _winograd_correlate(dy, flip_kernel(w, groups), q, groups)
+    q = (w.shape[2] - 1 - padding[0], w.shape[3] - 1 - padding[1])
+    dx = _winograd_any(dy, flip_kernel(w, groups), q, groups)
     return _into_grads("winograd conv2d_backward", (dx, dw, db), out_dx, out_dw, out_db)

@@ -6,8 +6,9 @@ OH = (H + 2*ph - KH) // sh + 1, OW likewise.
     y[n, f, i, j] = b[f] + sum_{c in group(f), kh, kw} w[f, c, kh, kw] * x_pad[n, c, i*sh + kh, j*sw + kw]
 
 Kernels: kernels/<tier>/conv2d.py. Backward keeps only x and rebuilds the columns.
-3x3 stride-1 layers may instead run Winograd F(4x4, 3x3) (kernels/<tier>/winograd.py): the same
-function; `conv_algo` (None: the process default) and rawcnn/conv_algo.py choose, per input shape.
+Stride-1 layers may instead run Winograd F(4x4, 3x3) (kernels/<tier>/winograd.py; kernels other
+than 3x3 cut into 3x3 pieces): the same function; `conv_algo` (None: the process default) and
+rawcnn/conv_algo.py choose, per input shape.
 """
 import numpy as np
 
