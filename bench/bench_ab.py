@@ -1,0 +1,181 @@
+"""Before/after: the cpu kernels of another checkout against this one's, interleaved in one process.
+
+    git worktree add /tmp/rawcnn-old <commit>
+    PYTHONPATH=. python bench/bench_ab.py --old /tmp/rawcnn-old [--ops im2col winograd linear]
+                                          [--models custom,alexnet,vgg16] [--rounds 7]
+
+Two runs of a benchmark minutes apart on a shared VM differ by up to 2x (bench/RESULTS.md), so a
+change is measured here with the old and the new function called alternately, round after round,
+on the same arrays, with PyTorch's op in the same rounds as the peer. The old checkout's `kernels`
+package is imported under its own module objects (sys.modules swapped while it loads), so the
+old functions run with the old helpers they import.
+
+Correctness first: at every shape the new output must match the old within 1e-4 of its largest
+value (Winograd against Winograd, im2col against im2col, Linear against Linear), else the row
+says MISMATCH. Then, per shape, the median over the rounds of: old, new, torch; "speed-up" is
+old / new, "vs torch" torch / new (> 1: rawcnn faster).
+
+Ops, at the layer shapes and batches of the model benchmarks (custom and AlexNet 32, VGG16 4):
+    im2col    kernels/cpu/conv2d.conv2d_forward at every convolution
+    winograd  kernels/cpu/winograd conv2d_forward, dx, dw at every stride-1 convolution the old
+              checkout's Winograd accepts
+    linear    kernels/cpu/linear.linear_forward at every fully connected layer
+"""
+import argparse
+import importlib
+import os
+import sys
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH)
+import common  # noqa: E402
+
+BOUND = 1e-4
+
+
+def load_tree(path, names):
+    """{name: module} of the `kernels` modules `names` imported from checkout `path`, leaving this
+    checkout's modules in sys.modules as they were."""
+    own = lambda k: k == "kernels" or k.startswith("kernels.")  # noqa: E731
+    saved = {k: v for k, v in sys.modules.items() if own(k)}
+    for k in saved:
+        del sys.modules[k]
+    sys.path.insert(0, os.path.abspath(path))
+    try:
+        mods = {n: importlib.import_module(n) for n in names}
+    finally:
+        sys.path.remove(os.path.abspath(path))
+        for k in [k for k in sys.modules if own(k)]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+    return mods
+
+
+def interleaved(fns, rounds):
+    """{name: median seconds}: every fn called once per round, in turn, after one untimed call each."""
+    import numpy as np
+    for f in fns.values():
+        f()
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def rel(a, b):
+    import numpy as np
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--old", required=True, help="Root of the other checkout (a git worktree).")
+    ap.add_argument("--ops", nargs="+", default=["im2col", "winograd", "linear"],
+                    choices=["im2col", "winograd", "linear"])
+    ap.add_argument("--models", default="custom,alexnet,vgg16")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    common.setup_threads(args.threads or common.default_threads())
+    import numpy as np
+
+    from kernels.cpu import conv2d as new_conv
+    from kernels.cpu import linear as new_linear
+    from kernels.cpu import winograd as new_wino
+    from rawcnn.layers import Linear
+    from rawcnn.models import build
+    old = load_tree(args.old, ["kernels.cpu.conv2d", "kernels.cpu.winograd", "kernels.cpu.linear"])
+    torch = common.try_import_torch()
+    if torch is not None:
+        torch.set_num_threads(args.threads or common.default_threads())
+    common.print_header(f"before/after, old = {os.path.abspath(args.old)}", torch=torch)
+    print(f"{'op':<14} {'layer':<16} {'shape':<34} {'old ms':>8} {'new ms':>8} {'torch ms':>9} "
+          f"{'speed-up':>8} {'vs torch':>8}")
+    models = args.models.split(",")
+
+    def row(op, layer, shape, t, err):
+        to = t.get("torch")
+        print(f"{op:<14} {layer:<16} {shape:<34} {t['old'] * 1e3:8.1f} {t['new'] * 1e3:8.1f} "
+              f"{(to or 0) * 1e3:9.1f} {t['old'] / t['new']:7.2f}x {(to / t['new'] if to else 0):7.2f}x"
+              f"  {'ok' if err < BOUND else 'MISMATCH'} {err:.1e}", flush=True)
+
+    rng = np.random.default_rng(0)
+    for model, name, batch, xs, l in common.conv_layers(models):
+        hp = dict(stride=l.stride, padding=l.padding, groups=l.groups)
+        KH, KW = l.kernel_size
+        x = np.maximum(rng.standard_normal(xs, dtype=np.float32), 0)
+        w = (rng.standard_normal((l.out_channels, l.in_channels // l.groups, KH, KW), dtype=np.float32)
+             * np.float32(np.sqrt(2 / (KH * KW * l.in_channels / l.groups))))
+        b = rng.standard_normal(l.out_channels, dtype=np.float32)
+        shape = f"{'x'.join(map(str, xs))} k{KH}s{l.stride[0]}p{l.padding[0]}g{l.groups}->{l.out_channels}"
+        xt = wt = bt = None
+        if torch is not None:
+            xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+        if "im2col" in args.ops:
+            wo, wn = {}, {}
+            yo = old["kernels.cpu.conv2d"].conv2d_forward(x, w, b, workspace=wo, **hp)
+            yn = new_conv.conv2d_forward(x, w, b, workspace=wn, **hp)
+            fns = {"old": lambda: old["kernels.cpu.conv2d"].conv2d_forward(x, w, b, workspace=wo, out=yo, **hp),
+                   "new": lambda: new_conv.conv2d_forward(x, w, b, workspace=wn, out=yn, **hp)}
+            if torch is not None:  # tensors made from numpy arrays need no grad: no graph is built
+                fns["torch"] = lambda: torch.nn.functional.conv2d(xt, wt, bt, l.stride, l.padding, 1, l.groups)
+            row("im2col fwd", f"{model} {name}", shape, interleaved(fns, args.rounds), rel(yn, yo))
+        if "winograd" in args.ops and l.stride == (1, 1) and min(KH, KW) >= 2:
+            ow = old["kernels.cpu.winograd"]
+            try:
+                yo = ow.conv2d_forward(x, w, b, workspace={}, **hp)
+            except ValueError:  # the old checkout's Winograd does not take this kernel size
+                continue
+            wo, wn = {}, {}
+            yn = new_wino.conv2d_forward(x, w, b, workspace=wn, **hp)
+            dy = rng.standard_normal(yn.shape, dtype=np.float32)
+            dyt = torch.from_numpy(dy) if torch is not None else None
+            for kind in ("fwd", "dx", "dw"):
+                if kind == "fwd":
+                    fo = lambda: ow.conv2d_forward(x, w, b, workspace=wo, out=yo, **hp)  # noqa: E731
+                    fn = lambda: new_wino.conv2d_forward(x, w, b, workspace=wn, out=yn, **hp)  # noqa: E731
+                    ft = lambda: torch.nn.functional.conv2d(xt, wt, bt, 1, l.padding, 1, l.groups)  # noqa: E731
+                    pick = 0
+                else:
+                    bw = dict(need_dx=kind == "dx", need_dw=kind == "dw", **hp)
+                    fo = lambda bw=bw: ow.conv2d_backward(dy, x, w, workspace=wo, **bw)  # noqa: E731
+                    fn = lambda bw=bw: new_wino.conv2d_backward(dy, x, w, workspace=wn, **bw)  # noqa: E731
+                    if kind == "dx":
+                        ft = lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dyt, 1, l.padding, 1, l.groups)  # noqa: E731
+                    else:
+                        ft = lambda: torch.nn.grad.conv2d_weight(xt, wt.shape, dyt, 1, l.padding, 1, l.groups)  # noqa: E731
+                    pick = 0 if kind == "dx" else 1
+                ro, rn = fo(), fn()
+                err = rel(rn, ro) if kind == "fwd" else rel(rn[pick], ro[pick])
+                fns = {"old": fo, "new": fn}
+                if torch is not None:
+                    fns["torch"] = ft
+                row(f"winograd {kind}", f"{model} {name}", shape, interleaved(fns, args.rounds), err)
+    if "linear" in args.ops:
+        for model in models:
+            net = build(model, weight_std=0.0)
+            shape_in = net.input_shape
+            for l in net.layers:
+                if isinstance(l, Linear):
+                    N, D, K = common.LAYER_BATCH[model], l.in_features, l.out_features
+                    x = rng.standard_normal((N, D), dtype=np.float32)
+                    w = rng.standard_normal((K, D), dtype=np.float32) * np.float32(0.01)
+                    b = rng.standard_normal(K, dtype=np.float32)
+                    yo, yn = np.empty((N, K), np.float32), np.empty((N, K), np.float32)
+                    ol = old["kernels.cpu.linear"]
+                    fns = {"old": lambda: ol.linear_forward(x, w, b, out=yo),
+                           "new": lambda: new_linear.linear_forward(x, w, b, out=yn)}
+                    if torch is not None:
+                        xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+                        fns["torch"] = lambda: torch.nn.functional.linear(xt, wt, bt)
+                    t = interleaved(fns, args.rounds)
+                    row("linear fwd", f"{model} {l.name}", f"{N}x{D} -> {K}", t, rel(yn, yo))
+                shape_in = l.output_shape(shape_in)
+
+
+if __name__ == "__main__":
+    main()
