@@ -30,8 +30,9 @@ def _forward_job(x, w, b, y, scratch, worker, k0):
     """y[:, k0:k0+CHUNK] = (w[k0:k0+CHUNK] @ x^T)^T + b[k0:k0+CHUNK], through this worker's (CHUNK, N) scratch.
 
     The product is asked of BLAS as w_chunk (CHUNK, D) @ x^T rather than x @ w_chunk^T: the same
-    numbers, but OpenBLAS runs it with the weights as the large operand, measured 1.5-1.6x faster
-    at fc6's shapes on this machine (bench/RESULTS.md, "Linear forward").
+    bits here, but OpenBLAS runs it with the weights as the large operand, measured 1.33-2.04x
+    faster on every fully connected layer of the three nets (bench/bench_ab.py; bench/RESULTS.md,
+    "Every target met in three runs").
     """
     k1 = min(w.shape[0], k0 + CHUNK)
     yt = scratch[worker, :k1 - k0]
