@@ -57,9 +57,10 @@ def table_choice(C, F, groups, OH, OW, kernel_size=(3, 3)):
     measured: Winograd for 3x3 and 5x5 kernels, except for layers with fewer than 16 input
     channels per group; im2col for every other kernel size (not measured).
 
-    5x5 (bench/RESULTS.md, "Kernels cut into 3x3 pieces"): AlexNet conv2 (96 -> 256 channels,
-    groups 2, 27x27, batch 32) as four 3x3 pieces took 111 ms forward against im2col's 161 and its
-    weight gradient 125 against 198; dx was level (162 vs 160).
+    5x5 (bench/RESULTS.md, "Every target met in three runs", per-layer table): AlexNet conv2 (96 ->
+    256 channels, groups 2, 27x27, batch 32) as four 3x3 pieces took 80 ms forward against
+    im2col's 114 and its weight gradient 107 against 141; its dx, in one earlier one-off
+    measurement, was level with im2col's (162 vs 160 ms).
 
     Measured (bench/RESULTS.md, "Winograd on every core", the idle 2-core VM, both algorithms
     running whole jobs on each core): Winograd's forward beat im2col on 19 of the 20 3x3 stride-1
