@@ -1,6 +1,6 @@
 """Running independent jobs on every core, each with a one-thread BLAS: the CPU tier's thread pool.
 
-Why (measured, bench/RESULTS.md "Winograd with one pass per block on every core"): a kernel that
+Why (measured, bench/RESULTS.md "Winograd on every core, one BLAS thread each"): a kernel that
 alternates Numba `prange` loops (OpenMP threads) with NumPy matmuls (OpenBLAS's own threads)
 hands the cores from one thread pool to the other at every switch; each pool spins a while after
 its part, so on a 2-core machine the other pool's second thread waits, and blocks of work that
