@@ -33,7 +33,7 @@ from numba import njit
 
 from kernels.cpu.conv2d import workspace_buffer
 from kernels.cpu.threads import run_jobs, workers
-from kernels.reference.winograd import (check_winograd, flip_kernel, join_kernel_grad, pieces, split_kernel,
+from kernels.reference.winograd import (check_winograd, flip_kernel, join_kernel_grad, piece_paddings, split_kernel,
                                        transform_matrices)
 from kernels.shapes import out_or_empty
 
@@ -252,9 +252,7 @@ def _pieces_of(w, padding):
     """(w3 (F, P*Cg, 3, 3), [(ph, pw) of each piece]): w itself and [padding] for a 3x3 kernel,
     else its 3x3 pieces (kernels/reference/winograd.split_kernel) and their shifted paddings."""
     KH, KW = w.shape[2:]
-    if (KH, KW) == (3, 3):
-        return w, [tuple(padding)]
-    return split_kernel(w), [(padding[0] - 3 * a, padding[1] - 3 * b) for a, b in pieces(KH, KW)]
+    return (w if (KH, KW) == (3, 3) else split_kernel(w)), piece_paddings(KH, KW, padding)
 
 
 def _input_pieces(x, c0, nc, shifts, Cg, TH, TW, q0, k, V, cv0):
@@ -351,7 +349,7 @@ def winograd_weight_grad(dy, x, padding, groups, dw, workspace=None, block_bytes
     OH, OW = dy.shape[2:]
     TH, TW = -(-OH // 4), -(-OW // 4)
     QT = N * TH
-    shifts = [(padding[0] - 3 * a, padding[1] - 3 * b) for a, b in pieces(KH, KW)]
+    shifts = piece_paddings(KH, KW, padding)
     CP = len(shifts) * Cg  # V's channels
     R = rows_per_block(CP, Fg, TW, QT, x.itemsize, block_bytes)
     nblocks = min(QT, CHAINS * -(-QT // (CHAINS * R)))  # even where QT allows, sizes within one row

@@ -95,6 +95,11 @@ def pieces(KH, KW):
     return [(a, b) for a in range(-(-KH // R_K)) for b in range(-(-KW // R_K))]
 
 
+def piece_paddings(KH, KW, padding):
+    """The padding each 3x3 piece of pieces(KH, KW) reads the input at: (ph - 3a, pw - 3b)."""
+    return [(padding[0] - R_K * a, padding[1] - R_K * b) for a, b in pieces(KH, KW)]
+
+
 def padded_kernel(w):
     """w (F, Cg, KH, KW) zero-padded to (F, Cg, 3*ceil(KH/3), 3*ceil(KW/3)), so every piece is whole."""
     F, Cg, KH, KW = w.shape
@@ -168,9 +173,8 @@ def _winograd_any(x, w, padding, groups):
     (ph, pw), (H, W) = padding, x.shape[2:]
     out_size = (H + 2 * ph - KH + 1, W + 2 * pw - KW + 1)
     w6 = padded_kernel(w)
-    return sum(_winograd_correlate(x, w6[:, :, R_K * a:R_K * a + R_K, R_K * b:R_K * b + R_K],
-                                   (ph - R_K * a, pw - R_K * b), groups, out_size)
-               for a, b in pieces(KH, KW))
+    return sum(_winograd_correlate(x, w6[:, :, R_K * a:R_K * a + R_K, R_K * b:R_K * b + R_K], pad, groups, out_size)
+               for (a, b), pad in zip(pieces(KH, KW), piece_paddings(KH, KW, padding)))
 
 
 def check_winograd(x, w, b, stride, padding, groups):
