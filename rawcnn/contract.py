@@ -19,7 +19,8 @@ The steps, in order (`file_to_stored` then `Contract.to_input`):
     2. data steps  gray with data settings: preprocess_image (ROI crop, 1024, CLAHE, S) -> (C, S, S)
     3. the Preprocessing record: resize, channel order, (x * scale - mean) / std -> (1, 3, IH, IW)
 `data prepare` runs steps 1-2 on every file, train and evaluate run step 3 on the stored images,
-and predict / viz / report on files run all three, through this module, so they agree.
+and predict, trace and viz on files run all three through `file_to_input`, so they feed the net
+the same tensor (tests/test_input_paths.py checks it through the command line).
 
 Where the ROI box comes from at predict time (`roi_source`):
     a lung mask given for the image  -> the mask (as training did with 'masks')
@@ -125,6 +126,17 @@ def file_to_stored(path, contract, lung_mask=None):
                 f"(give --mask FILE or --masks DIR)")
     y = preprocess_image(x, lung, None, s)[0]
     return (y if y.ndim == 3 else y[None]), note
+
+
+def file_to_input(path, contract, to_input, lung_mask=None):
+    """Steps 1-3 for one file: the one path from an image file to the network's input.
+
+    to_input: the checkpoint's step 3 (rawcnn.train.make_to_input). Returns (x, stored, note):
+    x (1, C, IH, IW) the net's input, stored file_to_stored's uint8 (C, S, S) (for pictures) and
+    its note. `predict`, `trace` and the viz commands on image files all come through here.
+    """
+    stored, note = file_to_stored(path, contract, lung_mask)
+    return np.array(to_input(stored[None])), stored, note  # a copy: to_input may hand out a kept buffer
 
 
 def find_masks(image_path, masks_dir):

@@ -142,7 +142,7 @@ def predict(ckpt_path, image_paths, batch_size=32, device="cpu", lung_masks=None
     image without a mask is cropped by the lung-field locator (rawcnn.data.locator), and
     log(message) says so. Returns probs: float64 (N, K), column k the probability of class k.
     """
-    from .contract import contract_of, file_to_stored
+    from .contract import contract_of, file_to_input
     paths = [os.fspath(p) for p in image_paths]
     if not paths:
         raise ValueError("predict: no image paths given")
@@ -155,9 +155,10 @@ def predict(ckpt_path, image_paths, batch_size=32, device="cpu", lung_masks=None
     for i in range(0, len(paths), int(batch_size)):
         batch = []  # net inputs (1, C, H, W), one per image
         for j in range(i, min(i + int(batch_size), len(paths))):
-            x, note = file_to_stored(paths[j], contract, lung_masks[j] if lung_masks is not None else None)
+            x, _, note = file_to_input(paths[j], contract, to_input,
+                                       lung_masks[j] if lung_masks is not None else None)  # (1, C, H, W)
             if note and log is not None:
                 log(f"{paths[j]}: {note}")
-            batch.append(to_input(x[None]))  # (1, C, H, W)
+            batch.append(x)
         probs.append(forward_probs(net, np.concatenate(batch), batch_size=len(batch))[0])
     return np.concatenate(probs)

@@ -40,12 +40,14 @@ class TraceRow:
 @dataclass
 class Trace:
     """What `trace` returns: the rows front to back, the class the loss used, the loss, the
-    probabilities (K,) and |d loss / d input|."""
+    probabilities (K,), |d loss / d input| and a note on how the input was made (e.g. the lung
+    ROI from the locator; '' when nothing needs saying)."""
     rows: list
     class_index: int
     loss: float
     probs: np.ndarray
     grad_input: float
+    note: str = ""
 
 
 def _logit_index(net):
@@ -113,13 +115,16 @@ def format_trace(t):
              for r in [head] + rows]
     lines.append(f"loss -log p[{t.class_index}] = {t.loss:.6g} (p = {t.probs[t.class_index]:.4g}); "
                  f"|dL/dx| at the input = {t.grad_input:.4g}")
+    if t.note:
+        lines.append(f"input: {t.note}")
     return "\n".join(lines)
 
 
 def trace_command(model, image=None, random=False, class_index=None, seed=0, device="cpu"):
     """`rawcnn trace`: load a checkpoint (.h5) or build a model (name or spec file), make its input
-    from an image file (a checkpoint's input contract, else the gray image resized to the input
-    and scaled to [0, 1]) or from N(0, 1) noise of the given seed, and trace it. Returns Trace."""
+    from an image file (a checkpoint's input contract, the same path as `predict`:
+    rawcnn.contract.file_to_input; else the gray image resized to the input and scaled to [0, 1])
+    or from N(0, 1) noise of the given seed, and trace it. Returns Trace."""
     import os
 
     from .checkpoint import load_checkpoint
@@ -134,20 +139,20 @@ def trace_command(model, image=None, random=False, class_index=None, seed=0, dev
     if net.input_shape is None:
         raise ValueError(f"{model}: the model records no input shape")
     C, H, W = net.input_shape
+    note = ""
     if random:
         x = np.random.default_rng(seed).standard_normal((1, C, H, W)).astype(net.dtype)
-    elif ck is not None and ck.get("preprocessing") is not None:
-        from .data import load_image, preprocess_image
+    elif ck is not None and ck.get("preprocessing") is not None:  # predict's path (rawcnn.contract)
+        from .contract import contract_of, file_to_input
         from .evaluate import _checkpoint_input
-        settings, to_input = _checkpoint_input(net, ck, model)
-        img = load_image(image)  # (H', W') uint8
-        if settings is not None:
-            img, _, _ = preprocess_image(img, None, None, settings)
-        x = to_input((img if img.ndim == 3 else img[None])[None])
+        _, to_input = _checkpoint_input(net, ck, model)
+        x, _, note = file_to_input(image, contract_of(ck), to_input)  # (1, C, H, W)
     else:
         import cv2
 
         from .data import load_image
         img = cv2.resize(load_image(image), (W, H), interpolation=cv2.INTER_AREA)  # (H, W) uint8
         x = np.repeat((img.astype(np.float32) / 255.0)[None, None], C, axis=1).astype(net.dtype)
-    return trace(net, x, class_index)
+    t = trace(net, x, class_index)
+    t.note = note
+    return t

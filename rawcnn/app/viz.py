@@ -6,7 +6,7 @@ Shape legend: N images, C, S, S the stored (uint8) images, K classes.
 
 Images come from a prepared data set (`data` a path or load_dataset's result, `split`, `indices`
 into the split) or from image files (`images`, through the checkpoint's input contract as `predict`
-runs it: rawcnn.contract.file_to_stored, the lung ROI from the locator when training cropped one).
+runs it: rawcnn.contract.file_to_input, the lung ROI from the locator when training cropped one).
 The net is fed what training fed it (rawcnn.train.make_to_input with the checkpoint's preprocessing
 record).
 """
@@ -32,29 +32,40 @@ def open_checkpoint(checkpoint, device="cpu"):
     return net, ck, make_to_input(net, ck.get("preprocessing") or None)
 
 
-def select_images(ck, data=None, split="test", indices=None, images=()):
-    """The images to look at: (uint8 (N, C, S, S), names list, lesion masks (N, S, S) or None).
+class _Feed:
+    """The net's inputs of a selection of stored images, made a slice at a time: feed[i:j] is
+    to_input(x[i:j]) (a data set's stored images already went through steps 1-2 of the contract)."""
 
-    From `data`'s split (all of it, or `indices` into it) or from image files `images`.
+    def __init__(self, x, to_input):
+        self.x, self.to_input = x, to_input
+
+    def __getitem__(self, s):
+        return self.to_input(self.x[s])
+
+
+def select_images(ck, data=None, split="test", indices=None, images=(), to_input=None):
+    """The images to look at: (pictures uint8 (N, C, S, S), names list, lesion masks (N, S, S) or None, feed).
+
+    From `data`'s split (all of it, or `indices` into it) or from image files `images`. feed[i:j] is
+    the net's input of images i..j-1: for files, each made by rawcnn.contract.file_to_input, the
+    path `predict` and `trace` take (so the net sees the same tensor whatever command reads the
+    file); the pictures are then only for drawing (brought to one size when the files differ).
+    to_input: the checkpoint's step 3 (open_checkpoint).
     """
     if data is not None and images:
         raise ValueError("give a data set or image files, not both")
     if images:
-        from ..contract import contract_of, file_to_stored
+        from ..contract import contract_of, file_to_input
         contract = contract_of(ck)
-        xs = [file_to_stored(p, contract)[0] for p in images]  # (C, S, S) each: predict's steps, locator ROI
-        shapes = {x.shape for x in xs}
-        pp = contract.preprocessing
-        if len(shapes) > 1 and pp is not None and pp.resize != "none":  # the contract's first resize, done early
+        made = [file_to_input(p, contract, to_input) for p in images]  # (x (1, C, IH, IW), stored, note)
+        feed = np.concatenate([m[0] for m in made])  # (N, C, IH, IW)
+        xs = [m[1] for m in made]  # (C, S, S) each
+        if len({x.shape for x in xs}) > 1:  # for the pictures only: the net's input size
             import cv2
-            h, w = pp.resize_size if pp.resize == "resize-crop" else pp.input_size
+            h, w = feed.shape[2:]
             xs = [np.atleast_3d(cv2.resize(x.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_AREA))
                   .transpose(2, 0, 1) for x in xs]  # (C, h, w) each
-            shapes = {x.shape for x in xs}
-        if len(shapes) > 1:
-            raise ValueError(f"the images have different sizes {sorted(shapes)}; the checkpoint records no "
-                             f"data settings that would bring them to one")
-        return np.stack(xs), [os.path.splitext(os.path.basename(os.fspath(p)))[0] for p in images], None
+        return np.stack(xs), [os.path.splitext(os.path.basename(os.fspath(p)))[0] for p in images], None, feed
     if data is None:
         raise ValueError("give a prepared data set (data=) or image files (images=)")
     from ..data import load_dataset
@@ -64,7 +75,8 @@ def select_images(ck, data=None, split="test", indices=None, images=()):
     if idx.size == 0 or idx.min() < 0 or idx.max() >= len(s.labels):
         raise ValueError(f"--index {[int(i) for i in idx]} does not fit split {split!r} of {len(s.labels)} images")
     masks = np.where(s.has_lesion_mask[idx, None, None], s.lesion_masks[idx], 0)  # (N, S, S)
-    return s.images[idx], [str(n) for n in s.names[idx]], masks
+    x = s.images[idx]
+    return x, [str(n) for n in s.names[idx]], masks, _Feed(x, to_input)
 
 
 def viz_filters(checkpoint, out, *, layer=None, channel=None, tile=None, ncols=None, device="cpu"):
@@ -82,11 +94,11 @@ def viz_activations(checkpoint, out_dir, *, data=None, split="test", indices=Non
     from ..viz.heatmap import default_layer
     net, ck, to_input = open_checkpoint(checkpoint, device)
     layer = layer or default_layer(net)
-    x, names, masks = select_images(ck, data, split, indices, images)
+    x, names, masks, feed = select_images(ck, data, split, indices, images, to_input)
     out = []
     for n, name in enumerate(names):
         m = masks[n] if masks is not None and masks[n].any() else None
-        out.append(save_activations(net, to_input(x[n:n + 1]), layer, out_dir, stem=safe_name(name),
+        out.append(save_activations(net, feed[n:n + 1], layer, out_dir, stem=safe_name(name),
                                     raw_format=raw_format,
                                     k=top_k, mask=m))
     return out
@@ -103,11 +115,11 @@ def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, i
     if full_res and not images:
         raise ValueError("--full-res draws over the source files: give --image files, not --data")
     net, ck, to_input = open_checkpoint(checkpoint, device)
-    x, names, _ = select_images(ck, data, split, indices, images)
+    x, names, _, feed = select_images(ck, data, split, indices, images, to_input)
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for i in range(0, len(names), int(batch_size)):
-        hm = heatmaps(net, to_input(x[i:i + batch_size]), method, layer=layer, class_index=class_index,
+        hm = heatmaps(net, feed[i:i + batch_size], method, layer=layer, class_index=class_index,
                       channel=channel, batch_size=batch_size)
         for j, heat in enumerate(hm.maps):
             stem = inside(out_dir, f"{names[i + j]}_{method}")

@@ -1,0 +1,113 @@
+"""Every path from an image file to the net goes through the input contract (rawcnn.contract): for
+the same file and checkpoint, `predict`, `trace` and the viz commands feed the net the same tensor.
+
+The tensor is caught where it enters the net (the first Net.forward of each command, run through
+the command line), so the test sees what each command really fed, not what a helper returns.
+Cases: a grey radiograph checkpoint trained on lung-ROI crops (no mask given: every command must
+crop with the locator, as `predict` does); a colour checkpoint (an ImageNet-style record: the
+file's colours, not grey); two files of different sizes through `viz heatmap` at once.
+"""
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from rawcnn.checkpoint import save_checkpoint
+from rawcnn.contract import contract_of, file_to_stored
+from rawcnn.data import default_settings, synthesize
+from rawcnn.models import build
+from rawcnn.net import Net
+from rawcnn.preprocessing import Preprocessing
+from rawcnn.checkpoint import read_checkpoint
+
+SPEC = {"name": "tiny", "input": [3, 32, 32], "layers": [
+    {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
+    {"type": "ReLU", "name": "relu1"},
+    {"type": "MaxPool2d", "name": "pool1", "kernel_size": 2, "stride": 2},
+    {"type": "Flatten", "name": "flatten"},
+    {"type": "Linear", "name": "fc8", "out_features": 2}]}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("paths")
+    recs = synthesize(d / "syn", 4, size=128, seed=3, progress=False)
+    net = build(SPEC, seed=0, weight_std="he")
+    s = default_settings(32)
+    s.update(base_size=None, roi="masks")  # trained on mask crops: without a mask, the locator crops
+    grey = Preprocessing(channel_order="RGB", mean=(100.0,) * 3, std=(50.0,) * 3, input_size=(32, 32),
+                         resize="direct", name="test", decode="gray")
+    save_checkpoint(d / "grey.h5", net, preprocessing=grey.to_dict(),
+                    meta={"data_settings": s, "class_names": ["normal", "abnormal"]})
+    save_checkpoint(d / "no_settings.h5", net, preprocessing=grey.to_dict(), meta={"class_names": ["a", "b"]})
+    colour = Preprocessing(channel_order="BGR", mean=(103.9, 116.8, 123.7), input_size=(32, 32),
+                           resize="direct", name="test-colour", decode="color")
+    save_checkpoint(d / "colour.h5", net, preprocessing=colour.to_dict(), meta={"class_names": ["a", "b"]})
+    rng = np.random.default_rng(0)
+    rgb = np.zeros((40, 56, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, rng.integers(0, 255, (40, 56)), 10  # B, G, R planes differ
+    cv2.imwrite(str(d / "colour.png"), rgb)
+    small = cv2.resize(cv2.imread(str(recs[1].path), cv2.IMREAD_GRAYSCALE), (77, 91))
+    cv2.imwrite(str(d / "other_size.png"), small)
+    return {"dir": d, "xray": str(recs[0].path), "other": str(d / "other_size.png"), "grey": str(d / "grey.h5"),
+            "colour": str(d / "colour.h5"), "no_settings": str(d / "no_settings.h5"),
+            "colour_png": str(d / "colour.png")}
+
+
+@pytest.fixture
+def fed(monkeypatch):
+    """Run a command line; return the inputs of every Net.forward call that started from the input."""
+    def run(*args):
+        seen = []
+        real = Net.forward
+
+        def forward(self, x, *a, **kw):
+            if kw.get("after") is None:
+                seen.append(np.array(x))
+            return real(self, x, *a, **kw)
+        monkeypatch.setattr(Net, "forward", forward)
+        r = CliRunner().invoke(main, [str(a) for a in args])
+        monkeypatch.setattr(Net, "forward", real)
+        assert r.exit_code == 0, r.output
+        assert seen, f"{args}: the net was never run"
+        return seen, r.output
+    return run
+
+
+def test_trace_predict_and_viz_feed_the_same_tensor_to_a_lung_roi_checkpoint(files, fed, tmp_path):
+    f, ck = files["xray"], files["grey"]
+    p, out = fed("predict", "--checkpoint", ck, f)
+    assert "lung ROI from the locator" in out
+    t, out_t = fed("trace", ck, "--input", f)
+    h, _ = fed("viz", "heatmap", ck, "--image", f, "--method", "saliency", "--out", tmp_path / "h")
+    a, _ = fed("viz", "activations", ck, "--image", f, "--top", 2, "--out", tmp_path / "a")
+    x = p[0]
+    assert x.shape == (1, 3, 32, 32)
+    for other in (t[0], h[0], a[0]):
+        np.testing.assert_array_equal(other, x)
+    assert "lung ROI from the locator" in out_t  # trace says how it made the input, as predict does
+    # the crop matters: the whole image, uncropped, is another tensor
+    c = contract_of(read_checkpoint(ck))
+    c.settings = {**c.settings, "roi": "none", "roi_crop": False}
+    whole = file_to_stored(f, c)[0]
+    assert whole.shape[1:] == (32, 32)
+    assert not np.array_equal(np.round((whole[None].astype(np.float32) - 100) / 50, 5), np.round(x, 5))
+
+
+def test_trace_decodes_colour_for_a_colour_checkpoint(files, fed):
+    f, ck = files["colour_png"], files["colour"]
+    p, _ = fed("predict", "--checkpoint", ck, f)
+    t, _ = fed("trace", ck, "--input", f)
+    np.testing.assert_array_equal(t[0], p[0])
+    b, g, r = (p[0][0, c] for c in range(3))  # BGR contract: the file's planes, not one grey plane
+    np.testing.assert_allclose(b.mean() + 103.9, 200, atol=0.5)
+    np.testing.assert_allclose(r.mean() + 123.7, 10, atol=0.5)
+
+
+def test_viz_on_files_of_different_sizes_feeds_what_predict_feeds(files, fed, tmp_path):
+    ck, f1, f2 = files["no_settings"], files["xray"], files["other"]  # no data settings: the files' own sizes
+    p1, _ = fed("predict", "--checkpoint", ck, f1)
+    p2, _ = fed("predict", "--checkpoint", ck, f2)
+    h, _ = fed("viz", "heatmap", ck, "--image", f1, "--image", f2, "--method", "saliency", "--out", tmp_path)
+    np.testing.assert_array_equal(h[0], np.concatenate([p1[0], p2[0]]))
