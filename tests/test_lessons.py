@@ -17,7 +17,7 @@ LESSONS = sorted((ROOT / "docs" / "lessons").glob("*.ipynb"))
 
 def test_the_lessons_are_there():
     names = [p.name for p in LESSONS]
-    for stem in ("01_convolution_by_hand", "02_lrn_backward", "04_what_the_network_sees"):
+    for stem in ("01_convolution_by_hand", "02_lrn_backward", "03_im2col_vs_winograd", "04_what_the_network_sees"):
         assert f"{stem}.ipynb" in names
 
 
