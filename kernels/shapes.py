@@ -6,6 +6,8 @@ kernels/reference/ holds only the math. Shape legends are the ops' own (kernels/
 """
 import numpy as np
 
+COLUMN_BUDGET_BYTES = 128 * 2**20  # im2col columns per batch slice (the conv2d kernels' and Conv2d's default)
+
 
 # -- conv2d ------------------------------------------------------------------------------------
 def conv2d_output_size(x_shape, kernel_size, stride, padding):
@@ -37,6 +39,16 @@ def check_conv2d(x, w, b, stride, padding, groups):
     if b is not None and b.shape != (F,):
         raise ValueError(f"conv2d: b {b.shape} must be ({F},) for w {w.shape}")
     return conv2d_output_size(x.shape, w.shape[2:], stride, padding)
+
+
+def check_conv2d_backward(dy, x, w, stride, padding, groups, op="conv2d_backward"):
+    """Validate a convolution's backward arrays (x, w as check_conv2d; dy (N, F, OH, OW) of x's dtype);
+    return (OH, OW)."""
+    OH, OW = check_conv2d(x, w, None, stride, padding, groups)
+    want = (x.shape[0], w.shape[0], OH, OW)
+    if tuple(dy.shape) != want or dy.dtype != x.dtype:
+        raise ValueError(f"{op}: dy {dy.shape} {dy.dtype} must be {want} {x.dtype} for x {x.shape} and w {w.shape}")
+    return OH, OW
 
 
 # -- maxpool2d ---------------------------------------------------------------------------------
@@ -119,6 +131,14 @@ def check_linear_args(x, w, b):
                          f"got {x.dtype}, {w.dtype}, {b.dtype}")
 
 
+def check_linear_backward_args(dy, x, w):
+    """Raise ValueError unless x (N, D) and w (K, D) agree and dy is (N, K) of x's dtype."""
+    check_linear_args(x, w, w[:, 0])
+    if tuple(dy.shape) != (x.shape[0], w.shape[0]) or dy.dtype != x.dtype:
+        raise ValueError(f"linear_backward: dy must be (N, K) = {(x.shape[0], w.shape[0])} of dtype {x.dtype}, "
+                         f"got {dy.shape} {dy.dtype}")
+
+
 # -- dropout -----------------------------------------------------------------------------------
 def check_dropout_mask_args(p, rng, dtype):
     """Raise ValueError unless 0 <= p < 1 and dtype is float32/float64; TypeError for a non-Generator rng."""
@@ -144,6 +164,13 @@ def check_softmax_args(x, name="x"):
         raise ValueError(f"softmax: {name} must be (N, K) with K >= 1, got shape {x.shape}")
     if x.dtype not in (np.float32, np.float64):
         raise ValueError(f"softmax: {name} must be float32 or float64, got {x.dtype}")
+
+
+def check_softmax_backward_args(dy, y):
+    """Raise ValueError unless y is a valid softmax output (N, K) and dy has its shape."""
+    check_softmax_args(y, "y")
+    if dy.shape != y.shape:
+        raise ValueError(f"softmax_backward: dy {dy.shape} and y {y.shape} must have one shape")
 
 
 # -- softmax_cross_entropy ---------------------------------------------------------------------

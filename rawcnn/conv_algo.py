@@ -57,18 +57,13 @@ def table_choice(C, F, groups, OH, OW, kernel_size=(3, 3)):
     measured: Winograd for 3x3 and 5x5 kernels, except for layers with fewer than 16 input
     channels per group; im2col for every other kernel size (not measured).
 
-    5x5 (bench/RESULTS.md, "Every target met in three runs", per-layer table): AlexNet conv2 (96 ->
-    256 channels, groups 2, 27x27, batch 32) as four 3x3 pieces took 80 ms forward against
-    im2col's 114 and its weight gradient 107 against 141; its dx, in one earlier one-off
-    measurement, was level with im2col's (162 vs 160 ms).
-
-    Measured (bench/RESULTS.md, "Winograd on every core", the idle 2-core VM, both algorithms
-    running whole jobs on each core): Winograd's forward beat im2col on 19 of the 20 3x3 stride-1
-    layers of custom, AlexNet and VGG16, by 1.09x (VGG16 conv5_1) to 3.63x (VGG16 conv2_1); the
-    exception is VGG16 conv1_1, whose 3 input channels leave Winograd's transforms nothing to
-    amortise (im2col 20.6 ms, Winograd 26.9 ms; its weight gradient 26.5 vs 37.0 ms). No layer
-    between 3 and 64 input channels was measured: the threshold of 16 is a guess between them.
-    `--conv-algo tune` measures the machine at hand and `auto` then follows the measurement.
+    The rule follows the per-layer tables of bench/bench_winograd.py and bench/bench_models.py
+    (bench/RESULTS.md, "Winograd on every core" for 3x3, "Every target met in three runs" for
+    AlexNet's 5x5 conv2): Winograd's forward beat im2col on every measured 3x3 and 5x5 stride-1
+    layer of custom, AlexNet and VGG16 but VGG16 conv1_1, whose 3 input channels leave its
+    transforms nothing to amortise. No layer between 3 and 64 input channels was measured: the
+    threshold of 16 is a guess between them. `--conv-algo tune` measures the machine at hand and
+    `auto` then follows the measurement.
     """
     return "winograd" if C // groups >= 16 and tuple(kernel_size) in MEASURED_KERNELS else "im2col"
 

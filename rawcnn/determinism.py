@@ -9,7 +9,7 @@ dw = dy @ cols^T can differ in the last bits with OPENBLAS_NUM_THREADS=1 and 2. 
 last-bit differences until the runs part (the issue's runs parted at epoch 6).
 
 Splitting the products ourselves does not help while each piece still goes through a threaded
-sgemm. (Since issue 14 the cpu tier's convolutions and Linear do split them, but each piece runs
+sgemm. (The cpu tier's convolutions and Linear now do split them, but each piece runs
 on a one-thread BLAS, cut by shape only: kernels/cpu/threads.py. Their results no longer depend on
 the thread count with or without this pin, which still covers any other product in the loop.)
 So training pins the BLAS library to one thread for the duration of the loop (the Numba

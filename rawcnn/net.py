@@ -219,8 +219,8 @@ class Net:
         """
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        # fresh arrays: every batch's output is kept. (Kept buffers were tried here: they hold every
-        # layer's output at once, +40 % peak memory for the custom net's forward, for ~5 % speed.)
+        # fresh arrays: every batch's output is kept. (Kept buffers hold every layer's output at
+        # once: more peak memory for little speed at test time; design.md, the workspace.)
         with self.reusing_buffers(False):
             return self._predict(x, batch_size, upto, softmax, to_input, progress)
 
@@ -238,10 +238,6 @@ class Net:
         if not outs:
             raise ValueError("predict: no images (x has length 0)")
         return np.concatenate(outs)
-
-    def predict_proba(self, x, batch_size=32):
-        """Class probabilities (N, K) as a numpy array, forward in batches at test time (= predict)."""
-        return self.predict(x, batch_size)
 
     # -- parameters ----------------------------------------------------------------------------
     def parameters(self, trainable_only=False):

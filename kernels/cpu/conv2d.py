@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.cpu.threads import run_jobs, workers
-from kernels.shapes import check_conv2d, conv2d_output_size, out_or_empty
+from kernels.shapes import COLUMN_BUDGET_BYTES, check_conv2d, check_conv2d_backward, conv2d_output_size, out_or_empty
 
 CHAINS = 2  # the weight gradient's partial sums: images alternate between them, each summed in
 # image order, and the two added at the end, so the bits do not depend on the thread count
@@ -111,7 +111,7 @@ def _im2col_image(x, n, KH, KW, sh, sw, ph, pw, OH, OW, xd, cols):
                        columns split by residue modulo the stride (xd: scratch of _split_shape);
       cols[(c*KH + kh)*KW + kw, oh*OW + ow] = xd[c, kw % sw, oh*sh + kh, kw // sw + ow]: every
                        run of OW columns a contiguous copy.
-    Measured 1.8-2.1x faster per image than a copy straight from x (AlexNet conv1, custom conv1).
+    Faster per image than a copy straight from x: bench/bench_ab.py measures it (bench/RESULTS.md).
     """
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     rows, M = xd.shape[2], xd.shape[3]
@@ -218,13 +218,13 @@ def workspace_buffer(workspace, shape, dtype, name="cols"):
     return buf[:size].reshape(shape)
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20, workspace=None,
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES, workspace=None,
                    out=None):
     """y = conv(x, w) + b by im2col + one GEMM per image and group, a slice of the batch at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
-    budget_bytes: unused here (the forward keeps one image's columns per thread; measured 4-9 %
-    faster on AlexNet conv1/conv2 and custom conv1 than a slice of the batch, bench/RESULTS.md),
+    budget_bytes: unused here (the forward keeps one image's columns per thread, which measured
+    faster than a slice of the batch: bench/bench_ab.py, bench/RESULTS.md),
     kept so that both directions take the same arguments; workspace: a dict kept across calls that
     holds the columns (None: allocated per call); out: None or a C-contiguous
     (N, F, OH, OW) array of x's dtype that receives y (it must not overlap x).
@@ -259,7 +259,7 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     return y
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
+def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES, need_dx=True,
                     need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
     """Gradients of conv2d_forward, the columns rebuilt from x a slice at a time.
 
@@ -274,12 +274,9 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     dcols and col2im per image.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
-    OH, OW = check_conv2d(x, w, None, stride, padding, groups)
+    OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
-    if dy.shape != (N, F, OH, OW) or dy.dtype != x.dtype:
-        raise ValueError(f"conv2d_backward: dy {dy.shape} {dy.dtype} must be {(N, F, OH, OW)} "
-                         f"{x.dtype} for x {x.shape} and w {w.shape}")
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     Fg, K, P = F // groups, Cg * KH * KW, OH * OW
     w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)

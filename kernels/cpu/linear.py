@@ -6,15 +6,15 @@ y, dy (N, K).
 All three products go to NumPy's BLAS; a hand-written Numba loop would only be slower. Each
 product is cut into jobs of CHUNK output columns (features out for y and dw, features in for
 dx), run by kernels/cpu/threads.run_jobs: every core takes whole jobs with a one-thread BLAS,
-so no BLAS thread pool is left spinning next to the Numba kernels that follow (measured: a
-max-pool right after a 2-thread GEMM took 77 ms instead of 40), and the cut depends on the
+so no BLAS thread pool is left spinning next to the Numba kernels that follow (a spinning pool
+slows the kernel after it: bench/bench_ops.py, bench/RESULTS.md), and the cut depends on the
 shape only: the same bits on any number of threads. The bias add and the bias gradient are
 plain NumPy passes over (N, K).
 """
 import numpy as np
 
 from kernels.cpu.threads import run_jobs, workers
-from kernels.shapes import check_linear_args, out_or_empty
+from kernels.shapes import check_linear_args, check_linear_backward_args, out_or_empty
 
 CHUNK = 512  # output columns per job
 
@@ -64,10 +64,7 @@ def linear_backward(dy, x, w, *, need_dx=True, need_dw=True, out_dx=None, out_dw
     Returns (dx, dw, db): dx (N, D) or None when need_dx is False, dw (K, D), db (K,) or both None
     when need_dw is False; dtype of dy.
     """
-    check_linear_args(x, w, w[:, 0])
-    if dy.shape != (x.shape[0], w.shape[0]) or dy.dtype != x.dtype:
-        raise ValueError(f"linear_backward: dy must be (N, K) = {(x.shape[0], w.shape[0])} of dtype {x.dtype}, "
-                         f"got {dy.shape} {dy.dtype}")
+    check_linear_backward_args(dy, x, w)
     op, dx, dw, db = "linear_backward", None, None, None
     if need_dx:
         dx = _by_columns(dy, w, out_or_empty(op, "out_dx", out_dx, x.shape, x.dtype))  # (N, D)

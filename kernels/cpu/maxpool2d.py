@@ -33,7 +33,7 @@ def _square_window(xp, h0, w0, K):
     """(max, flat index of the first max, any NaN) of the K x K window at (h0, w0), all inside.
 
     Called with a literal K (2 or 3): inlined, its loops have constant trip counts and unroll
-    into branch-free selects, 2.4x faster than the general scan on AlexNet's 3x3 pools.
+    into branch-free selects, faster than the general scan (bench/bench_ops.py, bench/RESULTS.md).
     """
     W = xp.shape[1]
     best, best_i, nan = xp[h0, w0], h0 * W + w0, False

@@ -10,7 +10,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.shapes import check_softmax_args
+from kernels.shapes import check_softmax_args, check_softmax_backward_args
 
 
 @njit(parallel=True, cache=True)
@@ -59,9 +59,7 @@ def softmax_backward(dy, y):
     dy, y: float32/float64 (N, K)
     Returns dx: (N, K), dtype of dy.
     """
-    check_softmax_args(y, "y")
-    if dy.shape != y.shape:
-        raise ValueError(f"softmax_backward: dy {dy.shape} and y {y.shape} must have one shape")
+    check_softmax_backward_args(dy, y)
     dy, y = np.ascontiguousarray(dy), np.ascontiguousarray(y)
     dx = np.empty_like(dy)  # (N, K)
     _softmax_backward_kernel(dy, y, dx)

@@ -14,8 +14,8 @@ Math: the derivation of the matrices and of the backward is in kernels/reference
     y tile (4x4)     = A^T M A + b           output transform (_output_rows)
 The transforms are the reference's B^T and A^T written out entry by entry (_bt, _at; a test checks
 them against transform_matrices()), applied to whole rows of tiles so that the inner loops have
-unit stride and vectorise (the output transform, and dy's, over all tiles of a block at once:
-measured 1.5-2.4x faster than row by row when a row holds 4-14 tiles).
+unit stride and vectorise (the output transform, and dy's, over all tiles of a block at once,
+faster than row by row when a row holds few tiles: bench/bench_winograd.py, bench/RESULTS.md).
 
 How it runs (kernels/cpu/threads.py): the call is cut into jobs, and each thread takes whole jobs
 from a queue and runs them through all three phases with a one-thread BLAS, so a block's V and M
@@ -35,7 +35,7 @@ from kernels.cpu.conv2d import workspace_buffer
 from kernels.cpu.threads import run_jobs, workers
 from kernels.reference.winograd import (check_winograd, flip_kernel, join_kernel_grad, piece_paddings, split_kernel,
                                        transform_matrices)
-from kernels.shapes import out_or_empty
+from kernels.shapes import COLUMN_BUDGET_BYTES, check_conv2d_backward, out_or_empty
 
 BLOCK_BYTES = 8 * 2 ** 20  # V + M of one job (bench/RESULTS.md: 8 MiB measured best or near it on every layer)
 
@@ -279,7 +279,7 @@ def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=
       multiplies it with V and transforms its output. Cut by rows, these layers give fewer jobs
       than threads, and every job would read all of U (37.7 MB for 512 -> 512 channels); cut by
       filters each job makes and reads its own 4.7 MB part while it is in its core's cache
-      (measured: VGG16 conv5_x's whole U written first, then read, took 7.7 ms of a 24.5 ms call).
+      (bench/bench_winograd.py on VGG16 conv5_x; the figures are in bench/RESULTS.md).
     """
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
@@ -403,7 +403,7 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, works
                               y, workspace)
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
+def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES, need_dx=True,
                     need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
     """Gradients of conv2d_forward: dx by Winograd on the flipped kernel, dw by Winograd (G^T dU G), db a sum.
 
@@ -412,10 +412,8 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     in kernels/cpu/conv2d.py's conv2d_backward.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
-    OH, OW = check_winograd(x, w, None, stride, padding, groups)
-    if dy.shape != (x.shape[0], w.shape[0], OH, OW) or dy.dtype != x.dtype:
-        raise ValueError(f"winograd conv2d_backward: dy {dy.shape} {dy.dtype} must be "
-                         f"{(x.shape[0], w.shape[0], OH, OW)} {x.dtype} for x {x.shape} and w {w.shape}")
+    check_winograd(x, w, None, stride, padding, groups)
+    OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups, op="winograd conv2d_backward")
     dw = db = None
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     if need_dw:

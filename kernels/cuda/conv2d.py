@@ -27,7 +27,8 @@ Kernels, one thread per output element each:
 from numba import cuda
 
 from kernels.cuda._launch import check_float, device_arrays, launch
-from kernels.shapes import check_conv2d, conv2d_output_size, into, out_or_empty
+from kernels.shapes import (COLUMN_BUDGET_BYTES, check_conv2d, check_conv2d_backward, conv2d_output_size, into,
+                            out_or_empty)
 
 # kernels
 
@@ -138,7 +139,7 @@ def col2im(cols, *, x_shape, kernel_size, stride, padding):
     return _col2im(side_by_side, dx, (KH, KW), stride, padding)
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20,
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES,
                    workspace=None, out=None):  # workspace: accepted for the shared signature, unused here
     """y = conv(x, w) + b by im2col + one batched GEMM over the groups, a slice of the batch at a time.
 
@@ -166,7 +167,7 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     return y
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
+def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES, need_dx=True,
                     need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):  # workspace: unused here
     """Gradients of conv2d_forward, the columns rebuilt from x a slice at a time.
 
@@ -178,12 +179,9 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     """
     xp = device_arrays("conv2d_backward", dy=dy, x=x, w=w)
     check_float("conv2d_backward", x=x)
-    OH, OW = check_conv2d(x, w, None, stride, padding, groups)
+    OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
-    if dy.shape != (N, F, OH, OW) or dy.dtype != x.dtype:
-        raise ValueError(f"conv2d_backward: dy {dy.shape} {dy.dtype} must be {(N, F, OH, OW)} "
-                         f"{x.dtype} for x {x.shape} and w {w.shape}")
     x, dy = xp.ascontiguousarray(x), xp.ascontiguousarray(dy)
     G, L, CK = groups, OH * OW, Cg * KH * KW
     wg = xp.ascontiguousarray(w).reshape(G, F // G, CK)  # (G, F/G, CK)

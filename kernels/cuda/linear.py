@@ -15,7 +15,7 @@ at most a few hundred, so a serial sum per thread is short).
 from numba import cuda
 
 from kernels.cuda._launch import device_arrays, launch
-from kernels.shapes import check_linear_args, into
+from kernels.shapes import check_linear_args, check_linear_backward_args, into
 
 # kernels
 
@@ -63,10 +63,7 @@ def linear_backward(dy, x, w, *, need_dx=True, need_dw=True, out_dx=None, out_dw
     when need_dw is False; dtype of dy. out_dx, out_dw, out_db, when given, receive copies.
     """
     xp = device_arrays("linear_backward", dy=dy, x=x, w=w)
-    check_linear_args(x, w, w[:, 0])
-    if dy.shape != (x.shape[0], w.shape[0]) or dy.dtype != x.dtype:
-        raise ValueError(f"linear_backward: dy must be (N, K) = {(x.shape[0], w.shape[0])} "
-                         f"of dtype {x.dtype}, got {dy.shape} {dy.dtype}")
+    check_linear_backward_args(dy, x, w)
     dy = xp.ascontiguousarray(dy)
     dx = into("linear_backward", "out_dx", out_dx, xp.matmul(dy, w)) if need_dx else None  # (N, D)
     if not need_dw:

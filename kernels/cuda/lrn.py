@@ -20,7 +20,7 @@ busy. Backward: thread (n, c, h, w) sums dy*y/scale over the mirrored window the
 from numba import cuda
 
 from kernels.cuda._launch import check_float, clamp, device_arrays, launch, scalar
-from kernels.shapes import check_lrn_args, out_or_empty
+from kernels.shapes import check_lrn_args, check_lrn_backward_args, out_or_empty
 
 # kernels
 
@@ -80,10 +80,7 @@ def lrn_backward(dy, x, y, scale, *, size, alpha, beta, k, out=None):
     Returns dx: (N, C, H, W), dtype of dy (out, when given, receives it).
     """
     xp = device_arrays("lrn_backward", dy=dy, x=x, y=y, scale=scale)
-    check_lrn_args(x, size, alpha, beta, k)
-    for name, a in (("dy", dy), ("y", y), ("scale", scale)):
-        if a.shape != x.shape:
-            raise ValueError(f"lrn_backward: {name} {a.shape} must have the shape of x {x.shape}")
+    check_lrn_backward_args(dy, x, y, scale, size, alpha, beta, k)
     check_float("lrn_backward", dy=dy, x=x, y=y, scale=scale)
     dy, x, y, scale = (xp.ascontiguousarray(a) for a in (dy, x, y, scale))
     dx = out_or_empty("lrn_backward", "out", out, dy.shape, dy.dtype, xp.empty)  # (N, C, H, W)

@@ -16,7 +16,7 @@ import math
 from numba import cuda
 
 from kernels.cuda._launch import check_float, device_arrays, launch
-from kernels.shapes import check_softmax_args
+from kernels.shapes import check_softmax_args, check_softmax_backward_args
 
 # kernels
 
@@ -75,9 +75,7 @@ def softmax_backward(dy, y):
     Returns dx: (N, K), dtype of dy.
     """
     xp = device_arrays("softmax_backward", dy=dy, y=y)
-    check_softmax_args(y, "y")
-    if dy.shape != y.shape:
-        raise ValueError(f"softmax_backward: dy {dy.shape} and y {y.shape} must have one shape")
+    check_softmax_backward_args(dy, y)
     check_float("softmax_backward", dy=dy, y=y)
     dy, y = xp.ascontiguousarray(dy), xp.ascontiguousarray(y)
     dx = xp.empty_like(dy)  # (N, K)

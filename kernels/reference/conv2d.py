@@ -32,7 +32,7 @@ sums as one contraction per (group, kh, kw), fast enough for the tests that comp
 """
 import numpy as np
 
-from kernels.shapes import check_conv2d, conv2d_output_size, into  # noqa: F401 (the tiers' shared checks)
+from kernels.shapes import COLUMN_BUDGET_BYTES, check_conv2d, check_conv2d_backward, conv2d_output_size, into  # noqa: F401 (the tiers' shared checks)
 
 
 def _pad(x, padding):
@@ -152,7 +152,7 @@ def _into_grads(op, grads, out_dx, out_dw, out_db):
                  for g, name, out in zip(grads, ("out_dx", "out_dw", "out_db"), (out_dx, out_dw, out_db)))
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20, workspace=None, out=None):
+def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES, workspace=None, out=None):
     """y = conv(x, w) + b, one contraction per (group, kernel offset).
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
@@ -174,7 +174,7 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=256 * 2**20
     return into("conv2d_forward", "out", out, y + b.reshape(1, F, 1, 1))
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**20, need_dx=True,
+def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES, need_dx=True,
                     need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
     """Gradients of conv2d_forward (see the module docstring for the sums).
 
@@ -183,12 +183,9 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=256 * 2**
     need_dw=False dw and db; out_dx, out_dw, out_db, when given, receive the ones computed.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
-    OH, OW = check_conv2d(x, w, None, stride, padding, groups)
+    OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
-    if dy.shape != (N, F, OH, OW) or dy.dtype != x.dtype:
-        raise ValueError(f"conv2d_backward: dy {dy.shape} {dy.dtype} must be {(N, F, OH, OW)} "
-                         f"{x.dtype} for x {x.shape} and w {w.shape}")
     Fg = F // groups
     (ph, pw) = padding
     xp = _pad(x, padding)  # (N, C, H + 2*ph, W + 2*pw)

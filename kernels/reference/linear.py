@@ -15,7 +15,7 @@ The reference spells each sum out with einsum's index notation (NumPy's own loop
 """
 import numpy as np
 
-from kernels.shapes import check_linear_args, into
+from kernels.shapes import check_linear_args, check_linear_backward_args, into
 
 
 def linear_forward(x, w, b, out=None):
@@ -37,10 +37,7 @@ def linear_backward(dy, x, w, *, need_dx=True, need_dw=True, out_dx=None, out_dw
     when need_dw is False (heat maps and saliency want dx only); dtype of dy. out_dx, out_dw,
     out_db, when given, receive the ones computed.
     """
-    check_linear_args(x, w, w[:, 0])
-    if dy.shape != (x.shape[0], w.shape[0]) or dy.dtype != x.dtype:
-        raise ValueError(f"linear_backward: dy must be (N, K) = {(x.shape[0], w.shape[0])} of dtype {x.dtype}, "
-                         f"got {dy.shape} {dy.dtype}")
+    check_linear_backward_args(dy, x, w)
     dx = np.einsum("nk,kd->nd", dy, w) if need_dx else None  # (N, D)
     dw = np.einsum("nk,nd->kd", dy, x) if need_dw else None  # (K, D)
     db = np.einsum("nk->k", dy) if need_dw else None  # (K,)

@@ -11,7 +11,7 @@ Backward (derivation). dy_i/dx_j = y_i * ([i == j] - y_j), so
 """
 import numpy as np
 
-from kernels.shapes import check_softmax_args  # noqa: F401 (the tiers' shared checks)
+from kernels.shapes import check_softmax_args, check_softmax_backward_args  # noqa: F401 (the tiers' shared checks)
 
 
 def softmax_forward(x):
@@ -34,9 +34,7 @@ def softmax_backward(dy, y):
     dy, y: float32/float64 (N, K)
     Returns dx: (N, K), dtype of dy.
     """
-    check_softmax_args(y, "y")
-    if dy.shape != y.shape:
-        raise ValueError(f"softmax_backward: dy {dy.shape} and y {y.shape} must have one shape")
+    check_softmax_backward_args(dy, y)
     dx = np.empty_like(dy)  # (N, K)
     for n in range(dy.shape[0]):
         dx[n] = y[n] * (dy[n] - np.sum(dy[n] * y[n]))

@@ -52,7 +52,7 @@ import numpy as np
 from kernels.reference.conv2d import check_conv2d
 from kernels.reference.conv2d import _into_grads
 from kernels.reference.conv2d import conv2d_backward as direct_backward
-from kernels.shapes import into
+from kernels.shapes import check_conv2d_backward, into
 
 M_OUT, R_K = 4, 3
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, np.inf)
@@ -215,6 +215,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=None, nee
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     check_winograd(x, w, None, stride, padding, groups)
+    check_conv2d_backward(dy, x, w, stride, padding, groups, op="winograd conv2d_backward")
     dw = db = None
     if need_dw:
         _, dw, db = direct_backward(dy, x, w, stride=stride, padding=padding, groups=groups,

@@ -12,11 +12,12 @@ rawcnn/conv_algo.py choose, per input shape.
 """
 import numpy as np
 
+from kernels.shapes import COLUMN_BUDGET_BYTES
+
 from .base import Layer, init_std, pair
 
-DEFAULT_BUDGET = 128 * 2 ** 20  # bytes of im2col columns per batch slice (256 MiB until the Winograd
-# buffers came: 128 keeps the custom training step under PyTorch's peak RSS at no measured cost,
-# bench/RESULTS.md "Winograd on every core")
+DEFAULT_BUDGET = COLUMN_BUDGET_BYTES  # bytes of im2col columns per batch slice: the peak-memory
+# measurement that set it is in bench/RESULTS.md, "Winograd on every core"
 
 
 class Conv2d(Layer):

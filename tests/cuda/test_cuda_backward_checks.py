@@ -1,0 +1,30 @@
+"""The cuda tier refuses a wrong dy with the reference tier's message: both call kernels/shapes.py
+(tests/test_kernel_backward_checks.py holds the reference and cpu tiers to the same)."""
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+
+def _message(fn):
+    with pytest.raises(ValueError) as e:
+        fn()
+    return str(e.value)
+
+
+def test_backward_checks_are_the_reference_tiers(be, ref):
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 4, 6, 6)), rng.standard_normal((6, 4, 3, 3))
+    hp = dict(stride=(1, 1), padding=(1, 1), groups=1)
+    xf, wf = rng.standard_normal((3, 5)), rng.standard_normal((4, 5))
+    y = np.full((3, 4), 0.25)
+    xl = rng.standard_normal((2, 6, 3, 3))
+    cases = [
+        lambda t, a: t.conv2d.conv2d_backward(a(np.zeros((2, 6, 5, 6))), a(x), a(w), **hp),
+        lambda t, a: t.linear.linear_backward(a(np.zeros((3, 5))), a(xf), a(wf)),
+        lambda t, a: t.softmax.softmax_backward(a(np.zeros((3, 5))), a(y)),
+        lambda t, a: t.lrn.lrn_backward(a(np.zeros((2, 6, 3, 2))), a(xl), a(xl), a(xl + 1), size=5, alpha=1e-4,
+                                        beta=0.75, k=1.0),
+    ]
+    for case in cases:
+        assert _message(lambda: case(be, be.asarray)) == _message(lambda: case(ref, np.asarray))
