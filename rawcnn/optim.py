@@ -95,34 +95,44 @@ class SGD:
         self.velocity = velocity
 
 
-class ReduceOnPlateau:
-    """lr *= factor after `patience` epochs without a better validation accuracy, at most `max_drops` times.
+METRIC_NAMES = {"val-acc": ("validation accuracy", False), "val-auc": ("validation AUC", False),
+                "val-loss": ("validation loss", True)}  # select_by -> (name, the score is the negated value)
 
-    `update(epoch, val_acc)` returns (event, reason): event is None, "drop" or "stop", and reason
-    a sentence saying why (for the log). `lr` holds the current learning rate.
+
+class ReduceOnPlateau:
+    """lr *= factor after `patience` epochs without a better selection metric, at most `max_drops` times.
+
+    `update(epoch, score)` takes the epoch's score (higher is better: validation accuracy by
+    default; `select_by` names another, e.g. 'val-auc', or 'val-loss' whose score is minus the
+    loss) and returns (event, reason): event is None, "drop" or "stop", and reason a sentence
+    naming the metric and saying why (for the log). `lr` holds the current learning rate.
     """
 
-    def __init__(self, lr, patience=5, max_drops=3, factor=0.1):
+    def __init__(self, lr, patience=5, max_drops=3, factor=0.1, select_by="val-acc"):
         if int(patience) < 1:
             raise ValueError(f"plateau schedule: patience must be >= 1 epoch, got {patience!r}")
         if int(max_drops) < 0:
             raise ValueError(f"plateau schedule: max_drops must be >= 0, got {max_drops!r}")
         if not 0 < factor < 1:
             raise ValueError(f"plateau schedule: factor must be in (0, 1), got {factor!r}")
+        if select_by not in METRIC_NAMES:
+            raise ValueError(f"plateau schedule: select_by must be one of {sorted(METRIC_NAMES)}, got {select_by!r}")
         self.lr, self.patience, self.max_drops, self.factor = float(lr), int(patience), int(max_drops), float(factor)
+        self.metric, self.negated = METRIC_NAMES[select_by]
         self.best, self.best_epoch = -np.inf, 0
         self.wait = 0    # epochs in a row without a new best
         self.drops = 0   # learning-rate drops so far
 
-    def update(self, epoch, val_acc):
-        """Take epoch `epoch`'s validation accuracy; returns (None | "drop" | "stop", reason)."""
-        if val_acc > self.best:
-            self.best, self.best_epoch, self.wait = float(val_acc), int(epoch), 0
+    def update(self, epoch, score):
+        """Take epoch `epoch`'s score (higher is better); returns (None | "drop" | "stop", reason)."""
+        if score > self.best:
+            self.best, self.best_epoch, self.wait = float(score), int(epoch), 0
             return None, ""
         self.wait += 1
         if self.wait < self.patience:
             return None, ""
-        stalled = (f"validation accuracy has not improved on {self.best:.4f} (epoch {self.best_epoch}) "
+        best = -self.best if self.negated else self.best
+        stalled = (f"{self.metric} has not improved on {best:.4f} (epoch {self.best_epoch}) "
                    f"for {self.wait} epoch{'s' if self.wait > 1 else ''}")
         if self.drops < self.max_drops:
             old = self.lr

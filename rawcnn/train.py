@@ -49,7 +49,7 @@ from .checkpoint import dropout_rng_states, read_checkpoint, save_checkpoint, se
 from .distributed import Single
 from .fileio import copy_atomic
 from .layers import SoftmaxCrossEntropy
-from .optim import SGD, ReduceOnPlateau
+from .optim import METRIC_NAMES, SGD, ReduceOnPlateau
 from .plots import plot_curves
 
 RUN_FILES = ("last.h5", "best.h5", "history.csv", "curves.png")
@@ -196,6 +196,7 @@ class Trainer:
                        "layers": {l.name: [l.lr_mult, l.trainable] for l in net.layers if l.params}}
         from .recipe_hooks import RecipeHooks
         self.hooks = RecipeHooks(recipe, self)  # warm-up, clipping, selection metric, class balance
+        self.sched.metric, self.sched.negated = METRIC_NAMES[self.hooks.select_by]  # named in its messages
         if self.dist.size > 1 and self.hooks.balance == "weight":
             raise ValueError("--balance weight is not available in data-parallel training (each rank would "
                              "normalise its own rows' weights); use --balance sample")

@@ -271,3 +271,30 @@ def test_search_and_train_take_the_recipe_flags(tmp_path):
     r = run.invoke(main, ["train", "--data", str(tmp_path / "set.h5"), "--out", str(tmp_path / "u"),
                           "--init", "xavier"])
     assert r.exit_code != 0 and "--init" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("select_by, script, said", [
+    ("val-loss", [(0.5, 0.5), (0.6, 0.9), (0.7, 0.9)], "validation loss has not improved on 0.5000 (epoch 1)"),
+    ("val-acc", [(0.5, 0.75), (0.4, 0.5), (0.3, 0.5)], "validation accuracy has not improved on 0.7500 (epoch 1)"),
+])
+def test_plateau_messages_name_the_selection_metric(tmp_path, monkeypatch, select_by, script, said):
+    script = iter(script)  # (val_loss, val_acc) per epoch
+    monkeypatch.setattr(Trainer, "validate", lambda self: next(script))
+    logs = []
+    train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), out_dir=tmp_path, epochs=3,
+          recipe={"select_by": select_by}, **{**RUN, "patience": 1, "log": logs.append})
+    assert any(said in m for m in logs), logs
+
+
+def test_plateau_messages_say_auc_when_it_selects(tmp_path, monkeypatch):
+    aucs = iter([0.6111, 0.5, 0.55])  # the 0.6111: not k/21, so no accuracy
+
+    def validate(self):
+        self.val_auc = next(aucs)
+        return 0.5, 0.5
+    monkeypatch.setattr(Trainer, "validate", validate)
+    logs = []
+    train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), out_dir=tmp_path, epochs=3,
+          recipe={"select_by": "val-auc"}, **{**RUN, "patience": 1, "log": logs.append})
+    stalls = [m for m in logs if "has not improved" in m]
+    assert stalls and all("validation AUC has not improved on 0.6111 (epoch 1)" in m for m in stalls), logs
