@@ -13,6 +13,12 @@ DICOM (pydicom), to 8-bit grey, in the order the standard gives (PS3.3 C.11, PS3
     3. to 0-255; MONOCHROME1 (bright = low values) is inverted so that bone is bright.
     Declared sizes (Rows, Columns, Bits Allocated, Samples per Pixel, frames) are checked against
     a limit and against the pixel data's length before any array is allocated.
+    The file is untrusted (load_dicom): every number used (the sizes, Rescale Slope/Intercept, Window
+    Center/Width, LUT Descriptor and LUT Data of a Modality or VOI LUT) is read through one checked
+    helper (_dicom_number: DataError naming the file, the attribute and what it holds unless it is a
+    finite number); the Transfer Syntax UID must be one pydicom knows; the decode is bounded by
+    rawcnn's memory budget (RAWCNN_MAX_BYTES), a Deflated data set's inflated size included, before
+    pydicom reads or decodes it; modality and scaled values are checked finite before the cast to uint8.
 
 Readers (each returns rawcnn.data.readers.Records):
     read_nih(root, finding)     root/Data_Entry_2017.csv + images anywhere under root (the NIH
@@ -24,11 +30,16 @@ Readers (each returns rawcnn.data.readers.Records):
                                 integer or a class name), e.g. ../shared/data/nih-cxr14-samples
 """
 import csv
+import math
+import warnings
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..validate import _human, memory_budget
 from .readers import NLM_CLASS_NAMES, DataError, Record, Records, header_problem
 
 MAX_PIXELS = 1 << 28  # 268 M values: far above any radiograph, far below a memory-exhausting header
@@ -44,20 +55,204 @@ def is_dicom(path):
     return len(head) == 132 and head[128:] == b"DICM"
 
 
-def load_dicom(path):
-    """Decode a DICOM radiograph to (H, W) uint8 (module docstring). Raises DataError naming the file."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-    path = Path(path)
+def _shown(v):
+    """What a DICOM attribute holds, for a message: its text or number, shortened."""
+    if isinstance(v, (bytes, bytearray)):
+        return f"{len(v)} bytes of binary data"
+    if isinstance(v, (float, np.floating)) and not isinstance(v, bool):
+        f = float(v)
+        return "NaN" if math.isnan(f) else ("Inf" if f == math.inf else "-Inf" if f == -math.inf else f"{f:g}")
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return str(int(v))
+    text = str(v)
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+def _dicom_number(ds, keyword, path, integer=False, lo=None, hi=None, default=None, index=0, where="",
+                  required=False):
+    """The numeric DICOM attribute `keyword` of ds, checked: every number load_dicom uses is read here.
+
+    index: the value taken from a multi-valued attribute (WindowCenter, LUTDescriptor); default: what an
+    absent or empty attribute gives (DataError instead when required); where: a prefix naming the
+    sequence item the attribute is in. DataError naming the file, the attribute and what it holds unless
+    the value is a finite number (whole when integer) within [lo, hi].
+    """
+    name = f"{where}{keyword}" + (f" (value {index + 1})" if index else "")
     try:
+        v = ds.get(keyword)
+    except Exception as e:  # pydicom converts the element's bytes on first access
+        raise DataError(f"{path}: DICOM attribute {name} cannot be read ({_one_line(e)})") from None
+    if isinstance(v, Sequence) and not isinstance(v, (str, bytes, bytearray)):
+        if len(v) and index >= len(v):
+            raise DataError(f"{path}: DICOM attribute {where}{keyword} holds {len(v)} value(s), expected at least "
+                            f"{index + 1}")
+        v = v[index] if len(v) else None
+    elif index and v is not None:
+        raise DataError(f"{path}: DICOM attribute {where}{keyword} holds 1 value, expected at least {index + 1}")
+    if v is None or (isinstance(v, (str, bytes, bytearray)) and not v.strip()):
+        if required:
+            raise DataError(f"{path}: DICOM attribute {name} is missing or empty")
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise DataError(f"{path}: DICOM attribute {name} holds {_shown(v)}, not a number")
+    f = float(v)
+    if not math.isfinite(f):
+        raise DataError(f"{path}: DICOM attribute {name} holds {_shown(f)}, not a finite number")
+    if integer:
+        if f != math.floor(f):
+            raise DataError(f"{path}: DICOM attribute {name} holds {_shown(f)}, not a whole number")
+        v = int(v) if isinstance(v, (int, np.integer)) else int(f)
+    else:
+        v = f
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise DataError(f"{path}: DICOM attribute {name} holds {_shown(v)}, outside {lo}..{hi}")
+    return v
+
+
+def _one_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def _within_budget(nbytes, path, what):
+    """rawcnn.validate.check_bytes, as a DataError (so that --skip-bad skips the file)."""
+    from ..validate import InputError, check_bytes
+    try:
+        check_bytes(nbytes, path, what)
+    except InputError as e:
+        raise DataError(str(e)) from None
+
+
+def _dicom_meta(path):
+    """(file meta, offset of the data set): the File Meta Information group only, as pydicom reads it."""
+    from pydicom import filereader
+    with open(path, "rb") as f:
+        filereader.read_preamble(f, False)
+        meta = filereader._read_file_meta_info(f)
+        if hasattr(filereader, "_read_command_set_elements"):  # pydicom 3 reads these before inflating
+            filereader._read_command_set_elements(f)
+        return meta, f.tell()
+
+
+def _inflated_size(path, offset, limit, piece=1 << 20):
+    """Bytes the raw deflate stream from `offset` to the end of the file inflates to, inflated a piece
+    (1 MB) at a time and thrown away, so that nothing larger than a piece is held; stops counting once
+    past `limit`. DataError when the stream is damaged."""
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while not d.eof:
+                data = f.read(piece)
+                if not data:
+                    break
+                while True:
+                    out = d.decompress(data, piece)
+                    total += len(out)
+                    if total > limit:
+                        return total
+                    data = d.unconsumed_tail
+                    if d.eof or (not data and len(out) < piece):
+                        break
+    except zlib.error as e:
+        raise DataError(f"{path}: the Deflated DICOM data set is damaged (zlib: {e})") from None
+    return total
+
+
+def _lut(item, seq, ds, path, entry_bits):
+    """(first value mapped, (n,) float64 entries) of the first item of a modality or VOI LUT sequence
+    (PS3.3 C.11.1, C.11.2, C.8.11.3.1.5): LUTDescriptor = (n entries, 0 meaning 65536; first value
+    mapped; bits per entry, one of entry_bits), LUTData holding at least n entries (US values or OW)."""
+    where = f"{seq} "
+    n = _dicom_number(item, "LUTDescriptor", path, integer=True, lo=0, hi=65535, where=where, required=True)
+    first = _dicom_number(item, "LUTDescriptor", path, integer=True, lo=-32768, hi=65535, index=1, where=where,
+                          required=True)
+    nbits = _dicom_number(item, "LUTDescriptor", path, integer=True, index=2, where=where, required=True)
+    if nbits not in entry_bits:
+        raise DataError(f"{path}: DICOM attribute {where}LUTDescriptor gives {nbits} bits per LUT entry; "
+                        f"the standard allows {', '.join(map(str, entry_bits))}")
+    n = n or 65536
+    try:
+        data = item["LUTData"].value
+    except Exception as e:
+        raise DataError(f"{path}: DICOM attribute {where}LUTData cannot be read ({_one_line(e)})") from None
+    if isinstance(data, (bytes, bytearray)):  # OW: words in the file's byte order
+        if len(data) < 2 * n:
+            raise DataError(f"{path}: DICOM attribute {where}LUTData holds {len(data) // 2} entries; its "
+                            f"LUTDescriptor declares {n}")
+        order = "<" if ds.file_meta.TransferSyntaxUID.is_little_endian else ">"
+        return first, np.frombuffer(data, dtype=f"{order}u2", count=n).astype(np.float64)  # (n,)
+    values = list(data) if isinstance(data, Sequence) and not isinstance(data, str) else [data]
+    if len(values) < n:
+        raise DataError(f"{path}: DICOM attribute {where}LUTData holds {len(values)} entries; its LUTDescriptor "
+                        f"declares {n}")
+    if not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in values[:n]):
+        bad = next(x for x in values[:n] if not isinstance(x, (int, np.integer)) or isinstance(x, bool))
+        raise DataError(f"{path}: DICOM attribute {where}LUTData holds {_shown(bad)}, not a whole number")
+    return first, np.asarray(values[:n], dtype=np.float64)  # (n,)
+
+
+def _lookup(v, first, lut):
+    """v (H, W) float64 replaced in place by lut[clip(v - first, 0, n - 1)] (values below `first` map to
+    the first entry, above the table to the last: PS3.3 C.11.1.1.1)."""
+    v -= first
+    np.clip(v, 0, len(lut) - 1, out=v)
+    np.take(lut, v.astype(np.intp), out=v, mode="clip")  # indices are in range; "clip" writes v unbuffered
+    return v
+
+
+def load_dicom(path):
+    """Decode a DICOM radiograph to (H, W) uint8 (module docstring). Raises DataError naming the file.
+
+    Untrusted input: every number used is read through _dicom_number (a finite number of the right kind,
+    or DataError naming the attribute and what it holds); the transfer syntax must be one pydicom knows;
+    before anything is decoded, the bytes the decode and the float64 working copy need are checked against
+    rawcnn's memory budget (rawcnn.validate.check_bytes: RAWCNN_MAX_BYTES or half the RAM). Deflated
+    Explicit VR Little Endian files, which pydicom inflates whole while reading, are first inflated here a
+    megabyte at a time and thrown away (_inflated_size): a data set inflating past the budget is refused
+    before pydicom reads it. Modality values and the windowed values are checked finite before the cast
+    to uint8. pydicom's own warnings about invalid values are silenced: what matters is refused here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="pydicom")
+        with np.errstate(all="ignore"):  # overflow is checked (non-finite values refused), not warned about
+            return _load_dicom(Path(path))
+
+
+def _load_dicom(path):
+    import pydicom
+    from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+    try:
+        size = path.stat().st_size
+        _within_budget(size, path, "reading the DICOM file")
+        meta, offset = _dicom_meta(path)
+        inflated = 0
+        if str(meta.get("TransferSyntaxUID", "")).strip() == DeflatedExplicitVRLittleEndian:
+            budget = memory_budget()
+            inflated = _inflated_size(path, offset, budget)
+            if inflated > budget:
+                raise DataError(f"{path}: its Deflated data set inflates to more than {_human(budget)}, the "
+                                f"memory budget (set RAWCNN_MAX_BYTES to raise it if the file is genuine)")
         ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: not a readable DICOM file ({e})") from None
+    except DataError:
+        raise
+    except Exception as e:  # pydicom raises many types (InvalidDicomError, EOFError, struct.error, ...)
+        raise DataError(f"{path}: not a readable DICOM file ({_one_line(e)})") from None
     if "PixelData" not in ds:
         raise DataError(f"{path}: DICOM without pixel data")
-    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
-    bits, spp = int(ds.get("BitsAllocated", 0)), int(ds.get("SamplesPerPixel", 1))
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    ts = getattr(ds, "file_meta", None) is not None and ds.file_meta.get("TransferSyntaxUID")
+    if not ts or not str(ts).strip():
+        raise DataError(f"{path}: DICOM file meta has no TransferSyntaxUID; the pixel data's encoding is unknown")
+    ts = UID(str(ts).strip())
+    if not ts.is_transfer_syntax:
+        raise DataError(f"{path}: DICOM TransferSyntaxUID {_shown(ts)} is not a known transfer syntax; the "
+                        f"pixel data's encoding is unknown")
+    rows = _dicom_number(ds, "Rows", path, integer=True, required=True)
+    cols = _dicom_number(ds, "Columns", path, integer=True, required=True)
+    bits = _dicom_number(ds, "BitsAllocated", path, integer=True, required=True)
+    spp = _dicom_number(ds, "SamplesPerPixel", path, integer=True, default=1)
+    frames = _dicom_number(ds, "NumberOfFrames", path, integer=True, default=1) or 1
     if rows < 1 or cols < 1 or bits not in (8, 16, 32) or spp != 1:
         raise DataError(f"{path}: DICOM declares {rows}x{cols}, {bits} bits allocated, {spp} sample(s) per pixel; "
                         f"rawcnn reads grey (1 sample) 8/16/32-bit images")
@@ -65,29 +260,80 @@ def load_dicom(path):
         raise DataError(f"{path}: DICOM has {frames} frames; rawcnn reads single-frame radiographs")
     if rows * cols > MAX_PIXELS:
         raise DataError(f"{path}: DICOM declares {rows}x{cols} pixels, more than the limit of {MAX_PIXELS}")
-    if not ds.file_meta.TransferSyntaxUID.is_compressed and len(ds.PixelData) < rows * cols * bits // 8:
+    if not ts.is_compressed and len(ds.PixelData) < rows * cols * bits // 8:
         raise DataError(f"{path}: DICOM pixel data holds {len(ds.PixelData)} bytes, {rows}x{cols} at {bits} bits "
                         f"needs {rows * cols * bits // 8}")
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    # held at once: the file's bytes (and the inflated data set), the decoder's buffer and the stored array,
+    # the float64 working array, a float64-sized LUT index or temporary, a bool finite mask, the uint8 result
+    _within_budget(size + inflated + 2 * rows * cols * bits // 8 + rows * cols * (8 + 8 + 1 + 1), path,
+                   f"decoding its {rows}x{cols} pixels at {bits} bits")
     try:
         stored = ds.pixel_array  # (H, W)
     except Exception as e:  # pydicom raises several types for missing decoders and bad data
         raise DataError(f"{path}: DICOM pixel data cannot be decoded ({type(e).__name__}: {e})") from None
-    v = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)  # (H, W) modality values
-    if "VOILUTSequence" in ds:
-        v = np.asarray(apply_voi_lut(v, ds), dtype=np.float64)
-        lo, hi = float(v.min()), float(v.max())
-        y = (v - lo) / max(hi - lo, 1e-12)
-    elif "WindowCenter" in ds and "WindowWidth" in ds:
-        c = float(np.ravel(ds.WindowCenter)[0])
-        w = max(float(np.ravel(ds.WindowWidth)[0]), 1.0)
-        y = np.clip((v - (c - 0.5)) / max(w - 1.0, 1e-12) + 0.5, 0.0, 1.0)
+    if stored.shape != (rows, cols):
+        raise DataError(f"{path}: DICOM pixel data decodes to shape {stored.shape}, not the declared {rows}x{cols}")
+    v = stored.astype(np.float64)  # (H, W) stored values, then modality values (PS3.3 C.11.1)
+    del stored
+    modality_lut = _dicom_item(ds, "ModalityLUTSequence", path)
+    if modality_lut is not None:
+        _lookup(v, *_lut(modality_lut, "ModalityLUTSequence", ds, path, (8, 16)))
+    elif "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        slope = _dicom_number(ds, "RescaleSlope", path, required=True)
+        intercept = _dicom_number(ds, "RescaleIntercept", path, required=True)
+        v *= slope
+        v += intercept
+        bad = _count_nonfinite(v)
+        if bad:
+            raise DataError(f"{path}: the modality values RescaleSlope x stored + RescaleIntercept = {slope:g} x "
+                            f"stored + {intercept:g} overflow to +-Inf at {bad} of {v.size} pixels; the file's "
+                            f"rescale is damaged")
+    voi_lut = _dicom_item(ds, "VOILUTSequence", path)
+    if voi_lut is not None and "LUTDescriptor" in voi_lut and "LUTData" in voi_lut:
+        _lookup(v, *_lut(voi_lut, "VOILUTSequence", ds, path, (8,) + tuple(range(10, 17))))
+        _min_max(v)
     else:
-        lo, hi = float(v.min()), float(v.max())
-        y = (v - lo) / max(hi - lo, 1e-12)
+        c = _dicom_number(ds, "WindowCenter", path)
+        w = _dicom_number(ds, "WindowWidth", path)
+        if c is not None and w is not None:  # linear window, PS3.3 C.11.2.1.2.1
+            w = max(w, 1.0)
+            v -= c - 0.5
+            v /= max(w - 1.0, 1e-12)
+            v += 0.5
+            np.clip(v, 0.0, 1.0, out=v)
+        else:
+            _min_max(v)
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
-        y = 1.0 - y
-    return np.ascontiguousarray(np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8))  # (H, W)
+        np.subtract(1.0, v, out=v)
+    bad = _count_nonfinite(v)
+    if bad:
+        raise DataError(f"{path}: the scaled pixel values are not finite at {bad} of {v.size} pixels (the modality "
+                        f"values' range is too wide for float64); refusing to cast them to 8 bits")
+    v *= 255.0
+    np.rint(v, out=v)
+    np.clip(v, 0, 255, out=v)
+    return v.astype(np.uint8)  # (H, W)
+
+
+def _dicom_item(ds, keyword, path):
+    """The first item of the sequence `keyword`, or None when absent or empty; DataError when unreadable."""
+    try:
+        seq = ds.get(keyword)
+        return seq[0] if seq else None
+    except Exception as e:
+        raise DataError(f"{path}: DICOM attribute {keyword} cannot be read ({_one_line(e)})") from None
+
+
+def _min_max(v):
+    """v (H, W) float64 scaled in place to [0, 1] by its own range: 12-16-bit data must become 8 bits somehow."""
+    lo, hi = float(v.min()), float(v.max())
+    v -= lo
+    v /= max(hi - lo, 1e-12)
+    return v
+
+
+def _count_nonfinite(v):
+    return 0 if np.isfinite(v).all() else int(v.size - np.count_nonzero(np.isfinite(v)))
 
 
 def load_image_color(path):
