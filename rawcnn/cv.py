@@ -12,8 +12,10 @@ AUC by whole tenths). Procedure:
               validation part that picks the best epoch (the recipe's select_by), the rest trains.
               best.h5 then predicts the test fold: its out-of-fold probabilities.
     report    per fold and pooled over every out-of-fold prediction: AUC, accuracy, sensitivity,
-              specificity (threshold 0.5); mean and sd of the per-fold AUCs; one ROC figure with
-              every fold's curve and the pooled one.
+              specificity (threshold 0.5); the pooled AUC's 95 % percentile-bootstrap interval
+              (rawcnn.metrics.bootstrap_auc_ci, N_BOOT resamples, whole patients when the set
+              knows them); mean and sd of the per-fold AUCs; one ROC figure with every fold's
+              curve and the pooled one.
 
 Files in out_dir: fold_<f>/ (each fold's training run), oof.csv (name, patient, fold, label,
 p_abnormal), cv.json (the report), cv_roc.png.
@@ -28,7 +30,9 @@ import numpy as np
 
 from .fileio import atomic_open
 from .jsonsafe import finite_or_null
-from .metrics import accuracy, roc_auc, roc_curve, sensitivity, specificity
+from .metrics import accuracy, bootstrap_auc_ci, roc_auc, roc_curve, sensitivity, specificity
+
+N_BOOT = 2000  # bootstrap resamples for the pooled AUC's 95 % interval
 
 
 def stratified_group_folds(labels, groups, k, rng):
@@ -151,7 +155,9 @@ def cross_validate(data, out_dir, st, *, folds=5, seed=0, model="custom", patien
             f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f} (best epoch {r['best_epoch']}, "
             f"{r['status']})")
     aucs = np.array([r["auc"] for r in rows], dtype=np.float64)
-    report = {"folds": rows, "pooled": _metrics(y, oof), "auc_mean": float(np.nanmean(aucs)),
+    pooled = _metrics(y, oof)
+    pooled["auc_ci95"] = list(bootstrap_auc_ci(y, oof, groups, n_boot=N_BOOT, level=0.95, seed=seed))
+    report = {"folds": rows, "pooled": pooled, "auc_mean": float(np.nanmean(aucs)),
               "auc_sd": float(np.nanstd(aucs, ddof=1)) if k > 1 else 0.0, "settings": st, "seed": seed,
               "model": model, "k": k, "patient_wise": groups is not None}
     report["paths"] = _write(out_dir, report, allp, y, fold, oof, groups)
@@ -205,7 +211,9 @@ def format_report(rep):
         lines.append(f"{r['fold']:4d}  {r['n']:4d}  {f(r['auc']):>5s}  {f(r['accuracy']):>8s}  "
                      f"{f(r['sensitivity']):>11s}  {f(r['specificity']):>11s}  {r['best_epoch']:>10}")
     p = rep["pooled"]
-    lines.append(f"pooled out-of-fold ({p['n']} images): AUC {f(p['auc'])}, accuracy {f(p['accuracy'])}, "
+    ci = p.get("auc_ci95")
+    ci = f" (95 % bootstrap interval {f(ci[0])}-{f(ci[1])})" if ci else ""
+    lines.append(f"pooled out-of-fold ({p['n']} images): AUC {f(p['auc'])}{ci}, accuracy {f(p['accuracy'])}, "
                  f"sensitivity {f(p['sensitivity'])}, specificity {f(p['specificity'])}")
     lines.append(f"per-fold AUC {f(rep['auc_mean'])} +- {f(rep['auc_sd'])} (mean +- sd over {rep['k']} folds)")
     return lines

@@ -1,5 +1,5 @@
 """Classification metrics, written out (no scikit-learn): confusion matrix, accuracy, sensitivity,
-specificity, precision, F1, ROC curve and ROC AUC.
+specificity, precision, F1, ROC curve, ROC AUC and a bootstrap interval of the AUC.
 
 Shapes: N samples, K classes; y_true, y_pred int (N,); scores float (N,) (the probability of
 class 1), probs float (N, K).
@@ -19,6 +19,8 @@ mean of the ranks they span; with n1 positives, n0 negatives and R1 the sum of t
 which is the probability that a random positive scores above a random negative, a tie counting 1/2.
 The ROC curve has one point per distinct score threshold t (predict 1 when score >= t), from
 (0, 0) at t = +inf to (1, 1) at the lowest score.
+The AUC's interval (bootstrap_auc_ci) is the percentile bootstrap: resample images (or whole
+patients) with replacement within each class, take the AUC of each resample, read the quantiles.
 """
 import numpy as np
 
@@ -135,6 +137,37 @@ def roc_auc(y_true, scores):
     y_true, scores, n1, n0 = _check_scores(y_true, scores)
     r1 = average_ranks(scores)[y_true == 1].sum()
     return float((r1 - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+
+
+def bootstrap_auc_ci(y_true, scores, groups=None, n_boot=2000, level=0.95, seed=0):
+    """Percentile bootstrap interval of the AUC: (low, high) at `level`.
+
+    Each of n_boot resamples draws, with replacement and within each class separately (so both
+    classes are always present and keep their counts), whole groups when `groups` (N,) is given
+    (a patient's images stay together, as the folds keep them), else single images; the AUC of
+    every resample is taken by roc_auc, and the interval is their (1 - level)/2 and (1 + level)/2
+    quantiles. A group's class is its most frequent label. seed: the generator's seed.
+    """
+    y_true, scores, _, _ = _check_scores(y_true, scores)
+    if not 0 < level < 1 or int(n_boot) < 1:
+        raise ValueError(f"bootstrap_auc_ci: need 0 < level < 1 and n_boot >= 1, got {level!r}, {n_boot!r}")
+    g = np.arange(y_true.size) if groups is None else np.asarray(groups)
+    if g.shape != y_true.shape:
+        raise ValueError(f"bootstrap_auc_ci: groups {g.shape} must have the shape of y_true {y_true.shape}")
+    ids, inv = np.unique(g, return_inverse=True)                      # (G,), (N,)
+    members = [np.flatnonzero(inv == i) for i in range(ids.size)]    # the images of each group
+    g_label = np.array([np.bincount(y_true[m], minlength=2).argmax() for m in members])  # (G,)
+    by_class = [np.flatnonzero(g_label == c) for c in (0, 1)]
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(int(n_boot))                                      # (n_boot,)
+    for b in range(aucs.size):
+        pick = np.concatenate([rng.choice(c, size=c.size, replace=True) for c in by_class])
+        rows = np.concatenate([members[i] for i in pick])
+        yb = y_true[rows]
+        aucs[b] = roc_auc(yb, scores[rows]) if 0 < yb.sum() < yb.size else np.nan
+    aucs = aucs[np.isfinite(aucs)]
+    a = (1 - level) / 2
+    return float(np.quantile(aucs, a)), float(np.quantile(aucs, 1 - a))
 
 
 def roc_curve(y_true, scores):

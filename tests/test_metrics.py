@@ -144,3 +144,44 @@ def test_evaluate_matches_numpy_on_a_linear_net(tmp_path):
     report = json.loads(open(paths[0]).read())
     assert report["roc"]["thresholds"][0] is None and report["accuracy"] == r["accuracy"]
     assert open(paths[1], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bootstrap_auc_interval_covers_the_true_auc_about_95_percent_of_the_time():
+    """Scores N(0, 1) for negatives and N(d, 1) for positives have AUC = Phi(d / sqrt(2)); over 100
+    simulated sets of 40 + 40 the 95 % interval should hold it about 95 times (binomial sd ~2)."""
+    from math import erf, sqrt
+    from rawcnn.metrics import bootstrap_auc_ci
+    d = 1.0
+    truth = 0.5 * (1 + erf(d / sqrt(2) / sqrt(2)))  # Phi(d / sqrt 2) = 0.760
+    rng = np.random.default_rng(0)
+    hits, widths = 0, []
+    for t in range(100):
+        y = np.r_[np.zeros(40, int), np.ones(40, int)]
+        s = np.r_[rng.standard_normal(40), d + rng.standard_normal(40)]
+        lo, hi = bootstrap_auc_ci(y, s, n_boot=300, seed=t)
+        hits += lo <= truth <= hi
+        widths.append(hi - lo)
+    assert 85 <= hits <= 100, hits
+    assert 0.1 < np.mean(widths) < 0.3  # the AUC's sd at n = 40 + 40 is about 0.05: width ~0.2
+
+
+def test_bootstrap_auc_interval_properties():
+    from rawcnn.metrics import bootstrap_auc_ci
+    y = np.array([0, 0, 0, 1, 1, 1])
+    assert bootstrap_auc_ci(y, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])) == (1.0, 1.0)  # perfectly ranked
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    s = y + rng.standard_normal(200)
+    a = bootstrap_auc_ci(y, s, n_boot=200, seed=3)
+    assert a == bootstrap_auc_ci(y, s, n_boot=200, seed=3)  # the seed decides
+    assert a != bootstrap_auc_ci(y, s, n_boot=200, seed=4)
+    # whole patients resampled: two identical images per patient widen nothing when groups say so,
+    # but counting them as independent narrows the interval (the reason to resample patients)
+    y2, s2, g2 = np.repeat(y, 2), np.repeat(s, 2), np.repeat(np.arange(200), 2)
+    by_patient = bootstrap_auc_ci(y2, s2, groups=g2, n_boot=400, seed=5)
+    by_image = bootstrap_auc_ci(y2, s2, n_boot=400, seed=5)
+    assert (by_patient[1] - by_patient[0]) > 1.2 * (by_image[1] - by_image[0])
+    with pytest.raises(ValueError):
+        bootstrap_auc_ci(y, s, level=1.5)
+    with pytest.raises(ValueError):
+        bootstrap_auc_ci(y, s, groups=np.arange(3))

@@ -225,6 +225,9 @@ def test_cv_command_end_to_end(tmp_path):
     p = np.array([float(row["p_abnormal"]) for row in rows])
     assert rep["pooled"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-5)
     assert rep["pooled"]["accuracy"] == pytest.approx(np.mean((p >= 0.5) == y), abs=1e-9)
+    lo, hi = rep["pooled"]["auc_ci95"]  # the pooled AUC's bootstrap interval, printed with it
+    assert 0 <= lo <= rep["pooled"]["auc"] <= hi <= 1 and hi > lo
+    assert f"95 % bootstrap interval {lo:.3f}-{hi:.3f}" in r.output
     assert (tmp_path / "cv" / "cv_roc.png").read_bytes()[:4] == b"\x89PNG"
     ck = read_checkpoint(tmp_path / "cv" / "fold_1" / "last.h5")
     assert ck["preprocessing"]["name"] == "standardise" and ck["meta"]["config"]["select_by"] == "val-auc"
