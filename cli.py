@@ -1,10 +1,35 @@
 """The rawcnn command line. Each command parses its options and calls one library function."""
+import math
 import os
 import sys
 
 import click
 
 DEVICES = click.Choice(["auto", "cpu", "cuda", "cudasim"])
+
+
+class Finite(click.FloatRange):
+    """A finite number in the range lo..hi (None: no bound; lo_open / hi_open: that end excluded), or with
+    integer=True a whole number. click.FloatRange lets NaN through (every comparison with NaN is false)
+    and inf when the range has no upper bound; this refuses both, with click's usual
+    "Invalid value for '--rotate': ..." line."""
+
+    def __init__(self, lo=None, hi=None, lo_open=False, hi_open=False, integer=False):
+        super().__init__(lo, hi, min_open=lo_open, max_open=hi_open)
+        self.integer = integer
+        self.name, self._number_class = ("integer", int) if integer else ("float", float)
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+INT_MAX = 2 ** 31 - 1  # the largest count, index or size an integer option takes
+SEEDS = Finite(0, 2 ** 32 - 1, integer=True)
+FRACTION = Finite(0, 1)  # a probability or a fraction, ends included
+SIDE = Finite(8, 16384, integer=True)  # an image side in pixels
 
 
 def _backend(device):
@@ -100,7 +125,7 @@ def _device(f):
 
 def _seed(help=None):
     """--seed: every random choice of the command."""
-    return click.option("--seed", type=int, default=0, show_default=True, help=help)
+    return click.option("--seed", type=SEEDS, default=0, show_default=True, help=help)
 
 
 def _given():
@@ -114,7 +139,18 @@ def _out(help=None, *, folder=False, default=None, optional=False):
     path = click.Path(file_okay=False) if folder else click.Path(dir_okay=False)
     kw = {"default": default, "show_default": True} if default is not None else \
         {"default": None} if optional else {"required": True}
-    return click.option("--out", type=path, help=help, **kw)
+
+    def not_a_system_folder(ctx, param, value):
+        """No command writes into the filesystem root, a system folder or the home folder itself, even with
+        --overwrite (rawcnn.fileio.check_out_folder; for a file, its folder)."""
+        if value is not None:
+            from rawcnn.app.common import check_out_folder
+            try:
+                check_out_folder(value, folder=folder)
+            except ValueError as e:
+                _fail(e)
+        return value
+    return click.option("--out", type=path, help=help, callback=not_a_system_folder, **kw)
 
 
 @click.group(cls=_Guarded, context_settings={"help_option_names": ["-h", "--help"]})
@@ -126,7 +162,8 @@ def main():
 @main.command()
 @click.argument("model")
 @click.option("--input", "input_shape", default=None, help="Input shape CxHxW, e.g. 3x227x227 (default: the model's).")
-@click.option("--num-classes", type=int, default=None, help="Replace the last layer's outputs.")
+@click.option("--num-classes", type=Finite(1, 1_000_000, integer=True), default=None,
+              help="Replace the last layer's outputs.")
 @click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
               show_default=True, help="Convolution algorithm: per layer from a measured table or this "
               "machine's cached timings (auto), forced, or timed once and cached (tune).")
@@ -165,7 +202,8 @@ def gradcheck(layer, device, seed):
 @click.option("--input", "image", type=click.Path(exists=True, dir_okay=False), default=None,
               help="An image file (a checkpoint's input contract prepares it).")
 @click.option("--random", is_flag=True, help="Trace N(0, 1) noise of --seed instead of an image.")
-@click.option("--class-index", type=int, default=None, help="Class of the loss (default: the predicted one).")
+@click.option("--class-index", type=Finite(0, INT_MAX, integer=True), default=None,
+              help="Class of the loss (default: the predicted one).")
 @_seed()
 @_device
 def trace(model, image, random, class_index, seed, device):
@@ -239,9 +277,11 @@ def data():
 
 
 @data.command("synth")
-@click.option("--n", "n", type=int, default=200, show_default=True, help="Number of images.")
-@click.option("--size", type=int, default=512, show_default=True, help="Image side in pixels.")
-@click.option("--abnormal-fraction", type=float, default=0.5, show_default=True)
+@click.option("--n", "n", type=Finite(1, 1_000_000, integer=True), default=200, show_default=True,
+              help="Number of images.")
+@click.option("--size", type=Finite(32, 16384, integer=True), default=512, show_default=True,
+              help="Image side in pixels.")
+@click.option("--abnormal-fraction", type=FRACTION, default=0.5, show_default=True)
 @_seed()
 @_out("Folder to write (Montgomery layout).", folder=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing synthetic set in --out.")
@@ -261,7 +301,7 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite, difficulty):
 @data.command("prepare")
 @click.argument("src", type=click.Path(exists=True, file_okay=False))
 @_out("The HDF5 data set to write.")
-@click.option("--input-size", type=int, default=227, show_default=True)
+@click.option("--input-size", type=SIDE, default=227, show_default=True)
 @click.option("--roi-crop/--no-roi-crop", default=True, show_default=True, help="Crop to the lung masks' box.")
 @click.option("--roi", type=click.Choice(["masks", "locator", "none"]), default=None,
               help="Where the lung-ROI box comes from: the lung masks, the mask-free lung-field locator, or no "
@@ -269,11 +309,12 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite, difficulty):
 @click.option("--classes", default=None,
               help="Class order for folder-per-class and label-CSV sets, e.g. normal,abnormal.")
 @click.option("--finding", default=None, help="NIH ChestX-ray14 layout: the finding read against 'No Finding'.")
-@click.option("--roi-margin", type=float, default=0.05, show_default=True)
-@click.option("--base-size", type=int, default=1024, show_default=True, help="Resize before CLAHE (0: skip).")
+@click.option("--roi-margin", type=FRACTION, default=0.05, show_default=True)
+@click.option("--base-size", type=Finite(0, 16384, integer=True), default=1024, show_default=True,
+              help="Resize before CLAHE (0: skip; else at least 8).")
 @click.option("--clahe/--no-clahe", default=True, show_default=True)
-@click.option("--clahe-clip-limit", type=float, default=2.0, show_default=True)
-@click.option("--clahe-tile-grid", type=int, default=8, show_default=True)
+@click.option("--clahe-clip-limit", type=Finite(0, 1000, lo_open=True), default=2.0, show_default=True)
+@click.option("--clahe-tile-grid", type=Finite(1, 256, integer=True), default=8, show_default=True)
 @_seed("Seed of the stratified 70/20/10 split.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled files and list them.")
 @_overwrites(check=("",))
@@ -298,6 +339,10 @@ def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_marg
 
 
 # -- training and evaluation -------------------------------------------------------------------
+EPOCHS = Finite(1, 100_000, integer=True)
+WARMUP = Finite(0, 100_000)
+
+
 def _recipe_options(f):
     """The options of a training recipe (rawcnn.recipes): each defaults to the --recipe's value."""
     opts = [
@@ -308,24 +353,27 @@ def _recipe_options(f):
         click.option("--input-norm", type=click.Choice(["mean", "standardise", "none"]), default=None,
                      help="mean: the training mean subtracted (the paper); standardise: (x - mean) / std; "
                           "none. Stored in the checkpoint's input contract."),
-        click.option("--epochs", type=int, default=None),
-        click.option("--batch-size", type=int, default=None),
-        click.option("--lr", type=float, default=None),
-        click.option("--momentum", type=float, default=None),
-        click.option("--weight-decay", type=float, default=None, help="L2 on weights."),
-        click.option("--patience", type=int, default=None,
+        click.option("--epochs", type=EPOCHS, default=None),
+        click.option("--batch-size", type=Finite(1, 65536, integer=True), default=None),
+        click.option("--lr", type=Finite(0, lo_open=True), default=None),
+        click.option("--momentum", type=Finite(0, 1, hi_open=True), default=None),
+        click.option("--weight-decay", type=Finite(0), default=None, help="L2 on weights."),
+        click.option("--patience", type=Finite(1, 100_000, integer=True), default=None,
                      help="Epochs without a better selection metric before the learning rate is divided by 10."),
-        click.option("--max-drops", type=int, default=None),
-        click.option("--warmup-epochs", type=float, default=None, help="Linear learning-rate warm-up (0: none)."),
-        click.option("--clip-norm", type=float, default=None, help="Clip the gradient's global norm (0: none)."),
+        click.option("--max-drops", type=Finite(0, 1000, integer=True), default=None),
+        click.option("--warmup-epochs", type=WARMUP, default=None, help="Linear learning-rate warm-up (0: none)."),
+        click.option("--clip-norm", type=Finite(0), default=None, help="Clip the gradient's global norm (0: none)."),
         click.option("--select-by", type=click.Choice(["val-acc", "val-auc", "val-loss"]), default=None,
                      help="The metric that picks best.h5 and drives the plateau schedule."),
         click.option("--balance", type=click.Choice(["none", "sample", "weight"]), default=None,
                      help="Class balance: balanced sampling, or class-weighted loss."),
-        click.option("--translate", type=float, default=None, help="Augmentation: max shift (fraction)."),
-        click.option("--rotate", type=float, default=None, help="Augmentation: max rotation (degrees)."),
-        click.option("--scale", type=float, default=None, help="Augmentation: max zoom change (fraction)."),
-        click.option("--brightness", type=float, default=None, help="Augmentation: max brightness change (fraction)."),
+        click.option("--translate", type=Finite(0, 1, hi_open=True), default=None,
+                     help="Augmentation: max shift (fraction of the side)."),
+        click.option("--rotate", type=Finite(0, 180), default=None, help="Augmentation: max rotation (degrees)."),
+        click.option("--scale", type=Finite(0, 1, hi_open=True), default=None,
+                     help="Augmentation: max zoom change (fraction)."),
+        click.option("--brightness", type=Finite(0, 1, hi_open=True), default=None,
+                     help="Augmentation: max brightness change (fraction)."),
         click.option("--augment/--no-augment", default=None, help="Augmentation on or off."),
     ]
     for o in reversed(opts):
@@ -340,8 +388,9 @@ def _recipe_options(f):
 @_out("Run folder (checkpoints, logs).", folder=True)
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from a rawcnn checkpoint (e.g. from import-weights): transfer learning.")
-@click.option("--num-classes", type=int, default=None, help="Default: the data set's classes.")
-@click.option("--new-head-lr-mult", type=float, default=10.0, show_default=True,
+@click.option("--num-classes", type=Finite(2, 1_000_000, integer=True), default=None,
+              help="Default: the data set's classes.")
+@click.option("--new-head-lr-mult", type=Finite(0, 1e6, lo_open=True), default=10.0, show_default=True,
               help="Learning-rate multiplier of the fresh last layer when --weights has another class count.")
 @click.option("--freeze-through", default=None, help="Freeze every layer up to and including this one.")
 @_recipe_options
@@ -351,7 +400,7 @@ def _recipe_options(f):
                    "e.g. normal,abnormal, when the names or order differ.")
 @_seed()
 @_device
-@click.option("--procs", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--procs", type=Finite(1, 4096, integer=True), default=1, show_default=True,
               help="Train data-parallel in this many processes on this machine (starts mpiexec; "
                    "needs the mpi extra). Under mpiexec leave it at 1.")
 @click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
@@ -392,7 +441,7 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
 @main.command()
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A prepared two-class data set; all its splits are pooled and re-split into folds.")
-@click.option("--folds", type=int, default=5, show_default=True)
+@click.option("--folds", type=Finite(2, 1000, integer=True), default=5, show_default=True)
 @click.option("--model", default="custom", show_default=True, help="custom, alexnet, vgg16, vgg19 or a JSON spec.")
 @click.option("--patient-pattern", default=None,
               help="A regex whose first group is the patient id in image names (folds keep a patient's images "
@@ -417,7 +466,7 @@ def cv(data_path, folds, model, patient_pattern, out, seed, device, **recipe_opt
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
-@click.option("--threshold", type=float, default=0.5, show_default=True, help="Probability of class 1 to call it.")
+@click.option("--threshold", type=FRACTION, default=0.5, show_default=True, help="Probability of class 1 to call it.")
 @_out("Write eval.json and the ROC PNG here.", folder=True, optional=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--classes", default=None, help="The data set's class names in the order of the checkpoint's outputs "
@@ -446,7 +495,8 @@ def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, dev
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--checkpoint", "--weights", "checkpoint", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A trained or imported rawcnn checkpoint; its preprocessing is applied.")
-@click.option("--top", type=int, default=2, show_default=True, help="How many classes to print per image.")
+@click.option("--top", type=Finite(1, INT_MAX, integer=True), default=2, show_default=True,
+              help="How many classes to print per image.")
 @click.option("--class-names", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A text file with one class name per line (e.g. the 1000 ImageNet classes); default: the "
                    "checkpoint's class names.")
@@ -479,10 +529,10 @@ def predict(images, checkpoint, top, class_names, masks, masks_dir, device, conv
 @main.command()
 @click.option("--space", required=True, help="A JSON file (or JSON text) of ranges: lr, momentum, weight_decay, "
               "dropout, batch_size, each {log_uniform|uniform|choice: [...]} or a number.")
-@click.option("--trials", type=int, default=10, show_default=True)
+@click.option("--trials", type=Finite(1, 100_000, integer=True), default=10, show_default=True)
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", default="custom", show_default=True)
-@click.option("--epochs", type=int, default=5, show_default=True, help="Epochs per trial.")
+@click.option("--epochs", type=EPOCHS, default=5, show_default=True, help="Epochs per trial.")
 @_out(folder=True)
 @_seed()
 @_device
@@ -492,8 +542,8 @@ def predict(images, checkpoint, top, class_names, masks, masks_dir, device, conv
 @click.option("--input-norm", type=click.Choice(["mean", "standardise", "none"]), default=None)
 @click.option("--select-by", type=click.Choice(["val-acc", "val-auc", "val-loss"]), default=None)
 @click.option("--balance", type=click.Choice(["none", "sample", "weight"]), default=None)
-@click.option("--warmup-epochs", type=float, default=None)
-@click.option("--clip-norm", type=float, default=None)
+@click.option("--warmup-epochs", type=WARMUP, default=None)
+@click.option("--clip-norm", type=Finite(0), default=None)
 @_overwrites
 def search(space, trials, data_path, model, epochs, out, seed, device, **recipe_opts):
     """Random search over learning rate, momentum, L2, dropout and batch size."""
@@ -517,7 +567,7 @@ def _image_source(f):
     """The options that pick images: a prepared set's split (and indices) or image files."""
     f = click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
                      help="An image file (repeatable), instead of --data.")(f)
-    f = click.option("--index", "indices", multiple=True, type=int,
+    f = click.option("--index", "indices", multiple=True, type=Finite(0, INT_MAX, integer=True),
                      help="Index into the split (repeatable; default: all of it).")(f)
     f = click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test",
                      show_default=True)(f)
@@ -550,7 +600,7 @@ def viz_filters(checkpoint, layer, out, device):
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @_image_source
 @click.option("--layer", default=None, help="Any layer (default: the ReLU after the deepest conv).")
-@click.option("--top", "top_k", type=int, default=8, show_default=True,
+@click.option("--top", "top_k", type=Finite(1, INT_MAX, integer=True), default=8, show_default=True,
               help="Rank channels by mean activation (inside the lesion mask when there is one).")
 @click.option("--raw-format", type=click.Choice(["npy", "h5"]), default="npy", show_default=True)
 @_out(folder=True)
@@ -575,11 +625,13 @@ def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k,
 @click.option("--method", type=click.Choice(["channel", "gradcam", "saliency"]), default="channel",
               show_default=True)
 @click.option("--layer", default=None, help="Default: the ReLU after the deepest conv.")
-@click.option("--channel", type=int, default=None, help="For --method channel: this channel.")
+@click.option("--channel", type=Finite(0, INT_MAX, integer=True), default=None,
+              help="For --method channel: this channel.")
 @click.option("--strongest", is_flag=True, help="For --method channel: the strongest channel (the default).")
-@click.option("--class-index", type=int, default=None, help="For gradcam/saliency (default: the predicted class).")
-@click.option("--threshold", type=float, default=0.5, show_default=True, help="Map values below are transparent.")
-@click.option("--alpha", type=float, default=0.5, show_default=True)
+@click.option("--class-index", type=Finite(0, INT_MAX, integer=True), default=None,
+              help="For gradcam/saliency (default: the predicted class).")
+@click.option("--threshold", type=FRACTION, default=0.5, show_default=True, help="Map values below are transparent.")
+@click.option("--alpha", type=FRACTION, default=0.5, show_default=True)
 @click.option("--colorbar/--no-colorbar", default=True, show_default=True,
               help="A title and a colour bar (with the threshold marked) beside each picture.")
 @click.option("--full-res", is_flag=True,
@@ -607,10 +659,11 @@ def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, ch
 @viz.command("dream")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--layer", default=None, help="Default: the logits layer.")
-@click.option("--channel", type=int, default=None, help="A channel of a conv layer, or a class of the logits.")
-@click.option("--octaves", type=int, default=3, show_default=True)
-@click.option("--steps", type=int, default=20, show_default=True)
-@click.option("--lr", type=float, default=0.05, show_default=True)
+@click.option("--channel", type=Finite(0, INT_MAX, integer=True), default=None,
+              help="A channel of a conv layer, or a class of the logits.")
+@click.option("--octaves", type=Finite(1, 16, integer=True), default=3, show_default=True)
+@click.option("--steps", type=Finite(1, 100_000, integer=True), default=20, show_default=True)
+@click.option("--lr", type=Finite(0, 1000, lo_open=True), default=0.05, show_default=True)
 @_seed()
 @_out()
 @_device
@@ -633,7 +686,7 @@ def viz_dream(checkpoint, layer, channel, octaves, steps, lr, seed, out, device)
 @click.option("--method", "methods", multiple=True, type=click.Choice(["channel", "gradcam", "saliency"]),
               help="Repeatable; default: all three.")
 @click.option("--layer", default=None)
-@click.option("--threshold", type=float, default=0.5, show_default=True)
+@click.option("--threshold", type=FRACTION, default=0.5, show_default=True)
 @_out("CSV path stem (writes OUT.csv).")
 @_device
 @_overwrites(check=(".csv", "_images.csv"))

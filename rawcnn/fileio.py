@@ -71,6 +71,59 @@ def check_targets(paths, what="file"):
         check_target(p, what)
 
 
+# Folders no command writes into: the filesystem root, the top-level system folders themselves (a
+# subfolder of /tmp, /home or /opt is fine), the well-known system subfolders, anything under /etc,
+# /proc, /sys or /boot, and the user's home folder itself (HOME; its subfolders are fine).
+SYSTEM_FOLDERS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
+                  "/run", "/sbin", "/sys", "/usr", "/var", "/srv", "/opt", "/home", "/mnt", "/media", "/tmp",
+                  "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libx32", "/usr/libexec",
+                  "/usr/include", "/usr/share", "/usr/src", "/usr/local", "/usr/local/bin", "/usr/local/sbin",
+                  "/usr/local/lib", "/usr/local/include", "/usr/local/share", "/usr/local/etc", "/var/lib",
+                  "/var/log", "/var/cache", "/var/tmp", "/var/spool", "/var/run", "/var/lock", "/var/mail",
+                  "/var/opt", "/var/local", "/var/backups", "/var/www")
+SYSTEM_TREES = ("/etc", "/proc", "/sys", "/boot")
+
+
+class SystemFolderError(ValueError):
+    """An output folder that is the filesystem root, a system folder or the home folder itself."""
+
+
+def _system_reason(folder):
+    """Why `folder` (absolute, normalised) is not a place for outputs, or None."""
+    if folder == "/":
+        return "the filesystem root"
+    home = os.environ.get("HOME")
+    homes = {os.path.normpath(home), os.path.realpath(home)} if home and os.path.isabs(home) else set()
+    if folder in homes:
+        return "your home folder itself"
+    if folder in SYSTEM_FOLDERS or folder in {os.path.realpath(f) for f in SYSTEM_FOLDERS}:
+        return "a system folder"
+    if any(folder.startswith(t + "/") for t in SYSTEM_TREES):
+        return "inside a system folder"
+    return None
+
+
+def check_out_folder(path, *, folder=True, flag="--out"):
+    """Raise SystemFolderError when output `path` would put files straight into the filesystem root, a
+    system folder (SYSTEM_FOLDERS, anything under SYSTEM_TREES) or the home folder itself.
+
+    folder: True when `path` is the output folder, False when it is a file (or a file's stem) whose
+    folder is checked. The path is checked as given (made absolute) and with symbolic links resolved.
+    --overwrite does not change this.
+    """
+    p = os.path.abspath(os.fspath(path))
+    d = p if folder else os.path.dirname(p)
+    for cand in dict.fromkeys((os.path.normpath(d), os.path.realpath(d))):
+        why = _system_reason(cand)
+        if why:
+            what = f"{flag} {path}" if folder else f"the folder of {flag} {path}, {cand},"
+            shown = "" if cand == os.path.normpath(d) else f" ({cand} with links resolved)"
+            hint = ("one under your home folder" if why.startswith("inside") else
+                    f"a subfolder, e.g. {os.path.join(cand, 'rawcnn-out')}")
+            raise SystemFolderError(f"{what}{shown} is {why}; rawcnn writes its outputs only into a folder of "
+                                    f"your own: give {hint}")
+
+
 def temp_name(path):
     """A fresh temporary path beside `path` (see the module docstring for the pattern)."""
     path = os.fspath(path)

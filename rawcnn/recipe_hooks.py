@@ -41,8 +41,8 @@ class RecipeHooks:
             raise ValueError(f"select_by must be one of {SELECT_BY}, got {r['select_by']!r}")
         if r["balance"] not in BALANCE:
             raise ValueError(f"balance must be one of {BALANCE}, got {r['balance']!r}")
-        if not (r["warmup_epochs"] >= 0 and r["clip_norm"] >= 0):
-            raise ValueError(f"warmup_epochs and clip_norm must be >= 0, got {r['warmup_epochs']!r}, "
+        if not (0 <= r["warmup_epochs"] < math.inf and 0 <= r["clip_norm"] < math.inf):  # NaN and inf refused
+            raise ValueError(f"warmup_epochs and clip_norm must be finite and >= 0, got {r['warmup_epochs']!r}, "
                              f"{r['clip_norm']!r}")
         self.warmup_epochs, self.clip_norm = float(r["warmup_epochs"]), float(r["clip_norm"])
         self.select_by, self.balance, self.deterministic = r["select_by"], r["balance"], bool(r["deterministic"])

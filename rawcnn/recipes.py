@@ -50,11 +50,37 @@ def resolve(name="default", **overrides):
         raise ValueError(f"recipe: unknown setting(s) {sorted(unknown)}")
     st = dict(RECIPES[name])
     st.update({k: v for k, v in overrides.items() if v is not None})
+    _check_ranges(st)
     if st["input_norm"] not in INPUT_NORMS:
         raise ValueError(f"--input-norm must be one of {INPUT_NORMS}, got {st['input_norm']!r}")
     from .init import parse_init
     parse_init(st["init"])  # a clear error now rather than after loading the data
     return st
+
+
+# the range of every numeric setting (the command line's flags have the same): (low, high, low excluded,
+# high excluded, whole number); None: no bound. Every value must be finite.
+RANGES = {"lr": (0, None, True, False, False), "batch_size": (1, 65536, False, False, True),
+          "epochs": (1, 100_000, False, False, True), "momentum": (0, 1, False, True, False),
+          "weight_decay": (0, None, False, False, False), "patience": (1, 100_000, False, False, True),
+          "max_drops": (0, 1000, False, False, True), "warmup_epochs": (0, 100_000, False, False, False),
+          "clip_norm": (0, None, False, False, False), "translate": (0, 1, False, True, False),
+          "rotate": (0, 180, False, False, False), "scale": (0, 1, False, True, False),
+          "brightness": (0, 1, False, True, False)}
+
+
+def _check_ranges(st):
+    """ValueError naming the flag of the first setting that is not a finite number in its RANGES range."""
+    import math
+    for key, (lo, hi, lo_open, hi_open, whole) in RANGES.items():
+        v, flag = st[key], "--" + key.replace("_", "-")
+        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v) \
+            and (v > lo if lo_open else v >= lo) and (hi is None or (v < hi if hi_open else v <= hi)) \
+            and (not whole or float(v) == int(v))
+        if not ok:
+            close = ")" if hi_open or hi is None else "]"
+            span = f"{'(' if lo_open else '['}{lo}, {'inf' if hi is None else hi}{close}"
+            raise ValueError(f"{flag} must be a finite {'whole ' if whole else ''}number in {span}, got {v!r}")
 
 
 def input_contract(norm, x, input_size):

@@ -34,6 +34,7 @@ Under `mpiexec -n R` (dist=rawcnn.distributed.Distributed) each rank runs its sh
 global batch and the gradients are summed over ranks: see rawcnn/distributed.py. Rank 0 alone
 logs and writes the files.
 """
+import contextlib
 import csv
 import hashlib
 import json
@@ -41,6 +42,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -497,7 +499,7 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
         f"epochs {tr.epoch + 1}..{epochs}")
     from .determinism import blas_pinned
     with blas_pinned(net.be.name == "cpu" and tr.hooks.deterministic, log=log), tr.dist.deferred_interrupts(), \
-            net.reusing_buffers():  # activations and gradients in kept buffers: no per-step allocation
+            net.reusing_buffers(), _quiet_float_errors():  # buffers kept: no per-step allocation
         status, reason = _loop(tr, epochs)
     if status == "interrupted" and tr.dist.size > 1 and not tr.collective_stop:  # ranks out of step: end them
         if not tr.dist.is_root:
@@ -536,6 +538,17 @@ def _warm_up(tr):
     tr.crit.forward(logits, tr.train_split.y[:2])
     tr.net.backward(tr.crit.backward(), input_grad=False)
     set_dropout_rng_states(tr.net, states)
+
+
+@contextlib.contextmanager
+def _quiet_float_errors():
+    """No NumPy overflow / invalid-value / divide-by-zero warnings while training: a loss gone inf or NaN is
+    caught by _exploded and reported as one divergence line, which the warnings would only precede. A
+    warnings filter rather than np.errstate alone, because the CPU kernels' BLAS jobs run on worker
+    threads, which np.errstate (a per-thread setting) does not reach."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered", RuntimeWarning)
+        yield
 
 
 def _loop(tr, epochs):

@@ -17,11 +17,13 @@ The memory budget is half the machine's physical memory, or RAWCNN_MAX_BYTES whe
 import json
 import math
 import os
+import stat
 
 import numpy as np
 
 MAX_JSON_CHARS = 16 * 1024 * 1024
 MAX_JSON_DEPTH = 64
+MAX_TEXT_BYTES = 16 * 1024 * 1024  # the most a text or config file handed to rawcnn (class names, specs) may hold
 
 
 class InputError(ValueError):
@@ -57,6 +59,35 @@ def _human(n):
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} EB"
+
+
+def read_text(path, where, max_bytes=MAX_TEXT_BYTES):
+    """The UTF-8 text of a text or config file a user handed rawcnn, read within a budget.
+
+    InputError (naming `where`) for what is not a regular file (a folder, a character device such
+    as /dev/zero, a FIFO: opened without blocking and refused before any read), for a file of more
+    than max_bytes (at most max_bytes + 1 bytes are read), and for bytes that are not UTF-8. A
+    UTF-8 byte-order mark is dropped.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise InputError(f"{where}: cannot read it ({e.strerror or e})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{where}: not a regular file (a folder, device or pipe); give a text file")
+    with open(fd, "rb", closefd=True) as fh:
+        try:
+            data = fh.read(max_bytes + 1)
+        except OSError as e:
+            raise InputError(f"{where}: cannot read it ({e.strerror or e})") from None
+    if len(data) > max_bytes:
+        raise InputError(f"{where}: more than {_human(max_bytes)}, the limit for a text file; it is not the "
+                         f"file rawcnn expects")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{where}: not UTF-8 text (byte {e.start} is 0x{data[e.start]:02x})") from None
 
 
 def json_depth_ok(text, max_depth=MAX_JSON_DEPTH):

@@ -20,6 +20,13 @@ def check_out(*paths):
     check_targets([p for p in paths if p])
 
 
+def check_out_folder(path, folder=True):
+    """Raise SystemFolderError (a ValueError) when output `path` (a folder, or with folder=False a file whose
+    folder counts) is the filesystem root, a system folder or the home folder itself (rawcnn.fileio)."""
+    from ..fileio import check_out_folder as check
+    check(path, folder=folder)
+
+
 def set_conv_algo(algo):
     """--conv-algo: the algorithm every Conv2d of this process uses (rawcnn/conv_algo.py)."""
     from ..conv_algo import set_default

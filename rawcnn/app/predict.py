@@ -34,10 +34,12 @@ def predict_top(checkpoint, images, top=5, class_names=None, device="cpu", masks
     from ..checkpoint import read_checkpoint
     from ..contract import contract_of, masks_for
     from ..evaluate import predict
+    from ..validate import check_int, read_text
+    check_int(top, "--top", lo=1)
     names = None
     if class_names:
-        with open(class_names) as fh:
-            names = [line.strip() for line in fh if line.strip()]
+        text = read_text(class_names, f"--class-names {class_names}")
+        names = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         names = contract_of(read_checkpoint(checkpoint)).class_names
     lung = masks_for(list(images), masks, masks_dir)

@@ -190,8 +190,12 @@ def viz_score(checkpoint, data, out, *, split="test", methods=METHODS, layer=Non
 
 
 def report(run_dir, *, data=None, checkpoint=None, out=None, split="test", device="cpu", **kw):
-    """`rawcnn report`: write_report with `data` a path or load_dataset's result. Returns the HTML path."""
+    """`rawcnn report`: write_report with `data` a path or load_dataset's result. Returns the HTML path.
+    The report's folder (RUN_DIR without `out`) may not be the filesystem root or a system folder."""
     from ..data import load_dataset
+    from ..fileio import check_out_folder
+    if out is None:
+        check_out_folder(os.path.join(os.fspath(run_dir), "report.html"), folder=False, flag="the report")
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     return write_report(run_dir, data, checkpoint=checkpoint, out=out, split=split, backend=device, **kw)
 

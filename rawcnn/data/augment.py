@@ -20,6 +20,16 @@ import numpy as np
 BORDERS = {"reflect": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT}
 
 
+def _check_limit(name, v, hi, closed):
+    """ValueError naming `name` unless v is a finite number in [0, hi] (closed) or [0, hi): a shift of a whole
+    side or more, a zoom or gain change of 100 % or more, or a rotation past 180 degrees is no augmentation."""
+    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v) \
+        and 0 <= v and (v <= hi if closed else v < hi)
+    if not ok:
+        raise ValueError(f"Augmenter: {name} must be a finite number >= 0 and {'<=' if closed else '<'} {hi:g}, "
+                         f"got {v!r}")
+
+
 class Augmenter:
     """Random per-image rotation and translation.
 
@@ -41,15 +51,14 @@ class Augmenter:
 
     def __init__(self, max_translate=0.1, max_rotate_deg=10.0, rng=None, border="reflect", max_scale=0.0,
                  max_brightness=0.0):
-        if max_translate < 0 or max_rotate_deg < 0:
-            raise ValueError(f"Augmenter: ranges must be >= 0, got max_translate={max_translate}, "
-                             f"max_rotate_deg={max_rotate_deg}")
+        for name, v, hi, closed in (("max_translate", max_translate, 1.0, False),
+                                    ("max_rotate_deg", max_rotate_deg, 180.0, True),
+                                    ("max_scale", max_scale, 1.0, False),
+                                    ("max_brightness", max_brightness, 1.0, False)):
+            _check_limit(name, v, hi, closed)
         if border not in BORDERS:
             raise ValueError(f"Augmenter: border must be one of {list(BORDERS)}, got {border!r}")
         self.max_translate, self.max_rotate_deg, self.border = float(max_translate), float(max_rotate_deg), border
-        if not (0 <= max_scale < 1 and 0 <= max_brightness < 1):
-            raise ValueError(f"Augmenter: max_scale and max_brightness must be in [0, 1), got {max_scale}, "
-                             f"{max_brightness}")
         self.max_scale, self.max_brightness = float(max_scale), float(max_brightness)
         self.rng = rng if rng is None or isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
