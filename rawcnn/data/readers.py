@@ -24,8 +24,15 @@ that does not parse to a label, a label that disagrees with the clinical reading
 `DataError` naming the file, or with skip_bad=True is left out and listed in `records.skipped`
 as (path, reason). Readers check image headers only (cheap); `load_image` decodes, and
 `rawcnn.data.dataset.prepare` treats a decode failure the same way.
+
+Hostile folders: every file a reader takes must resolve (links followed) inside the root it was
+given; a class folder, an image or a CSV row that leads outside raises OutsideFolderError, even with
+skip_bad, before the file is opened. A name that is not a regular file (a FIFO, a device, a folder)
+is a bad file, refused after a stat and never opened, so a reader cannot block on a pipe.
 """
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +49,41 @@ MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*")
 
 class DataError(ValueError):
     """A data file that cannot be used; the message names the file."""
+
+
+class OutsideFolderError(DataError):
+    """A name in the data (a link, a CSV row) that leads outside the folder being read; never skipped."""
+
+
+def inside_root(root, path, what):
+    """The real path of `path` (links resolved), which must lie inside the real path of `root`.
+
+    Only links are read (os.path.realpath); no file is opened. `what` names the culprit in the
+    message (e.g. "labels.csv: line 7: file '../x.png'"). Raises OutsideFolderError.
+    """
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise OutsideFolderError(f"{what} resolves to {real}, outside the folder {root}; rawcnn reads only files "
+                                 f"inside the folder it is given (refused before reading it, even with --skip-bad)")
+    return real
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def file_problem(path):
+    """Why `path` is not a regular file one may open (a string), or None. Nothing is opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "file not found" + (" (a link to a missing file)" if os.path.islink(path) else "")
+    except (OSError, ValueError) as e:  # a name too long, a loop of links, a NUL character
+        return f"cannot be read ({getattr(e, 'strerror', None) or e})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((k for test, k in _KINDS if test(mode)), "not a file")
+    return f"not a regular file ({kind}); refusing to open it"
 
 
 @dataclass
@@ -77,13 +119,17 @@ class Records(list):
 def header_problem(path):
     """Why `path` is not a readable image file (a string), or None when its header looks fine."""
     path = Path(path)
-    if not path.is_file():
-        return "file not found"
+    problem = file_problem(path)
+    if problem:
+        return problem
     from .sources import is_dicom
     if is_dicom(path):
         return None
-    with open(path, "rb") as f:
-        head = f.read(33)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(33)
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
     if not any(head.startswith(m) for m in MAGIC):
         return "not an image (unknown file header)"
     if head.startswith(MAGIC[0]):
@@ -178,9 +224,10 @@ def reading_label(finding):
 
 
 def _image_files(folder):
-    """Image files directly in `folder`, sorted by name; hidden files and other suffixes ignored."""
+    """Entries directly in `folder` named like images, sorted by name; hidden entries, other suffixes and
+    folders ignored. A FIFO, device or broken link so named is kept, for header_problem to refuse by name."""
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+                  if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
 
 
 def _montgomery_masks(root, stem):
@@ -236,6 +283,8 @@ def _collect(build, files, skip_bad):
     for path in files:
         try:
             records.append(build(path))
+        except OutsideFolderError:
+            raise
         except DataError as e:
             if not skip_bad:
                 raise
@@ -279,13 +328,22 @@ def read_folder_per_class(root, skip_bad=False, classes=None):
     classes = list(classes) if classes else found
     if not classes:
         raise DataError(f"{root}: no class subfolders")
+    if len(classes) < 2:
+        raise DataError(f"{root}: only one class ({classes[0]!r}); a classifier needs at least two: put one "
+                        f"subfolder of images per class in {root}")
+    for cls in classes:
+        inside_root(root, root / cls, f"{root / cls}: the class folder")
     records, skipped = [], []
     for label, cls in enumerate(classes):
         files = _image_files(root / cls)
         if not files:
-            raise DataError(f"{root / cls}: class folder has no image files")
+            sub = sorted(p.name for p in (root / cls).iterdir() if p.is_dir() and not p.name.startswith("."))
+            raise DataError(f"{root / cls}: class folder has no image files" +
+                            (f" directly in it (it holds the folder(s) {sub[:5]}; rawcnn reads "
+                             f"<root>/<class>/<image>, one level deep)" if sub else ""))
 
         def build(path, label=label, cls=cls):
+            inside_root(root, path, f"{path}")
             problem = header_problem(path)
             if problem:
                 raise DataError(f"{path}: {problem}")
@@ -302,18 +360,27 @@ def detect_layout(root):
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
-    if (root / "Data_Entry_2017.csv").is_file():
-        return "nih"
-    if (root / "labels.csv").is_file():
-        return "label_csv"
+    for name, layout in (("Data_Entry_2017.csv", "nih"), ("labels.csv", "label_csv")):
+        if os.path.lexists(root / name):
+            problem = file_problem(root / name)
+            if problem:
+                raise DataError(f"{root / name}: {problem}; the {layout} layout reads a CSV file of that name")
+            return layout
     image_dir = root / "CXR_png" if (root / "CXR_png").is_dir() else root
     names = [p.name.upper() for p in _image_files(image_dir)]
     if any(n.startswith("MCUCXR_") for n in names):
         return "montgomery"
     if any(n.startswith("CHNCXR_") for n in names):
         return "shenzhen"
-    if any(_image_files(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    subfolders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if any(_image_files(p) for p in subfolders):
         return "folder_per_class"
+    if not any(not p.name.startswith(".") for p in root.iterdir()):
+        raise DataError(f"{root}: the folder is empty; expected one subfolder of images per class, a labels.csv "
+                        f"beside the images, or the Montgomery / Shenzhen layout")
+    if subfolders:
+        raise DataError(f"{root}: no image files directly in its subfolders {sorted(p.name for p in subfolders)[:8]}; "
+                        f"a folder-per-class set holds <root>/<class>/<image>.png")
     raise DataError(f"{root}: cannot tell the layout; expected CXR_png/MCUCXR_*.png (Montgomery), "
                     f"CXR_png/CHNCXR_*.png (Shenzhen) or one subfolder of images per class")
 

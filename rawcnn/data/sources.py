@@ -362,17 +362,77 @@ def load_image_color(path):
     return np.ascontiguousarray(cv2.cvtColor(x, code))  # (H, W, 3)
 
 
-def _csv_rows(path, need):
-    """Rows of a CSV file as dicts; DataError naming the file when a needed column is missing."""
+# What a CSV handed to rawcnn may hold. NIH's Data_Entry_2017.csv (112,120 rows, 12 columns) is 7.8 MB.
+MAX_CSV_BYTES = 64 << 20   # the file, read within this bound (rawcnn.validate.read_text)
+MAX_CSV_LINE = 1 << 20     # characters in one line
+MAX_CSV_COLUMNS = 1024     # fields in the header or in one row
+MAX_CSV_CELLS = 1 << 23    # fields kept in memory in all
+MAX_CLASSES = 1000         # classes a label column may define
+
+
+def _csv_lines(text, path):
+    """The lines of `text` (ends kept, split at \\n, \\r\\n or \\r as open(newline='') does) for csv.reader;
+    DataError at the first line longer than MAX_CSV_LINE."""
+    import re
+    for n, m in enumerate(re.finditer(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", text), start=1):
+        if m.end() - m.start() > MAX_CSV_LINE:
+            raise DataError(f"{path}: line {n} holds {m.end() - m.start()} characters, more than the limit of "
+                            f"{MAX_CSV_LINE}; the file is damaged or not the CSV rawcnn expects")
+        yield m.group()
+
+
+def _csv_table(path, need):
+    """[(line number, row dict)] of a CSV file, the header being the first non-blank row; within bounds.
+
+    The file must be a regular file of at most MAX_CSV_BYTES (UTF-8, a byte-order mark dropped); lines,
+    columns and fields are bounded by MAX_CSV_LINE, MAX_CSV_COLUMNS and MAX_CSV_CELLS. Column names are
+    stripped of spaces; a row shorter than the header reads '' for the columns it lacks, fields past
+    the header are dropped, rows with nothing but blanks are left out. DataError naming the file (and
+    the line) when a bound is passed, a needed column is missing or named twice, or csv cannot parse it.
+    """
+    from ..validate import InputError, read_text
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in need if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
-            return list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: not a readable CSV file ({e})") from None
+        text = read_text(path, str(path), MAX_CSV_BYTES)
+    except InputError as e:
+        raise DataError(str(e)) from None
+    reader = csv.reader(_csv_lines(text, path))
+    header, rows, cells, line = None, [], 0, 0
+    try:
+        for fields in reader:
+            start, line = line + 1, reader.line_num
+            if len(fields) > MAX_CSV_COLUMNS:
+                raise DataError(f"{path}: line {start} has {len(fields)} columns, more than the limit of "
+                                f"{MAX_CSV_COLUMNS}; the file is damaged or not the CSV rawcnn expects")
+            if not any(f.strip() for f in fields):
+                continue
+            if header is None:
+                header = [f.strip() for f in fields]
+                missing = [c for c in need if c not in header]
+                if missing:
+                    found = [h[:40] for h in header[:8]] + (["..."] if len(header) > 8 else [])
+                    raise DataError(f"{path}: missing column(s) {missing}; found {found}")
+                twice = [c for c in need if header.count(c) > 1]
+                if twice:
+                    raise DataError(f"{path}: column(s) {twice} appear more than once in the header")
+                continue
+            cells += len(fields)
+            if cells > MAX_CSV_CELLS:
+                raise DataError(f"{path}: more than {MAX_CSV_CELLS} fields by line {start}; the file is larger "
+                                f"than rawcnn reads")
+            row = dict(zip(header, fields))
+            for k in header[len(fields):]:
+                row.setdefault(k, "")
+            rows.append((start, row))
+    except csv.Error as e:
+        raise DataError(f"{path}: line {reader.line_num}: not a readable CSV file ({e})") from None
+    if header is None:
+        raise DataError(f"{path}: empty; expected a header line naming the columns {list(need)}")
+    return rows
+
+
+def _csv_rows(path, need):
+    """Rows of a CSV file as dicts (read by _csv_table, within its bounds); DataError naming the file."""
+    return [row for _, row in _csv_table(path, need)]
 
 
 def _index_images(root):
@@ -410,41 +470,135 @@ def read_nih(root, finding="Effusion", csv_name="Data_Entry_2017.csv", skip_bad=
     return Records(records, ("No Finding", finding), "nih", root, skipped)
 
 
+def _label_kind(v):
+    """('index', int), ('name', v) or (None, why) for one label as written (stripped) in a label CSV."""
+    if not v:
+        return None, "empty label"
+    if v.isascii() and v.isdigit():
+        return "index", int(v)
+    try:
+        float(v)  # '0.5', '1.0', '-1', 'nan', 'inf', '1e3': numbers, but not class indices
+    except ValueError:
+        return "name", v
+    return None, (f"label {v!r} is not a class index (a whole number 0, 1, 2, ... written in digits: '1', not "
+                  f"'1.0') nor a class name")
+
+
 def read_label_csv(root, csv_name="labels.csv", classes=None, skip_bad=False):
     """Read root/<file> listed in root/<csv_name> (columns file, label). Returns Records.
 
-    label: an integer class index, or a class name. Integer labels take `classes` as names, or
-    ('normal', 'abnormal') for 0/1 (the NLM convention: 1 = abnormal). Name labels take `classes`
-    for the order, or sorted names.
+    label: an integer class index written in digits ('0', '1', ...), or a class name; every label of
+    the file is one or the other. Integer labels take `classes` as names, or ('normal', 'abnormal')
+    for 0/1 (the NLM convention: 1 = abnormal), or '0'..'K-1' for K = the largest label + 1. Name
+    labels take `classes` for the order, or sorted names. At least two classes.
+
+    Refused, naming the CSV, the line and the value (with skip_bad the row is left out and listed in
+    `skipped`): an empty label or file name, a number that is not a whole number in digits ('0.5',
+    '1.0', '-1', 'nan'), an index among names or a name among indices (the fewer kind is at fault),
+    a file listed twice (the repeat; every row of a file listed with two labels). Refused always,
+    before any file is opened: a file name that resolves (links followed) outside root, '../x.png',
+    '/etc/passwd' or a link pointing out (OutsideFolderError). Then each file's header is checked,
+    a FIFO or a device is refused without being opened (readers.header_problem).
     """
+    from .readers import inside_root
     root = Path(root)
     table = root / csv_name
-    rows = _csv_rows(table, ("file", "label"))
+    inside_root(root, table, f"{table}")
+    rows = _csv_table(table, ("file", "label"))
     if not rows:
         raise DataError(f"{table}: no rows")
-    raw = [r["label"].strip() for r in rows]
-    if all(v.lstrip("-").isdigit() for v in raw):
-        idx = [int(v) for v in raw]
-        names = list(classes) if classes else (list(NLM_CLASS_NAMES) if set(idx) <= {0, 1} else
-                                               [str(i) for i in range(max(idx) + 1)])
-        bad = [v for v in idx if not 0 <= v < len(names)]
-        if bad:
-            raise DataError(f"{table}: label {bad[0]} outside 0..{len(names) - 1} (classes {names})")
+    bad = {}  # row index -> why it is not used
+
+    # 1. the names: inside the folder, before anything is opened
+    paths, reals = [], []
+    for i, (line, r) in enumerate(rows):
+        name = r["file"]
+        if not name.strip() or "\0" in name:
+            bad[i] = "empty file name" if not name.strip() else f"file name {name!r} holds a NUL character"
+            paths.append(None)
+            reals.append(None)
+            continue
+        paths.append(root / name)
+        reals.append(inside_root(root, root / name, f"{table}: line {line}: file {name!r}"))
+
+    # 2. the labels: all class indices or all class names
+    kinds = [_label_kind(r["label"].strip()) for _, r in rows]
+    for i, (kind, v) in enumerate(kinds):
+        if kind is None:
+            bad.setdefault(i, v)
+    n_index = sum(k == "index" for i, (k, _) in enumerate(kinds) if i not in bad)
+    n_name = sum(k == "name" for i, (k, _) in enumerate(kinds) if i not in bad)
+    first = next((k for i, (k, _) in enumerate(kinds) if i not in bad), None)
+    kind = "index" if n_index > n_name or (n_index == n_name and first == "index") else "name"
+    example = next(((rows[i][0], v) for i, (k, v) in enumerate(kinds) if i not in bad and k == kind), None)
+    for i, (k, v) in enumerate(kinds):
+        if i not in bad and k != kind:
+            other = {"index": "class indices", "name": "class names"}[kind]
+            bad[i] = (f"label {str(v)!r} is a class {k}, but the other labels are {other} (e.g. {str(example[1])!r} on "
+                      f"line {example[0]}); use one or the other")
+
+    # 3. a file listed twice would be one image in two splits
+    first_row = {}
+    for i, real in enumerate(reals):
+        if real is None or i in bad:
+            continue
+        if real not in first_row:
+            first_row[real] = i
+            continue
+        j = first_row[real]
+        if kinds[i][1] == kinds[j][1]:
+            bad[i] = f"{rows[i][1]['file']!r} is listed again (first on line {rows[j][0]})"
+        else:
+            a, b = str(kinds[j][1]), str(kinds[i][1])
+            bad[i] = f"{rows[i][1]['file']!r} has label {b!r} here and {a!r} on line {rows[j][0]}"
+            bad.setdefault(j, f"{rows[j][1]['file']!r} has label {a!r} here and {b!r} on line {rows[i][0]}")
+    if bad and not skip_bad:
+        i = min(bad)
+        raise DataError(f"{table}: line {rows[i][0]}: {bad[i]}")
+    skipped = [(paths[i] or table, f"{table.name} line {rows[i][0]}: {bad[i]}") for i in sorted(bad)]
+    keep = [i for i in range(len(rows)) if i not in bad]
+
+    # 4. the class names
+    values = [kinds[i][1] for i in keep]
+    if kind == "index":
+        if classes:
+            names = list(classes)
+        elif set(values) <= {0, 1}:
+            names = list(NLM_CLASS_NAMES)
+        else:
+            top = max(keep, key=lambda i: kinds[i][1])
+            if kinds[top][1] >= MAX_CLASSES:
+                raise DataError(f"{table}: line {rows[top][0]}: label {kinds[top][1]} would make "
+                                f"{kinds[top][1] + 1} classes, more than the limit of {MAX_CLASSES}")
+            names = [str(i) for i in range(kinds[top][1] + 1)]
+        for i in keep:
+            if not 0 <= kinds[i][1] < len(names):
+                raise DataError(f"{table}: label {kinds[i][1]} outside 0..{len(names) - 1} (classes {names}), "
+                                f"line {rows[i][0]}")
+        idx = values
     else:
-        names = list(classes) if classes else sorted(set(raw))
-        unknown = sorted(set(raw) - set(names))
+        names = list(classes) if classes else sorted(set(values))
+        unknown = sorted(set(values) - set(names))
         if unknown:
-            raise DataError(f"{table}: label(s) {unknown} not among the classes {names}")
-        idx = [names.index(v) for v in raw]
-    records, skipped = [], []
-    for r, label in zip(rows, idx):
-        path = root / r["file"]
-        problem = None if is_dicom(path) else header_problem(path)
+            i = next(i for i in keep if kinds[i][1] == unknown[0])
+            raise DataError(f"{table}: label(s) {unknown[:10]} not among the classes {names[:10]} "
+                            f"(e.g. line {rows[i][0]})")
+        if len(names) > MAX_CLASSES:
+            raise DataError(f"{table}: {len(names)} different class names, more than the limit of {MAX_CLASSES}")
+        idx = [names.index(v) for v in values]
+    if keep and len(names) < 2:
+        raise DataError(f"{table}: only one class ({names[0]!r}); a classifier needs at least two")
+
+    # 5. the files: a regular file with an image header (a FIFO or a device is refused unopened)
+    records = []
+    for i, label in zip(keep, idx):
+        line, r = rows[i]
+        problem = header_problem(paths[i])
         if problem:
             if not skip_bad:
-                raise DataError(f"{path}: {problem}")
-            skipped.append((path, problem))
+                raise DataError(f"{paths[i]}: {problem} (listed on line {line} of {table})")
+            skipped.append((paths[i], problem))
             continue
-        records.append(Record(path=path, label=label, name=Path(r["file"]).stem,
+        records.append(Record(path=paths[i], label=label, name=Path(r["file"]).stem,
                               clinical={k: v for k, v in r.items() if k not in ("file", "label")}))
     return Records(records, names, "label_csv", root, skipped)
