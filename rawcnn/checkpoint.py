@@ -83,7 +83,9 @@ def read_checkpoint(path):
     """Read a checkpoint into plain data: dict with spec, params, momentum, epoch, lr, ... .
 
     Every attribute and dataset is checked for its kind and declared size before it is read
-    (rawcnn.validate); a damaged or hostile file raises CheckpointError naming what is wrong.
+    (rawcnn.validate); a damaged or hostile file raises CheckpointError naming what is wrong. Data
+    kept outside the file (external storage, an external or soft link, a virtual dataset) is refused
+    without opening the other file (validate.check_storage).
     """
     from .validate import InputError
     path = os.fspath(path)
@@ -132,7 +134,7 @@ def _read_group_arrays(f, key, path):
 
 
 def _read_checkpoint(f, path):
-    from .validate import InputError, attr_json, attr_number, attr_text
+    from .validate import InputError, attr_json, attr_number, attr_text, check_storage
     fmt = f.attrs.get("format") if "format" in f.attrs else None
     if isinstance(fmt, bytes):
         fmt = fmt.decode("utf-8", "replace")
@@ -140,6 +142,7 @@ def _read_checkpoint(f, path):
         raise CheckpointError(f"{path}: not a rawcnn checkpoint (attribute 'format' is "
                               f"{str(fmt)[:60]!r}); to bring in Keras or AlexNet weights use "
                               f"`rawcnn import-weights`")
+    check_storage(f, path)  # no link is followed below; each dataset's storage is checked before it is read
     attr_text(f, "spec", path, required=True)
     out = {"spec": attr_json(f, "spec", path, kind=dict, required=True),
            "epoch": attr_number(f, "epoch", path, integer=True),

@@ -442,9 +442,18 @@ class ShardedImages:
 
     def __init__(self, path, index, channels, dist):
         import h5py
+
+        from .data.readers import DataError
+        from .validate import InputError, check_storage
         self.path, self.index, self.dist = path, np.asarray(index, dtype=np.int64), dist  # (M,)
         self.file = h5py.File(path, "r")
-        self.images = self.file["images"]  # (N, 1, S, S) uint8 in the file
+        try:  # ShardedData checked the file; it is opened again here, so checked again
+            check_storage(self.file, path)
+            self.images = self.file["images"]  # (N, 1, S, S) uint8 in the file
+            check_storage(self.images, path)
+        except InputError as e:
+            self.file.close()
+            raise DataError(str(e)) from None
         S = self.images.shape[-1]
         self.shape, self.dtype = (len(self.index), channels, S, S), np.dtype(np.uint8)
         self.ndim, self.channels = 4, channels
@@ -501,16 +510,22 @@ class ShardedData:
 
         from .data.dataset import PER_IMAGE, SPLITS
         from .data.readers import DataError
+        from .validate import InputError, check_storage
         self.path, self.dist, self.SPLITS = path, dist, SPLITS
         try:
             with h5py.File(path, "r") as f:
+                check_storage(f, path)  # no link is followed below
                 missing = [n for n in PER_IMAGE if n not in f]
                 if missing:
                     raise DataError(f"{path}: missing dataset(s) {missing}")
+                for name in ("labels", "split", "images"):
+                    check_storage(f[name], path)
                 self.labels, self.split_ids = f["labels"][...].astype(np.int64), f["split"][...]  # (N,), (N,)
                 shape = f["images"].shape
                 self.settings = json.loads(f.attrs["settings"])
                 self.class_names = json.loads(f.attrs["class_names"])
+        except InputError as e:
+            raise DataError(str(e)) from None
         except (OSError, KeyError) as e:
             raise DataError(f"{path}: not a readable prepared data set ({e})") from None
         if len(shape) != 4 or shape[0] != self.labels.size or shape[1] != 1:

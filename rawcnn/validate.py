@@ -226,6 +226,7 @@ def dataset(f, key, where, shape=None, ndim=None, kinds=None):
         raise InputError(f"{where}: missing dataset {key!r}")
     if not isinstance(d, h5py.Dataset):
         raise InputError(f"{where}: {key!r} should be a dataset, but it is a {type(d).__name__.lower()}")
+    check_storage(d, where)
     try:
         dshape, dkind = tuple(d.shape) if d.shape is not None else None, d.dtype.kind
     except Exception as e:
@@ -243,9 +244,69 @@ def dataset(f, key, where, shape=None, ndim=None, kinds=None):
     return d
 
 
+def check_storage(ds, where):
+    """InputError unless what `ds` names keeps its data inside its own file; nothing is read or followed.
+
+    ds: an h5py Dataset, or a Group / File whose every link below is checked (walked by link, never
+    following one, each group once). Refused, naming the member's path: an external link or a soft
+    link (another file, or a second name, would be opened to follow it), a virtual dataset (its data
+    are other datasets, maybe in other files), and for a dataset given itself, external raw storage
+    (`create_dataset(..., external=[(file, offset, size)])`: HDF5 opens that file when the data are
+    read). The walk leaves external storage to the check each reader makes on a dataset before
+    reading it, whose `where` can name the layer; the other file is opened only by a read.
+    """
+    import h5py
+    inside = "rawcnn reads only data stored inside the file"
+
+    def text(v):
+        v = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+        return v if len(v) <= 200 else v[:200] + "..."
+
+    try:
+        if isinstance(ds, h5py.Dataset):
+            plist = ds.id.get_create_plist()
+            if ds.is_virtual:
+                src = f", from {text(plist.get_virtual_filename(0))!r}" if plist.get_virtual_count() else ""
+                raise InputError(f"{where}: cannot read dataset {ds.name!r}: it is a virtual dataset (its data "
+                                 f"are other datasets{src}); {inside}")
+            n = plist.get_external_count()
+            if n:
+                more = f" and {n - 1} more" if n > 1 else ""
+                raise InputError(f"{where}: cannot read dataset {ds.name!r}: its data are stored in the external "
+                                 f"file {text(plist.get_external(0)[0])!r}{more}; {inside}")
+            return
+        seen, todo = set(), [ds]
+        while todo:
+            g = todo.pop()
+            if g.id in seen:  # a group hard-linked twice (or into itself) is walked once
+                continue
+            seen.add(g.id)
+            for name in g:
+                member = f"{g.name.rstrip('/')}/{name}"
+                link = g.get(name, getlink=True)
+                if isinstance(link, h5py.ExternalLink):
+                    raise InputError(f"{where}: {member!r} is an external link to {text(link.path)!r} in the file "
+                                     f"{text(link.filename)!r}; {inside}")
+                if not isinstance(link, h5py.HardLink):
+                    kind = (f"a soft link to {text(link.path)!r}" if isinstance(link, h5py.SoftLink)
+                            else "a user-defined link")
+                    raise InputError(f"{where}: {member!r} is {kind}, not data of its own; {inside}, each under "
+                                     f"its own name")
+                obj = g[name]
+                if isinstance(obj, h5py.Group):
+                    todo.append(obj)
+                elif isinstance(obj, h5py.Dataset) and obj.is_virtual:
+                    check_storage(obj, where)
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"{where}: cannot read the file's structure ({_short(e)}); the file is damaged") from None
+
+
 def read_dataset(d, where, key=None):
     """Read a dataset after checking its declared size against the memory budget; OSError -> InputError."""
     key = key or d.name
+    check_storage(d, where)
     try:
         nbytes = int(np.prod(d.shape, dtype=np.float64) * d.dtype.itemsize)
     except Exception as e:

@@ -26,7 +26,11 @@ Groups stored as G split layers (heuritech conv_2_1/conv_2_2, MMdnn conv2_0/conv
 holds filters [g*F/G, (g+1)*F/G) on input channels [g*C, (g+1)*C) exactly as Caffe's group g does,
 so the grouped kernel is their concatenation on the filter axis, group 0 first (biases likewise).
 """
+import json
+
 import numpy as np
+
+from .errors import WeightsImportError
 
 
 def hwio_to_oihw(k):
@@ -90,33 +94,86 @@ def decide_flip(src, layout, override=None):
                    "are cross-correlation kernels, used unflipped")
 
 
-def _walk_config(node):
-    """Every {'class_name': ..., 'config': ...} layer entry of a Keras model config, nested models included."""
-    if isinstance(node, dict):
-        if "class_name" in node and isinstance(node.get("config"), dict):
-            yield node
-        for v in node.values():
-            yield from _walk_config(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _walk_config(v)
+def _show(v):
+    """A JSON value for a message: its kind and its first characters."""
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+    text = json.dumps(v)
+    return kind if v is None else f"{kind} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _walk_config(config, where):
+    """Every {'class_name': ..., 'config': ...} entry of a Keras model config, in order, nested models included.
+
+    Walked with a list, not recursion (the JSON came from the file). Checked on the way: the config
+    is an object, every entry's class_name is a string, every 'layers' field of an entry's config
+    is a list. An entry's config is an object for a layer, or a list (a Keras 2.0 Sequential).
+    """
+    if not isinstance(config, dict):
+        raise WeightsImportError(f"{where}: the model config should be a JSON object (class_name, config), got "
+                                 f"{_show(config)}")
+    todo = [config]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            if "class_name" in node:
+                cfg = node.get("config")
+                name = cfg.get("name") if isinstance(cfg, dict) else None
+                label = f"layer {name!r}" if isinstance(name, str) else "a layer"
+                if not isinstance(node["class_name"], str):
+                    raise WeightsImportError(f"{where}: {label}: field 'class_name' should be a string, got "
+                                             f"{_show(node['class_name'])}")
+                if isinstance(cfg, dict) and "layers" in cfg and not isinstance(cfg["layers"], list):
+                    raise WeightsImportError(f"{where}: {label} ({node['class_name']}): field 'layers' should be a "
+                                             f"list of layers, got {_show(cfg['layers'])}")
+                yield node
+            todo.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            todo.extend(reversed(node))
 
 
 CONV_CLASSES = ("Conv2D", "Convolution2D")
+DATA_FORMATS = ("channels_last", "channels_first")
+FORMAT_FIELDS = {"data_format": DATA_FORMATS, "dim_ordering": ("tf", "th")}  # Keras >= 2, Keras 1
 
 
-def fc_order_from_config(config):
+def _layer_config(entry, i, where):
+    """A Conv2D / Flatten entry's config, with name, data_format and dim_ordering checked -> dict."""
+    cls, cfg = entry["class_name"], entry.get("config")
+    if not isinstance(cfg, dict):
+        raise WeightsImportError(f"{where}: {cls} entry {i} of the config: field 'config' should be an object, got "
+                                 f"{_show(cfg)}")
+    name = cfg.get("name")
+    if "name" in cfg and not isinstance(name, str):
+        raise WeightsImportError(f"{where}: {cls} entry {i} of the config: field 'name' should be a string, got "
+                                 f"{_show(name)}")
+    label = f"layer {name!r} ({cls})" if name else f"{cls} entry {i} of the config"
+    for field, allowed in FORMAT_FIELDS.items():
+        if field in cfg and (cls in CONV_CLASSES or field == "data_format") and cfg[field] not in allowed:
+            # `not in` compares with ==, so a list or an object here is refused, never hashed
+            raise WeightsImportError(f"{where}: {label}: field {field!r} should be "
+                                     f"{' or '.join(repr(a) for a in allowed)}, got {_show(cfg[field])}")
+    return cfg
+
+
+def fc_order_from_config(config, where="the model config"):
     """(order, reason) read from a Keras model config, or None when it does not say.
 
     channels_last model: Flatten sees (H, W, C). channels_first model: Keras >= 2.2 and Keras 3 Flatten
     (config data_format 'channels_first') permute to channels-last first, so (H, W, C) again; a Flatten
     without data_format (Keras 1, Keras <= 2.1.5) or with 'channels_last' flattens memory order (C, H, W).
+    config: parsed JSON from the file, so every field read is type-checked first; WeightsImportError
+    names `where` (the file and the attribute or member), the layer and the field.
     """
-    entries = list(_walk_config(config))
-    conv = next((e["config"] for e in entries if e["class_name"] in CONV_CLASSES), None)
-    flat = next((e["config"] for e in entries if e["class_name"] == "Flatten"), None)
-    if conv is None:
+    convs, flats = [], []
+    for i, e in enumerate(_walk_config(config, where)):
+        if e["class_name"] in CONV_CLASSES:
+            convs.append(_layer_config(e, i, where))
+        elif e["class_name"] == "Flatten":
+            flats.append(_layer_config(e, i, where))
+    if not convs:
         return None
+    conv, flat = convs[0], flats[0] if flats else None
     df = conv.get("data_format") or {"tf": "channels_last", "th": "channels_first"}.get(conv.get("dim_ordering"))
     if df is None:
         return None
@@ -137,7 +194,9 @@ def decide_fc_order(src, layout, override=None):
             raise ValueError(f"fc_order must be 'hwc' or 'chw', got {override!r}")
         return override, "fc6 row order forced by the caller"
     if src.config is not None:
-        found = fc_order_from_config(src.config)
+        where = f"{src.path}: " + ("config.json of the .keras zip" if src.format == "keras3-weights-h5"
+                                   else "root attribute model_config")
+        found = fc_order_from_config(src.config, where)
         if found:
             return found
     if src.format == "keras3-weights-h5":

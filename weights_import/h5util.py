@@ -6,6 +6,7 @@ list stored as a float64 array of shape (0,) (h5py's reading of `attrs[k] = []`)
 dataspace (h5py.Empty). Long lists are split into chunks `name0`, `name1`, ... (Keras >= 2.1,
 HDF5_OBJECT_HEADER_LIMIT). The helpers here read all of them as Python lists of str.
 """
+import copy
 import io
 import os
 import zipfile
@@ -17,11 +18,19 @@ import numpy as np
 from .errors import WeightsImportError
 
 
+# config.json of a .keras zip is the model's layer list as text (a VGG16's is tens of KB), never weights:
+# it gets this budget of its own rather than the memory budget for arrays.
+MAX_CONFIG_BYTES = 16 << 20
+CHUNK = 1 << 20
+
+
 def open_weights(path):
     """Open a weight file for reading.
 
     Returns (h5py.File, zip_config): zip_config is the text of config.json when `path` is a Keras 3
-    `.keras` zip (whose model.weights.h5 is opened from memory), else None.
+    `.keras` zip (whose model.weights.h5 is opened from memory), else None. Before anything else is
+    read, every link in the file is checked (rawcnn.validate.check_storage): an external or soft
+    link, or a virtual dataset, is refused without opening what it points to.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -30,10 +39,11 @@ def open_weights(path):
         raise WeightsImportError(f"{path}: is a directory, not a weight file")
     if h5py.is_hdf5(path):
         try:
-            return h5py.File(path, "r"), None
+            f = h5py.File(path, "r")
         except OSError as e:
             raise WeightsImportError(f"{path}: cannot open it as HDF5 ({_short(e)}); the file is probably "
                                      f"truncated or damaged (download it again)") from None
+        return _checked(f, path), None
     if zipfile.is_zipfile(path):
         return _open_keras_zip(path)
     with open(path, "rb") as fh:
@@ -47,6 +57,56 @@ def open_weights(path):
                              f"a rawcnn checkpoint")
 
 
+def _checked(f, where):
+    """f after check_storage walked its links; closed and a WeightsImportError when one is refused."""
+    from rawcnn.validate import InputError, check_storage
+    try:
+        check_storage(f, where)
+    except InputError as e:
+        f.close()
+        raise WeightsImportError(str(e)) from None
+    return f
+
+
+def _read_member(z, name, path, limit=None):
+    """The bytes of zip member `name`, streamed in chunks and never more than it declares.
+
+    limit: a byte count (config.json), or None for the memory budget (rawcnn.validate.check_bytes).
+    The declared size is checked first; then the member is inflated CHUNK bytes at a time and
+    refused as soon as it yields more than its header declares (a hostile header can declare a
+    few bytes in front of gigabytes) or, at its end, less. zipfile itself cuts a stream at the
+    declared size and then fails on the CRC ("damaged"); it is given room for two more chunks so
+    that a longer stream is seen here and named (one that ends within those two chunks still
+    fails on zipfile's CRC check, which stays on).
+    """
+    from rawcnn.validate import check_bytes
+    info = z.getinfo(name)
+    declared, what = info.file_size, f"member {name} of the .keras zip"
+
+    def within(n):
+        if limit is None:
+            check_bytes(n, path, what)
+        elif n > limit:
+            raise WeightsImportError(f"{path}: {what} is larger than {limit >> 20} MB, the limit for a Keras model "
+                                     f"config (text: a VGG16's is tens of KB); the file is damaged or hostile")
+    within(declared)
+    roomy = copy.copy(info)
+    roomy.file_size = declared + 2 * CHUNK
+    chunks, n = [], 0
+    with z.open(roomy) as fh:
+        while chunk := fh.read(CHUNK):
+            n += len(chunk)
+            if n > declared:
+                raise WeightsImportError(f"{path}: {what} inflates to more than the {declared} bytes its header "
+                                         f"declares; the zip is damaged or hostile")
+            within(n)
+            chunks.append(chunk)
+    if n != declared:
+        raise WeightsImportError(f"{path}: {what} holds {n} bytes where its header declares {declared}; the zip "
+                                 f"is damaged")
+    return b"".join(chunks)
+
+
 def _open_keras_zip(path):
     try:
         with zipfile.ZipFile(path) as z:
@@ -54,12 +114,10 @@ def _open_keras_zip(path):
             if "model.weights.h5" not in names:
                 raise WeightsImportError(f"{path}: a zip file without model.weights.h5, so not a Keras 3 "
                                          f".keras file (it holds {', '.join(names[:6]) or 'nothing'})")
-            from rawcnn.validate import check_bytes
-            for member in ("model.weights.h5", "config.json"):
-                if member in names:  # what the zip declares, checked before inflating it
-                    check_bytes(z.getinfo(member).file_size, path, f"member {member} of the .keras zip")
-            data = z.read("model.weights.h5")
-            config = z.read("config.json").decode("utf-8", "replace") if "config.json" in names else None
+            config = None
+            if "config.json" in names:
+                config = _read_member(z, "config.json", path, MAX_CONFIG_BYTES).decode("utf-8", "replace")
+            data = _read_member(z, "model.weights.h5", path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, KeyError, EOFError, RuntimeError,
             NotImplementedError, ValueError, zlib.error) as e:
         if isinstance(e, WeightsImportError):
@@ -68,10 +126,11 @@ def _open_keras_zip(path):
             raise WeightsImportError(str(e)) from None
         raise WeightsImportError(f"{path}: damaged zip file ({_short(e)})") from None
     try:
-        return h5py.File(io.BytesIO(data), "r"), config
+        f = h5py.File(io.BytesIO(data), "r")
     except OSError as e:
         raise WeightsImportError(f"{path}: model.weights.h5 inside the .keras zip is not readable HDF5 "
                                  f"({_short(e)})") from None
+    return _checked(f, path), config
 
 
 def _short(e):
@@ -129,9 +188,13 @@ def attr_strings(obj, name, where):
 
 
 def read_array(ds, where):
-    """A weight dataset -> float32 numpy array (bfloat16 bit patterns widened); errors name `where`."""
-    from rawcnn.validate import InputError, check_bytes
+    """A weight dataset -> float32 numpy array (bfloat16 bit patterns widened); errors name `where`.
+
+    Data stored outside the file (external storage, a virtual dataset) is refused before the read.
+    """
+    from rawcnn.validate import InputError, check_bytes, check_storage
     try:
+        check_storage(ds, where)
         check_bytes(int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize, where,
                     f"dataset {ds.name!r} of shape {ds.shape}")
     except InputError as e:

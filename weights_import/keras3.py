@@ -45,7 +45,7 @@ def read_keras3(f, path, zip_config=None):
         try:
             src.config = json.loads(zip_config)
             src.facts.append("config.json of the .keras zip")
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:  # RecursionError: nested thousands deep
             src.facts.append(f"config.json of the .keras zip is not valid JSON ({e}); ignored")
     src.layers = _walk(f[top], path)
     return src

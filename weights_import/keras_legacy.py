@@ -36,7 +36,7 @@ def read_legacy(f, path, fmt):
             try:
                 src.config = json.loads(text)
                 src.facts.append("root attribute model_config (JSON)")
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, RecursionError) as e:  # RecursionError: nested thousands deep
                 src.facts.append(f"root attribute model_config is not valid JSON ({e}); ignored")
     names = attr_strings(root, "layer_names", path)
     if names is None:

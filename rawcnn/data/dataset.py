@@ -317,7 +317,8 @@ def load_dataset(path):
     """Load a file written by prepare into memory, validated. Returns PreparedData.
 
     Raises DataError naming the file for a missing file, dataset or attribute, a dataset of the
-    wrong kind or shape, a declared size beyond the memory budget, damaged chunks, or settings
+    wrong kind or shape, a declared size beyond the memory budget, damaged chunks, data kept
+    outside the file (external storage, a link, a virtual dataset: never opened), or settings
     that a user could not have typed (rawcnn.validate).
     """
     from ..validate import InputError
@@ -351,9 +352,10 @@ def load_dataset(path):
 
 def _read_prepared(f, path):
     """(arrays, attrs) of an open prepared file; every shape, kind and size checked before reading."""
-    from ..validate import (InputError, attr_json, attr_number, attr_text, check_bytes, dataset,
+    from ..validate import (InputError, attr_json, attr_number, attr_text, check_bytes, check_storage, dataset,
                             read_dataset)
     from .settings_check import check_stored_settings
+    check_storage(f, path)  # no link is followed below; each dataset's storage is checked before it is read
     need = ("format", "rawcnn_version", "settings", "class_names", "source", "layout", "seed", "skipped")
     missing = [n for n in PER_IMAGE if n not in f]
     if missing:
