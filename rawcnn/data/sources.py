@@ -342,16 +342,16 @@ def load_image_color(path):
     Grey files (and DICOM) are replicated to R = G = B; an alpha channel is dropped; 16-bit
     colour is scaled by 255 / 65535. Raises DataError naming the file.
     """
+    from .image_check import check_declared_size, decode_guarded
     from .readers import load_image
     path = Path(path)
-    if is_dicom(path):
-        return np.repeat(load_dicom(path)[..., None], 3, axis=-1)
-    problem = header_problem(path)
+    problem = header_problem(path)  # a FIFO or device is refused here, before anything opens it
     if problem:
         raise DataError(f"{path}: {problem}")
-    x = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if x is None or x.size == 0:
-        raise DataError(f"{path}: the image cannot be decoded")
+    if is_dicom(path):
+        return np.repeat(load_dicom(path)[..., None], 3, axis=-1)
+    check_declared_size(path)  # the grey path's guards: a header declaring 65535 x 65535 is refused
+    x = decode_guarded(path)
     if x.ndim == 2 or x.shape[2] == 1:
         return np.repeat(load_image(path)[..., None], 3, axis=-1)  # (H, W, 3)
     if x.dtype == np.uint16:
