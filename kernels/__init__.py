@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-OPS = ("conv2d", "relu", "lrn", "maxpool2d", "linear", "dropout", "softmax",
+OPS = ("conv2d", "relu", "lrn", "maxpool2d", "global_avg_pool", "linear", "dropout", "softmax",
        "softmax_cross_entropy", "sgd", "winograd")
 BACKENDS = ("reference", "cpu", "cuda", "cudasim")
 

@@ -101,6 +101,29 @@ def check_maxpool2d_backward_args(dy, argmax, x_shape):
         raise ValueError(f"maxpool2d_backward: argmax values must lie in [0, {H * W}) for planes of {(H, W)}")
 
 
+# -- global_avg_pool ---------------------------------------------------------------------------
+def check_global_avg_pool_args(x):
+    """Raise ValueError unless x is a float32/float64 (N, C, H, W) array with H, W >= 1; return (N, C)."""
+    if x.ndim != 4 or x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"global_avg_pool: x must be (N, C, H, W) with H, W >= 1, got shape {tuple(x.shape)}")
+    if x.dtype not in (np.float32, np.float64):
+        raise ValueError(f"global_avg_pool: x must be float32 or float64, got {x.dtype}")
+    return int(x.shape[0]), int(x.shape[1])
+
+
+def check_global_avg_pool_backward_args(dy, x_shape):
+    """Raise ValueError unless x_shape is (N, C, H, W) with H, W >= 1 and dy a float32/float64 (N, C)
+    array; return x_shape as a tuple of ints."""
+    shape = tuple(x_shape) if isinstance(x_shape, (tuple, list)) else ()
+    if len(shape) != 4 or any(isinstance(v, bool) or int(v) != v or v < 0 for v in shape) or min(shape[2:]) < 1:
+        raise ValueError(f"global_avg_pool_backward: x_shape must be (N, C, H, W) with H, W >= 1, got {x_shape!r}")
+    shape = tuple(int(v) for v in shape)
+    if tuple(dy.shape) != shape[:2] or dy.dtype not in (np.float32, np.float64):
+        raise ValueError(f"global_avg_pool_backward: dy {tuple(dy.shape)} {dy.dtype} must be a float32 or float64 "
+                         f"(N, C) = {shape[:2]} array for x_shape {shape}")
+    return shape
+
+
 # -- lrn ---------------------------------------------------------------------------------------
 def check_lrn_args(x, size, alpha, beta, k):
     """Raise ValueError unless x is (N, C, H, W) float32/float64 and size >= 1."""

@@ -207,7 +207,7 @@ def _no_ties(rng, shape):
 
 def layer_cases():
     """(layer type, config text, factory(rng) -> (layers, x, labels or None)) for every layer type."""
-    from .layers import LRN, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Softmax
+    from .layers import LRN, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Softmax
     f64 = np.float64
 
     def conv(C, F, k, s, p, g, shape, algo="im2col"):
@@ -260,6 +260,8 @@ def layer_cases():
         ("MaxPool2d", "k2 s2", pool(2, 2, 0, False, (2, 3, 4, 6))),
         ("MaxPool2d", "k3 s2 p1", pool(3, 2, 1, False, (2, 2, 7, 5))),
         ("MaxPool2d", "k3 s2 ceil_mode non-square", pool(3, 2, 0, True, (1, 3, 8, 6))),
+        ("GlobalAvgPool", "(2,3,4,5)", lambda rng: ([GlobalAvgPool(name="gap")], rng.standard_normal((2, 3, 4, 5)),
+                                                    None)),
         ("Linear", "7->5", linear),
         ("Dropout", "p 0.4, generator re-seeded", dropout),
         ("Softmax", "K 5", lambda rng: ([Softmax(name="prob")], rng.standard_normal((3, 5)) * 2, None)),

@@ -12,6 +12,8 @@ from numpy.random.default_rng(seed) layer by layer; each Dropout gets its own ge
 from the same seed.
 
 Built in: `custom` (Sivaramakrishnan et al., read with MATLAB R2017a defaults: no padding),
+`custom-gap` (the same five conv blocks, then global average pooling, dropout and fc8 instead of
+pool5 and the 4096-wide fc6/fc7: 1.6 M parameters instead of 103.3 M; issue 19),
 `alexnet` (BVLC Caffe deploy.prototxt: conv-ReLU-LRN-pool order, groups 2), `vgg16`, `vgg19`.
 """
 import copy
@@ -62,6 +64,25 @@ def custom_spec():
         *_head(2)]}
 
 
+def custom_gap_spec():
+    """custom's five conv blocks (same names and sizes), then GlobalAvgPool, Dropout 0.5 and fc8.
+
+    Issue 19: fc6/fc7 hold 101.7 M of custom's 103.3 M parameters, against a few hundred training
+    radiographs. Here fc8 reads the 256 channel means of relu5, so the net has 1.6 M parameters
+    and takes any input that leaves conv5 at least 1x1. pool5 is dropped: the average over the
+    whole map already pools it (at 128 px conv5's 7x7 map would become 3x3 first, a max taken
+    before the mean for no gain), and with conv5 -> mean -> fc8 linear, Grad-CAM at relu5 is the
+    class activation map of Zhou et al. (CVPR 2016).
+    """
+    layers = custom_spec()["layers"]
+    convs = layers[:[e["name"] for e in layers].index("relu5") + 1]  # conv1 .. relu5: pool5 and the fc head go
+    return {"name": "custom-gap", "input": [3, 227, 227], "layers": [
+        *convs,
+        {"type": "GlobalAvgPool", "name": "gap"},
+        {"type": "Dropout", "name": "drop", "p": 0.5},
+        {"type": "Linear", "name": "fc8", "out_features": 2}]}
+
+
 def alexnet_spec():
     """BVLC AlexNet (models/bvlc_alexnet/deploy.prototxt); LRN k = 1 (Caffe's default)."""
     lrn = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)
@@ -86,14 +107,14 @@ def vgg_spec(depth):
     return {"name": f"vgg{depth}", "input": [3, 224, 224], "layers": layers + _head(1000)}
 
 
-BUILTIN = {"custom": custom_spec, "alexnet": alexnet_spec,
+BUILTIN = {"custom": custom_spec, "custom-gap": custom_gap_spec, "alexnet": alexnet_spec,
            "vgg16": lambda: vgg_spec(16), "vgg19": lambda: vgg_spec(19)}
 
 # fields each layer type takes (besides "type" and "name"), with defaults; None = required
 FIELDS = {
     "Conv2d": {"out_channels": None, "kernel_size": None, "stride": 1, "padding": 0, "groups": 1},
     "Linear": {"out_features": None},
-    "ReLU": {}, "Flatten": {}, "Softmax": {},
+    "ReLU": {}, "Flatten": {}, "GlobalAvgPool": {}, "Softmax": {},
     "LRN": {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 1.0},
     "MaxPool2d": {"kernel_size": None, "stride": None, "padding": 0, "ceil_mode": False},
     "Dropout": {"p": 0.5},
@@ -225,7 +246,7 @@ def build(name_or_spec, num_classes=None, input_shape=None, seed=0, dtype=np.flo
         elif kind == "Linear":
             if len(shape) != 1:
                 raise ValueError(f"model {spec.get('name', '?')!r}: layer {name!r} (Linear) gets input of "
-                                 f"shape {shape}; put a Flatten before it")
+                                 f"shape {shape}; put a Flatten or a GlobalAvgPool before it")
             layer = Linear(shape[0], name=name, rng=rng, weight_std=weight_std, dtype=dtype, **kw)
         elif kind == "Dropout":
             layer = Dropout(name=name, rng=np.random.default_rng(drop_seeds[i]), **kw)

@@ -21,8 +21,8 @@ def test_numeric_gradient_steps_around_a_kink():
     assert kinks.tolist() == [True, False] and g[1] == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("kind", ["Conv2d", "ReLU", "LRN", "MaxPool2d", "Linear", "Dropout", "Softmax",
-                                  "Flatten", "SoftmaxCrossEntropy", "Net"])
+@pytest.mark.parametrize("kind", ["Conv2d", "ReLU", "LRN", "MaxPool2d", "GlobalAvgPool", "Linear", "Dropout",
+                                  "Softmax", "Flatten", "SoftmaxCrossEntropy", "Net"])
 def test_every_layer_type_passes(kind):
     rows = run_gradcheck(kind)
     assert rows

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rawcnn.layers import (LRN, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Softmax,
+from rawcnn.layers import (LRN, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Softmax,
                            SoftmaxCrossEntropy)
 
 
@@ -13,6 +13,7 @@ def make_layers():
         (ReLU(name="relu"), (2, 3, 6, 6)),
         (LRN(5, 1e-4, 0.75, 2.0, name="norm"), (2, 3, 6, 6)),
         (MaxPool2d(2, 2, name="pool"), (2, 3, 6, 6)),
+        (GlobalAvgPool(name="gap"), (2, 3, 6, 6)),
         (Flatten(name="flatten"), (2, 3, 6, 6)),
         (Linear(5, 4, name="fc", rng=rng), (2, 5)),
         (Dropout(0.5, name="drop", rng=np.random.default_rng(1)), (2, 5)),
