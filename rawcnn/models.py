@@ -129,12 +129,8 @@ def load_spec(name_or_path):
         spec, where = BUILTIN[name_or_path](), f"built-in model {name_or_path!r}"
     elif os.path.exists(str(name_or_path)):
         where = f"spec file {name_or_path}"
-        from .validate import MAX_JSON_CHARS, parse_json
-        try:
-            with open(name_or_path, encoding="utf-8", errors="replace") as fh:
-                text = fh.read(MAX_JSON_CHARS + 1)
-        except OSError as e:
-            raise ValueError(f"{where}: cannot read it ({e})") from None
+        from .validate import MAX_JSON_CHARS, parse_json, read_text
+        text = read_text(name_or_path, where, max_bytes=MAX_JSON_CHARS)  # a FIFO or device refused unread
         spec = parse_json(text, where, kind=dict, allow_null=False)
     else:
         raise ValueError(f"unknown model {name_or_path!r}: give one of {', '.join(BUILTIN)} or a path to "

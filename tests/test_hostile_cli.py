@@ -321,6 +321,23 @@ def test_search_space_from_a_device(bases, tmp_path):
     assert r.exit_code == 1 and "--space /dev/zero: not a regular file" in line
 
 
+def test_model_spec_from_a_device_or_a_fifo(tmp_path):
+    """--model / MODEL spec files go through the same bounded reader: a device or a FIFO is refused
+    unread (a FIFO used to block `open` until a writer came)."""
+    import threading
+    line = _one_error(_run(["summary", "/dev/zero"]))
+    assert "spec file /dev/zero: not a regular file" in line
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "spec.json"
+        os.mkfifo(fifo)
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=_run(["summary", fifo])), daemon=True)
+        t.start()
+        t.join(20)
+        assert not t.is_alive(), "summary on a FIFO spec did not return"
+        assert f"spec file {fifo}: not a regular file" in _one_error(out["r"])
+
+
 def test_report_refuses_a_run_folder_at_the_root(root_guard):
     """Without --out the report goes into RUN_DIR: RUN_DIR / is refused like --out /."""
     r = _run(["report", "/"])
