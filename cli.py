@@ -403,12 +403,16 @@ def _recipe_options(f):
 @click.option("--procs", type=Finite(1, 4096, integer=True), default=1, show_default=True,
               help="Train data-parallel in this many processes on this machine (starts mpiexec; "
                    "needs the mpi extra). Under mpiexec leave it at 1.")
+@click.option("--micro-batches", type=Finite(1, 4096, integer=True), default=None,
+              help="Cut each global batch into M fixed micro-batches whose gradients are summed in a fixed "
+                   "order: 1 process and any number of ranks dividing M (a power of two, or M) give the same "
+                   "bits. Without it, ranks agree with one process only to float rounding, which SGD amplifies.")
 @click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
               show_default=True, help="Convolution algorithm: per layer from a measured table or this "
               "machine's cached timings (auto), forced, or timed once and cached (tune).")
 @_overwrites
 def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_through, resume, classes, seed,
-          device, procs, conv_algo, **recipe_opts):
+          device, procs, micro_batches, conv_algo, **recipe_opts):
     """Train a model with SGD-momentum, L2 and a plateau learning-rate schedule.
 
     --recipe default (LSUV init, standardised input, warm-up, clipping, augmentation, selection by
@@ -419,7 +423,7 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
     """
     from rawcnn.app import train as app_train
     try:
-        code = app_train.relaunch(procs, sys.argv[1:])  # --procs N: this command line under mpiexec -n N
+        code = app_train.relaunch(procs, sys.argv[1:], micro_batches)  # --procs N: this command line under mpiexec -n N
     except ValueError as e:
         _fail(e)
     if code is not None:
@@ -429,7 +433,8 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
         res, speaks, status = app_train.train_command(model, data_path, out, recipe_opts=recipe_opts, weights=weights,
                                               num_classes=num_classes, new_head_lr_mult=new_head_lr_mult,
                                               freeze_through=freeze_through, resume=resume, classes=classes,
-                                              seed=seed, device=be.name, conv_algo=conv_algo, given=_given())
+                                              seed=seed, device=be.name, conv_algo=conv_algo, given=_given(),
+                                              micro_batches=micro_batches)
     except (ValueError, KeyError) as e:
         _fail(e)
     if speaks:  # under mpiexec: rank 0 alone speaks; train() has logged the outcome and best epoch already

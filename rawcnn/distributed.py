@@ -17,9 +17,34 @@ Synchronous data-parallel SGD, one step on every rank (`mpiexec -n R rawcnn trai
     the fused SGD update, the same on every rank
 
 So R ranks compute what one process computes, except for the order of the float sums over the
-batch (the test allows 1e-5 relative in float32, 1e-12 in float64). Every generator advances the
-same way on every rank, so rank 0's checkpoint is the run's whole state and resumes with any R.
-Validation is split into R contiguous shares whose sums are reduced: one process's numbers.
+batch: per step they agree to float rounding (the test allows 1e-5 relative in float32 over 3
+epochs of a tiny net, 1e-12 in float64), but SGD amplifies the difference over a real run (the
+custom model, 2 epochs: train loss 1.86588 vs 1.86602 after epoch 1, final biases up to 1.6e-1
+relative apart). Every generator advances the same way on every rank, so rank 0's checkpoint is the
+run's whole state and resumes with any R.
+
+With --micro-batches M (MicroBatches below) the bits do not depend on R. Shapes: M micro-batches,
+q = M / R per rank; micro-batch m is rows share(n, M, m) of the global batch.
+
+    for m in this rank's [r*q, (r+1)*q):          forward, loss, backward of micro-batch m alone,
+        dlogits = (p - onehot) * n_m / n / n_m    augmentation and dropout rows from the shared
+                                                  draws of all n rows (one draw per step)
+    g(lo, hi) = g(lo, mid) + g(mid, hi), mid = (lo + hi) // 2      the fixed pairwise tree
+    this rank computes the subtree g(r*q, (r+1)*q); the ranks combine the levels above it with
+    point-to-point messages (the right child's owner sends to the left's), then rank 0 broadcasts
+
+The same micro-batch gives the same gradient bits on any rank (the kernels do not depend on the
+thread count: rawcnn/determinism.py), and the tree is the same for any R, so 1, 2, 4 ... ranks give
+the same weights, momentum, losses and checkpoints. A rank's block must be a node of the tree:
+R divides M and is a power of two (or equals M); check_micro_batches refuses the rest. An empty
+micro-batch (n < M) is a missing leaf, skipped in the same way by every R (no "+ 0", which would
+turn a -0.0 into +0.0). In one process M > 1 computes the same tree; M = 1 is the plain step.
+
+Validation runs in fixed global blocks of B rows (one process's batches: a row's logits can
+depend on the other rows of its batch, through the GEMMs' shapes), rank r taking blocks
+share(blocks, R, r); each block's loss sum goes into its own slot, the ranks' vectors are summed
+(every slot has one non-zero contributor: exact) and the slots added in block order, as one
+process adds them. So validation gives one process's bits with or without --micro-batches.
 
 Files and logs come from rank 0 alone. A rank that raises prints one line naming itself and aborts
 the whole job (MPI_Abort); a non-finite loss on any rank stops every rank at the same step, named.
@@ -124,30 +149,38 @@ class Distributed:
         return total, int(every[:, 1].sum()), ""
 
     def validate(self, tr, split=None):
-        """Mean loss and accuracy over a split (default: validation), each rank a contiguous share.
+        """Mean loss and accuracy over a split (default: validation), in one process's batches.
 
-        The loss sums and correct counts are reduced, so every rank gets one process's numbers (the
-        counts exactly, the loss to float rounding). split: a rawcnn.train.Split (e.g. the test split).
+        The split is cut into fixed blocks of B rows [k*B, (k+1)*B) (one process's batches), rank r
+        computes blocks share(blocks, R, r); every block's loss sum has its own slot, every row's
+        score its own place, so the reduction adds zeros only and every rank gets one process's
+        numbers bit for bit. split: a rawcnn.train.Split (e.g. the test split).
         """
         net, crit, xp = tr.net, tr.crit, tr.net.be.xp
         split = split if split is not None else tr.val_split
         x, y, B = split.x, split.y, tr.batch_size
-        lo, hi = share(y.size, self.size, self.rank)
-        sums = np.zeros(3 + y.size, dtype=np.float64)  # (3 + M,) loss sum, correct, each score, Ctrl-C
-        for i in range(lo, hi, B):
-            j = min(i + B, hi)
+        nb = -(-y.size // B)  # blocks
+        k_lo, k_hi = share(nb, self.size, self.rank)
+        # (nb + 3 + N,): each block's loss sum, correct, classes, each row's score, Ctrl-C
+        sums = np.zeros(nb + 3 + y.size, dtype=np.float64)
+        for k in range(k_lo, k_hi):
+            i, j = k * B, min((k + 1) * B, y.size)
             logits = net.forward(tr.to_input(read_rows(x, np.arange(i, j))), train=False)  # (j - i, K)
-            sums[0] += crit.forward(logits, y[i:j]) * (j - i)
-            sums[1] += int((xp.argmax(logits, axis=1) == crit.labels).sum())
-            tr.n_classes = logits.shape[1]
-            sums[2 + i:2 + j] = tr.hooks.scores(logits)  # the other ranks hold 0 there
+            sums[k] = crit.forward(logits, y[i:j]) * (j - i)
+            sums[nb] += int((xp.argmax(logits, axis=1) == crit.labels).sum())
+            sums[nb + 1] = logits.shape[1]
+            sums[nb + 2 + i:nb + 2 + j] = tr.hooks.scores(logits)  # the other ranks hold 0 there
         sums[-1] = self.sigint
         self.allreduce(sums)
         if sums[-1]:
             raise CollectiveInterrupt()
+        tr.n_classes = int(round(sums[nb + 1] / min(self.size, nb)))  # every rank with a block wrote K
+        total = 0.0
+        for k in range(nb):  # in block order, as Trainer.validate adds them in one process
+            total += float(sums[k])
         if split is tr.val_split:
-            tr.val_auc = tr.hooks.auc(y, [sums[2:-1]])  # as one process computes it
-        return float(sums[0]) / y.size, float(sums[1]) / y.size
+            tr.val_auc = tr.hooks.auc(y, [sums[nb + 2:-1]])  # as one process computes it
+        return total / y.size, float(sums[nb]) / y.size
 
     # -- small collectives ---------------------------------------------------------------------
     def allreduce(self, a):
@@ -218,6 +251,225 @@ class Distributed:
 
 class CollectiveInterrupt(KeyboardInterrupt):
     """Ctrl-C seen by every rank at the same collective: the ranks stop together, no abort needed."""
+
+
+# -- micro-batches: the same bits for any number of ranks -----------------------------------------
+def micro_batch_rule_holds(M, R):
+    """True when R ranks can each hold a whole branch of M micro-batches' pairwise tree: R divides M
+    and is a power of two, or R == M (checked against the tree itself for every M < 300)."""
+    return M % R == 0 and (R & (R - 1) == 0 or R == M)
+
+
+def check_micro_batches(M, R):
+    """Raise ValueError (one line naming both numbers) unless --micro-batches M suits R ranks."""
+    if M is None:
+        return
+    if M < 1:
+        raise ValueError(f"--micro-batches must be at least 1, got {M}")
+    if not micro_batch_rule_holds(M, R):
+        hint = R * -(-M // R) if R & (R - 1) == 0 else R
+        raise ValueError(f"--micro-batches {M} cannot be shared by {R} ranks: the number of ranks must divide "
+                         f"the number of micro-batches and be a power of two (or equal it), e.g. "
+                         f"--micro-batches {hint}")
+
+
+class MicroBatches:
+    """One training step as M fixed micro-batches whose gradients are summed in a fixed pairwise tree.
+
+    dist: Single or Distributed (R ranks; R divides M, see check_micro_batches). This rank computes
+    micro-batches [lo, lo + q), q = M / R, one forward and backward each, and sums them as the tree's
+    subtree; the ranks then combine the levels above with Send/Recv and rank 0 broadcasts the total.
+    Every rank ends with the same gradient bits, whatever R (module docstring). Flat buffers of all
+    trainable gradients (P elements) are kept between steps: at most log2(q) + 2 of them on a rank,
+    plus one for receiving. seconds_exchange accumulates the time spent combining over ranks.
+    """
+
+    TAG = 71
+
+    def __init__(self, M, dist):
+        check_micro_batches(M, dist.size)
+        self.M, self.dist = int(M), dist
+        self.q = self.M // dist.size
+        self.lo = dist.rank * self.q
+        self.free, self.recv, self.seconds_exchange, self.steps = [], None, 0.0, 0
+
+    def __repr__(self):
+        return f"MicroBatches({self.M} over {self.dist.size} rank(s))"
+
+    # -- flat gradient buffers -----------------------------------------------------------------
+    def _grads(self, net):
+        return [(l, k) for l, k, _, _ in net.parameters(trainable_only=True)]
+
+    def _take(self, xp, size, dtype):
+        while self.free:
+            b = self.free.pop()
+            if b.size == size and b.dtype == dtype:
+                return b
+        return xp.empty(size, dtype=dtype)
+
+    def _leaf(self, net, keys):
+        """A flat copy of the gradients the last backward left (P,)."""
+        xp = net.be.xp
+        size = sum(l.params[k].size for l, k in keys)
+        buf = self._take(xp, size, np.dtype(net.dtype))
+        o = 0
+        for l, k in keys:
+            g = l.grads[k]
+            buf[o:o + g.size] = g.reshape(-1)
+            o += g.size
+        return buf
+
+    def _add(self, a, b):
+        """Tree node: a + b (either may be None: an all-empty branch), in a's buffer."""
+        if a is None or b is None:
+            return a if b is None else b
+        a += b  # elementwise: one float addition per element, no reduction order
+        self.free.append(b)
+        return a
+
+    def _empty(self, n, lo, hi):
+        """True when micro-batches [lo, hi) hold no row of a global batch of n (known on every rank)."""
+        return share(n, self.M, lo)[0] == share(n, self.M, hi - 1)[1]
+
+    # -- the step ------------------------------------------------------------------------------
+    def step(self, tr, idx):
+        """Forward and backward of this rank's micro-batches; gradients summed over all M in tree order.
+
+        tr: the Trainer; idx: (n,) int rows of the training split, the global batch in order.
+        Returns (loss, correct, bad): the global batch's mean loss (micro-batch sums added in order
+        0..M-1, divided by n), the correct count, and '' or a phrase naming the first micro-batch
+        (and rank) whose loss was not finite; then the gradients are left as they are.
+        """
+        from .checkpoint import dropout_rng_states, set_dropout_rng_states
+        net, crit, M, q, lo = tr.net, tr.crit, self.M, self.q, self.lo
+        n = idx.size
+        a0, b0 = share(n, M, lo)[0], share(n, M, lo + q - 1)[1]  # this rank's rows [a0, b0)
+        xr, yr = read_rows(tr.train_split.x, idx[a0:b0]), tr.train_split.y[idx[a0:b0]]  # (b0 - a0, ...)
+        t = tr.augment.draw_all(n) if tr.augment is not None else None  # every row's, on every rank
+        weights = None
+        if tr.hooks.balance == "weight":  # the global batch's normalisation, as one process's dlogits
+            w = tr.hooks.class_weight  # (K,)
+            weights = (w, n / w[tr.train_split.y[idx]].sum())
+        drawn = dropout_rng_states(net)  # each micro-batch's forward draws the n-row masks from here
+        stats = np.zeros((q, 3), dtype=np.float64)  # per micro-batch: loss * n_m, correct, finite
+        stats[:, 2] = 1
+        keys = self._grads(net)
+
+        def leaf(m):
+            a, b = share(n, M, m)
+            set_dropout_rng_states(net, drawn)
+            xb, yb = xr[a - a0:b - a0], yr[a - a0:b - a0]
+            if t is not None:
+                xb = tr.augment.apply_all(xb, t, slice(a, b))
+            set_dropout_rows(net, (a, b, n))
+            try:
+                logits = net.forward(tr.to_input(xb), train=True)  # (n_m, K)
+            finally:
+                set_dropout_rows(net, None)
+            loss = crit.forward(logits, yb)
+            right = int((net.be.xp.argmax(logits, axis=1) == crit.labels).sum())
+            stats[m - lo] = loss * (b - a), right, np.isfinite(loss)
+            if not np.isfinite(loss):
+                return None  # the step is refused: its gradients are never used
+            d = crit.backward((b - a) / n)  # (n_m, K) a share of the global mean's gradient
+            if weights is not None:
+                f = weights[0][np.asarray(yb)] * weights[1]  # (n_m,)
+                d = d * net.be.xp.asarray(f[:, None], dtype=d.dtype)
+            net.backward(d, input_grad=False)
+            return self._leaf(net, keys)
+
+        def tree(lo_, hi_):
+            if self._empty(n, lo_, hi_):
+                return None
+            if hi_ - lo_ == 1:
+                return leaf(lo_)
+            mid = (lo_ + hi_) // 2
+            return self._add(tree(lo_, mid), tree(mid, hi_))
+
+        mine = tree(lo, lo + q)
+        if b0 == a0:  # no row here: one forward of one row (output unused) draws the masks as the others do
+            set_dropout_rows(net, (0, 1, n))
+            try:
+                net.forward(tr.to_input(read_rows(tr.train_split.x, idx[:1])), train=True)
+            finally:
+                set_dropout_rows(net, None)
+        every = stats.reshape(1, -1)
+        if self.dist.size > 1:
+            flat = np.concatenate([stats.reshape(-1), [self.dist.sigint]])  # (3q + 1,)
+            every = np.empty((self.dist.size, flat.size), dtype=np.float64)  # (R, 3q + 1)
+            self.dist.comm.Allgather(flat, every)
+            if every[:, -1].any():  # Ctrl-C on some rank: every rank stops here, before the update
+                raise CollectiveInterrupt()
+            every = every[:, :-1]
+        per = every.reshape(M, 3)  # (M, 3) in micro-batch order
+        bad = np.flatnonzero(per[:, 2] == 0)
+        if bad.size:
+            m = int(bad[0])
+            where = f" in micro-batch {m + 1} of {M}"
+            return float("nan"), 0, (f" on rank {m // q}{where}" if self.dist.size > 1 else where)
+        total = 0.0
+        for m in range(M):  # the step's loss: micro-batch sums in order, on every rank
+            total += float(per[m, 0])
+        t0 = time.perf_counter()
+        if self.dist.size > 1:
+            mine = self._exchange(net, n, mine)
+        self.seconds_exchange += time.perf_counter() - t0
+        o = 0
+        for l, k in keys:  # the total into the gradients the optimizer reads
+            g = l.grads[k]
+            g[...] = mine[o:o + g.size].reshape(g.shape)
+            o += g.size
+        if mine is not self.recv:
+            self.free.append(mine)
+        self.steps += 1
+        return total / n, int(per[:, 1].sum()), ""
+
+    def _exchange(self, net, n, mine):
+        """The tree's levels above the ranks' blocks by Send/Recv (the right child's owner sends to the
+        left child's, which adds), then rank 0's total broadcast: every rank returns the same bits."""
+        from kernels import to_numpy
+        xp, q, rank = net.be.xp, self.q, self.dist.rank
+        comm = self.dist.comm
+        host = xp is np
+        size = sum(l.params[k].size for l, k in self._grads(net))
+        dtype = np.dtype(net.dtype)
+        if self.recv is None or self.recv.size != size or self.recv.dtype != dtype:
+            self.recv = np.empty(size, dtype=dtype)  # (P,) on the host (MPI reads host memory)
+
+        def node(lo_, hi_):
+            """This rank's value of node [lo_, hi_) when it owns it (the rank of lo_), else None."""
+            first, last = lo_ // q, (hi_ - 1) // q
+            if first == last or not first <= rank <= last:
+                return mine if first == last == rank else None
+            mid = (lo_ + hi_) // 2
+            left, right = node(lo_, mid), node(mid, hi_)
+            if self._empty(n, mid, hi_):  # nothing comes from the right: every rank knows it
+                return left
+            if rank == mid // q:
+                comm.Send(right if host else to_numpy(right), dest=first, tag=self.TAG)
+                return None
+            if rank == first:
+                comm.Recv(self.recv, source=mid // q, tag=self.TAG)
+                got = self.recv if host else xp.asarray(self.recv)
+                if left is None:  # an empty left branch: the right's bits as they are
+                    left = self._take(xp, size, dtype)
+                    left[...] = got
+                    return left
+                left += got
+            return left
+
+        total = node(0, self.M)
+        if rank == 0:
+            out = total if total is not None else xp.zeros(size, dtype=dtype)
+            buf = out if host else to_numpy(out)
+        else:
+            if mine is not None:
+                self.free.append(mine)
+            out, buf = None, self.recv
+        comm.Bcast(buf, root=0)
+        if out is None:  # the receive buffer itself on the host (step() copies it into the gradients)
+            out = buf if host else xp.asarray(buf)
+        return out
 
 
 def set_dropout_rows(net, rows):

@@ -167,7 +167,7 @@ class Trainer:
     """
 
     def __init__(self, net, data, *, out_dir, batch_size, lr, momentum, weight_decay, patience, max_drops,
-                 seed, augment, preprocessing, log, progress, on_batch, dist=None, recipe=None):
+                 seed, augment, preprocessing, log, progress, on_batch, dist=None, recipe=None, micro_batches=None):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         if augment is not None and not isinstance(getattr(augment, "rng", None), np.random.Generator):
@@ -175,6 +175,14 @@ class Trainer:
                              "(like rawcnn.data.Augmenter), so that its state can be saved and restored")
         self.net, self.log, self.progress, self.on_batch = net, log, progress, on_batch
         self.dist = dist if dist is not None else Single()
+        self.micro = None  # MicroBatches: the step's gradients independent of the number of ranks
+        if micro_batches is not None:
+            from .distributed import MicroBatches
+            if int(micro_batches) > int(batch_size):
+                raise ValueError(f"--micro-batches {micro_batches} is more than --batch-size {batch_size}: "
+                                 f"each micro-batch needs a row")
+            if int(micro_batches) > 1 or self.dist.size > 1:  # 1 in one process: the plain step, the same bits
+                self.micro = MicroBatches(int(micro_batches), self.dist)
         self.collective_stop = False  # set when Ctrl-C stopped every rank at the same collective
         self.train_split, self.val_split = get_split(data, "train"), get_split(data, "val")
         if preprocessing is None and not np.issubdtype(self.train_split.x.dtype, np.floating):
@@ -196,12 +204,15 @@ class Trainer:
                        "weight_decay": float(weight_decay), "patience": int(patience),
                        "max_drops": int(max_drops), "seed": self.seed, "augment": repr(augment),
                        "layers": {l.name: [l.lr_mult, l.trainable] for l in net.layers if l.params}}
+        if self.micro is not None:  # absent otherwise: checkpoints of earlier runs compare equal on resume
+            self.config["micro_batches"] = self.micro.M
         from .recipe_hooks import RecipeHooks
         self.hooks = RecipeHooks(recipe, self)  # warm-up, clipping, selection metric, class balance
         self.sched.metric, self.sched.negated = METRIC_NAMES[self.hooks.select_by]  # named in its messages
-        if self.dist.size > 1 and self.hooks.balance == "weight":
-            raise ValueError("--balance weight is not available in data-parallel training (each rank would "
-                             "normalise its own rows' weights); use --balance sample")
+        if self.dist.size > 1 and self.hooks.balance == "weight" and self.micro is None:
+            raise ValueError("--balance weight is not available in data-parallel training without "
+                             "--micro-batches (each rank would normalise its own rows' weights); use "
+                             "--balance sample, or --micro-batches")
         self.val_auc = math.nan  # set by validate()
         self.config.update(self.hooks.config())
         self._check_input_shape()
@@ -297,6 +308,19 @@ class Trainer:
         self.best_val_acc = meta["best_val_acc"] if meta.get("best_val_acc") is not None else -math.inf
         self.hooks.load_meta(meta)
         self._restore_layer_settings(meta["config"].get("layers"), given)
+        saved_m = meta["config"].get("micro_batches")
+        if self.micro is None and saved_m is not None and "micro_batches" not in set(given or ()):
+            if not isinstance(saved_m, int) or isinstance(saved_m, bool) or not 1 <= saved_m <= self.batch_size:
+                raise ValueError(f"{path}: its config's micro_batches {saved_m!r} is not a count from 1 to the "
+                                 f"batch size {self.batch_size}")
+            if saved_m > 1 or self.dist.size > 1:  # the run's micro-batches: the same bits with any R
+                from .distributed import MicroBatches
+                try:
+                    self.micro = MicroBatches(saved_m, self.dist)
+                except ValueError as e:
+                    raise ValueError(f"{e} ({path} was trained with it)") from None
+                self.config["micro_batches"] = saved_m
+                self.log(f"resume: --micro-batches {saved_m}, as {path} was trained")
         changed = {k: (meta["config"].get(k), v) for k, v in self.config.items() if meta["config"].get(k) != v}
         for k, (old, new) in changed.items():
             self.log(f"warning: resuming with {k} = {new} (the checkpoint was trained with {old}); "
@@ -349,11 +373,25 @@ class Trainer:
         net, crit, opt, xp = self.net, self.crit, self.opt, self.net.be.xp
         x, y, B = self.train_split.x, self.train_split.y, self.batch_size
         order = self.hooks.epoch_order(self.rng_shuffle, y)  # (N,)
-        if self.dist.size == 1:
+        if self.dist.size == 1 and self.micro is None:
             np.take(x, order, axis=0, out=self.xs)
             np.take(y, order, out=self.ys)
         total_loss, correct, t0 = 0.0, 0, time.perf_counter()
         for b, i in enumerate(range(0, y.size, B), start=1):
+            if self.micro is not None:  # fixed micro-batches, gradients summed in a fixed tree: any R
+                loss, right, where = self.micro.step(self, order[i:i + B])
+                n = min(B, y.size - i)
+                if _exploded(loss, self.history, "train_loss", self.n_classes):
+                    raise _Diverged(f"the training loss became {loss}{where} at epoch {self.epoch + 1}, batch "
+                                    f"{b} (images {i + 1}..{i + n} of the shuffled epoch) with lr {opt.lr:g}")
+                self.hooks.before_step(self.epoch, b, -(-y.size // B))
+                opt.step()
+                total_loss, correct = total_loss + loss * n, correct + right
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                bar.update(n)
+                if self.on_batch is not None:
+                    self.on_batch(self.epoch + 1, b, loss)
+                continue
             if self.dist.size > 1:  # this rank's rows of the batch; gradients summed over ranks
                 loss, right, where = self.dist.train_step(self, order[i:i + B])
                 n = min(B, y.size - i)
@@ -440,7 +478,7 @@ def _progress_bar(progress, total, desc):
 
 def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9, weight_decay=5e-4,
           patience=5, max_drops=3, seed=0, augment=None, preprocessing=None, resume=False, progress=True,
-          log=print, device="cpu", on_batch=None, given=(), dist=None, recipe=None):
+          log=print, device="cpu", on_batch=None, given=(), dist=None, recipe=None, micro_batches=None):
     """Train `net` on data's 'train' split, validating on 'val' after every epoch.
 
     net: a Net (rawcnn.models.build; lr_mult and frozen layers as the caller set them).
@@ -455,6 +493,9 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
     process) or a rawcnn.distributed.Distributed (every rank calls train() with the same arguments;
     rank 0 alone logs and writes).
     dict of rawcnn.recipe_hooks options (warmup_epochs, clip_norm, select_by, balance).
+    micro_batches: None (the plain step; under mpiexec the ranks agree with one process to float
+    rounding only), or M: each global batch as M fixed micro-batches whose gradients are summed in a
+    fixed tree, the same bits for 1 process and any R ranks with R | M (rawcnn/distributed.py).
     Returns a dict: status ('completed', 'stopped', 'interrupted', 'diverged'), reason, epoch
     (the last completed), best_epoch, best_val_acc, history, last_checkpoint, best_checkpoint.
     """
@@ -471,7 +512,7 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
     tr = Trainer(net, data, out_dir=out_dir, batch_size=batch_size, lr=lr, momentum=momentum,
                  weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed, augment=augment,
                  preprocessing=preprocessing, log=log, progress=progress, on_batch=on_batch, dist=dist,
-                 recipe=recipe)
+                 recipe=recipe, micro_batches=micro_batches)
     tr.epochs = int(epochs)
     if resume:
         if not os.path.exists(tr.last_path):
@@ -494,8 +535,9 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
             if fileio.overwrite_allowed() and os.path.exists(tr.best_path) and not fileio.created_here(tr.best_path):
                 os.remove(tr.best_path)  # an earlier run's best.h5 must not pass for this run's
         tr.save(tr.last_path, "running")  # epoch 0: an interrupt in epoch 1 still leaves a checkpoint
+    split = f" in {tr.micro.M} micro-batches" if tr.micro else ""
     log(f"training on {net.be.device}: {tr.train_split.y.size} train / {tr.val_split.y.size} validation "
-        f"images, batch {tr.batch_size}, {tr.opt!r}, plateau patience {patience}, at most {max_drops} drops, "
+        f"images, batch {tr.batch_size}{split}, {tr.opt!r}, plateau patience {patience}, at most {max_drops} drops, "
         f"epochs {tr.epoch + 1}..{epochs}")
     from .determinism import blas_pinned
     with blas_pinned(net.be.name == "cpu" and tr.hooks.deterministic, log=log), tr.dist.deferred_interrupts(), \

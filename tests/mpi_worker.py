@@ -1,11 +1,11 @@
 """Run by tests/test_distributed.py under `mpiexec -n R`: one data-parallel training run per call.
 
-    python tests/mpi_worker.py MODE DATA OUT [EPOCHS] [DTYPE] [BUCKET_MB]
+    python tests/mpi_worker.py MODE DATA OUT [EPOCHS] [DTYPE] [BUCKET_MB] [MICRO_BATCHES]
 
 MODE: train (train, or resume when OUT holds last.h5), raise (rank 1 raises in epoch 1, batch 2),
 nan (rank 1's loss becomes NaN in epoch 2, batch 1: after the warm-up step, 6 steps and 1 validation
 batch), sigint (rank 1 alone gets SIGINT after epoch 2, batch 2: the other rank must stop with it).
-The net, data and settings are the test's.
+MICRO_BATCHES: train(..., micro_batches=M) (0 or absent: None). The net, data and settings are the test's.
 """
 import os
 import sys
@@ -20,7 +20,7 @@ from rawcnn.train import train  # noqa: E402
 from test_distributed import RUN, new_net, shift  # noqa: E402
 
 
-def main(mode, data, out, epochs=3, dtype="float32", bucket_mb=25.0):
+def main(mode, data, out, epochs=3, dtype="float32", bucket_mb=25.0, micro_batches=0):
     dist = from_environment("cpu", bucket_mb=float(bucket_mb))
     net = new_net().astype(np.dtype(dtype))
     on_batch = None
@@ -43,7 +43,8 @@ def main(mode, data, out, epochs=3, dtype="float32", bucket_mb=25.0):
             return float("nan") if calls[0] == 9 else loss
         SoftmaxCrossEntropy.forward = forward
     r = train(net, open_sharded(data, dist), out_dir=out, epochs=int(epochs), augment=shift(),
-              resume=os.path.exists(os.path.join(out, "last.h5")), on_batch=on_batch, dist=dist, **RUN)
+              resume=os.path.exists(os.path.join(out, "last.h5")), on_batch=on_batch, dist=dist,
+              micro_batches=int(micro_batches) or None, **RUN)
     if dist.is_root:
         print(f"RESULT {r['status']}: {r['reason']}", flush=True)
 

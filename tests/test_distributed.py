@@ -1,5 +1,6 @@
-"""Data-parallel training under mpiexec (rawcnn.distributed): 2 ranks equal 1 process, one writer,
-a failing rank stops the job, resume across process counts. Tiny nets on a 16x16 prepared set.
+"""Data-parallel training under mpiexec (rawcnn.distributed): 2 ranks equal 1 process (to float rounding
+by default, bit for bit with --micro-batches, also with 4 ranks), one writer, a failing rank stops the
+job, resume across process counts. Tiny nets on a 16x16 prepared set.
 
 Every test here starts `mpiexec -n 2` (tests/mpi_worker.py or the CLI) and skips, saying why, when
 mpi4py or mpiexec is missing or cannot start two ranks. The one-process runs happen in this process.
@@ -256,3 +257,149 @@ def test_ctrl_c_on_mpiexec_stops_every_rank_and_keeps_the_checkpoint(runs, tmp_p
     assert time.perf_counter() - t1 < 30 and p.returncode != 0
     assert "interrupted (Ctrl-C) during epoch" in out, out[-2000:] + err[-2000:]
     assert read_checkpoint(tmp_path / "run" / "last.h5")["epoch"] >= 1
+
+
+# -- --micro-batches M: the same bits whatever the number of ranks ---------------------------------------
+MICRO = 4  # 8-row batches in micro-batches of 2; the last batch's 1 row leaves 3 micro-batches empty
+TIMES = ("seconds", "images_per_s")  # the only history fields that may differ
+
+
+def start_ranks(n):
+    """None when mpiexec can start n ranks here, else the reason."""
+    try:
+        p = mpiexec(["-c", "from mpi4py import MPI; print(f'size={MPI.COMM_WORLD.Get_size()};')"], n=n, timeout=60)
+    except subprocess.TimeoutExpired:
+        return f"mpiexec -n {n} did not start within 60 s"
+    if p.returncode != 0 or p.stdout.count(f"size={n};") != n:
+        return f"mpiexec -n {n} cannot start here: {(p.stderr or p.stdout).strip()[-300:]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def micro_runs(mpi, tmp_path_factory):
+    """float32 with augmentation and dropout, M = 4: 1 process (in this process), 2 and 4 ranks, and 2
+    ranks resuming the 1-process run's epoch-2 checkpoint without naming M (the checkpoint's is used).
+    Returns {name: run folder or skip reason}."""
+    root = tmp_path_factory.mktemp("micro")
+    data = root / "set.h5"
+    write_prepared(data)
+    one = root / "one"
+    train(new_net(), load_dataset(data), out_dir=one, epochs=2, augment=shift(), micro_batches=MICRO, **RUN)
+    shutil.copytree(one, root / "resumed")
+    train(new_net(), load_dataset(data), out_dir=one, epochs=3, augment=shift(), resume=True,
+          micro_batches=MICRO, **RUN)
+    out = {"one": one}
+    for name, n in (("two", 2), ("four", 4), ("resumed", 2)):
+        why = start_ranks(n) if n > 2 else None
+        if why:
+            out[name] = why
+            continue
+        micro = "0" if name == "resumed" else str(MICRO)  # a resume takes the checkpoint's M when none is given
+        p = mpiexec([WORKER, "train", str(data), str(root / name), "3", "float32", "25", micro], n=n)
+        assert p.returncode == 0, p.stderr[-2000:]
+        if name == "resumed":
+            assert "resuming from" in p.stdout and "after epoch 2" in p.stdout, p.stdout
+            assert "resume: --micro-batches 4, as " in p.stdout, p.stdout
+        out[name] = root / name
+    return out
+
+
+def assert_same_bits(dir_a, dir_b):
+    """Weights, momentum, generators, history (but its times) and meta of two runs' last.h5 and best.h5 are equal."""
+    read = {}
+    for f in ("last.h5", "best.h5"):
+        a, b = read_checkpoint(os.path.join(dir_a, f)), read_checkpoint(os.path.join(dir_b, f))
+        read[f] = a
+        assert a["epoch"] == b["epoch"]
+        for kind in ("params", "momentum"):
+            assert a[kind].keys() == b[kind].keys()
+            for n in a[kind]:
+                for k in a[kind][n]:
+                    assert np.array_equal(a[kind][n][k], b[kind][n][k]), (f, kind, n, k)
+        assert a["rng_state"] == b["rng_state"] and a["dropout_rng"] == b["dropout_rng"]
+        strip = [[{k: v for k, v in h.items() if k not in TIMES} for h in c["history"]] for c in (a, b)]
+        assert strip[0] == strip[1] and len(strip[0]) == a["epoch"], strip
+        assert a["meta"]["config"]["micro_batches"] == b["meta"]["config"]["micro_batches"] == MICRO
+        assert a["meta"]["best_epoch"] == b["meta"]["best_epoch"]
+    return read["last.h5"]
+
+
+@pytest.mark.parametrize("name", ["two", "four", "resumed"])
+def test_micro_batches_give_one_process_bits_on_any_number_of_ranks(micro_runs, name):
+    if isinstance(micro_runs[name], str):
+        pytest.skip(micro_runs[name])
+    last = assert_same_bits(micro_runs["one"], micro_runs[name])
+    assert last["epoch"] == 3 and len(last["history"]) == 3
+
+
+def test_micro_batches_split_the_step_and_1_is_the_plain_step(tmp_path):
+    """M = 2 in one process differs from the plain step only by rounding (the split happens); an
+    explicit M = 1 gives the plain step's bits."""
+    write_prepared(tmp_path / "set.h5")
+    runs = {}
+    for m in (None, 1, 2):
+        out = tmp_path / f"m{m}"
+        train(new_net(), load_dataset(tmp_path / "set.h5"), out_dir=out, epochs=1, augment=shift(),
+              micro_batches=m, **RUN)
+        runs[m] = read_checkpoint(out / "last.h5")
+    plain, one, two = runs[None]["params"], runs[1]["params"], runs[2]["params"]
+    keys = [(n, k) for n in plain for k in plain[n]]
+    assert all(np.array_equal(plain[n][k], one[n][k]) for n, k in keys)
+    assert not all(np.array_equal(plain[n][k], two[n][k]) for n, k in keys)
+    diffs = {f"{n}/{k}": max_diff(two[n][k], plain[n][k]) for n, k in keys}
+    assert max(diffs.values()) <= TOL["float32"], diffs
+    h0, h2 = runs[None]["history"][0], runs[2]["history"][0]
+    assert h0["val_acc"] == h2["val_acc"] and abs(h0["train_loss"] - h2["train_loss"]) <= 1e-5 * h0["train_loss"]
+
+
+def test_micro_batches_that_the_ranks_cannot_share_are_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import main
+    from rawcnn.distributed import MicroBatches, check_micro_batches
+    for m, r in ((4, 1), (4, 2), (4, 4), (6, 2), (3, 3), (12, 4)):
+        check_micro_batches(m, r)
+    write_prepared(tmp_path / "set.h5")
+    for m, r in ((3, 2), (6, 3), (6, 4)):
+        res = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "set.h5"), "--out", str(tmp_path / "run"),
+                                        "--procs", str(r), "--micro-batches", str(m)])
+        assert res.exit_code == 1, res.output
+        assert res.output.startswith(f"Error: --micro-batches {m} cannot be shared by {r} ranks: the number of "
+                                     f"ranks must divide the number of micro-batches and be a power of two (or "
+                                     f"equal it), e.g. --micro-batches "), res.output
+        assert res.output.count("\n") == 1 and not os.path.exists(tmp_path / "run")
+    with pytest.raises(ValueError, match="--micro-batches 6 cannot be shared by 4 ranks"):
+        MicroBatches(6, type("Four", (), {"size": 4, "rank": 0})())
+    with open(tmp_path / "tiny.json", "w") as fh:
+        json.dump(SPEC, fh)
+    res = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "set.h5"), "--out", str(tmp_path / "run"),
+                                    "--model", str(tmp_path / "tiny.json"), "--batch-size", "8", "--micro-batches",
+                                    "9", "--epochs", "1", "--no-augment"])
+    assert res.exit_code == 1 and "Error: --micro-batches 9 is more than --batch-size 8" in res.output, res.output
+
+
+def test_micro_batches_weigh_classes_over_the_whole_batch(tmp_path):
+    """--balance weight with M = 2 normalises the class weights over the global batch, as the plain
+    step does: the runs differ by rounding only (per micro-batch normalisation would not)."""
+    write_prepared(tmp_path / "set.h5")
+    runs = {}
+    for m in (None, 2):
+        train(new_net(), load_dataset(tmp_path / "set.h5"), out_dir=tmp_path / f"m{m}", epochs=1, augment=shift(),
+              micro_batches=m, recipe={"balance": "weight"}, **RUN)
+        runs[m] = read_checkpoint(tmp_path / f"m{m}" / "last.h5")["params"]
+    diffs = {f"{n}/{k}": max_diff(runs[2][n][k], runs[None][n][k]) for n in runs[None] for k in runs[None][n]}
+    assert 0 < max(diffs.values()) <= TOL["float32"], diffs
+
+
+@pytest.mark.parametrize("mode", ["nan", "sigint"])
+def test_micro_batches_stop_every_rank_at_the_same_step(runs, tmp_path, mode):
+    _, data, _ = runs
+    p = mpiexec([WORKER, mode, str(data), str(tmp_path / "run"), "3", "float32", "25", "2"], timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    if mode == "nan":  # rank 1's micro-batch is the second of two
+        assert ("RESULT diverged: the training loss became nan on rank 1 in micro-batch 2 of 2 at epoch 2, batch 1"
+                in p.stdout), p.stdout[-2000:]
+    else:
+        assert "RESULT interrupted: interrupted (Ctrl-C) during epoch 2; " in p.stdout, p.stdout[-2000:]
+        assert p.stdout.count("RESULT") == 1 and "epoch 2/3 " not in p.stdout
+    assert read_checkpoint(tmp_path / "run" / "last.h5")["epoch"] == 1

@@ -8,13 +8,15 @@ import os
 import sys
 
 
-def relaunch(procs, argv=None):
+def relaunch(procs, argv=None, micro_batches=None):
     """--procs: None when procs is 1, else the exit status of `mpiexec -n procs` running this command
     line (argv, default sys.argv[1:]) without --procs. Raises ValueError under mpiexec or when no
-    mpiexec can start (RuntimeError's message)."""
+    mpiexec can start (RuntimeError's message), and before starting anything when --micro-batches
+    cannot be shared by the ranks (rawcnn.distributed.check_micro_batches)."""
+    from ..distributed import check_micro_batches, launched_size, relaunch as start, strip_option
+    check_micro_batches(micro_batches, max(procs, launched_size()))
     if procs <= 1:
         return None
-    from ..distributed import launched_size, relaunch as start, strip_option
     if launched_size() > 1:
         raise ValueError(f"--procs {procs} under mpiexec: give the process count to mpiexec only")
     try:
@@ -25,7 +27,7 @@ def relaunch(procs, argv=None):
 
 def train_command(model, data_path, out, *, recipe_opts, weights=None, num_classes=None, new_head_lr_mult=10.0,
                   freeze_through=None, resume=False, classes=None, seed=0, device="cpu", conv_algo="auto",
-                  given=None):
+                  given=None, micro_batches=None):
     """`rawcnn train` after parsing: run_training with --recipe and its flags resolved (resolve_recipe),
     `classes` a comma-separated string or None, `given` the options the user typed (used on resume).
     Returns (train()'s dict, whether this process should print: rank 0 or a plain process, the exit
@@ -37,7 +39,7 @@ def train_command(model, data_path, out, *, recipe_opts, weights=None, num_class
     res = run_training(model, data_path, out, weights=weights, num_classes=num_classes,
                        new_head_lr_mult=new_head_lr_mult, freeze_through=freeze_through, seed=seed,
                        resume=resume, device=device, settings=st, classes=classes.split(",") if classes else None,
-                       **({"given": given} if resume else {}))
+                       micro_batches=micro_batches, **({"given": given} if resume else {}))
     return res, is_root(), {"interrupted": 130, "diverged": 1}.get(res["status"], 0)
 
 
@@ -81,7 +83,7 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
                  new_head_lr_mult=10.0, freeze_through=None, init=0.01, epochs=60, batch_size=32, lr=1e-3,
                  momentum=0.9, weight_decay=5e-4, patience=5, max_drops=3, seed=0, translate=0.1,
                  rotate=10.0, augment=True, resume=False, device="cpu", progress=True, log=print, classes=None,
-                 given=None, settings=None):
+                 given=None, settings=None, micro_batches=None):
     """`rawcnn train`: build or load the net, train it on a prepared set; returns train()'s dict.
 
     Under `mpiexec -n R` every rank runs this; each reads only its rows of the set (rawcnn.distributed).
@@ -142,7 +144,8 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
     return train(net, data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                  weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed, augment=aug,
                  preprocessing=pre, resume=resume, progress=progress, log=log, device=device,
-                 dist=dist if dist.size > 1 else None, given=set(given or ()), recipe=recipe)
+                 dist=dist if dist.size > 1 else None, given=set(given or ()), recipe=recipe,
+                 micro_batches=micro_batches)
 
 
 
