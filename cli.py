@@ -363,8 +363,10 @@ def _recipe_options(f):
         click.option("--max-drops", type=Finite(0, 1000, integer=True), default=None),
         click.option("--warmup-epochs", type=WARMUP, default=None, help="Linear learning-rate warm-up (0: none)."),
         click.option("--clip-norm", type=Finite(0), default=None, help="Clip the gradient's global norm (0: none)."),
-        click.option("--select-by", type=click.Choice(["val-acc", "val-auc", "val-loss"]), default=None,
-                     help="The metric that picks best.h5 and drives the plateau schedule."),
+        click.option("--select-by", type=click.Choice(["val-acc", "val-auc", "val-loss", "val-auc-smooth"]),
+                     default=None,
+                     help="The metric that picks best.h5 and drives the plateau schedule (val-auc-smooth: "
+                          "the mean validation AUC of the last 3 epochs)."),
         click.option("--balance", type=click.Choice(["none", "sample", "weight"]), default=None,
                      help="Class balance: balanced sampling, or class-weighted loss."),
         click.option("--translate", type=Finite(0, 1, hi_open=True), default=None,
@@ -382,7 +384,8 @@ def _recipe_options(f):
 
 
 @main.command()
-@click.option("--model", default="custom", show_default=True, help="custom, alexnet, vgg16, vgg19 or a JSON spec.")
+@click.option("--model", default="custom", show_default=True,
+              help="custom, custom-gap, alexnet, vgg16, vgg19 or a JSON spec.")
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A prepared data set (rawcnn data prepare).")
 @_out("Run folder (checkpoints, logs).", folder=True)
@@ -447,7 +450,8 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A prepared two-class data set; all its splits are pooled and re-split into folds.")
 @click.option("--folds", type=Finite(2, 1000, integer=True), default=5, show_default=True)
-@click.option("--model", default="custom", show_default=True, help="custom, alexnet, vgg16, vgg19 or a JSON spec.")
+@click.option("--model", default="custom", show_default=True,
+              help="custom, custom-gap, alexnet, vgg16, vgg19 or a JSON spec.")
 @click.option("--patient-pattern", default=None,
               help="A regex whose first group is the patient id in image names (folds keep a patient's images "
                    "together); default: the set's own patient ids, else one image per patient.")
@@ -545,7 +549,7 @@ def predict(images, checkpoint, top, class_names, masks, masks_dir, device, conv
               help="The settings every trial starts from (the sampled values replace theirs).")
 @click.option("--init", default=None, help="normal:STD, he or lsuv (default: the recipe's).")
 @click.option("--input-norm", type=click.Choice(["mean", "standardise", "none"]), default=None)
-@click.option("--select-by", type=click.Choice(["val-acc", "val-auc", "val-loss"]), default=None)
+@click.option("--select-by", type=click.Choice(["val-acc", "val-auc", "val-loss", "val-auc-smooth"]), default=None)
 @click.option("--balance", type=click.Choice(["none", "sample", "weight"]), default=None)
 @click.option("--warmup-epochs", type=WARMUP, default=None)
 @click.option("--clip-norm", type=Finite(0), default=None)
@@ -560,7 +564,8 @@ def search(space, trials, data_path, model, epochs, out, seed, device, **recipe_
     except (ValueError, KeyError) as e:
         _fail(e)
     if res:
-        top, metric = res[0], {"val-auc": "AUC", "val-loss": "loss"}.get(res[0]["select_by"], "accuracy")
+        top, metric = res[0], {"val-auc": "AUC", "val-loss": "loss", "val-auc-smooth": "smoothed AUC"}.get(
+            res[0]["select_by"], "accuracy")
         shown = "-" if top["best_score"] is None else f"{top['best_score']:.4f}"
         click.echo(f"best: trial {top['trial']}, validation {metric} {shown}; "
                    f"results in {os.path.join(out, 'results.csv')}, best configuration in "

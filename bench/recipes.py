@@ -1,7 +1,9 @@
-"""Training recipes compared by k-fold cross-validated AUC on the hard synthetic set.
+"""Training recipes compared by k-fold cross-validated AUC: the hard synthetic set, and real radiographs.
 
     python bench/recipes.py --data hard96.h5 --epochs 8 --folds 5 --seeds 0 --out bench-recipes \
         --candidates paper default hand demo
+    python bench/recipes.py --data sz-dev128.h5 --folds 5 --seeds 0 1 2 --out bench-real \
+        --candidates custom gap gap-aug gap-loss gap-aug-loss       # real sets: bench/real_tb.py
     python bench/recipes.py --summary bench-recipes [more output folders]    # the summary table
 
 Each (candidate, seed) runs rawcnn.cv.cross_validate and writes <out>/<candidate>_s<seed>/cv.json;
@@ -22,9 +24,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from rawcnn.cv import cross_validate
 from rawcnn.recipes import resolve
 
-# what each candidate changes from a named recipe (epochs and patience are set on the command line)
+# what each candidate changes from a named recipe (epochs and patience are set on the command line);
+# a third element names the model (default: custom, the paper's layout)
+STRONG_AUG = {"translate": 0.1, "rotate": 10.0, "scale": 0.1, "brightness": 0.2}
 CANDIDATES = {
     "paper": ("paper", {}),
+    # the real-set candidates (issue 19): the paper's head against a global-average-pooling head
+    "custom": ("default", {}, "custom"),
+    "gap": ("default", {}, "custom-gap"),
+    "gap-aug": ("default", STRONG_AUG, "custom-gap"),
+    "gap-loss": ("default", {"select_by": "val-loss"}, "custom-gap"),
+    "gap-aug-loss": ("default", {**STRONG_AUG, "select_by": "val-loss"}, "custom-gap"),
     # the demo's recipe: He init, standardised input, lr 3e-3, batch 32, no augmentation, val-acc
     "demo": ("default", {"init": "he", "lr": 3e-3, "batch_size": 32, "warmup_epochs": 0.0, "clip_norm": 0.0,
                          "select_by": "val-acc", "augment": False}),
@@ -49,16 +59,18 @@ def main(argv=None):
     os.makedirs(a.out, exist_ok=True)
     table = os.path.join(a.out, "table.md")
     for name in a.candidates:
-        base, over = CANDIDATES[name]
+        base, over, model = (CANDIDATES[name] + ("custom",))[:3]
         st = resolve(base, **over, **({"epochs": a.epochs} if a.epochs else {}))
         for seed in a.seeds:
             t0 = time.perf_counter()
             rep = cross_validate(a.data, os.path.join(a.out, f"{name}_s{seed}"), st, folds=a.folds, seed=seed,
-                                 device=a.device, progress=False, log=lambda m: None)
+                                 model=model, device=a.device, progress=False, log=lambda m: None)
             sec = time.perf_counter() - t0
             folds = " ".join(f"{r['auc']:.2f}" for r in rep["folds"])
+            ci = rep["pooled"].get("auc_ci95") or [float("nan")] * 2
             row = (f"| {name} | {seed} | {rep['auc_mean']:.3f} +- {rep['auc_sd']:.3f} | {folds} | "
-                   f"{rep['pooled']['auc']:.3f} | {rep['pooled']['accuracy']:.3f} | {sec:.0f} |")
+                   f"{rep['pooled']['auc']:.3f} ({ci[0]:.3f}-{ci[1]:.3f}) | {rep['pooled']['accuracy']:.3f} | "
+                   f"{' '.join(str(r['best_epoch']) for r in rep['folds'])} | {sec:.0f} |")
             print(row, flush=True)
             with open(table, "a") as fh:
                 fh.write(row + "  <!-- " + json.dumps({k: st[k] for k in sorted(st)}) + " -->\n")

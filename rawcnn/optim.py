@@ -96,7 +96,9 @@ class SGD:
 
 
 METRIC_NAMES = {"val-acc": ("validation accuracy", False), "val-auc": ("validation AUC", False),
-                "val-loss": ("validation loss", True)}  # select_by -> (name, the score is the negated value)
+                "val-loss": ("validation loss", True),
+                "val-auc-smooth": ("validation AUC (mean of the last 3 epochs)", False)}
+# select_by -> (the metric's name in messages, whether the score is the negated value)
 
 
 class ReduceOnPlateau:

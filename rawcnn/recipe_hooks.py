@@ -8,9 +8,11 @@ Shapes: N training images, B a batch, K classes; y (N,) int64 labels, logits and
     clipping     g = g * min(1, clip_norm / ||g||), ||g|| over every trainable gradient of the
                  step (Pascanu et al. 2013): one outlier batch cannot blow the weights up.
     selection    the epoch kept as best.h5, and the metric the plateau schedule watches:
-                 val-acc (the paper), val-auc or val-loss (minus the loss, so higher is better).
+                 val-acc (the paper), val-auc, val-loss (minus the loss, so higher is better) or
+                 val-auc-smooth (the mean validation AUC over the last SMOOTH_EPOCHS epochs).
                  Accuracy on a few tens of validation images moves in steps of 1/N_val; AUC and
-                 loss move smoothly, so they tell a better epoch from a lucky one.
+                 loss move smoothly, so they tell a better epoch from a lucky one; on ~20 real
+                 validation images one epoch's AUC is itself noisy, which the mean damps.
     balance      none; 'sample': each epoch draws N images with replacement, every class with
                  the same total probability; 'weight': the loss of class k's rows is weighted
                  by N / (K * N_k) (rows of dlogits scaled by w[y_b] * B / sum(w[y_b])).
@@ -23,7 +25,8 @@ import numpy as np
 
 from kernels import to_numpy
 
-SELECT_BY = ("val-acc", "val-auc", "val-loss")
+SELECT_BY = ("val-acc", "val-auc", "val-loss", "val-auc-smooth")
+SMOOTH_EPOCHS = 3  # val-auc-smooth: the mean validation AUC of this epoch and the two before it
 BALANCE = ("none", "sample", "weight")
 DEFAULTS = {"warmup_epochs": 0.0, "clip_norm": 0.0, "select_by": "val-acc", "balance": "none",
             "deterministic": True}
@@ -111,9 +114,13 @@ class RecipeHooks:
 
     def score(self, val_loss, val_acc, val_auc):
         """The selection metric, higher is better."""
-        if self.select_by == "val-auc":
+        if self.select_by in ("val-auc", "val-auc-smooth"):
             if not math.isfinite(val_auc):
-                raise ValueError("select_by='val-auc' needs a binary validation split holding both classes")
+                raise ValueError(f"select_by={self.select_by!r} needs a binary validation split holding both "
+                                 f"classes")
+            if self.select_by == "val-auc-smooth":  # the history already holds this epoch's row
+                recent = [h["val_auc"] for h in self.tr.history[-SMOOTH_EPOCHS:]]
+                return float(np.mean(recent))
             return val_auc
         return -val_loss if self.select_by == "val-loss" else val_acc
 

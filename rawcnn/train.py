@@ -567,7 +567,8 @@ def _best_value(tr):
 
 def _selected_by(tr):
     """'validation AUC 0.9123' (or accuracy, or loss): what picked best.h5, with its value."""
-    name = {"val-auc": "AUC", "val-loss": "loss"}.get(tr.hooks.select_by, "accuracy")
+    name = {"val-auc": "AUC", "val-loss": "loss", "val-auc-smooth": "AUC (mean of the last 3 epochs)"}.get(
+        tr.hooks.select_by, "accuracy")
     return f"validation {name} {_best_value(tr):.4f}"
 
 

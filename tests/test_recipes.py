@@ -301,3 +301,18 @@ def test_plateau_messages_say_auc_when_it_selects(tmp_path, monkeypatch):
           recipe={"select_by": "val-auc"}, **{**RUN, "patience": 1, "log": logs.append})
     stalls = [m for m in logs if "has not improved" in m]
     assert stalls and all("validation AUC has not improved on 0.6111 (epoch 1)" in m for m in stalls), logs
+
+
+def test_select_by_smoothed_auc_takes_the_mean_of_the_last_three_epochs(tmp_path, monkeypatch):
+    aucs = iter([0.5, 0.9, 0.5, 0.8, 0.8, 0.8])  # one lucky epoch (2) against a steady run (4-6)
+
+    def validate(self):
+        self.val_auc = next(aucs)
+        return 0.5, 0.5
+    monkeypatch.setattr(Trainer, "validate", validate)
+    logs = []
+    r = train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), out_dir=tmp_path, epochs=6,
+              recipe={"select_by": "val-auc-smooth"}, **{**RUN, "patience": 10, "log": logs.append})
+    # the means: 0.5, 0.7, 0.633, 0.733, 0.7, 0.8 -> epoch 6 (val-auc alone would keep epoch 2)
+    assert r["best_epoch"] == 6 and read_checkpoint(tmp_path / "best.h5")["epoch"] == 6
+    assert any("by validation AUC (mean of the last 3 epochs) 0.8000" in m for m in logs), logs
