@@ -455,17 +455,20 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
 @click.option("--patient-pattern", default=None,
               help="A regex whose first group is the patient id in image names (folds keep a patient's images "
                    "together); default: the set's own patient ids, else one image per patient.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A rawcnn checkpoint every fold starts from (its model and weights, e.g. trained on "
+                   "synthetic radiographs; a head of another class count is replaced): fine-tuning.")
 @_out("Folder: fold_<k>/ runs, oof.csv, cv.json, cv_roc.png.", folder=True)
 @_recipe_options
 @_seed("Fold assignment, init, shuffling.")
 @_device
-def cv(data_path, folds, model, patient_pattern, out, seed, device, **recipe_opts):
+def cv(data_path, folds, model, patient_pattern, init_from, out, seed, device, **recipe_opts):
     """Stratified k-fold cross-validation of a training recipe: per-fold and pooled out-of-fold metrics."""
     from rawcnn.app import cv as app_cv
     be = _backend(device)
     try:
         rep = app_cv.cv_command(data_path, out, recipe_opts, folds=folds, seed=seed, model=model,
-                                patient_pattern=patient_pattern, device=be.name, log=click.echo)
+                                patient_pattern=patient_pattern, device=be.name, log=click.echo, init_from=init_from)
     except (ValueError, KeyError) as e:
         _fail(e)
     click.echo(f"wrote {rep['paths']['oof']}, {rep['paths']['json']}, {rep['paths']['roc']}")

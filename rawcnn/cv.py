@@ -104,10 +104,12 @@ def _metrics(y, p):
 
 
 def cross_validate(data, out_dir, st, *, folds=5, seed=0, model="custom", patient_pattern=None, device="cpu",
-                   progress=True, log=print):
+                   progress=True, log=print, init_from=None):
     """Cross-validate recipe settings `st` (rawcnn.recipes.resolve) on every image of `data`.
 
-    data: a prepared set's path or load_dataset's result, two classes. Returns the report dict
+    data: a prepared set's path or load_dataset's result, two classes. init_from: a checkpoint every
+    fold's net starts from (rawcnn.recipes.train_recipe; e.g. pretrained on synthetic radiographs),
+    else `model` is built and initialised per the recipe. Returns the report dict
     (also cv.json): folds (per-fold metrics, best epoch), pooled (out-of-fold metrics), auc_mean,
     auc_sd, settings, seed, paths.
     """
@@ -141,7 +143,7 @@ def cross_validate(data, out_dir, st, *, folds=5, seed=0, model="custom", patien
         parts = {n: _Part(allp.images[i], y[i]) for n, i in (("train", tr), ("val", val), ("test", test))}
         run_dir = os.path.join(out_dir, f"fold_{f + 1}")
         log(f"fold {f + 1}/{k}: train {tr.size}, validation {val.size}, test {test.size} images")
-        r = train_recipe(FoldData(data, parts), run_dir, st, model=model, seed=seed, device=device,
+        r = train_recipe(FoldData(data, parts), run_dir, st, model=model, seed=seed, device=device, init_from=init_from,
                          progress=progress, log=lambda m, f=f: log(f"  [fold {f + 1}] {m}"))
         if r["status"] == "interrupted":
             raise KeyboardInterrupt(r["reason"])
@@ -159,7 +161,8 @@ def cross_validate(data, out_dir, st, *, folds=5, seed=0, model="custom", patien
     pooled["auc_ci95"] = list(bootstrap_auc_ci(y, oof, groups, n_boot=N_BOOT, level=0.95, seed=seed))
     report = {"folds": rows, "pooled": pooled, "auc_mean": float(np.nanmean(aucs)),
               "auc_sd": float(np.nanstd(aucs, ddof=1)) if k > 1 else 0.0, "settings": st, "seed": seed,
-              "model": model, "k": k, "patient_wise": groups is not None}
+              "model": model, "init_from": None if init_from is None else os.fspath(init_from), "k": k,
+              "patient_wise": groups is not None}
     report["paths"] = _write(out_dir, report, allp, y, fold, oof, groups)
     for line in format_report(report):
         log(line)

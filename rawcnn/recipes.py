@@ -137,25 +137,50 @@ def init_net(net, st, x_train, preprocessing, *, seed=0, batch=32, log=None):
     return apply_init(net, init, batch=xb, seed=seed, log=log)
 
 
-def train_recipe(data, out_dir, st, *, model="custom", seed=0, device="cpu", progress=True, log=print):
+def train_recipe(data, out_dir, st, *, model="custom", seed=0, device="cpu", progress=True, log=print,
+                 init_from=None):
     """Build `model` for data's image size, initialise it, train it with recipe settings `st`.
 
     data: rawcnn.data.load_dataset's result (or anything with .split(name).images / .labels and
-    class_names). Returns train()'s dict.
+    class_names). init_from: a rawcnn checkpoint whose model and weights start training instead
+    (fine-tuning, e.g. from a net trained on synthetic radiographs; `model` and the recipe's init
+    are then unused, its input contract is made afresh from `data` per the recipe's input_norm, and
+    a head of another class count is replaced by a fresh layer). Returns train()'s dict.
     """
     from .init import parse_init, weight_std_for_build
     from .models import build
     from .train import train
     x = data.split("train").images  # (N, C, S, S) uint8
     S = int(x.shape[-1])
-    net = build(model, num_classes=len(data.class_names), input_shape=(3, S, S), seed=seed,
-                weight_std=weight_std_for_build(parse_init(st["init"])))
+    K = len(data.class_names)
     pp = input_contract(st["input_norm"], x, S)
-    init_net(net, st, x, pp, seed=seed, log=log)
+    if init_from is not None:
+        net = start_from(init_from, K, S, seed=seed, log=log)
+    else:
+        net = build(model, num_classes=K, input_shape=(3, S, S), seed=seed,
+                    weight_std=weight_std_for_build(parse_init(st["init"])))
+        init_net(net, st, x, pp, seed=seed, log=log)
     return train(net, data, out_dir=out_dir, epochs=st["epochs"], batch_size=st["batch_size"], lr=st["lr"],
                  momentum=st["momentum"], weight_decay=st["weight_decay"], patience=st["patience"],
                  max_drops=st["max_drops"], seed=seed, augment=augmenter(st, seed), preprocessing=pp,
                  progress=progress, log=log, device=device, recipe=hooks(st))
+
+
+def start_from(path, num_classes, size, *, seed=0, log=print):
+    """The net of checkpoint `path` for fine-tuning on S x S images of num_classes classes: its weights,
+    a fresh last Linear (seeded) when the class count differs. ValueError when its input is not 3 x S x S."""
+    from .checkpoint import load_checkpoint
+    net, _ = load_checkpoint(path)
+    if tuple(net.input_shape) != (3, size, size):
+        raise ValueError(f"--init-from {path}: the checkpoint's model takes {'x'.join(map(str, net.input_shape))} "
+                         f"input, the data set holds 3x{size}x{size} images; prepare the set at its size")
+    last = [layer for layer in net.layers if layer.kind == "Linear"][-1]
+    if last.out_features != num_classes:
+        net.replace_head(num_classes, seed=seed, lr_mult=1.0)
+        log(f"init from {path}: {last.name} ({last.out_features} outputs) replaced by a fresh {num_classes}-way layer")
+    else:
+        log(f"init from {path}: every layer's weights, the head included")
+    return net
 
 
 def cli_flags(st):

@@ -316,3 +316,36 @@ def test_select_by_smoothed_auc_takes_the_mean_of_the_last_three_epochs(tmp_path
     # the means: 0.5, 0.7, 0.633, 0.733, 0.7, 0.8 -> epoch 6 (val-auc alone would keep epoch 2)
     assert r["best_epoch"] == 6 and read_checkpoint(tmp_path / "best.h5")["epoch"] == 6
     assert any("by validation AUC (mean of the last 3 epochs) 0.8000" in m for m in logs), logs
+
+
+def test_cv_init_from_starts_every_fold_from_the_checkpoint(tmp_path):
+    run = CliRunner()
+    r = run.invoke(main, ["data", "synth", "--n", 24, "--size", 96, "--seed", 3, "--out", str(tmp_path / "syn")])
+    assert r.exit_code == 0, r.output
+    r = run.invoke(main, ["data", "prepare", str(tmp_path / "syn"), "--out", str(tmp_path / "set.h5"),
+                          "--input-size", 32, "--base-size", 0])
+    assert r.exit_code == 0, r.output
+    spec = dict(TINY32, input=[3, 32, 32])
+    (tmp_path / "tiny.json").write_text(json.dumps(spec))
+    from rawcnn.checkpoint import save_checkpoint
+    src = models.build(spec, seed=11, weight_std="he")  # the 'pretrained' weights: a seed no fold uses
+    save_checkpoint(tmp_path / "pre.h5", src)
+    args = ["cv", "--data", str(tmp_path / "set.h5"), "--folds", 2, "--model", str(tmp_path / "tiny.json"),
+            "--epochs", 1, "--batch-size", 8, "--lr", "1e-9", "--warmup-epochs", 0, "--seed", 1]
+    r = run.invoke(main, [str(a) for a in args + ["--init-from", str(tmp_path / "pre.h5"), "--out",
+                                                   str(tmp_path / "cv")]])
+    assert r.exit_code == 0, r.output
+    assert "init from" in r.output
+    w0 = src.state_dict()
+    for f in (1, 2):  # lr 1e-9: one epoch leaves the start's weights, which came from pre.h5
+        got = read_checkpoint(tmp_path / "cv" / f"fold_{f}" / "last.h5")["params"]
+        np.testing.assert_allclose(got["conv1"]["w"], w0["conv1"]["w"], atol=1e-6)
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text())["init_from"] == str(tmp_path / "pre.h5")
+    r = run.invoke(main, [str(a) for a in args + ["--out", str(tmp_path / "cv0")]])  # without it: the seed's init
+    got = read_checkpoint(tmp_path / "cv0" / "fold_1" / "last.h5")["params"]
+    assert np.abs(got["conv1"]["w"] - w0["conv1"]["w"]).max() > 1e-3
+    big = models.build(dict(spec, input=[3, 48, 48]), seed=0, weight_std="he")
+    save_checkpoint(tmp_path / "pre48.h5", big)
+    r = run.invoke(main, [str(a) for a in args + ["--init-from", str(tmp_path / "pre48.h5"), "--out",
+                                                   str(tmp_path / "cv48")]])
+    assert r.exit_code == 1 and "takes 3x48x48 input, the data set holds 3x32x32" in r.output, r.output

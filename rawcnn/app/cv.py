@@ -3,7 +3,7 @@ import os
 
 
 def cv_command(data_path, out, recipe_opts, *, folds=5, seed=0, model="custom", patient_pattern=None, device="cpu",
-               log=print):
+               log=print, init_from=None):
     """Refuse a non-empty `out` (an earlier run's files would be replaced), resolve the recipe, cross-validate.
     Returns cross_validate's report."""
     from ..cv import cross_validate
@@ -12,4 +12,4 @@ def cv_command(data_path, out, recipe_opts, *, folds=5, seed=0, model="custom", 
         raise ValueError(f"{out} already exists and is not empty (cv.json, fold_*/ of an earlier run would be "
                          f"replaced); choose another --out")
     return cross_validate(data_path, out, resolve_recipe(recipe_opts), folds=folds, seed=seed, model=model,
-                          patient_pattern=patient_pattern, device=device, log=log)
+                          patient_pattern=patient_pattern, device=device, log=log, init_from=init_from)
