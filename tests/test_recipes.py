@@ -201,16 +201,23 @@ TINY32 = {"name": "tiny", "input": [3, 32, 32], "layers": [
     {"type": "Linear", "name": "fc8", "out_features": 2}]}
 
 
-def test_cv_command_end_to_end(tmp_path):
-    from sklearn.metrics import roc_auc_score
+def _tiny_set(tmp_path, n, seed, difficulty=None):
+    """A synthetic set of n radiographs prepared at 32 px (tmp_path/set.h5) and TINY32 as tmp_path/tiny.json."""
     run = CliRunner()
-    r = run.invoke(main, ["data", "synth", "--n", 30, "--size", 96, "--seed", 2, "--difficulty", "hard",
-                          "--out", str(tmp_path / "syn")])
+    extra = ["--difficulty", difficulty] if difficulty else []
+    r = run.invoke(main, ["data", "synth", "--n", n, "--size", 96, "--seed", seed, *extra, "--out",
+                          str(tmp_path / "syn")])
     assert r.exit_code == 0, r.output
     r = run.invoke(main, ["data", "prepare", str(tmp_path / "syn"), "--out", str(tmp_path / "set.h5"),
                           "--input-size", 32, "--base-size", 0])
     assert r.exit_code == 0, r.output
     (tmp_path / "tiny.json").write_text(json.dumps(TINY32))
+    return run
+
+
+def test_cv_command_end_to_end(tmp_path):
+    from sklearn.metrics import roc_auc_score
+    run = _tiny_set(tmp_path, 30, 2, difficulty="hard")
     args = ["cv", "--data", str(tmp_path / "set.h5"), "--folds", 3, "--model", str(tmp_path / "tiny.json"),
             "--out", str(tmp_path / "cv"), "--epochs", 2, "--batch-size", 8, "--seed", 1]
     r = run.invoke(main, [str(a) for a in args])
@@ -250,13 +257,7 @@ def test_hard_synthetic_cases_have_one_lesion_and_wider_exposure():
 
 
 def test_search_and_train_take_the_recipe_flags(tmp_path):
-    run = CliRunner()
-    r = run.invoke(main, ["data", "synth", "--n", 20, "--size", 96, "--seed", 4, "--out", str(tmp_path / "syn")])
-    assert r.exit_code == 0, r.output
-    r = run.invoke(main, ["data", "prepare", str(tmp_path / "syn"), "--out", str(tmp_path / "set.h5"),
-                          "--input-size", 32, "--base-size", 0])
-    assert r.exit_code == 0, r.output
-    (tmp_path / "tiny.json").write_text(json.dumps(TINY32))
+    run = _tiny_set(tmp_path, 20, 4)
     r = run.invoke(main, ["search", "--space", '{"lr": {"log_uniform": [0.001, 0.01]}}', "--trials", "1",
                           "--data", str(tmp_path / "set.h5"), "--model", str(tmp_path / "tiny.json"), "--epochs", "1",
                           "--out", str(tmp_path / "s"), "--init", "lsuv", "--input-norm", "none",
@@ -319,14 +320,8 @@ def test_select_by_smoothed_auc_takes_the_mean_of_the_last_three_epochs(tmp_path
 
 
 def test_cv_init_from_starts_every_fold_from_the_checkpoint(tmp_path):
-    run = CliRunner()
-    r = run.invoke(main, ["data", "synth", "--n", 24, "--size", 96, "--seed", 3, "--out", str(tmp_path / "syn")])
-    assert r.exit_code == 0, r.output
-    r = run.invoke(main, ["data", "prepare", str(tmp_path / "syn"), "--out", str(tmp_path / "set.h5"),
-                          "--input-size", 32, "--base-size", 0])
-    assert r.exit_code == 0, r.output
-    spec = dict(TINY32, input=[3, 32, 32])
-    (tmp_path / "tiny.json").write_text(json.dumps(spec))
+    run = _tiny_set(tmp_path, 24, 3)
+    spec = TINY32
     from rawcnn.checkpoint import save_checkpoint
     src = models.build(spec, seed=11, weight_std="he")  # the 'pretrained' weights: a seed no fold uses
     save_checkpoint(tmp_path / "pre.h5", src)
