@@ -35,6 +35,8 @@ CANDIDATES = {
     "gap-aug": ("default", STRONG_AUG, "custom-gap"),
     "gap-loss": ("default", {"select_by": "val-loss"}, "custom-gap"),
     "gap-aug-loss": ("default", {**STRONG_AUG, "select_by": "val-loss"}, "custom-gap"),
+    "gap-smooth": ("default", {"select_by": "val-auc-smooth"}, "custom-gap"),
+    "gap-aug-smooth": ("default", {**STRONG_AUG, "select_by": "val-auc-smooth"}, "custom-gap"),
     # the demo's recipe: He init, standardised input, lr 3e-3, batch 32, no augmentation, val-acc
     "demo": ("default", {"init": "he", "lr": 3e-3, "batch_size": 32, "warmup_epochs": 0.0, "clip_norm": 0.0,
                          "select_by": "val-acc", "augment": False}),
@@ -55,20 +57,24 @@ def main(argv=None):
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=None, help="Override every recipe's epochs (CPU budget).")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--init-from", default=None,
+                    help="A checkpoint every fold starts from (rawcnn cv --init-from); rows named <candidate>+init.")
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
     table = os.path.join(a.out, "table.md")
     for name in a.candidates:
         base, over, model = (CANDIDATES[name] + ("custom",))[:3]
         st = resolve(base, **over, **({"epochs": a.epochs} if a.epochs else {}))
+        tag = name + ("+init" if a.init_from else "")
         for seed in a.seeds:
             t0 = time.perf_counter()
-            rep = cross_validate(a.data, os.path.join(a.out, f"{name}_s{seed}"), st, folds=a.folds, seed=seed,
-                                 model=model, device=a.device, progress=False, log=lambda m: None)
+            rep = cross_validate(a.data, os.path.join(a.out, f"{tag}_s{seed}"), st, folds=a.folds, seed=seed,
+                                 model=model, device=a.device, progress=False, log=lambda m: None,
+                                 init_from=a.init_from)
             sec = time.perf_counter() - t0
             folds = " ".join(f"{r['auc']:.2f}" for r in rep["folds"])
             ci = rep["pooled"].get("auc_ci95") or [float("nan")] * 2
-            row = (f"| {name} | {seed} | {rep['auc_mean']:.3f} +- {rep['auc_sd']:.3f} | {folds} | "
+            row = (f"| {tag} | {seed} | {rep['auc_mean']:.3f} +- {rep['auc_sd']:.3f} | {folds} | "
                    f"{rep['pooled']['auc']:.3f} ({ci[0]:.3f}-{ci[1]:.3f}) | {rep['pooled']['accuracy']:.3f} | "
                    f"{' '.join(str(r['best_epoch']) for r in rep['folds'])} | {sec:.0f} |")
             print(row, flush=True)

@@ -346,15 +346,6 @@ def check_finite_params(params, where):
                          f"came from a diverged run: use an earlier checkpoint")
 
 
-def check_finite_image(x, where):
-    """InputError when the image array holds NaN or +-Inf."""
-    a = np.asarray(x)
-    if a.dtype.kind in "fc" and not np.isfinite(a).all():
-        nan = int(np.isnan(a).sum())
-        raise InputError(f"{where}: the image holds {nan} NaN and {int(a.size - np.isfinite(a).sum()) - nan} "
-                         f"Inf pixel values; refusing to use it")
-
-
 def check_int(v, where, lo=None, hi=None, allow_none=False):
     """A whole number (not bool) within [lo, hi], as a user would have had to type it."""
     if v is None and allow_none:
