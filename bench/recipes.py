@@ -29,10 +29,11 @@ from rawcnn.recipes import resolve
 STRONG_AUG = {"translate": 0.1, "rotate": 10.0, "scale": 0.1, "brightness": 0.2}
 CANDIDATES = {
     "paper": ("paper", {}),
-    # the real-set candidates (issue 19): the paper's head against a global-average-pooling head
-    "custom": ("default", {}, "custom"),
-    "gap": ("default", {}, "custom-gap"),
-    "gap-aug": ("default", STRONG_AUG, "custom-gap"),
+    # the real-set candidates (issue 19): the paper's head against a global-average-pooling head; each
+    # pins select_by, since the default recipe's changed (val-auc, then val-loss) with this table
+    "custom": ("default", {"select_by": "val-auc"}, "custom"),
+    "gap": ("default", {"select_by": "val-auc"}, "custom-gap"),
+    "gap-aug": ("default", {**STRONG_AUG, "select_by": "val-auc"}, "custom-gap"),
     "gap-loss": ("default", {"select_by": "val-loss"}, "custom-gap"),
     "gap-aug-loss": ("default", {**STRONG_AUG, "select_by": "val-loss"}, "custom-gap"),
     "gap-smooth": ("default", {"select_by": "val-auc-smooth"}, "custom-gap"),

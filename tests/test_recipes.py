@@ -237,7 +237,7 @@ def test_cv_command_end_to_end(tmp_path):
     assert f"95 % bootstrap interval {lo:.3f}-{hi:.3f}" in r.output
     assert (tmp_path / "cv" / "cv_roc.png").read_bytes()[:4] == b"\x89PNG"
     ck = read_checkpoint(tmp_path / "cv" / "fold_1" / "last.h5")
-    assert ck["preprocessing"]["name"] == "standardise" and ck["meta"]["config"]["select_by"] == "val-auc"
+    assert ck["preprocessing"]["name"] == "standardise" and ck["meta"]["config"]["select_by"] == "val-loss"
     r = run.invoke(main, [str(a) for a in args])  # never replaces a finished cross-validation
     assert r.exit_code != 0 and "cv.json" in r.output
 
