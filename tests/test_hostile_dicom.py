@@ -276,6 +276,26 @@ def test_deflated_file_within_the_budget_still_reads(tmp_path, monkeypatch):
     assert np.array_equal(load_image(p), np.rint(RAMP / 4095.0 * 255).astype(np.uint8))
 
 
+def test_a_pydicom_without_its_private_readers_refuses_only_deflated_files(tmp_path, monkeypatch):
+    """The Deflated bound uses two private pydicom readers; without them a Deflated file is refused by
+    name and every other DICOM still reads (so a pydicom rename cannot break every DICOM)."""
+    import rawcnn.data.sources as sources
+
+    def gone(path):  # what _dicom_meta meets when pydicom renames a private reader
+        raise AttributeError("module 'pydicom.filereader' has no attribute '_read_file_meta_info'")
+    monkeypatch.setattr(sources, "_dicom_meta", gone)
+    ds = _grey(*RAMP.shape)
+    ds.PixelData = RAMP.astype("<u2").tobytes()
+    ds.file_meta = _meta(DeflatedExplicitVRLittleEndian)
+    p = tmp_path / "deflated.dcm"
+    ds.save_as(p, implicit_vr=False, little_endian=True, enforce_file_format=True)
+    with pytest.raises(DataError, match="a Deflated DICOM, and this pydicom"):
+        load_image(p)
+    plain = tmp_path / "plain.dcm"
+    write(plain)
+    assert load_image(plain).shape == RAMP.shape
+
+
 # -- end to end: predict and data prepare ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):

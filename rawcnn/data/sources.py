@@ -226,9 +226,14 @@ def _load_dicom(path):
     try:
         size = path.stat().st_size
         _within_budget(size, path, "reading the DICOM file")
-        meta, offset = _dicom_meta(path)
+        meta = pydicom.filereader.read_file_meta_info(path)  # public: only a Deflated file needs the private parts
         inflated = 0
         if str(meta.get("TransferSyntaxUID", "")).strip() == DeflatedExplicitVRLittleEndian:
+            try:
+                _, offset = _dicom_meta(path)
+            except AttributeError:  # a pydicom without the readers rawcnn bounds the stream with
+                raise DataError(f"{path}: a Deflated DICOM, and this pydicom ({pydicom.__version__}) lacks what "
+                                f"rawcnn uses to bound its inflated size before reading it; refusing it") from None
             budget = memory_budget()
             inflated = _inflated_size(path, offset, budget)
             if inflated > budget:
