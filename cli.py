@@ -60,7 +60,7 @@ def _fail(e):
 class _Guarded(click.Group):
     """The top-level group: whatever escapes a command ends as one line and exit status 1, never a traceback.
 
-    Commands turn the errors they expect (ValueError and its kin: rawcnn.validate.InputError,
+    Commands turn the errors they expect (ValueError and its kin: rawcnn.files.validate.InputError,
     CheckpointError, DataError, WeightsImportError, OverwriteError) into messages themselves; an
     OSError names its file; anything else is reported as an internal error (a bug to report), and
     RAWCNN_DEBUG=1 shows its traceback instead.
@@ -142,7 +142,7 @@ def _out(help=None, *, folder=False, default=None, optional=False):
 
     def not_a_system_folder(ctx, param, value):
         """No command writes into the filesystem root, a system folder or the home folder itself, even with
-        --overwrite (rawcnn.fileio.check_out_folder; for a file, its folder)."""
+        --overwrite (rawcnn.files.fileio.check_out_folder; for a file, its folder)."""
         if value is not None:
             from rawcnn.app.common import check_out_folder
             try:
@@ -344,7 +344,7 @@ WARMUP = Finite(0, 100_000)
 
 
 def _recipe_options(f):
-    """The options of a training recipe (rawcnn.recipes): each defaults to the --recipe's value."""
+    """The options of a training recipe (rawcnn.training.recipes): each defaults to the --recipe's value."""
     opts = [
         click.option("--recipe", type=click.Choice(["default", "paper"]), default="default", show_default=True,
                      help="Named settings; the flags below override single values."),

@@ -86,8 +86,8 @@ def main(argv=None):
     from kernels.cpu import conv2d as new_conv
     from kernels.cpu import linear as new_linear
     from kernels.cpu import winograd as new_wino
-    from rawcnn.layers import Linear
-    from rawcnn.models import build
+    from rawcnn.engine.layers import Linear
+    from rawcnn.engine.models import build
     old = load_tree(args.old, ["kernels.cpu.conv2d", "kernels.cpu.winograd", "kernels.cpu.linear"])
     torch = common.try_import_torch()
     if torch is not None:

@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python bench/bench_blas_pin.py [--repeats 5] [--json out.jsonl]
 
-`rawcnn train` runs its epochs inside rawcnn.determinism.blas_pinned() (OpenBLAS on one thread,
+`rawcnn train` runs its epochs inside rawcnn.engine.determinism.blas_pinned() (OpenBLAS on one thread,
 the Numba kernels on every core), so that the same seed gives the same model whatever the thread
 count. This times the step it runs (bench_models.rawcnn_train_step: forward, softmax-CE, backward
 without the image gradient, fused SGD; kept buffers on, as train() has them) both ways, in the same
@@ -33,9 +33,9 @@ def main(argv=None):
 
     import numpy as np
     from bench_models import rawcnn_train_step
-    from rawcnn.determinism import blas_pinned
-    from rawcnn.models import build
-    from rawcnn.train import dropout_rng_states, set_dropout_rng_states
+    from rawcnn.engine.determinism import blas_pinned
+    from rawcnn.engine.models import build
+    from rawcnn.training.train import dropout_rng_states, set_dropout_rng_states
     rows = Rows(args.json)
     print(f"OpenBLAS threads unpinned: {threads}; pinned: 1 (Numba: {threads} either way)")
     for size in (227, 96):

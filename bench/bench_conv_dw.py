@@ -51,7 +51,7 @@ def main(argv=None):
     torch, _ = layer_bench_setup(__file__, args)
     import numpy as np
     from kernels.cpu import conv2d as cpu
-    from rawcnn.gradcheck import max_diff
+    from rawcnn.engine.gradcheck import max_diff
     rows = Rows(args.json)
     worst, speedups = 0.0, []
     for model, name, batch, xs, l in conv_layers(args.models.split(",")):

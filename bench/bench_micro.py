@@ -2,11 +2,11 @@
 
     python bench/bench_micro.py [--input 227] [--batch 32] [--steps 5] [--threads 2] [--json out.jsonl]
 
-The step is rawcnn.train's on a seeded random float32 batch of the built-in custom model (input
+The step is rawcnn.training.train's on a seeded random float32 batch of the built-in custom model (input
 3 x S x S, S = --input): forward(train) + softmax-CE + backward (no input gradient) + SGD-momentum.
 Rows, each a fresh child process, medians of --steps steps after one warm-up step:
     1 proc, plain        the one-process step (what --micro-batches 1 or no flag runs)
-    1 proc, M = 2, 4     rawcnn.distributed.MicroBatches in one process: M forwards and backwards
+    1 proc, M = 2, 4     rawcnn.training.distributed.MicroBatches in one process: M forwards and backwards
                          of n / M rows, each gradient copied into a flat buffer, summed as a tree
     2 procs, M = 2       the exact data-parallel step: one micro-batch per rank, the two partial
                          sums combined by Send/Recv, the total broadcast from rank 0
@@ -34,9 +34,9 @@ import common  # noqa: E402
 def build(size, batch):
     import numpy as np
 
-    from rawcnn.layers import SoftmaxCrossEntropy
-    from rawcnn.models import build as build_net
-    from rawcnn.optim import SGD
+    from rawcnn.engine.layers import SoftmaxCrossEntropy
+    from rawcnn.engine.models import build as build_net
+    from rawcnn.engine.optim import SGD
     net = build_net("custom", seed=0, input_shape=(3, size, size))
     crit = SoftmaxCrossEntropy().to(net.be)
     rng = np.random.default_rng(1)
@@ -50,8 +50,8 @@ def build(size, batch):
 def child(args):
     import numpy as np
 
-    from rawcnn.checkpoint import dropout_rng_states, set_dropout_rng_states
-    from rawcnn.distributed import MicroBatches, Single, from_environment
+    from rawcnn.engine.checkpoint import dropout_rng_states, set_dropout_rng_states
+    from rawcnn.training.distributed import MicroBatches, Single, from_environment
     common.setup_threads(args.threads)
     dist = from_environment("cpu") if args.child == "mpi" else Single()
     tr, opt = build(args.input, args.batch)
@@ -131,7 +131,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.child:
         return child(args)
-    from rawcnn.distributed import find_mpiexec
+    from rawcnn.training.distributed import find_mpiexec
     mpiexec = find_mpiexec()
     me = [sys.executable, os.path.abspath(__file__), "--input", str(args.input), "--batch", str(args.batch),
           "--steps", str(args.steps)]

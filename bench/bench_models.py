@@ -58,7 +58,7 @@ PROFILE_REPEATS = 3
 
 # -- children --------------------------------------------------------------------------------------
 def build_net(model, **kw):
-    from rawcnn.models import build
+    from rawcnn.engine.models import build
     return build(model, seed=0, **kw)
 
 
@@ -74,10 +74,10 @@ def make_batch(net, batch, seed=1):
 def rawcnn_train_step(net, lr=SGD_HP["lr"], momentum=SGD_HP["momentum"], weight_decay=SGD_HP["weight_decay"]):
     """A closure running one rawcnn training step on (x, labels): forward, loss, backward, SGD.
 
-    As rawcnn.train's loop: no gradient w.r.t. the images (input_grad=False). The update is the
+    As rawcnn.training.train's loop: no gradient w.r.t. the images (input_grad=False). The update is the
     fused kernel per parameter, with L2 on every parameter as torch.optim.SGD applies it.
     """
-    from rawcnn.layers import SoftmaxCrossEntropy
+    from rawcnn.engine.layers import SoftmaxCrossEntropy
     loss_layer = SoftmaxCrossEntropy()
     sgd = net.be.sgd
     velocity = {}
@@ -85,7 +85,7 @@ def rawcnn_train_step(net, lr=SGD_HP["lr"], momentum=SGD_HP["momentum"], weight_
     def step(x, labels):
         logits = net.forward(x, train=True)
         loss = loss_layer.forward(logits, labels)
-        net.backward(loss_layer.backward(), input_grad=False)  # as rawcnn.train does
+        net.backward(loss_layer.backward(), input_grad=False)  # as rawcnn.training.train does
         for layer, key, w, dw in net.parameters(trainable_only=True):
             v = velocity.get((layer.name, key))
             if v is None:
@@ -176,7 +176,7 @@ def child_check(spec, torch_ok):
     for l in net.layers:
         if l.kind == "Dropout":
             l.p = 0.0
-    from rawcnn.layers import SoftmaxCrossEntropy
+    from rawcnn.engine.layers import SoftmaxCrossEntropy
     ce = SoftmaxCrossEntropy()
     logits = net.forward(x, train=True)
     loss = ce.forward(logits, labels)
@@ -243,7 +243,7 @@ def child_profile(framework, threads, wait_idle=0):
     fwd, bwd = {n: [] for n in names}, {n: [] for n in names}
     extra = {}
     if framework == "rawcnn":
-        from rawcnn.layers import SoftmaxCrossEntropy
+        from rawcnn.engine.layers import SoftmaxCrossEntropy
         if hasattr(net, "reuse_buffers"):  # kept buffers, as train() and the timed step use them
             net.reuse_buffers(True)
         step = rawcnn_train_step(net)

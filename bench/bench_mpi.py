@@ -3,10 +3,10 @@
     python bench/bench_mpi.py [--procs 2] [--threads 2] [--batch 32] [--steps 3] [--bucket-mb 25]
                               [--model custom] [--json out.jsonl]
 
-The step is rawcnn.train's: forward(train) + softmax-CE + backward (no input gradient) + the
+The step is rawcnn.training.train's: forward(train) + softmax-CE + backward (no input gradient) + the
 fused SGD-momentum update, on a seeded random batch of `--batch` images (the global batch).
     single  one process, `--threads` threads: the plain one-process step
-    mpi     `mpiexec -n procs`, threads // procs each: rawcnn.distributed's step (each rank its
+    mpi     `mpiexec -n procs`, threads // procs each: rawcnn.training.distributed's step (each rank its
             share of the batch, gradients summed in buckets by Iallreduce started during the
             backward), then the same update on every rank
 Before timing, the mpi child checks that the summed gradients equal one process's gradients of
@@ -42,9 +42,9 @@ def make_batch(net, batch, seed=1):
 
 
 def build(model):
-    from rawcnn.layers import SoftmaxCrossEntropy
-    from rawcnn.models import build as build_net
-    from rawcnn.optim import SGD
+    from rawcnn.engine.layers import SoftmaxCrossEntropy
+    from rawcnn.engine.models import build as build_net
+    from rawcnn.engine.optim import SGD
     net = build_net(model, seed=0)
     return net, SoftmaxCrossEntropy(), SGD(net, lr=1e-3, momentum=0.9, weight_decay=5e-4)
 
@@ -72,9 +72,9 @@ def _own_ticks():
 def child_mpi(args):
     import numpy as np
 
-    from rawcnn.checkpoint import dropout_rng_states, set_dropout_rng_states
-    from rawcnn.distributed import from_environment
-    from rawcnn.gradcheck import max_diff
+    from rawcnn.engine.checkpoint import dropout_rng_states, set_dropout_rng_states
+    from rawcnn.training.distributed import from_environment
+    from rawcnn.engine.gradcheck import max_diff
     common.setup_threads(args.threads)
     dist = from_environment("cpu", bucket_mb=args.bucket_mb)
     if dist.size < 2:
@@ -158,7 +158,7 @@ def main(argv=None):
         if row.pop("root", True):
             print("ROW " + json.dumps(row), flush=True)
         return
-    from rawcnn.distributed import find_mpiexec
+    from rawcnn.training.distributed import find_mpiexec
     mpiexec = find_mpiexec()
     if mpiexec is None:
         raise SystemExit("bench_mpi: no mpiexec (pip install -e '.[mpi]')")

@@ -30,8 +30,8 @@ def layer_shapes(model):
     """{layer name: (spec entry, input shape, output shape)} without allocating any weights."""
     from kernels.shapes import conv2d_output_size
     from kernels.shapes import pool_output_size
-    from rawcnn.layers.base import pair
-    from rawcnn.models import load_spec
+    from rawcnn.engine.layers.base import pair
+    from rawcnn.engine.models import load_spec
     spec = load_spec(model)
     shape, out = tuple(spec["input"]), {}
     for e in spec["layers"]:
@@ -116,7 +116,7 @@ def conv_cases(quick):
 
 
 def bench_conv2d(ctx, model, name):
-    from rawcnn.layers.base import pair
+    from rawcnn.engine.layers.base import pair
     e, (C, H, W), (F, OH, OW) = ctx.shapes[model][name]
     N = BATCH[model]
     (KH, KW), s, p, G = pair(e["kernel_size"]), pair(e.get("stride", 1)), pair(e.get("padding", 0)), e.get("groups", 1)
@@ -196,7 +196,7 @@ def bench_lrn(ctx, model, name):
 
 
 def bench_maxpool2d(ctx, model, name):
-    from rawcnn.layers.base import pair
+    from rawcnn.engine.layers.base import pair
     e, (C, H, W), (_, OH, OW) = ctx.shapes[model][name]
     N = BATCH[model]
     k, s = pair(e["kernel_size"]), pair(e.get("stride") or e["kernel_size"])
@@ -330,7 +330,7 @@ def bench_softmax_cross_entropy(ctx, model, K):
 
 
 def bench_sgd(ctx, model, name):
-    from rawcnn.layers.base import pair
+    from rawcnn.engine.layers.base import pair
     e, in_shape, _ = ctx.shapes[model][name]
     if e["type"] == "Conv2d":
         KH, KW = pair(e["kernel_size"])

@@ -24,7 +24,7 @@ def main():
     common.setup_threads(a.threads)
     import numpy as np
 
-    from rawcnn import models
+    from rawcnn.engine import models
     common.print_header(f"saliency backward of custom, batch {a.batch}, with and without weight gradients",
                         no_torch=True)
     net = models.build("custom", seed=a.seed)

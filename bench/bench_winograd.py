@@ -82,7 +82,7 @@ def main(argv=None):
     import numpy as np
     from kernels.cpu import conv2d as im2col
     from kernels.cpu import winograd
-    from rawcnn.gradcheck import max_diff
+    from rawcnn.engine.gradcheck import max_diff
     copy_gbs, gemm_gflops = roofs(args.repeats) if not args.errors_only else (0, 0)
     if not args.errors_only:
         print(f"roofs   : copy {copy_gbs:.1f} GB/s (read + write), float32 GEMM 2048^3 {gemm_gflops:.1f} GFLOP/s")

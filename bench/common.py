@@ -56,8 +56,8 @@ LAYER_BATCH = {"custom": 32, "alexnet": 32, "vgg16": 4}  # the issue's targets: 
 def conv_layers(models, winograd_only=False):
     """(model, name, batch, x shape, conv layer) of every convolution of the built-in `models`
     (optionally only the stride-1 ones at least 2x2, Winograd's), at the batch of LAYER_BATCH."""
-    from rawcnn.layers import Conv2d
-    from rawcnn.models import build
+    from rawcnn.engine.layers import Conv2d
+    from rawcnn.engine.models import build
     out = []
     for model in models:
         net = build(model, weight_std=0.0)

@@ -119,7 +119,7 @@ def _nets(model, size, be_name, torch, dev):
     size None: the built-in model; "tiny": its miniature in TINY_SPECS (simulator)."""
     from torch_peer import peer_from_net
 
-    from rawcnn.models import build
+    from rawcnn.engine.models import build
     net = build(model if size is None else TINY_SPECS[model], seed=0)
     peer = peer_from_net(net, share=False).to(dev)
     return net.to(be_name), peer
@@ -136,7 +136,7 @@ def phase_models(what, shapes, be, torch, dev, repeats):
     from bench_models import rawcnn_train_step, torch_train_step
 
     from kernels import to_numpy
-    from rawcnn.gradcheck import max_diff
+    from rawcnn.engine.gradcheck import max_diff
     model, input_shape, batch = shapes[what]
     net, peer = _nets(model, input_shape, be.name, torch, dev)
     rng = np.random.default_rng(1)

@@ -1,4 +1,4 @@
-"""GPU check of the NCCL gradient path of rawcnn.distributed (one GPU: a 1-rank NCCL communicator).
+"""GPU check of the NCCL gradient path of rawcnn.training.distributed (one GPU: a 1-rank NCCL communicator).
 
     python bench/gpu_nccl_check.py          exit 0: passed or skipped (no GPU / cupy / NCCL), 1: failed
 
@@ -7,7 +7,7 @@ GPU machine. It needs cupy with NCCL but not mpi4py: the 1-rank communicator is 
 a stand-in for MPI_COMM_WORLD. Checks:
     1  the reducer alone: known gradients, small (bucketed) and large (in place), come back from a
        1-rank allreduce unchanged, in buckets of 1 KB so that several buckets are used
-    2  one data-parallel training step (rawcnn.distributed.Distributed.train_step on the cuda
+    2  one data-parallel training step (rawcnn.training.distributed.Distributed.train_step on the cuda
        backend, NCCL reducer, dropout drawn for the whole batch) equals the plain one-process step:
        gradients max rel diff <= 1e-5 (float32), same loss
 With several GPUs and mpi4py, `mpiexec -n G python bench/gpu_nccl_check.py --ranks` runs check 2
@@ -34,7 +34,7 @@ SPEC = {"name": "tiny", "input": [3, 16, 16], "layers": [
 
 
 class OneRank:
-    """MPI_COMM_WORLD of a single process, for the calls rawcnn.distributed makes."""
+    """MPI_COMM_WORLD of a single process, for the calls rawcnn.training.distributed makes."""
 
     def Get_rank(self):
         return 0
@@ -98,10 +98,10 @@ def check_reducer(dist):
 def check_step(dist):
     import cupy
 
-    from rawcnn.checkpoint import dropout_rng_states, set_dropout_rng_states
-    from rawcnn.gradcheck import max_diff
-    from rawcnn.layers import SoftmaxCrossEntropy
-    from rawcnn.models import build
+    from rawcnn.engine.checkpoint import dropout_rng_states, set_dropout_rng_states
+    from rawcnn.engine.gradcheck import max_diff
+    from rawcnn.engine.layers import SoftmaxCrossEntropy
+    from rawcnn.engine.models import build
     net = build(SPEC, seed=0, weight_std=0.1).to("cuda")
     crit = SoftmaxCrossEntropy().to(net.be)
     rng = np.random.default_rng(1)
@@ -127,7 +127,7 @@ def main():
     if reason:
         print(f"gpu_nccl_check: SKIPPED: {reason}")
         return 0
-    from rawcnn.distributed import Distributed, from_environment
+    from rawcnn.training.distributed import Distributed, from_environment
     if "--ranks" in sys.argv:
         dist = from_environment("cuda")
         checks = [check_step]

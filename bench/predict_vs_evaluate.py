@@ -35,9 +35,9 @@ def main():
     ckpt = a.checkpoint
     if ckpt is None:
         from test_predict_contract import SPEC
-        from rawcnn.demo import standardise
-        from rawcnn.models import build
-        from rawcnn.train import train
+        from rawcnn.app.demo import standardise
+        from rawcnn.engine.models import build
+        from rawcnn.training.train import train
         S = int(data.images.shape[-1])
         t0 = time.time()
         net = build({**SPEC, "input": [3, S, S]}, num_classes=2, seed=a.seed, weight_std="he")

@@ -6,7 +6,7 @@
         --candidates custom gap gap-aug gap-loss gap-aug-loss       # real sets: bench/real_tb.py
     python bench/recipes.py --summary bench-recipes [more output folders]    # the summary table
 
-Each (candidate, seed) runs rawcnn.cv.cross_validate and writes <out>/<candidate>_s<seed>/cv.json;
+Each (candidate, seed) runs rawcnn.training.cv.cross_validate and writes <out>/<candidate>_s<seed>/cv.json;
 the table (mean +- sd of the per-fold AUCs, pooled out-of-fold AUC, accuracy) is printed as
 Markdown and appended to <out>/table.md after every candidate, so a cut-short run keeps what it
 finished. Correctness first: cross_validate's out-of-fold predictions come from checkpoints
@@ -21,8 +21,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rawcnn.cv import cross_validate
-from rawcnn.recipes import resolve
+from rawcnn.training.cv import cross_validate
+from rawcnn.training.recipes import resolve
 
 # what each candidate changes from a named recipe (epochs and patience are set on the command line);
 # a third element names the model (default: custom, the paper's layout)

@@ -1,7 +1,7 @@
 """The PyTorch peer: the same architecture as a rawcnn spec, built in PyTorch, with rawcnn's weights.
 
 Only the benchmarks import this file (the engine never imports torch). It reads the same spec
-dict rawcnn.models.build reads and maps each entry one to one:
+dict rawcnn.engine.models.build reads and maps each entry one to one:
 
     Conv2d     -> nn.Conv2d(C, F, kernel_size, stride, padding, groups=G)   w (F, C/G, KH, KW), b (F,)
     ReLU       -> nn.ReLU()
@@ -18,7 +18,7 @@ The modules are created on the 'meta' device (no memory, no initialisation: VGG1
 set from rawcnn's numpy arrays with torch.from_numpy, which shares the memory (no copy; the
 benchmark's peak RSS is not inflated by a second set of weights). Pass share=False for copies.
 
-    net = rawcnn.models.build("custom", seed=0)
+    net = rawcnn.engine.models.build("custom", seed=0)
     model = peer_from_net(net)               # nn.Sequential, children named as the rawcnn layers
 """
 import collections
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rawcnn.models import FIELDS, load_spec
+from rawcnn.engine.models import FIELDS, load_spec
 
 
 def _field(entry, name):
@@ -36,7 +36,7 @@ def _field(entry, name):
 
 
 def resolve_spec(name_or_spec, input_shape=None, num_classes=None):
-    """The spec as rawcnn.models.build reads it: input_shape and num_classes applied."""
+    """The spec as rawcnn.engine.models.build reads it: input_shape and num_classes applied."""
     spec = load_spec(name_or_spec)
     if input_shape is not None:
         spec["input"] = [int(v) for v in input_shape]

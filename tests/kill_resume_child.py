@@ -12,8 +12,9 @@ import sys
 
 import numpy as np
 
-from rawcnn import fileio, models
-from rawcnn.train import train
+from rawcnn.files import fileio
+from rawcnn.engine import models
+from rawcnn.training.train import train
 
 SPEC = {"name": "tiny", "input": [1, 12, 12], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "padding": 1},

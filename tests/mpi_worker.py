@@ -15,8 +15,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rawcnn.distributed import from_environment, open_sharded  # noqa: E402
-from rawcnn.train import train  # noqa: E402
+from rawcnn.training.distributed import from_environment, open_sharded  # noqa: E402
+from rawcnn.training.train import train  # noqa: E402
 from test_distributed import RUN, new_net, shift  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def main(mode, data, out, epochs=3, dtype="float32", bucket_mb=25.0, micro_batch
                 import signal
                 os.kill(os.getpid(), signal.SIGINT)
     if mode == "nan" and dist.rank == 1:  # rank 1's 9th loss (epoch 2, batch 1; call 1 is train's warm-up) is NaN
-        from rawcnn.layers import SoftmaxCrossEntropy
+        from rawcnn.engine.layers import SoftmaxCrossEntropy
         real, calls = SoftmaxCrossEntropy.forward, [0]
 
         def forward(self, logits, labels, train=True):

@@ -7,10 +7,11 @@ import pytest
 
 import kernels
 import out_cases
-from rawcnn import models, train as train_mod
-from rawcnn.layers.softmax import SoftmaxCrossEntropy
-from rawcnn.net import Net
-from rawcnn.optim import SGD
+from rawcnn.engine import models
+from rawcnn.training import train as train_mod
+from rawcnn.engine.layers.softmax import SoftmaxCrossEntropy
+from rawcnn.engine.net import Net
+from rawcnn.engine.optim import SGD
 
 # custom-like: conv with groups, ReLU, LRN, max-pool, a Winograd conv, dropout, two Linear layers
 SPEC = {"name": "tiny-custom", "input": [3, 16, 16], "layers": [
@@ -127,7 +128,7 @@ def test_train_is_the_same_with_reuse_as_without(tmp_path, monkeypatch):
     def strip(history):  # repr: val_auc is NaN with 3 classes
         return repr([{k: v for k, v in h.items() if k not in ("seconds", "images_per_s")} for h in history])
     assert strip(r_on["history"]) == strip(r_off["history"])
-    from rawcnn.checkpoint import read_checkpoint
+    from rawcnn.engine.checkpoint import read_checkpoint
     a, b = read_checkpoint(r_on["last_checkpoint"]), read_checkpoint(r_off["last_checkpoint"])
     for name in a["params"]:
         for key in a["params"][name]:
@@ -162,7 +163,7 @@ def test_training_step_allocates_no_new_buffer_after_the_first():
 
 def test_dx_never_lands_on_the_dy_it_reads(monkeypatch):
     # every backward reads dy from one dx slot and writes its dx into the other one
-    from rawcnn.layers.base import Layer
+    from rawcnn.engine.layers.base import Layer
     net = new_net()
     real, seen = Layer.buffer, []
 
@@ -227,7 +228,7 @@ def test_reuse_on_overwrites_and_predict_activations_probe_stay_fresh():
     ("RGB", None, 3, 3), ("BGR", (58.4, 57.1, 57.4), 3, 3), ("BGR", None, 3, 1), ("RGB", None, 1, 3),
     ("RGB", (2.0, 2.0, 2.0), 1, 1)])
 def test_input_conversion_into_a_kept_buffer_is_bit_identical(order, std, channels, net_channels):
-    from rawcnn.preprocessing import Preprocessing
+    from rawcnn.data.preprocessing import Preprocessing
     mean = (104.0, 116.7, 122.7) if net_channels == 3 else (117.0, 117.0, 117.0)
     pp = Preprocessing(channel_order=order, mean=mean, scale=1.0 if std else 0.5, std=std, input_size=(9, 9),
                        resize="direct", name="t")

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from cli import main
 from rawcnn.data import load_dataset
-from rawcnn.demo import standardise
-from rawcnn.models import build
-from rawcnn.train import train
+from rawcnn.app.demo import standardise
+from rawcnn.engine.models import build
+from rawcnn.training.train import train
 from test_data_sources import write_dicom
 
 TINY = {"name": "tiny", "input": [3, 32, 32], "layers": [

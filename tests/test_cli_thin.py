@@ -117,7 +117,7 @@ def test_shared_options_are_declared_once():
 
 def test_dream_and_heatmap_agree_on_the_logits_layer():
     """One rule (the last non-Softmax layer) whether read from a spec or from a built net."""
-    from rawcnn.models import BUILTIN, build
+    from rawcnn.engine.models import BUILTIN, build
     from rawcnn.viz.heatmap import logit_layer
     assert logit_layer(BUILTIN["custom"]()) == logit_layer(build("custom", num_classes=2, input_shape=(3, 128, 128)))
     spec = {"layers": [{"name": "c", "type": "Conv2d"}, {"name": "fc", "type": "Linear"},

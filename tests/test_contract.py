@@ -1,4 +1,4 @@
-"""The input contract (rawcnn.contract): predict on colour files feeds an imported ImageNet net what
+"""The input contract (rawcnn.data.contract): predict on colour files feeds an imported ImageNet net what
 its source framework fed it; predict on radiographs crops the lung ROI the way training did (masks,
 or the lung-field locator); class names travel with checkpoints and sets."""
 import cv2
@@ -8,10 +8,10 @@ from click.testing import CliRunner
 
 import weights_fixtures as wf
 from cli import main
-from rawcnn.checkpoint import read_checkpoint, save_checkpoint
-from rawcnn.contract import contract_of, find_masks, match_classes
-from rawcnn.evaluate import predict
-from rawcnn.models import build
+from rawcnn.engine.checkpoint import read_checkpoint, save_checkpoint
+from rawcnn.data.contract import contract_of, find_masks, match_classes
+from rawcnn.training.evaluate import predict
+from rawcnn.engine.models import build
 from weights_import import import_to_checkpoint
 
 KERAS_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])  # keras preprocess_input(mode='caffe')

@@ -1,4 +1,4 @@
-"""rawcnn.conv_algo: the per-layer choice between im2col and Winograd, its cache, and --conv-algo.
+"""rawcnn.engine.conv_algo: the per-layer choice between im2col and Winograd, its cache, and --conv-algo.
 
 Arrange, act, compare: the choice never changes the function a layer computes (float64 agrees to
 round-off), forced modes are obeyed where Winograd applies, the cache is JSON written by rename.
@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 import cli
 from kernels import get_backend
-from rawcnn import conv_algo
-from rawcnn.layers import Conv2d
+from rawcnn.engine import conv_algo
+from rawcnn.engine.layers import Conv2d
 
 
 @pytest.fixture(autouse=True)
@@ -137,7 +137,7 @@ def test_summary_shows_the_choice():
 
 
 def test_a_net_shares_one_workspace_across_its_layers():
-    from rawcnn.models import build
+    from rawcnn.engine.models import build
     net = build("custom", input_shape=(3, 99, 99), seed=0)
     convs = [l for l in net.layers if l.kind == "Conv2d"]
     assert len(convs) == 5 and all(l.workspace is net.workspace for l in convs)

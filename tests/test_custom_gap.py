@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from rawcnn import models
-from rawcnn.checkpoint import load_checkpoint, save_checkpoint
-from rawcnn.gradcheck import THRESHOLD, check_layers
-from rawcnn.layers import Conv2d, GlobalAvgPool, Linear, ReLU
-from rawcnn.layers.softmax import SoftmaxCrossEntropy
-from rawcnn.summary import format_summary
+from rawcnn.engine import models
+from rawcnn.engine.checkpoint import load_checkpoint, save_checkpoint
+from rawcnn.engine.gradcheck import THRESHOLD, check_layers
+from rawcnn.engine.layers import Conv2d, GlobalAvgPool, Linear, ReLU
+from rawcnn.engine.layers.softmax import SoftmaxCrossEntropy
+from rawcnn.engine.summary import format_summary
 from rawcnn.viz.heatmap import default_layer, gradcam_maps
 
 
@@ -67,7 +67,7 @@ def test_gradcheck_a_tiny_net_with_global_avg_pool_in_float64():
     for l in (layers[0], layers[3]):
         l.params["b"] = rng.standard_normal(l.params["b"].shape) * 0.1
     x = rng.standard_normal((2, 2, 5, 4))
-    # a scalar loss at the end: step 1e-4, as rawcnn gradcheck's end-to-end net (rawcnn/gradcheck.py)
+    # a scalar loss at the end: step 1e-4, as rawcnn gradcheck's end-to-end net (rawcnn/engine/gradcheck.py)
     rows = check_layers(layers, x, labels=np.array([1, 3]), h=1e-4)
     assert [r.tensor for r in rows] == ["dx", "dw (conv)", "db (conv)", "dw (fc)", "db (fc)"]
     for r in rows:

@@ -17,7 +17,7 @@ def test_same_seed_same_output_and_different_seed_differs():
     assert not np.allclose(a, c)
     gen = np.random.default_rng(5)
     assert np.array_equal(Augmenter(0.1, 10, rng=gen)(x), a)  # a Generator works like its seed
-    assert isinstance(Augmenter(0.1, 10, rng=5).rng, np.random.Generator)  # rawcnn.train saves its state
+    assert isinstance(Augmenter(0.1, 10, rng=5).rng, np.random.Generator)  # rawcnn.training.train saves its state
     # a generator passed to the call wins over the Augmenter's own
     assert np.array_equal(Augmenter(0.1, 10)(x, np.random.default_rng(5)), a)
     assert np.array_equal(Augmenter(0.1, 10, rng=99)(x, np.random.default_rng(5)), a)

@@ -1,4 +1,4 @@
-"""rawcnn.demo: the quick demo end to end (every file written, the summary consistent with them),
+"""rawcnn.app.demo: the quick demo end to end (every file written, the summary consistent with them),
 the standardising input contract by hand, and bad arguments.
 
 The quick run trains 2 epochs on 28 images: far too short to learn, so no accuracy is asserted.
@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from rawcnn.demo import demo_paths, run_demo, standardise
+from rawcnn.app.demo import demo_paths, run_demo, standardise
 from rawcnn.viz.heatmap import METHODS
 
 FILES = ("prepared", "best_checkpoint", "last_checkpoint", "history", "curves", "eval_json", "roc_png",
@@ -105,7 +105,7 @@ def test_printed_train_command_repeats_the_demo_training(quick):
     import shlex
     from click.testing import CliRunner
     from cli import main
-    from rawcnn.checkpoint import read_checkpoint
+    from rawcnn.engine.checkpoint import read_checkpoint
     out, s, lines = quick
     cmd = s["train_command"]
     assert any(cmd in line for line in lines)

@@ -1,5 +1,5 @@
 """Same seed, same model, whatever the thread count: training in subprocesses with OpenBLAS and Numba
-at 1 and at 2 threads must write bit-identical checkpoints (rawcnn.determinism pins OpenBLAS to one
+at 1 and at 2 threads must write bit-identical checkpoints (rawcnn.engine.determinism pins OpenBLAS to one
 thread while training). conv1 here, 3 -> 32 channels 7x7 stride 2 on 96 x 96 inputs, has a weight
 gradient product (32 x 2025) @ (2025 x 147) whose last bits OpenBLAS 0.3.31 changes with its thread
 count; the control run (pinning off) shows that the test can fail on such a BLAS."""
@@ -15,9 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = textwrap.dedent("""
     import hashlib, sys
     import numpy as np
-    from rawcnn import models
-    from rawcnn.checkpoint import read_checkpoint
-    from rawcnn.train import train
+    from rawcnn.engine import models
+    from rawcnn.engine.checkpoint import read_checkpoint
+    from rawcnn.training.train import train
     spec = {"name": "det", "input": [3, 96, 96], "layers": [
         {"type": "Conv2d", "name": "conv1", "out_channels": 32, "kernel_size": 7, "stride": 2},
         {"type": "ReLU", "name": "relu1"},

@@ -1,4 +1,4 @@
-"""Data-parallel training under mpiexec (rawcnn.distributed): 2 ranks equal 1 process (to float rounding
+"""Data-parallel training under mpiexec (rawcnn.training.distributed): 2 ranks equal 1 process (to float rounding
 by default, bit for bit with --micro-batches, also with 4 ranks), one writer, a failing rank stops the
 job, resume across process counts. Tiny nets on a 16x16 prepared set.
 
@@ -17,12 +17,12 @@ import h5py
 import numpy as np
 import pytest
 
-from rawcnn import models
-from rawcnn.checkpoint import read_checkpoint
+from rawcnn.engine import models
+from rawcnn.engine.checkpoint import read_checkpoint
 from rawcnn.data import Augmenter, load_dataset
-from rawcnn.distributed import find_mpiexec, share, strip_option
-from rawcnn.gradcheck import max_diff
-from rawcnn.train import train
+from rawcnn.training.distributed import find_mpiexec, share, strip_option
+from rawcnn.engine.gradcheck import max_diff
+from rawcnn.training.train import train
 from test_train import SPEC as TRAIN_SPEC
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -137,7 +137,7 @@ def test_strip_option_removes_procs_in_both_spellings():
 
 
 def test_sharded_reading_gives_load_dataset_rows_and_mean(tmp_path):
-    from rawcnn.distributed import ShardedData
+    from rawcnn.training.distributed import ShardedData
 
     class Halves:  # two ranks' shares of the mean, summed by hand (no MPI in this process)
         size, parts = 2, []
@@ -356,7 +356,7 @@ def test_micro_batches_that_the_ranks_cannot_share_are_refused(tmp_path):
     from click.testing import CliRunner
 
     from cli import main
-    from rawcnn.distributed import MicroBatches, check_micro_batches
+    from rawcnn.training.distributed import MicroBatches, check_micro_batches
     for m, r in ((4, 1), (4, 2), (4, 4), (6, 2), (3, 3), (12, 4)):
         check_micro_batches(m, r)
     write_prepared(tmp_path / "set.h5")

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from rawcnn.gradcheck import THRESHOLD, check_layers, numeric_gradient, rel_error, run_gradcheck
-from rawcnn.layers import ReLU, Linear
+from rawcnn.engine.gradcheck import THRESHOLD, check_layers, numeric_gradient, rel_error, run_gradcheck
+from rawcnn.engine.layers import ReLU, Linear
 
 
 def test_numeric_gradient_of_a_known_function():

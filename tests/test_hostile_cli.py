@@ -4,7 +4,7 @@ system folder, text files that are devices or too large, and a run that diverges
 Every refusal is one line: click's "Invalid value for '--flag': ..." for a number (exit 2, click's
 usage error), "Error: ..." naming the flag and the path for the rest (exit 1). Nothing is ever
 written into / here: the commands that would write there if the refusal were missing are given a
-guard (rawcnn.fileio.temp_name refuses a target in /) or an input that stops them before any write.
+guard (rawcnn.files.fileio.temp_name refuses a target in /) or an input that stops them before any write.
 """
 import math
 import os
@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 from cli import Finite, main
-from rawcnn import fileio
+from rawcnn.files import fileio
 from rawcnn.data import Augmenter
-from rawcnn.fileio import SYSTEM_FOLDERS, SystemFolderError, check_out_folder
-from rawcnn.validate import InputError, read_text
+from rawcnn.files.fileio import SYSTEM_FOLDERS, SystemFolderError, check_out_folder
+from rawcnn.files.validate import InputError, read_text
 
 
 @pytest.fixture(scope="module")
@@ -350,8 +350,8 @@ def test_report_refuses_a_run_folder_at_the_root(root_guard):
                                      ({"momentum": 1.0}, "--momentum"), ({"epochs": 0}, "--epochs"),
                                      ({"clip_norm": math.inf}, "--clip-norm")])
 def test_recipe_settings_are_range_checked_for_library_callers(kw, flag):
-    from rawcnn.recipe_hooks import RecipeHooks
-    from rawcnn.recipes import resolve
+    from rawcnn.training.recipe_hooks import RecipeHooks
+    from rawcnn.training.recipes import resolve
     with pytest.raises(ValueError, match=f"^{flag} must be a finite"):
         resolve("default", **kw)
     if "clip_norm" in kw:

@@ -301,10 +301,10 @@ def test_a_pydicom_without_its_private_readers_refuses_only_deflated_files(tmp_p
 def base(tmp_path_factory):
     """A checkpoint (untrained tiny net, 32 x 32 input) and a folder-per-class set of six good DICOMs."""
     from fuzz_inputs import TINY
-    from rawcnn.checkpoint import save_checkpoint
+    from rawcnn.engine.checkpoint import save_checkpoint
     from rawcnn.data import default_settings
-    from rawcnn.models import build
-    from rawcnn.preprocessing import Preprocessing
+    from rawcnn.engine.models import build
+    from rawcnn.data.preprocessing import Preprocessing
     d = tmp_path_factory.mktemp("hostile_dicom")
     s = default_settings(32)
     s.update(base_size=None)

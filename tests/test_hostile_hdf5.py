@@ -126,9 +126,9 @@ def test_prepared_set_with_data_outside_the_file(bases, tmp_path, how, name):
 @pytest.mark.parametrize("how", HOW)
 @pytest.mark.parametrize("name", ["images", "labels"])
 def test_sharded_reader_with_data_outside_the_file(bases, tmp_path, how, name):
-    """The MPI ranks' reader (rawcnn.distributed.ShardedData) opens the prepared file itself."""
+    """The MPI ranks' reader (rawcnn.training.distributed.ShardedData) opens the prepared file itself."""
     from rawcnn.data.readers import DataError
-    from rawcnn.distributed import ShardedData
+    from rawcnn.training.distributed import ShardedData
     data = tmp_path / "set.h5"
     shutil.copyfile(bases["prepared"], data)
     ShardedData(str(data), None).split("train").images[0:2]  # the intact copy works

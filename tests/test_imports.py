@@ -103,23 +103,122 @@ def test_cli_reaches_rawcnn_only_through_the_app_layer():
 
 def test_the_app_reader_sees_library_imports(tmp_path):
     f = tmp_path / "c.py"
-    f.write_text("from rawcnn import app, data\ndef f():\n    from rawcnn.app import viz\n    import rawcnn.train\n")
-    assert rawcnn_modules_imported(f) == {"rawcnn.app", "rawcnn.data", "rawcnn.train"}
+    f.write_text("from rawcnn import app, data\ndef f():\n    from rawcnn.app import viz\n    import rawcnn.training.train\n")
+    assert rawcnn_modules_imported(f) == {"rawcnn.app", "rawcnn.data", "rawcnn.training.train"}
 
 
-def test_nothing_below_the_app_layer_imports_it():
-    """rawcnn/app sits on top of the library: only cli.py and rawcnn/app itself (and the demo, which runs
-    the viz tasks) import it."""
-    allowed = {ROOT / "rawcnn" / "demo.py"}
+# The packages inside rawcnn, top to bottom, and what each may import (kernels/ is below them all).
+LAYERS = {
+    "app": {"training", "viz", "engine", "data", "files"},
+    "training": {"engine", "data", "files"},
+    "viz": {"engine", "data", "files"},
+    "engine": {"data", "files"},
+    "data": {"files"},
+    "files": set(),
+}
+
+
+def module_of(path):
+    """'rawcnn.engine.net' for rawcnn/engine/net.py, 'rawcnn.data' for rawcnn/data/__init__.py."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def rawcnn_modules():
+    """{module name: path} of every module under rawcnn/."""
+    return {module_of(p): p for p in sorted((ROOT / "rawcnn").rglob("*.py"))}
+
+
+def module_imports(path, known):
+    """{module of `known` imported by `path`: line}, anywhere in the file (function bodies too).
+
+    `from rawcnn.engine import models` names the module rawcnn.engine.models when that is a module,
+    else the package rawcnn.engine; relative imports are resolved against the file's own module."""
+    me = module_of(path)
+    here = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    out = {}
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in known:
+                    out.setdefault(a.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = here.split(".")[:len(here.split(".")) - (node.level - 1)]
+                base = ".".join(up + ([node.module] if node.module else []))
+            for a in node.names:
+                target = f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
+                if target in known:
+                    out.setdefault(target, node.lineno)
+    return out
+
+
+def module_graph():
+    known = rawcnn_modules()
+    return {m: module_imports(p, known) for m, p in known.items()}
+
+
+def find_cycle(graph):
+    """One import cycle of `graph` ({module: {module: line}}) as a list of modules, or None."""
+    state = {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for q in graph[m]:
+            if state.get(q) == "open":
+                return path[path.index(q):] + [q]
+            if q not in state:
+                found = visit(q, path + [q])
+                if found:
+                    return found
+        state[m] = "done"
+        return None
+
+    for m in graph:
+        if m not in state:
+            found = visit(m, [m])
+            if found:
+                return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path, monkeypatch):
+    pkg = tmp_path / "rawcnn" / "x"
+    pkg.mkdir(parents=True)
+    (tmp_path / "rawcnn" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from rawcnn.x import b\n")
+    (pkg / "b.py").write_text("def f():\n    from .a import g\n")
+    (pkg / "c.py").write_text("from rawcnn.x.a import h\n")
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    graph = module_graph()
+    assert graph["rawcnn.x.c"] == {"rawcnn.x.a": 1}
+    assert find_cycle(graph) in (["rawcnn.x.a", "rawcnn.x.b", "rawcnn.x.a"], ["rawcnn.x.b", "rawcnn.x.a", "rawcnn.x.b"])
+    (pkg / "b.py").write_text("")
+    assert find_cycle(module_graph()) is None
+
+
+def test_no_import_cycle_inside_rawcnn():
+    graph = module_graph()
+    assert len(graph) > 60, "the module reader found too few modules"
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_rawcnn_packages_import_only_downwards():
+    """app -> training / viz -> engine -> data -> files (-> kernels, outside rawcnn)."""
+    known = rawcnn_modules()
+    assert set(LAYERS) == {m.split(".")[1] for m in known if m.count(".") >= 1}, "a package is missing from LAYERS"
     bad = []
-    for path in sorted((ROOT / "rawcnn").rglob("*.py")):
-        if "app" in path.relative_to(ROOT / "rawcnn").parts[:1] or path in allowed:
+    for m, path in known.items():
+        if m == "rawcnn":
             continue
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
-                mod = ("." * node.level) + (node.module or "")
-                names = [a.name for a in node.names]
-                if "app" in mod.lstrip(".").split(".")[:2] or (mod.strip(".") in ("", "rawcnn") and "app" in names):
-                    bad.append(f"{path.relative_to(ROOT)}: {mod}")
-    assert not bad, "; ".join(bad)
+        pkg = m.split(".")[1]
+        for target, line in module_imports(path, known).items():
+            if target == "rawcnn":
+                continue
+            other = target.split(".")[1]
+            if other != pkg and other not in LAYERS[pkg]:
+                bad.append(f"{path.relative_to(ROOT)}:{line} ({pkg}) imports {target} ({other})")
+    assert not bad, "imports against the arrows:\n" + "\n".join(bad)

@@ -1,4 +1,4 @@
-"""Every path from an image file to the net goes through the input contract (rawcnn.contract): for
+"""Every path from an image file to the net goes through the input contract (rawcnn.data.contract): for
 the same file and checkpoint, `predict`, `trace` and the viz commands feed the net the same tensor.
 
 The tensor is caught where it enters the net (the first Net.forward of each command, run through
@@ -13,13 +13,13 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from rawcnn.checkpoint import save_checkpoint
-from rawcnn.contract import contract_of, file_to_stored
+from rawcnn.engine.checkpoint import save_checkpoint
+from rawcnn.data.contract import contract_of, file_to_stored
 from rawcnn.data import default_settings, synthesize
-from rawcnn.models import build
-from rawcnn.net import Net
-from rawcnn.preprocessing import Preprocessing
-from rawcnn.checkpoint import read_checkpoint
+from rawcnn.engine.models import build
+from rawcnn.engine.net import Net
+from rawcnn.data.preprocessing import Preprocessing
+from rawcnn.engine.checkpoint import read_checkpoint
 
 SPEC = {"name": "tiny", "input": [3, 32, 32], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},

@@ -1,10 +1,10 @@
-"""rawcnn.jsonsafe.finite_or_null: strict JSON out of results with NaN, Inf and numpy scalars."""
+"""rawcnn.files.jsonsafe.finite_or_null: strict JSON out of results with NaN, Inf and numpy scalars."""
 import json
 import math
 
 import numpy as np
 
-from rawcnn.jsonsafe import finite_or_null
+from rawcnn.files.jsonsafe import finite_or_null
 
 
 def test_nan_and_inf_become_null_numpy_scalars_python_and_containers_are_walked():

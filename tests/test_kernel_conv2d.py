@@ -14,7 +14,7 @@ import pytest
 
 from kernels.cpu import conv2d as cpu
 from kernels.reference import conv2d as ref
-from rawcnn.gradcheck import numeric_gradient, rel_error
+from rawcnn.engine.gradcheck import numeric_gradient, rel_error
 
 # cpu vs reference: max |cpu - ref| / max |ref|, per dtype
 TOL = {np.float32: 2e-6, np.float64: 1e-13}

@@ -19,7 +19,7 @@ import out_cases
 from kernels import get_backend
 from kernels.cpu import global_avg_pool as cpu
 from kernels.reference import global_avg_pool as ref
-from rawcnn.gradcheck import numeric_gradient, rel_error
+from rawcnn.engine.gradcheck import numeric_gradient, rel_error
 
 TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
 GRAD_TOL = 1e-7

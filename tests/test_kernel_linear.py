@@ -12,7 +12,7 @@ import pytest
 
 from kernels.cpu import linear as cpu
 from kernels.reference import linear as ref
-from rawcnn.gradcheck import max_diff, numeric_gradient, rel_error
+from rawcnn.engine.gradcheck import max_diff, numeric_gradient, rel_error
 
 TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
 GRAD_TOL = 1e-7

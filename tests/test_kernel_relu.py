@@ -9,7 +9,7 @@ import pytest
 
 from kernels.cpu import relu as cpu
 from kernels.reference import relu as ref
-from rawcnn.gradcheck import numeric_gradient, rel_error
+from rawcnn.engine.gradcheck import numeric_gradient, rel_error
 
 TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
 GRAD_TOL = 1e-7

@@ -14,7 +14,7 @@ import pytest
 
 from kernels.cpu import sgd as cpu
 from kernels.reference import sgd as ref
-from rawcnn.gradcheck import max_diff, numeric_gradient, rel_error
+from rawcnn.engine.gradcheck import max_diff, numeric_gradient, rel_error
 
 TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
 GRAD_TOL = 1e-7

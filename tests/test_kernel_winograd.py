@@ -16,7 +16,7 @@ from kernels.cpu import conv2d as cpu_direct
 from kernels.cpu import winograd as cpu
 from kernels.reference import conv2d as ref_direct
 from kernels.reference import winograd as ref
-from rawcnn.gradcheck import max_diff, numeric_gradient, rel_error
+from rawcnn.engine.gradcheck import max_diff, numeric_gradient, rel_error
 
 # cpu vs reference (both Winograd): max |cpu - ref| / max |ref|, per dtype. The two tiers round
 # in different orders, and the transforms (entries up to 8 in A^T, 5 in B^T) amplify the rounding
@@ -262,8 +262,8 @@ def test_ctrl_c_while_waiting_stops_the_workers_before_it_is_raised():
 
 def _layers():
     """(model, layer name, C, F, groups, padding, kernel) of every stride-1 convolution of the three nets."""
-    from rawcnn.layers import Conv2d
-    from rawcnn.models import build
+    from rawcnn.engine.layers import Conv2d
+    from rawcnn.engine.models import build
     out = []
     for model in ("custom", "alexnet", "vgg16"):
         for l in build(model, weight_std=0.0).layers:

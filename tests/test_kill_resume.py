@@ -12,8 +12,8 @@ import kill_resume_child
 import numpy as np
 import pytest
 
-from rawcnn.checkpoint import read_checkpoint
-from rawcnn.fileio import TMP_PATTERN
+from rawcnn.engine.checkpoint import read_checkpoint
+from rawcnn.files.fileio import TMP_PATTERN
 
 CHILD = os.path.join(os.path.dirname(__file__), "kill_resume_child.py")
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from rawcnn.layers import (LRN, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Softmax,
-                           SoftmaxCrossEntropy)
+from rawcnn.engine.layers import LRN, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Softmax, SoftmaxCrossEntropy
 
 
 def make_layers():

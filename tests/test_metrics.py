@@ -5,10 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from rawcnn import models
-from rawcnn.evaluate import evaluate, save_report
-from rawcnn.metrics import (accuracy, average_ranks, classification_report, confusion_matrix, f1_score,
-                            precision, roc_auc, roc_curve, sensitivity, specificity)
+from rawcnn.engine import models
+from rawcnn.training.evaluate import evaluate, save_report
+from rawcnn.training.metrics import accuracy, average_ranks, classification_report, confusion_matrix, f1_score, precision, roc_auc, roc_curve, sensitivity, specificity
 
 BACKEND = "cpu"
 
@@ -150,7 +149,7 @@ def test_bootstrap_auc_interval_covers_the_true_auc_about_95_percent_of_the_time
     """Scores N(0, 1) for negatives and N(d, 1) for positives have AUC = Phi(d / sqrt(2)); over 100
     simulated sets of 40 + 40 the 95 % interval should hold it about 95 times (binomial sd ~2)."""
     from math import erf, sqrt
-    from rawcnn.metrics import bootstrap_auc_ci
+    from rawcnn.training.metrics import bootstrap_auc_ci
     d = 1.0
     truth = 0.5 * (1 + erf(d / sqrt(2) / sqrt(2)))  # Phi(d / sqrt 2) = 0.760
     rng = np.random.default_rng(0)
@@ -166,7 +165,7 @@ def test_bootstrap_auc_interval_covers_the_true_auc_about_95_percent_of_the_time
 
 
 def test_bootstrap_auc_interval_properties():
-    from rawcnn.metrics import bootstrap_auc_ci
+    from rawcnn.training.metrics import bootstrap_auc_ci
     y = np.array([0, 0, 0, 1, 1, 1])
     assert bootstrap_auc_ci(y, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])) == (1.0, 1.0)  # perfectly ranked
     rng = np.random.default_rng(1)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from rawcnn import models
+from rawcnn.engine import models
 
 # Parameter totals with 1000 classes, as published: BVLC AlexNet 60,965,224 (Caffe's deploy net),
 # VGG16 138,357,544 and VGG19 143,667,240 (Simonyan & Zisserman; Keras' VGG16().count_params()).

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from rawcnn import models
-from rawcnn.layers import SoftmaxCrossEntropy
+from rawcnn.engine import models
+from rawcnn.engine.layers import SoftmaxCrossEntropy
 
 TINY = {"name": "tiny", "input": [3, 16, 16], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 8, "kernel_size": 3, "stride": 1, "padding": 1},

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from kernels import get_backend
-from rawcnn import models
-from rawcnn.layers import SoftmaxCrossEntropy
+from rawcnn.engine import models
+from rawcnn.engine.layers import SoftmaxCrossEntropy
 
 TINY = {"name": "tiny", "input": [3, 12, 12], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "padding": 1},

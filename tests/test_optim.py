@@ -5,8 +5,8 @@ Expected values are worked out by hand in the comments, or by a plain NumPy loop
 import numpy as np
 import pytest
 
-from rawcnn import models
-from rawcnn.optim import SGD, ReduceOnPlateau
+from rawcnn.engine import models
+from rawcnn.engine.optim import SGD, ReduceOnPlateau
 
 BACKEND = "cpu"
 

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from rawcnn import fileio
-from rawcnn.checkpoint import read_checkpoint
+from rawcnn.files import fileio
+from rawcnn.engine.checkpoint import read_checkpoint
 
 
 def run(*args):
@@ -140,8 +140,8 @@ def test_safe_name(name, expected):
 def test_finite_explosion_of_the_validation_loss_is_a_divergence(tmp_path):
     import kill_resume_child as kc
 
-    from rawcnn import models
-    from rawcnn.train import Trainer, train
+    from rawcnn.engine import models
+    from rawcnn.training.train import Trainer, train
     real = Trainer.validate
     calls = []
 

@@ -1,4 +1,4 @@
-"""`rawcnn predict` on radiograph files does what training did (rawcnn.contract): with the lung masks
+"""`rawcnn predict` on radiograph files does what training did (rawcnn.data.contract): with the lung masks
 it reproduces `evaluate` on the prepared split exactly; without them the lung-field locator crops the
 ROI and the accuracy agrees with `evaluate` within 0.05 (the issue's "Done when", on a small
 synthetic set; the demo-size case is measured by hand in the README)."""
@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from cli import main
 from rawcnn.data import load_dataset
-from rawcnn.demo import standardise
-from rawcnn.models import build
-from rawcnn.train import train
-from rawcnn.evaluate import evaluate_checkpoint, predict
+from rawcnn.app.demo import standardise
+from rawcnn.engine.models import build
+from rawcnn.training.train import train
+from rawcnn.training.evaluate import evaluate_checkpoint, predict
 
 SPEC = {"name": "small", "input": [3, 48, 48], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1},
@@ -81,15 +81,15 @@ def test_predict_without_masks_agrees_with_evaluate_and_says_locator(trained):
     # without the ROI crop (what predict did before) the numbers are further off
     whole = predict(d / "run" / "best.h5", files, lung_masks=None)
     located = np.abs(whole - ev["probabilities"]).mean()
-    from rawcnn.contract import contract_of
-    from rawcnn.checkpoint import read_checkpoint
-    import rawcnn.contract as contract
+    from rawcnn.data.contract import contract_of
+    from rawcnn.engine.checkpoint import read_checkpoint
+    import rawcnn.data.contract as contract
     c = contract_of(read_checkpoint(d / "run" / "best.h5"))
     c.settings = {**c.settings, "roi": "none", "roi_crop": False}
     uncropped = np.stack([contract.file_to_stored(f, c)[0] for f in files])  # (N, 3, S, S)
-    from rawcnn.checkpoint import load_checkpoint
-    from rawcnn.evaluate import forward_probs
-    from rawcnn.train import make_to_input
+    from rawcnn.engine.checkpoint import load_checkpoint
+    from rawcnn.training.evaluate import forward_probs
+    from rawcnn.training.train import make_to_input
     net, ck = load_checkpoint(d / "run" / "best.h5")
     p_none = forward_probs(net, uncropped, to_input=make_to_input(net, ck["preprocessing"]))[0]
     assert np.abs(p_none - ev["probabilities"]).mean() > located

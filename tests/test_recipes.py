@@ -9,13 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from rawcnn import models
-from rawcnn.checkpoint import read_checkpoint
-from rawcnn.cv import stratified_group_folds
+from rawcnn.engine import models
+from rawcnn.engine.checkpoint import read_checkpoint
+from rawcnn.training.cv import stratified_group_folds
 from rawcnn.data.synth import render_case
-from rawcnn.init import lsuv, orthonormal, parse_init
-from rawcnn.recipes import RECIPES, input_contract, resolve
-from rawcnn.train import Trainer, train
+from rawcnn.engine.init import lsuv, orthonormal, parse_init
+from rawcnn.training.recipes import RECIPES, input_contract, resolve
+from rawcnn.training.train import Trainer, train
 
 SPEC = {"name": "tiny", "input": [1, 16, 16], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "padding": 1},
@@ -100,7 +100,7 @@ def test_warmup_ramps_the_learning_rate_per_step(tmp_path, monkeypatch):
 
 def test_clipping_bounds_the_global_gradient_norm(tmp_path, monkeypatch):
     norms = []
-    from rawcnn.optim import SGD
+    from rawcnn.engine.optim import SGD
     orig = SGD.step
 
     def spy(self):
@@ -124,13 +124,13 @@ def test_select_by_val_loss_keeps_the_lowest_loss_epoch(tmp_path, monkeypatch):
 def test_select_by_val_auc_records_a_real_auc(tmp_path):
     from sklearn.metrics import roc_auc_score
 
-    from rawcnn.evaluate import forward_probs
+    from rawcnn.training.evaluate import forward_probs
     data = make_data()
     r = train(models.build(SPEC, seed=0, weight_std=0.1), data, out_dir=tmp_path, epochs=3,
               recipe={"select_by": "val-auc"}, **RUN)
     aucs = [h["val_auc"] for h in r["history"]]
     assert r["best_epoch"] == 1 + int(np.argmax(aucs))
-    from rawcnn.checkpoint import load_checkpoint
+    from rawcnn.engine.checkpoint import load_checkpoint
     net, _ = load_checkpoint(tmp_path / "last.h5")
     p, _ = forward_probs(net, data[1][0])
     assert aucs[-1] == pytest.approx(roc_auc_score(data[1][1], p[:, 1]), abs=1e-9)
@@ -322,7 +322,7 @@ def test_select_by_smoothed_auc_takes_the_mean_of_the_last_three_epochs(tmp_path
 def test_cv_init_from_starts_every_fold_from_the_checkpoint(tmp_path):
     run = _tiny_set(tmp_path, 24, 3)
     spec = TINY32
-    from rawcnn.checkpoint import save_checkpoint
+    from rawcnn.engine.checkpoint import save_checkpoint
     src = models.build(spec, seed=11, weight_std="he")  # the 'pretrained' weights: a seed no fold uses
     save_checkpoint(tmp_path / "pre.h5", src)
     args = ["cv", "--data", str(tmp_path / "set.h5"), "--folds", 2, "--model", str(tmp_path / "tiny.json"),

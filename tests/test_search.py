@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from rawcnn.checkpoint import read_checkpoint
-from rawcnn.search import load_space, random_search, sample, validate_space
+from rawcnn.engine.checkpoint import read_checkpoint
+from rawcnn.training.search import load_space, random_search, sample, validate_space
 
 BACKEND = "cpu"
 
@@ -119,7 +119,7 @@ def test_trials_with_the_same_values_train_identically_even_with_augmentation(tm
 
 @pytest.mark.parametrize("select_by", ["val-auc", "val-loss"])
 def test_search_ranks_by_the_recipes_selection_metric(tmp_path, select_by):
-    from rawcnn.recipes import resolve
+    from rawcnn.training.recipes import resolve
     st = resolve("default", init="he", select_by=select_by, augment=False, warmup_epochs=0.0, clip_norm=0.0)
     rows = random_search(SPACE, 3, make_data(), seed=2, epochs_per_trial=2, out_dir=tmp_path, progress=False,
                          model=SPEC, log=lambda m: None, device=BACKEND, settings=st)

@@ -1,4 +1,4 @@
-"""rawcnn.trace and `rawcnn trace`: per-layer forward statistics and gradient norms of one image."""
+"""rawcnn.app.trace and `rawcnn trace`: per-layer forward statistics and gradient norms of one image."""
 import json
 
 import cv2
@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from rawcnn import models
-from rawcnn.trace import format_trace, trace
+from rawcnn.engine import models
+from rawcnn.app.trace import format_trace, trace
 
 SPEC = {"name": "tiny", "input": [2, 6, 6], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 3, "kernel_size": 3, "padding": 1},
@@ -108,7 +108,7 @@ def test_format_has_one_line_per_layer_and_a_summary():
 
 
 def test_cli_trace_of_a_checkpoint(tmp_path):
-    from rawcnn.checkpoint import save_checkpoint
+    from rawcnn.engine.checkpoint import save_checkpoint
     net = models.build(SPEC, seed=4)
     save_checkpoint(tmp_path / "tiny.h5", net)
     r = CliRunner().invoke(cli.main, ["trace", str(tmp_path / "tiny.h5"), "--random"])

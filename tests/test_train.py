@@ -11,11 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from rawcnn import models
-from rawcnn.checkpoint import load_checkpoint, read_checkpoint
+from rawcnn.engine import models
+from rawcnn.engine.checkpoint import load_checkpoint, read_checkpoint
 from rawcnn.data import Augmenter, load_dataset, prepare, read_montgomery, synthesize
-from rawcnn.evaluate import evaluate_checkpoint, predict
-from rawcnn.train import Trainer, train
+from rawcnn.training.evaluate import evaluate_checkpoint, predict
+from rawcnn.training.train import Trainer, train
 
 BACKEND = "cpu"
 
@@ -228,8 +228,8 @@ def test_resume_refuses_other_data(tmp_path):
 WRITER = textwrap.dedent("""
     import sys
     import numpy as np
-    from rawcnn import models
-    from rawcnn.checkpoint import save_checkpoint
+    from rawcnn.engine import models
+    from rawcnn.engine.checkpoint import save_checkpoint
     spec = {"name": "big", "input": [1, 32, 32], "layers": [
         {"type": "Flatten", "name": "flatten"}, {"type": "Linear", "name": "fc", "out_features": 512}]}
     net = models.build(spec, seed=0)

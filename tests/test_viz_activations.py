@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from rawcnn import models
+from rawcnn.engine import models
 from rawcnn.viz.activations import (activation_grid, channel_scores, layer_activations, rank_channels,
                                     save_activations, top_channels)
 

@@ -19,7 +19,7 @@ def test_annotate_adds_title_and_a_jet_bar_with_the_threshold_tick():
 
 
 def test_map_to_source_places_the_map_in_its_box():
-    from rawcnn.contract import map_to_source
+    from rawcnn.data.contract import map_to_source
     heat = np.ones((4, 4), np.float32)
     out = map_to_source(heat, (2, 6, 1, 9), (10, 12))
     assert out.shape == (10, 12) and out[2:6, 1:9].min() == 1.0

@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rawcnn.checkpoint import save_checkpoint
-from rawcnn.preprocessing import Preprocessing
+from rawcnn.engine.checkpoint import save_checkpoint
+from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.app import viz as commands
 from rawcnn.viz.dream import input_scale
 

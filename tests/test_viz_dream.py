@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rawcnn import models
+from rawcnn.engine import models
 from rawcnn.viz.dream import dream
 
 TINY = {"name": "tiny", "input": [3, 16, 16], "layers": [

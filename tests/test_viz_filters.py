@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rawcnn import models
+from rawcnn.engine import models
 from rawcnn.viz.filters import filter_tiles, filters_image, save_filters
 
 TINY = {"name": "tiny", "input": [3, 12, 12], "layers": [

@@ -10,10 +10,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from rawcnn import models
-from rawcnn.gradcheck import numeric_gradient, rel_error
-from rawcnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftmaxCrossEntropy
-from rawcnn.net import Net
+from rawcnn.engine import models
+from rawcnn.engine.gradcheck import numeric_gradient, rel_error
+from rawcnn.engine.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftmaxCrossEntropy
+from rawcnn.engine.net import Net
 from rawcnn.viz.heatmap import METHODS, default_layer, gradcam_maps, heatmaps, logit_layer, Probe, saliency_maps
 
 SQUARE = (slice(3, 7), slice(9, 13))   # rows 3..6, columns 9..12 of a 16 x 16 image

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rawcnn.checkpoint import save_checkpoint
-from rawcnn.viz.report import write_report
+from rawcnn.engine.checkpoint import save_checkpoint
+from rawcnn.app.report import write_report
 
 from test_viz_score import square_net, to_input, write_prepared
 

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from rawcnn import models
+from rawcnn.engine import models
 from rawcnn.data.dataset import load_dataset
 from rawcnn.viz.score import energy_share, iou, localisation_table, lung_scores, pointing_game, score_map
 

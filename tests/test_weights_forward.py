@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import weights_fixtures as wf
-from rawcnn.models import build
+from rawcnn.engine.models import build
 from weights_import import convert, import_weights
 
 RTOL = 2e-5  # float32 net vs float64 oracle, relative to the largest logit

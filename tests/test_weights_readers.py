@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import weights_fixtures as wf
-from rawcnn.checkpoint import load_checkpoint, save_checkpoint
-from rawcnn.models import build
-from rawcnn.preprocessing import preset
+from rawcnn.engine.checkpoint import load_checkpoint, save_checkpoint
+from rawcnn.engine.models import build
+from rawcnn.data.preprocessing import preset
 from weights_import import FORMATS, convert, WeightsImportError, import_to_checkpoint, import_weights
 
 

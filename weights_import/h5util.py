@@ -29,7 +29,7 @@ def open_weights(path):
 
     Returns (h5py.File, zip_config): zip_config is the text of config.json when `path` is a Keras 3
     `.keras` zip (whose model.weights.h5 is opened from memory), else None. Before anything else is
-    read, every link in the file is checked (rawcnn.validate.check_storage): an external or soft
+    read, every link in the file is checked (rawcnn.files.validate.check_storage): an external or soft
     link, or a virtual dataset, is refused without opening what it points to.
     """
     path = os.fspath(path)
@@ -59,7 +59,7 @@ def open_weights(path):
 
 def _checked(f, where):
     """f after check_storage walked its links; closed and a WeightsImportError when one is refused."""
-    from rawcnn.validate import InputError, check_storage
+    from rawcnn.files.validate import InputError, check_storage
     try:
         check_storage(f, where)
     except InputError as e:
@@ -71,7 +71,7 @@ def _checked(f, where):
 def _read_member(z, name, path, limit=None):
     """The bytes of zip member `name`, streamed in chunks and never more than it declares.
 
-    limit: a byte count (config.json), or None for the memory budget (rawcnn.validate.check_bytes).
+    limit: a byte count (config.json), or None for the memory budget (rawcnn.files.validate.check_bytes).
     The declared size is checked first; then the member is inflated CHUNK bytes at a time and
     refused as soon as it yields more than its header declares (a hostile header can declare a
     few bytes in front of gigabytes) or, at its end, less. zipfile itself cuts a stream at the
@@ -79,7 +79,7 @@ def _read_member(z, name, path, limit=None):
     that a longer stream is seen here and named (one that ends within those two chunks still
     fails on zipfile's CRC check, which stays on).
     """
-    from rawcnn.validate import check_bytes
+    from rawcnn.files.validate import check_bytes
     info = z.getinfo(name)
     declared, what = info.file_size, f"member {name} of the .keras zip"
 
@@ -192,7 +192,7 @@ def read_array(ds, where):
 
     Data stored outside the file (external storage, a virtual dataset) is refused before the read.
     """
-    from rawcnn.validate import InputError, check_bytes, check_storage
+    from rawcnn.files.validate import InputError, check_bytes, check_storage
     try:
         check_storage(ds, where)
         check_bytes(int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize, where,

@@ -15,9 +15,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from rawcnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rawcnn.models import build, load_spec
-from rawcnn.preprocessing import Preprocessing, preset
+from rawcnn.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rawcnn.engine.models import build, load_spec
+from rawcnn.data.preprocessing import Preprocessing, preset
 
 from . import alexnet, convert, mapping
 from .detect import FORMATS, check_forced, detect_format
@@ -31,7 +31,7 @@ from .report import Mapped, Report
 def import_weights(path, arch, fmt="auto", *, flip=None, fc_order=None, input_shape=None):
     """Read weight file `path` into architecture `arch`.
 
-    arch:        'vgg16', 'vgg19', 'alexnet', a spec file path or a spec dict (rawcnn.models.build)
+    arch:        'vgg16', 'vgg19', 'alexnet', a spec file path or a spec dict (rawcnn.engine.models.build)
     fmt:         'auto' (read the file's structure) or a key of FORMATS
     flip:        None (decide from the file) or True/False to force the 180-degree kernel rotation
     fc_order:    None (decide from the file) or 'hwc' / 'chw' to force fc6's row order
@@ -71,7 +71,7 @@ def import_to_checkpoint(path, arch, out, fmt="auto", **options):
     Nothing is written when the import fails (the error is raised before), and the checkpoint itself
     appears atomically.
     """
-    from rawcnn.validate import InputError, check_finite_params
+    from rawcnn.files.validate import InputError, check_finite_params
     net, report = import_weights(path, arch, fmt, **options)
     try:
         check_finite_params({k: {n: np.asarray(v) for n, v in d.items()} for k, d in net.state_dict().items()},

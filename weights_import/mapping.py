@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rawcnn.layers.base import pair
+from rawcnn.engine.layers.base import pair
 
 from . import convert
 from .errors import WeightsImportError

@@ -37,7 +37,7 @@ class Report:
     spec_changes: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
-    preprocessing: object = None                      # rawcnn.preprocessing.Preprocessing or None
+    preprocessing: object = None                      # rawcnn.data.preprocessing.Preprocessing or None
 
     def to_dict(self):
         return {"path": self.path, "arch": self.arch, "format": self.format, "format_reason": self.format_reason,

@@ -14,7 +14,7 @@ Results do not depend on which thread runs a job or on the thread count: every j
 outputs, and a one-thread GEMM's result does not depend on the caller.
 
 OpenBLAS is found among the loaded shared objects and called through ctypes, the way threadpoolctl
-does it, without the dependency (rawcnn/determinism.py pins it the same way for training).
+does it, without the dependency (rawcnn/engine/determinism.py pins it the same way for training).
 """
 import contextlib
 import ctypes

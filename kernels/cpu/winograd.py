@@ -341,7 +341,7 @@ def winograd_weight_grad(dy, x, padding, groups, dw, workspace=None, block_bytes
     each one whole on one thread (input transform, dy transform, 36 GEMMs added into the chain's
     own dU), and the two sums are added in a fixed order at the end: the same bits whatever the
     thread count (1 thread runs the chains one after the other), which training's determinism
-    needs (rawcnn/determinism.py). At most two threads work on it.
+    needs (rawcnn/engine/determinism.py). At most two threads work on it.
     """
     N, C, H, W = x.shape
     F, Cg, KH, KW = dw.shape

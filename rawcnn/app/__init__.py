@@ -3,7 +3,7 @@
 cli.py parses the options, makes one call into this package and prints what it returns; the
 modules here hold the glue between the library's parts that a command needs (building data sets
 and augmenters, resolving recipes, finding layers, starting processes). The library below does
-not import this package (rawcnn/demo.py, a whole task itself, runs the viz tasks from here), and
+not import this package (rawcnn/app/demo.py, a whole task itself, runs the viz tasks from here), and
 it does not import weights_import (`rawcnn import-weights` calls that package from cli.py).
 
     common    what every command shares: --overwrite's bookkeeping, output checks, --conv-algo,

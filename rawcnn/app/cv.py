@@ -1,4 +1,4 @@
-"""`rawcnn cv`: stratified k-fold cross-validation of a training recipe (rawcnn.cv)."""
+"""`rawcnn cv`: stratified k-fold cross-validation of a training recipe (rawcnn.training.cv)."""
 import os
 
 
@@ -6,8 +6,8 @@ def cv_command(data_path, out, recipe_opts, *, folds=5, seed=0, model="custom", 
                log=print, init_from=None):
     """Refuse a non-empty `out` (an earlier run's files would be replaced), resolve the recipe, cross-validate.
     Returns cross_validate's report."""
-    from ..cv import cross_validate
-    from .common import resolve_recipe
+    from rawcnn.training.cv import cross_validate
+    from rawcnn.app.common import resolve_recipe
     if os.path.isdir(out) and os.listdir(out):
         raise ValueError(f"{out} already exists and is not empty (cv.json, fold_*/ of an earlier run would be "
                          f"replaced); choose another --out")

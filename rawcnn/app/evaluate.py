@@ -1,4 +1,4 @@
-"""`rawcnn evaluate`: the metrics of a checkpoint on a split of a prepared set (rawcnn.evaluate)."""
+"""`rawcnn evaluate`: the metrics of a checkpoint on a split of a prepared set (rawcnn.training.evaluate)."""
 import json
 
 import numpy as np
@@ -8,8 +8,8 @@ def evaluate_command(checkpoint, data_path, *, split="test", threshold=0.5, out=
                      conv_algo="auto", note=print):
     """evaluate_checkpoint (classes a comma-separated string or None), its class note through `note`, and
     with `out` the eval.json and ROC PNG (save_report). Returns (result dict, written paths)."""
-    from ..evaluate import evaluate_checkpoint, save_report
-    from .common import set_conv_algo
+    from rawcnn.training.evaluate import evaluate_checkpoint, save_report
+    from rawcnn.app.common import set_conv_algo
     set_conv_algo(conv_algo)
     res = evaluate_checkpoint(checkpoint, data_path, split=split, device=device, threshold=threshold,
                               classes=classes.split(",") if classes else None)
@@ -21,7 +21,7 @@ def evaluate_command(checkpoint, data_path, *, split="test", threshold=0.5, out=
 def format_result(res, checkpoint, split, data_path, as_json=False):
     """What `rawcnn evaluate` prints: the metrics as JSON (NaN as null), or a title line and format_metrics."""
     if as_json:
-        from ..jsonsafe import finite_or_null
+        from rawcnn.files.jsonsafe import finite_or_null
         return json.dumps(finite_or_null({k: v for k, v in res.items()
                                           if k not in ("roc", "probabilities", "names", "class_note")}))
     return f"{checkpoint} on the {split} split of {data_path}\n" + format_metrics(res)

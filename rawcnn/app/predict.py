@@ -7,7 +7,7 @@ import numpy as np
 def predict_command(checkpoint, images, *, top=2, class_names=None, masks=None, masks_dir=None, device="cpu",
                     conv_algo="auto", log=None):
     """predict_top with --conv-algo applied; refuses (ValueError) to return non-finite probabilities."""
-    from .common import set_conv_algo
+    from rawcnn.app.common import set_conv_algo
     set_conv_algo(conv_algo)
     rows = predict_top(checkpoint, images, top=top, class_names=class_names, device=device,
                        masks=list(masks or ()) or None, masks_dir=masks_dir, log=log)
@@ -31,10 +31,10 @@ def predict_top(checkpoint, images, top=5, class_names=None, device="cpu", masks
     Names come from the class_names file when given, else from the checkpoint (meta class_names).
     masks / masks_dir: lung masks per image (--mask) or a folder matched by name (--masks).
     """
-    from ..checkpoint import read_checkpoint
-    from ..contract import contract_of, masks_for
-    from ..evaluate import predict
-    from ..validate import check_int, read_text
+    from rawcnn.engine.checkpoint import read_checkpoint
+    from rawcnn.data.contract import contract_of, masks_for
+    from rawcnn.training.evaluate import predict
+    from rawcnn.files.validate import check_int, read_text
     check_int(top, "--top", lo=1)
     names = None
     if class_names:

@@ -1,18 +1,18 @@
-"""`rawcnn search`: random search over the training settings (rawcnn.search)."""
+"""`rawcnn search`: random search over the training settings (rawcnn.training.search)."""
 import os
 
 
 def search_command(space, trials, data_path, out, recipe_opts, *, model="custom", epochs=5, seed=0, device="cpu"):
     """Load the set and the space, build the recipe's augmenter, run random_search; returns its rows (best first).
 
-    space: a JSON file (read by rawcnn.validate.read_text) or JSON text; recipe_opts: --recipe and the
+    space: a JSON file (read by rawcnn.files.validate.read_text) or JSON text; recipe_opts: --recipe and the
     recipe flags (common.resolve_recipe).
     """
-    from ..data import load_dataset
-    from ..recipes import augmenter
-    from ..search import load_space, random_search
-    from ..validate import parse_json, read_text
-    from .common import resolve_recipe
+    from rawcnn.data import load_dataset
+    from rawcnn.training.recipes import augmenter
+    from rawcnn.training.search import load_space, random_search
+    from rawcnn.files.validate import parse_json, read_text
+    from rawcnn.app.common import resolve_recipe
     if isinstance(space, (str, os.PathLike)) and os.path.exists(space):  # a file, read within the text budget
         where = f"--space {space}"
         space = parse_json(read_text(space, where), where, kind=dict, allow_null=False)

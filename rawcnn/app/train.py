@@ -12,8 +12,8 @@ def relaunch(procs, argv=None, micro_batches=None):
     """--procs: None when procs is 1, else the exit status of `mpiexec -n procs` running this command
     line (argv, default sys.argv[1:]) without --procs. Raises ValueError under mpiexec or when no
     mpiexec can start (RuntimeError's message), and before starting anything when --micro-batches
-    cannot be shared by the ranks (rawcnn.distributed.check_micro_batches)."""
-    from ..distributed import check_micro_batches, launched_size, relaunch as start, strip_option
+    cannot be shared by the ranks (rawcnn.training.distributed.check_micro_batches)."""
+    from rawcnn.training.distributed import check_micro_batches, launched_size, relaunch as start, strip_option
     check_micro_batches(micro_batches, max(procs, launched_size()))
     if procs <= 1:
         return None
@@ -32,8 +32,8 @@ def train_command(model, data_path, out, *, recipe_opts, weights=None, num_class
     `classes` a comma-separated string or None, `given` the options the user typed (used on resume).
     Returns (train()'s dict, whether this process should print: rank 0 or a plain process, the exit
     status: 130 when interrupted, 1 when the loss diverged, else 0)."""
-    from ..distributed import is_root
-    from .common import resolve_recipe, set_conv_algo
+    from rawcnn.training.distributed import is_root
+    from rawcnn.app.common import resolve_recipe, set_conv_algo
     set_conv_algo(conv_algo)
     st = resolve_recipe(recipe_opts)
     res = run_training(model, data_path, out, weights=weights, num_classes=num_classes,
@@ -54,8 +54,8 @@ def build_training_net(model, *, weights=None, num_classes=None, input_size=None
     preprocessing: the weights' input contract (dict) or None (train.py then zero-centres on the
     training split).
     """
-    from ..checkpoint import load_checkpoint
-    from ..models import build
+    from rawcnn.engine.checkpoint import load_checkpoint
+    from rawcnn.engine.models import build
     if weights is None:
         shape = (3, input_size, input_size) if input_size else None
         net = build(model, num_classes=num_classes or 2, input_shape=shape, seed=seed, weight_std=init)
@@ -69,9 +69,9 @@ def build_training_net(model, *, weights=None, num_classes=None, input_size=None
             log(f"replaced {last.name} ({last.out_features} outputs) with a fresh {num_classes}-way layer, "
                 f"learning-rate multiplier {new_head_lr_mult:g}")
         if input_size and pre:
-            from ..preprocessing import Preprocessing
+            from rawcnn.data.preprocessing import Preprocessing
             pre = Preprocessing.from_json(pre).with_input_size(input_size).to_dict()
-        if pre:  # trained on a prepared set of grey radiographs from here on (rawcnn.contract)
+        if pre:  # trained on a prepared set of grey radiographs from here on (rawcnn.data.contract)
             pre = {**pre, "decode": "gray"}
     if freeze_through:
         net.freeze_through(freeze_through)
@@ -86,26 +86,26 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
                  given=None, settings=None, micro_batches=None):
     """`rawcnn train`: build or load the net, train it on a prepared set; returns train()'s dict.
 
-    Under `mpiexec -n R` every rank runs this; each reads only its rows of the set (rawcnn.distributed).
+    Under `mpiexec -n R` every rank runs this; each reads only its rows of the set (rawcnn.training.distributed).
     A set whose class names or order differ from those of `weights` (when it keeps its head) or of
-    the run being resumed is refused, unless `classes` maps them (rawcnn.contract.match_classes).
+    the run being resumed is refused, unless `classes` maps them (rawcnn.data.contract.match_classes).
     given: with resume, the names of the options the user typed (the command line passes them):
     the model then defaults to the run's own (last.h5's spec) and a new lr takes effect.
-    settings: None, or a recipe's settings (rawcnn.recipes.resolve), which then decide init, the
+    settings: None, or a recipe's settings (rawcnn.training.recipes.resolve), which then decide init, the
     input contract (unless --weights brings its own), augmentation and the recipe hooks, and
     override the keyword arguments of the same names.
     """
     if settings is not None:
-        from ..init import parse_init, weight_std_for_build
+        from rawcnn.engine.init import parse_init, weight_std_for_build
         init = weight_std_for_build(parse_init(settings["init"]))
         epochs, batch_size, lr, momentum = (settings["epochs"], settings["batch_size"], settings["lr"],
                                             settings["momentum"])
         weight_decay, patience, max_drops = settings["weight_decay"], settings["patience"], settings["max_drops"]
-    from ..checkpoint import read_checkpoint
-    from ..contract import contract_of, match_classes
-    from ..data import Augmenter
-    from ..distributed import from_environment, open_sharded
-    from ..train import train
+    from rawcnn.engine.checkpoint import read_checkpoint
+    from rawcnn.data.contract import contract_of, match_classes
+    from rawcnn.data import Augmenter
+    from rawcnn.training.distributed import from_environment, open_sharded
+    from rawcnn.training.train import train
     if resume and given is not None:
         model, weights = _resume_model(out_dir, model, weights, given)
     dist = from_environment(device)
@@ -131,7 +131,7 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
     aug = Augmenter(max_translate=translate, max_rotate_deg=rotate, rng=seed) if augment else None
     recipe = None
     if settings is not None:
-        from .. import recipes
+        from rawcnn.training import recipes
         aug, recipe = recipes.augmenter(settings, seed), recipes.hooks(settings)
         if pre is None:
             x = data.split("train").images  # (N, C, S, S) uint8
@@ -152,7 +152,7 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
 def _resume_model(out_dir, model, weights, given):
     """(model, weights) for a resume: the run's own spec unless --model or --weights was given (then the
     net built from them must match the run's, which Trainer.restore checks)."""
-    from ..checkpoint import read_checkpoint
+    from rawcnn.engine.checkpoint import read_checkpoint
     last = os.path.join(os.fspath(out_dir), "last.h5")
     if "model" in given or "weights" in given or not os.path.exists(last):
         return model, weights

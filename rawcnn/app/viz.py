@@ -6,28 +6,28 @@ Shape legend: N images, C, S, S the stored (uint8) images, K classes.
 
 Images come from a prepared data set (`data` a path or load_dataset's result, `split`, `indices`
 into the split) or from image files (`images`, through the checkpoint's input contract as `predict`
-runs it: rawcnn.contract.file_to_input, the lung ROI from the locator when training cropped one).
-The net is fed what training fed it (rawcnn.train.make_to_input with the checkpoint's preprocessing
+runs it: rawcnn.data.contract.file_to_input, the lung ROI from the locator when training cropped one).
+The net is fed what training fed it (rawcnn.training.train.make_to_input with the checkpoint's preprocessing
 record).
 """
 import os
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint
-from ..fileio import atomic_path, inside, safe_name
-from ..viz.activations import save_activations
-from ..viz.dream import dream, input_scale
-from ..viz.filters import save_filters
-from ..viz.heatmap import METHODS, heatmaps, logit_layer
-from ..viz.images import gray_to_rgb, montage, overlay, write_png
-from ..viz.report import write_report
-from ..viz.score import localisation_table
+from rawcnn.engine.checkpoint import load_checkpoint
+from rawcnn.files.fileio import atomic_path, inside, safe_name
+from rawcnn.viz.activations import save_activations
+from rawcnn.viz.dream import dream, input_scale
+from rawcnn.viz.filters import save_filters
+from rawcnn.viz.heatmap import METHODS, heatmaps, logit_layer
+from rawcnn.viz.images import gray_to_rgb, montage, overlay, write_png
+from rawcnn.app.report import write_report
+from rawcnn.viz.score import localisation_table
 
 
 def open_checkpoint(checkpoint, device="cpu"):
     """(net, ck, to_input) for a checkpoint path; to_input maps uint8 (B, C, S, S) to net input."""
-    from ..train import make_to_input
+    from rawcnn.training.train import make_to_input
     net, ck = load_checkpoint(checkpoint, backend=device)
     return net, ck, make_to_input(net, ck.get("preprocessing") or None)
 
@@ -47,7 +47,7 @@ def select_images(ck, data=None, split="test", indices=None, images=(), to_input
     """The images to look at: (pictures uint8 (N, C, S, S), names list, lesion masks (N, S, S) or None, feed).
 
     From `data`'s split (all of it, or `indices` into it) or from image files `images`. feed[i:j] is
-    the net's input of images i..j-1: for files, each made by rawcnn.contract.file_to_input, the
+    the net's input of images i..j-1: for files, each made by rawcnn.data.contract.file_to_input, the
     path `predict` and `trace` take (so the net sees the same tensor whatever command reads the
     file); the pictures are then only for drawing (brought to one size when the files differ).
     to_input: the checkpoint's step 3 (open_checkpoint).
@@ -55,7 +55,7 @@ def select_images(ck, data=None, split="test", indices=None, images=(), to_input
     if data is not None and images:
         raise ValueError("give a data set or image files, not both")
     if images:
-        from ..contract import contract_of, file_to_input
+        from rawcnn.data.contract import contract_of, file_to_input
         contract = contract_of(ck)
         made = [file_to_input(p, contract, to_input) for p in images]  # (x (1, C, IH, IW), stored, note)
         feed = np.concatenate([m[0] for m in made])  # (N, C, IH, IW)
@@ -68,7 +68,7 @@ def select_images(ck, data=None, split="test", indices=None, images=(), to_input
         return np.stack(xs), [os.path.splitext(os.path.basename(os.fspath(p)))[0] for p in images], None, feed
     if data is None:
         raise ValueError("give a prepared data set (data=) or image files (images=)")
-    from ..data import load_dataset
+    from rawcnn.data import load_dataset
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     s = data.split(split)
     idx = np.arange(len(s.labels)) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -91,7 +91,7 @@ def viz_activations(checkpoint, out_dir, *, data=None, split="test", indices=Non
     """`rawcnn viz activations`: per image a grid PNG of `layer`'s channels (each scaled to [0, 1], the
     top_k marked: inside the lesion mask when the image has one) and the raw array (.npy or .h5).
     layer: default the deepest conv activation. Returns a list of save_activations' dicts."""
-    from ..viz.heatmap import default_layer
+    from rawcnn.viz.heatmap import default_layer
     net, ck, to_input = open_checkpoint(checkpoint, device)
     layer = layer or default_layer(net)
     x, names, masks, feed = select_images(ck, data, split, indices, images, to_input)
@@ -111,7 +111,7 @@ def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, i
     under `threshold` transparent), and with save_raw the map itself as <name>_<method>.npy (H, W)
     float32 in [0, 1]. colorbar: a title and a 'jet' colour bar with the threshold marked (annotate.py).
     full_res: for image files, the map over the source image at its own resolution, placed in the
-    lung-ROI box the network saw (rawcnn.contract.source_view). Returns the list of PNG paths."""
+    lung-ROI box the network saw (rawcnn.data.contract.source_view). Returns the list of PNG paths."""
     if full_res and not images:
         raise ValueError("--full-res draws over the source files: give --image files, not --data")
     net, ck, to_input = open_checkpoint(checkpoint, device)
@@ -124,13 +124,13 @@ def viz_heatmap(checkpoint, out_dir, *, data=None, split="test", indices=None, i
         for j, heat in enumerate(hm.maps):
             stem = inside(out_dir, f"{names[i + j]}_{method}")
             if full_res:
-                from ..contract import contract_of, map_to_source, source_view
+                from rawcnn.data.contract import contract_of, map_to_source, source_view
                 src, box = source_view(images[i + j], contract_of(ck))  # (H, W) uint8, its ROI box
                 view = overlay(gray_to_rgb(src), map_to_source(heat, box, src.shape), threshold, alpha)
             else:
                 view = overlay(gray_to_rgb(x[i + j, 0]), heat, threshold, alpha)
             if colorbar:
-                from ..viz.annotate import annotate
+                from rawcnn.viz.annotate import annotate
                 what = (f"{hm.layer} channel {int(hm.channels[j])}" if hm.channels is not None
                         else f"class {int(hm.classes[j])}")
                 view = annotate(view, f"{names[i + j]}: {method}, {what}", threshold)
@@ -167,8 +167,8 @@ def viz_dream(checkpoint, out, *, layer=None, channel=None, class_index=None, oc
 def dream_command(checkpoint, out, *, layer=None, channel=None, octaves=3, steps=20, lr=0.05, seed=0, device="cpu"):
     """`rawcnn viz dream`: --channel is a class of the logits layer (logit_layer's rule, the default
     layer) or a channel of any other layer. Returns viz_dream's path."""
-    from ..checkpoint import read_checkpoint
-    from ..models import validate_spec
+    from rawcnn.engine.checkpoint import read_checkpoint
+    from rawcnn.engine.models import validate_spec
     spec = read_checkpoint(checkpoint)["spec"]
     validate_spec(spec, checkpoint)
     is_class = layer is None or layer == logit_layer(spec)
@@ -181,7 +181,7 @@ def viz_score(checkpoint, data, out, *, split="test", methods=METHODS, layer=Non
               threshold=0.5, tolerance=0, batch_size=16, device="cpu", progress=False):
     """`rawcnn viz score`: localisation scores of every method against the lesion masks of `split`;
     writes <out>.csv (one row per method) and <out>_images.csv. Returns localisation_table's dict."""
-    from ..data import load_dataset
+    from rawcnn.data import load_dataset
     net, _, to_input = open_checkpoint(checkpoint, device)
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     return localisation_table(net, data, split, methods, layer=layer, class_index=class_index, channel=channel,
@@ -192,8 +192,8 @@ def viz_score(checkpoint, data, out, *, split="test", methods=METHODS, layer=Non
 def report(run_dir, *, data=None, checkpoint=None, out=None, split="test", device="cpu", **kw):
     """`rawcnn report`: write_report with `data` a path or load_dataset's result. Returns the HTML path.
     The report's folder (RUN_DIR without `out`) may not be the filesystem root or a system folder."""
-    from ..data import load_dataset
-    from ..fileio import check_out_folder
+    from rawcnn.data import load_dataset
+    from rawcnn.files.fileio import check_out_folder
     if out is None:
         check_out_folder(os.path.join(os.fspath(run_dir), "report.html"), folder=False, flag="the report")
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
@@ -202,7 +202,7 @@ def report(run_dir, *, data=None, checkpoint=None, out=None, split="test", devic
 
 def format_score_table(res):
     """The localisation summary (viz score) as fixed-width text, one row per method."""
-    from ..viz.score import COLUMNS
+    from rawcnn.viz.score import COLUMNS
     head = ["method", "n", *COLUMNS]
     rows = [[str(r.get(k)) if not isinstance(r.get(k), float) else f"{r[k]:.3f}" for k in head]
             for r in res["summary"]]

@@ -6,12 +6,11 @@
     dataset     prepare(src_root, out_path, ...) -> one HDF5 file; load_dataset(path)
     augment     Augmenter(max_translate, max_rotate_deg, rng)
 """
-from .augment import Augmenter
-from .dataset import PreparedData, PrepareSummary, SplitArrays, load_dataset, prepare
-from .preprocess import check_settings, default_settings, preprocess_image
-from .readers import (DataError, Record, Records, detect_layout, load_image, load_mask,
-                      read_any, read_folder_per_class, read_montgomery, read_shenzhen)
-from .synth import render_case, synthesize
+from rawcnn.data.augment import Augmenter
+from rawcnn.data.dataset import PreparedData, PrepareSummary, SplitArrays, load_dataset, prepare
+from rawcnn.data.preprocess import check_settings, default_settings, preprocess_image
+from rawcnn.data.readers import DataError, Record, Records, detect_layout, load_image, load_mask, read_any, read_folder_per_class, read_montgomery, read_shenzhen
+from rawcnn.data.synth import render_case, synthesize
 
 __all__ = ["Augmenter", "PreparedData", "PrepareSummary", "SplitArrays", "load_dataset", "prepare",
            "check_settings", "default_settings", "preprocess_image", "DataError", "Record",

@@ -35,7 +35,7 @@ class Augmenter:
 
     max_translate   largest shift as a fraction of the image side (0.1 = 10 %)
     max_rotate_deg  largest rotation in degrees
-    rng             numpy Generator or int seed, kept as the Generator .rng (rawcnn.train saves and
+    rng             numpy Generator or int seed, kept as the Generator .rng (rawcnn.training.train saves and
                     restores its state for an exact resume); may be left out when every call
                     passes its own Generator
     border          'reflect' (default) or 'constant' (zeros)

@@ -34,8 +34,8 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from .preprocess import check_settings, preprocess_image
-from .readers import DataError, load_image, load_mask, read_any
+from rawcnn.data.preprocess import check_settings, preprocess_image
+from rawcnn.data.readers import DataError, load_image, load_mask, read_any
 
 FORMAT = "rawcnn-prepared-1"
 SPLITS = ("train", "val", "test")
@@ -182,7 +182,7 @@ def prepare(src_root, out_path, settings=None, seed=0, split=(0.7, 0.2, 0.1), sk
         notes.append(f"class order {records.class_names} (label = index); give --classes to choose another")
     skipped = [(str(p), reason) for p, reason in records.skipped]
     out = Path(out_path)
-    from ..fileio import atomic_path, check_target
+    from rawcnn.files.fileio import atomic_path, check_target
     check_target(out, "prepared data set")
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -255,7 +255,7 @@ class PreparedData:
     SplitArrays.
 
     The images stay uint8; how they become network input (mean subtraction, a pretrained net's
-    normalisation) is the training side's input contract (rawcnn.train, rawcnn.preprocessing).
+    normalisation) is the training side's input contract (rawcnn.training.train, rawcnn.data.preprocessing).
     """
 
     def __init__(self, path, arrays, attrs):
@@ -319,9 +319,9 @@ def load_dataset(path):
     Raises DataError naming the file for a missing file, dataset or attribute, a dataset of the
     wrong kind or shape, a declared size beyond the memory budget, damaged chunks, data kept
     outside the file (external storage, a link, a virtual dataset: never opened), or settings
-    that a user could not have typed (rawcnn.validate).
+    that a user could not have typed (rawcnn.files.validate).
     """
-    from ..validate import InputError
+    from rawcnn.files.validate import InputError
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -352,9 +352,8 @@ def load_dataset(path):
 
 def _read_prepared(f, path):
     """(arrays, attrs) of an open prepared file; every shape, kind and size checked before reading."""
-    from ..validate import (InputError, attr_json, attr_number, attr_text, check_bytes, check_storage, dataset,
-                            read_dataset)
-    from .settings_check import check_stored_settings
+    from rawcnn.files.validate import InputError, attr_json, attr_number, attr_text, check_bytes, check_storage, dataset, read_dataset
+    from rawcnn.data.settings_check import check_stored_settings
     check_storage(f, path)  # no link is followed below; each dataset's storage is checked before it is read
     need = ("format", "rawcnn_version", "settings", "class_names", "source", "layout", "seed", "skipped")
     missing = [n for n in PER_IMAGE if n not in f]

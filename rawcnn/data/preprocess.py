@@ -120,7 +120,7 @@ def preprocess_image(x, lung_mask=None, lesion_mask=None, settings=None, return_
     box = (0, x.shape[0], 0, x.shape[1])
     crop_mask = masks[0] if s["roi"] == "masks" else None
     if s["roi"] == "locator":
-        from .locator import box_mask, locate_lungs
+        from rawcnn.data.locator import box_mask, locate_lungs
         found = locate_lungs(x)
         crop_mask = box_mask(found, x.shape) if found is not None else None
     if crop_mask is not None:

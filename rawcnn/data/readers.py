@@ -122,7 +122,7 @@ def header_problem(path):
     problem = file_problem(path)
     if problem:
         return problem
-    from .sources import is_dicom
+    from rawcnn.data.sources import is_dicom
     if is_dicom(path):
         return None
     try:
@@ -152,10 +152,10 @@ def load_image(path):
     problem = header_problem(path)
     if problem:
         raise DataError(f"{path}: {problem}")
-    from .sources import is_dicom, load_dicom
+    from rawcnn.data.sources import is_dicom, load_dicom
     if is_dicom(path):
         return load_dicom(path)  # rescale, VOI window, MONOCHROME1 inverted (rawcnn.data.sources)
-    from .image_check import check_declared_size, decode_guarded
+    from rawcnn.data.image_check import check_declared_size, decode_guarded
     check_declared_size(path)
     x = decode_guarded(path)
     if x.ndim == 3:
@@ -394,7 +394,7 @@ def read_any(root, skip_bad=False, classes=None, finding=None):
 
     classes: the class order for folder-per-class and label-CSV sets (--classes); finding: the
     NIH finding read against 'No Finding' (--finding)."""
-    from .sources import read_label_csv, read_nih
+    from rawcnn.data.sources import read_label_csv, read_nih
     layout = detect_layout(root)
     if layout == "nih":
         return read_nih(root, finding or "Effusion", skip_bad=skip_bad)

@@ -4,7 +4,7 @@
 Known keys are checked for type and range; keys this module does not know are passed through to
 rawcnn.data.preprocess.check_settings, which decides about them.
 """
-from ..validate import InputError, check_float, check_int
+from rawcnn.files.validate import InputError, check_float, check_int
 
 MAX_SIZE = 8192       # the largest base_size / input_size (pixels a side) a file may ask for
 MAX_TILE_GRID = 256   # CLAHE tiles a side

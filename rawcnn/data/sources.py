@@ -39,8 +39,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..validate import _human, memory_budget
-from .readers import NLM_CLASS_NAMES, DataError, Record, Records, header_problem
+from rawcnn.files.validate import _human, memory_budget
+from rawcnn.data.readers import NLM_CLASS_NAMES, DataError, Record, Records, header_problem
 
 MAX_PIXELS = 1 << 28  # 268 M values: far above any radiograph, far below a memory-exhausting header
 
@@ -115,8 +115,8 @@ def _one_line(e):
 
 
 def _within_budget(nbytes, path, what):
-    """rawcnn.validate.check_bytes, as a DataError (so that --skip-bad skips the file)."""
-    from ..validate import InputError, check_bytes
+    """rawcnn.files.validate.check_bytes, as a DataError (so that --skip-bad skips the file)."""
+    from rawcnn.files.validate import InputError, check_bytes
     try:
         check_bytes(nbytes, path, what)
     except InputError as e:
@@ -208,7 +208,7 @@ def load_dicom(path):
     Untrusted input: every number used is read through _dicom_number (a finite number of the right kind,
     or DataError naming the attribute and what it holds); the transfer syntax must be one pydicom knows;
     before anything is decoded, the bytes the decode and the float64 working copy need are checked against
-    rawcnn's memory budget (rawcnn.validate.check_bytes: RAWCNN_MAX_BYTES or half the RAM). Deflated
+    rawcnn's memory budget (rawcnn.files.validate.check_bytes: RAWCNN_MAX_BYTES or half the RAM). Deflated
     Explicit VR Little Endian files, which pydicom inflates whole while reading, are first inflated here a
     megabyte at a time and thrown away (_inflated_size): a data set inflating past the budget is refused
     before pydicom reads it. Modality values and the windowed values are checked finite before the cast
@@ -347,8 +347,8 @@ def load_image_color(path):
     Grey files (and DICOM) are replicated to R = G = B; an alpha channel is dropped; 16-bit
     colour is scaled by 255 / 65535. Raises DataError naming the file.
     """
-    from .image_check import check_declared_size, decode_guarded
-    from .readers import load_image
+    from rawcnn.data.image_check import check_declared_size, decode_guarded
+    from rawcnn.data.readers import load_image
     path = Path(path)
     problem = header_problem(path)  # a FIFO or device is refused here, before anything opens it
     if problem:
@@ -368,7 +368,7 @@ def load_image_color(path):
 
 
 # What a CSV handed to rawcnn may hold. NIH's Data_Entry_2017.csv (112,120 rows, 12 columns) is 7.8 MB.
-MAX_CSV_BYTES = 64 << 20   # the file, read within this bound (rawcnn.validate.read_text)
+MAX_CSV_BYTES = 64 << 20   # the file, read within this bound (rawcnn.files.validate.read_text)
 MAX_CSV_LINE = 1 << 20     # characters in one line
 MAX_CSV_COLUMNS = 1024     # fields in the header or in one row
 MAX_CSV_CELLS = 1 << 23    # fields kept in memory in all
@@ -395,7 +395,7 @@ def _csv_table(path, need):
     the header are dropped, rows with nothing but blanks are left out. DataError naming the file (and
     the line) when a bound is passed, a needed column is missing or named twice, or csv cannot parse it.
     """
-    from ..validate import InputError, read_text
+    from rawcnn.files.validate import InputError, read_text
     try:
         text = read_text(path, str(path), MAX_CSV_BYTES)
     except InputError as e:
@@ -505,7 +505,7 @@ def read_label_csv(root, csv_name="labels.csv", classes=None, skip_bad=False):
     '/etc/passwd' or a link pointing out (OutsideFolderError). Then each file's header is checked,
     a FIFO or a device is refused without being opened (readers.header_problem).
     """
-    from .readers import inside_root
+    from rawcnn.data.readers import inside_root
     root = Path(root)
     table = root / csv_name
     inside_root(root, table, f"{table}")

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .readers import read_montgomery
+from rawcnn.data.readers import read_montgomery
 
 LESION_KINDS = ("nodule", "cavity", "consolidation", "effusion")
 SUBFOLDERS = ("CXR_png", "ManualMask/leftMask", "ManualMask/rightMask", "LesionMask",
@@ -328,7 +328,7 @@ def _write_png(path, x):
     ok, buf = cv2.imencode(".png", x)
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
-    from ..fileio import atomic_path
+    from rawcnn.files.fileio import atomic_path
     with atomic_path(path, check=False) as tmp:  # synthesize() has its own overwrite rule
         buf.tofile(tmp)
 

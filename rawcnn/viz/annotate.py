@@ -6,7 +6,7 @@ Shape legend: H, W the picture; T the title strip's height; B the colour bar's w
 import cv2
 import numpy as np
 
-from .images import jet
+from rawcnn.viz.images import jet
 
 MIN_SIDE = 256  # smaller pictures are enlarged (nearest) so that the text stays legible
 

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from kernels import to_numpy
-from .heatmap import Probe, logit_layer
-from .images import input_to_rgb
+from rawcnn.viz.heatmap import Probe, logit_layer
+from rawcnn.viz.images import input_to_rgb
 
 
 @dataclass

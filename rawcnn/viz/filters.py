@@ -13,7 +13,7 @@ Tiles are enlarged by nearest-neighbour so each weight stays a visible square.
 import numpy as np
 
 from kernels import to_numpy
-from .images import montage, scale01, write_png
+from rawcnn.viz.images import montage, scale01, write_png
 
 
 def filter_tiles(w, channel=None, channel_order="RGB"):

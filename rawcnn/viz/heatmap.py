@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels import to_numpy
-from .activations import top_channels
-from .images import resize, scale01
+from rawcnn.viz.activations import top_channels
+from rawcnn.viz.images import resize, scale01
 
 METHODS = ("channel", "gradcam", "saliency")
 

@@ -37,9 +37,9 @@ import os
 import cv2
 import numpy as np
 
-from .activations import rank_channels
-from .heatmap import METHODS, default_layer, heatmaps
-from .images import resize
+from rawcnn.viz.activations import rank_channels
+from rawcnn.viz.heatmap import METHODS, default_layer, heatmaps
+from rawcnn.viz.images import resize
 
 COLUMNS = ("pointing", "energy_lesion", "energy_lung", "iou", "lesion_area", "pointing_lung", "energy_border",
            "energy_corners", "zero_maps")
@@ -143,7 +143,7 @@ def lung_scores(heat, lung=None):
 
 
 def _write_csv(path, fields, rows):
-    from ..fileio import atomic_open
+    from rawcnn.files.fileio import atomic_open
     with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from kernels import to_numpy
-from rawcnn import models
-from rawcnn.gradcheck import max_diff, run_gradcheck
-from rawcnn.layers import SoftmaxCrossEntropy
+from rawcnn.engine import models
+from rawcnn.engine.gradcheck import max_diff, run_gradcheck
+from rawcnn.engine.layers import SoftmaxCrossEntropy
 
 pytestmark = pytest.mark.gpu
 

@@ -21,9 +21,9 @@ def test_cuda_training_steps_with_reused_buffers_match_fresh_ones(be):
     # two SGD steps of a tiny net on this tier with Net.reusing_buffers() on and off: same weights,
     # and the second step allocates no new buffer
     from kernels import to_numpy
-    from rawcnn import models
-    from rawcnn.layers.softmax import SoftmaxCrossEntropy
-    from rawcnn.optim import SGD
+    from rawcnn.engine import models
+    from rawcnn.engine.layers.softmax import SoftmaxCrossEntropy
+    from rawcnn.engine.optim import SGD
     spec = {"name": "t", "input": [2, 6, 6], "layers": [
         {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "padding": 1, "groups": 2},
         {"type": "ReLU", "name": "relu1"},

@@ -52,7 +52,7 @@ def test_conv2d_and_linear_backward_without_dw(be, ref, rng):
 
 def test_probe_backward_to_the_input_matches_the_cpu_tier(be, rng):
     """Net.probe() on the CUDA tier: the input gradient of one logit, as on the CPU, no weight grads."""
-    from rawcnn import models
+    from rawcnn.engine import models
     spec = {"name": "t", "input": [2, 7, 7], "layers": [
         {"type": "Conv2d", "name": "conv1", "out_channels": 3, "kernel_size": 3, "padding": 1},
         {"type": "ReLU", "name": "relu1"},

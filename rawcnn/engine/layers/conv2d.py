@@ -1,0 +1,112 @@
+"""Conv2d: 2-D cross-correlation with stride, zero padding and groups (im2col + GEMM).
+
+Shapes: x (N, C, H, W), w (F, C/G, KH, KW), b (F,), y (N, F, OH, OW),
+OH = (H + 2*ph - KH) // sh + 1, OW likewise.
+
+    y[n, f, i, j] = b[f] + sum_{c in group(f), kh, kw} w[f, c, kh, kw] * x_pad[n, c, i*sh + kh, j*sw + kw]
+
+Kernels: kernels/<tier>/conv2d.py. Backward keeps only x and rebuilds the columns.
+Stride-1 layers may instead run Winograd F(4x4, 3x3) (kernels/<tier>/winograd.py; kernels other
+than 3x3 cut into 3x3 pieces): the same function; `conv_algo` (None: the process default) and
+rawcnn/engine/conv_algo.py choose, per input shape.
+"""
+import numpy as np
+
+from kernels.shapes import COLUMN_BUDGET_BYTES
+
+from rawcnn.engine.layers.base import Layer, init_std, pair
+
+DEFAULT_BUDGET = COLUMN_BUDGET_BYTES  # bytes of im2col columns per batch slice: the peak-memory
+# measurement that set it is in bench/RESULTS.md, "Winograd on every core"
+
+
+class Conv2d(Layer):
+    kind = "Conv2d"
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, *,
+                 name="conv", rng=None, weight_std=0.01, dtype=np.float32, budget_bytes=DEFAULT_BUDGET):
+        super().__init__(name)
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size = pair(kernel_size, f"{name}: kernel_size")
+        self.stride = pair(stride, f"{name}: stride")
+        self.padding = pair(padding, f"{name}: padding")
+        self.budget_bytes = int(budget_bytes)
+        if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"layer {name!r}: in_channels {in_channels} and out_channels {out_channels} "
+                             f"must both be divisible by groups {groups}")
+        KH, KW = self.kernel_size
+        shape = (self.out_channels, self.in_channels // self.groups, KH, KW)
+        rng = rng if rng is not None else np.random.default_rng(0)
+        w = rng.standard_normal(shape) * init_std(weight_std, shape) if weight_std else np.zeros(shape)
+        self.params = {"w": w.astype(dtype),                                          # (F, C/G, KH, KW)
+                       "b": np.zeros(self.out_channels, dtype=dtype)}                   # (F,)
+        self.x = None
+        self.conv_algo = None    # None: rawcnn.engine.conv_algo's default; else im2col, winograd, auto, tune
+        self.algo = None         # the algorithm the last forward used (backward uses the same)
+        self.workspace = {}      # column / transform buffers kept across steps
+        self._algo_memo = {}     # (mode, tier, input shape, dtype) -> algorithm
+
+    def __repr__(self):
+        KH, KW = self.kernel_size
+        k = f"{KH}" if KH == KW else f"{KH}x{KW}"
+        s = self.stride[0] if self.stride[0] == self.stride[1] else self.stride
+        p = self.padding[0] if self.padding[0] == self.padding[1] else self.padding
+        g = f", g={self.groups}" if self.groups > 1 else ""
+        return f"Conv2d({self.in_channels}->{self.out_channels}, k={k}, s={s}, p={p}{g})"
+
+    def clear(self):
+        self.x = None
+
+    def forward(self, x, train=False):
+        self.check_input(x, 4)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"layer {self.name!r} ({self!r}) expects {self.in_channels} input channels, "
+                             f"got input of shape {tuple(x.shape)}")
+        out = self.buffer("y", (x.shape[0],) + self.output_shape(x.shape[1:]), x.dtype)  # (N, F, OH, OW) or None
+        self.x = x if train else None
+        self.algo = self._choose_algo(x)
+        if self.algo == "winograd":
+            return self.be.winograd.conv2d_forward(x, self.params["w"], self.params["b"], stride=self.stride,
+                                                   padding=self.padding, groups=self.groups,
+                                                   workspace=self.workspace, out=out)
+        return self.be.conv2d.conv2d_forward(x, self.params["w"], self.params["b"], stride=self.stride,
+                                             padding=self.padding, groups=self.groups,
+                                             budget_bytes=self.budget_bytes, workspace=self.workspace, out=out)
+
+    def backward(self, dy):
+        x = self.need("x")
+        op = self.be.winograd if self.algo == "winograd" else self.be.conv2d
+        w = self.params["w"]
+        outs = self.backward_outs(x, w, dy)  # out_dx, out_dw, out_db: buffers or None
+        dx, dw, db = op.conv2d_backward(dy, x, w, stride=self.stride, padding=self.padding,
+                                        groups=self.groups, budget_bytes=self.budget_bytes,
+                                        need_dx=self.need_dx, need_dw=self.trainable, workspace=self.workspace,
+                                        **outs)
+        if self.trainable:
+            self.grads = {"w": dw, "b": db}
+        return dx
+
+    def _choose_algo(self, x):
+        from rawcnn.engine import conv_algo
+        key = (self.conv_algo or conv_algo.get_default(), self.be.tier, tuple(x.shape), str(x.dtype))
+        if key not in self._algo_memo:
+            self._algo_memo[key] = conv_algo.choose(self, x.shape, x.dtype, x=x)
+        return self._algo_memo[key]
+
+    def output_shape(self, in_shape):
+        C, H, W = in_shape
+        (KH, KW), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        OH, OW = (H + 2 * ph - KH) // sh + 1, (W + 2 * pw - KW) // sw + 1
+        if C != self.in_channels or OH < 1 or OW < 1:
+            raise ValueError(f"layer {self.name!r} ({self!r}) cannot take input of shape {tuple(in_shape)}")
+        return (self.out_channels, OH, OW)
+
+    def flops(self, in_shape):
+        F, OH, OW = self.output_shape(in_shape)
+        KH, KW = self.kernel_size
+        return 2 * F * OH * OW * (self.in_channels // self.groups) * KH * KW
+
+    def config(self):
+        return {"type": self.kind, "name": self.name, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "groups": self.groups}

@@ -1,0 +1,36 @@
+"""ReLU: y = max(x, 0); backward dx = dy * (y > 0) (the derivative at 0 is taken as 0).
+
+Shapes: x, y, dy, dx all the same, any rank. Kernels: kernels/<tier>/relu.py.
+"""
+from rawcnn.engine.layers.base import Layer
+
+
+class ReLU(Layer):
+    kind = "ReLU"
+
+    def __init__(self, *, name="relu"):
+        super().__init__(name)
+        self.y = None
+
+    def __repr__(self):
+        return "ReLU()"
+
+    def clear(self):
+        self.y = None
+
+    def forward(self, x, train=False):
+        self.check_input(x, x.ndim)
+        y = self.be.relu.relu_forward(x, out=self.buffer("y", x.shape, x.dtype))
+        self.y = y if train else None
+        return y
+
+    def backward(self, dy):
+        if not self.need_dx:
+            return None
+        return self.be.relu.relu_backward(dy, self.need("y"), out=self.buffer("dx", dy.shape, dy.dtype, avoid=dy))
+
+    def flops(self, in_shape):
+        n = 1
+        for s in in_shape:
+            n *= s
+        return n

@@ -1,0 +1,222 @@
+"""k-fold cross-validation of a training recipe on a prepared data set (`rawcnn cv`).
+
+Shape legend: N images in the set (all its splits pooled), k folds, K = 2 classes.
+
+A small set is judged by cross-validation, not by one 10 % test split (14 images move the test
+AUC by whole tenths). Procedure:
+
+    folds     every image gets a fold 0..k-1: stratified by class, and patient-wise when the set
+              knows patients (all images of a patient in one fold: a model never meets in its
+              test fold a patient it trained on)
+    per fold  test = fold f; of the other k-1 folds, one stratified fifth (by patient) is the
+              validation part that picks the best epoch (the recipe's select_by), the rest trains.
+              best.h5 then predicts the test fold: its out-of-fold probabilities.
+    report    per fold and pooled over every out-of-fold prediction: AUC, accuracy, sensitivity,
+              specificity (threshold 0.5); the pooled AUC's 95 % percentile-bootstrap interval
+              (rawcnn.training.metrics.bootstrap_auc_ci, N_BOOT resamples, whole patients when the set
+              knows them); mean and sd of the per-fold AUCs; one ROC figure with every fold's
+              curve and the pooled one.
+
+Files in out_dir: fold_<f>/ (each fold's training run), oof.csv (name, patient, fold, label,
+p_abnormal), cv.json (the report), cv_roc.png.
+"""
+import csv
+import json
+import math
+import os
+import re
+
+import numpy as np
+
+from rawcnn.files.fileio import atomic_open
+from rawcnn.files.jsonsafe import finite_or_null
+from rawcnn.training.metrics import accuracy, bootstrap_auc_ci, roc_auc, roc_curve, sensitivity, specificity
+
+N_BOOT = 2000  # bootstrap resamples for the pooled AUC's 95 % interval
+
+
+def stratified_group_folds(labels, groups, k, rng):
+    """A fold 0..k-1 for each image, whole groups at a time, each class spread evenly.
+
+    labels: int (N,); groups: (N,) hashable patient ids (every image its own group when None);
+    rng: numpy Generator. A group's class is its most frequent label. Returns int64 (N,).
+    """
+    labels = np.asarray(labels)
+    groups = np.arange(labels.size) if groups is None else np.asarray(groups)
+    ids, inv = np.unique(groups, return_inverse=True)  # (G,), (N,)
+    g_label = np.array([np.bincount(labels[inv == g]).argmax() for g in range(ids.size)])  # (G,)
+    g_size = np.bincount(inv)  # (G,) images per group
+    fold_of_group = np.empty(ids.size, np.int64)  # (G,)
+    for c in np.unique(g_label):
+        members = rng.permutation(np.flatnonzero(g_label == c))  # this class's groups, shuffled
+        members = members[np.argsort(-g_size[members], kind="stable")]  # big groups first
+        load = np.zeros(k)  # (k,) images of class c given to each fold so far
+        start = int(rng.integers(k))  # which fold gets the first of this class: spreads remainders
+        for j, g in enumerate(members):
+            f = int(np.argmin(np.roll(load, -start))) + start
+            fold_of_group[g] = f % k
+            load[f % k] += g_size[g]
+    return fold_of_group[inv]
+
+
+def patients_of(data, pattern=None):
+    """(N,) patient ids: the set's own (data.patients), or names matched by regex `pattern`, or None.
+
+    pattern: a regular expression with one group, e.g. '^(P\\d+)_' ; a name it does not match is
+    an error naming the image.
+    """
+    own = getattr(data, "patients", None)
+    if own is not None:
+        return np.asarray(own)
+    if pattern is None:
+        return None
+    rx, out = re.compile(pattern), []
+    for name in data.names:
+        m = rx.search(str(name))
+        if m is None:
+            raise ValueError(f"--patient-pattern {pattern!r} does not match image name {name!r}")
+        out.append(m.group(1) if rx.groups else m.group(0))
+    return np.asarray(out)
+
+
+class _Part:
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+
+class FoldData:
+    """train / val (/ test) parts of a pooled set, shaped like load_dataset's result for train()."""
+
+    def __init__(self, data, parts):
+        self.parts, self.class_names = parts, data.class_names
+        self.settings = getattr(data, "settings", None)
+
+    def split(self, name):
+        return self.parts[name]
+
+
+def _metrics(y, p):
+    """AUC (NaN with one class), accuracy, sensitivity, specificity at 0.5 for labels y, P(abnormal) p."""
+    pred = (p >= 0.5).astype(np.int64)
+    auc = roc_auc(y, p) if np.unique(y).size == 2 else math.nan
+    return {"n": int(y.size), "auc": auc, "accuracy": accuracy(y, pred), "sensitivity": sensitivity(y, pred),
+            "specificity": specificity(y, pred)}
+
+
+def cross_validate(data, out_dir, st, *, folds=5, seed=0, model="custom", patient_pattern=None, device="cpu",
+                   progress=True, log=print, init_from=None):
+    """Cross-validate recipe settings `st` (rawcnn.training.recipes.resolve) on every image of `data`.
+
+    data: a prepared set's path or load_dataset's result, two classes. init_from: a checkpoint every
+    fold's net starts from (rawcnn.training.recipes.train_recipe; e.g. pretrained on synthetic radiographs),
+    else `model` is built and initialised per the recipe. Returns the report dict
+    (also cv.json): folds (per-fold metrics, best epoch), pooled (out-of-fold metrics), auc_mean,
+    auc_sd, settings, seed, paths.
+    """
+    from rawcnn.engine.checkpoint import load_checkpoint
+    from rawcnn.data import load_dataset
+    from rawcnn.training.evaluate import forward_probs
+    from rawcnn.training.recipes import train_recipe
+    from rawcnn.training.train import make_to_input
+    data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
+    if len(data.class_names) != 2:
+        raise ValueError(f"rawcnn cv: needs a two-class set, {getattr(data, 'path', 'the set')} has "
+                         f"{len(data.class_names)} classes")
+    k = int(folds)
+    allp = data.split("all")
+    y = allp.labels
+    if k < 2 or np.bincount(y, minlength=2).min() < k:
+        raise ValueError(f"rawcnn cv: --folds {k} needs 2 <= folds <= the smaller class's size "
+                         f"({np.bincount(y, minlength=2).min()})")
+    rng = np.random.default_rng(seed)
+    groups = patients_of(data, patient_pattern)
+    fold = stratified_group_folds(y, groups, k, rng)  # (N,)
+    os.makedirs(out_dir, exist_ok=True)
+    oof = np.full(y.size, np.nan)  # (N,) out-of-fold P(abnormal)
+    rows = []
+    for f in range(k):
+        test = np.flatnonzero(fold == f)
+        rest = np.flatnonzero(fold != f)
+        g_rest = None if groups is None else groups[rest]
+        inner = stratified_group_folds(y[rest], g_rest, 5, np.random.default_rng([seed, f]))
+        val, tr = rest[inner == 0], rest[inner != 0]
+        parts = {n: _Part(allp.images[i], y[i]) for n, i in (("train", tr), ("val", val), ("test", test))}
+        run_dir = os.path.join(out_dir, f"fold_{f + 1}")
+        log(f"fold {f + 1}/{k}: train {tr.size}, validation {val.size}, test {test.size} images")
+        r = train_recipe(FoldData(data, parts), run_dir, st, model=model, seed=seed, device=device, init_from=init_from,
+                         progress=progress, log=lambda m, f=f: log(f"  [fold {f + 1}] {m}"))
+        if r["status"] == "interrupted":
+            raise KeyboardInterrupt(r["reason"])
+        ckpt = r["best_checkpoint"] or r["last_checkpoint"]
+        net, ck = load_checkpoint(ckpt, backend=device)
+        probs, _ = forward_probs(net, allp.images[test], to_input=make_to_input(net, ck["preprocessing"]))
+        oof[test] = probs[:, 1]
+        m = _metrics(y[test], oof[test])
+        rows.append({"fold": f + 1, **m, "best_epoch": r["best_epoch"], "status": r["status"]})
+        log(f"fold {f + 1}/{k}: AUC {m['auc']:.3f}, accuracy {m['accuracy']:.3f}, sensitivity "
+            f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f} (best epoch {r['best_epoch']}, "
+            f"{r['status']})")
+    aucs = np.array([r["auc"] for r in rows], dtype=np.float64)
+    pooled = _metrics(y, oof)
+    pooled["auc_ci95"] = list(bootstrap_auc_ci(y, oof, groups, n_boot=N_BOOT, level=0.95, seed=seed))
+    report = {"folds": rows, "pooled": pooled, "auc_mean": float(np.nanmean(aucs)),
+              "auc_sd": float(np.nanstd(aucs, ddof=1)) if k > 1 else 0.0, "settings": st, "seed": seed,
+              "model": model, "init_from": None if init_from is None else os.fspath(init_from), "k": k,
+              "patient_wise": groups is not None}
+    report["paths"] = _write(out_dir, report, allp, y, fold, oof, groups)
+    for line in format_report(report):
+        log(line)
+    return report
+
+
+def _write(out_dir, report, allp, y, fold, oof, groups):
+    """oof.csv, cv.json and cv_roc.png, each through a temporary file. Returns their paths."""
+    from rawcnn.training.plots import _save
+    paths = {"oof": os.path.join(out_dir, "oof.csv"), "json": os.path.join(out_dir, "cv.json"),
+             "roc": os.path.join(out_dir, "cv_roc.png")}
+    with atomic_open(paths["oof"], "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name", "patient", "fold", "label", "p_abnormal"])
+        for i in range(y.size):
+            w.writerow([allp.names[i], groups[i] if groups is not None else allp.names[i], int(fold[i]) + 1,
+                        int(y[i]), f"{oof[i]:.6f}"])
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.subplots()
+    for f in range(report["k"]):
+        sel = fold == f
+        if np.unique(y[sel]).size == 2:
+            fpr, tpr, _ = roc_curve(y[sel], oof[sel])
+            ax.plot(fpr, tpr, lw=1, alpha=0.6, label=f"fold {f + 1} (AUC {report['folds'][f]['auc']:.3f})")
+    fpr, tpr, _ = roc_curve(y, oof)
+    ax.plot(fpr, tpr, "k-", lw=2.5, label=f"pooled out-of-fold (AUC {report['pooled']['auc']:.3f})")
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+    ax.set_xlabel("false-positive rate (1 - specificity)")
+    ax.set_ylabel("true-positive rate (sensitivity)")
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{report['k']}-fold cross-validation, mean AUC {report['auc_mean']:.3f} "
+                 f"+- {report['auc_sd']:.3f}")
+    fig.tight_layout()
+    _save(fig, paths["roc"])
+    with atomic_open(paths["json"], "w") as fh:
+        json.dump(finite_or_null({**report, "paths": paths}), fh, indent=1)
+    return paths
+
+
+def format_report(rep):
+    """The per-fold table and the pooled line, as text lines."""
+    def f(v):
+        return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+    lines = ["fold     n    AUC  accuracy  sensitivity  specificity  best epoch"]
+    for r in rep["folds"]:
+        lines.append(f"{r['fold']:4d}  {r['n']:4d}  {f(r['auc']):>5s}  {f(r['accuracy']):>8s}  "
+                     f"{f(r['sensitivity']):>11s}  {f(r['specificity']):>11s}  {r['best_epoch']:>10}")
+    p = rep["pooled"]
+    ci = p.get("auc_ci95")
+    ci = f" (95 % bootstrap interval {f(ci[0])}-{f(ci[1])})" if ci else ""
+    lines.append(f"pooled out-of-fold ({p['n']} images): AUC {f(p['auc'])}{ci}, accuracy {f(p['accuracy'])}, "
+                 f"sensitivity {f(p['sensitivity'])}, specificity {f(p['specificity'])}")
+    lines.append(f"per-fold AUC {f(rep['auc_mean'])} +- {f(rep['auc_sd'])} (mean +- sd over {rep['k']} folds)")
+    return lines
