@@ -34,8 +34,8 @@ BATCHES = (8, 8, 5)  # the last, smaller batch takes views of the first batch's 
 
 def new_net():
     net = models.build(SPEC, seed=3, weight_std=0.1)
-    net["conv2"].conv_algo = "im2col"
-    net["conv3"].conv_algo = "winograd"
+    net["conv2"].set_algo("im2col")
+    net["conv3"].set_algo("winograd")
     return net
 
 

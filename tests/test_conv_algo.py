@@ -18,13 +18,14 @@ from rawcnn.engine.layers import Conv2d
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("RAWCNN_CACHE_DIR", str(tmp_path / "cache"))
-    yield
-    conv_algo.set_default("auto")
 
 
 def _conv(C=32, F=32, k=3, s=1, p=1, g=1, algo=None, dtype=np.float64):
     layer = Conv2d(C, F, k, s, p, g, name="c", rng=np.random.default_rng(0), weight_std=0.1, dtype=dtype)
-    layer.conv_algo = algo
+    if algo in conv_algo.ALGOS:
+        layer.set_algo(algo)  # the mode, and layer.algo settled for it
+    else:
+        layer.conv_algo = algo  # None, or a bad mode that choose() itself must refuse
     return layer
 
 
@@ -53,7 +54,9 @@ def test_choice_rules():
     with pytest.raises(ValueError, match="conv_algo must be one of"):
         conv_algo.choose(_conv(algo="fft"), x_shape, np.float32)
     with pytest.raises(ValueError, match="--conv-algo must be one of"):
-        conv_algo.set_default("fft")
+        conv_algo.check_mode("fft")
+    with pytest.raises(ValueError, match="--conv-algo must be one of"):
+        _conv().set_algo("fft")
 
 
 def test_tune_writes_json_that_auto_reads(tmp_path):
@@ -111,15 +114,46 @@ def test_workspace_is_reused_across_steps(algo, buffers):
     assert {k: v.ctypes.data for k, v in layer.workspace.items()} == first  # no buffer reallocated
 
 
-def test_default_applies_to_layers_without_their_own():
+def test_the_mode_set_on_a_layer_is_what_its_forward_runs():
     layer = _conv()
     x = np.zeros((1, 32, 8, 8))
-    conv_algo.set_default("im2col")
+    layer.set_algo("im2col")
     layer.forward(x)
     assert layer.algo == "im2col"
-    conv_algo.set_default("winograd")
+    layer.set_algo("winograd")
     layer.forward(x)
     assert layer.algo == "winograd"
+
+
+def test_plan_chooses_and_forward_only_runs_the_choice(tmp_path, monkeypatch):
+    # 'tune' times each eligible layer inside plan(); the forward after it neither chooses, reads the
+    # cache nor times (Caffe's factory pattern: the engine is chosen when the net is set up)
+    from rawcnn.engine.models import build
+    net = build("custom", input_shape=(3, 99, 99), seed=0)
+    chosen = conv_algo.plan(net, batch=2, mode="tune")
+    convs = [l.name for l in net.layers if l.kind == "Conv2d"]
+    assert list(chosen) == convs and {l.name: l.algo for l in net.layers if l.kind == "Conv2d"} == chosen
+    table = json.loads((tmp_path / "cache" / "conv_algo.json").read_text())
+    assert len(table) == 4 and all("N2C" in k for k in table)  # conv2..conv5; conv1 (stride 2) needs none
+
+    def refuse(*a, **k):
+        raise AssertionError("an algorithm was chosen inside forward")
+    for name in ("choose", "tune", "load_cache", "static_choice"):
+        monkeypatch.setattr(conv_algo, name, refuse)
+    x = np.random.default_rng(6).standard_normal((2, 3, 99, 99)).astype(np.float32)
+    net.forward(x, train=True)
+    assert {l.name: l.algo for l in net.layers if l.kind == "Conv2d"} == chosen
+
+
+def test_moving_a_net_plans_it_again_for_the_new_backend():
+    from rawcnn.engine.models import build
+    net = build("custom", input_shape=(3, 99, 99), seed=0)
+    conv_algo.plan(net, batch=1)
+    assert net["conv3"].algo == "winograd"      # auto on the cpu tier: the table
+    net.to("reference")
+    assert net["conv3"].algo == "im2col"        # the reference tier's auto is the plain definition
+    net.to("cpu")
+    assert net["conv3"].algo == "winograd"
 
 
 def test_summary_shows_the_choice():
@@ -142,6 +176,6 @@ def test_a_net_shares_one_workspace_across_its_layers():
     convs = [l for l in net.layers if l.kind == "Conv2d"]
     assert len(convs) == 5 and all(l.workspace is net.workspace for l in convs)
     x = np.random.default_rng(5).standard_normal((2, 3, 99, 99)).astype(np.float32)
-    conv_algo.set_default("winograd")
+    conv_algo.plan(net, batch=2, mode="winograd")
     net.forward(x, train=True)
     assert {"cols", "winograd_V"} <= set(net.workspace)  # conv1 (7x7) im2col, conv2..5 Winograd

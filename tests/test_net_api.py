@@ -123,9 +123,9 @@ def test_probe_reaches_the_input_of_a_frozen_net_computes_no_weight_gradients_an
     net.freeze_through("conv2")
     flags = [(l.need_dx, l.trainable) for l in net.layers]
     calls = []
-    net["conv1"].conv_algo = "im2col"  # the spy below sits on the im2col module
+    net["conv1"].set_algo("im2col")  # the spy below sits on the im2col module
     same = tiny()
-    same["conv1"].conv_algo = "im2col"
+    same["conv1"].set_algo("im2col")
     conv = net["conv1"].be.conv2d
     real = conv.conv2d_backward
 

@@ -27,12 +27,6 @@ def check_out_folder(path, folder=True):
     check(path, folder=folder)
 
 
-def set_conv_algo(algo):
-    """--conv-algo: the algorithm every Conv2d of this process uses (rawcnn/engine/conv_algo.py)."""
-    from rawcnn.engine.conv_algo import set_default
-    set_default(algo)
-
-
 def resolve_recipe(opts):
     """The settings of opts["recipe"] with every other flag the user gave applied (rawcnn.training.recipes.resolve)."""
     from rawcnn.training.recipes import resolve

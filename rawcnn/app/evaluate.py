@@ -9,9 +9,7 @@ def evaluate_command(checkpoint, data_path, *, split="test", threshold=0.5, out=
     """evaluate_checkpoint (classes a comma-separated string or None), its class note through `note`, and
     with `out` the eval.json and ROC PNG (save_report). Returns (result dict, written paths)."""
     from rawcnn.training.evaluate import evaluate_checkpoint, save_report
-    from rawcnn.app.common import set_conv_algo
-    set_conv_algo(conv_algo)
-    res = evaluate_checkpoint(checkpoint, data_path, split=split, device=device, threshold=threshold,
+    res = evaluate_checkpoint(checkpoint, data_path, split=split, device=device, threshold=threshold, conv_algo=conv_algo,
                               classes=classes.split(",") if classes else None)
     if res.get("class_note"):
         note(res["class_note"])

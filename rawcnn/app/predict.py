@@ -7,9 +7,8 @@ import numpy as np
 def predict_command(checkpoint, images, *, top=2, class_names=None, masks=None, masks_dir=None, device="cpu",
                     conv_algo="auto", log=None):
     """predict_top with --conv-algo applied; refuses (ValueError) to return non-finite probabilities."""
-    from rawcnn.app.common import set_conv_algo
-    set_conv_algo(conv_algo)
     rows = predict_top(checkpoint, images, top=top, class_names=class_names, device=device,
+                       conv_algo=conv_algo,
                        masks=list(masks or ()) or None, masks_dir=masks_dir, log=log)
     if any(not math.isfinite(p) for _, best in rows for _, _, p in best):
         raise ValueError(f"{checkpoint}: the model gives non-finite probabilities; refusing to print them")
@@ -25,7 +24,8 @@ def format_rows(rows):
     return "\n".join(lines)
 
 
-def predict_top(checkpoint, images, top=5, class_names=None, device="cpu", masks=None, masks_dir=None, log=None):
+def predict_top(checkpoint, images, top=5, class_names=None, device="cpu", masks=None, masks_dir=None, log=None,
+                conv_algo="auto"):
     """Rows (image, [(class index, name or None, probability), ...]) of the `top` classes per image.
 
     Names come from the class_names file when given, else from the checkpoint (meta class_names).
@@ -43,7 +43,7 @@ def predict_top(checkpoint, images, top=5, class_names=None, device="cpu", masks
     else:
         names = contract_of(read_checkpoint(checkpoint)).class_names
     lung = masks_for(list(images), masks, masks_dir)
-    probs = predict(checkpoint, list(images), device=device, lung_masks=lung, log=log)
+    probs = predict(checkpoint, list(images), device=device, lung_masks=lung, log=log, conv_algo=conv_algo)
     if names is not None and len(names) != probs.shape[1] and not class_names:
         names = None  # the checkpoint's names belong to another head (e.g. before fine-tuning)
     if names is not None and len(names) != probs.shape[1]:

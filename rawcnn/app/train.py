@@ -33,13 +33,12 @@ def train_command(model, data_path, out, *, recipe_opts, weights=None, num_class
     Returns (train()'s dict, whether this process should print: rank 0 or a plain process, the exit
     status: 130 when interrupted, 1 when the loss diverged, else 0)."""
     from rawcnn.training.distributed import is_root
-    from rawcnn.app.common import resolve_recipe, set_conv_algo
-    set_conv_algo(conv_algo)
+    from rawcnn.app.common import resolve_recipe
     st = resolve_recipe(recipe_opts)
     res = run_training(model, data_path, out, weights=weights, num_classes=num_classes,
                        new_head_lr_mult=new_head_lr_mult, freeze_through=freeze_through, seed=seed,
                        resume=resume, device=device, settings=st, classes=classes.split(",") if classes else None,
-                       micro_batches=micro_batches, **({"given": given} if resume else {}))
+                       micro_batches=micro_batches, conv_algo=conv_algo, **({"given": given} if resume else {}))
     return res, is_root(), {"interrupted": 130, "diverged": 1}.get(res["status"], 0)
 
 
@@ -83,7 +82,7 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
                  new_head_lr_mult=10.0, freeze_through=None, init=0.01, epochs=60, batch_size=32, lr=1e-3,
                  momentum=0.9, weight_decay=5e-4, patience=5, max_drops=3, seed=0, translate=0.1,
                  rotate=10.0, augment=True, resume=False, device="cpu", progress=True, log=print, classes=None,
-                 given=None, settings=None, micro_batches=None):
+                 given=None, settings=None, micro_batches=None, conv_algo="auto"):
     """`rawcnn train`: build or load the net, train it on a prepared set; returns train()'s dict.
 
     Under `mpiexec -n R` every rank runs this; each reads only its rows of the set (rawcnn.training.distributed).
@@ -128,6 +127,8 @@ def run_training(model, data_path, out_dir, *, weights=None, num_classes=None, i
     net, pre = build_training_net(model, weights=weights, num_classes=k, input_size=input_size, seed=seed,
                                   init=init, new_head_lr_mult=new_head_lr_mult, freeze_through=freeze_through,
                                   log=log)
+    from rawcnn.engine.conv_algo import plan
+    plan(net, (settings or {}).get("batch_size", batch_size), conv_algo)  # --conv-algo, settled for the batch
     aug = Augmenter(max_translate=translate, max_rotate_deg=rotate, rng=seed) if augment else None
     recipe = None
     if settings is not None:

@@ -17,29 +17,29 @@ $XDG_CACHE_HOME/rawcnn/engine/conv_algo.json, else ~/.cache/rawcnn/engine/conv_a
 file and renamed. Its keys name the CPU, the thread count, the dtype and the layer's full shape,
 so a result measured on one machine is never used on another.
 
-The choice is made per layer per input shape; the layer contract does not change. A process-wide
-default (`set_default`, what `--conv-algo` sets) applies to every Conv2d whose own `conv_algo` is None.
+The choice is made when the net is built or planned, never inside a forward pass (Caffe's layer
+factory does the same): a Conv2d starts with the choice its configuration alone gives
+(`static_choice`: no cache, no timing) and `plan(net, batch, mode)` settles every layer for the
+net's input at that batch size, reading the cache and, in `tune` mode, timing there. Forward and
+backward then run `layer.algo`. The mode is the layer's own (`layer.conv_algo`, set by `plan` from
+`--conv-algo`); there is no process-wide default. Moving a net to another backend plans it again.
 """
 import json
 import os
 import tempfile
 import time
 
+import numba
 import numpy as np
 
 ALGOS = ("auto", "im2col", "winograd", "tune")
-_DEFAULT = {"algo": "auto"}
 
 
-def set_default(algo):
-    """Set the algorithm every Conv2d without its own `conv_algo` uses (one of ALGOS)."""
+def check_mode(algo):
+    """`algo` itself when it is one of ALGOS, else ValueError naming --conv-algo."""
     if algo not in ALGOS:
         raise ValueError(f"--conv-algo must be one of {', '.join(ALGOS)}, got {algo!r}")
-    _DEFAULT["algo"] = algo
-
-
-def get_default():
-    return _DEFAULT["algo"]
+    return algo
 
 
 def winograd_eligible(layer, backend_tier):
@@ -85,7 +85,6 @@ def _machine():
             model = next((l.split(":", 1)[1].strip() for l in fh if l.startswith("model name")), model)
     except OSError:
         pass
-    import numba
     return f"{model}|threads={numba.get_num_threads()}"
 
 
@@ -145,34 +144,71 @@ def tune(layer, x):
     return algo
 
 
-def choose(layer, x_shape, dtype, x=None):
-    """The algorithm `layer` uses for an input of x_shape (x: the input itself, needed by 'tune')."""
-    mode = layer.conv_algo or get_default()
+def _mode(layer):
+    mode = layer.conv_algo or "auto"
     if mode not in ALGOS:
         raise ValueError(f"layer {layer.name!r}: conv_algo must be one of {', '.join(ALGOS)}, got {mode!r}")
+    return mode
+
+
+def static_choice(layer):
+    """The algorithm `layer`'s configuration, mode and backend give without an input shape: no cache, no
+    timing ('auto' and 'tune' follow table_choice on the cpu backend, im2col on the reference one)."""
+    mode = _mode(layer)
     if mode == "im2col" or not winograd_eligible(layer, layer.be.tier):
         return "im2col"
     if mode == "winograd":
         return "winograd"
-    entry = load_cache().get(cache_key(layer, x_shape, dtype))
+    if layer.be.tier != "cpu":  # the reference tier's auto is its plain definition, im2col
+        return "im2col"
+    return table_choice(layer.in_channels, layer.out_channels, layer.groups, None, None, layer.kernel_size)
+
+
+def choose(layer, x_shape, dtype, x=None, table=None):
+    """The algorithm `layer` uses for an input of x_shape: its mode, then the cache (`table`: the cache
+    already read, else read here), then with x given and mode 'tune' a timing, else static_choice."""
+    mode = _mode(layer)
+    if mode in ("im2col", "winograd") or not winograd_eligible(layer, layer.be.tier):
+        return static_choice(layer)
+    entry = (load_cache() if table is None else table).get(cache_key(layer, x_shape, dtype))
     if entry is not None and entry.get("algo") in ("im2col", "winograd"):
         return entry["algo"]
     if mode == "tune" and x is not None:
         return tune(layer, x)
-    if layer.be.tier != "cpu":  # the reference tier's auto is its plain definition, im2col
-        return "im2col"
-    N, C, H, W = x_shape
-    KH, KW = layer.kernel_size
-    OH, OW = H + 2 * layer.padding[0] - KH + 1, W + 2 * layer.padding[1] - KW + 1
-    return table_choice(C, layer.out_channels, layer.groups, OH, OW, (KH, KW))
+    return static_choice(layer)
+
+
+def plan(net, batch=1, mode=None, seed=0):
+    """Settle the algorithm of every Conv2d of `net` for inputs of `batch` images; returns {name: algo}.
+
+    mode (one of ALGOS) becomes every Conv2d's `conv_algo` first; None keeps each layer's own. In
+    'tune' mode a layer the cache does not know is timed here, on random input from
+    numpy.random.default_rng(seed) (the timing does not depend on the values)."""
+    if mode is not None:
+        check_mode(mode)
+    table, shape, out = load_cache(), tuple(net.input_shape), {}
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        if layer.kind == "Conv2d":
+            if mode is not None:
+                layer.conv_algo = mode
+            dtype = layer.params["w"].dtype
+            x_shape = (int(batch),) + shape
+            x = None
+            if _mode(layer) == "tune" and winograd_eligible(layer, layer.be.tier):
+                x = layer.be.asarray(rng.standard_normal(x_shape).astype(dtype))
+            layer.algo = out[layer.name] = choose(layer, x_shape, dtype, x=x, table=table)
+        shape = layer.output_shape(shape)
+    net.conv_batch = int(batch)
+    return out
 
 
 def describe(net, input_shape=None, batch=1):
-    """{layer name: algorithm} for every Conv2d of net on an input (C, H, W), batch `batch`, no tuning."""
-    from rawcnn.engine.layers import Conv2d
-    shape, out = tuple(input_shape or net.input_shape), {}
+    """{layer name: algorithm} for every Conv2d of net on an input (C, H, W), batch `batch`: what plan
+    would choose, without tuning and without changing the net."""
+    table, shape, out = load_cache(), tuple(input_shape or net.input_shape), {}
     for l in net.layers:
-        if isinstance(l, Conv2d):
-            out[l.name] = choose(l, (batch,) + shape, l.params["w"].dtype)
+        if l.kind == "Conv2d":
+            out[l.name] = choose(l, (batch,) + shape, l.params["w"].dtype, table=table)
         shape = l.output_shape(shape)
     return out

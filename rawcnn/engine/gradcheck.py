@@ -213,7 +213,7 @@ def layer_cases():
     def conv(C, F, k, s, p, g, shape, algo="im2col"):
         def make(rng):
             l = Conv2d(C, F, k, s, p, g, name="conv", rng=rng, weight_std=0.5, dtype=f64)
-            l.conv_algo = algo  # named in the config: each algorithm is checked on its own
+            l.set_algo(algo)  # named in the config: each algorithm is checked on its own
             l.params["b"] = rng.standard_normal(F).astype(f64)
             return [l], rng.standard_normal(shape), None
         return make

@@ -22,6 +22,8 @@ import numpy as np
 
 from kernels import get_backend, to_numpy
 
+from rawcnn.engine import conv_algo
+
 
 class Net:
     def __init__(self, layers, spec=None, input_shape=None):
@@ -34,6 +36,7 @@ class Net:
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.be = get_backend("cpu")
         self._probing = False
+        self.conv_batch = None  # the batch size conv_algo.plan last settled the Conv2d layers for
         self._set_backward_reach()
         # one workspace (column / transform buffers) for all layers: they run one at a time, so
         # the buffers grow to the largest layer's need once and are reused by every layer and step
@@ -289,6 +292,8 @@ class Net:
         self.be = get_backend(backend) if isinstance(backend, str) else backend
         for l in self.layers:
             l.to(self.be)
+        if self.conv_batch is not None:  # the Conv2d algorithms, settled again for this backend
+            conv_algo.plan(self, self.conv_batch)
         self._buffers = {}  # the old backend's arrays
         self._attach_buffers()
         return self

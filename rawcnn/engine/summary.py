@@ -1,4 +1,5 @@
 """`rawcnn summary`: each layer's output shape, parameter count and forward FLOPs."""
+from rawcnn.engine.conv_algo import describe
 from rawcnn.engine.models import build
 
 
@@ -6,13 +7,14 @@ def format_summary(model, input_shape=None, num_classes=None, conv_algo=None):
     """Build MODEL (name, spec file or dict) and return its summary table as text.
 
     Each Conv2d's row names the algorithm it would run on the cpu backend (rawcnn/engine/conv_algo.py;
-    conv_algo None: the process default), for one image; `tune` shows the cached or table choice.
+    conv_algo None: each layer's own mode, auto), for one image; `tune` shows the cached or table choice.
     """
-    from rawcnn.engine.conv_algo import describe
     net = build(model, num_classes=num_classes, input_shape=input_shape, weight_std=0.0)
     rows = net.summary()
-    for layer in net.layers:
-        layer.conv_algo = conv_algo
+    if conv_algo is not None:
+        for layer in net.layers:
+            if layer.kind == "Conv2d":
+                layer.set_algo(conv_algo)
     algos = describe(net, input_shape)
     rows = [(n, f"{d} [{algos[n]}]" if n in algos else d) + tuple(r) for n, d, *r in rows]
     head = f"{'layer':10s} {'type':44s} {'output shape':>16s} {'params':>14s} {'FLOPs':>16s}"

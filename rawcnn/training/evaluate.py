@@ -20,6 +20,7 @@ import numpy as np
 
 from kernels import to_numpy
 from rawcnn.engine.checkpoint import CheckpointError, load_checkpoint
+from rawcnn.engine.conv_algo import plan
 from rawcnn.files.jsonsafe import finite_or_null
 from rawcnn.engine.layers import SoftmaxCrossEntropy
 from rawcnn.training.metrics import classification_report
@@ -105,7 +106,8 @@ def _checkpoint_input(net, ck, path):
     return settings, make_to_input(net, ck["preprocessing"])
 
 
-def evaluate_checkpoint(ckpt_path, data, split="test", batch_size=32, device="cpu", threshold=0.5, classes=None):
+def evaluate_checkpoint(ckpt_path, data, split="test", batch_size=32, device="cpu", threshold=0.5, classes=None,
+                        conv_algo="auto"):
     """Evaluate the checkpoint at `ckpt_path` on split `split` of a prepared data set.
 
     data: a path to a prepared HDF5 set or load_dataset's result. The checkpoint's input contract
@@ -117,6 +119,7 @@ def evaluate_checkpoint(ckpt_path, data, split="test", batch_size=32, device="cp
     from rawcnn.data.contract import class_names_of, contract_of, match_classes, settings_note
     from rawcnn.data import load_dataset
     net, ck = load_checkpoint(ckpt_path, backend=device)
+    plan(net, batch_size, conv_algo)
     _, to_input = _checkpoint_input(net, ck, ckpt_path)
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     if classes:
@@ -133,7 +136,7 @@ def evaluate_checkpoint(ckpt_path, data, split="test", batch_size=32, device="cp
     return out
 
 
-def predict(ckpt_path, image_paths, batch_size=32, device="cpu", lung_masks=None, log=None):
+def predict(ckpt_path, image_paths, batch_size=32, device="cpu", lung_masks=None, log=None, conv_algo="auto"):
     """Class probabilities for image files, through the checkpoint's input contract (rawcnn.data.contract).
 
     image_paths: list of N image files (PNG, JPEG, 16-bit PNG, DICOM, ...);
@@ -149,6 +152,7 @@ def predict(ckpt_path, image_paths, batch_size=32, device="cpu", lung_masks=None
     if lung_masks is not None and len(lung_masks) != len(paths):
         raise ValueError(f"lung_masks has {len(lung_masks)} entries for {len(paths)} images")
     net, ck = load_checkpoint(ckpt_path, backend=device)
+    plan(net, 1, conv_algo)  # one image at a time
     _, to_input = _checkpoint_input(net, ck, ckpt_path)
     contract = contract_of(ck)
     probs = []

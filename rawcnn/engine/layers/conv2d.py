@@ -7,13 +7,15 @@ OH = (H + 2*ph - KH) // sh + 1, OW likewise.
 
 Kernels: kernels/<tier>/conv2d.py. Backward keeps only x and rebuilds the columns.
 Stride-1 layers may instead run Winograd F(4x4, 3x3) (kernels/<tier>/winograd.py; kernels other
-than 3x3 cut into 3x3 pieces): the same function; `conv_algo` (None: the process default) and
-rawcnn/engine/conv_algo.py choose, per input shape.
+than 3x3 cut into 3x3 pieces): the same function. `layer.algo` is the one forward and backward run;
+rawcnn/engine/conv_algo.py sets it when the layer is made (`static_choice`) and when a net is planned
+(`plan`, per input shape: cache, table, or a timing in 'tune' mode), never inside forward.
 """
 import numpy as np
 
 from kernels.shapes import COLUMN_BUDGET_BYTES
 
+from rawcnn.engine import conv_algo
 from rawcnn.engine.layers.base import Layer, init_std, pair
 
 DEFAULT_BUDGET = COLUMN_BUDGET_BYTES  # bytes of im2col columns per batch slice: the peak-memory
@@ -24,13 +26,13 @@ class Conv2d(Layer):
     kind = "Conv2d"
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, *,
-                 name="conv", rng=None, weight_std=0.01, dtype=np.float32, budget_bytes=DEFAULT_BUDGET):
+                 name="conv", rng=None, weight_std=0.01, dtype=np.float32):
         super().__init__(name)
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.kernel_size = pair(kernel_size, f"{name}: kernel_size")
         self.stride = pair(stride, f"{name}: stride")
         self.padding = pair(padding, f"{name}: padding")
-        self.budget_bytes = int(budget_bytes)
+        self.budget_bytes = DEFAULT_BUDGET  # an attribute: set it to trade memory for speed
         if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"layer {name!r}: in_channels {in_channels} and out_channels {out_channels} "
                              f"must both be divisible by groups {groups}")
@@ -41,10 +43,9 @@ class Conv2d(Layer):
         self.params = {"w": w.astype(dtype),                                          # (F, C/G, KH, KW)
                        "b": np.zeros(self.out_channels, dtype=dtype)}                   # (F,)
         self.x = None
-        self.conv_algo = None    # None: rawcnn.engine.conv_algo's default; else im2col, winograd, auto, tune
-        self.algo = None         # the algorithm the last forward used (backward uses the same)
+        self.conv_algo = None    # the mode (None: auto; im2col, winograd, auto, tune), set by conv_algo.plan
+        self.algo = conv_algo.static_choice(self)  # what forward and backward run (conv_algo.plan refines it)
         self.workspace = {}      # column / transform buffers kept across steps
-        self._algo_memo = {}     # (mode, tier, input shape, dtype) -> algorithm
 
     def __repr__(self):
         KH, KW = self.kernel_size
@@ -64,7 +65,6 @@ class Conv2d(Layer):
                              f"got input of shape {tuple(x.shape)}")
         out = self.buffer("y", (x.shape[0],) + self.output_shape(x.shape[1:]), x.dtype)  # (N, F, OH, OW) or None
         self.x = x if train else None
-        self.algo = self._choose_algo(x)
         if self.algo == "winograd":
             return self.be.winograd.conv2d_forward(x, self.params["w"], self.params["b"], stride=self.stride,
                                                    padding=self.padding, groups=self.groups,
@@ -86,12 +86,17 @@ class Conv2d(Layer):
             self.grads = {"w": dw, "b": db}
         return dx
 
-    def _choose_algo(self, x):
-        from rawcnn.engine import conv_algo
-        key = (self.conv_algo or conv_algo.get_default(), self.be.tier, tuple(x.shape), str(x.dtype))
-        if key not in self._algo_memo:
-            self._algo_memo[key] = conv_algo.choose(self, x.shape, x.dtype, x=x)
-        return self._algo_memo[key]
+    def to(self, backend):
+        """Layer.to, and the algorithm this configuration gives on the new backend (a Net plans it again)."""
+        super().to(backend)
+        self.algo = conv_algo.static_choice(self)
+        return self
+
+    def set_algo(self, mode):
+        """Set this layer's mode (one of conv_algo.ALGOS) and the algorithm it gives without an input shape."""
+        self.conv_algo = conv_algo.check_mode(mode)
+        self.algo = conv_algo.static_choice(self)
+        return self
 
     def output_shape(self, in_shape):
         C, H, W = in_shape
