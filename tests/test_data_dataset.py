@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rawcnn.data.dataset import load_dataset, prepare, stratified_split
-from rawcnn.data.readers import DataError
+from rawcnn.data.records import DataError
 from rawcnn.data.synth import synthesize
 
 SETTINGS = dict(base_size=96, input_size=48, clahe_tile_grid=4)

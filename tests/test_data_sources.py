@@ -11,7 +11,8 @@ from pydicom.dataset import FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid  # noqa: E402
 
 from rawcnn.data import DataError, load_image, prepare  # noqa: E402
-from rawcnn.data.sources import load_image_color, read_label_csv, read_nih  # noqa: E402
+from rawcnn.data.decode import load_image_color  # noqa: E402
+from rawcnn.data.label_files import read_label_csv, read_nih  # noqa: E402
 
 
 def write_dicom(path, stored, bits_stored=12, photometric="MONOCHROME2", slope=None, intercept=None,

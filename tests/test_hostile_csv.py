@@ -282,9 +282,9 @@ def test_a_10_mb_line_is_bounded(tmp_path):
 
 
 def test_a_csv_over_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
-    from rawcnn.data import sources
+    from rawcnn.data import label_files
     root = _csv_set(tmp_path)
-    monkeypatch.setattr(sources, "MAX_CSV_BYTES", 64)
+    monkeypatch.setattr(label_files, "MAX_CSV_BYTES", 64)
     _refused(*_prepare(root), "labels.csv")
 
 

@@ -279,11 +279,11 @@ def test_deflated_file_within_the_budget_still_reads(tmp_path, monkeypatch):
 def test_a_pydicom_without_its_private_readers_refuses_only_deflated_files(tmp_path, monkeypatch):
     """The Deflated bound uses two private pydicom readers; without them a Deflated file is refused by
     name and every other DICOM still reads (so a pydicom rename cannot break every DICOM)."""
-    import rawcnn.data.sources as sources
+    import rawcnn.data.dicom as dicom
 
     def gone(path):  # what _dicom_meta meets when pydicom renames a private reader
         raise AttributeError("module 'pydicom.filereader' has no attribute '_read_file_meta_info'")
-    monkeypatch.setattr(sources, "_dicom_meta", gone)
+    monkeypatch.setattr(dicom, "_dicom_meta", gone)
     ds = _grey(*RAMP.shape)
     ds.PixelData = RAMP.astype("<u2").tobytes()
     ds.file_meta = _meta(DeflatedExplicitVRLittleEndian)

@@ -127,7 +127,7 @@ def test_prepared_set_with_data_outside_the_file(bases, tmp_path, how, name):
 @pytest.mark.parametrize("name", ["images", "labels"])
 def test_sharded_reader_with_data_outside_the_file(bases, tmp_path, how, name):
     """The MPI ranks' reader (rawcnn.training.distributed.ShardedData) opens the prepared file itself."""
-    from rawcnn.data.readers import DataError
+    from rawcnn.data.records import DataError
     from rawcnn.training.distributed import ShardedData
     data = tmp_path / "set.h5"
     shutil.copyfile(bases["prepared"], data)

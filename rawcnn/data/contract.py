@@ -98,7 +98,7 @@ def file_to_stored(path, contract, lung_mask=None):
     saying where the ROI box came from ('' when nothing needs saying).
     """
     from rawcnn.data import load_image, load_mask, preprocess_image
-    from rawcnn.data.sources import load_image_color
+    from rawcnn.data.decode import load_image_color
     if contract.decode == "color":
         if lung_mask:
             raise ValueError(f"{path}: a lung mask was given, but this checkpoint ({contract.describe()}) "

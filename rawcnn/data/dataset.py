@@ -35,7 +35,9 @@ import numpy as np
 from tqdm import tqdm
 
 from rawcnn.data.preprocess import check_settings, preprocess_image
-from rawcnn.data.readers import DataError, load_image, load_mask, read_any
+from rawcnn.data.decode import load_image, load_mask
+from rawcnn.data.readers import read_any
+from rawcnn.data.records import DataError
 
 FORMAT = "rawcnn-prepared-1"
 SPLITS = ("train", "val", "test")

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rawcnn.data.records import DataError
 from rawcnn.files.validate import memory_budget
-from rawcnn.data.readers import DataError
 
 MAX_PIXELS = 1 << 28  # 16384 x 16384
 

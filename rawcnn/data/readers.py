@@ -1,5 +1,6 @@
 """Readers for chest-radiograph collections: the NLM Montgomery and Shenzhen sets, and plain
-one-folder-per-class trees.
+one-folder-per-class trees; detect_layout and read_any pick the reader for a folder (the NIH
+and label-CSV sets are read by rawcnn.data.label_files).
 
 Shape legend: H, W image height and width in pixels.
 
@@ -15,6 +16,8 @@ Layouts (what the readers look for)
                 root/ClinicalReadings/CHNCXR_####_L.txt      "male 35yrs" then the finding
                 root/mask/CHNCXR_####_L_mask.png             lung mask, when present (also masks/)
     per class   root/<class name>/<image>                    classes sorted by name, label = index
+    NIH         root/Data_Entry_2017.csv                     read by rawcnn.data.label_files.read_nih
+    label CSV   root/labels.csv (columns file, label)        read by rawcnn.data.label_files.read_label_csv
 
 When root has no CXR_png folder, the NLM readers look for the images in root itself.
 
@@ -22,8 +25,9 @@ A reader returns `Records`, a list of `Record` that also carries the class names
 name and the files it skipped. A bad file (an image whose header is not a readable image, a name
 that does not parse to a label, a label that disagrees with the clinical reading) raises
 `DataError` naming the file, or with skip_bad=True is left out and listed in `records.skipped`
-as (path, reason). Readers check image headers only (cheap); `load_image` decodes, and
-`rawcnn.data.dataset.prepare` treats a decode failure the same way.
+as (path, reason). Readers check image headers only (cheap, rawcnn.data.decode.header_problem);
+`load_image` (rawcnn.data.decode) decodes, and `rawcnn.data.dataset.prepare` treats a decode failure
+the same way.
 
 Hostile folders: every file a reader takes must resolve (links followed) inside the root it was
 given; a class folder, an image or a CSV row that leads outside raises OutsideFolderError, even with
@@ -32,161 +36,15 @@ is a bad file, refused after a stat and never opened, so a reader cannot block o
 """
 import os
 import re
-import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
+from rawcnn.data.decode import header_problem
+from rawcnn.data.label_files import read_label_csv, read_nih
+from rawcnn.data.records import (NLM_CLASS_NAMES, DataError, OutsideFolderError, Record, Records, file_problem,
+                                 inside_root)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
-NLM_CLASS_NAMES = ("normal", "abnormal")
 NLM_NAME = re.compile(r"^(MCUCXR|CHNCXR)_(\d+)_(\d+)$", re.IGNORECASE)
-
-# first bytes of the image formats OpenCV reads (PNG, JPEG, BMP, TIFF little/big endian)
-MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*")
-
-
-class DataError(ValueError):
-    """A data file that cannot be used; the message names the file."""
-
-
-class OutsideFolderError(DataError):
-    """A name in the data (a link, a CSV row) that leads outside the folder being read; never skipped."""
-
-
-def inside_root(root, path, what):
-    """The real path of `path` (links resolved), which must lie inside the real path of `root`.
-
-    Only links are read (os.path.realpath); no file is opened. `what` names the culprit in the
-    message (e.g. "labels.csv: line 7: file '../x.png'"). Raises OutsideFolderError.
-    """
-    real_root, real = os.path.realpath(root), os.path.realpath(path)
-    if os.path.commonpath([real_root, real]) != real_root:
-        raise OutsideFolderError(f"{what} resolves to {real}, outside the folder {root}; rawcnn reads only files "
-                                 f"inside the folder it is given (refused before reading it, even with --skip-bad)")
-    return real
-
-
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def file_problem(path):
-    """Why `path` is not a regular file one may open (a string), or None. Nothing is opened."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "file not found" + (" (a link to a missing file)" if os.path.islink(path) else "")
-    except (OSError, ValueError) as e:  # a name too long, a loop of links, a NUL character
-        return f"cannot be read ({getattr(e, 'strerror', None) or e})"
-    if stat.S_ISREG(mode):
-        return None
-    kind = next((k for test, k in _KINDS if test(mode)), "not a file")
-    return f"not a regular file ({kind}); refusing to open it"
-
-
-@dataclass
-class Record:
-    """One radiograph: where it is, its label, and what comes with it.
-
-    path         the image file
-    label        class index (NLM sets: 0 normal, 1 abnormal)
-    name         unique name within the set (file stem; 'class/stem' for per-class trees)
-    lung_masks   mask files whose union is the lung mask, or None
-    lesion_mask  lesion mask file, or None
-    clinical     {'sex': 'F'|'M'|None, 'age': int|None, 'finding': str}, {} when there is none
-    """
-    path: Path
-    label: int
-    name: str
-    lung_masks: tuple | None = None
-    lesion_mask: Path | None = None
-    clinical: dict = field(default_factory=dict)
-
-
-class Records(list):
-    """A list of Record, plus class_names, layout, root and skipped [(path, reason), ...]."""
-
-    def __init__(self, items=(), class_names=(), layout="", root=None, skipped=()):
-        super().__init__(items)
-        self.class_names = list(class_names)
-        self.layout = layout
-        self.root = root
-        self.skipped = list(skipped)
-
-
-def header_problem(path):
-    """Why `path` is not a readable image file (a string), or None when its header looks fine."""
-    path = Path(path)
-    problem = file_problem(path)
-    if problem:
-        return problem
-    from rawcnn.data.sources import is_dicom
-    if is_dicom(path):
-        return None
-    try:
-        with open(path, "rb") as f:
-            head = f.read(33)
-    except OSError as e:
-        return f"cannot be read ({e.strerror or e})"
-    if not any(head.startswith(m) for m in MAGIC):
-        return "not an image (unknown file header)"
-    if head.startswith(MAGIC[0]):
-        # IHDR is the first chunk: length 13, type, width, height (big-endian uint32)
-        if len(head) < 33 or head[12:16] != b"IHDR":
-            return "truncated PNG header"
-        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-        if width == 0 or height == 0:
-            return f"PNG header gives an empty image ({width}x{height})"
-    return None
-
-
-def load_image(path):
-    """Decode an image file as 8-bit grayscale.
-
-    Colour is converted with OpenCV's BGR->gray weights; 16-bit images are min-max scaled to
-    0..255 (their useful range varies by scanner). Returns y (H, W) uint8. Raises DataError.
-    """
-    path = Path(path)
-    problem = header_problem(path)
-    if problem:
-        raise DataError(f"{path}: {problem}")
-    from rawcnn.data.sources import is_dicom, load_dicom
-    if is_dicom(path):
-        return load_dicom(path)  # rescale, VOI window, MONOCHROME1 inverted (rawcnn.data.sources)
-    from rawcnn.data.image_check import check_declared_size, decode_guarded
-    check_declared_size(path)
-    x = decode_guarded(path)
-    if x.ndim == 3:
-        code = cv2.COLOR_BGRA2GRAY if x.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-        x = cv2.cvtColor(x, code)
-    if x.dtype != np.uint8:
-        if x.dtype.kind == "f" and not np.isfinite(x).all():
-            bad = int(x.size - np.isfinite(x).sum())
-            raise DataError(f"{path}: the image holds {bad} NaN or Inf pixel values; refusing to use it")
-        x = x.astype(np.float64)
-        lo, hi = float(x.min()), float(x.max())
-        if not hi > lo:
-            raise DataError(f"{path}: the non-8-bit image is constant ({lo:g} everywhere) "
-                            f"and would decode as a blank image; refusing to use it")
-        x = (x - lo) * (255.0 / max(hi - lo, 1e-12))
-        x = np.clip(np.rint(x), 0, 255).astype(np.uint8)  # (H, W)
-    return np.ascontiguousarray(x)
-
-
-def load_mask(paths, shape):
-    """Union of the mask files `paths` (nonzero = inside), checked against image `shape` (H, W).
-
-    Returns y (H, W) uint8 with values 0/1. Raises DataError naming the file at fault.
-    """
-    y = np.zeros(shape, dtype=np.uint8)  # (H, W)
-    for path in paths:
-        m = load_image(path)
-        if m.shape != tuple(shape):
-            raise DataError(f"{path}: mask shape {m.shape} differs from its image's {tuple(shape)}")
-        y |= (m > 0).astype(np.uint8)
-    return y
 
 
 def parse_clinical(text):
@@ -394,7 +252,6 @@ def read_any(root, skip_bad=False, classes=None, finding=None):
 
     classes: the class order for folder-per-class and label-CSV sets (--classes); finding: the
     NIH finding read against 'No Finding' (--finding)."""
-    from rawcnn.data.sources import read_label_csv, read_nih
     layout = detect_layout(root)
     if layout == "nih":
         return read_nih(root, finding or "Effusion", skip_bad=skip_bad)

@@ -341,7 +341,7 @@ def synthesize(out_dir, n, size=512, seed=0, abnormal_fraction=0.5, progress=Tru
     An out_dir that already holds files in the layout's subfolders is refused unless
     overwrite=True, which first deletes the MCUCXR_* files there (and nothing else).
     difficulty: 'standard' or 'hard' (render_case: subtle lesions, varied exposure, more noise).
-    Returns rawcnn.data.readers.Records, as read_montgomery(out_dir) gives them.
+    Returns rawcnn.data.records.Records, as read_montgomery(out_dir) gives them.
     """
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"synthesize: difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")

@@ -695,7 +695,7 @@ class ShardedImages:
     def __init__(self, path, index, channels, dist):
         import h5py
 
-        from rawcnn.data.readers import DataError
+        from rawcnn.data.records import DataError
         from rawcnn.files.validate import InputError, check_storage
         self.path, self.index, self.dist = path, np.asarray(index, dtype=np.int64), dist  # (M,)
         self.file = h5py.File(path, "r")
@@ -761,7 +761,7 @@ class ShardedData:
         import h5py
 
         from rawcnn.data.dataset import PER_IMAGE, SPLITS
-        from rawcnn.data.readers import DataError
+        from rawcnn.data.records import DataError
         from rawcnn.files.validate import InputError, check_storage
         self.path, self.dist, self.SPLITS = path, dist, SPLITS
         try:
