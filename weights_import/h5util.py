@@ -15,8 +15,9 @@ import zlib
 import h5py
 import numpy as np
 
-from .errors import WeightsImportError
+from rawcnn.files.validate import InputError, check_bytes, check_storage
 
+from .errors import WeightsImportError
 
 # config.json of a .keras zip is the model's layer list as text (a VGG16's is tens of KB), never weights:
 # it gets this budget of its own rather than the memory budget for arrays.
@@ -59,7 +60,6 @@ def open_weights(path):
 
 def _checked(f, where):
     """f after check_storage walked its links; closed and a WeightsImportError when one is refused."""
-    from rawcnn.files.validate import InputError, check_storage
     try:
         check_storage(f, where)
     except InputError as e:
@@ -79,7 +79,6 @@ def _read_member(z, name, path, limit=None):
     that a longer stream is seen here and named (one that ends within those two chunks still
     fails on zipfile's CRC check, which stays on).
     """
-    from rawcnn.files.validate import check_bytes
     info = z.getinfo(name)
     declared, what = info.file_size, f"member {name} of the .keras zip"
 
@@ -192,7 +191,6 @@ def read_array(ds, where):
 
     Data stored outside the file (external storage, a virtual dataset) is refused before the read.
     """
-    from rawcnn.files.validate import InputError, check_bytes, check_storage
     try:
         check_storage(ds, where)
         check_bytes(int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize, where,

@@ -15,9 +15,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from rawcnn.data.preprocessing import Preprocessing, preset
 from rawcnn.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rawcnn.engine.models import build, load_spec
-from rawcnn.data.preprocessing import Preprocessing, preset
+from rawcnn.files.validate import InputError, check_finite_params
 
 from . import alexnet, convert, mapping
 from .detect import FORMATS, check_forced, detect_format
@@ -71,7 +72,6 @@ def import_to_checkpoint(path, arch, out, fmt="auto", **options):
     Nothing is written when the import fails (the error is raised before), and the checkpoint itself
     appears atomically.
     """
-    from rawcnn.files.validate import InputError, check_finite_params
     net, report = import_weights(path, arch, fmt, **options)
     try:
         check_finite_params({k: {n: np.asarray(v) for n, v in d.items()} for k, d in net.state_dict().items()},

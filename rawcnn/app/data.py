@@ -1,9 +1,10 @@
 """`rawcnn data synth` and `rawcnn data prepare`."""
+from rawcnn.data import default_settings, synthesize
+from rawcnn.data import prepare as run
 
 
 def synth(out, n=200, *, size=512, abnormal_fraction=0.5, seed=0, overwrite=False, difficulty="standard"):
     """`rawcnn data synth`: rawcnn.data.synthesize; returns its records."""
-    from rawcnn.data import synthesize
     return synthesize(out, n, size=size, seed=seed, abnormal_fraction=abnormal_fraction, overwrite=overwrite,
                       difficulty=difficulty)
 
@@ -12,7 +13,6 @@ def prepare(src, out, *, input_size=227, roi_crop=True, roi=None, classes=None, 
             base_size=1024, clahe=True, clahe_clip_limit=2.0, clahe_tile_grid=8, seed=0, skip_bad=False):
     """`rawcnn data prepare`: the settings from the options (roi overrides roi_crop; base_size 0 skips
     the resize; classes a comma-separated string or None), then rawcnn.data.prepare; returns its summary."""
-    from rawcnn.data import default_settings, prepare as run
     s = default_settings(input_size)
     s.update(roi_crop=roi_crop, roi_margin=roi_margin, base_size=base_size or None, clahe=clahe,
              clahe_clip_limit=clahe_clip_limit, clahe_tile_grid=clahe_tile_grid)

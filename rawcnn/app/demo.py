@@ -40,7 +40,13 @@ import time
 import numpy as np
 
 from kernels import get_backend
+from rawcnn.app.viz import report, viz_score
+from rawcnn.data import default_settings, load_dataset, prepare, synthesize
+from rawcnn.data.preprocessing import Preprocessing
+from rawcnn.files.fileio import atomic_open, check_target
 from rawcnn.files.jsonsafe import finite_or_null
+from rawcnn.training.evaluate import evaluate_checkpoint, save_report
+from rawcnn.training.recipes import equivalent_command, resolve, train_recipe
 
 DEMO_SETTINGS = {"n_images": 800, "synth_size": 256, "input_size": 96, "epochs": 15, "batch_size": 32,
                  "lr": 3e-3, "momentum": 0.9, "weight_decay": 5e-4, "patience": 3, "max_drops": 3,
@@ -64,7 +70,6 @@ def demo_paths(out_dir):
 
 def _check_outputs(paths):
     """Refuse (OverwriteError) when out_dir already holds anything the demo would write or delete."""
-    from rawcnn.files.fileio import check_target
     for key, p in paths.items():
         if key in ("out_dir", "run_dir"):
             continue
@@ -83,7 +88,6 @@ def standardise(x, input_size):
 
     x: uint8 (N, C, S, S) training images; input_size: S. Returns a rawcnn.data.preprocessing.Preprocessing.
     """
-    from rawcnn.data.preprocessing import Preprocessing
     mean, std = float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
     if not std > 0:
         raise ValueError(f"standardise: the training images (shape {x.shape}) are constant; nothing to learn")
@@ -97,7 +101,6 @@ _strict = finite_or_null
 
 def _data(paths, st, seed, progress, log):
     """Steps 1-2: synthesize and prepare. Returns the loaded PreparedData."""
-    from rawcnn.data import default_settings, load_dataset, prepare, synthesize
     log(f"synthesizing {st['n_images']} radiographs ({st['synth_size']} px, seed {seed}) in {paths['data']}")
     synthesize(paths["data"], st["n_images"], size=st["synth_size"], seed=seed, abnormal_fraction=0.5,
                progress=progress, overwrite=True)
@@ -111,7 +114,6 @@ def _data(paths, st, seed, progress, log):
 
 def demo_recipe(st):
     """The demo's training settings as a rawcnn.training.recipes settings dict (what `rawcnn train` flags spell)."""
-    from rawcnn.training.recipes import resolve
     init = st["weight_std"] if st["weight_std"] == "he" else f"normal:{st['weight_std']}"
     return resolve("default", init=init, input_norm="standardise", lr=st["lr"], batch_size=st["batch_size"],
                    epochs=st["epochs"], momentum=st["momentum"], weight_decay=st["weight_decay"],
@@ -122,7 +124,6 @@ def demo_recipe(st):
 
 def _train(paths, st, data, seed, backend, progress, log):
     """Step 3: build the custom net and train it with the demo's recipe. Returns train()'s dict."""
-    from rawcnn.training.recipes import train_recipe
     r = train_recipe(data, paths["run_dir"], demo_recipe(st), model="custom", seed=seed, device=backend,
                      progress=progress, log=log)
     if r["status"] == "interrupted":
@@ -134,7 +135,6 @@ def _train(paths, st, data, seed, backend, progress, log):
 
 def _localise(paths, data, backend, progress=False):
     """Step 5: every heat-map method's scores on the test split. Returns a dict for the summary."""
-    from rawcnn.app.viz import viz_score
     t = viz_score(paths["best_checkpoint"], data, paths["localisation"], split="test", device=backend,
                   progress=progress)
     rows = {r["method"]: {k: r[k] for k in ("n", "layer", "pointing", "energy_lesion", "iou")} for r in t["summary"]}
@@ -166,15 +166,12 @@ def run_demo(out_dir, *, seed=0, n_images=None, input_size=None, epochs=None, de
     sec["data"] = time.perf_counter() - t0
     r = _train(paths, st, data, seed, be.name, progress, log)
     sec["train"] = time.perf_counter() - t0 - sec["data"]
-    from rawcnn.training.evaluate import evaluate_checkpoint, save_report
-    from rawcnn.training.recipes import equivalent_command
     log(f"evaluating {paths['best_checkpoint']} on the test split")
     ev = evaluate_checkpoint(paths["best_checkpoint"], data, split="test", device=be.name)
     save_report(ev, paths["run_dir"])
     log("scoring each heat-map method against the test split's lesion masks")
     loc = _localise(paths, data, be.name, progress)
     log(f"writing the report (filters, channels, heat maps, dream images) to {paths['report']}")
-    from rawcnn.app.viz import report
     report(paths["run_dir"], data=data, checkpoint=paths["best_checkpoint"], out=paths["report"], device=be.name,
            title=f"rawcnn demo: custom model on synthetic radiographs (seed {seed})", progress=progress)
     sec["evaluate_and_report"] = time.perf_counter() - t0 - sec["data"] - sec["train"]
@@ -187,7 +184,6 @@ def run_demo(out_dir, *, seed=0, n_images=None, input_size=None, epochs=None, de
                        "train_command": equivalent_command(demo_recipe(st), paths["prepared"],
                                                            os.path.join(paths["out_dir"], "run-cli"), seed=seed,
                                                            device=be.name)})
-    from rawcnn.files.fileio import atomic_open
     with atomic_open(paths["summary"], "w") as fh:
         json.dump(summary, fh, indent=1)
     for line in format_summary(summary):

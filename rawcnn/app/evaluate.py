@@ -3,14 +3,16 @@ import json
 
 import numpy as np
 
+from rawcnn.files.jsonsafe import finite_or_null
+from rawcnn.training.evaluate import evaluate_checkpoint, save_report
+
 
 def evaluate_command(checkpoint, data_path, *, split="test", threshold=0.5, out=None, classes=None, device="cpu",
                      conv_algo="auto", note=print):
     """evaluate_checkpoint (classes a comma-separated string or None), its class note through `note`, and
     with `out` the eval.json and ROC PNG (save_report). Returns (result dict, written paths)."""
-    from rawcnn.training.evaluate import evaluate_checkpoint, save_report
-    res = evaluate_checkpoint(checkpoint, data_path, split=split, device=device, threshold=threshold, conv_algo=conv_algo,
-                              classes=classes.split(",") if classes else None)
+    res = evaluate_checkpoint(checkpoint, data_path, split=split, device=device, threshold=threshold,
+                              classes=classes.split(",") if classes else None, conv_algo=conv_algo)
     if res.get("class_note"):
         note(res["class_note"])
     return res, (save_report(res, out) if out else [])
@@ -19,7 +21,6 @@ def evaluate_command(checkpoint, data_path, *, split="test", threshold=0.5, out=
 def format_result(res, checkpoint, split, data_path, as_json=False):
     """What `rawcnn evaluate` prints: the metrics as JSON (NaN as null), or a title line and format_metrics."""
     if as_json:
-        from rawcnn.files.jsonsafe import finite_or_null
         return json.dumps(finite_or_null({k: v for k, v in res.items()
                                           if k not in ("roc", "probabilities", "names", "class_note")}))
     return f"{checkpoint} on the {split} split of {data_path}\n" + format_metrics(res)

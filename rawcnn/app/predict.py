@@ -3,6 +3,11 @@ import math
 
 import numpy as np
 
+from rawcnn.data.contract import contract_of, masks_for
+from rawcnn.engine.checkpoint import read_checkpoint
+from rawcnn.files.validate import check_int, read_text
+from rawcnn.training.evaluate import predict
+
 
 def predict_command(checkpoint, images, *, top=2, class_names=None, masks=None, masks_dir=None, device="cpu",
                     conv_algo="auto", log=None):
@@ -31,10 +36,6 @@ def predict_top(checkpoint, images, top=5, class_names=None, device="cpu", masks
     Names come from the class_names file when given, else from the checkpoint (meta class_names).
     masks / masks_dir: lung masks per image (--mask) or a folder matched by name (--masks).
     """
-    from rawcnn.engine.checkpoint import read_checkpoint
-    from rawcnn.data.contract import contract_of, masks_for
-    from rawcnn.training.evaluate import predict
-    from rawcnn.files.validate import check_int, read_text
     check_int(top, "--top", lo=1)
     names = None
     if class_names:

@@ -15,11 +15,19 @@ of the gradient w.r.t. the input. Everything runs inside Net.probe() (test-time 
 is the identity), with weight gradients switched on for the pass; the net's own flags and
 gradients are left as they were.
 """
+import os
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from kernels import to_numpy
+from rawcnn.data import load_image
+from rawcnn.data.contract import contract_of, file_to_input
+from rawcnn.engine.checkpoint import load_checkpoint
+from rawcnn.engine.layers import SoftmaxCrossEntropy
+from rawcnn.engine.models import build
+from rawcnn.training.evaluate import _checkpoint_input
 
 
 @dataclass
@@ -62,7 +70,6 @@ def trace(net, x, class_index=None):
 
     Returns Trace.
     """
-    from rawcnn.engine.layers import SoftmaxCrossEntropy
     x = np.asarray(x) if not net.be.owns(x) else x
     if x.ndim == 3:
         x = x[None]
@@ -125,10 +132,7 @@ def trace_command(model, image=None, random=False, class_index=None, seed=0, dev
     from an image file (a checkpoint's input contract, the same path as `predict`:
     rawcnn.data.contract.file_to_input; else the gray image resized to the input and scaled to [0, 1])
     or from N(0, 1) noise of the given seed, and trace it. Returns Trace."""
-    import os
 
-    from rawcnn.engine.checkpoint import load_checkpoint
-    from rawcnn.engine.models import build
     if (image is None) == (not random):
         raise ValueError("give one of --input IMAGE or --random")
     if str(model).endswith((".h5", ".hdf5")) and os.path.exists(model):
@@ -143,14 +147,10 @@ def trace_command(model, image=None, random=False, class_index=None, seed=0, dev
     if random:
         x = np.random.default_rng(seed).standard_normal((1, C, H, W)).astype(net.dtype)
     elif ck is not None and ck.get("preprocessing") is not None:  # predict's path (rawcnn.data.contract)
-        from rawcnn.data.contract import contract_of, file_to_input
-        from rawcnn.training.evaluate import _checkpoint_input
         _, to_input = _checkpoint_input(net, ck, model)
         x, _, note = file_to_input(image, contract_of(ck), to_input)  # (1, C, H, W)
     else:
-        import cv2
 
-        from rawcnn.data import load_image
         img = cv2.resize(load_image(image), (W, H), interpolation=cv2.INTER_AREA)  # (H, W) uint8
         x = np.repeat((img.astype(np.float32) / 255.0)[None, None], C, axis=1).astype(net.dtype)
     t = trace(net, x, class_index)

@@ -13,10 +13,24 @@ import json
 import os
 
 import h5py
+import h5py as _h5
 import numpy as np
 
-from rawcnn import __version__
 from kernels import to_numpy
+from rawcnn import __version__
+from rawcnn.data.settings_check import check_stored_settings
+from rawcnn.engine.models import build
+from rawcnn.files.fileio import atomic_path
+from rawcnn.files.validate import (
+    InputError,
+    attr_json,
+    attr_number,
+    attr_text,
+    check_bytes,
+    check_finite_params,
+    check_storage,
+    read_dataset,
+)
 
 FORMAT = "rawcnn-checkpoint"
 FORMAT_VERSION = 1
@@ -36,7 +50,6 @@ def atomic_h5(path, write):
     rawcnn.files.fileio.atomic_path: the temporary is named with this process's pid and a random token,
     the overwrite policy is checked, and the file and the rename are made durable (fsync).
     """
-    from rawcnn.files.fileio import atomic_path
     with atomic_path(path, fsync=True) as tmp:
         with h5py.File(tmp, "w") as f:
             write(f)
@@ -87,7 +100,6 @@ def read_checkpoint(path):
     kept outside the file (external storage, an external or soft link, a virtual dataset) is refused
     without opening the other file (validate.check_storage).
     """
-    from rawcnn.files.validate import InputError
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file")
@@ -110,8 +122,6 @@ def read_checkpoint(path):
 
 def _read_group_arrays(f, key, path):
     """{layer: {key: array}} of group `key`, every member checked before it is read."""
-    import h5py as _h5
-    from rawcnn.files.validate import InputError, check_bytes, read_dataset
     g = f.get(key)
     if not isinstance(g, _h5.Group):
         raise InputError(f"{path}: {key!r} should be a group of layers, got "
@@ -134,7 +144,6 @@ def _read_group_arrays(f, key, path):
 
 
 def _read_checkpoint(f, path):
-    from rawcnn.files.validate import InputError, attr_json, attr_number, attr_text, check_storage
     fmt = f.attrs.get("format") if "format" in f.attrs else None
     if isinstance(fmt, bytes):
         fmt = fmt.decode("utf-8", "replace")
@@ -156,7 +165,6 @@ def _read_checkpoint(f, path):
         out[k] = attr_json(f, k, path, kind=kind)
     settings = (out["meta"] or {}).get("data_settings")
     if settings is not None:
-        from rawcnn.data.settings_check import check_stored_settings
         check_stored_settings(settings, f"{path}: attribute 'meta', data_settings")
     for i, row in enumerate(out["history"] or []):
         if not isinstance(row, dict):
@@ -174,8 +182,6 @@ def _read_checkpoint(f, path):
 
 def load_checkpoint(path, backend="cpu"):
     """Rebuild the Net a checkpoint holds, on `backend`. Returns (net, checkpoint dict)."""
-    from rawcnn.engine.models import build
-    from rawcnn.files.validate import InputError, check_finite_params
     ck = read_checkpoint(path)
     try:
         check_finite_params(ck["params"], path)

@@ -99,7 +99,21 @@ def numeric_gradient(f, x, dy, h=1e-6, skip_kinks=True):
 # ------------------------------------------------------------------------------------------------
 from dataclasses import dataclass  # noqa: E402
 
+from tqdm import tqdm
+
 from kernels import get_backend, to_numpy  # noqa: E402
+from rawcnn.engine.layers import (
+    LRN,
+    Conv2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Softmax,
+    SoftmaxCrossEntropy,
+)
 
 THRESHOLD = 1e-6  # `rawcnn gradcheck` fails when any relative error exceeds this
 
@@ -148,7 +162,6 @@ def check_layers(layers, x, dy=None, labels=None, config="", h=1e-6, backend="cp
     like the chain's output (ignored with labels); labels: int64 (N,) to end in SoftmaxCrossEntropy.
     Dropout generators are re-seeded before every forward, as Caffe's checker does.
     """
-    from rawcnn.engine.layers import SoftmaxCrossEntropy
     be = get_backend(backend) if isinstance(backend, str) else backend
     crit = SoftmaxCrossEntropy() if labels is not None else None
     for l in layers + ([crit] if crit else []):
@@ -207,7 +220,6 @@ def _no_ties(rng, shape):
 
 def layer_cases():
     """(layer type, config text, factory(rng) -> (layers, x, labels or None)) for every layer type."""
-    from rawcnn.engine.layers import LRN, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Softmax
     f64 = np.float64
 
     def conv(C, F, k, s, p, g, shape, algo="im2col"):
@@ -275,7 +287,6 @@ def run_gradcheck(layer="all", backend="cpu", seed=0, h=1e-6, progress=False):
     """Check every layer type (or one) and a small net end to end; returns the list of Rows.
 
     progress: show a tqdm bar over the cases (the CLI does; finite differences take a while)."""
-    from tqdm import tqdm
     cases = layer_cases()
     kinds = sorted({c[0] for c in cases})
     if layer != "all" and layer not in kinds:

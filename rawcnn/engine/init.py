@@ -18,6 +18,7 @@ both, and eight layers compound the error. LSUV measures the actual scale on dat
 import numpy as np
 
 from kernels import to_numpy
+from rawcnn.engine.determinism import blas_pinned
 
 WEIGHT_KINDS = ("Conv2d", "Linear")
 
@@ -60,7 +61,6 @@ def lsuv(net, x, *, seed=0, tol=0.1, max_iter=10, log=None):
     seed: the orthonormal draws; tol: stop when |var(y) - 1| < tol; max_iter: rescalings per layer.
     Returns [(layer name, output std before the last rescale, rescalings)], one per weight layer.
     """
-    from rawcnn.engine.determinism import blas_pinned
     with blas_pinned(net.be.name == "cpu"):  # the QR and the measurements: thread-count independent
         return _lsuv(net, x, seed, tol, max_iter, log)
 

@@ -22,8 +22,9 @@ import os
 
 import numpy as np
 
-from rawcnn.engine.layers import LAYER_TYPES
+from rawcnn.engine.layers import LAYER_TYPES, Conv2d, Dropout, Linear
 from rawcnn.engine.net import Net
+from rawcnn.files.validate import MAX_JSON_CHARS, check_bytes, parse_json, read_text
 
 
 def _conv(name, f, k, s=1, p=0, g=1):
@@ -129,7 +130,6 @@ def load_spec(name_or_path):
         spec, where = BUILTIN[name_or_path](), f"built-in model {name_or_path!r}"
     elif os.path.exists(str(name_or_path)):
         where = f"spec file {name_or_path}"
-        from rawcnn.files.validate import MAX_JSON_CHARS, parse_json, read_text
         text = read_text(name_or_path, where, max_bytes=MAX_JSON_CHARS)  # a FIFO or device refused unread
         spec = parse_json(text, where, kind=dict, allow_null=False)
     else:
@@ -197,7 +197,6 @@ def _check_size(spec, name, kind, shape, kw, itemsize, total):
 
     shape: the layer's input (C, H, W) or (D,); total: [bytes of weights so far] (updated).
     """
-    from rawcnn.files.validate import check_bytes
     where = f"model {spec.get('name', '?')!r}: layer {name!r} ({kind})"
     width = kw.get("out_channels", kw.get("out_features"))
     if any(int(v) > MAX_SIDE * MAX_SIDE for v in shape) or (width is not None and width > 1 << 20):
@@ -221,7 +220,6 @@ def build(name_or_spec, num_classes=None, input_shape=None, seed=0, dtype=np.flo
     num_classes: replaces the last Linear's out_features; input_shape: (C, H, W) replaces spec['input'].
     Every layer's shape is checked front to back; a mismatch names the layer and the shapes.
     """
-    from rawcnn.engine.layers import Conv2d, Dropout, Linear
     spec = load_spec(name_or_spec)
     if input_shape is not None:
         spec["input"] = [int(v) for v in input_shape]

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from kernels import get_backend, to_numpy
-
 from rawcnn.engine import conv_algo
+from rawcnn.engine.layers import Linear
 
 
 class Net:
@@ -321,7 +321,6 @@ class Net:
         (weights N(0, weight_std), biases 0) from the explicit `seed`, and lives on the net's backend
         and dtype; net.spec is updated so that checkpoints rebuild the new head.
         """
-        from rawcnn.engine.layers import Linear
         idx = [i for i, l in enumerate(self.layers) if l.kind == "Linear"]
         if not idx:
             raise ValueError("replace_head: the net has no Linear layer to replace")

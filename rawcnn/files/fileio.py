@@ -19,6 +19,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 
 TMP_PREFIX = ".rawcnn-tmp-"
 TMP_PATTERN = re.compile(r"^\.rawcnn-tmp-(\d+)-([0-9a-f]{8})-(.+)$")
@@ -187,7 +188,6 @@ def atomic_open(path, mode="w", *, check=True, fsync=False, **kw):
 
 def copy_atomic(src, dst, *, check=True, fsync=False):
     """Copy file `src` onto `dst` atomically (through a temporary beside dst)."""
-    import shutil
     with atomic_path(dst, check=check, fsync=fsync) as tmp:
         shutil.copyfile(src, tmp)
 

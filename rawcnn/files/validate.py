@@ -19,6 +19,7 @@ import math
 import os
 import stat
 
+import h5py
 import numpy as np
 
 MAX_JSON_CHARS = 16 * 1024 * 1024
@@ -217,7 +218,6 @@ def dataset(f, key, where, shape=None, ndim=None, kinds=None):
 
     shape: a tuple where None entries match anything; kinds: dtype kinds allowed ('f', 'iu', ...).
     """
-    import h5py
     try:
         d = f.get(key)
     except Exception as e:
@@ -255,7 +255,6 @@ def check_storage(ds, where):
     read). The walk leaves external storage to the check each reader makes on a dataset before
     reading it, whose `where` can name the layer; the other file is opened only by a read.
     """
-    import h5py
     inside = "rawcnn reads only data stored inside the file"
 
     def text(v):

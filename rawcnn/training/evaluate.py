@@ -13,18 +13,23 @@ is given, resizes, CLAHE; rawcnn.data.preprocess) and then the checkpoint's inpu
 (preprocessing: a rawcnn.data.preprocessing.Preprocessing record, e.g. the training set's mean taken
 off, or an imported model's ImageNet mean in BGR order).
 """
+import copy
 import json
 import os
 
 import numpy as np
 
 from kernels import to_numpy
+from rawcnn.data import load_dataset
+from rawcnn.data.contract import class_names_of, contract_of, file_to_input, match_classes, settings_note
 from rawcnn.engine.checkpoint import CheckpointError, load_checkpoint
 from rawcnn.engine.conv_algo import plan
-from rawcnn.files.jsonsafe import finite_or_null
 from rawcnn.engine.layers import SoftmaxCrossEntropy
+from rawcnn.files.fileio import atomic_open, check_targets
+from rawcnn.files.jsonsafe import finite_or_null
 from rawcnn.training.metrics import classification_report
 from rawcnn.training.plots import plot_roc
+from rawcnn.training.train import make_to_input
 
 
 def forward_probs(net, images, labels=None, batch_size=32, to_input=None):
@@ -83,7 +88,6 @@ def save_report(result, out_dir, prefix="eval"):
 
     Undefined values (NaN) and the ROC's +inf threshold are written as null. Returns the paths written.
     """
-    from rawcnn.files.fileio import atomic_open, check_targets
     paths = [os.path.join(out_dir, f"{prefix}.json")]
     check_targets(paths + ([os.path.join(out_dir, f"{prefix}_roc.png")] if result.get("roc") else []))
     with atomic_open(paths[0], "w") as fh:
@@ -98,7 +102,6 @@ def save_report(result, out_dir, prefix="eval"):
 
 def _checkpoint_input(net, ck, path):
     """(data settings or None, to_input) recorded in checkpoint `ck`; CheckpointError when it has neither."""
-    from rawcnn.training.train import make_to_input
     settings = (ck.get("meta") or {}).get("data_settings")
     if ck.get("preprocessing") is None:
         raise CheckpointError(f"{path}: the checkpoint records no input preprocessing (it was trained on "
@@ -116,14 +119,11 @@ def evaluate_checkpoint(ckpt_path, data, split="test", batch_size=32, device="cp
     Returns evaluate()'s dict plus 'names' ((N,) the images' names), 'split', 'class_names' and
     'class_note' (a remapping done, or '').
     """
-    from rawcnn.data.contract import class_names_of, contract_of, match_classes, settings_note
-    from rawcnn.data import load_dataset
     net, ck = load_checkpoint(ckpt_path, backend=device)
     plan(net, batch_size, conv_algo)
     _, to_input = _checkpoint_input(net, ck, ckpt_path)
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     if classes:
-        import copy
         data = copy.copy(data)  # labels remapped on a copy: the caller's set stays as it was
     note = match_classes(data, contract_of(ck).class_names, classes)
     part = data.split(split)
@@ -145,7 +145,6 @@ def predict(ckpt_path, image_paths, batch_size=32, device="cpu", lung_masks=None
     image without a mask is cropped by the lung-field locator (rawcnn.data.locator), and
     log(message) says so. Returns probs: float64 (N, K), column k the probability of class k.
     """
-    from rawcnn.data.contract import contract_of, file_to_input
     paths = [os.fspath(p) for p in image_paths]
     if not paths:
         raise ValueError("predict: no image paths given")

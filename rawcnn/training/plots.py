@@ -9,13 +9,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from rawcnn.files.fileio import atomic_path
+
 
 def _save(fig, path):
     """Write `fig` to `path` as PNG (the directory is created); returns the path."""
     path = os.fspath(path)
     if not path.lower().endswith(".png"):
         raise ValueError(f"plots are written as PNG; give a path ending in .png, got {path!r}")
-    from rawcnn.files.fileio import atomic_path
     FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -22,6 +22,7 @@ import cv2
 import h5py
 import numpy as np
 
+from rawcnn.files.fileio import atomic_path, inside
 from rawcnn.viz.images import montage, scale_channels, write_png
 
 
@@ -156,11 +157,9 @@ def save_activations(net, x, layer, out_dir, stem="activations", raw_format="npy
         raise ValueError(f"layer {layer!r} gives output of shape {a.shape}, not per-channel maps (F, h, w)")
     top, scores = top_channels(a, k, mask) if k else (None, None)
     os.makedirs(out_dir, exist_ok=True)
-    from rawcnn.files.fileio import inside
     base = inside(out_dir, f"{stem}_{layer}")  # names from data and specs never leave out_dir
     png = write_png(base + ".png", activation_grid(a, highlight=() if top is None else top.tolist()))
     raw = f"{base}.{raw_format}"
-    from rawcnn.files.fileio import atomic_path
     with atomic_path(raw) as tmp:
         if raw_format == "npy":
             with open(tmp, "wb") as fh:

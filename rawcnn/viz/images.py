@@ -26,6 +26,8 @@ import os
 import cv2
 import numpy as np
 
+from rawcnn.files.fileio import atomic_path
+
 
 # -- scaling -------------------------------------------------------------------------------------
 def scale01(a, axes=None):
@@ -201,7 +203,6 @@ def write_png(path, img):
     path = os.fspath(path)
     if not path.lower().endswith(".png"):
         raise ValueError(f"give a path ending in .png, got {path!r}")
-    from rawcnn.files.fileio import atomic_path
     with atomic_path(path) as tmp:
         if not cv2.imwrite(tmp, to_bgr8(img)):
             raise OSError(f"cv2.imwrite could not write {tmp}")

@@ -36,7 +36,9 @@ import os
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
+from rawcnn.files.fileio import atomic_open
 from rawcnn.viz.activations import rank_channels
 from rawcnn.viz.heatmap import METHODS, default_layer, heatmaps
 from rawcnn.viz.images import resize
@@ -143,7 +145,6 @@ def lung_scores(heat, lung=None):
 
 
 def _write_csv(path, fields, rows):
-    from rawcnn.files.fileio import atomic_open
     with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
@@ -182,7 +183,6 @@ def localisation_table(net, data, split="test", methods=METHODS, *, layer=None, 
         channel = int(rank_channels(net, sel.images[use], layer, masks=masks, to_input=to_input,
                                     batch_size=batch_size)[0][0])
     rows = []
-    from tqdm import tqdm
     for i in tqdm(range(0, keep.size, int(batch_size)), desc="score", unit="batch", disable=not progress,
                   leave=False):
         idx = keep[i:i + int(batch_size)]

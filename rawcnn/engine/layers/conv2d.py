@@ -14,7 +14,6 @@ rawcnn/engine/conv_algo.py sets it when the layer is made (`static_choice`) and 
 import numpy as np
 
 from kernels.shapes import COLUMN_BUDGET_BYTES
-
 from rawcnn.engine import conv_algo
 from rawcnn.engine.layers.base import Layer, init_std, pair
 
