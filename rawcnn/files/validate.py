@@ -255,51 +255,64 @@ def check_storage(ds, where):
     read). The walk leaves external storage to the check each reader makes on a dataset before
     reading it, whose `where` can name the layer; the other file is opened only by a read.
     """
-    inside = "rawcnn reads only data stored inside the file"
-
-    def text(v):
-        v = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-        return v if len(v) <= 200 else v[:200] + "..."
-
     try:
         if isinstance(ds, h5py.Dataset):
-            plist = ds.id.get_create_plist()
-            if ds.is_virtual:
-                src = f", from {text(plist.get_virtual_filename(0))!r}" if plist.get_virtual_count() else ""
-                raise InputError(f"{where}: cannot read dataset {ds.name!r}: it is a virtual dataset (its data "
-                                 f"are other datasets{src}); {inside}")
-            n = plist.get_external_count()
-            if n:
-                more = f" and {n - 1} more" if n > 1 else ""
-                raise InputError(f"{where}: cannot read dataset {ds.name!r}: its data are stored in the external "
-                                 f"file {text(plist.get_external(0)[0])!r}{more}; {inside}")
-            return
-        seen, todo = set(), [ds]
-        while todo:
-            g = todo.pop()
-            if g.id in seen:  # a group hard-linked twice (or into itself) is walked once
-                continue
-            seen.add(g.id)
-            for name in g:
-                member = f"{g.name.rstrip('/')}/{name}"
-                link = g.get(name, getlink=True)
-                if isinstance(link, h5py.ExternalLink):
-                    raise InputError(f"{where}: {member!r} is an external link to {text(link.path)!r} in the file "
-                                     f"{text(link.filename)!r}; {inside}")
-                if not isinstance(link, h5py.HardLink):
-                    kind = (f"a soft link to {text(link.path)!r}" if isinstance(link, h5py.SoftLink)
-                            else "a user-defined link")
-                    raise InputError(f"{where}: {member!r} is {kind}, not data of its own; {inside}, each under "
-                                     f"its own name")
-                obj = g[name]
-                if isinstance(obj, h5py.Group):
-                    todo.append(obj)
-                elif isinstance(obj, h5py.Dataset) and obj.is_virtual:
-                    check_storage(obj, where)
+            _check_dataset_storage(ds, where)
+        else:
+            _walk_links(ds, where)
     except InputError:
         raise
     except Exception as e:
         raise InputError(f"{where}: cannot read the file's structure ({_short(e)}); the file is damaged") from None
+
+
+_INSIDE = "rawcnn reads only data stored inside the file"
+
+
+def _text(v):
+    """A name or path from the file, as at most 200 characters of text."""
+    v = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    return v if len(v) <= 200 else v[:200] + "..."
+
+
+def _check_dataset_storage(ds, where):
+    """check_storage of one dataset: neither virtual nor stored in external raw files."""
+    plist = ds.id.get_create_plist()
+    if ds.is_virtual:
+        src = f", from {_text(plist.get_virtual_filename(0))!r}" if plist.get_virtual_count() else ""
+        raise InputError(f"{where}: cannot read dataset {ds.name!r}: it is a virtual dataset (its data "
+                         f"are other datasets{src}); {_INSIDE}")
+    n = plist.get_external_count()
+    if n:
+        more = f" and {n - 1} more" if n > 1 else ""
+        raise InputError(f"{where}: cannot read dataset {ds.name!r}: its data are stored in the external "
+                         f"file {_text(plist.get_external(0)[0])!r}{more}; {_INSIDE}")
+
+
+def _walk_links(group, where):
+    """check_storage of a group: every link below it, walked by link (never followed), each group once."""
+    seen, todo = set(), [group]
+    while todo:
+        g = todo.pop()
+        if g.id in seen:  # a group hard-linked twice (or into itself) is walked once
+            continue
+        seen.add(g.id)
+        for name in g:
+            member = f"{g.name.rstrip('/')}/{name}"
+            link = g.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise InputError(f"{where}: {member!r} is an external link to {_text(link.path)!r} in the file "
+                                 f"{_text(link.filename)!r}; {_INSIDE}")
+            if not isinstance(link, h5py.HardLink):
+                kind = (f"a soft link to {_text(link.path)!r}" if isinstance(link, h5py.SoftLink)
+                        else "a user-defined link")
+                raise InputError(f"{where}: {member!r} is {kind}, not data of its own; {_INSIDE}, each under "
+                                 f"its own name")
+            obj = g[name]
+            if isinstance(obj, h5py.Group):
+                todo.append(obj)
+            elif isinstance(obj, h5py.Dataset) and obj.is_virtual:
+                _check_dataset_storage(obj, where)
 
 
 def read_dataset(d, where, key=None):
