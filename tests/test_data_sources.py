@@ -10,7 +10,7 @@ pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid  # noqa: E402
 
-from rawcnn.data import DataError, load_image, prepare  # noqa: E402
+from rawcnn.data import DataError, Labelling, load_image, prepare  # noqa: E402
 from rawcnn.data.decode import load_image_color  # noqa: E402
 from rawcnn.data.label_files import read_label_csv, read_nih  # noqa: E402
 
@@ -111,7 +111,7 @@ def test_nih_layout_patient_wise_split(tmp_path):
     assert recs.class_names == ["No Finding", "Effusion"]
     assert len(recs) == 24 and sum(r.label for r in recs) == 12  # Atelectasis-only images left out
     s = prepare(tmp_path, tmp_path / "nih.h5", {"input_size": 32, "base_size": None, "roi": "locator"},
-                finding="Effusion", progress=False)
+                labelling=Labelling(finding="Effusion"), progress=False)
     assert any("patient-wise" in n for n in s.notes)
     import h5py
     with h5py.File(tmp_path / "nih.h5") as f:

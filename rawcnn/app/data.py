@@ -1,5 +1,5 @@
 """`rawcnn data synth` and `rawcnn data prepare`."""
-from rawcnn.data import default_settings, synthesize
+from rawcnn.data import Labelling, default_settings, synthesize
 from rawcnn.data import prepare as run
 
 
@@ -18,5 +18,5 @@ def prepare(src, out, *, input_size=227, roi_crop=True, roi=None, classes=None, 
              clahe_clip_limit=clahe_clip_limit, clahe_tile_grid=clahe_tile_grid)
     if roi is not None:
         s.update(roi=roi, roi_crop=roi != "none")
-    return run(src, out, s, seed=seed, skip_bad=skip_bad, finding=finding,
-               classes=[c.strip() for c in classes.split(",")] if classes else None)
+    labelling = Labelling(classes=[c.strip() for c in classes.split(",")] if classes else None, finding=finding)
+    return run(src, out, s, seed=seed, skip_bad=skip_bad, labelling=labelling)

@@ -31,8 +31,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from rawcnn.data.decode import load_image, load_image_color, load_mask
+from rawcnn.data.locator import NAME, locate_lungs
+from rawcnn.data.preprocess import check_settings, preprocess_image
 from rawcnn.data.preprocessing import PRESETS, Preprocessing
 
 
@@ -50,7 +54,6 @@ class Contract:
         """'masks', 'locator' or 'none': where the lung-ROI box came from in training."""
         if self.settings is None:
             return "none"
-        from rawcnn.data.preprocess import check_settings
         return check_settings(self.settings)["roi"]
 
     def describe(self):
@@ -97,8 +100,6 @@ def file_to_stored(path, contract, lung_mask=None):
     data settings, (1, H, W) for one without, (3, H, W) RGB for a colour model; note a string
     saying where the ROI box came from ('' when nothing needs saying).
     """
-    from rawcnn.data import load_image, load_mask, preprocess_image
-    from rawcnn.data.decode import load_image_color
     if contract.decode == "color":
         if lung_mask:
             raise ValueError(f"{path}: a lung mask was given, but this checkpoint ({contract.describe()}) "
@@ -117,7 +118,6 @@ def file_to_stored(path, contract, lung_mask=None):
             s["roi"] = "masks"
             note = f"lung ROI from the mask{'s' if len(files) > 1 else ''} {', '.join(map(str, files))}"
     elif roi != "none":
-        from rawcnn.data.locator import NAME, locate_lungs
         s["roi"] = "locator"
         found = locate_lungs(x)
         note = (f"no lung mask given (training used {roi}): lung ROI from the locator ({NAME})"
@@ -213,7 +213,6 @@ def settings_note(ck_settings, data_settings):
     trained on (another ROI source, size, CLAHE...), else ''. Both are settings dicts or None."""
     if ck_settings is None or data_settings is None:
         return ""
-    from rawcnn.data.preprocess import check_settings
     a, b = check_settings(dict(ck_settings)), check_settings(dict(data_settings))
     keys = ("roi", "roi_margin", "base_size", "clahe", "clahe_clip_limit", "clahe_tile_grid", "input_size")
     diff = [f"{k} {b[k]!r} (trained with {a[k]!r})" for k in keys if a[k] != b[k]]
@@ -223,7 +222,6 @@ def settings_note(ck_settings, data_settings):
 def source_view(path, contract, lung_mask=None):
     """The decoded source image and the box of it the network saw, for pictures at the source's
     resolution. Returns (x (H, W) uint8 grey, box (y0, y1, x0, x1) in source pixels)."""
-    from rawcnn.data import load_image, load_mask, preprocess_image
     x = load_image(path)  # (H, W)
     if contract.decode == "color" or contract.settings is None:
         return x, (0, x.shape[0], 0, x.shape[1])
@@ -239,7 +237,6 @@ def source_view(path, contract, lung_mask=None):
 
 def map_to_source(heat, box, shape):
     """A map over the network's input (h, w) placed into its box of the source: (H, W) float32."""
-    import cv2
     y0, y1, x0, x1 = box
     out = np.zeros(shape, np.float32)  # (H, W): outside the box the network saw nothing
     out[y0:y1, x0:x1] = cv2.resize(np.asarray(heat, np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)

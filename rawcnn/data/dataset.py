@@ -34,10 +34,22 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from rawcnn.data.preprocess import check_settings, preprocess_image
 from rawcnn.data.decode import load_image, load_mask
+from rawcnn.data.preprocess import check_settings, preprocess_image
 from rawcnn.data.readers import read_any
 from rawcnn.data.records import DataError
+from rawcnn.data.settings_check import check_stored_settings
+from rawcnn.files.fileio import atomic_path, check_target
+from rawcnn.files.validate import (
+    InputError,
+    attr_json,
+    attr_number,
+    attr_text,
+    check_bytes,
+    check_storage,
+    dataset,
+    read_dataset,
+)
 
 FORMAT = "rawcnn-prepared-1"
 SPLITS = ("train", "val", "test")
@@ -157,74 +169,123 @@ def _write_images(f, records, s, skip_bad, progress):
     return np.array(labels, np.int64), skipped
 
 
+@dataclass(frozen=True)
+class Labelling:
+    """Which labels the records of a source get (rawcnn.data.readers.read_any).
+
+    classes  the class order for folder-per-class and label-CSV sets (--classes), or None: the
+             readers' own order (sorted names; 'normal', 'abnormal' for 0/1 labels)
+    finding  the NIH finding read against 'No Finding' (--finding), or None: 'Effusion'
+    """
+    classes: list = None
+    finding: str = None
+
+
 def prepare(src_root, out_path, settings=None, seed=0, split=(0.7, 0.2, 0.1), skip_bad=False,
-            progress=True, classes=None, finding=None):
+            progress=True, labelling=None):
     """Read src_root (any layout read_any knows), preprocess every image, write one HDF5 file.
 
-    settings  preprocessing dict (rawcnn.data.preprocess.default_settings); input_size or
-              base_size must be set so that every image has the same size S
-    seed      int seed of the stratified split
-    split     (f_train, f_val, f_test)
-    skip_bad  leave out unreadable/mislabelled files (listed in the summary and the file's
-              'skipped' attribute) instead of raising DataError
-    classes   the class order for folder-per-class and label-CSV sets; finding: the NIH finding
+    settings   preprocessing dict (rawcnn.data.preprocess.default_settings); input_size or
+               base_size must be set so that every image has the same size S
+    seed       int seed of the stratified split
+    split      (f_train, f_val, f_test)
+    skip_bad   leave out unreadable/mislabelled files (listed in the summary and the file's
+               'skipped' attribute) instead of raising DataError
+    labelling  Labelling(classes, finding): the class order for folder-per-class and label-CSV
+               sets, the NIH finding; None for Labelling()
     Sets whose records carry a patient id (NIH) are split patient-wise (grouped_split).
     Returns a PrepareSummary.
     """
     s = check_settings(settings or {})
-    S = s["input_size"] or s["base_size"]
-    if S is None:
-        raise ValueError("prepare: settings need input_size or base_size, so that all images share one size")
-    fractions = np.asarray(split, dtype=np.float64)
-    if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
-        raise ValueError(f"prepare: split must be three non-negative fractions summing to 1, got {split}")
-    records = read_any(src_root, skip_bad=skip_bad, classes=classes, finding=finding)
+    S = _stored_size(s)
+    fractions = _split_fractions(split)
+    labelling = labelling or Labelling()
+    records = read_any(src_root, skip_bad=skip_bad, classes=labelling.classes, finding=labelling.finding)
     notes = []
-    if records.layout in ("folder_per_class", "label_csv") and not classes:
+    if records.layout in ("folder_per_class", "label_csv") and not labelling.classes:
         notes.append(f"class order {records.class_names} (label = index); give --classes to choose another")
     skipped = [(str(p), reason) for p, reason in records.skipped]
     out = Path(out_path)
-    from rawcnn.files.fileio import atomic_path, check_target
     check_target(out, "prepared data set")
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
-            _create(f, len(records), int(S))
+            _create(f, len(records), S)
             labels, bad = _write_images(f, records, s, skip_bad, progress)
             skipped += bad
             if len(labels) == 0:
                 raise DataError(f"{src_root}: no usable images")
-            for name in PER_IMAGE:
-                if name != "split":
-                    f[name].resize(len(labels), axis=0)
-            patient_of = {r.name: r.clinical.get("patient") for r in records}
-            patients = [patient_of.get(n) for n in f["names"].asstr()[:len(labels)]]
-            if patients and all(p is not None for p in patients) and len(patients) == len(labels):
-                ids = grouped_split(patients, fractions, np.random.default_rng(seed))
-                notes.append(f"split patient-wise: {len(set(patients))} patients, none in two splits")
-            else:
-                ids = stratified_split(labels, fractions, np.random.default_rng(seed))
-            f.create_dataset("split", data=ids)
-            has_lung = f["has_lung_mask"][:len(labels)].astype(bool)
-            if s["roi"] == "masks" and not has_lung.any():  # record what was done, so predict does the same
-                s = {**s, "roi": "none", "roi_crop": False}
-                notes.append("no lung masks in the set: nothing was cropped, and the set records roi 'none' "
-                             "(give --roi locator to crop the lung field without masks)")
-            elif s["roi"] == "masks" and not has_lung.all():
-                notes.append(f"warning: {int((~has_lung).sum())} of {len(labels)} images have no lung mask and "
-                             f"were not cropped; predict crops such images with the locator")
+            _trim(f, len(labels))
+            split_ids = _write_split(f, records, labels, fractions, seed, notes)
+            s = _recorded_roi(f, s, len(labels), notes)
             if f.attrs["enlarged"]:
                 notes.append(f"warning: {int(f.attrs['enlarged'])} of {len(labels)} images (or their lung ROI) are "
-                             f"smaller than {int(S)} px and were enlarged; prepare at a smaller --input-size "
+                             f"smaller than {S} px and were enlarged; prepare at a smaller --input-size "
                              f"or use larger sources")
             f.attrs.update({"format": FORMAT, "rawcnn_version": rawcnn_version(),
                             "settings": json.dumps(s), "class_names": json.dumps(records.class_names),
                             "source": str(Path(src_root).resolve()), "layout": records.layout,
                             "seed": int(seed), "split_fractions": json.dumps(fractions.tolist()),
                             "skipped": json.dumps(skipped)})
-            split_ids = f["split"][:]
     counts = np.zeros((3, len(records.class_names)), np.int64)  # (3, K)
     np.add.at(counts, (split_ids, labels), 1)
     return PrepareSummary(out, len(labels), records.class_names, counts, skipped, notes)
+
+
+def _stored_size(s):
+    """S, the side of every stored image: the checked settings' input_size, else base_size (ValueError if neither)."""
+    S = s["input_size"] or s["base_size"]
+    if S is None:
+        raise ValueError("prepare: settings need input_size or base_size, so that all images share one size")
+    return int(S)
+
+
+def _split_fractions(split):
+    """split as (3,) float64 (f_train, f_val, f_test); ValueError unless three non-negative fractions summing to 1."""
+    fractions = np.asarray(split, dtype=np.float64)
+    if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
+        raise ValueError(f"prepare: split must be three non-negative fractions summing to 1, got {split}")
+    return fractions
+
+
+def _trim(f, n):
+    """Cut every per-image dataset (created for all records) to the n images written; 'split' comes later."""
+    for name in PER_IMAGE:
+        if name != "split":
+            f[name].resize(n, axis=0)
+
+
+def _write_split(f, records, labels, fractions, seed, notes):
+    """Assign the written images to train/val/test and store it as 'split'; returns it, (n,) int8.
+
+    Patient-wise (grouped_split, and a note says so) when every written image's record names its
+    patient, else stratified by class (stratified_split); both drawn from `seed`.
+    """
+    patient_of = {r.name: r.clinical.get("patient") for r in records}
+    patients = [patient_of.get(n) for n in f["names"].asstr()[:len(labels)]]
+    if patients and all(p is not None for p in patients) and len(patients) == len(labels):
+        ids = grouped_split(patients, fractions, np.random.default_rng(seed))
+        notes.append(f"split patient-wise: {len(set(patients))} patients, none in two splits")
+    else:
+        ids = stratified_split(labels, fractions, np.random.default_rng(seed))
+    f.create_dataset("split", data=ids)
+    return f["split"][:]
+
+
+def _recorded_roi(f, s, n, notes):
+    """The settings to record for the n written images, and notes on lung masks that were missing.
+
+    roi 'masks' with no lung mask in the set cropped nothing: the set records roi 'none', so that
+    predict does the same; with some masks missing, a warning counts the uncropped images.
+    """
+    has_lung = f["has_lung_mask"][:n].astype(bool)
+    if s["roi"] == "masks" and not has_lung.any():  # record what was done, so predict does the same
+        notes.append("no lung masks in the set: nothing was cropped, and the set records roi 'none' "
+                     "(give --roi locator to crop the lung field without masks)")
+        return {**s, "roi": "none", "roi_crop": False}
+    if s["roi"] == "masks" and not has_lung.all():
+        notes.append(f"warning: {int((~has_lung).sum())} of {n} images have no lung mask and "
+                     f"were not cropped; predict crops such images with the locator")
+    return s
 
 
 class SplitArrays(NamedTuple):
@@ -323,7 +384,6 @@ def load_dataset(path):
     outside the file (external storage, a link, a virtual dataset: never opened), or settings
     that a user could not have typed (rawcnn.files.validate).
     """
-    from rawcnn.files.validate import InputError
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -354,8 +414,6 @@ def load_dataset(path):
 
 def _read_prepared(f, path):
     """(arrays, attrs) of an open prepared file; every shape, kind and size checked before reading."""
-    from rawcnn.files.validate import InputError, attr_json, attr_number, attr_text, check_bytes, check_storage, dataset, read_dataset
-    from rawcnn.data.settings_check import check_stored_settings
     check_storage(f, path)  # no link is followed below; each dataset's storage is checked before it is read
     need = ("format", "rawcnn_version", "settings", "class_names", "source", "layout", "seed", "skipped")
     missing = [n for n in PER_IMAGE if n not in f]

@@ -23,6 +23,7 @@ import math
 import warnings
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,15 +57,46 @@ def _shown(v):
     return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
-def _dicom_number(ds, keyword, path, integer=False, lo=None, hi=None, default=None, index=0, where="",
-                  required=False):
-    """The numeric DICOM attribute `keyword` of ds, checked: every number load_dicom uses is read here.
+@dataclass(frozen=True)
+class Number:
+    """What a numeric DICOM attribute must hold for _dicom_number: a finite number, whole when `integer`,
+    within [lo, hi] (None: unbounded); an absent or empty attribute gives `default`, or DataError when
+    `required`."""
+    integer: bool = False
+    lo: float = None
+    hi: float = None
+    default: float = None
+    required: bool = False
 
-    index: the value taken from a multi-valued attribute (WindowCenter, LUTDescriptor); default: what an
-    absent or empty attribute gives (DataError instead when required); where: a prefix naming the
-    sequence item the attribute is in. DataError naming the file, the attribute and what it holds unless
-    the value is a finite number (whole when integer) within [lo, hi].
+
+ANY_NUMBER = Number()                               # WindowCenter, WindowWidth: absent is None
+REQUIRED_NUMBER = Number(required=True)             # RescaleSlope, RescaleIntercept once both are present
+REQUIRED_WHOLE = Number(integer=True, required=True)  # Rows, Columns, BitsAllocated
+
+
+def _dicom_number(ds, keyword, path, rule=ANY_NUMBER, index=0, where=""):
+    """The numeric DICOM attribute `keyword` of ds, checked by `rule` (a Number): every number load_dicom uses
+    is read here.
+
+    index: the value taken from a multi-valued attribute (WindowCenter, LUTDescriptor); where: a prefix naming
+    the sequence item the attribute is in. DataError naming the file, the attribute and what it holds unless
+    the value is a finite number (whole when rule.integer) within [rule.lo, rule.hi].
     """
+    name = f"{where}{keyword}" + (f" (value {index + 1})" if index else "")
+    v = _dicom_value(ds, keyword, path, index, where)
+    if v is None or (isinstance(v, (str, bytes, bytearray)) and not v.strip()):
+        if rule.required:
+            raise DataError(f"{path}: DICOM attribute {name} is missing or empty")
+        return rule.default
+    v = _finite_number(v, rule.integer, f"{path}: DICOM attribute {name}")
+    if (rule.lo is not None and v < rule.lo) or (rule.hi is not None and v > rule.hi):
+        raise DataError(f"{path}: DICOM attribute {name} holds {_shown(v)}, outside {rule.lo}..{rule.hi}")
+    return v
+
+
+def _dicom_value(ds, keyword, path, index, where):
+    """Value `index` of the attribute `keyword` of ds as pydicom gives it (None when absent or an empty list);
+    DataError when pydicom cannot convert it, or it holds fewer than index + 1 values."""
     name = f"{where}{keyword}" + (f" (value {index + 1})" if index else "")
     try:
         v = ds.get(keyword)
@@ -74,27 +106,25 @@ def _dicom_number(ds, keyword, path, integer=False, lo=None, hi=None, default=No
         if len(v) and index >= len(v):
             raise DataError(f"{path}: DICOM attribute {where}{keyword} holds {len(v)} value(s), expected at least "
                             f"{index + 1}")
-        v = v[index] if len(v) else None
-    elif index and v is not None:
+        return v[index] if len(v) else None
+    if index and v is not None:
         raise DataError(f"{path}: DICOM attribute {where}{keyword} holds 1 value, expected at least {index + 1}")
-    if v is None or (isinstance(v, (str, bytes, bytearray)) and not v.strip()):
-        if required:
-            raise DataError(f"{path}: DICOM attribute {name} is missing or empty")
-        return default
+    return v
+
+
+def _finite_number(v, integer, what):
+    """v (present, not blank) as a float, or an int when `integer`; DataError '<what> holds ...' unless it is
+    a finite number, and whole when `integer`."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise DataError(f"{path}: DICOM attribute {name} holds {_shown(v)}, not a number")
+        raise DataError(f"{what} holds {_shown(v)}, not a number")
     f = float(v)
     if not math.isfinite(f):
-        raise DataError(f"{path}: DICOM attribute {name} holds {_shown(f)}, not a finite number")
-    if integer:
-        if f != math.floor(f):
-            raise DataError(f"{path}: DICOM attribute {name} holds {_shown(f)}, not a whole number")
-        v = int(v) if isinstance(v, (int, np.integer)) else int(f)
-    else:
-        v = f
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise DataError(f"{path}: DICOM attribute {name} holds {_shown(v)}, outside {lo}..{hi}")
-    return v
+        raise DataError(f"{what} holds {_shown(f)}, not a finite number")
+    if not integer:
+        return f
+    if f != math.floor(f):
+        raise DataError(f"{what} holds {_shown(f)}, not a whole number")
+    return int(v) if isinstance(v, (int, np.integer)) else int(f)
 
 
 def _one_line(e):
@@ -112,7 +142,7 @@ def _within_budget(nbytes, path, what):
 
 def _dicom_meta(path):
     """(file meta, offset of the data set): the File Meta Information group only, as pydicom reads it."""
-    from pydicom import filereader
+    from pydicom import filereader  # heavy: pydicom, needed only for DICOM files
     with open(path, "rb") as f:
         filereader.read_preamble(f, False)
         meta = filereader._read_file_meta_info(f)
@@ -152,10 +182,10 @@ def _lut(item, seq, ds, path, entry_bits):
     (PS3.3 C.11.1, C.11.2, C.8.11.3.1.5): LUTDescriptor = (n entries, 0 meaning 65536; first value
     mapped; bits per entry, one of entry_bits), LUTData holding at least n entries (US values or OW)."""
     where = f"{seq} "
-    n = _dicom_number(item, "LUTDescriptor", path, integer=True, lo=0, hi=65535, where=where, required=True)
-    first = _dicom_number(item, "LUTDescriptor", path, integer=True, lo=-32768, hi=65535, index=1, where=where,
-                          required=True)
-    nbits = _dicom_number(item, "LUTDescriptor", path, integer=True, index=2, where=where, required=True)
+    n = _dicom_number(item, "LUTDescriptor", path, Number(integer=True, lo=0, hi=65535, required=True), where=where)
+    first = _dicom_number(item, "LUTDescriptor", path, Number(integer=True, lo=-32768, hi=65535, required=True),
+                          index=1, where=where)
+    nbits = _dicom_number(item, "LUTDescriptor", path, REQUIRED_WHOLE, index=2, where=where)
     if nbits not in entry_bits:
         raise DataError(f"{path}: DICOM attribute {where}LUTDescriptor gives {nbits} bits per LUT entry; "
                         f"the standard allows {', '.join(map(str, entry_bits))}")
@@ -208,29 +238,63 @@ def load_dicom(path):
 
 
 def _load_dicom(path):
-    import pydicom
-    from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+    """load_dicom's steps, in order, for a pathlib.Path: (H, W) uint8."""
+    ds, held = _read_dataset(path)
+    ts = _transfer_syntax(ds, path)
+    rows, cols, bits = _declared_size(ds, ts, path)
+    # held at once: the file's bytes (and the inflated data set), the decoder's buffer and the stored array,
+    # the float64 working array, a float64-sized LUT index or temporary, a bool finite mask, the uint8 result
+    _within_budget(held + 2 * rows * cols * bits // 8 + rows * cols * (8 + 8 + 1 + 1), path,
+                   f"decoding its {rows}x{cols} pixels at {bits} bits")
+    v = _stored_values(ds, rows, cols, path)  # (H, W) float64
+    _modality_values(v, ds, path)
+    _voi(v, ds, path)
+    return _to_uint8(v, ds, path)
+
+
+def _read_dataset(path):
+    """(pydicom data set, bytes held: the file's size plus a Deflated data set's inflated size).
+
+    The file's size is checked against the memory budget before it is read; a Deflated data set is
+    inflated a piece at a time and thrown away (_inflated_size) and refused past the budget before
+    pydicom inflates it whole. DataError for anything pydicom cannot read.
+    """
+    import pydicom  # heavy: pydicom, needed only for DICOM files
+    from pydicom.uid import DeflatedExplicitVRLittleEndian  # heavy: pydicom, needed only for DICOM files
     try:
         size = path.stat().st_size
         _within_budget(size, path, "reading the DICOM file")
         meta = pydicom.filereader.read_file_meta_info(path)  # public: only a Deflated file needs the private parts
         inflated = 0
         if str(meta.get("TransferSyntaxUID", "")).strip() == DeflatedExplicitVRLittleEndian:
-            try:
-                _, offset = _dicom_meta(path)
-            except AttributeError:  # a pydicom without the readers rawcnn bounds the stream with
-                raise DataError(f"{path}: a Deflated DICOM, and this pydicom ({pydicom.__version__}) lacks what "
-                                f"rawcnn uses to bound its inflated size before reading it; refusing it") from None
-            budget = memory_budget()
-            inflated = _inflated_size(path, offset, budget)
-            if inflated > budget:
-                raise DataError(f"{path}: its Deflated data set inflates to more than {_human(budget)}, the "
-                                f"memory budget (set RAWCNN_MAX_BYTES to raise it if the file is genuine)")
-        ds = pydicom.dcmread(path)
+            inflated = _deflated_size(path, pydicom.__version__)
+        return pydicom.dcmread(path), size + inflated
     except DataError:
         raise
     except Exception as e:  # pydicom raises many types (InvalidDicomError, EOFError, struct.error, ...)
         raise DataError(f"{path}: not a readable DICOM file ({_one_line(e)})") from None
+
+
+def _deflated_size(path, version):
+    """Bytes a Deflated file's data set inflates to, counted before pydicom reads it; DataError past the
+    memory budget, or when this pydicom (`version`) lacks the readers that find where the stream starts."""
+    try:
+        _, offset = _dicom_meta(path)
+    except AttributeError:  # a pydicom without the readers rawcnn bounds the stream with
+        raise DataError(f"{path}: a Deflated DICOM, and this pydicom ({version}) lacks what "
+                        f"rawcnn uses to bound its inflated size before reading it; refusing it") from None
+    budget = memory_budget()
+    inflated = _inflated_size(path, offset, budget)
+    if inflated > budget:
+        raise DataError(f"{path}: its Deflated data set inflates to more than {_human(budget)}, the "
+                        f"memory budget (set RAWCNN_MAX_BYTES to raise it if the file is genuine)")
+    return inflated
+
+
+def _transfer_syntax(ds, path):
+    """The data set's Transfer Syntax UID (pydicom UID); DataError when there is no pixel data, or the UID
+    is absent or not a transfer syntax pydicom knows (the pixel data's encoding would be unknown)."""
+    from pydicom.uid import UID  # heavy: pydicom, needed only for DICOM files
     if "PixelData" not in ds:
         raise DataError(f"{path}: DICOM without pixel data")
     ts = getattr(ds, "file_meta", None) is not None and ds.file_meta.get("TransferSyntaxUID")
@@ -240,11 +304,17 @@ def _load_dicom(path):
     if not ts.is_transfer_syntax:
         raise DataError(f"{path}: DICOM TransferSyntaxUID {_shown(ts)} is not a known transfer syntax; the "
                         f"pixel data's encoding is unknown")
-    rows = _dicom_number(ds, "Rows", path, integer=True, required=True)
-    cols = _dicom_number(ds, "Columns", path, integer=True, required=True)
-    bits = _dicom_number(ds, "BitsAllocated", path, integer=True, required=True)
-    spp = _dicom_number(ds, "SamplesPerPixel", path, integer=True, default=1)
-    frames = _dicom_number(ds, "NumberOfFrames", path, integer=True, default=1) or 1
+    return ts
+
+
+def _declared_size(ds, ts, path):
+    """(rows, cols, bits allocated) as declared, checked: a single-frame grey image of 8/16/32 bits, at most
+    MAX_PIXELS pixels, whose uncompressed pixel data (transfer syntax ts) is long enough. DataError else."""
+    rows = _dicom_number(ds, "Rows", path, REQUIRED_WHOLE)
+    cols = _dicom_number(ds, "Columns", path, REQUIRED_WHOLE)
+    bits = _dicom_number(ds, "BitsAllocated", path, REQUIRED_WHOLE)
+    spp = _dicom_number(ds, "SamplesPerPixel", path, Number(integer=True, default=1))
+    frames = _dicom_number(ds, "NumberOfFrames", path, Number(integer=True, default=1)) or 1
     if rows < 1 or cols < 1 or bits not in (8, 16, 32) or spp != 1:
         raise DataError(f"{path}: DICOM declares {rows}x{cols}, {bits} bits allocated, {spp} sample(s) per pixel; "
                         f"rawcnn reads grey (1 sample) 8/16/32-bit images")
@@ -255,24 +325,31 @@ def _load_dicom(path):
     if not ts.is_compressed and len(ds.PixelData) < rows * cols * bits // 8:
         raise DataError(f"{path}: DICOM pixel data holds {len(ds.PixelData)} bytes, {rows}x{cols} at {bits} bits "
                         f"needs {rows * cols * bits // 8}")
-    # held at once: the file's bytes (and the inflated data set), the decoder's buffer and the stored array,
-    # the float64 working array, a float64-sized LUT index or temporary, a bool finite mask, the uint8 result
-    _within_budget(size + inflated + 2 * rows * cols * bits // 8 + rows * cols * (8 + 8 + 1 + 1), path,
-                   f"decoding its {rows}x{cols} pixels at {bits} bits")
+    return rows, cols, bits
+
+
+def _stored_values(ds, rows, cols, path):
+    """The decoded pixel data as (H, W) float64 stored values; DataError when pydicom cannot decode it or
+    it decodes to another shape than the declared rows x cols."""
     try:
         stored = ds.pixel_array  # (H, W)
     except Exception as e:  # pydicom raises several types for missing decoders and bad data
         raise DataError(f"{path}: DICOM pixel data cannot be decoded ({type(e).__name__}: {e})") from None
     if stored.shape != (rows, cols):
         raise DataError(f"{path}: DICOM pixel data decodes to shape {stored.shape}, not the declared {rows}x{cols}")
-    v = stored.astype(np.float64)  # (H, W) stored values, then modality values (PS3.3 C.11.1)
-    del stored
+    return stored.astype(np.float64)  # (H, W)
+
+
+def _modality_values(v, ds, path):
+    """v (H, W) float64 stored values -> modality values in place (PS3.3 C.11.1): the Modality LUT when
+    there is one, else RescaleSlope x v + RescaleIntercept when both are given; DataError when the
+    rescale overflows to +-Inf."""
     modality_lut = _dicom_item(ds, "ModalityLUTSequence", path)
     if modality_lut is not None:
         _lookup(v, *_lut(modality_lut, "ModalityLUTSequence", ds, path, (8, 16)))
     elif "RescaleSlope" in ds and "RescaleIntercept" in ds:
-        slope = _dicom_number(ds, "RescaleSlope", path, required=True)
-        intercept = _dicom_number(ds, "RescaleIntercept", path, required=True)
+        slope = _dicom_number(ds, "RescaleSlope", path, REQUIRED_NUMBER)
+        intercept = _dicom_number(ds, "RescaleIntercept", path, REQUIRED_NUMBER)
         v *= slope
         v += intercept
         bad = _count_nonfinite(v)
@@ -280,21 +357,31 @@ def _load_dicom(path):
             raise DataError(f"{path}: the modality values RescaleSlope x stored + RescaleIntercept = {slope:g} x "
                             f"stored + {intercept:g} overflow to +-Inf at {bad} of {v.size} pixels; the file's "
                             f"rescale is damaged")
+    return v
+
+
+def _voi(v, ds, path):
+    """v (H, W) float64 modality values -> [0, 1] in place (module docstring, step 2): the VOI LUT when
+    there is one, else the first window (linear, PS3.3 C.11.2.1.2.1), else min-max."""
     voi_lut = _dicom_item(ds, "VOILUTSequence", path)
     if voi_lut is not None and "LUTDescriptor" in voi_lut and "LUTData" in voi_lut:
         _lookup(v, *_lut(voi_lut, "VOILUTSequence", ds, path, (8,) + tuple(range(10, 17))))
-        _min_max(v)
-    else:
-        c = _dicom_number(ds, "WindowCenter", path)
-        w = _dicom_number(ds, "WindowWidth", path)
-        if c is not None and w is not None:  # linear window, PS3.3 C.11.2.1.2.1
-            w = max(w, 1.0)
-            v -= c - 0.5
-            v /= max(w - 1.0, 1e-12)
-            v += 0.5
-            np.clip(v, 0.0, 1.0, out=v)
-        else:
-            _min_max(v)
+        return _min_max(v)
+    c = _dicom_number(ds, "WindowCenter", path)
+    w = _dicom_number(ds, "WindowWidth", path)
+    if c is None or w is None:
+        return _min_max(v)
+    w = max(w, 1.0)
+    v -= c - 0.5
+    v /= max(w - 1.0, 1e-12)
+    v += 0.5
+    np.clip(v, 0.0, 1.0, out=v)
+    return v
+
+
+def _to_uint8(v, ds, path):
+    """v (H, W) float64 on [0, 1] -> (H, W) uint8, MONOCHROME1 inverted so that bone is bright; DataError
+    when a value is not finite (modality values too wide for float64)."""
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
         np.subtract(1.0, v, out=v)
     bad = _count_nonfinite(v)

@@ -11,6 +11,7 @@ Readers (each returns rawcnn.data.records.Records):
                                 integer or a class name), e.g. ../shared/data/nih-cxr14-samples
 """
 import csv
+import re
 from pathlib import Path
 
 from rawcnn.data.decode import header_problem
@@ -28,7 +29,6 @@ MAX_CLASSES = 1000         # classes a label column may define
 def _csv_lines(text, path):
     """The lines of `text` (ends kept, split at \\n, \\r\\n or \\r as open(newline='') does) for csv.reader;
     DataError at the first line longer than MAX_CSV_LINE."""
-    import re
     for n, m in enumerate(re.finditer(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", text), start=1):
         if m.end() - m.start() > MAX_CSV_LINE:
             raise DataError(f"{path}: line {n} holds {m.end() - m.start()} characters, more than the limit of "
@@ -73,7 +73,7 @@ def _csv_table(path, need):
             if cells > MAX_CSV_CELLS:
                 raise DataError(f"{path}: more than {MAX_CSV_CELLS} fields by line {start}; the file is larger "
                                 f"than rawcnn reads")
-            row = dict(zip(header, fields))
+            row = dict(zip(header, fields, strict=False))  # a short row reads '' below, fields past the header dropped
             for k in header[len(fields):]:
                 row.setdefault(k, "")
             rows.append((start, row))
@@ -161,8 +161,25 @@ def read_label_csv(root, csv_name="labels.csv", classes=None, skip_bad=False):
     if not rows:
         raise DataError(f"{table}: no rows")
     bad = {}  # row index -> why it is not used
+    paths, reals = _listed_files(root, table, rows, bad)
+    kinds, kind = _label_kinds(rows, bad)
+    _listed_twice(rows, reals, kinds, bad)
+    if bad and not skip_bad:
+        i = min(bad)
+        raise DataError(f"{table}: line {rows[i][0]}: {bad[i]}")
+    skipped = [(paths[i] or table, f"{table.name} line {rows[i][0]}: {bad[i]}") for i in sorted(bad)]
+    keep = [i for i in range(len(rows)) if i not in bad]
+    names, idx = _class_names(table, rows, [kinds[i][1] for i in keep], keep, kind, classes)
+    records = _file_records(table, rows, paths, keep, idx, skip_bad, skipped)
+    return Records(records, names, "label_csv", root, skipped)
 
-    # 1. the names: inside the folder, before anything is opened
+
+def _listed_files(root, table, rows, bad):
+    """Step 1 of read_label_csv, the names, before anything is opened: (paths, real paths), one per row.
+
+    An empty file name or one holding a NUL goes into `bad` (row index -> why) with None for both
+    paths; any other name must resolve inside root (inside_root: OutsideFolderError naming the line).
+    """
     paths, reals = [], []
     for i, (line, r) in enumerate(rows):
         name = r["file"]
@@ -173,8 +190,16 @@ def read_label_csv(root, csv_name="labels.csv", classes=None, skip_bad=False):
             continue
         paths.append(root / name)
         reals.append(inside_root(root, root / name, f"{table}: line {line}: file {name!r}"))
+    return paths, reals
 
-    # 2. the labels: all class indices or all class names
+
+def _label_kinds(rows, bad):
+    """Step 2 of read_label_csv, the labels: all class indices or all class names.
+
+    Returns (kinds, kind): kinds [(kind, value)] per row (_label_kind), kind 'index' or 'name', the
+    kind most usable rows have (ties: the first row's). Rows with an unusable label, or of the other
+    kind (the fewer kind is at fault), go into `bad` (row index -> why).
+    """
     kinds = [_label_kind(r["label"].strip()) for _, r in rows]
     for i, (kind, v) in enumerate(kinds):
         if kind is None:
@@ -189,8 +214,14 @@ def read_label_csv(root, csv_name="labels.csv", classes=None, skip_bad=False):
             other = {"index": "class indices", "name": "class names"}[kind]
             bad[i] = (f"label {str(v)!r} is a class {k}, but the other labels are {other} (e.g. {str(example[1])!r} on "
                       f"line {example[0]}); use one or the other")
+    return kinds, kind
 
-    # 3. a file listed twice would be one image in two splits
+
+def _listed_twice(rows, reals, kinds, bad):
+    """Step 3 of read_label_csv: a file listed twice would be one image in two splits.
+
+    The repeat goes into `bad` (row index -> why); with another label, the first row too.
+    """
     first_row = {}
     for i, real in enumerate(reals):
         if real is None or i in bad:
@@ -205,35 +236,22 @@ def read_label_csv(root, csv_name="labels.csv", classes=None, skip_bad=False):
             a, b = str(kinds[j][1]), str(kinds[i][1])
             bad[i] = f"{rows[i][1]['file']!r} has label {b!r} here and {a!r} on line {rows[j][0]}"
             bad.setdefault(j, f"{rows[j][1]['file']!r} has label {a!r} here and {b!r} on line {rows[i][0]}")
-    if bad and not skip_bad:
-        i = min(bad)
-        raise DataError(f"{table}: line {rows[i][0]}: {bad[i]}")
-    skipped = [(paths[i] or table, f"{table.name} line {rows[i][0]}: {bad[i]}") for i in sorted(bad)]
-    keep = [i for i in range(len(rows)) if i not in bad]
 
-    # 4. the class names
-    values = [kinds[i][1] for i in keep]
+
+def _class_names(table, rows, values, keep, kind, classes):
+    """Step 4 of read_label_csv: (class names, (n,) label per kept row) for the kept rows' label values.
+
+    DataError naming the CSV when a label falls outside the classes, there are more than MAX_CLASSES
+    classes, or (with any row kept) fewer than two.
+    """
     if kind == "index":
-        if classes:
-            names = list(classes)
-        elif set(values) <= {0, 1}:
-            names = list(NLM_CLASS_NAMES)
-        else:
-            top = max(keep, key=lambda i: kinds[i][1])
-            if kinds[top][1] >= MAX_CLASSES:
-                raise DataError(f"{table}: line {rows[top][0]}: label {kinds[top][1]} would make "
-                                f"{kinds[top][1] + 1} classes, more than the limit of {MAX_CLASSES}")
-            names = [str(i) for i in range(kinds[top][1] + 1)]
-        for i in keep:
-            if not 0 <= kinds[i][1] < len(names):
-                raise DataError(f"{table}: label {kinds[i][1]} outside 0..{len(names) - 1} (classes {names}), "
-                                f"line {rows[i][0]}")
+        names = _index_class_names(table, rows, values, keep, classes)
         idx = values
     else:
         names = list(classes) if classes else sorted(set(values))
         unknown = sorted(set(values) - set(names))
         if unknown:
-            i = next(i for i in keep if kinds[i][1] == unknown[0])
+            i = keep[values.index(unknown[0])]
             raise DataError(f"{table}: label(s) {unknown[:10]} not among the classes {names[:10]} "
                             f"(e.g. line {rows[i][0]})")
         if len(names) > MAX_CLASSES:
@@ -241,10 +259,35 @@ def read_label_csv(root, csv_name="labels.csv", classes=None, skip_bad=False):
         idx = [names.index(v) for v in values]
     if keep and len(names) < 2:
         raise DataError(f"{table}: only one class ({names[0]!r}); a classifier needs at least two")
+    return names, idx
 
-    # 5. the files: a regular file with an image header (a FIFO or a device is refused unopened)
+
+def _index_class_names(table, rows, values, keep, classes):
+    """The class names for class-index labels: `classes`, else ('normal', 'abnormal') for 0/1 (NLM), else
+    '0'..'K-1' for K = the largest label + 1 (at most MAX_CLASSES). DataError for a label outside them."""
+    if classes:
+        names = list(classes)
+    elif set(values) <= {0, 1}:
+        names = list(NLM_CLASS_NAMES)
+    else:
+        top = max(range(len(values)), key=lambda n: values[n])
+        if values[top] >= MAX_CLASSES:
+            raise DataError(f"{table}: line {rows[keep[top]][0]}: label {values[top]} would make "
+                            f"{values[top] + 1} classes, more than the limit of {MAX_CLASSES}")
+        names = [str(i) for i in range(values[top] + 1)]
+    for i, v in zip(keep, values, strict=True):
+        if not 0 <= v < len(names):
+            raise DataError(f"{table}: label {v} outside 0..{len(names) - 1} (classes {names}), "
+                            f"line {rows[i][0]}")
+    return names
+
+
+def _file_records(table, rows, paths, keep, idx, skip_bad, skipped):
+    """Step 5 of read_label_csv, the files: a Record for each kept row (index keep[n], label idx[n]) whose
+    file is a regular file with an image header (decode.header_problem: a FIFO or a device is refused
+    unopened). A bad file raises DataError naming the CSV line, or with skip_bad is appended to `skipped`."""
     records = []
-    for i, label in zip(keep, idx):
+    for i, label in zip(keep, idx, strict=True):  # one label per kept row
         line, r = rows[i]
         problem = header_problem(paths[i])
         if problem:
@@ -254,4 +297,4 @@ def read_label_csv(root, csv_name="labels.csv", classes=None, skip_bad=False):
             continue
         records.append(Record(path=paths[i], label=label, name=Path(r["file"]).stem,
                               clinical={k: v for k, v in r.items() if k not in ("file", "label")}))
-    return Records(records, names, "label_csv", root, skipped)
+    return records

@@ -30,6 +30,8 @@ they stay binary (0/1) and aligned with the image.
 import cv2
 import numpy as np
 
+from rawcnn.data.locator import box_mask, locate_lungs
+
 SETTING_KEYS = ("roi_crop", "roi_margin", "base_size", "clahe", "clahe_clip_limit",
                 "clahe_tile_grid", "input_size", "channels", "roi")
 ROI_SOURCES = ("masks", "locator", "none")
@@ -120,7 +122,6 @@ def preprocess_image(x, lung_mask=None, lesion_mask=None, settings=None, return_
     box = (0, x.shape[0], 0, x.shape[1])
     crop_mask = masks[0] if s["roi"] == "masks" else None
     if s["roi"] == "locator":
-        from rawcnn.data.locator import box_mask, locate_lungs
         found = locate_lungs(x)
         crop_mask = box_mask(found, x.shape) if found is not None else None
     if crop_mask is not None:

@@ -27,6 +27,7 @@ Presets (the numbers each weight family was trained with):
 import json
 from dataclasses import asdict, dataclass, field, replace
 
+import cv2
 import numpy as np
 
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -174,7 +175,6 @@ def _resize_all(x, OH, OW):
     """Bilinear resize (area when shrinking) of every image; x (N, H, W, 3) -> (N, OH, OW, 3)."""
     if x.shape[1:3] == (OH, OW):
         return x
-    import cv2
     interp = cv2.INTER_AREA if OH < x.shape[1] and OW < x.shape[2] else cv2.INTER_LINEAR
     return np.stack([cv2.resize(im, (OW, OH), interpolation=interp) for im in x])
 

@@ -40,8 +40,15 @@ from pathlib import Path
 
 from rawcnn.data.decode import header_problem
 from rawcnn.data.label_files import read_label_csv, read_nih
-from rawcnn.data.records import (NLM_CLASS_NAMES, DataError, OutsideFolderError, Record, Records, file_problem,
-                                 inside_root)
+from rawcnn.data.records import (
+    NLM_CLASS_NAMES,
+    DataError,
+    OutsideFolderError,
+    Record,
+    Records,
+    file_problem,
+    inside_root,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 NLM_NAME = re.compile(r"^(MCUCXR|CHNCXR)_(\d+)_(\d+)$", re.IGNORECASE)

@@ -38,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rawcnn.data.readers import read_montgomery
+from rawcnn.files.fileio import atomic_path
 
 LESION_KINDS = ("nodule", "cavity", "consolidation", "effusion")
 SUBFOLDERS = ("CXR_png", "ManualMask/leftMask", "ManualMask/rightMask", "LesionMask",
@@ -328,7 +329,6 @@ def _write_png(path, x):
     ok, buf = cv2.imencode(".png", x)
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
-    from rawcnn.files.fileio import atomic_path
     with atomic_path(path, check=False) as tmp:  # synthesize() has its own overwrite rule
         buf.tofile(tmp)
 
@@ -364,7 +364,7 @@ def synthesize(out_dir, n, size=512, seed=0, abnormal_fraction=0.5, progress=Tru
     labels = np.zeros(int(n), np.int64)  # (n,)
     labels[:int(round(n * abnormal_fraction))] = 1
     labels = np.random.default_rng(seq).permutation(labels)
-    for i, (child, label) in enumerate(tqdm(list(zip(seq.spawn(int(n)), labels)), desc="synth",
+    for i, (child, label) in enumerate(tqdm(list(zip(seq.spawn(int(n)), labels, strict=True)), desc="synth",
                                             disable=not progress)):
         rng = np.random.default_rng(child)
         case = render_case(rng, size, abnormal=bool(label), difficulty=difficulty)
