@@ -71,10 +71,8 @@ def addresses(net):
 
 
 # -- (a) the kernels' out= arrays ------------------------------------------------------------------
-@pytest.mark.parametrize("tier", ["reference", "cpu"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernels_write_into_given_arrays_and_reject_wrong_ones(tier, dtype):
-    be = kernels.get_backend(tier)
+def test_kernels_write_into_given_arrays_and_reject_wrong_ones(be, dtype):
     for case in out_cases.cases(be, dtype):
         out_cases.check(be, case)
 
@@ -87,9 +85,7 @@ def test_wrong_out_message_names_op_and_shapes():
         be.lrn.lrn_forward(x, size=3, alpha=1e-4, beta=0.75, k=1.0, out_scale=np.empty((2, 3, 4, 5), np.float32))
 
 
-@pytest.mark.parametrize("tier", ["reference", "cpu"])
-def test_dropout_mask_draws_into_a_given_work_array(tier):
-    be = kernels.get_backend(tier)
+def test_dropout_mask_draws_into_a_given_work_array(be):
     want = be.dropout.dropout_mask((4, 6), p=0.4, rng=np.random.default_rng(3), dtype=np.float32)
     work = np.full((4, 6), np.nan)
     got = be.dropout.dropout_mask((4, 6), p=0.4, rng=np.random.default_rng(3), dtype=np.float32, work=work)

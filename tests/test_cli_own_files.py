@@ -15,26 +15,20 @@ from rawcnn.engine.models import build
 from rawcnn.training.train import train
 from test_data_sources import write_dicom
 
-TINY = {"name": "tiny", "input": [3, 32, 32], "layers": [
-    {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
-    {"type": "ReLU", "name": "relu1"},
-    {"type": "Flatten", "name": "flatten"},
-    {"type": "Linear", "name": "fc8", "out_features": 2}]}
-
 
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, tiny_conv_spec):
     d = tmp_path_factory.mktemp("own")
     assert run("data", "synth", "--n", 20, "--size", 96, "--seed", 4, "--out", d / "syn").exit_code == 0
     assert run("data", "prepare", d / "syn", "--out", d / "nlm.h5", "--input-size", 32,
                "--base-size", 0).exit_code == 0
     data = load_dataset(d / "nlm.h5")
     assert data.class_names == ["normal", "abnormal"]
-    train(build(TINY, seed=0, weight_std="he"), data, out_dir=d / "run", epochs=1, batch_size=7, lr=1e-3,
+    train(build(tiny_conv_spec, seed=0, weight_std="he"), data, out_dir=d / "run", epochs=1, batch_size=7, lr=1e-3,
           preprocessing=standardise(data.split("train").images, 32), progress=False, log=lambda m: None)
     for cls, label in (("normal", 0), ("abnormal", 1)):
         (d / "tree" / cls).mkdir(parents=True)

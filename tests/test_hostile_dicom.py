@@ -298,9 +298,8 @@ def test_a_pydicom_without_its_private_readers_refuses_only_deflated_files(tmp_p
 
 # -- end to end: predict and data prepare ------------------------------------------------------------
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
+def base(tmp_path_factory, tiny_conv_pool_spec):
     """A checkpoint (untrained tiny net, 32 x 32 input) and a folder-per-class set of six good DICOMs."""
-    from fuzz_inputs import TINY
     from rawcnn.engine.checkpoint import save_checkpoint
     from rawcnn.data import default_settings
     from rawcnn.engine.models import build
@@ -310,7 +309,7 @@ def base(tmp_path_factory):
     s.update(base_size=None)
     pre = Preprocessing(channel_order="RGB", mean=(100.0,) * 3, std=(50.0,) * 3, input_size=(32, 32),
                         resize="direct", name="test")
-    save_checkpoint(d / "ck.h5", build(TINY, seed=0, weight_std="he"), preprocessing=pre.to_dict(),
+    save_checkpoint(d / "ck.h5", build(tiny_conv_pool_spec, seed=0, weight_std="he"), preprocessing=pre.to_dict(),
                     meta={"data_settings": s, "class_names": ["normal", "abnormal"]})
     rng = np.random.default_rng(0)
     for cls in ("normal", "abnormal"):

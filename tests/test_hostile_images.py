@@ -17,19 +17,13 @@ from rawcnn.engine.checkpoint import save_checkpoint
 from rawcnn.engine.models import build
 from rawcnn.data.preprocessing import Preprocessing
 
-SPEC = {"name": "tiny", "input": [3, 32, 32], "layers": [
-    {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
-    {"type": "ReLU", "name": "relu1"},
-    {"type": "Flatten", "name": "flatten"},
-    {"type": "Linear", "name": "fc8", "out_features": 2}]}
-
 
 @pytest.fixture(scope="module")
-def colour_ck(tmp_path_factory):
+def colour_ck(tmp_path_factory, tiny_conv_spec):
     d = tmp_path_factory.mktemp("colour")
     pre = Preprocessing(channel_order="BGR", mean=(103.9, 116.8, 123.7), input_size=(32, 32), resize="direct",
                         name="test-colour", decode="color")
-    save_checkpoint(d / "colour.h5", build(SPEC, seed=0, weight_std="he"), preprocessing=pre.to_dict(),
+    save_checkpoint(d / "colour.h5", build(tiny_conv_spec, seed=0, weight_std="he"), preprocessing=pre.to_dict(),
                     meta={"class_names": ["a", "b"]})
     return d / "colour.h5"
 

@@ -21,19 +21,12 @@ from rawcnn.engine.net import Net
 from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.engine.checkpoint import read_checkpoint
 
-SPEC = {"name": "tiny", "input": [3, 32, 32], "layers": [
-    {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
-    {"type": "ReLU", "name": "relu1"},
-    {"type": "MaxPool2d", "name": "pool1", "kernel_size": 2, "stride": 2},
-    {"type": "Flatten", "name": "flatten"},
-    {"type": "Linear", "name": "fc8", "out_features": 2}]}
-
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, tiny_conv_pool_spec):
     d = tmp_path_factory.mktemp("paths")
     recs = synthesize(d / "syn", 4, size=128, seed=3, progress=False)
-    net = build(SPEC, seed=0, weight_std="he")
+    net = build(tiny_conv_pool_spec, seed=0, weight_std="he")
     s = default_settings(32)
     s.update(base_size=None, roi="masks")  # trained on mask crops: without a mask, the locator crops
     grey = Preprocessing(channel_order="RGB", mean=(100.0,) * 3, std=(50.0,) * 3, input_size=(32, 32),

@@ -23,10 +23,11 @@ TOL = {np.float32: 2e-6, np.float64: 1e-13}
 FD_TOL = 1e-7
 FD_STEP = 1e-3
 
-TIERS = {"reference": ref, "cpu": cpu}
-# the hand values also check the literal loops of the reference (the docstring's sum, term by term)
+OP = "conv2d"  # the fixture `tier` (tests/conftest.py) is this op's module in each tier
+# the hand-value tests also check the literal loops of the reference (the docstring's sum, term by
+# term): they parametrise `tier` themselves, over both tiers and the loops
 LOOPS = SimpleNamespace(conv2d_forward=ref.conv2d_forward_loops, conv2d_backward=ref.conv2d_backward_loops)
-HAND = {**TIERS, "loops": LOOPS}
+HAND = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu"), pytest.param(LOOPS, id="loops")]
 
 
 def max_rel_diff(a, b):
@@ -49,7 +50,6 @@ W_GROUPS = np.array([[[[1, 1], [1, 1]]], [[[1, 0], [0, 0]]],
 @pytest.mark.parametrize("tier", HAND)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_forward_hand_values(tier, dtype):
-    k = HAND[tier]
     x, w, b = X3.astype(dtype), W2.astype(dtype), np.array([0.5], dtype)
     cases = [  # (stride, padding, y without the bias)
         ((1, 1), (0, 0), [[37, 47], [67, 77]]),
@@ -57,58 +57,55 @@ def test_forward_hand_values(tier, dtype):
         ((1, 1), (1, 1), [[4, 11, 18, 9], [18, 37, 47, 21], [36, 67, 77, 33], [14, 23, 26, 9]]),
     ]
     for stride, padding, expected in cases:
-        y = k.conv2d_forward(x, w, b, stride=stride, padding=padding, groups=1)
+        y = tier.conv2d_forward(x, w, b, stride=stride, padding=padding, groups=1)
         assert y.dtype == dtype
         np.testing.assert_array_equal(y[0, 0], np.array(expected, dtype) + dtype(0.5))
 
     # groups=2: filters 0, 1 see channel 0 only, filters 2, 3 channel 1 only
-    y = k.conv2d_forward(X2C.astype(dtype), W_GROUPS.astype(dtype), np.zeros(4, dtype),
-                         stride=(1, 1), padding=(0, 0), groups=2)
+    y = tier.conv2d_forward(X2C.astype(dtype), W_GROUPS.astype(dtype), np.zeros(4, dtype),
+                            stride=(1, 1), padding=(0, 0), groups=2)
     np.testing.assert_array_equal(y.reshape(4), np.array([10, 1, 26, 8], dtype))
 
 
 @pytest.mark.parametrize("tier", HAND)
 def test_backward_hand_values(tier):
-    k = HAND[tier]
     dy = np.array([[[[1, 0], [2, -1]]]], dtype=np.float64)  # (1, 1, 2, 2)
-    dx, dw, db = k.conv2d_backward(dy, X3, W2, stride=(1, 1), padding=(0, 0), groups=1)
+    dx, dw, db = tier.conv2d_backward(dy, X3, W2, stride=(1, 1), padding=(0, 0), groups=1)
     np.testing.assert_array_equal(dx[0, 0], [[1, 2, 0], [5, 7, -2], [6, 5, -4]])
     np.testing.assert_array_equal(dw[0, 0], [[4, 6], [10, 12]])
     np.testing.assert_array_equal(db, [2])
 
     # stride 2, padding 1: the four windows tile the padded 4x4 corner without overlap
-    dx, dw, db = k.conv2d_backward(np.ones((1, 1, 2, 2)), X3, W2, stride=(2, 2), padding=(1, 1),
-                                   groups=1)
+    dx, dw, db = tier.conv2d_backward(np.ones((1, 1, 2, 2)), X3, W2, stride=(2, 2), padding=(1, 1),
+                                      groups=1)
     np.testing.assert_array_equal(dx[0, 0], [[4, 3, 4], [2, 1, 2], [4, 3, 4]])
     np.testing.assert_array_equal(dw[0, 0], [[5, 10], [10, 20]])
     np.testing.assert_array_equal(db, [4])
 
-    dx, dw, db = k.conv2d_backward(np.array([1.0, 2, 3, 4]).reshape(1, 4, 1, 1), X2C, W_GROUPS,
-                                   stride=(1, 1), padding=(0, 0), groups=2)
+    dx, dw, db = tier.conv2d_backward(np.array([1.0, 2, 3, 4]).reshape(1, 4, 1, 1), X2C, W_GROUPS,
+                                      stride=(1, 1), padding=(0, 0), groups=2)
     np.testing.assert_array_equal(dx[0], [[[3, 1], [1, 1]], [[3, 3], [3, 7]]])
     np.testing.assert_array_equal(dw[:, 0], [[[1, 2], [3, 4]], [[2, 4], [6, 8]],
                                              [[15, 18], [21, 24]], [[20, 24], [28, 32]]])
     np.testing.assert_array_equal(db, [1, 2, 3, 4])
 
-    dx, dw, db = k.conv2d_backward(dy, X3, W2, stride=(1, 1), padding=(0, 0), groups=1,
-                                   need_dx=False)
+    dx, dw, db = tier.conv2d_backward(dy, X3, W2, stride=(1, 1), padding=(0, 0), groups=1,
+                                      need_dx=False)
     assert dx is None
     np.testing.assert_array_equal(dw[0, 0], [[4, 6], [10, 12]])
 
 
-@pytest.mark.parametrize("tier", TIERS)
 def test_im2col_col2im_hand_values(tier):
-    k = TIERS[tier]
-    cols = k.im2col(X3, kernel_size=(2, 2), stride=(1, 1), padding=(0, 0))
+    cols = tier.im2col(X3, kernel_size=(2, 2), stride=(1, 1), padding=(0, 0))
     np.testing.assert_array_equal(cols[0], [[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]])
-    cols = k.im2col(X3, kernel_size=(2, 2), stride=(2, 2), padding=(1, 1))
+    cols = tier.im2col(X3, kernel_size=(2, 2), stride=(2, 2), padding=(1, 1))
     np.testing.assert_array_equal(cols[0], [[0, 0, 0, 5], [0, 0, 4, 6], [0, 2, 0, 8], [1, 3, 7, 9]])
     # row c*KH*KW + kh*KW + kw: channel-major
-    cols = k.im2col(X2C, kernel_size=(1, 2), stride=(1, 1), padding=(0, 0))
+    cols = tier.im2col(X2C, kernel_size=(1, 2), stride=(1, 1), padding=(0, 0))
     np.testing.assert_array_equal(cols[0], [[1, 3], [2, 4], [5, 7], [6, 8]])
     # col2im of ones counts how many windows cover each pixel
-    dx = k.col2im(np.ones((1, 4, 4)), x_shape=(1, 1, 3, 3), kernel_size=(2, 2), stride=(1, 1),
-                  padding=(0, 0))
+    dx = tier.col2im(np.ones((1, 4, 4)), x_shape=(1, 1, 3, 3), kernel_size=(2, 2), stride=(1, 1),
+                     padding=(0, 0))
     np.testing.assert_array_equal(dx[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
 
 
@@ -122,26 +119,24 @@ FD_CONFIGS = [  # (x shape, w shape, stride, padding, groups)
 ]
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups", FD_CONFIGS)
 def test_backward_vs_finite_differences(tier, x_shape, w_shape, stride, padding, groups):
-    k = TIERS[tier]
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal(w_shape)
     b = rng.standard_normal(w_shape[0])
     hp = dict(stride=stride, padding=padding, groups=groups)
-    dy = rng.standard_normal(k.conv2d_forward(x, w, b, **hp).shape)
+    dy = rng.standard_normal(tier.conv2d_forward(x, w, b, **hp).shape)
 
-    dx, dw, db = k.conv2d_backward(dy, x, w, **hp)
+    dx, dw, db = tier.conv2d_backward(dy, x, w, **hp)
 
     def f():
-        return k.conv2d_forward(x, w, b, **hp)
+        return tier.conv2d_forward(x, w, b, **hp)
     for name, analytic, var in (("dx", dx, x), ("dw", dw, w), ("db", db, b)):
         numeric, kinks = numeric_gradient(f, var, dy, h=FD_STEP)
         assert not kinks.any()  # the convolution is linear: no kinks
         err = rel_error(analytic, numeric)
-        assert err < FD_TOL, f"{tier} {name}: rel_error {err:.2e}"
+        assert err < FD_TOL, f"{tier.__name__} {name}: rel_error {err:.2e}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,21 +230,19 @@ SHAPES = [  # (x shape, w shape, stride, padding, groups, y shape worked out by 
 ]
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups, y_shape", SHAPES)
 def test_output_shapes(tier, x_shape, w_shape, stride, padding, groups, y_shape):
-    k = TIERS[tier]
     x = np.ones(x_shape, np.float32)
     w = np.ones(w_shape, np.float32)
-    y = k.conv2d_forward(x, w, np.zeros(w_shape[0], np.float32), stride=stride, padding=padding,
-                         groups=groups)
+    y = tier.conv2d_forward(x, w, np.zeros(w_shape[0], np.float32), stride=stride, padding=padding,
+                            groups=groups)
     assert y.shape == y_shape and y.dtype == np.float32
-    dx, dw, db = k.conv2d_backward(y, x, w, stride=stride, padding=padding, groups=groups)
+    dx, dw, db = tier.conv2d_backward(y, x, w, stride=stride, padding=padding, groups=groups)
     assert (dx.shape, dw.shape, db.shape) == (x_shape, w_shape, (w_shape[0],))
     geo = dict(kernel_size=w_shape[2:], stride=stride, padding=padding)
-    cols = k.im2col(x, **geo)
+    cols = tier.im2col(x, **geo)
     assert cols.shape == (x_shape[0], x_shape[1] * w_shape[2] * w_shape[3], y_shape[2] * y_shape[3])
-    assert k.col2im(cols, x_shape=x_shape, **geo).shape == x_shape
+    assert tier.col2im(cols, x_shape=x_shape, **geo).shape == x_shape
 
 
 BAD = [  # (x shape, w shape, b shape, groups, what the message must name)
@@ -264,40 +257,34 @@ BAD = [  # (x shape, w shape, b shape, groups, what the message must name)
 ]
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("x_shape, w_shape, b_shape, groups, named", BAD)
 def test_bad_shapes_raise(tier, x_shape, w_shape, b_shape, groups, named):
-    k = TIERS[tier]
     x, w, b = np.ones(x_shape), np.ones(w_shape), np.ones(b_shape)
     with pytest.raises(ValueError) as err:
-        k.conv2d_forward(x, w, b, stride=(1, 1), padding=(0, 0), groups=groups)
+        tier.conv2d_forward(x, w, b, stride=(1, 1), padding=(0, 0), groups=groups)
     for shape in named:
         assert str(shape) in str(err.value), f"{err.value!r} should name {shape}"
 
 
-@pytest.mark.parametrize("tier", TIERS)
 def test_bad_dtype_and_dy_raise(tier):
-    k = TIERS[tier]
     x, w, b = np.ones((1, 3, 5, 5), np.float32), np.ones((2, 3, 3, 3)), np.ones(2)
     with pytest.raises(ValueError, match=re.escape("(1, 3, 5, 5) float32")):
-        k.conv2d_forward(x, w, b, stride=(1, 1), padding=(0, 0), groups=1)
+        tier.conv2d_forward(x, w, b, stride=(1, 1), padding=(0, 0), groups=1)
     x = x.astype(np.float64)
     with pytest.raises(ValueError, match=re.escape("dy (1, 2, 4, 4)")):
-        k.conv2d_backward(np.ones((1, 2, 4, 4)), x, w, stride=(1, 1), padding=(0, 0), groups=1)
+        tier.conv2d_backward(np.ones((1, 2, 4, 4)), x, w, stride=(1, 1), padding=(0, 0), groups=1)
     with pytest.raises(ValueError, match=re.escape("(1, 3, 5, 5)")):
-        k.im2col(x, kernel_size=(7, 7), stride=(1, 1), padding=(0, 0))
+        tier.im2col(x, kernel_size=(7, 7), stride=(1, 1), padding=(0, 0))
     with pytest.raises(ValueError, match=re.escape("cols (1, 27, 8)")):
-        k.col2im(np.ones((1, 27, 8)), x_shape=(1, 3, 5, 5), kernel_size=(3, 3), stride=(1, 1),
-                 padding=(0, 0))
+        tier.col2im(np.ones((1, 27, 8)), x_shape=(1, 3, 5, 5), kernel_size=(3, 3), stride=(1, 1),
+                    padding=(0, 0))
 
 
 # ---------------------------------------------------------------------------------------------
 # optional: PyTorch as an independent oracle (skipped where torch is absent)
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("tier", TIERS)
 def test_matches_torch(tier):
     torch = pytest.importorskip("torch")
-    k = TIERS[tier]
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 4, 9, 8))
     w = rng.standard_normal((6, 2, 3, 2))
@@ -308,8 +295,8 @@ def test_matches_torch(tier):
     dy = rng.standard_normal(tuple(yt.shape))
     yt.backward(torch.tensor(dy))
 
-    y = k.conv2d_forward(x, w, b, **hp)
-    dx, dw, db = k.conv2d_backward(dy, x, w, **hp)
+    y = tier.conv2d_forward(x, w, b, **hp)
+    dx, dw, db = tier.conv2d_backward(dy, x, w, **hp)
     for a, t in ((y, yt), (dx, xt.grad), (dw, wt.grad), (db, bt.grad)):
         assert max_rel_diff(a, t.detach().numpy()) < TOL[np.float64]
 

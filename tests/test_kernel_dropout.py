@@ -11,11 +11,10 @@ from kernels.cpu import dropout as cpu
 from kernels.reference import dropout as ref
 from rawcnn.engine.gradcheck import numeric_gradient, rel_error
 
-TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
+OP = "dropout"  # the fixture `tier` (tests/conftest.py) is this op's module in each tier
 GRAD_TOL = 1e-7
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dropout_hand_values(tier, dtype):
     mask = np.array([2.0, 0.0, 2.0, 0.0], dtype=dtype)  # p = 0.5: kept values scaled by 1/(1-p) = 2
@@ -33,7 +32,6 @@ def test_dropout_hand_values(tier, dtype):
     np.testing.assert_array_equal(ones, np.ones(5))
 
 
-@pytest.mark.parametrize("tier", TIERS)
 def test_dropout_mask_statistics_and_seeds(tier):
     mask = tier.dropout_mask((200, 500), p=0.5, rng=np.random.default_rng(0), dtype=np.float32)
     assert set(np.unique(mask)) == {0.0, 2.0}
@@ -67,7 +65,6 @@ def test_dropout_cpu_matches_reference(dtype, shape, p):
     np.testing.assert_array_equal(cpu.dropout_backward(x, mask), ref.dropout_backward(x, mask))
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("shape", [(1,), (4, 9), (2, 3, 4, 5)])
 def test_dropout_shapes_and_errors(tier, shape):
     rng = np.random.default_rng(0)

@@ -16,16 +16,14 @@ import numpy as np
 import pytest
 
 import out_cases
-from kernels import get_backend
 from kernels.cpu import global_avg_pool as cpu
 from kernels.reference import global_avg_pool as ref
 from rawcnn.engine.gradcheck import numeric_gradient, rel_error
 
-TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
+OP = "global_avg_pool"  # the fixture `tier` (tests/conftest.py) is this op's module in each tier
 GRAD_TOL = 1e-7
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_global_avg_pool_hand_values(tier, dtype):
     # two images, two channels, 2x3 planes
@@ -45,7 +43,6 @@ def test_global_avg_pool_hand_values(tier, dtype):
     np.testing.assert_array_equal(dx[1, 1], np.zeros((2, 3)))
 
 
-@pytest.mark.parametrize("tier", TIERS)
 def test_global_avg_pool_float32_adds_in_float64(tier):
     # 1e8 + 1 is 1e8 in float32 (spacing 8 there), so a float32 running sum gives (0 + 1)/4 = 0.25;
     # the float64 sum keeps both ones: (1e8 + 1 - 1e8 + 1)/4 = 0.5
@@ -100,7 +97,6 @@ def test_global_avg_pool_cpu_bits_do_not_depend_on_the_thread_count():
     assert one.tobytes() == many.tobytes()
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 256, 7, 7), (2, 4, 1, 1), (3, 2, 1, 6), (0, 3, 2, 2),
                                    (2, 0, 3, 3)])
 def test_global_avg_pool_output_shapes(tier, shape):
@@ -123,10 +119,8 @@ def cases(be, dtype):
              lambda o: (be.global_avg_pool.global_avg_pool_backward(dy, x_shape=x.shape, **o),), ("out",))]
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpu"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_global_avg_pool_writes_into_given_arrays_and_rejects_wrong_ones(backend, dtype):
-    be = get_backend(backend)
+def test_global_avg_pool_writes_into_given_arrays_and_rejects_wrong_ones(be, dtype):
     for case in cases(be, dtype):
         out_cases.check(be, case)
 

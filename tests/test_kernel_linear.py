@@ -14,13 +14,12 @@ from kernels.cpu import linear as cpu
 from kernels.reference import linear as ref
 from rawcnn.engine.gradcheck import max_diff, numeric_gradient, rel_error
 
-TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
+OP = "linear"  # the fixture `tier` (tests/conftest.py) is this op's module in each tier
 GRAD_TOL = 1e-7
 TOL = {np.float32: 1e-5, np.float64: 1e-13}
 
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_linear_hand_values(tier, dtype):
     x = np.array([[1.0, 2.0]], dtype=dtype)
@@ -62,7 +61,6 @@ def test_linear_cpu_matches_reference(dtype, N, D, K):
     assert all(e < TOL[dtype] for e in errs.values())  # NaN fails
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("N, D, K", [(1, 1, 1), (3, 7, 2), (16, 4096, 2)])
 def test_linear_shapes_and_errors(tier, N, D, K):
     x, w, b = np.ones((N, D), np.float32), np.ones((K, D), np.float32), np.ones(K, np.float32)

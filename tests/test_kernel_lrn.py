@@ -15,13 +15,12 @@ from kernels.cpu import lrn as cpu
 from kernels.reference import lrn as ref
 from rawcnn.engine.gradcheck import max_diff, numeric_gradient, rel_error
 
-TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
+OP = "lrn"  # the fixture `tier` (tests/conftest.py) is this op's module in each tier
 GRAD_TOL = 1e-7
 TOL = {np.float32: 1e-6, np.float64: 1e-13}
 
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_lrn_hand_values(tier, dtype):
     # x = [1, 2, 3] over 3 channels at one pixel; alpha/size = 1, beta = 1, k = 1.
@@ -88,7 +87,6 @@ def test_lrn_cpu_running_sum_residue_is_below_float_noise(dtype):
     assert rel_error(cpu.lrn_forward(x, **kw)[0], ref.lrn_forward(x, **kw)[0]) < tol
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 4, 5), (3, 10, 1, 7)])
 def test_lrn_shapes_and_errors(tier, shape):
     x = np.ones(shape, dtype=np.float32)

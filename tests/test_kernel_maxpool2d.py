@@ -13,7 +13,7 @@ from kernels.cpu import maxpool2d as cpu
 from kernels.reference import maxpool2d as ref
 from rawcnn.engine.gradcheck import numeric_gradient, rel_error
 
-TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
+OP = "maxpool2d"  # the fixture `tier` (tests/conftest.py) is this op's module in each tier
 GRAD_TOL = 1e-7
 X4 = [[1, 3, 2, 0],
       [4, 0, 0, 9],
@@ -25,7 +25,6 @@ def pool(tier, x, k, s, p, ceil_mode=False):
     return tier.maxpool2d_forward(x, kernel_size=(k, k), stride=(s, s), padding=(p, p), ceil_mode=ceil_mode)
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_maxpool2d_hand_values(tier, dtype):
     x = np.array(X4, dtype=dtype).reshape(1, 1, 4, 4)
@@ -45,7 +44,6 @@ def test_maxpool2d_hand_values(tier, dtype):
     assert dx.dtype == dtype
 
 
-@pytest.mark.parametrize("tier", TIERS)
 def test_maxpool2d_padding_never_wins(tier):
     # all inputs negative: zero padding would win, -inf padding does not
     x = np.array([[-1.0, -2.0], [-3.0, -4.0]]).reshape(1, 1, 2, 2)
@@ -54,7 +52,6 @@ def test_maxpool2d_padding_never_wins(tier):
     np.testing.assert_array_equal(argmax[0, 0], [[0, 0, 1], [0, 0, 1], [2, 2, 3]])
 
 
-@pytest.mark.parametrize("tier", TIERS)
 def test_maxpool2d_nan_wins(tier):
     x = np.array([[1.0, np.nan], [5.0, np.nan]]).reshape(1, 1, 2, 2)
     y, argmax = pool(tier, x, 2, 2, 0)
@@ -95,7 +92,6 @@ def test_maxpool2d_cpu_matches_reference(dtype, shape, k, s, p, ceil_mode):
     np.testing.assert_array_equal(dx, dx_ref)
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("hw, k, s, p, ceil_mode, ohw", [
     ((55, 55), 3, 2, 0, False, (27, 27)),    # AlexNet pool1
     ((224, 224), 2, 2, 0, False, (112, 112)),  # VGG pool1
@@ -113,7 +109,6 @@ def test_maxpool2d_output_shapes(tier, hw, k, s, p, ceil_mode, ohw):
     assert tier.maxpool2d_backward(y, argmax, x_shape=x.shape).shape == x.shape
 
 
-@pytest.mark.parametrize("tier", TIERS)
 def test_maxpool2d_errors(tier):
     x = np.zeros((1, 2, 5, 5), dtype=np.float32)
     kw = dict(kernel_size=(3, 3), stride=(2, 2), padding=(0, 0), ceil_mode=False)

@@ -11,11 +11,10 @@ from kernels.cpu import relu as cpu
 from kernels.reference import relu as ref
 from rawcnn.engine.gradcheck import numeric_gradient, rel_error
 
-TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
+OP = "relu"  # the fixture `tier` (tests/conftest.py) is this op's module in each tier
 GRAD_TOL = 1e-7
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_relu_hand_values(tier, dtype):
     x = np.array([[-1.5, 0.0, 2.0], [3.0, -0.5, 0.25]], dtype=dtype)
@@ -51,7 +50,6 @@ def test_relu_cpu_matches_reference(dtype, shape):
     np.testing.assert_array_equal(cpu.relu_backward(dy, y), ref.relu_backward(dy, y_ref))
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("shape", [(), (5,), (2, 7), (2, 3, 4, 5)])
 def test_relu_shapes_and_errors(tier, shape):
     x = np.ones(shape, dtype=np.float32)

@@ -16,13 +16,12 @@ from kernels.cpu import sgd as cpu
 from kernels.reference import sgd as ref
 from rawcnn.engine.gradcheck import max_diff, numeric_gradient, rel_error
 
-TIERS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
+OP = "sgd"  # the fixture `tier` (tests/conftest.py) is this op's module in each tier
 GRAD_TOL = 1e-7
 TOL = {np.float32: 1e-6, np.float64: 1e-14}
 
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sgd_hand_values(tier, dtype):
     # lr 0.1, momentum 0.9, weight decay 0.1, the same dw three times, worked by hand:
@@ -40,7 +39,6 @@ def test_sgd_hand_values(tier, dtype):
     np.testing.assert_allclose(w, [0.666274, -2.0278105], rtol=1e-6)
 
 
-@pytest.mark.parametrize("tier", TIERS)
 def test_sgd_three_steps_match_the_formula(tier):
     rng = np.random.default_rng(0)
     w, v = rng.standard_normal(6), rng.standard_normal(6)
@@ -79,7 +77,6 @@ def test_sgd_cpu_matches_reference(dtype, shape):
     assert all(e < TOL[dtype] for e in errs.values())  # NaN fails
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("shape", [(3,), (2, 5), (4, 3, 2, 2)])
 def test_sgd_shapes_and_errors(tier, shape):
     w, dw, v = np.ones(shape, np.float32), np.ones(shape, np.float32), np.zeros(shape, np.float32)

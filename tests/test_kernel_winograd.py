@@ -28,7 +28,7 @@ F32_BOUND = 1e-4
 FD_TOL = 1e-7
 FD_STEP = 1e-3  # the convolution is linear: no truncation error at any step
 
-TIERS = {"reference": ref, "cpu": cpu}
+OP = "winograd"  # the fixture `tier` (tests/conftest.py) is this op's module in each tier
 S1 = (1, 1)
 
 
@@ -58,30 +58,26 @@ def test_f43_one_dimension_by_hand():
         ref.transform_matrices(points=(0.0, 1.0, -1.0, 2.0, np.inf))
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_forward_hand_values(tier, dtype):
-    k = TIERS[tier]
     x = np.arange(16, dtype=dtype).reshape(1, 1, 4, 4)
     w, b = np.ones((1, 1, 3, 3), dtype), np.array([0.5], dtype)
-    y = k.conv2d_forward(x, w, b, stride=S1, padding=(0, 0), groups=1)
+    y = tier.conv2d_forward(x, w, b, stride=S1, padding=(0, 0), groups=1)
     assert y.dtype == dtype
     # the four 3x3 window sums of [[0..3], [4..7], [8..11], [12..15]]
     np.testing.assert_allclose(y[0, 0], np.array([[45, 54], [81, 90]]) + 0.5, rtol=1e-6)
-    y = k.conv2d_forward(x, w, b, stride=S1, padding=(1, 1), groups=1)
+    y = tier.conv2d_forward(x, w, b, stride=S1, padding=(1, 1), groups=1)
     # padded corners: 0+1+4+5, 2+3+6+7, 8+9+12+13, 10+11+14+15
     np.testing.assert_allclose(y[0, 0, [0, 0, 3, 3], [0, 3, 0, 3]], np.array([10, 18, 42, 50]) + 0.5,
                                rtol=1e-6)
 
 
-@pytest.mark.parametrize("tier", TIERS)
 def test_backward_hand_values(tier):
-    k = TIERS[tier]
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     w = np.zeros((1, 1, 3, 3))
     w[0, 0, 0, 0] = 2.0  # y[i, j] = 2 x[i, j]: dx is 2 dy in the top-left 2x2, 0 elsewhere
     dy = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
-    dx, dw, db = k.conv2d_backward(dy, x, w, stride=S1, padding=(0, 0), groups=1)
+    dx, dw, db = tier.conv2d_backward(dy, x, w, stride=S1, padding=(0, 0), groups=1)
     np.testing.assert_allclose(dx[0, 0], [[2, 4, 0, 0], [6, 8, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
                                atol=1e-12)
     assert dw[0, 0, 0, 0] == 0 * 1 + 1 * 2 + 4 * 3 + 5 * 4
@@ -100,24 +96,22 @@ FD_CONFIGS = [  # (x shape, w shape, padding, groups)
 ]
 
 
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("x_shape, w_shape, padding, groups", FD_CONFIGS)
 def test_backward_vs_finite_differences(tier, x_shape, w_shape, padding, groups):
-    k = TIERS[tier]
     rng = np.random.default_rng(1)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     hp = dict(stride=S1, padding=padding, groups=groups)
-    dy = rng.standard_normal(k.conv2d_forward(x, w, b, **hp).shape)
+    dy = rng.standard_normal(tier.conv2d_forward(x, w, b, **hp).shape)
 
-    dx, dw, db = k.conv2d_backward(dy, x, w, **hp)
+    dx, dw, db = tier.conv2d_backward(dy, x, w, **hp)
 
     def f():
-        return k.conv2d_forward(x, w, b, **hp)
+        return tier.conv2d_forward(x, w, b, **hp)
     for name, analytic, var in (("dx", dx, x), ("dw", dw, w), ("db", db, b)):
         numeric, kinks = numeric_gradient(f, var, dy, h=FD_STEP)
         assert not kinks.any()
         err = rel_error(analytic, numeric)
-        assert err < FD_TOL, f"{tier} {name}: rel_error {err:.2e}"
+        assert err < FD_TOL, f"{tier.__name__} {name}: rel_error {err:.2e}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,23 +316,19 @@ def test_direct_reference_agrees_in_float64():
 # ---------------------------------------------------------------------------------------------
 # 4. shapes and errors
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (2, 4)])
 @pytest.mark.parametrize("padding", [(0, 0), (1, 1), (2, 0), (3, 3)])
 def test_output_shapes(tier, kernel, padding):
-    k = TIERS[tier]
     x, w, b = np.zeros((2, 4, 7, 6)), np.zeros((6, 2, *kernel)), np.zeros(6)
-    y = k.conv2d_forward(x, w, b, stride=S1, padding=padding, groups=2)
+    y = tier.conv2d_forward(x, w, b, stride=S1, padding=padding, groups=2)
     assert y.shape == (2, 6, 7 + 2 * padding[0] - kernel[0] + 1, 6 + 2 * padding[1] - kernel[1] + 1)
-    dx, dw, db = k.conv2d_backward(np.zeros(y.shape), x, w, stride=S1, padding=padding, groups=2)
+    dx, dw, db = tier.conv2d_backward(np.zeros(y.shape), x, w, stride=S1, padding=padding, groups=2)
     assert dx.shape == x.shape and dw.shape == w.shape and db.shape == b.shape
 
 
-@pytest.mark.parametrize("tier", TIERS)
 def test_errors(tier):
-    k = TIERS[tier]
     x = np.zeros((1, 2, 8, 8))
     with pytest.raises(ValueError, match=r"needs stride 1, got stride \(2, 2\) for w \(2, 2, 3, 3\)"):
-        k.conv2d_forward(x, np.zeros((2, 2, 3, 3)), np.zeros(2), stride=(2, 2), padding=(0, 0), groups=1)
+        tier.conv2d_forward(x, np.zeros((2, 2, 3, 3)), np.zeros(2), stride=(2, 2), padding=(0, 0), groups=1)
     with pytest.raises(ValueError, match="groups=2"):
-        k.conv2d_forward(x, np.zeros((3, 1, 3, 3)), np.zeros(3), stride=S1, padding=(0, 0), groups=2)
+        tier.conv2d_forward(x, np.zeros((3, 1, 3, 3)), np.zeros(3), stride=S1, padding=(0, 0), groups=2)

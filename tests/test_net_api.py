@@ -3,7 +3,6 @@ replace_head; and the need_dw=False path of the conv and linear kernels."""
 import numpy as np
 import pytest
 
-from kernels import get_backend
 from rawcnn.engine import models
 from rawcnn.engine.layers import SoftmaxCrossEntropy
 
@@ -25,13 +24,12 @@ def tiny(dtype=np.float64, seed=1):
 
 
 # -- need_dw=False in the kernels ------------------------------------------------------------------
-@pytest.mark.parametrize("tier", ["reference", "cpu"])
 @pytest.mark.parametrize("case", [dict(k=3, stride=(2, 1), padding=(1, 0), groups=2),
                                   dict(k=1, stride=(1, 1), padding=(0, 0), groups=1)])
 @pytest.mark.parametrize("need_dx", [True, False])
-def test_conv2d_backward_without_dw_gives_the_same_dx_and_no_dw(tier, case, need_dx):
+def test_conv2d_backward_without_dw_gives_the_same_dx_and_no_dw(be, case, need_dx):
     rng = np.random.default_rng(3)
-    conv = get_backend(tier).conv2d
+    conv = be.conv2d
     x = rng.standard_normal((3, 4, 7, 6))
     w = rng.standard_normal((6, 4 // case["groups"], case["k"], case["k"]))
     kw = dict(stride=case["stride"], padding=case["padding"], groups=case["groups"], budget_bytes=2000)
@@ -46,10 +44,9 @@ def test_conv2d_backward_without_dw_gives_the_same_dx_and_no_dw(tier, case, need
         assert dx is None
 
 
-@pytest.mark.parametrize("tier", ["reference", "cpu"])
-def test_linear_backward_without_dw_gives_the_same_dx_and_no_dw(tier):
+def test_linear_backward_without_dw_gives_the_same_dx_and_no_dw(be):
     rng = np.random.default_rng(4)
-    lin = get_backend(tier).linear
+    lin = be.linear
     x, w, dy = rng.standard_normal((5, 7)), rng.standard_normal((3, 7)), rng.standard_normal((5, 3))
     dx, dw, db = lin.linear_backward(dy, x, w, need_dw=False)
     assert dw is None and db is None

@@ -193,16 +193,8 @@ def test_folds_are_stratified_and_keep_patients_together():
         assert counts.max() - counts.min() <= 2, counts
 
 
-TINY32 = {"name": "tiny", "input": [3, 32, 32], "layers": [
-    {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
-    {"type": "ReLU", "name": "relu1"},
-    {"type": "MaxPool2d", "name": "pool1", "kernel_size": 2, "stride": 2},
-    {"type": "Flatten", "name": "flatten"},
-    {"type": "Linear", "name": "fc8", "out_features": 2}]}
-
-
-def _tiny_set(tmp_path, n, seed, difficulty=None):
-    """A synthetic set of n radiographs prepared at 32 px (tmp_path/set.h5) and TINY32 as tmp_path/tiny.json."""
+def _tiny_set(tmp_path, spec, n, seed, difficulty=None):
+    """A synthetic set of n radiographs prepared at 32 px (tmp_path/set.h5) and spec as tmp_path/tiny.json."""
     run = CliRunner()
     extra = ["--difficulty", difficulty] if difficulty else []
     r = run.invoke(main, ["data", "synth", "--n", n, "--size", 96, "--seed", seed, *extra, "--out",
@@ -211,13 +203,13 @@ def _tiny_set(tmp_path, n, seed, difficulty=None):
     r = run.invoke(main, ["data", "prepare", str(tmp_path / "syn"), "--out", str(tmp_path / "set.h5"),
                           "--input-size", 32, "--base-size", 0])
     assert r.exit_code == 0, r.output
-    (tmp_path / "tiny.json").write_text(json.dumps(TINY32))
+    (tmp_path / "tiny.json").write_text(json.dumps(spec))
     return run
 
 
-def test_cv_command_end_to_end(tmp_path):
+def test_cv_command_end_to_end(tmp_path, tiny_conv_pool_spec):
     from sklearn.metrics import roc_auc_score
-    run = _tiny_set(tmp_path, 30, 2, difficulty="hard")
+    run = _tiny_set(tmp_path, tiny_conv_pool_spec, 30, 2, difficulty="hard")
     args = ["cv", "--data", str(tmp_path / "set.h5"), "--folds", 3, "--model", str(tmp_path / "tiny.json"),
             "--out", str(tmp_path / "cv"), "--epochs", 2, "--batch-size", 8, "--seed", 1]
     r = run.invoke(main, [str(a) for a in args])
@@ -256,8 +248,8 @@ def test_hard_synthetic_cases_have_one_lesion_and_wider_exposure():
         render_case(np.random.default_rng(0), 64, difficulty="extreme")
 
 
-def test_search_and_train_take_the_recipe_flags(tmp_path):
-    run = _tiny_set(tmp_path, 20, 4)
+def test_search_and_train_take_the_recipe_flags(tmp_path, tiny_conv_pool_spec):
+    run = _tiny_set(tmp_path, tiny_conv_pool_spec, 20, 4)
     r = run.invoke(main, ["search", "--space", '{"lr": {"log_uniform": [0.001, 0.01]}}', "--trials", "1",
                           "--data", str(tmp_path / "set.h5"), "--model", str(tmp_path / "tiny.json"), "--epochs", "1",
                           "--out", str(tmp_path / "s"), "--init", "lsuv", "--input-norm", "none",
@@ -319,9 +311,9 @@ def test_select_by_smoothed_auc_takes_the_mean_of_the_last_three_epochs(tmp_path
     assert any("by validation AUC (mean of the last 3 epochs) 0.8000" in m for m in logs), logs
 
 
-def test_cv_init_from_starts_every_fold_from_the_checkpoint(tmp_path):
-    run = _tiny_set(tmp_path, 24, 3)
-    spec = TINY32
+def test_cv_init_from_starts_every_fold_from_the_checkpoint(tmp_path, tiny_conv_pool_spec):
+    spec = tiny_conv_pool_spec
+    run = _tiny_set(tmp_path, spec, 24, 3)
     from rawcnn.engine.checkpoint import save_checkpoint
     src = models.build(spec, seed=11, weight_std="he")  # the 'pretrained' weights: a seed no fold uses
     save_checkpoint(tmp_path / "pre.h5", src)

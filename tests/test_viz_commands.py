@@ -10,17 +10,15 @@ from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.app import viz as commands
 from rawcnn.viz.dream import input_scale
 
-from test_viz_score import square_net, write_prepared
-
 UNIT = Preprocessing(scale=1 / 255, input_size=(16, 16), name="unit")   # 0..255 -> [0, 1], nothing else
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, square_net, write_square_set):
     ckpt = tmp_path / "run" / "best.h5"
     save_checkpoint(ckpt, square_net(), epoch=1, preprocessing=UNIT.to_dict())
     data = tmp_path / "set.h5"
-    write_prepared(data)
+    write_square_set(data)
     return ckpt, data, tmp_path
 
 

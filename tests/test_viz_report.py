@@ -18,8 +18,6 @@ import pytest
 from rawcnn.engine.checkpoint import save_checkpoint
 from rawcnn.app.report import write_report
 
-from test_viz_score import square_net, to_input, write_prepared
-
 HISTORY = [{"epoch": e, "train_loss": 0.7 / e, "train_acc": 0.5 + 0.1 * e, "val_loss": 0.8 / e,
             "val_acc": 0.5 + 0.08 * e, "lr": 1e-3 if e < 3 else 1e-4, "seconds": 1.0, "images_per_s": 10.0}
            for e in range(1, 5)]
@@ -77,14 +75,14 @@ def decode_all(page):
 
 
 @pytest.fixture
-def run(tmp_path):
+def run(tmp_path, square_net, write_square_set):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     save_checkpoint(run_dir / "best.h5", square_net(), epoch=4, history=HISTORY)
-    return run_dir, write_prepared(tmp_path / "set.h5")
+    return run_dir, write_square_set(tmp_path / "set.h5")
 
 
-def test_full_report_parses_and_every_image_decodes(run):
+def test_full_report_parses_and_every_image_decodes(run, to_input):
     run_dir, data = run
     path = write_report(run_dir, data, split="test", to_input=to_input, dream_steps=3, dream_octaves=2,
                         per_class=2, top_k=2)
@@ -122,7 +120,7 @@ CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-headless-shell"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt package chromium)")
-def test_report_renders_in_headless_chromium(run, tmp_path):
+def test_report_renders_in_headless_chromium(run, tmp_path, to_input):
     run_dir, data = run
     page = open(write_report(run_dir, data, to_input=to_input, dream_steps=2, dream_octaves=1),
                 encoding="utf-8").read()

@@ -1,14 +1,11 @@
 """viz/score.py: pointing game, energy share and IoU on hand-computed cases; the table over a
-prepared set (written here in rawcnn.data.dataset's layout) for a net whose answer is known."""
+prepared set (tests/conftest.py's write_square_set, in rawcnn.data.dataset's layout) for a net whose
+answer is known (square_net)."""
 import csv
-import json
 
-import h5py
 import numpy as np
 import pytest
 
-from rawcnn.engine import models
-from rawcnn.data.dataset import load_dataset
 from rawcnn.viz.score import energy_share, iou, localisation_table, lung_scores, pointing_game, score_map
 
 HEAT = np.array([[0, 0, 0, 0],
@@ -60,67 +57,9 @@ def test_score_map_row():
         score_map(-HEAT, LESION)
 
 
-# -- a prepared set and a net that finds bright squares ------------------------------------------
-SQUARE_SPEC = {"name": "square", "input": [1, 16, 16], "layers": [
-    {"type": "Conv2d", "name": "conv1", "out_channels": 2, "kernel_size": 3, "padding": 1},
-    {"type": "ReLU", "name": "relu1"},
-    {"type": "MaxPool2d", "name": "pool1", "kernel_size": 2, "stride": 2},
-    {"type": "Flatten", "name": "flatten"},
-    {"type": "Linear", "name": "fc8", "out_features": 2}]}
-
-
-def square_net():
-    """Channel 0 fires on bright squares (3x3 sums minus 4), channel 1 is a constant 0.15;
-    class 1 sums channel 0's pooled cells, class 0 channel 1's (input in [0, 1])."""
-    net = models.build(SQUARE_SPEC, seed=0)
-    w, b = net["conv1"].params["w"], net["conv1"].params["b"]
-    w[...] = 0.0
-    w[0] = 1.0
-    b[...] = [-4.0, 0.15]
-    fw = net["fc8"].params["w"]
-    fw[...] = 0.0
-    fw[1, :64] = 1.0
-    fw[0, 64:] = 1.0
-    return net
-
-
-def to_input(x):
-    return np.asarray(x, np.float32) / 255.0
-
-
-def write_prepared(path, n=12, seed=0):
-    """n 16x16 images in rawcnn.data.dataset's file layout: odd ones abnormal with a 4x4 bright
-    square (its lesion mask), lungs = the middle rows; split train/val/test = first half / - / rest."""
-    rng = np.random.default_rng(seed)
-    S = 16
-    images = np.zeros((n, 1, S, S), np.uint8)
-    lesions = np.zeros((n, S, S), np.uint8)
-    lungs = np.zeros((n, S, S), np.uint8)
-    lungs[:, 2:14, 1:15] = 1
-    labels = np.arange(n) % 2
-    for i in np.flatnonzero(labels == 1):
-        r, c = rng.integers(2, 10, size=2)
-        images[i, 0, r:r + 4, c:c + 4] = 255
-        lesions[i, r:r + 4, c:c + 4] = 1
-    split = np.where(np.arange(n) < n // 2, 0, 2).astype(np.int8)
-    with h5py.File(path, "w") as f:
-        f["images"], f["labels"], f["split"] = images, labels.astype(np.int64), split
-        f["names"] = np.array([f"img{i:03d}_{labels[i]}" for i in range(n)], dtype=h5py.string_dtype("utf-8"))
-        f["lung_masks"], f["lesion_masks"] = lungs, lesions
-        f["has_lung_mask"] = np.ones(n, np.uint8)
-        f["has_lesion_mask"] = np.ones(n, np.uint8)
-        f["roi_boxes"] = np.tile(np.array([0, S, 0, S], np.int32), (n, 1))
-        f["source_shapes"] = np.full((n, 2), S, np.int32)
-        f.attrs.update({"format": "rawcnn-prepared-1", "rawcnn_version": "test",
-                        "settings": json.dumps({"channels": 1, "input_size": S}),
-                        "class_names": json.dumps(["normal", "abnormal"]), "source": "test",
-                        "layout": "montgomery", "seed": seed, "split_fractions": json.dumps([0.5, 0, 0.5]),
-                        "skipped": "[]"})
-    return load_dataset(path)
-
-
-def test_localisation_table_on_a_prepared_set(tmp_path):
-    data = write_prepared(tmp_path / "set.h5")
+# -- a prepared set and a net that finds bright squares (tests/conftest.py) ------------------------
+def test_localisation_table_on_a_prepared_set(tmp_path, write_square_set, square_net, to_input):
+    data = write_square_set(tmp_path / "set.h5")
     net = square_net()
     t = localisation_table(net, data, "test", layer="relu1", to_input=to_input, batch_size=2,
                            out=tmp_path / "loc.csv")
@@ -141,8 +80,8 @@ def test_localisation_table_on_a_prepared_set(tmp_path):
         assert len(list(csv.DictReader(fh))) == 3 * n_abnormal
 
 
-def test_localisation_table_with_lung_masks_only(tmp_path):
-    data = write_prepared(tmp_path / "set.h5")
+def test_localisation_table_with_lung_masks_only(tmp_path, write_square_set, square_net, to_input):
+    data = write_square_set(tmp_path / "set.h5")
     data.lesion_masks[...] = 0
     t = localisation_table(square_net(), data, "test", layer="relu1", to_input=to_input, methods=("channel",),
                            channel=0)
