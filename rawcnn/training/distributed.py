@@ -54,11 +54,26 @@ backward, and rank 0 says which epoch last.h5 holds. A second Ctrl-C on a rank a
 On the `cuda` backend the buckets are summed on the GPU by NCCL (cupy.cuda.nccl), its communicator
 bootstrapped over MPI; everything else is shared with the MPI path.
 """
+import contextlib
+import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import threading
 import time
+import traceback
 
+import h5py
 import numpy as np
+
+from kernels import to_numpy
+from rawcnn.data import load_dataset
+from rawcnn.data.dataset import PER_IMAGE, SPLITS
+from rawcnn.data.records import DataError
+from rawcnn.engine.checkpoint import dropout_rng_states, set_dropout_rng_states
+from rawcnn.files.validate import InputError, check_storage
 
 BUCKET_MB = 25.0  # PyTorch DDP's default: large enough to amortise latency, small enough to overlap
 
@@ -82,7 +97,6 @@ class Single:
     rank, size, is_root = 0, 1, True
 
     def deferred_interrupts(self):
-        import contextlib
         return contextlib.nullcontext()
 
     def Bcast(self, buf, root=0):
@@ -185,7 +199,7 @@ class Distributed:
     # -- small collectives ---------------------------------------------------------------------
     def allreduce(self, a):
         """Sum a float64 numpy array over ranks, in place."""
-        from mpi4py import MPI
+        from mpi4py import MPI  # optional: the mpi extra
         self.comm.Allreduce(MPI.IN_PLACE, a, op=MPI.SUM)
         return a
 
@@ -199,9 +213,6 @@ class Distributed:
     def deferred_interrupts(self):
         """A context in which SIGINT only sets self.sigint (checked at the next collective); a second
         SIGINT raises KeyboardInterrupt as usual, which aborts the job (install_excepthook)."""
-        import contextlib
-        import signal
-        import threading
 
         @contextlib.contextmanager
         def ctx():
@@ -231,7 +242,6 @@ class Distributed:
                          f"stopping all ranks\n")
         sys.stderr.flush()
         if tb is not None:
-            import traceback
             traceback.print_exception(type(exc), exc, tb)
             sys.stderr.flush()
         time.sleep(1.0)
@@ -271,6 +281,71 @@ def check_micro_batches(M, R):
         raise ValueError(f"--micro-batches {M} cannot be shared by {R} ranks: the number of ranks must divide "
                          f"the number of micro-batches and be a power of two (or equal it), e.g. "
                          f"--micro-batches {hint}")
+
+
+class _MicroStep:
+    """One training step's state on this rank for MicroBatches.step: the rows it holds, the augmentation
+    drawn for the whole global batch, the dropout generators' state every micro-batch starts from, and the
+    per-micro-batch statistics (loss * n_m, correct, finite)."""
+
+    def __init__(self, mb, tr, idx):
+        self.mb, self.tr, self.idx, self.n = mb, tr, idx, idx.size
+        n, M, lo, q = self.n, mb.M, mb.lo, mb.q
+        self.a0, self.b0 = share(n, M, lo)[0], share(n, M, lo + q - 1)[1]  # this rank's rows [a0, b0)
+        self.xr = read_rows(tr.train_split.x, idx[self.a0:self.b0])  # (b0 - a0, ...)
+        self.yr = tr.train_split.y[idx[self.a0:self.b0]]
+        self.t = tr.augment.draw_all(n) if tr.augment is not None else None  # every row's, on every rank
+        self.weights = None
+        if tr.hooks.balance == "weight":  # the global batch's normalisation, as one process's dlogits
+            w = tr.hooks.class_weight  # (K,)
+            self.weights = (w, n / w[tr.train_split.y[idx]].sum())
+        self.drawn = dropout_rng_states(tr.net)  # each micro-batch's forward draws the n-row masks from here
+        self.stats = np.zeros((q, 3), dtype=np.float64)  # per micro-batch: loss * n_m, correct, finite
+        self.stats[:, 2] = 1
+        self.keys = mb._grads(tr.net)
+
+    def leaf(self, m):
+        """Forward and backward of micro-batch m: its gradient share, or None when its loss is not finite."""
+        tr, net, crit, n = self.tr, self.tr.net, self.tr.crit, self.n
+        a, b = share(n, self.mb.M, m)
+        set_dropout_rng_states(net, self.drawn)
+        xb, yb = self.xr[a - self.a0:b - self.a0], self.yr[a - self.a0:b - self.a0]
+        if self.t is not None:
+            xb = tr.augment.apply_all(xb, self.t, slice(a, b))
+        set_dropout_rows(net, (a, b, n))
+        try:
+            logits = net.forward(tr.to_input(xb), train=True)  # (n_m, K)
+        finally:
+            set_dropout_rows(net, None)
+        loss = crit.forward(logits, yb)
+        right = int((net.be.xp.argmax(logits, axis=1) == crit.labels).sum())
+        self.stats[m - self.mb.lo] = loss * (b - a), right, np.isfinite(loss)
+        if not np.isfinite(loss):
+            return None  # the step is refused: its gradients are never used
+        d = crit.backward((b - a) / n)  # (n_m, K) a share of the global mean's gradient
+        if self.weights is not None:
+            f = self.weights[0][np.asarray(yb)] * self.weights[1]  # (n_m,)
+            d = d * net.be.xp.asarray(f[:, None], dtype=d.dtype)
+        net.backward(d, input_grad=False)
+        return self.mb._leaf(net, self.keys)
+
+    def tree(self, lo_, hi_):
+        """The sum of micro-batches [lo_, hi_) of this rank, added in a fixed pairwise tree (None: all empty)."""
+        if self.mb._empty(self.n, lo_, hi_):
+            return None
+        if hi_ - lo_ == 1:
+            return self.leaf(lo_)
+        mid = (lo_ + hi_) // 2
+        return self.mb._add(self.tree(lo_, mid), self.tree(mid, hi_))
+
+    def idle_forward(self):
+        """A rank without rows runs one forward of one row (output unused), so its dropout draws stay in step."""
+        net = self.tr.net
+        set_dropout_rows(net, (0, 1, self.n))
+        try:
+            net.forward(self.tr.to_input(read_rows(self.tr.train_split.x, self.idx[:1])), train=True)
+        finally:
+            set_dropout_rows(net, None)
 
 
 class MicroBatches:
@@ -340,94 +415,49 @@ class MicroBatches:
         0..M-1, divided by n), the correct count, and '' or a phrase naming the first micro-batch
         (and rank) whose loss was not finite; then the gradients are left as they are.
         """
-        from rawcnn.engine.checkpoint import dropout_rng_states, set_dropout_rng_states
-        net, crit, M, q, lo = tr.net, tr.crit, self.M, self.q, self.lo
-        n = idx.size
-        a0, b0 = share(n, M, lo)[0], share(n, M, lo + q - 1)[1]  # this rank's rows [a0, b0)
-        xr, yr = read_rows(tr.train_split.x, idx[a0:b0]), tr.train_split.y[idx[a0:b0]]  # (b0 - a0, ...)
-        t = tr.augment.draw_all(n) if tr.augment is not None else None  # every row's, on every rank
-        weights = None
-        if tr.hooks.balance == "weight":  # the global batch's normalisation, as one process's dlogits
-            w = tr.hooks.class_weight  # (K,)
-            weights = (w, n / w[tr.train_split.y[idx]].sum())
-        drawn = dropout_rng_states(net)  # each micro-batch's forward draws the n-row masks from here
-        stats = np.zeros((q, 3), dtype=np.float64)  # per micro-batch: loss * n_m, correct, finite
-        stats[:, 2] = 1
-        keys = self._grads(net)
-
-        def leaf(m):
-            a, b = share(n, M, m)
-            set_dropout_rng_states(net, drawn)
-            xb, yb = xr[a - a0:b - a0], yr[a - a0:b - a0]
-            if t is not None:
-                xb = tr.augment.apply_all(xb, t, slice(a, b))
-            set_dropout_rows(net, (a, b, n))
-            try:
-                logits = net.forward(tr.to_input(xb), train=True)  # (n_m, K)
-            finally:
-                set_dropout_rows(net, None)
-            loss = crit.forward(logits, yb)
-            right = int((net.be.xp.argmax(logits, axis=1) == crit.labels).sum())
-            stats[m - lo] = loss * (b - a), right, np.isfinite(loss)
-            if not np.isfinite(loss):
-                return None  # the step is refused: its gradients are never used
-            d = crit.backward((b - a) / n)  # (n_m, K) a share of the global mean's gradient
-            if weights is not None:
-                f = weights[0][np.asarray(yb)] * weights[1]  # (n_m,)
-                d = d * net.be.xp.asarray(f[:, None], dtype=d.dtype)
-            net.backward(d, input_grad=False)
-            return self._leaf(net, keys)
-
-        def tree(lo_, hi_):
-            if self._empty(n, lo_, hi_):
-                return None
-            if hi_ - lo_ == 1:
-                return leaf(lo_)
-            mid = (lo_ + hi_) // 2
-            return self._add(tree(lo_, mid), tree(mid, hi_))
-
-        mine = tree(lo, lo + q)
-        if b0 == a0:  # no row here: one forward of one row (output unused) draws the masks as the others do
-            set_dropout_rows(net, (0, 1, n))
-            try:
-                net.forward(tr.to_input(read_rows(tr.train_split.x, idx[:1])), train=True)
-            finally:
-                set_dropout_rows(net, None)
-        every = stats.reshape(1, -1)
-        if self.dist.size > 1:
-            flat = np.concatenate([stats.reshape(-1), [self.dist.sigint]])  # (3q + 1,)
-            every = np.empty((self.dist.size, flat.size), dtype=np.float64)  # (R, 3q + 1)
-            self.dist.comm.Allgather(flat, every)
-            if every[:, -1].any():  # Ctrl-C on some rank: every rank stops here, before the update
-                raise CollectiveInterrupt()
-            every = every[:, :-1]
-        per = every.reshape(M, 3)  # (M, 3) in micro-batch order
+        run = _MicroStep(self, tr, idx)
+        mine = run.tree(self.lo, self.lo + self.q)
+        if run.b0 == run.a0:  # no row here: one forward of one row (output unused) draws the masks as the others do
+            run.idle_forward()
+        per = self._gather_stats(run.stats)  # (M, 3) in micro-batch order
         bad = np.flatnonzero(per[:, 2] == 0)
         if bad.size:
             m = int(bad[0])
-            where = f" in micro-batch {m + 1} of {M}"
-            return float("nan"), 0, (f" on rank {m // q}{where}" if self.dist.size > 1 else where)
+            where = f" in micro-batch {m + 1} of {self.M}"
+            return float("nan"), 0, (f" on rank {m // self.q}{where}" if self.dist.size > 1 else where)
         total = 0.0
-        for m in range(M):  # the step's loss: micro-batch sums in order, on every rank
+        for m in range(self.M):  # the step's loss: micro-batch sums in order, on every rank
             total += float(per[m, 0])
         t0 = time.perf_counter()
         if self.dist.size > 1:
-            mine = self._exchange(net, n, mine)
+            mine = self._exchange(tr.net, run.n, mine)
         self.seconds_exchange += time.perf_counter() - t0
         o = 0
-        for l, k in keys:  # the total into the gradients the optimizer reads
+        for l, k in run.keys:  # the total into the gradients the optimizer reads
             g = l.grads[k]
             g[...] = mine[o:o + g.size].reshape(g.shape)
             o += g.size
         if mine is not self.recv:
             self.free.append(mine)
         self.steps += 1
-        return total / n, int(per[:, 1].sum()), ""
+        return total / run.n, int(per[:, 1].sum()), ""
+
+    def _gather_stats(self, stats):
+        """Every rank's (q, 3) statistics as one (M, 3) table in micro-batch order (and Ctrl-C on any rank
+        stops every rank here, before the update)."""
+        every = stats.reshape(1, -1)
+        if self.dist.size > 1:
+            flat = np.concatenate([stats.reshape(-1), [self.dist.sigint]])  # (3q + 1,)
+            every = np.empty((self.dist.size, flat.size), dtype=np.float64)  # (R, 3q + 1)
+            self.dist.comm.Allgather(flat, every)
+            if every[:, -1].any():
+                raise CollectiveInterrupt()
+            every = every[:, :-1]
+        return every.reshape(self.M, 3)
 
     def _exchange(self, net, n, mine):
         """The tree's levels above the ranks' blocks by Send/Recv (the right child's owner sends to the
         left child's, which adds), then rank 0's total broadcast: every rank returns the same bits."""
-        from kernels import to_numpy
         xp, q, rank = net.be.xp, self.q, self.dist.rank
         comm = self.dist.comm
         host = xp is np
@@ -531,16 +561,16 @@ class MPIReducer:
         self.bucket, self.nbytes = [], 0
 
     def _start(self, buf):
-        from mpi4py import MPI
+        from mpi4py import MPI  # optional: the mpi extra
         return self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
 
     def _progress(self):
         # MPICH advances a non-blocking collective only inside MPI calls: poke it between layers
-        from mpi4py import MPI
+        from mpi4py import MPI  # optional: the mpi extra
         MPI.Request.Testall([p[0] for p in self.pending])
 
     def _wait(self):
-        from mpi4py import MPI
+        from mpi4py import MPI  # optional: the mpi extra
         MPI.Request.Waitall([p[0] for p in self.pending])
 
     def finish(self):
@@ -569,8 +599,8 @@ class NCCLReducer(MPIReducer):
     """
 
     def __init__(self, dist, bucket_mb=BUCKET_MB):
-        import cupy
-        from cupy.cuda import nccl
+        import cupy  # optional: the cuda extra
+        from cupy.cuda import nccl  # optional: the cuda extra
         super().__init__(dist.comm if hasattr(dist, "comm") else dist, bucket_mb)
         self.cupy, self.nccl = cupy, nccl
         self.nccl_comm = nccl.NcclCommunicator(dist.size, _nccl_id(nccl, dist), dist.rank)
@@ -614,7 +644,7 @@ def from_environment(device="cpu", bucket_mb=BUCKET_MB):
     if launched_size() < 2:
         return Single()
     try:
-        from mpi4py import MPI
+        from mpi4py import MPI  # optional: the mpi extra
     except ImportError:
         raise RuntimeError(f"started by mpiexec with {launched_size()} ranks, but mpi4py is not installed: "
                            f"pip install -e '.[mpi]'") from None
@@ -622,7 +652,7 @@ def from_environment(device="cpu", bucket_mb=BUCKET_MB):
     if comm.Get_size() < 2:
         return Single()
     if device == "cuda":
-        import cupy
+        import cupy  # optional: the cuda extra
         local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
         cupy.cuda.Device(local % cupy.cuda.runtime.getDeviceCount()).use()
     global ACTIVE
@@ -653,7 +683,6 @@ def fail_if_distributed(exc):
 
 def find_mpiexec():
     """The mpiexec beside this Python (the mpich wheel puts it there), else the one on PATH, else None."""
-    import shutil
     here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     return here if os.access(here, os.X_OK) else shutil.which("mpiexec")
 
@@ -666,7 +695,6 @@ def relaunch(procs, argv, cpus=None):
     (MPIR_CVAR_ASYNC_PROGRESS=1) is left to the caller: it makes the reductions overlap the backward
     but needs a core of its own (bench/RESULTS.md: on a full 2-core machine it cost more than it hid).
     """
-    import subprocess
     mpiexec = find_mpiexec()
     if mpiexec is None:
         raise RuntimeError("--procs needs mpiexec: pip install -e '.[mpi]' (the mpich wheel provides it)")
@@ -693,10 +721,7 @@ class ShardedImages:
     lazy = True
 
     def __init__(self, path, index, channels, dist):
-        import h5py
 
-        from rawcnn.data.records import DataError
-        from rawcnn.files.validate import InputError, check_storage
         self.path, self.index, self.dist = path, np.asarray(index, dtype=np.int64), dist  # (M,)
         self.file = h5py.File(path, "r")
         try:  # ShardedData checked the file; it is opened again here, so checked again
@@ -756,13 +781,8 @@ class ShardedData:
     """
 
     def __init__(self, path, dist):
-        import json
 
-        import h5py
 
-        from rawcnn.data.dataset import PER_IMAGE, SPLITS
-        from rawcnn.data.records import DataError
-        from rawcnn.files.validate import InputError, check_storage
         self.path, self.dist, self.SPLITS = path, dist, SPLITS
         try:
             with h5py.File(path, "r") as f:
@@ -796,7 +816,6 @@ class ShardedData:
 def open_sharded(path, dist):
     """The prepared set at `path` for a rank of `dist`: load_dataset(path) when dist is Single."""
     if dist.size == 1:
-        from rawcnn.data import load_dataset
         return load_dataset(path)
     return ShardedData(path, dist)
 
