@@ -1,9 +1,12 @@
 """The rawcnn command line. Each command parses its options and calls one library function."""
+import functools
 import math
 import os
 import sys
 
 import click
+
+from rawcnn.app.options import RECIPE_FIELDS, RECIPE_NAMES, flag
 
 DEVICES = click.Choice(["auto", "cpu", "cuda", "cudasim"])
 
@@ -34,7 +37,7 @@ SIDE = Finite(8, 16384, integer=True)  # an image side in pixels
 
 def _backend(device):
     """Resolve --device to a Backend, or exit non-zero with one clear line."""
-    from kernels import BackendUnavailable, get_backend
+    from kernels import BackendUnavailable, get_backend  # heavy: NumPy and the kernels
     try:
         be = get_backend(device)
     except BackendUnavailable as e:
@@ -50,7 +53,7 @@ def _one_line(text):
 
 
 def _fail(e):
-    from rawcnn.app.common import fail_if_distributed
+    from rawcnn.app.common import fail_if_distributed  # heavy: the engine, not for --help
     fail_if_distributed(e)  # under mpiexec: one line naming the rank, and every rank stops
     if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) and " " not in e.args[0]:
         e = f"missing entry {e.args[0]!r} in what the command read (a file, spec or setting lacks it)"
@@ -97,12 +100,10 @@ def _overwrites(f=None, *, check=()):
     writes; when one exists and --overwrite was not given, it stops before any work (OverwriteError).
     Use as @_overwrites or @_overwrites(check=...).
     """
-    import functools
-
     def decorate(f):
         @functools.wraps(f)
         def wrapper(*args, overwrite=False, **kw):
-            from rawcnn.app import common
+            from rawcnn.app import common  # heavy: the engine, not for --help
             common.begin_command(overwrite)
             try:
                 if check:
@@ -121,6 +122,13 @@ def _overwrites(f=None, *, check=()):
 def _device(f):
     """--device: the backend (resolved by _backend)."""
     return click.option("--device", type=DEVICES, default="cpu", show_default=True)(f)
+
+
+def _conv_algo_option(f):
+    """--conv-algo: the convolution algorithm planned for every Conv2d of the net (rawcnn/engine/conv_algo.py)."""
+    return click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
+                        show_default=True, help="Convolution algorithm: per layer from a measured table or this "
+                        "machine's cached timings (auto), forced, or timed once and cached (tune).")(f)
 
 
 def _seed(help=None):
@@ -144,7 +152,7 @@ def _out(help=None, *, folder=False, default=None, optional=False):
         """No command writes into the filesystem root, a system folder or the home folder itself, even with
         --overwrite (rawcnn.files.fileio.check_out_folder; for a file, its folder)."""
         if value is not None:
-            from rawcnn.app.common import check_out_folder
+            from rawcnn.app.common import check_out_folder  # heavy: the engine, not for --help
             try:
                 check_out_folder(value, folder=folder)
             except ValueError as e:
@@ -164,12 +172,10 @@ def main():
 @click.option("--input", "input_shape", default=None, help="Input shape CxHxW, e.g. 3x227x227 (default: the model's).")
 @click.option("--num-classes", type=Finite(1, 1_000_000, integer=True), default=None,
               help="Replace the last layer's outputs.")
-@click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
-              show_default=True, help="Convolution algorithm: per layer from a measured table or this "
-              "machine's cached timings (auto), forced, or timed once and cached (tune).")
+@_conv_algo_option
 def summary(model, input_shape, num_classes, conv_algo):
     """Print each layer's output shape, parameters and FLOPs for MODEL (a built-in name or a JSON spec file)."""
-    from rawcnn.app import tools
+    from rawcnn.app import tools  # heavy: the engine, not for --help
     try:
         click.echo(tools.summary_text(model, input_shape, num_classes=num_classes, conv_algo=conv_algo))
     except ValueError as e:
@@ -185,7 +191,7 @@ def gradcheck(layer, device, seed):
 
     Exits non-zero when any relative error exceeds 1e-6.
     """
-    from rawcnn.app import tools
+    from rawcnn.app import tools  # heavy: the engine, not for --help
     be = _backend(device)
     try:
         table, rows, bad, threshold = tools.gradcheck(layer, be, seed)
@@ -209,7 +215,7 @@ def gradcheck(layer, device, seed):
 def trace(model, image, random, class_index, seed, device):
     """One image through MODEL (a checkpoint, built-in name or spec file): per layer the output shape,
     min/mean/max, zeros after ReLU, and after a backward each gradient's norm."""
-    from rawcnn.app import tools
+    from rawcnn.app import tools  # heavy: the engine, not for --help
     try:
         text = tools.trace(model, image=image, random=random, class_index=class_index, seed=seed,
                              device=_backend(device).name)
@@ -221,7 +227,7 @@ def trace(model, image, random, class_index, seed, device):
 @main.command()
 def info():
     """List the backends and whether each can run here (and why not)."""
-    from kernels import cuda_unavailable_reason, cudasim_unavailable_reason
+    from kernels import cuda_unavailable_reason, cudasim_unavailable_reason  # heavy: NumPy and the kernels
     click.echo("reference  available  (NumPy loops; tests and teaching)")
     click.echo("cpu        available  (Numba kernels, NumPy BLAS)")
     why = cuda_unavailable_reason()
@@ -245,7 +251,7 @@ def info():
 @_overwrites(check=("",))
 def import_weights(file, arch, fmt, flip, fc_order, out):
     """Import ImageNet AlexNet / VGG16 / VGG19 weights from an HDF5 FILE into a rawcnn checkpoint."""
-    from weights_import import WeightsImportError, import_to_checkpoint
+    from weights_import import WeightsImportError, import_to_checkpoint  # heavy: h5py and the engine
     try:
         report = import_to_checkpoint(file, arch, out, fmt, flip=flip, fc_order=fc_order)
     except (WeightsImportError, ValueError, OSError) as e:
@@ -262,7 +268,7 @@ def import_weights(file, arch, fmt, flip, fc_order, out):
 @_overwrites
 def demo(out, seed, device, quick):
     """The main job on built-in data: synthesise radiographs, prepare, train the custom net, evaluate, report."""
-    from rawcnn.app import tools
+    from rawcnn.app import tools  # heavy: the engine, not for --help
     be = _backend(device)
     try:
         tools.demo(out, seed=seed, device=be.name, quick=quick, log=click.echo)
@@ -289,7 +295,7 @@ def data():
               help="hard: one subtle small lesion, exposure and noise varying widely (a benchmark for recipes).")
 def data_synth(n, size, abnormal_fraction, seed, out, overwrite, difficulty):
     """Write synthetic chest radiographs with lung and lesion masks (NLM Montgomery layout)."""
-    from rawcnn.app import data as app_data
+    from rawcnn.app import data as app_data  # heavy: the engine, not for --help
     try:
         recs = app_data.synth(out, n, size=size, abnormal_fraction=abnormal_fraction, seed=seed, overwrite=overwrite,
                               difficulty=difficulty)
@@ -321,7 +327,7 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite, difficulty):
 def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_margin, base_size, clahe,
                  clahe_clip_limit, clahe_tile_grid, seed, skip_bad):
     """Preprocess SRC (Montgomery, Shenzhen or folder-per-class) into one HDF5 data set."""
-    from rawcnn.app import data as app_data
+    from rawcnn.app import data as app_data  # heavy: the engine, not for --help
     try:
         summ = app_data.prepare(src, out, input_size=input_size, roi_crop=roi_crop, roi=roi, classes=classes,
                                 finding=finding, roi_margin=roi_margin, base_size=base_size, clahe=clahe,
@@ -340,47 +346,29 @@ def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_marg
 
 # -- training and evaluation -------------------------------------------------------------------
 EPOCHS = Finite(1, 100_000, integer=True)
-WARMUP = Finite(0, 100_000)
 
 
-def _recipe_options(f):
-    """The options of a training recipe (rawcnn.training.recipes): each defaults to the --recipe's value."""
-    opts = [
-        click.option("--recipe", type=click.Choice(["default", "paper"]), default="default", show_default=True,
-                     help="Named settings; the flags below override single values."),
-        click.option("--init", default=None, help="normal:STD (or a bare STD), he (N(0, 2/fan_in)) or lsuv "
-                     "(orthonormal, then unit output variance per layer on a batch)."),
-        click.option("--input-norm", type=click.Choice(["mean", "standardise", "none"]), default=None,
-                     help="mean: the training mean subtracted (the paper); standardise: (x - mean) / std; "
-                          "none. Stored in the checkpoint's input contract."),
-        click.option("--epochs", type=EPOCHS, default=None),
-        click.option("--batch-size", type=Finite(1, 65536, integer=True), default=None),
-        click.option("--lr", type=Finite(0, lo_open=True), default=None),
-        click.option("--momentum", type=Finite(0, 1, hi_open=True), default=None),
-        click.option("--weight-decay", type=Finite(0), default=None, help="L2 on weights."),
-        click.option("--patience", type=Finite(1, 100_000, integer=True), default=None,
-                     help="Epochs without a better selection metric before the learning rate is divided by 10."),
-        click.option("--max-drops", type=Finite(0, 1000, integer=True), default=None),
-        click.option("--warmup-epochs", type=WARMUP, default=None, help="Linear learning-rate warm-up (0: none)."),
-        click.option("--clip-norm", type=Finite(0), default=None, help="Clip the gradient's global norm (0: none)."),
-        click.option("--select-by", type=click.Choice(["val-acc", "val-auc", "val-loss", "val-auc-smooth"]),
-                     default=None,
-                     help="The metric that picks best.h5 and drives the plateau schedule (val-auc-smooth: "
-                          "the mean validation AUC of the last 3 epochs)."),
-        click.option("--balance", type=click.Choice(["none", "sample", "weight"]), default=None,
-                     help="Class balance: balanced sampling, or class-weighted loss."),
-        click.option("--translate", type=Finite(0, 1, hi_open=True), default=None,
-                     help="Augmentation: max shift (fraction of the side)."),
-        click.option("--rotate", type=Finite(0, 180), default=None, help="Augmentation: max rotation (degrees)."),
-        click.option("--scale", type=Finite(0, 1, hi_open=True), default=None,
-                     help="Augmentation: max zoom change (fraction)."),
-        click.option("--brightness", type=Finite(0, 1, hi_open=True), default=None,
-                     help="Augmentation: max brightness change (fraction)."),
-        click.option("--augment/--no-augment", default=None, help="Augmentation on or off."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
+def _recipe_option(field):
+    """The option of one field of rawcnn.training.recipes.Recipe: its flag and help, a Finite of its range or a
+    Choice of its choices, default None (the --recipe's value)."""
+    name, m = flag(field.name), field.metadata
+    if field.type is bool:
+        return click.option(f"{name}/--no-{name[2:]}", default=None, help=m["help"])
+    r = m["range"]
+    kind = click.Choice(m["choices"]) if m["choices"] else \
+        Finite(r.lo, r.hi, r.lo_open, r.hi_open, integer=r.whole) if r else None
+    return click.option(name, type=kind, default=None, help=m["help"])
+
+
+def _recipe_options(*names, help):
+    """--recipe (with `help`) and one option per field of the training recipe (rawcnn.training.recipes.Recipe),
+    or per field in `names`; each defaults to the --recipe's value."""
+    def decorate(f):
+        for field in reversed([fl for fl in RECIPE_FIELDS if not names or fl.name in names]):
+            f = _recipe_option(field)(f)
+        return click.option("--recipe", type=click.Choice(sorted(RECIPE_NAMES)), default="default",
+                            show_default=True, help=help)(f)
+    return decorate
 
 
 @main.command()
@@ -396,7 +384,7 @@ def _recipe_options(f):
 @click.option("--new-head-lr-mult", type=Finite(0, 1e6, lo_open=True), default=10.0, show_default=True,
               help="Learning-rate multiplier of the fresh last layer when --weights has another class count.")
 @click.option("--freeze-through", default=None, help="Freeze every layer up to and including this one.")
-@_recipe_options
+@_recipe_options(help="Named settings; the flags below override single values.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--classes", "classes", default=None,
               help="The data set's class names in the order of the --weights (or resumed) checkpoint's outputs, "
@@ -410,34 +398,27 @@ def _recipe_options(f):
               help="Cut each global batch into M fixed micro-batches whose gradients are summed in a fixed "
                    "order: 1 process and any number of ranks dividing M (a power of two, or M) give the same "
                    "bits. Without it, ranks agree with one process only to float rounding, which SGD amplifies.")
-@click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
-              show_default=True, help="Convolution algorithm: per layer from a measured table or this "
-              "machine's cached timings (auto), forced, or timed once and cached (tune).")
+@_conv_algo_option
 @_overwrites
-def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_through, resume, classes, seed,
-          device, procs, micro_batches, conv_algo, **recipe_opts):
+def train(device, procs, conv_algo, **opts):
     """Train a model with SGD-momentum, L2 and a plateau learning-rate schedule.
 
     --recipe default (LSUV init, standardised input, warm-up, clipping, augmentation, selection by
-    validation AUC; measurements in bench/RESULTS.md) or paper (what the paper states; it does not
+    validation loss; measurements in bench/RESULTS.md) or paper (what the paper states; it does not
     learn without normalisation). Any flag below overrides the recipe's value.
 
     `mpiexec -n N rawcnn train ...` (or --procs N) trains data-parallel: --batch-size is the global batch.
     """
-    from rawcnn.app import train as app_train
+    from rawcnn.app import train as app_train  # heavy: the engine, not for --help
     try:
-        code = app_train.relaunch(procs, sys.argv[1:], micro_batches)  # --procs N: this command line under mpiexec -n N
+        code = app_train.relaunch(procs, sys.argv[1:], opts["micro_batches"])  # --procs N: under mpiexec -n N
     except ValueError as e:
         _fail(e)
     if code is not None:
         sys.exit(code)
     be = _backend(device)
     try:
-        res, speaks, status = app_train.train_command(model, data_path, out, recipe_opts=recipe_opts, weights=weights,
-                                              num_classes=num_classes, new_head_lr_mult=new_head_lr_mult,
-                                              freeze_through=freeze_through, resume=resume, classes=classes,
-                                              seed=seed, device=be.name, conv_algo=conv_algo, given=_given(),
-                                              micro_batches=micro_batches)
+        res, speaks, status = app_train.train_command(opts, device=be.name, conv_algo=conv_algo, given=_given())
     except (ValueError, KeyError) as e:
         _fail(e)
     if speaks:  # under mpiexec: rank 0 alone speaks; train() has logged the outcome and best epoch already
@@ -459,16 +440,15 @@ def train(model, data_path, out, weights, num_classes, new_head_lr_mult, freeze_
               help="A rawcnn checkpoint every fold starts from (its model and weights, e.g. trained on "
                    "synthetic radiographs; a head of another class count is replaced): fine-tuning.")
 @_out("Folder: fold_<k>/ runs, oof.csv, cv.json, cv_roc.png.", folder=True)
-@_recipe_options
+@_recipe_options(help="Named settings; the flags below override single values.")
 @_seed("Fold assignment, init, shuffling.")
 @_device
-def cv(data_path, folds, model, patient_pattern, init_from, out, seed, device, **recipe_opts):
+def cv(device, **opts):
     """Stratified k-fold cross-validation of a training recipe: per-fold and pooled out-of-fold metrics."""
-    from rawcnn.app import cv as app_cv
+    from rawcnn.app import cv as app_cv  # heavy: the engine, not for --help
     be = _backend(device)
     try:
-        rep = app_cv.cv_command(data_path, out, recipe_opts, folds=folds, seed=seed, model=model,
-                                patient_pattern=patient_pattern, device=be.name, log=click.echo, init_from=init_from)
+        rep = app_cv.cv_command(opts, device=be.name, log=click.echo)
     except (ValueError, KeyError) as e:
         _fail(e)
     click.echo(f"wrote {rep['paths']['oof']}, {rep['paths']['json']}, {rep['paths']['roc']}")
@@ -484,13 +464,11 @@ def cv(data_path, folds, model, patient_pattern, init_from, out, seed, device, *
 @click.option("--classes", default=None, help="The data set's class names in the order of the checkpoint's outputs "
               "(e.g. normal,abnormal), when the set names or orders them differently.")
 @_device
-@click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
-              show_default=True, help="Convolution algorithm: per layer from a measured table or this "
-              "machine's cached timings (auto), forced, or timed once and cached (tune).")
+@_conv_algo_option
 @_overwrites
 def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, device, conv_algo):
     """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix on a split."""
-    from rawcnn.app import evaluate as app_eval
+    from rawcnn.app import evaluate as app_eval  # heavy: the engine, not for --help
     be = _backend(device)
     try:
         res, paths = app_eval.evaluate_command(checkpoint, data_path, split=split, threshold=threshold, out=out,
@@ -518,16 +496,14 @@ def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, dev
               help="A folder of lung masks matched by name (NAME.png, NAME_mask.png, or Montgomery's "
                    "leftMask/ + rightMask/ pair). Images without a mask are cropped by the lung-field locator.")
 @_device
-@click.option("--conv-algo", type=click.Choice(["auto", "im2col", "winograd", "tune"]), default="auto",
-              show_default=True, help="Convolution algorithm: per layer from a measured table or this "
-              "machine's cached timings (auto), forced, or timed once and cached (tune).")
+@_conv_algo_option
 def predict(images, checkpoint, top, class_names, masks, masks_dir, device, conv_algo):
     """Class probabilities for IMAGES (PNG, JPEG, 16-bit PNG, DICOM) through the checkpoint's input contract.
 
     A checkpoint trained on lung-ROI crops crops each image by its lung mask (--mask, --masks) or,
     without one, by the lung-field locator, and says so.
     """
-    from rawcnn.app import predict as app_predict
+    from rawcnn.app import predict as app_predict  # heavy: the engine, not for --help
     be = _backend(device)
     try:
         rows = app_predict.predict_command(checkpoint, images, top=top, class_names=class_names, masks=masks,
@@ -548,22 +524,15 @@ def predict(images, checkpoint, top, class_names, masks, masks_dir, device, conv
 @_out(folder=True)
 @_seed()
 @_device
-@click.option("--recipe", type=click.Choice(["default", "paper"]), default="default", show_default=True,
-              help="The settings every trial starts from (the sampled values replace theirs).")
-@click.option("--init", default=None, help="normal:STD, he or lsuv (default: the recipe's).")
-@click.option("--input-norm", type=click.Choice(["mean", "standardise", "none"]), default=None)
-@click.option("--select-by", type=click.Choice(["val-acc", "val-auc", "val-loss", "val-auc-smooth"]), default=None)
-@click.option("--balance", type=click.Choice(["none", "sample", "weight"]), default=None)
-@click.option("--warmup-epochs", type=WARMUP, default=None)
-@click.option("--clip-norm", type=Finite(0), default=None)
+@_recipe_options("init", "input_norm", "warmup_epochs", "clip_norm", "select_by", "balance",
+                 help="The settings every trial starts from (the sampled values replace theirs).")
 @_overwrites
-def search(space, trials, data_path, model, epochs, out, seed, device, **recipe_opts):
+def search(device, **opts):
     """Random search over learning rate, momentum, L2, dropout and batch size."""
-    from rawcnn.app import search as app_search
+    from rawcnn.app import search as app_search  # heavy: the engine, not for --help
     be = _backend(device)
     try:
-        res = app_search.search_command(space, trials, data_path, out, recipe_opts, model=model, epochs=epochs,
-                                        seed=seed, device=be.name)
+        res = app_search.search_command(opts, device=be.name)
     except (ValueError, KeyError) as e:
         _fail(e)
     if res:
@@ -571,8 +540,8 @@ def search(space, trials, data_path, model, epochs, out, seed, device, **recipe_
             res[0]["select_by"], "accuracy")
         shown = "-" if top["best_score"] is None else f"{top['best_score']:.4f}"
         click.echo(f"best: trial {top['trial']}, validation {metric} {shown}; "
-                   f"results in {os.path.join(out, 'results.csv')}, best configuration in "
-                   f"{os.path.join(out, 'best.json')}")
+                   f"results in {os.path.join(opts['out'], 'results.csv')}, best configuration in "
+                   f"{os.path.join(opts['out'], 'best.json')}")
 
 
 # -- visualisation ------------------------------------------------------------------------------
@@ -602,7 +571,7 @@ def viz():
 @_overwrites(check=("",))
 def viz_filters(checkpoint, layer, out, device):
     """A montage of a conv layer's filters, each scaled to [0, 1]."""
-    from rawcnn.app import viz as vc
+    from rawcnn.app import viz as vc  # heavy: the engine, not for --help
     try:
         click.echo(f"wrote {vc.viz_filters(checkpoint, out, layer=layer, device=_backend(device).name)}")
     except (ValueError, KeyError) as e:
@@ -621,7 +590,7 @@ def viz_filters(checkpoint, layer, out, device):
 @_overwrites
 def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k, raw_format, out, device):
     """The raw per-channel activations of a layer: a labelled grid PNG and the raw array per image."""
-    from rawcnn.app import viz as vc
+    from rawcnn.app import viz as vc  # heavy: the engine, not for --help
     try:
         rows = vc.viz_activations(checkpoint, out, data=data_path, split=split, indices=list(indices) or None,
                                   images=images, layer=layer, top_k=top_k, raw_format=raw_format,
@@ -655,7 +624,7 @@ def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k,
 def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, channel, strongest, class_index,
                 threshold, alpha, colorbar, full_res, out, device):
     """A 'jet' heat map over the radiograph: a channel, Grad-CAM or the input-gradient saliency."""
-    from rawcnn.app import viz as vc
+    from rawcnn.app import viz as vc  # heavy: the engine, not for --help
     if strongest and channel is not None:
         _fail(ValueError("give --channel or --strongest, not both"))
     try:
@@ -683,7 +652,7 @@ def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, ch
 @_overwrites(check=("",))
 def viz_dream(checkpoint, layer, channel, octaves, steps, lr, seed, out, device):
     """Activation maximisation by gradient ascent on the input (like MATLAB's deepDreamImage)."""
-    from rawcnn.app import viz as vc
+    from rawcnn.app import viz as vc  # heavy: the engine, not for --help
     try:
         path = vc.dream_command(checkpoint, out, layer=layer, channel=channel, octaves=octaves, steps=steps, lr=lr,
                                 seed=seed, device=_backend(device).name)
@@ -705,7 +674,7 @@ def viz_dream(checkpoint, layer, channel, octaves, steps, lr, seed, out, device)
 @_overwrites(check=(".csv", "_images.csv"))
 def viz_score(checkpoint, data_path, split, methods, layer, threshold, out, device):
     """Localisation scores against the lesion masks: pointing game, energy inside lesion and lungs, IoU."""
-    from rawcnn.app import viz as vc
+    from rawcnn.app import viz as vc  # heavy: the engine, not for --help
     try:
         res = vc.viz_score(checkpoint, data_path, out, split=split,
                            methods=tuple(methods) or ("channel", "gradcam", "saliency"), layer=layer,
@@ -727,7 +696,7 @@ def viz_score(checkpoint, data_path, split, methods, layer, threshold, out, devi
 @_overwrites
 def report(run_dir, data_path, checkpoint, out, device):
     """One self-contained HTML page: curves, metrics, ROC, filters, top channels, heat maps, dreams, scores."""
-    from rawcnn.app import viz as vc
+    from rawcnn.app import viz as vc  # heavy: the engine, not for --help
     try:
         path = vc.report(run_dir, data=data_path, checkpoint=checkpoint, out=out, device=_backend(device).name,
                          progress=True)

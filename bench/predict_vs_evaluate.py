@@ -37,13 +37,15 @@ def main():
         from test_predict_contract import SPEC
         from rawcnn.app.demo import standardise
         from rawcnn.engine.models import build
-        from rawcnn.training.train import train
+        from rawcnn.training.recipes import resolve
+        from rawcnn.training.train import Run, train
         S = int(data.images.shape[-1])
         t0 = time.time()
         net = build({**SPEC, "input": [3, S, S]}, num_classes=2, seed=a.seed, weight_std="he")
         out = f"{d}/run_small_lr{a.lr:g}"
-        r = train(net, data, out_dir=out, epochs=a.epochs, batch_size=16, lr=a.lr, seed=a.seed, progress=False,
-                  preprocessing=standardise(data.split("train").images, S), log=lambda m: None)
+        r = train(net, data, resolve("paper", epochs=a.epochs, batch_size=16, lr=a.lr),
+                  Run(out_dir=out, seed=a.seed, progress=False, log=lambda m: None),
+                  preprocessing=standardise(data.split("train").images, S))
         print(f"trained: {r['status']}, best epoch {r['best_epoch']}, val {r['best_val_acc']:.4f}, "
               f"{time.time() - t0:.0f} s", flush=True)
         ckpt = f"{out}/best.h5"

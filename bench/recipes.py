@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rawcnn.training.cv import cross_validate
 from rawcnn.training.recipes import resolve
+from rawcnn.training.train import Run
 
 # what each candidate changes from a named recipe (epochs and patience are set on the command line);
 # a third element names the model (default: custom, the paper's layout)
@@ -69,9 +70,9 @@ def main(argv=None):
         tag = name + ("+init" if a.init_from else "")
         for seed in a.seeds:
             t0 = time.perf_counter()
-            rep = cross_validate(a.data, os.path.join(a.out, f"{tag}_s{seed}"), st, folds=a.folds, seed=seed,
-                                 model=model, device=a.device, progress=False, log=lambda m: None,
-                                 init_from=a.init_from)
+            run = Run(out_dir=os.path.join(a.out, f"{tag}_s{seed}"), seed=seed, device=a.device, progress=False,
+                      log=lambda m: None)
+            rep = cross_validate(a.data, st, run, folds=a.folds, model=model, init_from=a.init_from)
             sec = time.perf_counter() - t0
             folds = " ".join(f"{r['auc']:.2f}" for r in rep["folds"])
             ci = rep["pooled"].get("auc_ci95") or [float("nan")] * 2
@@ -80,7 +81,7 @@ def main(argv=None):
                    f"{' '.join(str(r['best_epoch']) for r in rep['folds'])} | {sec:.0f} |")
             print(row, flush=True)
             with open(table, "a") as fh:
-                fh.write(row + "  <!-- " + json.dumps({k: st[k] for k in sorted(st)}) + " -->\n")
+                fh.write(row + "  <!-- " + json.dumps(dict(sorted(st.as_dict().items()))) + " -->\n")
 
 
 def summarise(dirs):

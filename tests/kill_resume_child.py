@@ -14,7 +14,8 @@ import numpy as np
 
 from rawcnn.files import fileio
 from rawcnn.engine import models
-from rawcnn.training.train import train
+from rawcnn.training.recipes import resolve
+from rawcnn.training.train import Run, train
 
 SPEC = {"name": "tiny", "input": [1, 12, 12], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "padding": 1},
@@ -54,8 +55,8 @@ def killer(real, k):
 def run(out, resume=False, log=print):
     """The run itself (also called in-process by the test, for the reference run and the resumes)."""
     net = models.build(SPEC, seed=0, weight_std=0.2)
-    return train(net, data(), out_dir=out, epochs=EPOCHS, batch_size=8, lr=0.02, patience=2, max_drops=3, seed=3,
-                 progress=False, device=DEVICE, resume=resume, log=log)
+    recipe = resolve("paper", epochs=EPOCHS, batch_size=8, lr=0.02, patience=2, max_drops=3)
+    return train(net, data(), recipe, Run(out_dir=out, seed=3, progress=False, device=DEVICE, resume=resume, log=log))
 
 
 def main(argv):

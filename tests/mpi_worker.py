@@ -5,7 +5,7 @@
 MODE: train (train, or resume when OUT holds last.h5), raise (rank 1 raises in epoch 1, batch 2),
 nan (rank 1's loss becomes NaN in epoch 2, batch 1: after the warm-up step, 6 steps and 1 validation
 batch), sigint (rank 1 alone gets SIGINT after epoch 2, batch 2: the other rank must stop with it).
-MICRO_BATCHES: train(..., micro_batches=M) (0 or absent: None). The net, data and settings are the test's.
+MICRO_BATCHES: Run(..., micro_batches=M) (0 or absent: None). The net, data and settings are the test's.
 """
 import os
 import sys
@@ -16,8 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rawcnn.training.distributed import from_environment, open_sharded  # noqa: E402
-from rawcnn.training.train import train  # noqa: E402
-from test_distributed import RUN, new_net, shift  # noqa: E402
+from rawcnn.training.train import Run, train  # noqa: E402
+from test_distributed import RECIPE, RUN, new_net, shift  # noqa: E402
 
 
 def main(mode, data, out, epochs=3, dtype="float32", bucket_mb=25.0, micro_batches=0):
@@ -42,9 +42,10 @@ def main(mode, data, out, epochs=3, dtype="float32", bucket_mb=25.0, micro_batch
             calls[0] += 1
             return float("nan") if calls[0] == 9 else loss
         SoftmaxCrossEntropy.forward = forward
-    r = train(net, open_sharded(data, dist), out_dir=out, epochs=int(epochs), augment=shift(),
-              resume=os.path.exists(os.path.join(out, "last.h5")), on_batch=on_batch, dist=dist,
+    run = Run(out_dir=out, resume=os.path.exists(os.path.join(out, "last.h5")), dist=dist,
               micro_batches=int(micro_batches) or None, **RUN)
+    r = train(net, open_sharded(data, dist), RECIPE.replace(epochs=int(epochs)), run, augment=shift(),
+              on_batch=on_batch)
     if dist.is_root:
         print(f"RESULT {r['status']}: {r['reason']}", flush=True)
 

@@ -9,6 +9,7 @@ import kernels
 import out_cases
 from rawcnn.engine import models
 from rawcnn.training import train as train_mod
+from rawcnn.training.recipes import resolve
 from rawcnn.engine.layers.softmax import SoftmaxCrossEntropy
 from rawcnn.engine.net import Net
 from rawcnn.engine.optim import SGD
@@ -108,7 +109,8 @@ def test_train_is_the_same_with_reuse_as_without(tmp_path, monkeypatch):
     # reuse kept off must give the same weights and history
     x, y = data()
     split = ((x[:16], y[:16]), (x[16:], y[16:]))  # 16 train (batches 6, 6, 4), 5 validation images
-    run = dict(epochs=2, batch_size=6, lr=0.05, seed=1, progress=False, log=lambda m: None)
+    recipe = resolve("paper", epochs=2, batch_size=6, lr=0.05)
+    run = dict(seed=1, progress=False, log=lambda m: None)
     used = []
     real = Net.reusing_buffers
 
@@ -116,10 +118,10 @@ def test_train_is_the_same_with_reuse_as_without(tmp_path, monkeypatch):
         used.append(on)
         return real(self, on)
     monkeypatch.setattr(Net, "reusing_buffers", spy)
-    r_on = train_mod.train(new_net(), split, out_dir=str(tmp_path / "on"), **run)
+    r_on = train_mod.train(new_net(), split, recipe, train_mod.Run(out_dir=str(tmp_path / "on"), **run))
     assert True in used
     monkeypatch.setattr(Net, "reusing_buffers", lambda self, on=True: contextlib.nullcontext(self))
-    r_off = train_mod.train(new_net(), split, out_dir=str(tmp_path / "off"), **run)
+    r_off = train_mod.train(new_net(), split, recipe, train_mod.Run(out_dir=str(tmp_path / "off"), **run))
     assert r_on["status"] == r_off["status"] == "completed"
     def strip(history):  # repr: val_auc is NaN with 3 classes
         return repr([{k: v for k, v in h.items() if k not in ("seconds", "images_per_s")} for h in history])

@@ -12,7 +12,8 @@ from cli import main
 from rawcnn.data import load_dataset
 from rawcnn.app.demo import standardise
 from rawcnn.engine.models import build
-from rawcnn.training.train import train
+from rawcnn.training.recipes import resolve
+from rawcnn.training.train import Run, train
 from test_data_sources import write_dicom
 
 
@@ -28,8 +29,9 @@ def files(tmp_path_factory, tiny_conv_spec):
                "--base-size", 0).exit_code == 0
     data = load_dataset(d / "nlm.h5")
     assert data.class_names == ["normal", "abnormal"]
-    train(build(tiny_conv_spec, seed=0, weight_std="he"), data, out_dir=d / "run", epochs=1, batch_size=7, lr=1e-3,
-          preprocessing=standardise(data.split("train").images, 32), progress=False, log=lambda m: None)
+    train(build(tiny_conv_spec, seed=0, weight_std="he"), data, resolve("paper", epochs=1, batch_size=7, lr=1e-3),
+          Run(out_dir=d / "run", progress=False, log=lambda m: None),
+          preprocessing=standardise(data.split("train").images, 32))
     for cls, label in (("normal", 0), ("abnormal", 1)):
         (d / "tree" / cls).mkdir(parents=True)
         (d / "dicom" / cls).mkdir(parents=True)

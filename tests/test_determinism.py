@@ -17,7 +17,8 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     from rawcnn.engine import models
     from rawcnn.engine.checkpoint import read_checkpoint
-    from rawcnn.training.train import train
+    from rawcnn.training.recipes import resolve
+    from rawcnn.training.train import Run, train
     spec = {"name": "det", "input": [3, 96, 96], "layers": [
         {"type": "Conv2d", "name": "conv1", "out_channels": 32, "kernel_size": 7, "stride": 2},
         {"type": "ReLU", "name": "relu1"},
@@ -31,9 +32,9 @@ SCRIPT = textwrap.dedent("""
     x = rng.standard_normal((24, 3, 96, 96)).astype(np.float32)
     x[y == 1, :, 30:60, 30:60] += 0.5
     net = models.build(spec, seed=0, weight_std="he")
-    train(net, {"train": (x[:16], y[:16]), "val": (x[16:], y[16:])}, out_dir=sys.argv[1], epochs=2, batch_size=8,
-          lr=0.01, seed=0, progress=False, log=lambda m: None,
-          recipe={"deterministic": sys.argv[2] == "1", "clip_norm": 10.0})
+    train(net, {"train": (x[:16], y[:16]), "val": (x[16:], y[16:])},
+          resolve("paper", epochs=2, batch_size=8, lr=0.01, clip_norm=10.0),
+          Run(out_dir=sys.argv[1], seed=0, progress=False, log=lambda m: None, deterministic=sys.argv[2] == "1"))
     p = read_checkpoint(sys.argv[1] + "/last.h5")["params"]
     h = hashlib.sha1()
     for name in sorted(p):

@@ -22,7 +22,8 @@ from rawcnn.engine.checkpoint import read_checkpoint
 from rawcnn.data import Augmenter, load_dataset
 from rawcnn.training.distributed import find_mpiexec, share, strip_option
 from rawcnn.engine.gradcheck import max_diff
-from rawcnn.training.train import train
+from rawcnn.training.recipes import resolve
+from rawcnn.training.train import Run, train
 from test_train import SPEC as TRAIN_SPEC
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,8 +32,8 @@ TOL = {"float32": 1e-5, "float64": 1e-12}  # max|a - b| / max|b| per parameter (
 
 SPEC = TRAIN_SPEC  # the tiny net of test_train.py
 # 41 training images in batches of 8: the last batch has 1 row, so rank 1 has none there
-RUN = dict(batch_size=8, lr=0.002, patience=1, max_drops=3, seed=7, progress=False, device="cpu",
-           log=print)
+RECIPE = resolve("paper", batch_size=8, lr=0.002, patience=1, max_drops=3)  # momentum 0.9, L2 5e-4, no hooks
+RUN = dict(seed=7, progress=False, device="cpu", log=print)
 
 
 def new_net(seed=0):
@@ -97,13 +98,15 @@ def runs(mpi, tmp_path_factory):
     out = {}
     for dtype in ("float32", "float64"):
         one = root / f"one-{dtype}"
-        train(new_net().astype(dtype), load_dataset(data), out_dir=one, epochs=2, augment=shift(), **RUN)
+        train(new_net().astype(dtype), load_dataset(data), RECIPE.replace(epochs=2), Run(out_dir=one, **RUN),
+              augment=shift())
         if dtype == "float32":  # a 1-process checkpoint after epoch 2, resumed by 2 ranks below
             shutil.copytree(one, root / "resumed")
         aug = shift()
         aug.rng.bit_generator.state = read_checkpoint(one / "last.h5")["rng_state"]["augment"]
-        train(new_net().astype(dtype), load_dataset(data), out_dir=one, epochs=3, augment=aug, resume=True,
-              **RUN)  # = an uninterrupted 3-epoch run (test_train checks resume bit for bit)
+        # = an uninterrupted 3-epoch run (test_train checks resume bit for bit)
+        train(new_net().astype(dtype), load_dataset(data), RECIPE.replace(epochs=3),
+              Run(out_dir=one, resume=True, **RUN), augment=aug)
         # float64 with 1 KB buckets: several buckets, and gradients over the size reduced in place
         bucket_mb = "25" if dtype == "float32" else "0.001"
         p = mpiexec([WORKER, "train", str(data), str(root / f"two-{dtype}"), "3", dtype, bucket_mb])
@@ -284,10 +287,11 @@ def micro_runs(mpi, tmp_path_factory):
     data = root / "set.h5"
     write_prepared(data)
     one = root / "one"
-    train(new_net(), load_dataset(data), out_dir=one, epochs=2, augment=shift(), micro_batches=MICRO, **RUN)
+    train(new_net(), load_dataset(data), RECIPE.replace(epochs=2), Run(out_dir=one, micro_batches=MICRO, **RUN),
+          augment=shift())
     shutil.copytree(one, root / "resumed")
-    train(new_net(), load_dataset(data), out_dir=one, epochs=3, augment=shift(), resume=True,
-          micro_batches=MICRO, **RUN)
+    train(new_net(), load_dataset(data), RECIPE.replace(epochs=3),
+          Run(out_dir=one, resume=True, micro_batches=MICRO, **RUN), augment=shift())
     out = {"one": one}
     for name, n in (("two", 2), ("four", 4), ("resumed", 2)):
         why = start_ranks(n) if n > 2 else None
@@ -339,8 +343,8 @@ def test_micro_batches_split_the_step_and_1_is_the_plain_step(tmp_path):
     runs = {}
     for m in (None, 1, 2):
         out = tmp_path / f"m{m}"
-        train(new_net(), load_dataset(tmp_path / "set.h5"), out_dir=out, epochs=1, augment=shift(),
-              micro_batches=m, **RUN)
+        train(new_net(), load_dataset(tmp_path / "set.h5"), RECIPE.replace(epochs=1),
+              Run(out_dir=out, micro_batches=m, **RUN), augment=shift())
         runs[m] = read_checkpoint(out / "last.h5")
     plain, one, two = runs[None]["params"], runs[1]["params"], runs[2]["params"]
     keys = [(n, k) for n in plain for k in plain[n]]
@@ -384,8 +388,8 @@ def test_micro_batches_weigh_classes_over_the_whole_batch(tmp_path):
     write_prepared(tmp_path / "set.h5")
     runs = {}
     for m in (None, 2):
-        train(new_net(), load_dataset(tmp_path / "set.h5"), out_dir=tmp_path / f"m{m}", epochs=1, augment=shift(),
-              micro_batches=m, recipe={"balance": "weight"}, **RUN)
+        train(new_net(), load_dataset(tmp_path / "set.h5"), RECIPE.replace(epochs=1, balance="weight"),
+              Run(out_dir=tmp_path / f"m{m}", micro_batches=m, **RUN), augment=shift())
         runs[m] = read_checkpoint(tmp_path / f"m{m}" / "last.h5")["params"]
     diffs = {f"{n}/{k}": max_diff(runs[2][n][k], runs[None][n][k]) for n in runs[None] for k in runs[None][n]}
     assert 0 < max(diffs.values()) <= TOL["float32"], diffs

@@ -141,7 +141,8 @@ def test_finite_explosion_of_the_validation_loss_is_a_divergence(tmp_path):
     import kill_resume_child as kc
 
     from rawcnn.engine import models
-    from rawcnn.training.train import Trainer, train
+    from rawcnn.training.recipes import resolve
+    from rawcnn.training.train import Run, Trainer, train
     real = Trainer.validate
     calls = []
 
@@ -151,8 +152,8 @@ def test_finite_explosion_of_the_validation_loss_is_a_divergence(tmp_path):
         return (1e20 if len(calls) == 3 else loss), (1.0 if len(calls) == 3 else acc)
     Trainer.validate = exploding
     try:
-        r = train(models.build(kc.SPEC, seed=0, weight_std=0.2), kc.data(), out_dir=tmp_path, epochs=4,
-                  batch_size=8, lr=0.02, seed=3, progress=False, device="reference", log=lambda m: None)
+        r = train(models.build(kc.SPEC, seed=0, weight_std=0.2), kc.data(), resolve("paper", epochs=4, batch_size=8,
+                  lr=0.02), Run(out_dir=tmp_path, seed=3, progress=False, device="reference", log=lambda m: None))
     finally:
         Trainer.validate = real
     assert r["status"] == "diverged" and "1e+20" in r["reason"] and "smaller learning rate" in r["reason"]

@@ -12,7 +12,8 @@ from cli import main
 from rawcnn.data import load_dataset
 from rawcnn.app.demo import standardise
 from rawcnn.engine.models import build
-from rawcnn.training.train import train
+from rawcnn.training.recipes import resolve
+from rawcnn.training.train import Run, train
 from rawcnn.training.evaluate import evaluate_checkpoint, predict
 
 SPEC = {"name": "small", "input": [3, 48, 48], "layers": [
@@ -41,8 +42,9 @@ def trained(tmp_path_factory):
     # trained as the demo trains (He init, standardised input: the CLI's default zero-centring diverges here)
     data = load_dataset(d / "set.h5")
     net = build(SPEC, num_classes=2, seed=2, weight_std="he")
-    res = train(net, data, out_dir=d / "run", epochs=8, batch_size=8, lr=1e-2, seed=2, progress=False,
-                preprocessing=standardise(data.split("train").images, 48), log=lambda m: None)
+    res = train(net, data, resolve("paper", epochs=8, batch_size=8, lr=1e-2),
+                Run(out_dir=d / "run", seed=2, progress=False, log=lambda m: None),
+                preprocessing=standardise(data.split("train").images, 48))
     assert res["status"] != "diverged", res["reason"]
     return d
 

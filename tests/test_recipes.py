@@ -14,8 +14,9 @@ from rawcnn.engine.checkpoint import read_checkpoint
 from rawcnn.training.cv import stratified_group_folds
 from rawcnn.data.synth import render_case
 from rawcnn.engine.init import lsuv, orthonormal, parse_init
-from rawcnn.training.recipes import RECIPES, input_contract, resolve
-from rawcnn.training.train import Trainer, train
+from rawcnn.training.from_recipe import input_contract
+from rawcnn.training.recipes import RECIPES, resolve
+from rawcnn.training.train import Run, Trainer, train
 
 SPEC = {"name": "tiny", "input": [1, 16, 16], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "padding": 1},
@@ -27,8 +28,8 @@ SPEC = {"name": "tiny", "input": [1, 16, 16], "layers": [
     {"type": "Linear", "name": "fc1", "out_features": 16},
     {"type": "ReLU", "name": "relu3"},
     {"type": "Linear", "name": "fc2", "out_features": 2}]}
-RUN = {"batch_size": 8, "lr": 0.02, "patience": 3, "max_drops": 1, "seed": 7, "progress": False, "device": "cpu",
-       "log": lambda m: None}
+RECIPE = resolve("paper", batch_size=8, lr=0.02, patience=3, max_drops=1)  # no warm-up, clipping or balance
+RUN = {"seed": 7, "progress": False, "device": "cpu", "log": lambda m: None}
 
 
 def make_data(n_train=40, n_val=16, seed=0, frac1=0.5):
@@ -48,9 +49,9 @@ def test_parse_init_and_resolve():
     for bad in ("xavier", "normal:-1", "normal:abc"):
         with pytest.raises(ValueError, match="--init"):
             parse_init(bad)
-    st = resolve("paper", lr=0.5, select_by=None)
+    st = resolve("paper", lr=0.5, select_by=None).as_dict()
     assert st["lr"] == 0.5 and st["select_by"] == "val-acc" and st["init"] == "normal:0.01"
-    assert RECIPES["paper"]["input_norm"] == "mean"
+    assert RECIPES["paper"].input_norm == "mean"
     with pytest.raises(ValueError, match="--recipe"):
         resolve("nope")
     with pytest.raises(ValueError, match="--input-norm"):
@@ -92,8 +93,8 @@ def test_warmup_ramps_the_learning_rate_per_step(tmp_path, monkeypatch):
             self.opt.step, self.opt.spied = record, True
         return orig(self, bar)
     monkeypatch.setattr(Trainer, "run_epoch", spy)
-    train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), out_dir=tmp_path, epochs=2,
-          recipe={"warmup_epochs": 1.0}, **RUN)
+    train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), RECIPE.replace(epochs=2, warmup_epochs=1.0),
+          Run(out_dir=tmp_path, **RUN))
     # 40 images, batch 8: 5 steps per epoch; lr 0.02 * t / 5 for t = 1..5, then 0.02
     np.testing.assert_allclose(seen, [0.004, 0.008, 0.012, 0.016, 0.02] + [0.02] * 5, rtol=1e-12)
 
@@ -108,16 +109,16 @@ def test_clipping_bounds_the_global_gradient_norm(tmp_path, monkeypatch):
         norms.append(np.sqrt(sum((d.astype(np.float64) ** 2).sum() for d in g)))
         orig(self)
     monkeypatch.setattr(SGD, "step", spy)
-    train(models.build(SPEC, seed=0, weight_std=0.3), make_data(), out_dir=tmp_path, epochs=1,
-          recipe={"clip_norm": 0.05}, **RUN)
+    train(models.build(SPEC, seed=0, weight_std=0.3), make_data(), RECIPE.replace(epochs=1, clip_norm=0.05),
+          Run(out_dir=tmp_path, **RUN))
     assert len(norms) == 5 and max(norms) <= 0.05 * (1 + 1e-5)
 
 
 def test_select_by_val_loss_keeps_the_lowest_loss_epoch(tmp_path, monkeypatch):
     script = iter([(0.9, 0.5), (0.5, 0.5), (0.7, 0.9), (0.6, 0.6)])  # (val_loss, val_acc)
     monkeypatch.setattr(Trainer, "validate", lambda self: next(script))
-    r = train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), out_dir=tmp_path, epochs=4,
-              recipe={"select_by": "val-loss"}, **RUN)
+    r = train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), RECIPE.replace(epochs=4, select_by="val-loss"),
+              Run(out_dir=tmp_path, **RUN))
     assert r["best_epoch"] == 2 and read_checkpoint(tmp_path / "best.h5")["epoch"] == 2
 
 
@@ -126,8 +127,8 @@ def test_select_by_val_auc_records_a_real_auc(tmp_path):
 
     from rawcnn.training.evaluate import forward_probs
     data = make_data()
-    r = train(models.build(SPEC, seed=0, weight_std=0.1), data, out_dir=tmp_path, epochs=3,
-              recipe={"select_by": "val-auc"}, **RUN)
+    r = train(models.build(SPEC, seed=0, weight_std=0.1), data, RECIPE.replace(epochs=3, select_by="val-auc"),
+              Run(out_dir=tmp_path, **RUN))
     aucs = [h["val_auc"] for h in r["history"]]
     assert r["best_epoch"] == 1 + int(np.argmax(aucs))
     from rawcnn.engine.checkpoint import load_checkpoint
@@ -147,14 +148,14 @@ def test_balanced_sampling_and_class_weights(tmp_path, monkeypatch):
         batches.append(self.ys.copy())
         return out
     monkeypatch.setattr(Trainer, "run_epoch", spy)
-    train(models.build(SPEC, seed=0, weight_std=0.1), data, out_dir=tmp_path / "s", epochs=6,
-          recipe={"balance": "sample"}, **RUN)
+    train(models.build(SPEC, seed=0, weight_std=0.1), data, RECIPE.replace(epochs=6, balance="sample"),
+          Run(out_dir=tmp_path / "s", **RUN))
     drawn = np.concatenate(batches)
     assert y.mean() < 0.25 and 0.4 < drawn.mean() < 0.6  # minority drawn about half the time
     # class weights: each row's gradient scaled by N / (K * N_k), normalised over the batch
-    tr = Trainer(models.build(SPEC, seed=0, weight_std=0.1), data, out_dir=tmp_path / "w", batch_size=8, lr=0.01,
-                 momentum=0.9, weight_decay=0.0, patience=2, max_drops=1, seed=0, augment=None, preprocessing=None,
-                 log=print, progress=False, on_batch=None, recipe={"balance": "weight"})
+    tr = Trainer(models.build(SPEC, seed=0, weight_std=0.1), data,
+                 RECIPE.replace(lr=0.01, momentum=0.9, weight_decay=0.0, patience=2, max_drops=1, balance="weight"),
+                 Run(out_dir=tmp_path / "w", seed=0, log=print, progress=False))
     n1 = int(y.sum())
     w = np.array([y.size / (2 * (y.size - n1)), y.size / (2 * n1)])
     yb = np.array([0, 0, 0, 1])
@@ -277,8 +278,8 @@ def test_plateau_messages_name_the_selection_metric(tmp_path, monkeypatch, selec
     script = iter(script)  # (val_loss, val_acc) per epoch
     monkeypatch.setattr(Trainer, "validate", lambda self: next(script))
     logs = []
-    train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), out_dir=tmp_path, epochs=3,
-          recipe={"select_by": select_by}, **{**RUN, "patience": 1, "log": logs.append})
+    train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), RECIPE.replace(epochs=3, select_by=select_by,
+          patience=1), Run(out_dir=tmp_path, **{**RUN, "log": logs.append}))
     assert any(said in m for m in logs), logs
 
 
@@ -290,8 +291,8 @@ def test_plateau_messages_say_auc_when_it_selects(tmp_path, monkeypatch):
         return 0.5, 0.5
     monkeypatch.setattr(Trainer, "validate", validate)
     logs = []
-    train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), out_dir=tmp_path, epochs=3,
-          recipe={"select_by": "val-auc"}, **{**RUN, "patience": 1, "log": logs.append})
+    train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), RECIPE.replace(epochs=3, select_by="val-auc",
+          patience=1), Run(out_dir=tmp_path, **{**RUN, "log": logs.append}))
     stalls = [m for m in logs if "has not improved" in m]
     assert stalls and all("validation AUC has not improved on 0.6111 (epoch 1)" in m for m in stalls), logs
 
@@ -304,8 +305,9 @@ def test_select_by_smoothed_auc_takes_the_mean_of_the_last_three_epochs(tmp_path
         return 0.5, 0.5
     monkeypatch.setattr(Trainer, "validate", validate)
     logs = []
-    r = train(models.build(SPEC, seed=0, weight_std=0.1), make_data(), out_dir=tmp_path, epochs=6,
-              recipe={"select_by": "val-auc-smooth"}, **{**RUN, "patience": 10, "log": logs.append})
+    r = train(models.build(SPEC, seed=0, weight_std=0.1), make_data(),
+              RECIPE.replace(epochs=6, select_by="val-auc-smooth", patience=10),
+              Run(out_dir=tmp_path, **{**RUN, "log": logs.append}))
     # the means: 0.5, 0.7, 0.633, 0.733, 0.7, 0.8 -> epoch 6 (val-auc alone would keep epoch 2)
     assert r["best_epoch"] == 6 and read_checkpoint(tmp_path / "best.h5")["epoch"] == 6
     assert any("by validation AUC (mean of the last 3 epochs) 0.8000" in m for m in logs), logs

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from rawcnn.engine.checkpoint import read_checkpoint
+from rawcnn.training.recipes import resolve
 from rawcnn.training.search import load_space, random_search, sample, validate_space
+from rawcnn.training.train import Run
 
 BACKEND = "cpu"
 
@@ -73,8 +75,8 @@ def make_data(seed=0):
 
 def test_search_ranks_trials_and_saves_the_best(tmp_path):
     logs = []
-    rows = random_search(SPACE, 3, make_data(), seed=1, epochs_per_trial=2, out_dir=tmp_path, progress=False,
-                         model=SPEC, log=logs.append, device=BACKEND)
+    rows = random_search(SPACE, 3, make_data(), resolve("paper", epochs=2),
+                         Run(out_dir=tmp_path, seed=1, progress=False, log=logs.append, device=BACKEND), model=SPEC)
     accs = [r["best_val_acc"] for r in rows]
     assert len(rows) == 3 and accs == sorted(accs, reverse=True) and [r["rank"] for r in rows] == [1, 2, 3]
     # the trials' configurations are the seed's first three draws, in trial order
@@ -99,8 +101,8 @@ def test_search_ranks_trials_and_saves_the_best(tmp_path):
 def test_dropout_needs_a_dropout_layer(tmp_path):
     spec = {**SPEC, "layers": [e for e in SPEC["layers"] if e["type"] != "Dropout"]}
     with pytest.raises(ValueError, match="'dropout': model 'tiny' has no Dropout layer"):
-        random_search({"dropout": 0.5}, 1, make_data(), out_dir=tmp_path, progress=False, model=spec,
-                      log=lambda m: None, device=BACKEND)
+        random_search({"dropout": 0.5}, 1, make_data(), resolve("paper", epochs=5),
+                      Run(out_dir=tmp_path, progress=False, log=lambda m: None, device=BACKEND), model=spec)
 
 
 def test_trials_with_the_same_values_train_identically_even_with_augmentation(tmp_path):
@@ -108,8 +110,9 @@ def test_trials_with_the_same_values_train_identically_even_with_augmentation(tm
     # dropout and augmentation streams)
     from rawcnn.data import Augmenter
     space = {"lr": 0.02, "momentum": 0.9, "batch_size": 8}
-    rows = random_search(space, 2, make_data(), seed=3, epochs_per_trial=1, out_dir=tmp_path, progress=False,
-                         model=SPEC, augment=Augmenter(0.1, 10.0, rng=0), log=lambda m: None, device=BACKEND)
+    rows = random_search(space, 2, make_data(), resolve("paper", epochs=1),
+                         Run(out_dir=tmp_path, seed=3, progress=False, log=lambda m: None, device=BACKEND), model=SPEC,
+                         augment=Augmenter(0.1, 10.0, rng=0))
     a, b = (read_checkpoint(tmp_path / f"trial_{t:03d}" / "last.h5") for t in (1, 2))
     for name in a["params"]:
         for key in a["params"][name]:
@@ -119,10 +122,9 @@ def test_trials_with_the_same_values_train_identically_even_with_augmentation(tm
 
 @pytest.mark.parametrize("select_by", ["val-auc", "val-loss"])
 def test_search_ranks_by_the_recipes_selection_metric(tmp_path, select_by):
-    from rawcnn.training.recipes import resolve
-    st = resolve("default", init="he", select_by=select_by, augment=False, warmup_epochs=0.0, clip_norm=0.0)
-    rows = random_search(SPACE, 3, make_data(), seed=2, epochs_per_trial=2, out_dir=tmp_path, progress=False,
-                         model=SPEC, log=lambda m: None, device=BACKEND, settings=st)
+    st = resolve("default", init="he", select_by=select_by, augment=False, warmup_epochs=0.0, clip_norm=0.0, epochs=2)
+    rows = random_search(SPACE, 3, make_data(), st,
+                         Run(out_dir=tmp_path, seed=2, progress=False, log=lambda m: None, device=BACKEND), model=SPEC)
     key = "val_auc" if select_by == "val-auc" else "val_loss"
     pick = max if select_by == "val-auc" else min
     for row in rows:  # each trial's score is its history's best value of the metric, read from disk

@@ -1,6 +1,7 @@
 """train(): exact resume, Ctrl-C, NaN stop, the plateau schedule inside a run, the files it writes,
 and checkpoints that survive a SIGKILL while being written. Tiny nets on 16x16 inputs."""
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import textwrap
 import time
 
+import h5py
 import numpy as np
 import pytest
 
@@ -15,7 +17,8 @@ from rawcnn.engine import models
 from rawcnn.engine.checkpoint import load_checkpoint, read_checkpoint
 from rawcnn.data import Augmenter, load_dataset, prepare, read_montgomery, synthesize
 from rawcnn.training.evaluate import evaluate_checkpoint, predict
-from rawcnn.training.train import Trainer, train
+from rawcnn.training.recipes import resolve
+from rawcnn.training.train import Run, Trainer, train
 
 BACKEND = "cpu"
 
@@ -31,7 +34,8 @@ SPEC = {"name": "tiny", "input": [1, 16, 16], "layers": [
     {"type": "ReLU", "name": "relu3"},
     {"type": "Dropout", "name": "drop1", "p": 0.5},
     {"type": "Linear", "name": "fc2", "out_features": 2}]}
-RUN = dict(batch_size=8, lr=0.02, patience=1, max_drops=3, seed=7, progress=False, device=BACKEND)
+RECIPE = resolve("paper", batch_size=8, lr=0.02, patience=1, max_drops=3)  # momentum 0.9, L2 5e-4, no hooks
+RUN = dict(seed=7, progress=False, device=BACKEND)
 
 
 def make_data(n_train=40, n_val=16, seed=0):
@@ -73,19 +77,21 @@ def assert_same_state(dir_a, dir_b):
 def straight(tmp_path_factory):
     """An uninterrupted 4-epoch run (the reference the resumed runs must equal)."""
     out = tmp_path_factory.mktemp("straight")
-    r = train(new_net(), make_data(), out_dir=out, epochs=4, augment=shift(), log=lambda m: None, **RUN)
+    r = train(new_net(), make_data(), RECIPE.replace(epochs=4), Run(out_dir=out, log=lambda m: None, **RUN),
+              augment=shift())
     assert r["status"] == "completed" and r["epoch"] == 4
     return out, r
 
 
 def test_resume_after_epoch_2_is_bit_for_bit(straight, tmp_path):
     out, _ = straight
-    r = train(new_net(), make_data(), out_dir=tmp_path, epochs=2, augment=shift(), log=lambda m: None, **RUN)
+    r = train(new_net(), make_data(), RECIPE.replace(epochs=2), Run(out_dir=tmp_path, log=lambda m: None, **RUN),
+              augment=shift())
     assert r["epoch"] == 2
     # a net with other initial weights: everything must come from last.h5
     logs = []
-    r = train(new_net(seed=123), make_data(), out_dir=tmp_path, epochs=4, augment=shift(), resume=True,
-              log=logs.append, **RUN)
+    r = train(new_net(seed=123), make_data(), RECIPE.replace(epochs=4),
+              Run(out_dir=tmp_path, resume=True, log=logs.append, **RUN), augment=shift())
     assert r["status"] == "completed" and any("resuming from" in m and "after epoch 2" in m for m in logs)
     assert_same_state(out, tmp_path)
 
@@ -98,15 +104,15 @@ def test_ctrl_c_keeps_a_loadable_checkpoint_and_resumes_exactly(straight, tmp_pa
             raise KeyboardInterrupt
 
     logs = []
-    r = train(new_net(), make_data(), out_dir=tmp_path, epochs=4, augment=shift(), on_batch=interrupt,
-              log=logs.append, **RUN)
+    r = train(new_net(), make_data(), RECIPE.replace(epochs=4), Run(out_dir=tmp_path, log=logs.append, **RUN),
+              augment=shift(), on_batch=interrupt)
     assert r["status"] == "interrupted"
     assert "during epoch 2" in r["reason"] and "holds epoch 1" in r["reason"]
     assert any(r["reason"] in m for m in logs)
     net, ck = load_checkpoint(tmp_path / "last.h5", backend=BACKEND)
     assert ck["epoch"] == 1 and len(ck["history"]) == 1
-    r = train(new_net(seed=5), make_data(), out_dir=tmp_path, epochs=4, augment=shift(), resume=True,
-              log=lambda m: None, **RUN)
+    r = train(new_net(seed=5), make_data(), RECIPE.replace(epochs=4),
+              Run(out_dir=tmp_path, resume=True, log=lambda m: None, **RUN), augment=shift())
     assert r["status"] == "completed"
     assert_same_state(out, tmp_path)
 
@@ -117,7 +123,8 @@ def test_ctrl_c_in_the_first_epoch_leaves_the_initial_weights(tmp_path):
 
     net = new_net()
     w0 = net["fc2"].params["w"].copy()
-    r = train(net, make_data(), out_dir=tmp_path, epochs=3, on_batch=interrupt, log=lambda m: None, **RUN)
+    r = train(net, make_data(), RECIPE.replace(epochs=3), Run(out_dir=tmp_path, log=lambda m: None, **RUN),
+              on_batch=interrupt)
     assert r["status"] == "interrupted" and "holds epoch 0" in r["reason"]
     _, ck = load_checkpoint(tmp_path / "last.h5")
     assert ck["epoch"] == 0
@@ -131,7 +138,8 @@ def test_nan_loss_stops_naming_epoch_and_batch_and_keeps_the_last_good_checkpoin
         if (epoch, batch) == (2, 1):
             net["fc2"].params["w"][0, 0] = np.nan  # the next forward gives a NaN loss
 
-    r = train(net, make_data(), out_dir=tmp_path, epochs=4, on_batch=poison, log=lambda m: None, **RUN)
+    r = train(net, make_data(), RECIPE.replace(epochs=4), Run(out_dir=tmp_path, log=lambda m: None, **RUN),
+              on_batch=poison)
     assert r["status"] == "diverged"
     assert "loss became nan at epoch 2, batch 2" in r["reason"] and "holds epoch 1" in r["reason"]
     _, ck = load_checkpoint(tmp_path / "last.h5")
@@ -147,8 +155,8 @@ def test_plateau_schedule_inside_a_run(tmp_path, monkeypatch):
     script = iter([0.5, 0.6, 0.6, 0.6, 0.55, 0.6, 0.9, 0.9])
     monkeypatch.setattr(Trainer, "validate", lambda self: (0.7, next(script)))
     logs = []
-    run = {**RUN, "patience": 2, "max_drops": 1}
-    r = train(new_net(), make_data(), out_dir=tmp_path, epochs=10, log=logs.append, **run)
+    recipe = RECIPE.replace(patience=2, max_drops=1, epochs=10)
+    r = train(new_net(), make_data(), recipe, Run(out_dir=tmp_path, log=logs.append, **RUN))
     assert r["status"] == "stopped" and r["epoch"] == 6 and r["best_epoch"] == 2
     np.testing.assert_allclose([h["lr"] for h in r["history"]], [0.02] * 4 + [0.002] * 2, rtol=1e-12)
     drop = [m for m in logs if m.startswith("lr drop:")]
@@ -158,12 +166,12 @@ def test_plateau_schedule_inside_a_run(tmp_path, monkeypatch):
     assert read_checkpoint(tmp_path / "best.h5")["epoch"] == 2
     assert read_checkpoint(tmp_path / "last.h5")["meta"]["status"] == "stopped"
     logs.clear()
-    r = train(new_net(), make_data(), out_dir=tmp_path, epochs=10, resume=True, log=logs.append, **run)
+    r = train(new_net(), make_data(), recipe, Run(out_dir=tmp_path, resume=True, log=logs.append, **RUN))
     assert r["status"] == "stopped" and "nothing to resume" in logs[0]
 
 
 def test_files_and_checkpoint_contents(tmp_path):
-    r = train(new_net(), make_data(), out_dir=tmp_path, epochs=3, log=lambda m: None, **RUN)
+    r = train(new_net(), make_data(), RECIPE.replace(epochs=3), Run(out_dir=tmp_path, log=lambda m: None, **RUN))
     with open(tmp_path / "history.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(row["epoch"]) for row in rows] == [1, 2, 3]
@@ -188,7 +196,7 @@ def prepared(tmp_path_factory):
 
 def test_prepared_set_gets_the_zero_center_contract_and_predict_repeats_it(prepared, tmp_path):
     root, data = prepared
-    r = train(new_net(), data, out_dir=tmp_path, epochs=2, log=lambda m: None, **RUN)
+    r = train(new_net(), data, RECIPE.replace(epochs=2), Run(out_dir=tmp_path, log=lambda m: None, **RUN))
     assert r["status"] == "completed"
     ck = read_checkpoint(tmp_path / "last.h5")
     mean = data.split("train").images.astype(np.float64).mean()  # grey: one mean for all channels
@@ -212,17 +220,34 @@ def test_prepared_set_gets_the_zero_center_contract_and_predict_repeats_it(prepa
 def test_bad_input_raises_naming_shapes(tmp_path):
     (x, y), val = make_data()
     with pytest.raises(ValueError, match=r"images of shape \(40, 1, 16, 16\) and labels of shape \(39,\)"):
-        train(new_net(), ((x, y[:-1]), val), out_dir=tmp_path, epochs=1, **RUN)
+        train(new_net(), ((x, y[:-1]), val), RECIPE.replace(epochs=1), Run(out_dir=tmp_path, **RUN))
     with pytest.raises(ValueError, match=r"inputs of shape \(1, 16, 16\).*gives \(1, 8, 8\)"):
-        train(new_net(), ((x[..., :8, :8], y), (val[0][..., :8, :8], val[1])), out_dir=tmp_path, epochs=1, **RUN)
+        train(new_net(), ((x[..., :8, :8], y), (val[0][..., :8, :8], val[1])), RECIPE.replace(epochs=1),
+              Run(out_dir=tmp_path, **RUN))
     with pytest.raises(ValueError, match="nothing to resume"):
-        train(new_net(), ((x, y), val), out_dir=tmp_path / "empty", epochs=1, resume=True, **RUN)
+        train(new_net(), ((x, y), val), RECIPE.replace(epochs=1), Run(out_dir=tmp_path / "empty", resume=True, **RUN))
+
+
+def test_checkpoint_records_the_recipe_and_a_checkpoint_without_one_resumes(tmp_path):
+    recipe = RECIPE.replace(epochs=1)
+    train(new_net(), make_data(), recipe, Run(out_dir=tmp_path, log=lambda m: None, **RUN))
+    meta = read_checkpoint(tmp_path / "last.h5")["meta"]
+    assert meta["recipe"] == recipe.as_dict() and meta["config"]["batch_size"] == recipe.batch_size
+    with h5py.File(tmp_path / "last.h5", "r+") as f:  # a checkpoint written before the recipe was recorded
+        del meta["recipe"]
+        f.attrs["meta"] = json.dumps(meta)
+    logs = []
+    r = train(new_net(), make_data(), RECIPE.replace(epochs=2), Run(out_dir=tmp_path, resume=True, log=logs.append,
+                                                                  **RUN))
+    assert r["status"] == "completed" and not [m for m in logs if m.startswith("warning")], logs
+    assert read_checkpoint(tmp_path / "last.h5")["meta"]["recipe"] == RECIPE.replace(epochs=2).as_dict()
 
 
 def test_resume_refuses_other_data(tmp_path):
-    train(new_net(), make_data(), out_dir=tmp_path, epochs=1, log=lambda m: None, **RUN)
+    train(new_net(), make_data(), RECIPE.replace(epochs=1), Run(out_dir=tmp_path, log=lambda m: None, **RUN))
     with pytest.raises(ValueError, match="trained on other data"):
-        train(new_net(), make_data(seed=1), out_dir=tmp_path, epochs=2, resume=True, log=lambda m: None, **RUN)
+        train(new_net(), make_data(seed=1), RECIPE.replace(epochs=2),
+              Run(out_dir=tmp_path, resume=True, log=lambda m: None, **RUN))
 
 
 WRITER = textwrap.dedent("""

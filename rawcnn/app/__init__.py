@@ -6,8 +6,9 @@ and augmenters, resolving recipes, finding layers, starting processes). The libr
 not import this package (rawcnn/app/demo.py, a whole task itself, runs the viz tasks from here), and
 it does not import weights_import (`rawcnn import-weights` calls that package from cli.py).
 
-    common    what every command shares: --overwrite's bookkeeping, output checks, --conv-algo,
-              recipes, errors under mpiexec
+    common    what every command shares: --overwrite's bookkeeping, output checks, recipes,
+              errors under mpiexec
+    options   what cli.py builds options from at import time (the Recipe's fields; nothing heavy)
     tools     summary, gradcheck, trace, the demo
     data      data synth, data prepare
     train     train (and --procs), build_training_net, run_training
@@ -17,5 +18,6 @@ it does not import weights_import (`rawcnn import-weights` calls that package fr
     search    search
     viz       viz filters / activations / heatmap / dream / score, report
 
-The submodules are imported on use (`from rawcnn.app import train`), so `rawcnn --help` stays quick.
+The submodules are imported on use (`from rawcnn.app import train`), so `rawcnn --help` stays quick;
+options alone is imported with cli.py.
 """

@@ -1,15 +1,22 @@
 """`rawcnn cv`: stratified k-fold cross-validation of a training recipe (rawcnn.training.cv)."""
 import os
 
+from rawcnn.app.common import resolve_recipe
+from rawcnn.training.cv import cross_validate
+from rawcnn.training.train import Run
 
-def cv_command(data_path, out, recipe_opts, *, folds=5, seed=0, model="custom", patient_pattern=None, device="cpu",
-               log=print, init_from=None):
-    """Refuse a non-empty `out` (an earlier run's files would be replaced), resolve the recipe, cross-validate.
-    Returns cross_validate's report."""
-    from rawcnn.training.cv import cross_validate
-    from rawcnn.app.common import resolve_recipe
+
+def cv_command(options, *, device="cpu", log=print):
+    """Refuse a non-empty --out (an earlier run's files would be replaced), resolve the recipe, cross-validate.
+
+    options: the command's options by name: data_path, out, folds, seed, model, patient_pattern, init_from,
+    recipe and the recipe flags. Returns cross_validate's report.
+    """
+    out = options["out"]
     if os.path.isdir(out) and os.listdir(out):
         raise ValueError(f"{out} already exists and is not empty (cv.json, fold_*/ of an earlier run would be "
                          f"replaced); choose another --out")
-    return cross_validate(data_path, out, resolve_recipe(recipe_opts), folds=folds, seed=seed, model=model,
-                          patient_pattern=patient_pattern, device=device, log=log, init_from=init_from)
+    recipe = resolve_recipe(options)
+    return cross_validate(options["data_path"], recipe, Run(out_dir=out, seed=options["seed"], device=device, log=log),
+                          folds=options["folds"], model=options["model"], patient_pattern=options["patient_pattern"],
+                          init_from=options["init_from"])

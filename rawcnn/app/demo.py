@@ -46,7 +46,9 @@ from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.files.fileio import atomic_open, check_target
 from rawcnn.files.jsonsafe import finite_or_null
 from rawcnn.training.evaluate import evaluate_checkpoint, save_report
-from rawcnn.training.recipes import equivalent_command, resolve, train_recipe
+from rawcnn.training.from_recipe import train_recipe
+from rawcnn.training.recipes import equivalent_command, resolve
+from rawcnn.training.train import Run
 
 DEMO_SETTINGS = {"n_images": 800, "synth_size": 256, "input_size": 96, "epochs": 15, "batch_size": 32,
                  "lr": 3e-3, "momentum": 0.9, "weight_decay": 5e-4, "patience": 3, "max_drops": 3,
@@ -113,7 +115,7 @@ def _data(paths, st, seed, progress, log):
 
 
 def demo_recipe(st):
-    """The demo's training settings as a rawcnn.training.recipes settings dict (what `rawcnn train` flags spell)."""
+    """The demo's training settings as a rawcnn.training.recipes.Recipe (what `rawcnn train` flags spell)."""
     init = st["weight_std"] if st["weight_std"] == "he" else f"normal:{st['weight_std']}"
     return resolve("default", init=init, input_norm="standardise", lr=st["lr"], batch_size=st["batch_size"],
                    epochs=st["epochs"], momentum=st["momentum"], weight_decay=st["weight_decay"],
@@ -124,8 +126,8 @@ def demo_recipe(st):
 
 def _train(paths, st, data, seed, backend, progress, log):
     """Step 3: build the custom net and train it with the demo's recipe. Returns train()'s dict."""
-    r = train_recipe(data, paths["run_dir"], demo_recipe(st), model="custom", seed=seed, device=backend,
-                     progress=progress, log=log)
+    r = train_recipe(data, demo_recipe(st), Run(out_dir=paths["run_dir"], seed=seed, device=backend,
+                                                progress=progress, log=log), model="custom")
     if r["status"] == "interrupted":
         raise KeyboardInterrupt(r["reason"])
     if r["status"] == "diverged" or r["best_checkpoint"] is None:

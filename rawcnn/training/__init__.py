@@ -2,7 +2,9 @@
 
     train         the SGD loop: batches, augmentation, validation, best.h5 / last.h5, resume
     recipe_hooks  what a recipe adds to the loop: warm-up, clipping, class weights, selection
-    recipes       the named recipes (paper, default, ...) and their settings
+    recipes       Recipe: every training setting with its help, range and default; the named
+                  recipes (paper, default)
+    from_recipe   what turns a Recipe into a trained net: input contract, augmenter, LSUV, train()
     cv            k-fold cross-validation, pooled out-of-fold AUC with a bootstrap interval
     search        seeded random search over a recipe's settings
     evaluate      metrics of a checkpoint on a set; class probabilities for image files

@@ -26,11 +26,20 @@ import math
 import os
 import re
 
-import numpy as np
+import dataclasses
 
+import numpy as np
+from matplotlib.figure import Figure
+
+from rawcnn.data import load_dataset
+from rawcnn.engine.checkpoint import load_checkpoint
 from rawcnn.files.fileio import atomic_open
 from rawcnn.files.jsonsafe import finite_or_null
+from rawcnn.training.evaluate import forward_probs
+from rawcnn.training.from_recipe import train_recipe
 from rawcnn.training.metrics import accuracy, bootstrap_auc_ci, roc_auc, roc_curve, sensitivity, specificity
+from rawcnn.training.plots import _save
+from rawcnn.training.train import make_to_input
 
 N_BOOT = 2000  # bootstrap resamples for the pooled AUC's 95 % interval
 
@@ -103,21 +112,18 @@ def _metrics(y, p):
             "specificity": specificity(y, pred)}
 
 
-def cross_validate(data, out_dir, st, *, folds=5, seed=0, model="custom", patient_pattern=None, device="cpu",
-                   progress=True, log=print, init_from=None):
-    """Cross-validate recipe settings `st` (rawcnn.training.recipes.resolve) on every image of `data`.
+def cross_validate(data, recipe, run, *, folds=5, model="custom", patient_pattern=None, init_from=None):
+    """Cross-validate `recipe` (a rawcnn.training.recipes.Recipe) on every image of `data`.
 
-    data: a prepared set's path or load_dataset's result, two classes. init_from: a checkpoint every
-    fold's net starts from (rawcnn.training.recipes.train_recipe; e.g. pretrained on synthetic radiographs),
-    else `model` is built and initialised per the recipe. Returns the report dict
-    (also cv.json): folds (per-fold metrics, best epoch), pooled (out-of-fold metrics), auc_mean,
-    auc_sd, settings, seed, paths.
+    data: a prepared set's path or load_dataset's result, two classes. run: a
+    rawcnn.training.train.Run whose out_dir holds the folds' runs and the report, whose seed assigns
+    the folds and trains every fold, and whose device, progress and log every fold uses.
+    init_from: a checkpoint every fold's net starts from (rawcnn.training.from_recipe.train_recipe;
+    e.g. pretrained on synthetic radiographs), else `model` is built and initialised per the recipe.
+    Returns the report dict (also cv.json): folds (per-fold metrics, best epoch), pooled
+    (out-of-fold metrics), auc_mean, auc_sd, settings (the recipe), seed, paths.
     """
-    from rawcnn.engine.checkpoint import load_checkpoint
-    from rawcnn.data import load_dataset
-    from rawcnn.training.evaluate import forward_probs
-    from rawcnn.training.recipes import train_recipe
-    from rawcnn.training.train import make_to_input
+    out_dir, seed, device, log = run.out_dir, run.seed, run.device, run.log
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     if len(data.class_names) != 2:
         raise ValueError(f"rawcnn cv: needs a two-class set, {getattr(data, 'path', 'the set')} has "
@@ -143,8 +149,8 @@ def cross_validate(data, out_dir, st, *, folds=5, seed=0, model="custom", patien
         parts = {n: _Part(allp.images[i], y[i]) for n, i in (("train", tr), ("val", val), ("test", test))}
         run_dir = os.path.join(out_dir, f"fold_{f + 1}")
         log(f"fold {f + 1}/{k}: train {tr.size}, validation {val.size}, test {test.size} images")
-        r = train_recipe(FoldData(data, parts), run_dir, st, model=model, seed=seed, device=device, init_from=init_from,
-                         progress=progress, log=lambda m, f=f: log(f"  [fold {f + 1}] {m}"))
+        fold_run = dataclasses.replace(run, out_dir=run_dir, log=lambda m, f=f: log(f"  [fold {f + 1}] {m}"))
+        r = train_recipe(FoldData(data, parts), recipe, fold_run, model=model, init_from=init_from)
         if r["status"] == "interrupted":
             raise KeyboardInterrupt(r["reason"])
         ckpt = r["best_checkpoint"] or r["last_checkpoint"]
@@ -160,7 +166,7 @@ def cross_validate(data, out_dir, st, *, folds=5, seed=0, model="custom", patien
     pooled = _metrics(y, oof)
     pooled["auc_ci95"] = list(bootstrap_auc_ci(y, oof, groups, n_boot=N_BOOT, level=0.95, seed=seed))
     report = {"folds": rows, "pooled": pooled, "auc_mean": float(np.nanmean(aucs)),
-              "auc_sd": float(np.nanstd(aucs, ddof=1)) if k > 1 else 0.0, "settings": st, "seed": seed,
+              "auc_sd": float(np.nanstd(aucs, ddof=1)) if k > 1 else 0.0, "settings": recipe.as_dict(), "seed": seed,
               "model": model, "init_from": None if init_from is None else os.fspath(init_from), "k": k,
               "patient_wise": groups is not None}
     report["paths"] = _write(out_dir, report, allp, y, fold, oof, groups)
@@ -171,7 +177,6 @@ def cross_validate(data, out_dir, st, *, folds=5, seed=0, model="custom", patien
 
 def _write(out_dir, report, allp, y, fold, oof, groups):
     """oof.csv, cv.json and cv_roc.png, each through a temporary file. Returns their paths."""
-    from rawcnn.training.plots import _save
     paths = {"oof": os.path.join(out_dir, "oof.csv"), "json": os.path.join(out_dir, "cv.json"),
              "roc": os.path.join(out_dir, "cv_roc.png")}
     with atomic_open(paths["oof"], "w", newline="") as fh:
@@ -180,7 +185,6 @@ def _write(out_dir, report, allp, y, fold, oof, groups):
         for i in range(y.size):
             w.writerow([allp.names[i], groups[i] if groups is not None else allp.names[i], int(fold[i]) + 1,
                         int(y[i]), f"{oof[i]:.6f}"])
-    from matplotlib.figure import Figure
     fig = Figure(figsize=(5.5, 5.5))
     ax = fig.subplots()
     for f in range(report["k"]):

@@ -17,19 +17,19 @@ Shapes: N training images, B a batch, K classes; y (N,) int64 labels, logits and
                  the same total probability; 'weight': the loss of class k's rows is weighted
                  by N / (K * N_k) (rows of dlogits scaled by w[y_b] * B / sum(w[y_b])).
 
-Every default (0, 0, 'val-acc', 'none') leaves train() exactly as it was.
+Every default (0, 0, 'val-acc', 'none': the paper recipe's) leaves the plain SGD loop as it is.
+The options come from a rawcnn.training.recipes.Recipe (Recipe.hooks()), or as a dict from a library caller.
 """
 import math
 
 import numpy as np
 
 from kernels import to_numpy
+from rawcnn.training.metrics import roc_auc
+from rawcnn.training.recipes import BALANCE, SELECT_BY
 
-SELECT_BY = ("val-acc", "val-auc", "val-loss", "val-auc-smooth")
 SMOOTH_EPOCHS = 3  # val-auc-smooth: the mean validation AUC of this epoch and the two before it
-BALANCE = ("none", "sample", "weight")
-DEFAULTS = {"warmup_epochs": 0.0, "clip_norm": 0.0, "select_by": "val-acc", "balance": "none",
-            "deterministic": True}
+DEFAULTS = {"warmup_epochs": 0.0, "clip_norm": 0.0, "select_by": "val-acc", "balance": "none"}
 
 
 class RecipeHooks:
@@ -48,7 +48,7 @@ class RecipeHooks:
             raise ValueError(f"warmup_epochs and clip_norm must be finite and >= 0, got {r['warmup_epochs']!r}, "
                              f"{r['clip_norm']!r}")
         self.warmup_epochs, self.clip_norm = float(r["warmup_epochs"]), float(r["clip_norm"])
-        self.select_by, self.balance, self.deterministic = r["select_by"], r["balance"], bool(r["deterministic"])
+        self.select_by, self.balance = r["select_by"], r["balance"]
         self.tr, self.best_score = trainer, -math.inf
         y = trainer.train_split.y
         counts = np.bincount(y, minlength=2).astype(np.float64)  # (K,)
@@ -56,11 +56,6 @@ class RecipeHooks:
             raise ValueError(f"balance={self.balance!r}: the training split has no image of class(es) "
                              f"{np.flatnonzero(counts == 0).tolist()}")
         self.class_weight = y.size / (counts.size * np.maximum(counts, 1))  # (K,)
-
-    def config(self):
-        """What goes into the checkpoint's config (a resume with other values is warned about)."""
-        return {"warmup_epochs": self.warmup_epochs, "clip_norm": self.clip_norm, "select_by": self.select_by,
-                "balance": self.balance}
 
     def meta(self):
         return {"best_score": self.best_score if math.isfinite(self.best_score) else None}
@@ -106,7 +101,6 @@ class RecipeHooks:
 
     def auc(self, y, scores):
         """Validation ROC AUC, or NaN when the split lacks a class or the task is not binary."""
-        from rawcnn.training.metrics import roc_auc
         y = np.asarray(y)
         if not scores or y.max(initial=0) > 1 or np.unique(y).size < 2:
             return float("nan")

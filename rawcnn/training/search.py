@@ -1,7 +1,7 @@
 """Random search over training hyper-parameters: each trial a short run of the same train().
 
 A search space is a JSON object, one entry per hyper-parameter (any subset; the rest keep
-train()'s defaults and the model's own dropout):
+UNSAMPLED's values and the model's own dropout):
 
     {"lr":           {"log_uniform": [1e-4, 1e-2]},   exp(U(log lo, log hi)), lo > 0
      "momentum":     {"uniform": [0.8, 0.99]},        U(lo, hi)
@@ -10,6 +10,9 @@ train()'s defaults and the model's own dropout):
      "batch_size":   {"choice": [16, 32]}}            one of the listed values, equally likely
 A plain number fixes a value ("momentum": 0.9). Random search rather than a grid: with few
 trials it tries more distinct values of the parameters that matter (Bergstra & Bengio, JMLR 2012).
+The recipe given (rawcnn.training.recipes.Recipe) supplies what is not sampled besides those: the
+init, the input contract (uint8 data), warm-up, clipping, the selection metric, class balance, and
+as its epochs the epochs of every trial.
 
 Trial t draws its values, in the key order above, from one Generator seeded with `seed`; every
 trial builds its net and trains with that same `seed` (and the augmenter restarts from the same
@@ -23,12 +26,23 @@ import math
 import os
 import time
 
-import numpy as np
+import dataclasses
 
+import numpy as np
+from tqdm import tqdm
+
+from rawcnn.engine.init import parse_init, weight_std_for_build
 from rawcnn.engine.models import build, load_spec
-from rawcnn.training.train import train
+from rawcnn.files.fileio import atomic_open
+from rawcnn.files.validate import InputError, parse_json
+from rawcnn.training.from_recipe import init_net, input_contract
+from rawcnn.training.recipes import RECIPES
+from rawcnn.training.train import get_split, train
 
 KEYS = ("lr", "momentum", "weight_decay", "dropout", "batch_size")
+# a value the space does not sample: train()'s defaults before the Recipe (the paper recipe's), not the given
+# recipe's, so that a search repeats the searches before it
+UNSAMPLED = {k: getattr(RECIPES["paper"], k) for k in ("lr", "momentum", "weight_decay", "batch_size")}
 DISTRIBUTIONS = ("log_uniform", "uniform", "choice")
 RANGES = {  # what each value must satisfy, and how to say it
     "lr": (lambda v: v > 0, "> 0"),
@@ -91,7 +105,6 @@ def load_space(space):
         if os.path.exists(text):
             with open(text) as fh:
                 text = fh.read()
-        from rawcnn.files.validate import InputError, parse_json
         try:
             space = parse_json(text, "search space")
         except InputError as e:
@@ -120,7 +133,7 @@ def sample(space, rng):
     return out
 
 
-def _trial_net(model, config, num_classes, input_shape, seed, weight_std=0.01):
+def _trial_net(model, config, num_classes, input_shape, seed, weight_std):
     """Build the trial's net, every Dropout layer's p set to config['dropout'] when given."""
     spec = load_spec(model)
     if "dropout" in config:
@@ -132,19 +145,23 @@ def _trial_net(model, config, num_classes, input_shape, seed, weight_std=0.01):
     return build(spec, num_classes=num_classes, input_shape=input_shape, seed=seed, weight_std=weight_std)
 
 
-def _recipe_trial(model, config, num_classes, input_shape, seed, st, data, log):
-    """A trial's net under recipe settings `st`, and train()'s preprocessing and recipe arguments."""
-    from rawcnn.training import recipes
-    from rawcnn.engine.init import parse_init, weight_std_for_build
-    from rawcnn.training.train import get_split
-    net = _trial_net(model, config, num_classes, input_shape, seed, weight_std_for_build(parse_init(st["init"])))
+def _data_shape(data):
+    """(num_classes, input_shape) of the nets data trains: a prepared set's class count and (3, S, S)
+    for its S x S uint8 images; None for what the data does not say (the model's own)."""
+    names, x = getattr(data, "class_names", None), get_split(data, "train").x
+    return (len(names) if names else None), ((3, x.shape[-1], x.shape[-1]) if x.dtype == np.uint8 else None)
+
+
+def _recipe_trial(model, config, recipe, data, seed):
+    """A trial's net under `recipe`, and train()'s preprocessing (None for float data)."""
+    num_classes, input_shape = _data_shape(data)
+    net = _trial_net(model, config, num_classes, input_shape, seed, weight_std_for_build(parse_init(recipe.init)))
     x = get_split(data, "train").x
-    extra = {"recipe": recipes.hooks(st)}
-    if x.dtype == np.uint8:
-        pre = recipes.input_contract(st["input_norm"], x, x.shape[-1] if input_shape is None else input_shape[-1])
-        recipes.init_net(net, st, x, pre, seed=seed)
-        extra["preprocessing"] = pre
-    return net, extra
+    if x.dtype != np.uint8:
+        return net, None
+    pre = input_contract(recipe.input_norm, x, x.shape[-1])
+    init_net(net, recipe, x, pre, seed=seed)
+    return net, pre
 
 
 def _sort_key(row):
@@ -159,7 +176,6 @@ def _sort_key(row):
 
 def _write_results(rows, out_dir):
     path = os.path.join(out_dir, "results.csv")
-    from rawcnn.files.fileio import atomic_open
     with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=RESULT_FIELDS)
         w.writeheader()
@@ -167,46 +183,42 @@ def _write_results(rows, out_dir):
     return path
 
 
-def random_search(space, n_trials, data, seed=0, epochs_per_trial=5, out_dir="search", progress=True, *,
-                  model="custom", num_classes=None, input_shape=None, augment=None, log=print, device="cpu",
-                  settings=None):
-    """Train `n_trials` nets with hyper-parameters drawn from `space`; rank them by validation accuracy.
+def random_search(space, n_trials, data, recipe, run, *, model="custom", augment=None):
+    """Train `n_trials` nets with hyper-parameters drawn from `space`; rank them by the selection metric.
 
     space: dict, JSON string or JSON file (see the module docstring); data: as train() takes it;
-    model: a built-in name, spec file or spec dict, built with num_classes / input_shape.
-    Each trial runs train() for epochs_per_trial epochs at a constant learning rate (the plateau
+    recipe: a rawcnn.training.recipes.Recipe for what is not sampled (the module docstring), its
+    epochs the epochs of every trial; run: a rawcnn.training.train.Run whose out_dir holds the trials
+    and the tables and whose seed draws the trials and seeds every one. model: a built-in name, spec
+    file or spec dict, built for a prepared set's class count and image size. augment: None or an
+    augmenter (train()'s), restarted from the same state in every trial.
+    Each trial runs train() for the recipe's epochs at a constant learning rate (the plateau
     schedule's patience is the whole trial). A Ctrl-C ends the search after the trial it hits.
-    settings: None, or recipe settings (rawcnn.training.recipes.resolve) for what is not sampled: init,
-    input contract (uint8 data), warm-up, clipping, selection metric, class balance.
     Returns the result rows (dicts with RESULT_FIELDS), best first by the recipe's selection metric
-    (select_by: validation accuracy unless settings say AUC or loss), then by validation loss.
+    (select_by: validation accuracy, AUC or loss), then by validation loss.
     """
     space = load_space(space)
+    epochs_per_trial, out_dir, seed, log = recipe.epochs, run.out_dir, run.seed, run.log
     if int(n_trials) < 1 or int(epochs_per_trial) < 1:
         raise ValueError(f"n_trials and epochs_per_trial must be >= 1, got {n_trials!r} and {epochs_per_trial!r}")
-    from tqdm import tqdm
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
     aug_state = augment.rng.bit_generator.state if augment is not None else None
     rows = []
-    with tqdm(total=int(n_trials), unit="trial", desc="search", disable=not progress) as bar:
+    with tqdm(total=int(n_trials), unit="trial", desc="search", disable=not run.progress) as bar:
         for t in range(1, int(n_trials) + 1):
             config = sample(space, rng)
-            extra = {}
-            if settings is None:
-                net = _trial_net(model, config, num_classes, input_shape, seed)
-            else:
-                net, extra = _recipe_trial(model, config, num_classes, input_shape, seed, settings, data, log)
+            net, pre = _recipe_trial(model, config, recipe, data, seed)
             trial_dir = os.path.join(out_dir, f"trial_{t:03d}")
             shown = ", ".join(f"{k} {v:.4g}" for k, v in config.items())
             log(f"trial {t}/{n_trials}: {shown or 'defaults'}")
             t0 = time.perf_counter()
             if augment is not None:  # every trial sees the same augmentation stream
                 augment.rng.bit_generator.state = aug_state
-            kw = {k: v for k, v in config.items() if k != "dropout"}
-            r = train(net, data, out_dir=trial_dir, epochs=int(epochs_per_trial), patience=int(epochs_per_trial),
-                      max_drops=0, seed=seed, augment=augment, progress=progress, device=device,
-                      log=lambda m, t=t: log(f"  [trial {t}] {m}"), **kw, **extra)
+            trial = recipe.replace(patience=epochs_per_trial, max_drops=0,
+                                   **{**UNSAMPLED, **{k: v for k, v in config.items() if k != "dropout"}})
+            trial_run = dataclasses.replace(run, out_dir=trial_dir, log=lambda m, t=t: log(f"  [trial {t}] {m}"))
+            r = train(net, data, trial, trial_run, augment=augment, preprocessing=pre)
             best = r["history"][r["best_epoch"] - 1] if r["best_epoch"] else None
             rows.append({"trial": t, **config, "select_by": r["select_by"], "best_score": r["best_score"],
                          "best_val_acc": r["best_val_acc"], "best_epoch": r["best_epoch"],
@@ -227,7 +239,6 @@ def random_search(space, n_trials, data, seed=0, epochs_per_trial=5, out_dir="se
             "best_val_acc": top["best_val_acc"], "best_epoch": top["best_epoch"],
             "config": {k: top[k] for k in KEYS if k in top}, "epochs_per_trial": int(epochs_per_trial),
             "seed": seed, "checkpoint": os.path.join(top["out_dir"], "best.h5")}
-    from rawcnn.files.fileio import atomic_open
     with atomic_open(os.path.join(out_dir, "best.json"), "w") as fh:
         json.dump(best, fh, indent=1)
     for line in format_table(rows):

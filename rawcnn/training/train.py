@@ -27,6 +27,11 @@ own. last.h5
 counters and the history, so `resume=True` continues exactly where the run stopped: on the CPU a
 run resumed after epoch k ends bit-for-bit equal to one that never stopped.
 
+train(net, data, recipe, run) takes the recipe's SGD, schedule and hook settings from a
+rawcnn.training.recipes.Recipe and everything else about the run (files, seed, resume, device,
+processes, log) from a Run; rawcnn.training.from_recipe makes the net, init, input contract and
+augmenter of a recipe.
+
 Files in out_dir: last.h5, best.h5 (the best epoch by the recipe's select_by: validation accuracy,
 AUC or loss), history.csv, curves.png.
 
@@ -36,6 +41,7 @@ logs and writes the files.
 """
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -43,20 +49,59 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 import numpy as np
+from tqdm import tqdm
 
 from kernels import get_backend
+from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.engine.checkpoint import dropout_rng_states, read_checkpoint, save_checkpoint, set_dropout_rng_states
-from rawcnn.training.distributed import Single
-from rawcnn.files.fileio import copy_atomic
+from rawcnn.engine.determinism import blas_pinned
 from rawcnn.engine.layers import SoftmaxCrossEntropy
 from rawcnn.engine.optim import METRIC_NAMES, SGD, ReduceOnPlateau
+from rawcnn.files import fileio
+from rawcnn.files.fileio import atomic_open, copy_atomic
+from rawcnn.training import input_buffer
+from rawcnn.training.distributed import CollectiveInterrupt, MicroBatches, Single
 from rawcnn.training.plots import plot_curves
+from rawcnn.training.recipe_hooks import RecipeHooks
 
 RUN_FILES = ("last.h5", "best.h5", "history.csv", "curves.png")
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
                   "val_auc")
+# the recipe settings a checkpoint's config repeats, which a resume compares (lr and epochs: logged when changed)
+COMPARED_ON_RESUME = ("batch_size", "momentum", "weight_decay", "patience", "max_drops", "warmup_epochs",
+                      "clip_norm", "select_by", "balance")
+
+
+@dataclass(frozen=True)
+class Run:
+    """How one training run is carried out, apart from its recipe.
+
+    out_dir: the run folder (last.h5, best.h5, history.csv, curves.png); seed: the shuffling
+    generator's (and, by the callers' convention, the init's and the augmenter's); resume: continue
+    from out_dir/last.h5; given: with resume, the names of the options the user typed (a new lr
+    among them takes effect; rawcnn.app.train passes them); progress: tqdm bars; log: called with
+    each message line; device: a backend name ('cpu', 'cuda', 'auto', ...; None: the net's own);
+    dist: None (one process) or a rawcnn.training.distributed.Distributed (every rank calls train()
+    with the same arguments; rank 0 alone logs and writes); micro_batches: None (the plain step;
+    under mpiexec the ranks agree with one process to float rounding only), or M: each global batch
+    as M fixed micro-batches whose gradients are summed in a fixed tree, the same bits for 1 process
+    and any R ranks with R | M (rawcnn/training/distributed.py); deterministic: on the CPU, pin
+    OpenBLAS to one thread while training (rawcnn.engine.determinism).
+    """
+    out_dir: Any
+    seed: int = 0
+    resume: bool = False
+    given: Optional[frozenset] = None
+    progress: bool = True
+    log: Callable = print
+    device: Optional[str] = "cpu"
+    dist: Any = None
+    micro_batches: Optional[int] = None
+    deterministic: bool = True
 
 
 class Split:
@@ -95,7 +140,6 @@ def zero_center(x, input_shape):
     MATLAB's imageInputLayer, which the paper used, subtracts the training set's mean image
     ('zerocenter'); the per-channel mean is the same idea without tying the net to one image size.
     """
-    from rawcnn.data.preprocessing import Preprocessing
     mean = x.mean(axis=(0, 2, 3), dtype=np.float64)  # (C,)
     mean = tuple(float(m) for m in (np.repeat(mean, 3) if mean.size == 1 else mean))
     size = tuple(input_shape[1:]) if input_shape is not None else tuple(x.shape[2:])
@@ -112,14 +156,12 @@ def make_to_input(net, preprocessing):
     Returns to_input(x (B, ...)) -> (B, C, H, W) array of the net's dtype. While the net reuses
     buffers (train()), that array is one kept buffer, overwritten by the next call (rawcnn.training.input_buffer).
     """
-    from rawcnn.training import input_buffer
     dtype, store = net.dtype, {}
     if preprocessing is None:
         def cast(x):
             kept = input_buffer.cast_into(net, store, x, dtype)
             return np.asarray(x).astype(dtype, copy=False) if kept is None else kept
         return cast
-    from rawcnn.data.preprocessing import Preprocessing
     pp = preprocessing if isinstance(preprocessing, Preprocessing) else Preprocessing.from_json(preprocessing)
     one = net.input_shape is not None and net.input_shape[0] == 1
     if one and (len(set(pp.mean)) > 1 or (pp.std is not None and len(set(pp.std)) > 1)):
@@ -166,18 +208,20 @@ class Trainer:
     last.h5 holds the last completed epoch.
     """
 
-    def __init__(self, net, data, *, out_dir, batch_size, lr, momentum, weight_decay, patience, max_drops,
-                 seed, augment, preprocessing, log, progress, on_batch, dist=None, recipe=None, micro_batches=None):
+    def __init__(self, net, data, recipe, run, *, augment=None, preprocessing=None, on_batch=None):
+        """recipe: a rawcnn.training.recipes.Recipe (its SGD, schedule and hook settings); run: a Run;
+        augment, preprocessing, on_batch: as train() takes them."""
+        batch_size, micro_batches = recipe.batch_size, run.micro_batches
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         if augment is not None and not isinstance(getattr(augment, "rng", None), np.random.Generator):
             raise ValueError("augment must be callable as augment(x) and keep its numpy Generator as .rng "
                              "(like rawcnn.data.Augmenter), so that its state can be saved and restored")
-        self.net, self.log, self.progress, self.on_batch = net, log, progress, on_batch
-        self.dist = dist if dist is not None else Single()
+        self.net, self.log, self.progress, self.on_batch = net, run.log, run.progress, on_batch
+        self.recipe, self.run = recipe, run
+        self.dist = run.dist if run.dist is not None else Single()
         self.micro = None  # MicroBatches: the step's gradients independent of the number of ranks
         if micro_batches is not None:
-            from rawcnn.training.distributed import MicroBatches
             if int(micro_batches) > int(batch_size):
                 raise ValueError(f"--micro-batches {micro_batches} is more than --batch-size {batch_size}: "
                                  f"each micro-batch needs a row")
@@ -190,31 +234,28 @@ class Trainer:
         self.set_preprocessing(preprocessing)
         self.data_meta = {"data_settings": getattr(data, "settings", None),
                           "class_names": getattr(data, "class_names", None)}
-        self.batch_size, self.augment, self.seed = int(batch_size), augment, int(seed)
-        self.opt = SGD(net, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.sched = ReduceOnPlateau(lr, patience=patience, max_drops=max_drops)
+        self.batch_size, self.augment, self.seed = int(batch_size), augment, int(run.seed)
+        self.opt = SGD(net, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+        self.sched = ReduceOnPlateau(recipe.lr, patience=recipe.patience, max_drops=recipe.max_drops)
         self.crit = SoftmaxCrossEntropy().to(net.be)
         self.rng_shuffle = np.random.default_rng(self.seed)
         self.history, self.epoch, self.best_epoch, self.best_val_acc = [], 0, 0, -math.inf
         self.n_classes = 2
-        self.out_dir = os.fspath(out_dir)
+        self.out_dir = os.fspath(run.out_dir)
         self.last_path = os.path.join(self.out_dir, "last.h5")
         self.best_path = os.path.join(self.out_dir, "best.h5")
-        self.config = {"batch_size": self.batch_size, "momentum": float(momentum),
-                       "weight_decay": float(weight_decay), "patience": int(patience),
-                       "max_drops": int(max_drops), "seed": self.seed, "augment": repr(augment),
+        self.config = {**{k: getattr(recipe, k) for k in COMPARED_ON_RESUME}, "seed": self.seed,
+                       "augment": repr(augment),
                        "layers": {l.name: [l.lr_mult, l.trainable] for l in net.layers if l.params}}
         if self.micro is not None:  # absent otherwise: checkpoints of earlier runs compare equal on resume
             self.config["micro_batches"] = self.micro.M
-        from rawcnn.training.recipe_hooks import RecipeHooks
-        self.hooks = RecipeHooks(recipe, self)  # warm-up, clipping, selection metric, class balance
+        self.hooks = RecipeHooks(recipe.hooks(), self)  # warm-up, clipping, selection metric, class balance
         self.sched.metric, self.sched.negated = METRIC_NAMES[self.hooks.select_by]  # named in its messages
         if self.dist.size > 1 and self.hooks.balance == "weight" and self.micro is None:
             raise ValueError("--balance weight is not available in data-parallel training without "
                              "--micro-batches (each rank would normalise its own rows' weights); use "
                              "--balance sample, or --micro-batches")
         self.val_auc = math.nan  # set by validate()
-        self.config.update(self.hooks.config())
         self._check_input_shape()
         n = self.train_split.y.size if self.dist.size == 1 else 0  # ranks read their rows batch by batch
         self.xs = np.empty((n, *self.train_split.x.shape[1:]), self.train_split.x.dtype)  # (N, ...) shuffled images
@@ -240,7 +281,8 @@ class Trainer:
         meta = {"schedule": self.sched.state(), "epochs": getattr(self, "epochs", None),
                 "best_val_acc": self.best_val_acc if self.best_epoch else None,
                 "best_epoch": self.best_epoch, "config": self.config, "train_data": fingerprint(self.train_split),
-                "status": status, "reason": reason, **self.data_meta, **self.hooks.meta()}
+                "status": status, "reason": reason, "recipe": self.recipe.as_dict(), **self.data_meta,
+                **self.hooks.meta()}
         rng_state = {"shuffle": self.rng_shuffle.bit_generator.state,
                      "augment": self.augment.rng.bit_generator.state if self.augment is not None else None}
         save_checkpoint(path, self.net, momentum=self.opt.state(), epoch=self.epoch, lr=self.sched.lr,
@@ -314,7 +356,6 @@ class Trainer:
                 raise ValueError(f"{path}: its config's micro_batches {saved_m!r} is not a count from 1 to the "
                                  f"batch size {self.batch_size}")
             if saved_m > 1 or self.dist.size > 1:  # the run's micro-batches: the same bits with any R
-                from rawcnn.training.distributed import MicroBatches
                 try:
                     self.micro = MicroBatches(saved_m, self.dist)
                 except ValueError as e:
@@ -361,7 +402,6 @@ class Trainer:
         if not self.dist.is_root:
             return
         path = os.path.join(self.out_dir, "history.csv")
-        from rawcnn.files.fileio import atomic_open
         with atomic_open(path, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
             w.writeheader()
@@ -471,55 +511,47 @@ class Trainer:
 
 
 def _progress_bar(progress, total, desc):
-    from tqdm import tqdm
     return tqdm(total=total, unit="img", unit_scale=False, desc=desc, leave=False, disable=not progress,
                 dynamic_ncols=True)
 
 
-def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9, weight_decay=5e-4,
-          patience=5, max_drops=3, seed=0, augment=None, preprocessing=None, resume=False, progress=True,
-          log=print, device="cpu", on_batch=None, given=(), dist=None, recipe=None, micro_batches=None):
+def train(net, data, recipe, run, *, augment=None, preprocessing=None, on_batch=None):
     """Train `net` on data's 'train' split, validating on 'val' after every epoch.
 
     net: a Net (rawcnn.engine.models.build; lr_mult and frozen layers as the caller set them).
     data: rawcnn.data.load_dataset's result (uint8 images), a dict {'train': (x, y), 'val': (x, y)}
     or a pair ((x, y), (x, y)) with x float (N, C, H, W) or uint8 (N, C, S, S), y int (N,).
-    epochs: the last epoch to run (1-based); patience, max_drops: the plateau schedule;
-    seed: the shuffling generator's seed; augment: None or an augmenter called as augment(x) with
-    its Generator as augment.rng (rawcnn.data.Augmenter); preprocessing: the input contract for
-    uint8 images (a Preprocessing or its dict; None: zero-center); resume: continue from
-    out_dir/last.h5; device: a backend name ('cpu', 'cuda', 'auto', ...); on_batch: None or a
-    callable on_batch(epoch, batch, loss) run after every step (both 1-based); dist: None (one
-    process) or a rawcnn.training.distributed.Distributed (every rank calls train() with the same arguments;
-    rank 0 alone logs and writes).
-    dict of rawcnn.training.recipe_hooks options (warmup_epochs, clip_norm, select_by, balance).
-    micro_batches: None (the plain step; under mpiexec the ranks agree with one process to float
-    rounding only), or M: each global batch as M fixed micro-batches whose gradients are summed in a
-    fixed tree, the same bits for 1 process and any R ranks with R | M (rawcnn/training/distributed.py).
+    recipe: a rawcnn.training.recipes.Recipe; train() reads its lr, batch_size, epochs (the last
+    epoch to run, 1-based), momentum, weight_decay, patience and max_drops (the plateau schedule),
+    and its warm-up, clipping, selection metric and class balance (rawcnn.training.recipe_hooks);
+    its init, input_norm and augmentation are what the caller built the net, `preprocessing` and
+    `augment` from (rawcnn.training.from_recipe). run: a Run (files, seed, resume, device, ranks, log).
+    augment: None or an augmenter called as augment(x) with its Generator as augment.rng
+    (rawcnn.data.Augmenter); preprocessing: the input contract for uint8 images (a Preprocessing or
+    its dict; None: zero-center); on_batch: None or a callable on_batch(epoch, batch, loss) run
+    after every step (both 1-based).
     Returns a dict: status ('completed', 'stopped', 'interrupted', 'diverged'), reason, epoch
     (the last completed), best_epoch, best_val_acc, history, last_checkpoint, best_checkpoint.
     """
-    from rawcnn.files import fileio
-    if device is not None and device != net.be.name:
-        net.to(get_backend(device))
+    out_dir, epochs, dist = run.out_dir, recipe.epochs, run.dist
+    if run.device is not None and run.device != net.be.name:
+        net.to(get_backend(run.device))
     os.makedirs(out_dir, exist_ok=True)
     if dist is not None and not dist.is_root:
-        log, progress = (lambda msg: None), False
+        run = dataclasses.replace(run, log=lambda msg: None, progress=False)
+    log = run.log
     run_files = [os.path.join(out_dir, n) for n in RUN_FILES]
     if dist is None or dist.is_root:
         for p in fileio.remove_stale_temporaries(out_dir, RUN_FILES):
             log(f"removed {p}, a temporary left by a run that was killed")
-    tr = Trainer(net, data, out_dir=out_dir, batch_size=batch_size, lr=lr, momentum=momentum,
-                 weight_decay=weight_decay, patience=patience, max_drops=max_drops, seed=seed, augment=augment,
-                 preprocessing=preprocessing, log=log, progress=progress, on_batch=on_batch, dist=dist,
-                 recipe=recipe, micro_batches=micro_batches)
+    tr = Trainer(net, data, recipe, run, augment=augment, preprocessing=preprocessing, on_batch=on_batch)
     tr.epochs = int(epochs)
-    if resume:
+    if run.resume:
         if not os.path.exists(tr.last_path):
             raise ValueError(f"resume: {tr.last_path} does not exist; nothing to resume (train without --resume)")
         for p in run_files:  # --resume is the permission to rewrite the run's own files
             fileio.mark_created(p)
-        meta = tr.restore(tr.last_path, given=given, lr=lr, epochs=epochs)
+        meta = tr.restore(tr.last_path, given=set(run.given or ()), lr=recipe.lr, epochs=epochs)
         if tr.dist.is_root:
             tr.repair(meta)
         if meta.get("status") == "stopped" or tr.epoch >= epochs:
@@ -537,10 +569,9 @@ def train(net, data, *, out_dir, epochs=60, batch_size=32, lr=1e-3, momentum=0.9
         tr.save(tr.last_path, "running")  # epoch 0: an interrupt in epoch 1 still leaves a checkpoint
     split = f" in {tr.micro.M} micro-batches" if tr.micro else ""
     log(f"training on {net.be.device}: {tr.train_split.y.size} train / {tr.val_split.y.size} validation "
-        f"images, batch {tr.batch_size}{split}, {tr.opt!r}, plateau patience {patience}, at most {max_drops} drops, "
-        f"epochs {tr.epoch + 1}..{epochs}")
-    from rawcnn.engine.determinism import blas_pinned
-    with blas_pinned(net.be.name == "cpu" and tr.hooks.deterministic, log=log), tr.dist.deferred_interrupts(), \
+        f"images, batch {tr.batch_size}{split}, {tr.opt!r}, plateau patience {recipe.patience}, at most "
+        f"{recipe.max_drops} drops, epochs {tr.epoch + 1}..{epochs}")
+    with blas_pinned(net.be.name == "cpu" and run.deterministic, log=log), tr.dist.deferred_interrupts(), \
             net.reusing_buffers(), _quiet_float_errors():  # buffers kept: no per-step allocation
         status, reason = _loop(tr, epochs)
     if status == "interrupted" and tr.dist.size > 1 and not tr.collective_stop:  # ranks out of step: end them
@@ -611,7 +642,6 @@ def _loop(tr, epochs):
                 return "stopped", why
         return "completed", f"reached the epoch limit ({epochs})"
     except KeyboardInterrupt as e:
-        from rawcnn.training.distributed import CollectiveInterrupt
         tr.collective_stop = isinstance(e, CollectiveInterrupt)  # every rank stopped at the same step
         return "interrupted", (f"interrupted (Ctrl-C) during epoch {current}; {tr.last_path} holds epoch "
                                f"{_saved_epoch(tr)}: continue with resume")
