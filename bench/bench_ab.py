@@ -23,6 +23,7 @@ Ops, at the layer shapes and batches of the model benchmarks (custom and AlexNet
 """
 import argparse
 import importlib
+import inspect
 import os
 import sys
 import time
@@ -50,6 +51,16 @@ def load_tree(path, names):
             del sys.modules[k]
         sys.modules.update(saved)
     return mods
+
+
+def conv_kwargs(fn, hp, need=None):
+    """Keyword arguments of the conv kernel fn for hp = dict(stride, padding, groups) and, for a backward,
+    need ("dx" and/or "dw"): geometry= and need= in this interface, stride=, padding=, groups=,
+    need_dx=, need_dw= in a checkout from before it (issue 21), so that either side can be the old one."""
+    if "geometry" in inspect.signature(fn).parameters:
+        from kernels.shapes import ConvGeometry
+        return dict(geometry=ConvGeometry(**hp), **({} if need is None else {"need": need}))
+    return dict(hp, **({} if need is None else {"need_dx": "dx" in need, "need_dw": "dw" in need}))
 
 
 def interleaved(fns, rounds):
@@ -117,33 +128,37 @@ def main(argv=None):
             xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
         if "im2col" in args.ops:
             wo, wn = {}, {}
-            yo = old["kernels.cpu.conv2d"].conv2d_forward(x, w, b, workspace=wo, **hp)
-            yn = new_conv.conv2d_forward(x, w, b, workspace=wn, **hp)
-            fns = {"old": lambda: old["kernels.cpu.conv2d"].conv2d_forward(x, w, b, workspace=wo, out=yo, **hp),
-                   "new": lambda: new_conv.conv2d_forward(x, w, b, workspace=wn, out=yn, **hp)}
+            oc = old["kernels.cpu.conv2d"]
+            ko, kn = conv_kwargs(oc.conv2d_forward, hp), conv_kwargs(new_conv.conv2d_forward, hp)
+            yo = oc.conv2d_forward(x, w, b, workspace=wo, **ko)
+            yn = new_conv.conv2d_forward(x, w, b, workspace=wn, **kn)
+            fns = {"old": lambda: oc.conv2d_forward(x, w, b, workspace=wo, out=yo, **ko),
+                   "new": lambda: new_conv.conv2d_forward(x, w, b, workspace=wn, out=yn, **kn)}
             if torch is not None:  # tensors made from numpy arrays need no grad: no graph is built
                 fns["torch"] = lambda: torch.nn.functional.conv2d(xt, wt, bt, l.stride, l.padding, 1, l.groups)
             row("im2col fwd", f"{model} {name}", shape, interleaved(fns, args.rounds), rel(yn, yo))
         if "winograd" in args.ops and l.stride == (1, 1) and min(KH, KW) >= 2:
             ow = old["kernels.cpu.winograd"]
+            ko, kn = conv_kwargs(ow.conv2d_forward, hp), conv_kwargs(new_wino.conv2d_forward, hp)
             try:
-                yo = ow.conv2d_forward(x, w, b, workspace={}, **hp)
+                yo = ow.conv2d_forward(x, w, b, workspace={}, **ko)
             except ValueError:  # the old checkout's Winograd does not take this kernel size
                 continue
             wo, wn = {}, {}
-            yn = new_wino.conv2d_forward(x, w, b, workspace=wn, **hp)
+            yn = new_wino.conv2d_forward(x, w, b, workspace=wn, **kn)
             dy = rng.standard_normal(yn.shape, dtype=np.float32)
             dyt = torch.from_numpy(dy) if torch is not None else None
             for kind in ("fwd", "dx", "dw"):
                 if kind == "fwd":
-                    fo = lambda: ow.conv2d_forward(x, w, b, workspace=wo, out=yo, **hp)  # noqa: E731
-                    fn = lambda: new_wino.conv2d_forward(x, w, b, workspace=wn, out=yn, **hp)  # noqa: E731
+                    fo = lambda: ow.conv2d_forward(x, w, b, workspace=wo, out=yo, **ko)  # noqa: E731
+                    fn = lambda: new_wino.conv2d_forward(x, w, b, workspace=wn, out=yn, **kn)  # noqa: E731
                     ft = lambda: torch.nn.functional.conv2d(xt, wt, bt, 1, l.padding, 1, l.groups)  # noqa: E731
                     pick = 0
                 else:
-                    bw = dict(need_dx=kind == "dx", need_dw=kind == "dw", **hp)
-                    fo = lambda bw=bw: ow.conv2d_backward(dy, x, w, workspace=wo, **bw)  # noqa: E731
-                    fn = lambda bw=bw: new_wino.conv2d_backward(dy, x, w, workspace=wn, **bw)  # noqa: E731
+                    bo = conv_kwargs(ow.conv2d_backward, hp, need=(kind,))
+                    bn = conv_kwargs(new_wino.conv2d_backward, hp, need=(kind,))
+                    fo = lambda bo=bo: ow.conv2d_backward(dy, x, w, workspace=wo, **bo)  # noqa: E731
+                    fn = lambda bn=bn: new_wino.conv2d_backward(dy, x, w, workspace=wn, **bn)  # noqa: E731
                     if kind == "dx":
                         ft = lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dyt, 1, l.padding, 1, l.groups)  # noqa: E731
                     else:

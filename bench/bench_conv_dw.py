@@ -36,7 +36,7 @@ def one_gemm_dw(dy, x, w, stride, padding, groups):
     K, P = w[0].size, OH * OW
     Fg, CK = F // groups, K * groups
     colsT = np.empty((CK, N, P), x.dtype)
-    _im2col_kernel(x, colsT.transpose(1, 0, 2), *w.shape[2:], *stride, *padding, OH, OW)
+    _im2col_kernel(x, colsT.transpose(1, 0, 2), (*w.shape[2:], *stride, *padding, OH, OW))
     dyT = np.ascontiguousarray(dy.reshape(N, F, P).transpose(1, 0, 2))  # (F, N, P)
     dw2 = np.empty((F, K), x.dtype)
     for g in range(groups):
@@ -51,20 +51,22 @@ def main(argv=None):
     torch, _ = layer_bench_setup(__file__, args)
     import numpy as np
     from kernels.cpu import conv2d as cpu
+    from kernels.shapes import ConvGeometry
     from rawcnn.engine.gradcheck import max_diff
     rows = Rows(args.json)
     worst, speedups = 0.0, []
     for model, name, batch, xs, l in conv_layers(args.models.split(",")):
         rng = np.random.default_rng(0)
-        hp = dict(stride=l.stride, padding=l.padding, groups=l.groups)
+        hp = dict(stride=l.stride, padding=l.padding, groups=l.groups)  # one_gemm_dw's; the kernels take geometry
+        geo = dict(geometry=ConvGeometry(**hp))
         x64 = np.maximum(rng.standard_normal(xs), 0)  # like a ReLU's output
         w64 = rng.standard_normal((l.out_channels, l.in_channels // l.groups, *l.kernel_size)) * 0.05
-        ys = cpu.conv2d_forward(x64[:1], w64, np.zeros(l.out_channels), **hp).shape[1:]
+        ys = cpu.conv2d_forward(x64[:1], w64, np.zeros(l.out_channels), **geo).shape[1:]
         dy64 = rng.standard_normal((batch, *ys))
-        dw64 = cpu.conv2d_backward(dy64, x64, w64, need_dx=False, **hp)[1]
+        dw64 = cpu.conv2d_backward(dy64, x64, w64, need=("dw",), **geo)[1]
         x, w, dy = (a.astype(np.float32) for a in (x64, w64, dy64))
         del x64, w64, dy64
-        old = lambda: cpu.conv2d_backward(dy, x, w, need_dx=False, **hp)[1]  # noqa: E731
+        old = lambda: cpu.conv2d_backward(dy, x, w, need=("dw",), **geo)[1]  # noqa: E731
         one = lambda: one_gemm_dw(dy, x, w, **hp)  # noqa: E731
         err_one, err_old = max_diff(one(), dw64), max_diff(old(), dw64)
         worst = max(worst, err_one, err_old)

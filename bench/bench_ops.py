@@ -116,11 +116,12 @@ def conv_cases(quick):
 
 
 def bench_conv2d(ctx, model, name):
+    from kernels.shapes import ConvGeometry
     from rawcnn.engine.layers.base import pair
     e, (C, H, W), (F, OH, OW) = ctx.shapes[model][name]
     N = BATCH[model]
     (KH, KW), s, p, G = pair(e["kernel_size"]), pair(e.get("stride", 1)), pair(e.get("padding", 0)), e.get("groups", 1)
-    kw = dict(stride=s, padding=p, groups=G)
+    kw = dict(geometry=ConvGeometry(s, p, G))
     # check on a reduced shape: batch 2, the top-left corner of the image (at most 24 output rows)
     hs, ws = min(H, (min(OH, 24) - 1) * s[0] + KH), min(W, (min(OW, 24) - 1) * s[1] + KW)
     xs, ws_, bs = ctx.randn(2, C, hs, ws), ctx.randn(F, C // G, KH, KW, scale=0.05), ctx.randn(F, scale=0.1)
@@ -163,12 +164,13 @@ def bench_lrn(ctx, model, name):
     hp = dict(size=e.get("size", 5), alpha=e.get("alpha", 1e-4), beta=e.get("beta", 0.75), k=e.get("k", 1.0))
     lrn, rlrn = ctx.cpu.lrn, ctx.ref.lrn
     xs = abs(ctx.randn(2, C, min(H, 16), min(W, 16)))
+    bw = {n: v for n, v in hp.items() if n != "k"}  # lrn_backward takes no k (scale holds it)
     ys, ss = lrn.lrn_forward(xs, **hp)
     yr, sr = rlrn.lrn_forward(xs, **hp)
     dys = ctx.randn(*xs.shape)
     ctx.check(f"lrn {model}/{name} cpu vs reference at {fmt_shape(*xs.shape)}",
-              [("y", ys, yr), ("scale", ss, sr), ("dx", lrn.lrn_backward(dys, xs, ys, ss, **hp),
-                                                   rlrn.lrn_backward(dys, xs, yr, sr, **hp))])
+              [("y", ys, yr), ("scale", ss, sr), ("dx", lrn.lrn_backward(dys, xs, ys, ss, **bw),
+                                                   rlrn.lrn_backward(dys, xs, yr, sr, **bw))])
     x, dy = abs(ctx.randn(N, C, H, W)), ctx.randn(N, C, H, W)
     y, scale = lrn.lrn_forward(x, **hp)
     fwd_t = bwd_t = None
@@ -191,7 +193,7 @@ def bench_lrn(ctx, model, name):
             torch.autograd.grad(yg, (xg,), dyt, retain_graph=True)
     shape = f"{fmt_shape(N, C, H, W)} size{hp['size']} k{hp['k']:g}"
     ctx.pair(f"lrn fwd {model}/{name}", shape, lambda: lrn.lrn_forward(x, **hp), fwd_t, 3 * x.nbytes, "GB/s")
-    ctx.pair(f"lrn bwd {model}/{name}", shape, lambda: lrn.lrn_backward(dy, x, y, scale, **hp), bwd_t,
+    ctx.pair(f"lrn bwd {model}/{name}", shape, lambda: lrn.lrn_backward(dy, x, y, scale, **bw), bwd_t,
              5 * x.nbytes, "GB/s")
 
 

@@ -8,7 +8,7 @@ For each layer (custom and AlexNet at batch 32, VGG16 at batch 4, as the issue's
      (the cpu im2col tier in float64, itself tested against kernels/reference/conv2d.py);
      max |err| / max |y| is printed and must stay under 1e-4 (else the row says FAIL);
   2. forward time of im2col, Winograd and torch.nn.functional.conv2d (oneDNN), median of --repeats,
-     then the weight gradient's (conv2d_backward with need_dx=False; torch.nn.grad.conv2d_weight);
+     then the weight gradient's (conv2d_backward with need=("dw",); torch.nn.grad.conv2d_weight);
   3. Winograd's phases (kernel, input and output transforms, the 36 GEMMs) on a roofline: bytes
      moved / copy bandwidth and flops / GEMM peak, both measured here first (np.copyto of 256 MiB;
      a 2048^3 float32 matmul), so each phase says which roof bounds it and how close it gets.
@@ -63,10 +63,10 @@ def phases(x, w, b, padding, groups, repeats):
     share = groups * -(-N * TH // R) / numba.get_num_threads()  # blocks per thread
     t_u = time_it(lambda: W.kernel_transform(w, groups, U), repeats=repeats).median
     with one_thread_blas():
-        t_in = time_it(lambda: W._input_rows(x, 0, Cg, padding[0], padding[1], TH, TW, 0, k, V, 0),
+        t_in = time_it(lambda: W._input_rows(x, 0, Cg, tuple(padding), (TH, TW, 0), k, V, 0),
                        repeats=repeats).median
         t_mm = time_it(lambda: np.matmul(U[0], V, out=M), repeats=repeats).median
-        t_out = time_it(lambda: W._output_rows(M, b, 0, TH, TW, 0, k, y), repeats=repeats).median
+        t_out = time_it(lambda: W._output_rows(M, b, 0, (TH, TW, 0), k, y), repeats=repeats).median
     # bytes: what each phase reads and writes once over the whole call
     return {"kernel": (t_u, w.nbytes + U.nbytes, 2 * 36 * 15 * w.size / 9),
             "input": (t_in * share, (x.nbytes + 36 * C * T * 4), 2 * 2 * 6 * 6 * 6 * C * T),
@@ -82,6 +82,7 @@ def main(argv=None):
     import numpy as np
     from kernels.cpu import conv2d as im2col
     from kernels.cpu import winograd
+    from kernels.shapes import ConvGeometry
     from rawcnn.engine.gradcheck import max_diff
     copy_gbs, gemm_gflops = roofs(args.repeats) if not args.errors_only else (0, 0)
     if not args.errors_only:
@@ -95,7 +96,7 @@ def main(argv=None):
         fan_in = KH * KW * l.in_channels / l.groups
         w64 = rng.standard_normal((l.out_channels, l.in_channels // l.groups, KH, KW)) * np.sqrt(2 / fan_in)
         b64 = rng.standard_normal(l.out_channels) * 0.1
-        hp = dict(stride=(1, 1), padding=l.padding, groups=l.groups)
+        hp = dict(geometry=ConvGeometry((1, 1), l.padding, l.groups))
         x, w, b = (a.astype(np.float32) for a in (x64, w64, b64))
         y_def = im2col.conv2d_forward(x64, w64, b64, **hp)
         dy64 = rng.standard_normal(y_def.shape)
@@ -104,7 +105,7 @@ def main(argv=None):
         dy = dy64.astype(np.float32)
         dx32, dw32, _ = winograd.conv2d_backward(dy, x, w, **hp)
         err_dx, err_dw = max_diff(dx32, dx_def), max_diff(dw32, dw_def)
-        err_dw_im2col = max_diff(im2col.conv2d_backward(dy, x, w, need_dx=False, **hp)[1], dw_def)
+        err_dw_im2col = max_diff(im2col.conv2d_backward(dy, x, w, need=("dw",), **hp)[1], dw_def)
         del y_def, dx_def, dw_def, dy64, dx32, dw32
         worst = max(worst, err_y, err_dx, err_dw)
         shape = (f"{model} {name} {'x'.join(map(str, xs))}->{l.out_channels}"
@@ -132,7 +133,7 @@ def main(argv=None):
         if t_to is not None:
             rows.add("conv torch fwd", "torch", shape, t_to, flops / t_to.median / 1e9, "GF/s")
         # the weight gradient alone (as training's first layer and a frozen-below fine-tune need it)
-        bw = dict(need_dx=False, **hp)
+        bw = dict(need=("dw",), **hp)
         t_im_dw = time_it(lambda: im2col.conv2d_backward(dy, x, w, workspace=ws, **bw), repeats=args.repeats)
         t_wi_dw = time_it(lambda: winograd.conv2d_backward(dy, x, w, workspace=ws, **bw), repeats=args.repeats)
         t_to_dw = None

@@ -4,12 +4,37 @@ Each function raises ValueError with a one-line message naming the op and the sh
 returns the output size. The reference tier imports them like the fast tiers do, so that
 kernels/reference/ holds only the math. Shape legends are the ops' own (kernels/reference/<op>.py).
 """
+from typing import NamedTuple
+
 import numpy as np
 
 COLUMN_BUDGET_BYTES = 128 * 2**20  # im2col columns per batch slice (the conv2d kernels' and Conv2d's default)
 
 
 # -- conv2d ------------------------------------------------------------------------------------
+class ConvGeometry(NamedTuple):
+    """Where a convolution's windows sit, the kernel size aside (w gives it): stride (sh, sw), padding
+    (ph, pw), groups G. conv2d_forward and conv2d_backward take it as one keyword, geometry= (what
+    cuDNN calls a convolution descriptor); they unpack it as `stride, padding, groups = geometry`."""
+    stride: tuple
+    padding: tuple
+    groups: int
+
+
+def conv2d_backward_request(op, need, out):
+    """conv2d_backward's need= and out= as (need_dx, need_dw, out_dx, out_dw, out_db); ValueError otherwise.
+
+    need: the gradients to compute, a tuple of "dx" and/or "dw" ("dw" brings db with it);
+    out: None, or a triple (dx, dw, db) like the result, each an array that receives that gradient or None.
+    """
+    if isinstance(need, str) or not set(need) <= {"dx", "dw"}:
+        raise ValueError(f"{op}: need must be a tuple of 'dx' and/or 'dw', got {need!r}")
+    out = (None, None, None) if out is None else tuple(out)
+    if len(out) != 3:
+        raise ValueError(f"{op}: out must be None or a triple (dx, dw, db) of arrays or None, got {len(out)} items")
+    return ("dx" in need, "dw" in need) + out
+
+
 def conv2d_output_size(x_shape, kernel_size, stride, padding):
     """(OH, OW) of a convolution or im2col; ValueError when either is below 1."""
     N, C, H, W = x_shape
@@ -135,9 +160,10 @@ def check_lrn_args(x, size, alpha, beta, k):
         raise ValueError(f"lrn: size must be a positive integer, got {size!r}")
 
 
-def check_lrn_backward_args(dy, x, y, scale, size, alpha, beta, k):
-    """Raise ValueError unless dy, x, y, scale are valid and share one shape and dtype."""
-    check_lrn_args(x, size, alpha, beta, k)
+def check_lrn_backward_args(dy, x, y, scale, size, alpha, beta):
+    """Raise ValueError unless dy, x, y, scale are valid and share one shape and dtype (the backward
+    takes no k: k reaches it only through scale)."""
+    check_lrn_args(x, size, alpha, beta, k=None)
     for name, a in (("dy", dy), ("y", y), ("scale", scale)):
         if a.shape != x.shape or a.dtype != x.dtype:
             raise ValueError(f"lrn_backward: {name} {a.shape} {a.dtype} must have the shape and dtype "

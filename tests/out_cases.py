@@ -2,7 +2,8 @@
 
 cases(be, dtype) lists (op, call, names): call(outs) runs one kernel of backend `be` on fixed seeded
 inputs with the keyword arguments `outs` and returns its results as a tuple; names are the out
-keywords of those results, in order (None: a result that has none). check(be, case) runs it
+keywords of those results, in order (None: a result that has none; conv2d_backward takes its
+three as one out= triple, built by _grads, and names them so in its messages). check(be, case) runs it
 without out arrays, then with arrays of the right shape filled with garbage (results must be the
 very arrays given, holding exactly the values of the run without them), then with one out array of
 a wrong shape, a wrong dtype and (for n-D results) a non-contiguous one, each a ValueError naming
@@ -12,9 +13,11 @@ import numpy as np
 import pytest
 
 from kernels import to_numpy
+from kernels.shapes import ConvGeometry
 
-CONV = dict(stride=(1, 1), padding=(1, 1), groups=2)
+CONV = dict(geometry=ConvGeometry(stride=(1, 1), padding=(1, 1), groups=2))
 LRN = dict(size=5, alpha=1e-3, beta=0.75, k=2.0)
+LRN_BACKWARD = {n: v for n, v in LRN.items() if n != "k"}  # lrn_backward takes no k (scale holds it)
 POOL = dict(kernel_size=3, stride=2, padding=0, ceil_mode=False)
 
 
@@ -40,7 +43,7 @@ def cases(be, dtype, small=False):
         ("relu_forward", lambda o: (be.relu.relu_forward(x, **o),), ("out",)),
         ("relu_backward", lambda o: (be.relu.relu_backward(x, y_relu, **o),), ("out",)),
         ("lrn_forward", lambda o: be.lrn.lrn_forward(x, **LRN, **o), ("out_y", "out_scale")),
-        ("lrn_backward", lambda o: (be.lrn.lrn_backward(x, x, y_lrn, scale, **LRN, **o),), ("out",)),
+        ("lrn_backward", lambda o: (be.lrn.lrn_backward(x, x, y_lrn, scale, **LRN_BACKWARD, **o),), ("out",)),
         ("maxpool2d_forward", lambda o: be.maxpool2d.maxpool2d_forward(x, **POOL, **o), ("out_y", "out_argmax")),
         ("maxpool2d_backward", lambda o: (be.maxpool2d.maxpool2d_backward(dy_pool, argmax, x_shape=x.shape, **o),),
          ("out",)),
@@ -51,20 +54,25 @@ def cases(be, dtype, small=False):
         ("dropout_forward", lambda o: (be.dropout.dropout_forward(x, mask, **o),), ("out",)),
         ("dropout_backward", lambda o: (be.dropout.dropout_backward(x, mask, **o),), ("out",)),
         ("conv2d_forward", lambda o: (be.conv2d.conv2d_forward(x, w, b, **CONV, **o),), ("out",)),
-        ("conv2d_backward", lambda o: be.conv2d.conv2d_backward(dy_conv, x, w, **CONV, **o), grads),
-        ("conv2d_backward", lambda o: be.conv2d.conv2d_backward(dy_conv, x, w, **CONV, need_dx=False, **o),
+        ("conv2d_backward", lambda o: be.conv2d.conv2d_backward(dy_conv, x, w, **CONV, out=_grads(o)), grads),
+        ("conv2d_backward", lambda o: be.conv2d.conv2d_backward(dy_conv, x, w, **CONV, need=("dw",), out=_grads(o)),
          (None, "out_dw", "out_db")),
-        ("conv2d_backward", lambda o: be.conv2d.conv2d_backward(dy_conv, x, w, **CONV, need_dw=False, **o),
+        ("conv2d_backward", lambda o: be.conv2d.conv2d_backward(dy_conv, x, w, **CONV, need=("dx",), out=_grads(o)),
          ("out_dx", None, None)),
     ]
     if be.tier != "cuda":  # no Winograd in the CUDA tier
         out += [
             ("conv2d_forward", lambda o: (be.winograd.conv2d_forward(x, w, b, **CONV, workspace={}, **o),),
              ("out",)),
-            ("conv2d_backward", lambda o: be.winograd.conv2d_backward(dy_conv, x, w, **CONV, workspace={}, **o),
-             grads),
+            ("conv2d_backward", lambda o: be.winograd.conv2d_backward(dy_conv, x, w, **CONV, workspace={},
+                                                                      out=_grads(o)), grads),
         ]
     return out
+
+
+def _grads(o):
+    """conv2d_backward's out= triple (dx, dw, db) from the table's out_dx, out_dw, out_db."""
+    return o.get("out_dx"), o.get("out_dw"), o.get("out_db")
 
 
 def _garbage(be, a):

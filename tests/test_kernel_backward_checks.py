@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kernels import get_backend
+from kernels.shapes import ConvGeometry
 
 TIERS = ("reference", "cpu")
 
@@ -19,14 +20,14 @@ def _message(fn):
 def conv_cases(be):
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 4, 6, 6)), rng.standard_normal((6, 4, 3, 3))
-    hp = dict(stride=(1, 1), padding=(1, 1), groups=1)
+    hp = dict(geometry=ConvGeometry(stride=(1, 1), padding=(1, 1), groups=1))
     bad_shape, bad_dtype = np.zeros((2, 6, 5, 6)), np.zeros((2, 6, 6, 6), np.float32)
     out = {}
     for algo in ("conv2d", "winograd"):
         for what, dy in (("shape", bad_shape), ("dtype", bad_dtype)):
             for need_dw in (True, False):
                 out[(algo, what, need_dw)] = _message(
-                    lambda: getattr(be, algo).conv2d_backward(dy, x, w, need_dw=need_dw, **hp))
+                    lambda: getattr(be, algo).conv2d_backward(dy, x, w, need=("dx",) + ("dw",) * need_dw, **hp))
     return out
 
 
@@ -50,7 +51,7 @@ def test_linear_softmax_and_lrn_backward_refuse_a_wrong_dy_alike_in_every_tier()
             _message(lambda: be.linear.linear_backward(np.zeros((3, 4), np.float32), x, w)),
             _message(lambda: be.softmax.softmax_backward(np.zeros((3, 5)), y)),
             _message(lambda: be.lrn.lrn_backward(np.zeros((2, 6, 3, 2)), xl, xl, xl + 1, size=5, alpha=1e-4,
-                                                 beta=0.75, k=1.0)),
+                                                 beta=0.75)),
         )
     assert "linear_backward: dy must be (N, K) = (3, 4)" in seen["reference"][0]
     assert "softmax_backward: dy (3, 5) and y (3, 4)" in seen["reference"][2]

@@ -14,6 +14,7 @@ import pytest
 
 from kernels.cpu import conv2d as cpu
 from kernels.reference import conv2d as ref
+from kernels.shapes import ConvGeometry
 from rawcnn.engine.gradcheck import numeric_gradient, rel_error
 
 # cpu vs reference: max |cpu - ref| / max |ref|, per dtype
@@ -57,40 +58,40 @@ def test_forward_hand_values(tier, dtype):
         ((1, 1), (1, 1), [[4, 11, 18, 9], [18, 37, 47, 21], [36, 67, 77, 33], [14, 23, 26, 9]]),
     ]
     for stride, padding, expected in cases:
-        y = tier.conv2d_forward(x, w, b, stride=stride, padding=padding, groups=1)
+        y = tier.conv2d_forward(x, w, b, geometry=ConvGeometry(stride=stride, padding=padding, groups=1))
         assert y.dtype == dtype
         np.testing.assert_array_equal(y[0, 0], np.array(expected, dtype) + dtype(0.5))
 
     # groups=2: filters 0, 1 see channel 0 only, filters 2, 3 channel 1 only
     y = tier.conv2d_forward(X2C.astype(dtype), W_GROUPS.astype(dtype), np.zeros(4, dtype),
-                            stride=(1, 1), padding=(0, 0), groups=2)
+                            geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=2))
     np.testing.assert_array_equal(y.reshape(4), np.array([10, 1, 26, 8], dtype))
 
 
 @pytest.mark.parametrize("tier", HAND)
 def test_backward_hand_values(tier):
     dy = np.array([[[[1, 0], [2, -1]]]], dtype=np.float64)  # (1, 1, 2, 2)
-    dx, dw, db = tier.conv2d_backward(dy, X3, W2, stride=(1, 1), padding=(0, 0), groups=1)
+    dx, dw, db = tier.conv2d_backward(dy, X3, W2, geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=1))
     np.testing.assert_array_equal(dx[0, 0], [[1, 2, 0], [5, 7, -2], [6, 5, -4]])
     np.testing.assert_array_equal(dw[0, 0], [[4, 6], [10, 12]])
     np.testing.assert_array_equal(db, [2])
 
     # stride 2, padding 1: the four windows tile the padded 4x4 corner without overlap
-    dx, dw, db = tier.conv2d_backward(np.ones((1, 1, 2, 2)), X3, W2, stride=(2, 2), padding=(1, 1),
-                                      groups=1)
+    dx, dw, db = tier.conv2d_backward(np.ones((1, 1, 2, 2)), X3, W2,
+                                      geometry=ConvGeometry(stride=(2, 2), padding=(1, 1), groups=1))
     np.testing.assert_array_equal(dx[0, 0], [[4, 3, 4], [2, 1, 2], [4, 3, 4]])
     np.testing.assert_array_equal(dw[0, 0], [[5, 10], [10, 20]])
     np.testing.assert_array_equal(db, [4])
 
     dx, dw, db = tier.conv2d_backward(np.array([1.0, 2, 3, 4]).reshape(1, 4, 1, 1), X2C, W_GROUPS,
-                                      stride=(1, 1), padding=(0, 0), groups=2)
+                                      geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=2))
     np.testing.assert_array_equal(dx[0], [[[3, 1], [1, 1]], [[3, 3], [3, 7]]])
     np.testing.assert_array_equal(dw[:, 0], [[[1, 2], [3, 4]], [[2, 4], [6, 8]],
                                              [[15, 18], [21, 24]], [[20, 24], [28, 32]]])
     np.testing.assert_array_equal(db, [1, 2, 3, 4])
 
-    dx, dw, db = tier.conv2d_backward(dy, X3, W2, stride=(1, 1), padding=(0, 0), groups=1,
-                                      need_dx=False)
+    dx, dw, db = tier.conv2d_backward(dy, X3, W2, geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=1),
+                                      need=("dw",))
     assert dx is None
     np.testing.assert_array_equal(dw[0, 0], [[4, 6], [10, 12]])
 
@@ -125,7 +126,7 @@ def test_backward_vs_finite_differences(tier, x_shape, w_shape, stride, padding,
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal(w_shape)
     b = rng.standard_normal(w_shape[0])
-    hp = dict(stride=stride, padding=padding, groups=groups)
+    hp = dict(geometry=ConvGeometry(stride, padding, groups))
     dy = rng.standard_normal(tier.conv2d_forward(x, w, b, **hp).shape)
 
     dx, dw, db = tier.conv2d_backward(dy, x, w, **hp)
@@ -159,7 +160,7 @@ def test_cpu_matches_reference(dtype, x_shape, w_shape, stride, padding, groups)
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)
-    hp = dict(stride=stride, padding=padding, groups=groups)
+    hp = dict(geometry=ConvGeometry(stride, padding, groups))
     geo = dict(kernel_size=w_shape[2:], stride=stride, padding=padding)
     y_ref = ref.conv2d_forward(x, w, b, **hp)
     dy = rng.standard_normal(y_ref.shape).astype(dtype)
@@ -175,9 +176,9 @@ def test_cpu_matches_reference(dtype, x_shape, w_shape, stride, padding, groups)
     for name, a, r in zip(("dx", "dw", "db"), cpu.conv2d_backward(dy, x, w, **hp),
                           ref.conv2d_backward(dy, x, w, **hp)):
         results[name] = (a, r)
-    _, dw, db = cpu.conv2d_backward(dy, x, w, **hp, need_dx=False)
-    results["dw, need_dx=False"] = (dw, results["dw"][1])
-    results["db, need_dx=False"] = (db, results["db"][1])
+    _, dw, db = cpu.conv2d_backward(dy, x, w, **hp, need=("dw",))
+    results["dw, no dx"] = (dw, results["dw"][1])
+    results["db, no dx"] = (db, results["db"][1])
 
     for name, (a, r) in results.items():
         assert a.dtype == dtype and a.shape == r.shape, name
@@ -193,7 +194,7 @@ def test_cpu_slices_equal_one_slice(dtype, x_shape, w_shape, stride, padding, gr
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)
-    hp = dict(stride=stride, padding=padding, groups=groups)
+    hp = dict(geometry=ConvGeometry(stride, padding, groups))
     y = cpu.conv2d_forward(x, w, b, **hp)  # the default budget holds the whole batch
     dy = rng.standard_normal(y.shape).astype(dtype)
     grads = cpu.conv2d_backward(dy, x, w, **hp)
@@ -209,7 +210,7 @@ def test_cpu_accepts_non_contiguous_input():
     x = rng.standard_normal((2, 5, 6, 3)).transpose(0, 3, 1, 2)  # (2, 3, 5, 6), not C-contiguous
     w = rng.standard_normal((4, 3, 3, 3))
     b = rng.standard_normal(4)
-    hp = dict(stride=(1, 1), padding=(1, 1), groups=1)
+    hp = dict(geometry=ConvGeometry(stride=(1, 1), padding=(1, 1), groups=1))
     y = cpu.conv2d_forward(x, w, b, **hp)
     assert max_rel_diff(y, ref.conv2d_forward(x, w, b, **hp)) < TOL[np.float64]
     dy = rng.standard_normal(y.shape).transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)
@@ -234,10 +235,9 @@ SHAPES = [  # (x shape, w shape, stride, padding, groups, y shape worked out by 
 def test_output_shapes(tier, x_shape, w_shape, stride, padding, groups, y_shape):
     x = np.ones(x_shape, np.float32)
     w = np.ones(w_shape, np.float32)
-    y = tier.conv2d_forward(x, w, np.zeros(w_shape[0], np.float32), stride=stride, padding=padding,
-                            groups=groups)
+    y = tier.conv2d_forward(x, w, np.zeros(w_shape[0], np.float32), geometry=ConvGeometry(stride, padding, groups))
     assert y.shape == y_shape and y.dtype == np.float32
-    dx, dw, db = tier.conv2d_backward(y, x, w, stride=stride, padding=padding, groups=groups)
+    dx, dw, db = tier.conv2d_backward(y, x, w, geometry=ConvGeometry(stride, padding, groups))
     assert (dx.shape, dw.shape, db.shape) == (x_shape, w_shape, (w_shape[0],))
     geo = dict(kernel_size=w_shape[2:], stride=stride, padding=padding)
     cols = tier.im2col(x, **geo)
@@ -261,7 +261,7 @@ BAD = [  # (x shape, w shape, b shape, groups, what the message must name)
 def test_bad_shapes_raise(tier, x_shape, w_shape, b_shape, groups, named):
     x, w, b = np.ones(x_shape), np.ones(w_shape), np.ones(b_shape)
     with pytest.raises(ValueError) as err:
-        tier.conv2d_forward(x, w, b, stride=(1, 1), padding=(0, 0), groups=groups)
+        tier.conv2d_forward(x, w, b, geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=groups))
     for shape in named:
         assert str(shape) in str(err.value), f"{err.value!r} should name {shape}"
 
@@ -269,10 +269,11 @@ def test_bad_shapes_raise(tier, x_shape, w_shape, b_shape, groups, named):
 def test_bad_dtype_and_dy_raise(tier):
     x, w, b = np.ones((1, 3, 5, 5), np.float32), np.ones((2, 3, 3, 3)), np.ones(2)
     with pytest.raises(ValueError, match=re.escape("(1, 3, 5, 5) float32")):
-        tier.conv2d_forward(x, w, b, stride=(1, 1), padding=(0, 0), groups=1)
+        tier.conv2d_forward(x, w, b, geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=1))
     x = x.astype(np.float64)
     with pytest.raises(ValueError, match=re.escape("dy (1, 2, 4, 4)")):
-        tier.conv2d_backward(np.ones((1, 2, 4, 4)), x, w, stride=(1, 1), padding=(0, 0), groups=1)
+        tier.conv2d_backward(np.ones((1, 2, 4, 4)), x, w,
+                             geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=1))
     with pytest.raises(ValueError, match=re.escape("(1, 3, 5, 5)")):
         tier.im2col(x, kernel_size=(7, 7), stride=(1, 1), padding=(0, 0))
     with pytest.raises(ValueError, match=re.escape("cols (1, 27, 8)")):
@@ -295,8 +296,8 @@ def test_matches_torch(tier):
     dy = rng.standard_normal(tuple(yt.shape))
     yt.backward(torch.tensor(dy))
 
-    y = tier.conv2d_forward(x, w, b, **hp)
-    dx, dw, db = tier.conv2d_backward(dy, x, w, **hp)
+    y = tier.conv2d_forward(x, w, b, geometry=ConvGeometry(**hp))
+    dx, dw, db = tier.conv2d_backward(dy, x, w, geometry=ConvGeometry(**hp))
     for a, t in ((y, yt), (dx, xt.grad), (dw, wt.grad), (db, bt.grad)):
         assert max_rel_diff(a, t.detach().numpy()) < TOL[np.float64]
 
@@ -304,7 +305,7 @@ def test_matches_torch(tier):
 def test_literal_loops_and_einsum_reference_agree_on_a_strided_grouped_case():
     rng = np.random.default_rng(11)
     x, w, b = rng.standard_normal((2, 4, 6, 5)), rng.standard_normal((6, 2, 3, 2)), rng.standard_normal(6)
-    kw = dict(stride=(2, 1), padding=(1, 2), groups=2)
+    kw = dict(geometry=ConvGeometry(stride=(2, 1), padding=(1, 2), groups=2))
     y = ref.conv2d_forward_loops(x, w, b, **kw)
     np.testing.assert_allclose(y, ref.conv2d_forward(x, w, b, **kw), rtol=1e-12, atol=1e-12)
     dy = rng.standard_normal(y.shape)
@@ -322,7 +323,7 @@ def test_cpu_gives_the_same_bits_on_one_thread(x_shape, w_shape, stride, padding
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
     b = rng.standard_normal(w_shape[0]).astype(np.float32)
-    hp = dict(stride=stride, padding=padding, groups=groups)
+    hp = dict(geometry=ConvGeometry(stride, padding, groups))
     xl, wl = rng.standard_normal((3, 1100)).astype(np.float32), rng.standard_normal((700, 1100)).astype(np.float32)
     dyl = rng.standard_normal((3, 700)).astype(np.float32)
 

@@ -37,7 +37,7 @@ def test_lrn_hand_values(tier, dtype):
     # backward, size 3, dy = [1, 0, 0]: y0 = x0 / (1 + x0^2 + x1^2), so
     # dy0/dx0 = (6 - 2*1)/36 = 1/9, dy0/dx1 = -2*1*2/36 = -1/9, dy0/dx2 = 0
     dy = np.array([1.0, 0.0, 0.0], dtype=dtype).reshape(1, 3, 1, 1)
-    dx = tier.lrn_backward(dy, x, y, scale, size=3, alpha=3.0, beta=1.0, k=1.0)
+    dx = tier.lrn_backward(dy, x, y, scale, size=3, alpha=3.0, beta=1.0)
     assert dx.dtype == dtype
     np.testing.assert_allclose(dx.ravel(), [1 / 9, -1 / 9, 0], rtol=1e-6, atol=1e-7)
 
@@ -51,7 +51,7 @@ def test_lrn_backward_matches_finite_differences(size, alpha, beta, k):
     dy = rng.uniform(0.5, 1.5, x.shape) * rng.choice([-1.0, 1.0], x.shape)  # |dy| >= 0.5: no dx near 0
     kw = dict(size=size, alpha=alpha, beta=beta, k=k)
     y, scale = ref.lrn_forward(x, **kw)
-    dx = ref.lrn_backward(dy, x, y, scale, **kw)
+    dx = ref.lrn_backward(dy, x, y, scale, size=size, alpha=alpha, beta=beta)  # k reaches it through scale
     dx_num, kinks = numeric_gradient(lambda: ref.lrn_forward(x, **kw)[0], x, dy)
     assert not kinks.any()
     assert rel_error(dx, dx_num) < GRAD_TOL
@@ -65,9 +65,9 @@ def test_lrn_cpu_matches_reference(dtype, shape, size, beta):
     rng = np.random.default_rng(1)
     x = (3 * rng.standard_normal(shape)).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
-    kw = dict(size=size, alpha=0.1, beta=beta, k=2.0)
-    y_ref, scale_ref = ref.lrn_forward(x, **kw)
-    y, scale = cpu.lrn_forward(x, **kw)
+    kw = dict(size=size, alpha=0.1, beta=beta)  # the backward's hyper-parameters; the forward's add k
+    y_ref, scale_ref = ref.lrn_forward(x, **kw, k=2.0)
+    y, scale = cpu.lrn_forward(x, **kw, k=2.0)
     dx_ref = ref.lrn_backward(dy, x, y_ref, scale_ref, **kw)
     dx = cpu.lrn_backward(dy, x, y, scale, **kw)
     errs = {"y": max_diff(y, y_ref), "scale": max_diff(scale, scale_ref), "dx": max_diff(dx, dx_ref)}
@@ -92,7 +92,7 @@ def test_lrn_shapes_and_errors(tier, shape):
     x = np.ones(shape, dtype=np.float32)
     y, scale = tier.lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=2.0)
     assert y.shape == scale.shape == shape
-    assert tier.lrn_backward(x, x, y, scale, size=5, alpha=1e-4, beta=0.75, k=2.0).shape == shape
+    assert tier.lrn_backward(x, x, y, scale, size=5, alpha=1e-4, beta=0.75).shape == shape
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         tier.lrn_forward(np.ones((2, 3, 4)), size=5, alpha=1e-4, beta=0.75, k=2.0)
     with pytest.raises(ValueError, match="size"):
@@ -100,7 +100,7 @@ def test_lrn_shapes_and_errors(tier, shape):
     with pytest.raises(ValueError, match="float32 or float64"):
         tier.lrn_forward(x.astype(np.int32), size=5, alpha=1e-4, beta=0.75, k=2.0)
     with pytest.raises(ValueError, match="dy"):
-        tier.lrn_backward(np.ones((1, 1, 1, 2), np.float32), x, y, scale, size=5, alpha=1e-4, beta=0.75, k=2.0)
+        tier.lrn_backward(np.ones((1, 1, 1, 2), np.float32), x, y, scale, size=5, alpha=1e-4, beta=0.75)
 
 
 @pytest.mark.parametrize("size, k", [(3, 1.0), (4, 2.0), (5, 2.0), (7, 0.5)])

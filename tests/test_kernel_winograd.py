@@ -16,6 +16,7 @@ from kernels.cpu import conv2d as cpu_direct
 from kernels.cpu import winograd as cpu
 from kernels.reference import conv2d as ref_direct
 from kernels.reference import winograd as ref
+from kernels.shapes import ConvGeometry
 from rawcnn.engine.gradcheck import max_diff, numeric_gradient, rel_error
 
 # cpu vs reference (both Winograd): max |cpu - ref| / max |ref|, per dtype. The two tiers round
@@ -62,11 +63,11 @@ def test_f43_one_dimension_by_hand():
 def test_forward_hand_values(tier, dtype):
     x = np.arange(16, dtype=dtype).reshape(1, 1, 4, 4)
     w, b = np.ones((1, 1, 3, 3), dtype), np.array([0.5], dtype)
-    y = tier.conv2d_forward(x, w, b, stride=S1, padding=(0, 0), groups=1)
+    y = tier.conv2d_forward(x, w, b, geometry=ConvGeometry(stride=S1, padding=(0, 0), groups=1))
     assert y.dtype == dtype
     # the four 3x3 window sums of [[0..3], [4..7], [8..11], [12..15]]
     np.testing.assert_allclose(y[0, 0], np.array([[45, 54], [81, 90]]) + 0.5, rtol=1e-6)
-    y = tier.conv2d_forward(x, w, b, stride=S1, padding=(1, 1), groups=1)
+    y = tier.conv2d_forward(x, w, b, geometry=ConvGeometry(stride=S1, padding=(1, 1), groups=1))
     # padded corners: 0+1+4+5, 2+3+6+7, 8+9+12+13, 10+11+14+15
     np.testing.assert_allclose(y[0, 0, [0, 0, 3, 3], [0, 3, 0, 3]], np.array([10, 18, 42, 50]) + 0.5,
                                rtol=1e-6)
@@ -77,7 +78,7 @@ def test_backward_hand_values(tier):
     w = np.zeros((1, 1, 3, 3))
     w[0, 0, 0, 0] = 2.0  # y[i, j] = 2 x[i, j]: dx is 2 dy in the top-left 2x2, 0 elsewhere
     dy = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
-    dx, dw, db = tier.conv2d_backward(dy, x, w, stride=S1, padding=(0, 0), groups=1)
+    dx, dw, db = tier.conv2d_backward(dy, x, w, geometry=ConvGeometry(stride=S1, padding=(0, 0), groups=1))
     np.testing.assert_allclose(dx[0, 0], [[2, 4, 0, 0], [6, 8, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
                                atol=1e-12)
     assert dw[0, 0, 0, 0] == 0 * 1 + 1 * 2 + 4 * 3 + 5 * 4
@@ -100,7 +101,7 @@ FD_CONFIGS = [  # (x shape, w shape, padding, groups)
 def test_backward_vs_finite_differences(tier, x_shape, w_shape, padding, groups):
     rng = np.random.default_rng(1)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
-    hp = dict(stride=S1, padding=padding, groups=groups)
+    hp = dict(geometry=ConvGeometry(S1, padding, groups))
     dy = rng.standard_normal(tier.conv2d_forward(x, w, b, **hp).shape)
 
     dx, dw, db = tier.conv2d_backward(dy, x, w, **hp)
@@ -133,14 +134,14 @@ def test_cpu_matches_reference(dtype, x_shape, w_shape, padding, groups):
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)
-    hp = dict(stride=S1, padding=padding, groups=groups)
+    hp = dict(geometry=ConvGeometry(S1, padding, groups))
     y_ref = ref.conv2d_forward(x, w, b, **hp)
     dy = rng.standard_normal(y_ref.shape).astype(dtype)
     dx_ref, dw_ref, db_ref = ref.conv2d_backward(dy, x, w, **hp)
     workspace = {}
     for block_bytes in (1, cpu.BLOCK_BYTES):  # 1: a job per tile row; the default: one job here
         y = np.empty_like(y_ref)
-        cpu.winograd_correlate(x, w, b, padding, groups, y, workspace, block_bytes=block_bytes)
+        cpu.winograd_correlate(x, w, b, hp["geometry"], y, workspace, block_bytes=block_bytes)
         assert max_diff(y, y_ref) < TOL[dtype]
     y = cpu.conv2d_forward(x, w, b, workspace=workspace, **hp)
     dx, dw, db = cpu.conv2d_backward(dy, x, w, workspace=workspace, **hp)
@@ -162,12 +163,13 @@ def test_cpu_schedules_and_thread_counts_give_the_same_bits(monkeypatch, schedul
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
     b = rng.standard_normal(w_shape[0]).astype(np.float32)
-    y_ref = ref.conv2d_forward(x, w, b, stride=S1, padding=padding, groups=groups)
+    y_ref = ref.conv2d_forward(x, w, b, geometry=ConvGeometry(S1, padding, groups))
     block_bytes = cpu.BLOCK_BYTES if schedule == "filters" else 1
     outs = []
     for threads in (1, 2, 3):
         y = np.full_like(y_ref, np.nan)
-        cpu.winograd_correlate(x, w, b, padding, groups, y, {}, block_bytes=block_bytes, threads=threads)
+        cpu.winograd_correlate(x, w, b, ConvGeometry(S1, padding, groups), y, {}, block_bytes=block_bytes,
+                               threads=threads)
         outs.append(y)
     assert max_diff(outs[0], y_ref) < TOL[np.float32]
     for y in outs[1:]:
@@ -181,14 +183,14 @@ def test_weight_gradient_chains_give_the_same_bits_on_any_thread_count(x_shape, 
     rng = np.random.default_rng(6)
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
-    hp = dict(stride=S1, padding=padding, groups=groups)
+    hp = dict(geometry=ConvGeometry(S1, padding, groups))
     y = ref.conv2d_forward(x, w, np.zeros(w_shape[0], np.float32), **hp)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dw_ref = ref.conv2d_backward(dy, x, w, **hp)[1]
     outs = []
     for threads in (1, 2, 3):
         dw = np.full_like(w, np.nan)
-        cpu.winograd_weight_grad(dy, x, padding, groups, dw, {}, block_bytes=1, threads=threads)
+        cpu.winograd_weight_grad(dy, x, hp["geometry"], dw, {}, block_bytes=1, threads=threads)
         outs.append(dw)
     assert max_diff(outs[0], dw_ref) < TOL[np.float32]
     for dw in outs[1:]:
@@ -278,7 +280,7 @@ def test_float32_error_on_model_layers(model, name, C, F, groups, padding, kerne
     x = np.maximum(rng.standard_normal((1, C, 10, 10)), 0)
     w = rng.standard_normal((F, C // groups, *kernel)) * np.sqrt(2.0 / (C // groups * kernel[0] * kernel[1]))
     b = rng.standard_normal(F) * 0.1
-    hp = dict(stride=S1, padding=padding, groups=groups)
+    hp = dict(geometry=ConvGeometry(S1, padding, groups))
     y_direct = cpu_direct.conv2d_forward(x, w, b, **hp)  # float64: the definition, to 1e-15
     dy = rng.standard_normal(y_direct.shape)
     dx_direct, dw_direct, _ = cpu_direct.conv2d_backward(dy, x, w, **hp)
@@ -309,7 +311,7 @@ def test_direct_reference_agrees_in_float64():
     # the reference Winograd is exact arithmetic re-arranged: float64 agrees with the definition
     rng = np.random.default_rng(4)
     x, w, b = rng.standard_normal((2, 4, 11, 9)), rng.standard_normal((6, 2, 3, 3)), rng.standard_normal(6)
-    hp = dict(stride=S1, padding=(1, 2), groups=2)
+    hp = dict(geometry=ConvGeometry(stride=S1, padding=(1, 2), groups=2))
     assert max_diff(ref.conv2d_forward(x, w, b, **hp), ref_direct.conv2d_forward(x, w, b, **hp)) < 1e-13
 
 
@@ -320,15 +322,17 @@ def test_direct_reference_agrees_in_float64():
 @pytest.mark.parametrize("padding", [(0, 0), (1, 1), (2, 0), (3, 3)])
 def test_output_shapes(tier, kernel, padding):
     x, w, b = np.zeros((2, 4, 7, 6)), np.zeros((6, 2, *kernel)), np.zeros(6)
-    y = tier.conv2d_forward(x, w, b, stride=S1, padding=padding, groups=2)
+    y = tier.conv2d_forward(x, w, b, geometry=ConvGeometry(S1, padding, 2))
     assert y.shape == (2, 6, 7 + 2 * padding[0] - kernel[0] + 1, 6 + 2 * padding[1] - kernel[1] + 1)
-    dx, dw, db = tier.conv2d_backward(np.zeros(y.shape), x, w, stride=S1, padding=padding, groups=2)
+    dx, dw, db = tier.conv2d_backward(np.zeros(y.shape), x, w, geometry=ConvGeometry(S1, padding, 2))
     assert dx.shape == x.shape and dw.shape == w.shape and db.shape == b.shape
 
 
 def test_errors(tier):
     x = np.zeros((1, 2, 8, 8))
     with pytest.raises(ValueError, match=r"needs stride 1, got stride \(2, 2\) for w \(2, 2, 3, 3\)"):
-        tier.conv2d_forward(x, np.zeros((2, 2, 3, 3)), np.zeros(2), stride=(2, 2), padding=(0, 0), groups=1)
+        tier.conv2d_forward(x, np.zeros((2, 2, 3, 3)), np.zeros(2),
+                            geometry=ConvGeometry(stride=(2, 2), padding=(0, 0), groups=1))
     with pytest.raises(ValueError, match="groups=2"):
-        tier.conv2d_forward(x, np.zeros((3, 1, 3, 3)), np.zeros(3), stride=S1, padding=(0, 0), groups=2)
+        tier.conv2d_forward(x, np.zeros((3, 1, 3, 3)), np.zeros(3),
+                            geometry=ConvGeometry(stride=S1, padding=(0, 0), groups=2))

@@ -1,8 +1,9 @@
 """Net's one forward/backward path: forward(upto, after), backward(top, bottom), probe(), predict,
-replace_head; and the need_dw=False path of the conv and linear kernels."""
+replace_head; and the no-dw path of the conv (need=("dx",)) and linear (need_dw=False) kernels."""
 import numpy as np
 import pytest
 
+from kernels.shapes import ConvGeometry
 from rawcnn.engine import models
 from rawcnn.engine.layers import SoftmaxCrossEntropy
 
@@ -23,7 +24,7 @@ def tiny(dtype=np.float64, seed=1):
     return models.build(TINY, seed=seed, weight_std=0.3).astype(dtype)
 
 
-# -- need_dw=False in the kernels ------------------------------------------------------------------
+# -- no dw in the kernels --------------------------------------------------------------------------
 @pytest.mark.parametrize("case", [dict(k=3, stride=(2, 1), padding=(1, 0), groups=2),
                                   dict(k=1, stride=(1, 1), padding=(0, 0), groups=1)])
 @pytest.mark.parametrize("need_dx", [True, False])
@@ -32,11 +33,11 @@ def test_conv2d_backward_without_dw_gives_the_same_dx_and_no_dw(be, case, need_d
     conv = be.conv2d
     x = rng.standard_normal((3, 4, 7, 6))
     w = rng.standard_normal((6, 4 // case["groups"], case["k"], case["k"]))
-    kw = dict(stride=case["stride"], padding=case["padding"], groups=case["groups"], budget_bytes=2000)
+    kw = dict(geometry=ConvGeometry(case["stride"], case["padding"], case["groups"]), budget_bytes=2000)
     y = conv.conv2d_forward(x, w, np.zeros(6), **kw)
     dy = rng.standard_normal(y.shape)
-    dx_full, dw_full, db_full = conv.conv2d_backward(dy, x, w, need_dx=True, **kw)
-    dx, dw, db = conv.conv2d_backward(dy, x, w, need_dx=need_dx, need_dw=False, **kw)
+    dx_full, dw_full, db_full = conv.conv2d_backward(dy, x, w, need=("dx", "dw"), **kw)
+    dx, dw, db = conv.conv2d_backward(dy, x, w, need=("dx",) * need_dx, **kw)
     assert dw is None and db is None and dw_full is not None and db_full is not None
     if need_dx:
         np.testing.assert_allclose(dx, dx_full, rtol=1e-12, atol=1e-12)
@@ -127,7 +128,7 @@ def test_probe_reaches_the_input_of_a_frozen_net_computes_no_weight_gradients_an
     real = conv.conv2d_backward
 
     def spy(*a, **kw):
-        calls.append(kw.get("need_dw"))
+        calls.append("dw" in kw["need"])
         return real(*a, **kw)
 
     net["conv1"].be.__dict__["conv2d"] = type("M", (), {"conv2d_backward": staticmethod(spy),

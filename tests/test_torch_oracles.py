@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from kernels import get_backend, to_numpy
+from kernels.shapes import ConvGeometry
 
 PATH = Path(__file__).parent / "data" / "torch_oracles.npz"
 RTOL, ATOL = 1e-10, 1e-12  # float64 against float64; the sums differ only in their order
@@ -36,13 +37,14 @@ def check_case(be, op, params, a):
     """Run backend `be` on one oracle case and compare every output with torch's."""
     asa = be.asarray
     if op == "conv2d":
-        kw = dict(stride=tuple(params["stride"]), padding=tuple(params["padding"]), groups=params["groups"])
+        kw = dict(geometry=ConvGeometry(tuple(params["stride"]), tuple(params["padding"]), params["groups"]))
         y = be.conv2d.conv2d_forward(asa(a["x"]), asa(a["w"]), asa(a["b"]), **kw)
         got = dict(zip(("y", "dx", "dw", "db"), (y,) + tuple(be.conv2d.conv2d_backward(asa(a["dy"]), asa(a["x"]),
                                                                                        asa(a["w"]), **kw))))
     elif op == "lrn":
         y, scale = be.lrn.lrn_forward(asa(a["x"]), **params)
-        got = {"y": y, "dx": be.lrn.lrn_backward(asa(a["dy"]), asa(a["x"]), y, scale, **params)}
+        backward = {k: v for k, v in params.items() if k != "k"}  # k reaches the backward through scale
+        got = {"y": y, "dx": be.lrn.lrn_backward(asa(a["dy"]), asa(a["x"]), y, scale, **backward)}
     else:
         kw = dict(kernel_size=tuple(params["kernel_size"]), stride=tuple(params["stride"]),
                   padding=tuple(params["padding"]), ceil_mode=params["ceil_mode"])

@@ -2,7 +2,8 @@
 
 Shape legend
     N batch, nb images in one slice of the batch, C channels in, H, W input size, F filters out,
-    KH, KW kernel size, OH, OW output size, P = OH*OW, G groups, K = C/G*KH*KW (one group's rows).
+    KH, KW kernel size, OH, OW output size, P = OH*OW, G groups, K = C/G*KH*KW (one group's rows),
+    sh, sw stride, ph, pw padding; geo = (KH, KW, sh, sw, ph, pw, OH, OW), one argument of the Numba helpers.
 
 Math: the definition and the derivation of the backward are in kernels/reference/conv2d.py.
 Here the convolution is im2col + GEMM, as in Caffe (src/caffe/util/im2col.cpp, conv_layer.cpp):
@@ -29,7 +30,8 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.cpu.threads import run_jobs, workers
-from kernels.shapes import COLUMN_BUDGET_BYTES, check_conv2d, check_conv2d_backward, conv2d_output_size, out_or_empty
+from kernels.shapes import (COLUMN_BUDGET_BYTES, check_conv2d, check_conv2d_backward, conv2d_backward_request,
+                            conv2d_output_size, out_or_empty)
 
 CHAINS = 2  # the weight gradient's partial sums: images alternate between them, each summed in
 # image order, and the two added at the end, so the bits do not depend on the thread count
@@ -44,8 +46,9 @@ def _valid_range(offset, s, size, OS):
 
 
 @njit(cache=True, inline="always")
-def _im2col_plane(x, cols, n, c, KH, KW, sh, sw, ph, pw, OH, OW):
+def _im2col_plane(x, cols, n, c, geo):
     """The KH*KW rows of cols[n] that plane x[n, c] fills, every entry written (0 in the padding)."""
+    KH, KW, sh, sw, ph, pw, OH, OW = geo
     H, W = x.shape[2], x.shape[3]
     for kh in range(KH):
         for kw in range(KW):
@@ -64,8 +67,9 @@ def _im2col_plane(x, cols, n, c, KH, KW, sh, sw, ph, pw, OH, OW):
 
 
 @njit(cache=True, inline="always")
-def _col2im_plane(cols, dx, n, c, KH, KW, sh, sw, ph, pw, OH, OW):
+def _col2im_plane(cols, dx, n, c, geo):
     """Plane dx[n, c], overwritten with the sum of its KH*KW rows of cols[n] (windows overlap)."""
+    KH, KW, sh, sw, ph, pw, OH, OW = geo
     H, W = dx.shape[2], dx.shape[3]
     dx[n, c] = 0
     for kh in range(KH):
@@ -81,29 +85,30 @@ def _col2im_plane(cols, dx, n, c, KH, KW, sh, sw, ph, pw, OH, OW):
 
 
 @njit(parallel=True, cache=True)
-def _im2col_kernel(x, cols, KH, KW, sh, sw, ph, pw, OH, OW):
+def _im2col_kernel(x, cols, geo):
     """x (nb, C, H, W) -> cols (nb, C*KH*KW, OH*OW), parallel over (n, c) planes."""
     nb, C = x.shape[0], x.shape[1]
     for nc in prange(nb * C):
-        _im2col_plane(x, cols, nc // C, nc % C, KH, KW, sh, sw, ph, pw, OH, OW)
+        _im2col_plane(x, cols, nc // C, nc % C, geo)
 
 
 @njit(parallel=True, cache=True)
-def _col2im_kernel(cols, dx, KH, KW, sh, sw, ph, pw, OH, OW):
+def _col2im_kernel(cols, dx, geo):
     """cols (nb, C*KH*KW, OH*OW) -> dx (nb, C, H, W), overwritten; parallel over (n, c) planes,
     race-free because each iteration adds only into its own plane of dx."""
     nb, C = dx.shape[0], dx.shape[1]
     for nc in prange(nb * C):
-        _col2im_plane(cols, dx, nc // C, nc % C, KH, KW, sh, sw, ph, pw, OH, OW)
+        _col2im_plane(cols, dx, nc // C, nc % C, geo)
 
 
-def _split_shape(C, KH, KW, sh, sw, OH, OW):
+def _split_shape(C, geo):
     """The shape of _im2col_image's scratch for one image: (C, sw, rows, cols) (see there)."""
+    KH, KW, sh, sw, ph, pw, OH, OW = geo
     return (C, sw, (OH - 1) * sh + KH, OW + (KW - 1) // sw)
 
 
 @njit(cache=True, nogil=True)
-def _im2col_image(x, n, KH, KW, sh, sw, ph, pw, OH, OW, xd, cols):
+def _im2col_image(x, n, geo, xd, cols):
     """cols (C*KH*KW, OH*OW) = im2col(x[n]) on the calling thread (a job of run_jobs).
 
     Two passes, so that neither tests bounds per element nor reads with a stride:
@@ -113,6 +118,7 @@ def _im2col_image(x, n, KH, KW, sh, sw, ph, pw, OH, OW, xd, cols):
                        run of OW columns a contiguous copy.
     Faster per image than a copy straight from x: bench/bench_ab.py measures it (bench/RESULTS.md).
     """
+    KH, KW, sh, sw, ph, pw, OH, OW = geo
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     rows, M = xd.shape[2], xd.shape[3]
     for c in range(C):
@@ -141,10 +147,10 @@ def _im2col_image(x, n, KH, KW, sh, sw, ph, pw, OH, OW, xd, cols):
 
 
 @njit(cache=True, nogil=True)
-def _col2im_image(cols, dx, n, KH, KW, sh, sw, ph, pw, OH, OW):
+def _col2im_image(cols, dx, n, geo):
     """dx[n] = col2im(cols[n]) on the calling thread (a job of run_jobs)."""
     for c in range(dx.shape[1]):
-        _col2im_plane(cols, dx, n, c, KH, KW, sh, sw, ph, pw, OH, OW)
+        _col2im_plane(cols, dx, n, c, geo)
 
 
 def im2col(x, *, kernel_size, stride, padding):
@@ -159,7 +165,7 @@ def im2col(x, *, kernel_size, stride, padding):
     KH, KW = kernel_size
     OH, OW = conv2d_output_size(x.shape, kernel_size, stride, padding)
     cols = np.empty((N, C * KH * KW, OH * OW), dtype=x.dtype)  # (N, C*KH*KW, OH*OW)
-    _im2col_kernel(np.ascontiguousarray(x), cols, KH, KW, *stride, *padding, OH, OW)
+    _im2col_kernel(np.ascontiguousarray(x), cols, (KH, KW, *stride, *padding, OH, OW))
     return cols
 
 
@@ -176,7 +182,7 @@ def col2im(cols, *, x_shape, kernel_size, stride, padding):
         raise ValueError(f"col2im: cols {cols.shape} does not match x_shape {tuple(x_shape)}, "
                          f"which needs ({N}, {C * KH * KW}, {OH * OW})")
     dx = np.empty((N, C, H, W), dtype=cols.dtype)  # (N, C, H, W)
-    _col2im_kernel(np.ascontiguousarray(cols), dx, KH, KW, *stride, *padding, OH, OW)
+    _col2im_kernel(np.ascontiguousarray(cols), dx, (KH, KW, *stride, *padding, OH, OW))
     return dx
 
 
@@ -198,7 +204,7 @@ def _columns(xs, buf, kernel_size, stride, padding, pointwise):
         return xs.reshape(nb, C, H * W)  # (nb, C, H*W), no copy
     OH, OW = conv2d_output_size(xs.shape, kernel_size, stride, padding)
     cols = buf[:nb]  # (nb, C*KH*KW, OH*OW)
-    _im2col_kernel(xs, cols, *kernel_size, *stride, *padding, OH, OW)
+    _im2col_kernel(xs, cols, (*kernel_size, *stride, *padding, OH, OW))
     return cols
 
 
@@ -218,11 +224,11 @@ def workspace_buffer(workspace, shape, dtype, name="cols"):
     return buf[:size].reshape(shape)
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES, workspace=None,
-                   out=None):
+def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, workspace=None, out=None):
     """y = conv(x, w) + b by im2col + one GEMM per image and group, a slice of the batch at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
+    geometry: kernels.shapes.ConvGeometry(stride, padding, groups).
     budget_bytes: unused here (the forward keeps one image's columns per thread, which measured
     faster than a slice of the batch: bench/bench_ab.py, bench/RESULTS.md),
     kept so that both directions take the same arguments; workspace: a dict kept across calls that
@@ -231,6 +237,7 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=COLUMN_BUDG
     Each image is a job of run_jobs (its im2col, then its GEMMs on a one-thread BLAS).
     Returns y (N, F, OH, OW), x's dtype (out when given).
     """
+    stride, padding, groups = geometry
     OH, OW = check_conv2d(x, w, b, stride, padding, groups)
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
@@ -240,16 +247,16 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=COLUMN_BUDG
     pointwise = _plan(x, w, stride, padding, budget_bytes)[1]
     nw = workers(N)
     buf = None if pointwise else workspace_buffer(workspace, (nw, C * KH * KW, P), x.dtype)  # (workers, C*KH*KW, P)
-    xd = None if pointwise else workspace_buffer(workspace, (nw,) + _split_shape(C, KH, KW, *stride, OH, OW),
+    geo = (KH, KW, *stride, *padding, OH, OW)
+    xd = None if pointwise else workspace_buffer(workspace, (nw,) + _split_shape(C, geo),
                                                  x.dtype, "cols_x")  # _im2col_image's scratch, per worker
     y = out_or_empty("conv2d_forward", "out", out, (N, F, OH, OW), x.dtype)  # (N, F, OH, OW)
     y3 = y.reshape(N, F, P)  # a view of y
-    geo = (KH, KW, *stride, *padding, OH, OW)
 
     def image(worker, n):
         cols = x[n].reshape(C, P) if pointwise else buf[worker]  # the worker's own columns, reused
         if not pointwise:
-            _im2col_image(x, n, *geo, xd[worker], buf[worker])
+            _im2col_image(x, n, geo, xd[worker], buf[worker])
         for g in range(groups):
             fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
             np.matmul(w2[fs], cols[ks], out=y3[n, fs])  # (F/G, P)
@@ -259,22 +266,26 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=COLUMN_BUDG
     return y
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES, need_dx=True,
-                    need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
+def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, need=("dx", "dw"), workspace=None,
+                    out=None):
     """Gradients of conv2d_forward, the columns rebuilt from x a slice at a time.
 
     dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
-    budget_bytes bounds the column buffer (reused for dcols); need_dx=False skips dcols, col2im;
-    need_dw=False skips im2col and the dw products (dw, db returned as None); workspace as in conv2d_forward.
-    out_dx, out_dw, out_db: None or C-contiguous arrays of dx's, dw's, db's shape and x's dtype
-    that receive them (ignored for an output that is not computed).
+    geometry: kernels.shapes.ConvGeometry(stride, padding, groups).
+    budget_bytes bounds the column buffer (reused for dcols); need without "dx" skips dcols, col2im;
+    need without "dw" skips im2col and the dw products (dw, db returned as None); workspace as in conv2d_forward.
+    out: None or a triple (dx, dw, db), each None or a C-contiguous array of that gradient's shape and
+    x's dtype that receives it (ignored for an output that is not computed).
     Per slice, three rounds of run_jobs jobs: im2col per image; dw as CHAINS = 2 jobs, each adding
     the products of every other image in image order into its own partial sum (added at the end,
     so the sum's order, and its bits, do not depend on the thread count; at most two threads);
     dcols and col2im per image.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
+    stride, padding, groups = geometry
     OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups)
+    op = "conv2d_backward"
+    need_dx, need_dw, out_dx, out_dw, out_db = conv2d_backward_request(op, need, out)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
@@ -283,10 +294,9 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BU
     dy3 = dy.reshape(N, F, P)  # a view of dy
     nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
     buf = None if pointwise else workspace_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
-    xd = None if pointwise else workspace_buffer(workspace, (workers(nb),) + _split_shape(C, KH, KW, *stride, OH, OW),
-                                                 x.dtype, "cols_x")  # _im2col_image's scratch, per worker
     geo = (KH, KW, *stride, *padding, OH, OW)
-    op = "conv2d_backward"
+    xd = None if pointwise else workspace_buffer(workspace, (workers(nb),) + _split_shape(C, geo),
+                                                 x.dtype, "cols_x")  # _im2col_image's scratch, per worker
     if need_dw:
         db = out_or_empty(op, "out_db", out_db, (F,), x.dtype)  # (F,)
         np.sum(dy, axis=(0, 2, 3), out=db)
@@ -302,7 +312,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BU
         return x[n].reshape(C, P) if pointwise else buf[n % nb]
 
     def columns(worker, n):
-        _im2col_image(x, n, *geo, xd[worker], buf[n % nb])
+        _im2col_image(x, n, geo, xd[worker], buf[n % nb])
 
     def weight_grad(_, chain, images=None):
         for n in (n for n in images if n % CHAINS == chain):  # every other image of the batch, in order
@@ -319,7 +329,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BU
             fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
             np.matmul(w2[fs].T, dy3[n, fs], out=dcols[ks])  # (K, P)
         if not pointwise:
-            _col2im_image(buf[n % nb:n % nb + 1], dx[n:n + 1], 0, *geo)
+            _col2im_image(buf[n % nb:n % nb + 1], dx[n:n + 1], 0, geo)
 
     for n0 in range(0, N, nb):
         images = range(n0, min(N, n0 + nb))

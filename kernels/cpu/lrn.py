@@ -126,14 +126,14 @@ def lrn_forward(x, *, size, alpha, beta, k, out_y=None, out_scale=None):
     return y, scale
 
 
-def lrn_backward(dy, x, y, scale, *, size, alpha, beta, k, out=None):
-    """dx from dy, given the forward's x, y and scale.
+def lrn_backward(dy, x, y, scale, *, size, alpha, beta, out=None):
+    """dx from dy, given the forward's x, y and scale (k enters only through scale, so it is not taken).
 
     dy, x, y, scale: float32/float64 (N, C, H, W); out: None or a C-contiguous (N, C, H, W)
     array of dy's dtype that receives dx (overlapping none of the inputs)
     Returns dx: (N, C, H, W), dtype of dy.
     """
-    check_lrn_backward_args(dy, x, y, scale, size, alpha, beta, k)
+    check_lrn_backward_args(dy, x, y, scale, size, alpha, beta)
     N, C, H, W = x.shape
     flat = [np.ascontiguousarray(a).reshape(N, C, H * W) for a in (dy, x, y, scale)]
     dx = out_or_empty("lrn_backward", "out", out, x.shape, dy.dtype)  # (N, C, H, W)

@@ -48,7 +48,9 @@ def _square_window(xp, h0, w0, K):
 
 
 @njit(parallel=True, cache=True)
-def _maxpool2d_forward_kernel(x, y, argmax, KH, KW, SH, SW, PH, PW):
+def _maxpool2d_forward_kernel(x, y, argmax, window):
+    """x (N, C, H, W) -> y, argmax (N, C, OH, OW), parallel over planes; window = (KH, KW, SH, SW, PH, PW)."""
+    KH, KW, SH, SW, PH, PW = window
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
     square = KH == KW and (KH == 2 or KH == 3)
@@ -104,7 +106,7 @@ def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None,
                                     as_pair(padding, "padding"))
     y = out_or_empty("maxpool2d_forward", "out_y", out_y, y_shape, x.dtype)  # (N, C, OH, OW)
     argmax = out_or_empty("maxpool2d_forward", "out_argmax", out_argmax, y_shape, np.int64)  # (N, C, OH, OW)
-    _maxpool2d_forward_kernel(np.ascontiguousarray(x), y, argmax, KH, KW, SH, SW, PH, PW)
+    _maxpool2d_forward_kernel(np.ascontiguousarray(x), y, argmax, (KH, KW, SH, SW, PH, PW))
     return y, argmax
 
 

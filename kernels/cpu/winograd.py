@@ -4,7 +4,8 @@ Shape legend
     N batch, C channels in, H, W input size, F filters out, OH, OW output size, G groups,
     Cg = C/G, Fg = F/G, TH, TW tiles down and across (ceil(OH/4), ceil(OW/4)), T = N*TH*TW tiles,
     a tile row q = n*TH + th (QT = N*TH of them), R tile rows per job, 36 = 6x6 positions of a
-    transformed tile.
+    transformed tile; tiles = (TH, TW, q0), the grid and a block's first tile row, one argument
+    of the Numba helpers.
 
 Math: the derivation of the matrices and of the backward is in kernels/reference/winograd.py
 (points 0, 1, -1, 2, -2, inf). Per group and per block of R tile rows (R*TW tiles):
@@ -35,7 +36,7 @@ from kernels.cpu.conv2d import workspace_buffer
 from kernels.cpu.threads import run_jobs, workers
 from kernels.reference.winograd import (check_winograd, flip_kernel, join_kernel_grad, piece_paddings, split_kernel,
                                        transform_matrices)
-from kernels.shapes import COLUMN_BUDGET_BYTES, check_conv2d_backward, out_or_empty
+from kernels.shapes import COLUMN_BUDGET_BYTES, check_conv2d_backward, conv2d_backward_request, out_or_empty
 
 BLOCK_BYTES = 8 * 2 ** 20  # V + M of one job (bench/RESULTS.md: 8 MiB measured best or near it on every layer)
 
@@ -63,9 +64,9 @@ def _a(v0, v1, v2, v3, k):
 
 
 @njit(cache=True, nogil=True)
-def _input_rows(x, c0, nc, ph, pw, TH, TW, q0, k, V, cv0):
+def _input_rows(x, c0, nc, pad, tiles, k, V, cv0):
     """V[6i + l, cv0 + c, r*TW + tw] = (B^T d B)[i, l], d the 6x6 window of tile (q0 + r, tw) of
-    channel c0 + c, for c < nc.
+    channel c0 + c, for c < nc; pad = (ph, pw), tiles = (TH, TW, q0).
 
     x (N, C, H, W); V (36, V's channels, R*TW) for R tile rows q0 .. q0+R-1 (tile row q = n*TH + th).
     Per (c, row): the six input rows the row of tiles covers are copied into p, padded with
@@ -74,6 +75,7 @@ def _input_rows(x, c0, nc, ph, pw, TH, TW, q0, k, V, cv0):
     split by column modulo 4 (t[i, s, u] from column 4u + s), so that the pass along the rows,
     B, reads tile tw's six inputs t[., 0..3, tw] and t[., 0..1, tw + 1] with unit stride over tw.
     """
+    (ph, pw), (TH, TW, q0) = pad, tiles
     N, C, H, W = x.shape
     R = V.shape[2] // TW
     Q = TW + 1
@@ -107,13 +109,14 @@ def _input_rows(x, c0, nc, ph, pw, TH, TW, q0, k, V, cv0):
 
 
 @njit(cache=True, nogil=True)
-def _output_rows(M, b, f0, TH, TW, q0, k, y):
+def _output_rows(M, b, f0, tiles, k, y):
     """y[n, f0 + f, 4th:4th+4, 4tw:4tw+4] = A^T M[:, f, r*TW + tw] A + b[f0 + f], cut at the edges.
 
-    M (36, Fg, R*TW) for R tile rows from q0; b (F,); y (N, F, OH, OW). A^T along the columns of
-    the 6x6, then A along its rows, each one loop over all R*TW tiles of the block (unit stride),
-    then the 4x4 tiles are copied into y.
+    M (36, Fg, R*TW) for R tile rows from q0, tiles = (TH, TW, q0); b (F,); y (N, F, OH, OW). A^T
+    along the columns of the 6x6, then A along its rows, each one loop over all R*TW tiles of the
+    block (unit stride), then the 4x4 tiles are copied into y.
     """
+    TH, TW, q0 = tiles
     OH, OW = y.shape[2], y.shape[3]
     Fg, nt = M.shape[1], M.shape[2]
     R = nt // TW
@@ -164,13 +167,15 @@ def _kernel_rows(w, G, U, g, f0):
 
 
 @njit(cache=True, nogil=True)
-def _dy_rows(dy, f0, TH, TW, q0, k, D):
-    """D[6i + l, f, r*TW + tw] = (A dY A^T)[i, l], dY the 4x4 tile (q0 + r, tw) of dy[:, f0 + f].
+def _dy_rows(dy, f0, tiles, k, D):
+    """D[6i + l, f, r*TW + tw] = (A dY A^T)[i, l], dY the 4x4 tile (q0 + r, tw) of dy[:, f0 + f];
+    tiles = (TH, TW, q0).
 
     dy (N, F, OH, OW), 0 beyond its edge (the outputs a cut tile computes and drops); D (36, Fg, R*TW).
     The adjoint of _output_rows: the tiles are gathered (e[a, s, j] = dY_j[a, s]), then both
     passes are loops over all R*TW tiles with unit stride.
     """
+    TH, TW, q0 = tiles
     OH, OW = dy.shape[2], dy.shape[3]
     Fg, nt = D.shape[1], D.shape[2]
     R = nt // TW
@@ -255,15 +260,17 @@ def _pieces_of(w, padding):
     return (w if (KH, KW) == (3, 3) else split_kernel(w)), piece_paddings(KH, KW, padding)
 
 
-def _input_pieces(x, c0, nc, shifts, Cg, TH, TW, q0, k, V, cv0):
+def _input_pieces(x, c0, nc, shifts, tiles, k, V, cv0):
     """The input transform of channels c0 .. c0+nc-1 for every piece p (padding shifts[p]) into V's
-    channels p*Cg + cv0 + c, the layout of split_kernel's channels."""
-    for p, (ph, pw) in enumerate(shifts):
-        _input_rows(x, c0, nc, ph, pw, TH, TW, q0, k, V, p * Cg + cv0)
+    channels p*Cg + cv0 + c, the layout of split_kernel's channels (V holds P*Cg, P = len(shifts))."""
+    Cg = V.shape[1] // len(shifts)
+    for p, pad in enumerate(shifts):
+        _input_rows(x, c0, nc, pad, tiles, k, V, p * Cg + cv0)
 
 
-def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=BLOCK_BYTES, threads=None):
-    """y (N, F, OH, OW) = stride-1 correlation of x with w (+ b); padding may be negative.
+def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_BYTES, threads=None):
+    """y (N, F, OH, OW) = stride-1 correlation of x with w (+ b); geometry: ConvGeometry (kernels/shapes.py),
+    its stride taken as (1, 1) (conv2d_forward checks it), its padding may be negative.
 
     w (F, C/G, KH, KW): 3x3, or any other size, cut into P 3x3 pieces (split_kernel) that act as
     P*C/G input channels, piece p reading x shifted by its offset (kernels/reference/winograd.py).
@@ -281,6 +288,7 @@ def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=
       filters each job makes and reads its own 4.7 MB part while it is in its core's cache
       (bench/bench_winograd.py on VGG16 conv5_x; the figures are in bench/RESULTS.md).
     """
+    padding, groups = geometry.padding, geometry.groups
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     Fg = F // groups
@@ -301,8 +309,8 @@ def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=
         U = workspace_buffer(workspace, (threads, 36, FILTER_JOB, CP), x.dtype, "winograd_U")  # per thread
         M = workspace_buffer(workspace, (threads, 36, FILTER_JOB, T), x.dtype, "winograd_M")  # per thread
         for g in range(groups):
-            run_jobs(lambda _, c0: _input_pieces(x, g * Cg + c0, min(CHANNEL_JOB, Cg - c0), shifts, Cg, TH, TW,
-                                                 0, k, V, c0),
+            run_jobs(lambda _, c0: _input_pieces(x, g * Cg + c0, min(CHANNEL_JOB, Cg - c0), shifts, (TH, TW, 0),
+                                                 k, V, c0),
                      range(0, Cg, CHANNEL_JOB), threads)
 
             def by_filter(worker, f0g, g=g):
@@ -311,7 +319,7 @@ def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=
                 Mb = M[worker, :, :nf]
                 _kernel_rows(w3[g * Fg + f0:g * Fg + f0 + nf], G, U[worker:worker + 1], 0, 0)  # its filters only
                 np.matmul(U[worker, :, :nf], V, out=Mb)  # (36, nf, T)
-                _output_rows(Mb, b, g * Fg + f0, TH, TW, 0, k, y)
+                _output_rows(Mb, b, g * Fg + f0, (TH, TW, 0), k, y)
             run_jobs(by_filter, [j for j in jobs if j[1] == g], threads)
         return y
     U = kernel_transform(w3, groups, workspace_buffer(workspace, (groups, 36, Fg, CP), x.dtype, "winograd_U"),
@@ -323,15 +331,15 @@ def winograd_correlate(x, w, b, padding, groups, y, workspace=None, block_bytes=
         q0, g = q0g
         nt = min(R, QT - q0) * TW  # the last block may hold fewer rows
         Vb, Mb = V[worker, :, :, :nt], M[worker, :, :, :nt]
-        _input_pieces(x, g * Cg, Cg, shifts, Cg, TH, TW, q0, k, Vb, 0)
+        _input_pieces(x, g * Cg, Cg, shifts, (TH, TW, q0), k, Vb, 0)
         np.matmul(U[g], Vb, out=Mb)  # (36, Fg, nt): 36 GEMMs in one call, on this thread
-        _output_rows(Mb, b, g * Fg, TH, TW, q0, k, y)
+        _output_rows(Mb, b, g * Fg, (TH, TW, q0), k, y)
 
     run_jobs(by_rows, jobs, threads)
     return y
 
 
-def winograd_weight_grad(dy, x, padding, groups, dw, workspace=None, block_bytes=BLOCK_BYTES, threads=None):
+def winograd_weight_grad(dy, x, geometry, dw, workspace=None, block_bytes=BLOCK_BYTES, threads=None):
     """dw (F, C/G, KH, KW) of the stride-1 correlation, by Winograd: dw = G^T dU G with
     dU[k] (Fg, Cg) = sum over tiles of dM[k] (Fg, tiles) @ V[k]^T (tiles, Cg), dM = A dY A^T
     (a kernel other than 3x3: per 3x3 piece, its V read at the piece's offset, then joined back).
@@ -341,8 +349,9 @@ def winograd_weight_grad(dy, x, padding, groups, dw, workspace=None, block_bytes
     each one whole on one thread (input transform, dy transform, 36 GEMMs added into the chain's
     own dU), and the two sums are added in a fixed order at the end: the same bits whatever the
     thread count (1 thread runs the chains one after the other), which training's determinism
-    needs (rawcnn/engine/determinism.py). At most two threads work on it.
+    needs (rawcnn/engine/determinism.py). At most two threads work on it. geometry as in winograd_correlate.
     """
+    padding, groups = geometry.padding, geometry.groups
     N, C, H, W = x.shape
     F, Cg, KH, KW = dw.shape
     Fg = F // groups
@@ -366,8 +375,8 @@ def winograd_weight_grad(dy, x, padding, groups, dw, workspace=None, block_bytes
         for q0, g in blocks[p::CHAINS]:
             nt = min(R, QT - q0) * TW
             Vb, Db = V[p, :, :, :nt], D[p, :, :, :nt]
-            _input_pieces(x, g * Cg, Cg, shifts, Cg, TH, TW, q0, k, Vb, 0)
-            _dy_rows(dy, g * Fg, TH, TW, q0, k, Db)
+            _input_pieces(x, g * Cg, Cg, shifts, (TH, TW, q0), k, Vb, 0)
+            _dy_rows(dy, g * Fg, (TH, TW, q0), k, Db)
             if g in started:
                 np.matmul(Db, Vb.transpose(0, 2, 1), out=Pt[p])  # (36, Fg, P*Cg)
                 np.add(P[p, g], Pt[p], out=P[p, g])
@@ -388,32 +397,33 @@ def winograd_weight_grad(dy, x, padding, groups, dw, workspace=None, block_bytes
     return dw
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, workspace=None, out=None):
+def conv2d_forward(x, w, b, *, geometry, budget_bytes=None, workspace=None, out=None):
     """y = conv(x, w) + b by Winograd F(4x4, 3x3), a block of tiles at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW) (3x3, or cut into 3x3 pieces), b: (F,), all float32 or
-    all float64; stride must be (1, 1).
+    all float64; geometry: ConvGeometry(stride, padding, groups) (kernels/shapes.py), stride (1, 1).
     budget_bytes is accepted for the shared signature; workspace: a dict kept across calls, or None;
     out: None or a C-contiguous (N, F, OH, OW) array of x's dtype that receives y (not overlapping x).
     Returns y (N, F, OH, OW), x's dtype (out when given).
     """
-    OH, OW = check_winograd(x, w, b, stride, padding, groups)
+    OH, OW = check_winograd(x, w, b, *geometry)
     y = out_or_empty("winograd conv2d_forward", "out", out, (x.shape[0], w.shape[0], OH, OW), x.dtype)
-    return winograd_correlate(np.ascontiguousarray(x), np.ascontiguousarray(w), b, padding, groups,
-                              y, workspace)
+    return winograd_correlate(np.ascontiguousarray(x), np.ascontiguousarray(w), b, geometry, y, workspace)
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES, need_dx=True,
-                    need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
+def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, need=("dx", "dw"), workspace=None,
+                    out=None):
     """Gradients of conv2d_forward: dx by Winograd on the flipped kernel, dw by Winograd (G^T dU G), db a sum.
 
-    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
-    need_dx=False skips dx, need_dw=False dw and db (returned as None); out_dx, out_dw, out_db as
-    in kernels/cpu/conv2d.py's conv2d_backward.
+    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype; geometry as
+    conv2d_forward. need without "dx" skips dx, without "dw" dw and db (returned as None); out as in
+    kernels/cpu/conv2d.py's conv2d_backward.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
+    stride, padding, groups = geometry
     check_winograd(x, w, None, stride, padding, groups)
     OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups, op="winograd conv2d_backward")
+    need_dx, need_dw, out_dx, out_dw, out_db = conv2d_backward_request("winograd conv2d_backward", need, out)
     dw = db = None
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     if need_dw:
@@ -421,13 +431,13 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BU
         db = out_or_empty(op, "out_db", out_db, (w.shape[0],), x.dtype)  # (F,)
         np.sum(dy, axis=(0, 2, 3), out=db)
         dw = out_or_empty(op, "out_dw", out_dw, w.shape, x.dtype)  # (F, C/G, KH, KW)
-        winograd_weight_grad(dy, x, padding, groups, dw, workspace)
+        winograd_weight_grad(dy, x, geometry, dw, workspace)
     if not need_dx:
         return None, dw, db
     wf = flip_kernel(w, groups)  # (C, F/G, KH, KW)
     dx = out_or_empty("winograd conv2d_backward", "out_dx", out_dx, x.shape, x.dtype)  # (N, C, H, W)
     zero = np.zeros(x.shape[1], x.dtype)  # (C,): no bias in dx
     KH, KW = w.shape[2:]
-    winograd_correlate(np.ascontiguousarray(dy), wf, zero, (KH - 1 - padding[0], KW - 1 - padding[1]),
-                       groups, dx, workspace)
+    q = geometry._replace(padding=(KH - 1 - padding[0], KW - 1 - padding[1]))  # dy padded by KH - 1 - ph, ...
+    winograd_correlate(np.ascontiguousarray(dy), wf, zero, q, dx, workspace)
     return dx, dw, db

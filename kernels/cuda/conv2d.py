@@ -3,7 +3,7 @@
 Shape legend
     N batch, nb images in one slice of the batch, C channels in, H, W input size, F filters out,
     KH, KW kernel size, OH, OW output size, L = OH*OW, G groups, CK = C/G*KH*KW (one group's rows),
-    sh, sw stride, ph, pw padding.
+    sh, sw stride, ph, pw padding; geo = (KH, KW, sh, sw, ph, pw, OH, OW), one kernel argument.
 
 Math: the definition and the derivation of the backward are in kernels/reference/conv2d.py.
 Here it is im2col + GEMM, as in Caffe (src/caffe/util/im2col.cu, conv_layer.cu), with the columns
@@ -27,17 +27,18 @@ Kernels, one thread per output element each:
 from numba import cuda
 
 from kernels.cuda._launch import check_float, device_arrays, launch
-from kernels.shapes import (COLUMN_BUDGET_BYTES, check_conv2d, check_conv2d_backward, conv2d_output_size, into,
-                            out_or_empty)
+from kernels.shapes import (COLUMN_BUDGET_BYTES, check_conv2d, check_conv2d_backward, conv2d_backward_request,
+                            conv2d_output_size, into, out_or_empty)
 
 # kernels
 
 
 @cuda.jit(cache=True)
-def _im2col_kernel(x, KH, KW, sh, sw, ph, pw, OH, OW, cols):
+def _im2col_kernel(x, geo, cols):
     """x (nb, C, H, W) -> cols (C*KH*KW, nb*OH*OW); thread i, element i of cols in row-major order."""
     i = cuda.grid(1)
     if i < cols.size:
+        KH, KW, sh, sw, ph, pw, OH, OW = geo
         H, W = x.shape[2], x.shape[3]
         row, col = i // cols.shape[1], i % cols.shape[1]
         n, oh, ow = col // (OH * OW), (col // OW) % OH, col % OW
@@ -47,10 +48,11 @@ def _im2col_kernel(x, KH, KW, sh, sw, ph, pw, OH, OW, cols):
 
 
 @cuda.jit(cache=True)
-def _col2im_kernel(cols, KH, KW, sh, sw, ph, pw, OH, OW, dx):
+def _col2im_kernel(cols, geo, dx):
     """cols (C*KH*KW, nb*OH*OW) -> dx (nb, C, H, W); thread i, element i of dx in row-major order."""
     i = cuda.grid(1)
     if i < dx.size:
+        KH, KW, sh, sw, ph, pw, OH, OW = geo
         nb, C, H, W = dx.shape
         w, h, c, n = i % W, (i // W) % H, (i // (W * H)) % C, i // (W * H * C)
         total = 0.0
@@ -83,14 +85,14 @@ def _columns(xs, buf, kernel_size, stride, padding):
     nb, C = xs.shape[:2]
     (KH, KW), (OH, OW) = kernel_size, conv2d_output_size(xs.shape, kernel_size, stride, padding)
     cols = buf[:C * KH * KW * nb * OH * OW].reshape(C * KH * KW, nb * OH * OW)  # (C*KH*KW, nb*L)
-    launch(_im2col_kernel, cols.size, xs, KH, KW, *stride, *padding, OH, OW, cols)
+    launch(_im2col_kernel, cols.size, xs, (KH, KW, *stride, *padding, OH, OW), cols)
     return cols
 
 
 def _col2im(cols, dx, kernel_size, stride, padding):
     """dcols (C*KH*KW, nb*L) -> dx (nb, C, H, W), overwritten, overlapping windows added."""
     OH, OW = conv2d_output_size(dx.shape, kernel_size, stride, padding)
-    launch(_col2im_kernel, dx.size, cols, *kernel_size, *stride, *padding, OH, OW, dx)
+    launch(_col2im_kernel, dx.size, cols, (*kernel_size, *stride, *padding, OH, OW), dx)
     return dx
 
 
@@ -139,16 +141,18 @@ def col2im(cols, *, x_shape, kernel_size, stride, padding):
     return _col2im(side_by_side, dx, (KH, KW), stride, padding)
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES,
+def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES,
                    workspace=None, out=None):  # workspace: accepted for the shared signature, unused here
     """y = conv(x, w) + b by im2col + one batched GEMM over the groups, a slice of the batch at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
+    geometry: kernels.shapes.ConvGeometry(stride, padding, groups).
     budget_bytes bounds the column buffer (nb*C*KH*KW*OH*OW*itemsize, nb >= 1).
     Returns y (N, F, OH, OW), x's dtype (out, when given, receives it).
     """
     xp = device_arrays("conv2d_forward", x=x, w=w, b=b)
     check_float("conv2d_forward", x=x)
+    stride, padding, groups = geometry
     OH, OW = check_conv2d(x, w, b, stride, padding, groups)
     x, b = xp.ascontiguousarray(x), xp.ascontiguousarray(b)
     N, C, H, W = x.shape
@@ -167,19 +171,22 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=COLUMN_BUDG
     return y
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES, need_dx=True,
-                    need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):  # workspace: unused here
+def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, need=("dx", "dw"),
+                    workspace=None, out=None):  # workspace: accepted for the shared signature, unused here
     """Gradients of conv2d_forward, the columns rebuilt from x a slice at a time.
 
-    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
-    budget_bytes bounds the column buffer; need_dx=False skips dcols and col2im; need_dw=False
-    skips im2col and the dw products (dw, db returned as None); out_dx, out_dw, out_db, when given,
-    receive the ones computed (dw and db as copies).
+    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype; geometry as
+    conv2d_forward. budget_bytes bounds the column buffer; need without "dx" skips dcols and col2im,
+    without "dw" im2col and the dw products (dw, db returned as None); out: None or a triple
+    (dx, dw, db) of arrays or None, which receive the ones computed (dw and db as copies).
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     xp = device_arrays("conv2d_backward", dy=dy, x=x, w=w)
     check_float("conv2d_backward", x=x)
+    stride, padding, groups = geometry
     OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups)
+    op = "conv2d_backward"
+    need_dx, need_dw, out_dx, out_dw, out_db = conv2d_backward_request(op, need, out)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     x, dy = xp.ascontiguousarray(x), xp.ascontiguousarray(dy)
@@ -188,7 +195,7 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BU
     nb = _slice_size(x.shape, (KH, KW), stride, padding, x.itemsize, budget_bytes)
     buf = xp.empty(C * KH * KW * nb * L, dtype=x.dtype)  # flat column buffer, (C*KH*KW, nb*L)
     dwg = xp.zeros((G, F // G, CK), dtype=x.dtype)  # (G, F/G, CK)
-    dx = out_or_empty("conv2d_backward", "out_dx", out_dx, x.shape, x.dtype, xp.empty) if need_dx else None
+    dx = out_or_empty(op, "out_dx", out_dx, x.shape, x.dtype, xp.empty) if need_dx else None
     db = dy.sum(axis=(0, 2, 3))  # (F,): a plain reduction, left to the array module
     for n0 in range(0, N, nb):
         n1 = min(N, n0 + nb)
@@ -202,5 +209,4 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BU
             _col2im(dcols.reshape(G * CK, -1), dx[n0:n1], (KH, KW), stride, padding)
     if not need_dw:
         return dx, None, None
-    op = "conv2d_backward"
     return dx, into(op, "out_dw", out_dw, dwg.reshape(w.shape)), into(op, "out_db", out_db, db)

@@ -73,14 +73,14 @@ def lrn_forward(x, *, size, alpha, beta, k, out_y=None, out_scale=None):
     return y, scale
 
 
-def lrn_backward(dy, x, y, scale, *, size, alpha, beta, k, out=None):
-    """dx from dy, given the forward's x, y and scale.
+def lrn_backward(dy, x, y, scale, *, size, alpha, beta, out=None):
+    """dx from dy, given the forward's x, y and scale (k enters only through scale, so it is not taken).
 
     dy, x, y, scale: float32/float64 (N, C, H, W)
     Returns dx: (N, C, H, W), dtype of dy (out, when given, receives it).
     """
     xp = device_arrays("lrn_backward", dy=dy, x=x, y=y, scale=scale)
-    check_lrn_backward_args(dy, x, y, scale, size, alpha, beta, k)
+    check_lrn_backward_args(dy, x, y, scale, size, alpha, beta)
     check_float("lrn_backward", dy=dy, x=x, y=y, scale=scale)
     dy, x, y, scale = (xp.ascontiguousarray(a) for a in (dy, x, y, scale))
     dx = out_or_empty("lrn_backward", "out", out, dy.shape, dy.dtype, xp.empty)  # (N, C, H, W)

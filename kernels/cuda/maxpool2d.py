@@ -31,10 +31,12 @@ from kernels.shapes import as_pair, check_maxpool2d_backward_args, into, maxpool
 
 
 @cuda.jit(cache=True)
-def _maxpool_forward_kernel(x, KH, KW, SH, SW, PH, PW, y, argmax):
-    """x (N, C, H, W); y, argmax (N, C, OH, OW); thread i, output element i in row-major order."""
+def _maxpool_forward_kernel(x, window, y, argmax):
+    """x (N, C, H, W); window = (KH, KW, SH, SW, PH, PW); y, argmax (N, C, OH, OW); thread i, output
+    element i in row-major order."""
     i = cuda.grid(1)
     if i < y.size:
+        KH, KW, SH, SW, PH, PW = window
         N, C, OH, OW = y.shape
         H, W = x.shape[2], x.shape[3]
         ow, oh, c, n = i % OW, (i // OW) % OH, (i // (OW * OH)) % C, i // (OW * OH * C)
@@ -80,7 +82,7 @@ def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None,
     x = xp.ascontiguousarray(x)
     y = out_or_empty("maxpool2d_forward", "out_y", out_y, out_shape, x.dtype, xp.empty)  # (N, C, OH, OW)
     argmax = out_or_empty("maxpool2d_forward", "out_argmax", out_argmax, out_shape, xp.int64, xp.empty)  # like y
-    launch(_maxpool_forward_kernel, y.size, x, KH, KW, SH, SW, PH, PW, y, argmax)
+    launch(_maxpool_forward_kernel, y.size, x, (KH, KW, SH, SW, PH, PW), y, argmax)
     return y, argmax
 
 

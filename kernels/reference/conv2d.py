@@ -32,7 +32,8 @@ sums as one contraction per (group, kh, kw), fast enough for the tests that comp
 """
 import numpy as np
 
-from kernels.shapes import COLUMN_BUDGET_BYTES, check_conv2d, check_conv2d_backward, conv2d_output_size, into  # noqa: F401 (the tiers' shared checks)
+from kernels.shapes import (COLUMN_BUDGET_BYTES, check_conv2d, check_conv2d_backward,  # the tiers' shared checks
+                            conv2d_backward_request, conv2d_output_size, into)
 
 
 def _pad(x, padding):
@@ -87,13 +88,15 @@ def col2im(cols, *, x_shape, kernel_size, stride, padding):
     return dxp[:, :, ph:ph + H, pw:pw + W].copy()
 
 
-def conv2d_forward_loops(x, w, b, *, stride, padding, groups):
+def conv2d_forward_loops(x, w, b, *, geometry):
     """The sum of the module docstring written as plain loops (cs231n's conv_forward_naive).
 
     Slow: one multiply-add per innermost iteration. It is here to be read beside the equation and
     checked by the hand-value tests; conv2d_forward below computes the same numbers by einsum.
-    x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), one float dtype. Returns y (N, F, OH, OW).
+    x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), one float dtype; geometry: ConvGeometry(stride,
+    padding, groups). Returns y (N, F, OH, OW).
     """
+    stride, padding, groups = geometry
     OH, OW = check_conv2d(x, w, b, stride, padding, groups)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
@@ -116,14 +119,17 @@ def conv2d_forward_loops(x, w, b, *, stride, padding, groups):
     return y
 
 
-def conv2d_backward_loops(dy, x, w, *, stride, padding, groups, need_dx=True):
+def conv2d_backward_loops(dy, x, w, *, geometry, need=("dx", "dw")):
     """The three gradient sums of the module docstring as plain loops: every output (n, f, oh, ow)
     sends dy times its factor back to each weight, pixel and bias it used.
 
-    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW). Returns (dx or None when need_dx is
-    False, dw, db), x's dtype.
+    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW); geometry as conv2d_forward_loops.
+    Returns (dx or None when need has no "dx", dw, db), x's dtype (dw and db always: they are
+    summed in the same loop).
     """
+    stride, padding, groups = geometry
     OH, OW = check_conv2d(x, w, None, stride, padding, groups)
+    need_dx = conv2d_backward_request("conv2d_backward_loops", need, None)[0]
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     (sh, sw), (ph, pw) = stride, padding
@@ -146,19 +152,22 @@ def conv2d_backward_loops(dy, x, w, *, stride, padding, groups, need_dx=True):
     return (dx if need_dx else None), dw, db
 
 
-def _into_grads(op, grads, out_dx, out_dw, out_db):
-    """(dx, dw, db) with each computed one written into its caller-given array, when there is one."""
+def _into_grads(op, grads, outs):
+    """(dx, dw, db) with each computed one written into its caller-given array of outs
+    (out_dx, out_dw, out_db), when there is one."""
     return tuple(g if g is None else into(op, name, out, g)
-                 for g, name, out in zip(grads, ("out_dx", "out_dw", "out_db"), (out_dx, out_dw, out_db)))
+                 for g, name, out in zip(grads, ("out_dx", "out_dw", "out_db"), outs))
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES, workspace=None, out=None):
+def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, workspace=None, out=None):
     """y = conv(x, w) + b, one contraction per (group, kernel offset).
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
+    geometry: ConvGeometry(stride, padding, groups) (kernels/shapes.py).
     budget_bytes and workspace are accepted for the shared signature; this tier builds no column buffer.
     Returns y (N, F, OH, OW), x's dtype (out, when given, receives it).
     """
+    stride, padding, groups = geometry
     OH, OW = check_conv2d(x, w, b, stride, padding, groups)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
@@ -174,16 +183,19 @@ def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=COLUMN_BUDG
     return into("conv2d_forward", "out", out, y + b.reshape(1, F, 1, 1))
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BUDGET_BYTES, need_dx=True,
-                    need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
+def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, need=("dx", "dw"), workspace=None,
+                    out=None):
     """Gradients of conv2d_forward (see the module docstring for the sums).
 
-    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
-    budget_bytes and workspace are accepted for the shared signature; need_dx=False skips dx,
-    need_dw=False dw and db; out_dx, out_dw, out_db, when given, receive the ones computed.
+    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype; geometry as
+    conv2d_forward. budget_bytes and workspace are accepted for the shared signature; need: the
+    gradients to compute, "dx" and/or "dw" ("dw" brings db); out: None or a triple (dx, dw, db) of
+    arrays or None, which receive the ones computed.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
+    stride, padding, groups = geometry
     OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups)
+    need_dx, need_dw, *outs = conv2d_backward_request("conv2d_backward", need, out)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     Fg = F // groups
@@ -202,4 +214,4 @@ def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=COLUMN_BU
                 if need_dx:
                     dxp[at] += np.einsum("fc,nfhw->nchw", w[fs, :, kh, kw], dy[:, fs])
     dx = dxp[:, :, ph:ph + H, pw:pw + W].copy() if need_dx else None
-    return _into_grads("conv2d_backward", (dx, dw, db) if need_dw else (dx, None, None), out_dx, out_dw, out_db)
+    return _into_grads("conv2d_backward", (dx, dw, db) if need_dw else (dx, None, None), outs)

@@ -41,13 +41,13 @@ def lrn_forward(x, *, size, alpha, beta, k, out_y=None, out_scale=None):
     return into("lrn_forward", "out_y", out_y, y), into("lrn_forward", "out_scale", out_scale, scale)
 
 
-def lrn_backward(dy, x, y, scale, *, size, alpha, beta, k, out=None):
-    """dx from dy, given the forward's x, y and scale.
+def lrn_backward(dy, x, y, scale, *, size, alpha, beta, out=None):
+    """dx from dy, given the forward's x, y and scale (k enters only through scale, so it is not taken).
 
     dy, x, y, scale: float32/float64 (N, C, H, W)
     Returns dx: (N, C, H, W), dtype of dy (out, when given, receives it).
     """
-    check_lrn_backward_args(dy, x, y, scale, size, alpha, beta, k)
+    check_lrn_backward_args(dy, x, y, scale, size, alpha, beta)
     C = x.shape[1]
     t = dy * y / scale  # (N, C, H, W): dy_c' * y_c' / scale_c'
     dx = np.empty_like(dy)  # (N, C, H, W)

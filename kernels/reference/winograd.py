@@ -52,7 +52,7 @@ import numpy as np
 from kernels.reference.conv2d import check_conv2d
 from kernels.reference.conv2d import _into_grads
 from kernels.reference.conv2d import conv2d_backward as direct_backward
-from kernels.shapes import check_conv2d_backward, into
+from kernels.shapes import check_conv2d_backward, conv2d_backward_request, into
 
 M_OUT, R_K = 4, 3
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, np.inf)
@@ -193,35 +193,37 @@ def flip_kernel(w, groups):
     return np.ascontiguousarray(wg.transpose(0, 2, 1, 3, 4).reshape(groups * Cg, Fg, KH, KW))
 
 
-def conv2d_forward(x, w, b, *, stride, padding, groups, budget_bytes=None, workspace=None, out=None):
+def conv2d_forward(x, w, b, *, geometry, budget_bytes=None, workspace=None, out=None):
     """y = conv(x, w) + b by Winograd F(4x4, 3x3), one 6x6 tile at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW) (3x3, or cut into 3x3 pieces), b: (F,), all float32 or
-    all float64; stride must be (1, 1).
+    all float64; geometry: ConvGeometry(stride, padding, groups) (kernels/shapes.py), stride (1, 1).
     budget_bytes and workspace are accepted for the shared signature (this tier keeps no buffers).
     Returns y (N, F, OH, OW), x's dtype.
     """
+    stride, padding, groups = geometry
     check_winograd(x, w, b, stride, padding, groups)
     y = _winograd_any(x, w, padding, groups) + b.reshape(1, -1, 1, 1)  # (N, F, OH, OW)
     return into("winograd conv2d_forward", "out", out, y)
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, groups, budget_bytes=None, need_dx=True,
-                    need_dw=True, workspace=None, out_dx=None, out_dw=None, out_db=None):
+def conv2d_backward(dy, x, w, *, geometry, budget_bytes=None, need=("dx", "dw"), workspace=None, out=None):
     """Gradients of conv2d_forward: dx by Winograd on the flipped kernel, dw and db as im2col's.
 
-    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype.
-    need_dx=False skips dx, need_dw=False dw and db (returned as None).
+    dy: (N, F, OH, OW), x: (N, C, H, W), w: (F, C/G, KH, KW), all of one float dtype; geometry as
+    conv2d_forward. need without "dx" skips dx, without "dw" dw and db (returned as None); out: None
+    or a triple (dx, dw, db) of arrays or None, which receive the ones computed.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
+    stride, padding, groups = geometry
     check_winograd(x, w, None, stride, padding, groups)
     check_conv2d_backward(dy, x, w, stride, padding, groups, op="winograd conv2d_backward")
+    need_dx, need_dw, *outs = conv2d_backward_request("winograd conv2d_backward", need, out)
     dw = db = None
     if need_dw:
-        _, dw, db = direct_backward(dy, x, w, stride=stride, padding=padding, groups=groups,
-                                    need_dx=False)
+        _, dw, db = direct_backward(dy, x, w, geometry=geometry, need=("dw",))
     if not need_dx:
-        return _into_grads("winograd conv2d_backward", (None, dw, db), out_dx, out_dw, out_db)
+        return _into_grads("winograd conv2d_backward", (None, dw, db), outs)
     q = (w.shape[2] - 1 - padding[0], w.shape[3] - 1 - padding[1])
     dx = _winograd_any(dy, flip_kernel(w, groups), q, groups)
-    return _into_grads("winograd conv2d_backward", (dx, dw, db), out_dx, out_dw, out_db)
+    return _into_grads("winograd conv2d_backward", (dx, dw, db), outs)

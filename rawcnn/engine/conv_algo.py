@@ -32,6 +32,8 @@ import time
 import numba
 import numpy as np
 
+from kernels.shapes import ConvGeometry
+
 ALGOS = ("auto", "im2col", "winograd", "tune")
 
 
@@ -135,10 +137,10 @@ def _best_of(fn, repeats=2):
 def tune(layer, x):
     """Time both algorithms' forward on x, store the result, return the faster's name."""
     be, w, b = layer.be, layer.params["w"], layer.params["b"]
-    hp = dict(stride=layer.stride, padding=layer.padding, groups=layer.groups)
+    geometry = ConvGeometry(layer.stride, layer.padding, layer.groups)
     ws = {}
-    t_im2col = _best_of(lambda: be.conv2d.conv2d_forward(x, w, b, budget_bytes=layer.budget_bytes, **hp))
-    t_wino = _best_of(lambda: be.winograd.conv2d_forward(x, w, b, workspace=ws, **hp))
+    t_im2col = _best_of(lambda: be.conv2d.conv2d_forward(x, w, b, geometry=geometry, budget_bytes=layer.budget_bytes))
+    t_wino = _best_of(lambda: be.winograd.conv2d_forward(x, w, b, geometry=geometry, workspace=ws))
     algo = "winograd" if t_wino < t_im2col else "im2col"
     store(cache_key(layer, x.shape, x.dtype), {"algo": algo, "im2col_s": t_im2col, "winograd_s": t_wino})
     return algo

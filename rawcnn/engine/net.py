@@ -137,7 +137,7 @@ class Net:
 
         Inside: forward keeps what backward needs but computes as at test time (Dropout is the
         identity, and skipped going back); backward reaches the input whatever is frozen, every
-        layer computes dx and no layer computes weight gradients (need_dw=False in the kernels).
+        layer computes dx and no layer computes weight gradients (no dw asked of the conv and linear kernels).
         On exit: the frozen/trainable flags and the weight gradients are as before, and every
         layer forgets what its forward kept.
         """

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from kernels.shapes import ConvGeometry
+
 pytestmark = pytest.mark.gpu
 
 
@@ -15,7 +17,7 @@ def _message(fn):
 def test_backward_checks_are_the_reference_tiers(be, ref):
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 4, 6, 6)), rng.standard_normal((6, 4, 3, 3))
-    hp = dict(stride=(1, 1), padding=(1, 1), groups=1)
+    hp = dict(geometry=ConvGeometry(stride=(1, 1), padding=(1, 1), groups=1))
     xf, wf = rng.standard_normal((3, 5)), rng.standard_normal((4, 5))
     y = np.full((3, 4), 0.25)
     xl = rng.standard_normal((2, 6, 3, 3))
@@ -24,7 +26,7 @@ def test_backward_checks_are_the_reference_tiers(be, ref):
         lambda t, a: t.linear.linear_backward(a(np.zeros((3, 5))), a(xf), a(wf)),
         lambda t, a: t.softmax.softmax_backward(a(np.zeros((3, 5))), a(y)),
         lambda t, a: t.lrn.lrn_backward(a(np.zeros((2, 6, 3, 2))), a(xl), a(xl), a(xl + 1), size=5, alpha=1e-4,
-                                        beta=0.75, k=1.0),
+                                        beta=0.75),
     ]
     for case in cases:
         assert _message(lambda: case(be, be.asarray)) == _message(lambda: case(ref, np.asarray))

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from kernels import to_numpy
+from kernels.shapes import ConvGeometry
 
 pytestmark = pytest.mark.gpu
 
@@ -21,11 +22,11 @@ def test_conv2d_hand_values(be):
     x = be.asarray(np.arange(9.0).reshape(1, 1, 3, 3))  # 0..8
     w = be.asarray(np.ones((1, 1, 2, 2)))
     b = be.asarray(np.array([1.0]))
-    y = be.conv2d.conv2d_forward(x, w, b, stride=(1, 1), padding=(0, 0), groups=1)
+    y = be.conv2d.conv2d_forward(x, w, b, geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=1))
     np.testing.assert_array_equal(to_numpy(y), [[[[0 + 1 + 3 + 4 + 1, 1 + 2 + 4 + 5 + 1],
                                                   [3 + 4 + 6 + 7 + 1, 4 + 5 + 7 + 8 + 1]]]])
     dx, dw, db = be.conv2d.conv2d_backward(be.asarray(np.ones((1, 1, 2, 2))), x, w,
-                                           stride=(1, 1), padding=(0, 0), groups=1)
+                                           geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=1))
     np.testing.assert_array_equal(to_numpy(dx), [[[[1, 2, 1], [2, 4, 2], [1, 2, 1]]]])  # windows per pixel
     np.testing.assert_array_equal(to_numpy(dw), [[[[8, 12], [20, 24]]]])  # sum of each window offset
     np.testing.assert_array_equal(to_numpy(db), [4.0])
@@ -51,7 +52,7 @@ def test_conv2d_vs_reference(be, ref, rng, dtype, x_shape, w_shape, stride, padd
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)
-    hyper = dict(stride=stride, padding=padding, groups=groups)
+    hyper = dict(geometry=ConvGeometry(stride, padding, groups))
     x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
     y_ref = ref.conv2d.conv2d_forward(x64, w64, b64, **hyper)
     dy = rng.standard_normal(y_ref.shape).astype(dtype)
@@ -69,7 +70,7 @@ def test_conv2d_batch_slices_change_nothing(be, rng):
     # a budget of one image's columns (2*3*3 rows x 16 columns x 8 bytes) forces 3 slices of 1
     x, w, b = rng.standard_normal((3, 2, 4, 4)), rng.standard_normal((2, 2, 3, 3)), rng.standard_normal(2)
     dy = rng.standard_normal((3, 2, 4, 4))
-    hyper = dict(stride=(1, 1), padding=(1, 1), groups=1)
+    hyper = dict(geometry=ConvGeometry(stride=(1, 1), padding=(1, 1), groups=1))
     x, w, b, dy = (be.asarray(a) for a in (x, w, b, dy))
     whole = be.conv2d.conv2d_forward(x, w, b, **hyper), be.conv2d.conv2d_backward(dy, x, w, **hyper)
     sliced = (be.conv2d.conv2d_forward(x, w, b, budget_bytes=18 * 16 * 8, **hyper),
@@ -77,7 +78,7 @@ def test_conv2d_batch_slices_change_nothing(be, rng):
     np.testing.assert_allclose(to_numpy(sliced[0]), to_numpy(whole[0]), rtol=1e-13, atol=1e-14)
     for name, got, want in zip(("dx", "dw", "db"), sliced[1], whole[1]):
         np.testing.assert_allclose(to_numpy(got), to_numpy(want), rtol=1e-13, atol=1e-14, err_msg=name)
-    dx, dw, db = be.conv2d.conv2d_backward(dy, x, w, need_dx=False, **hyper)
+    dx, dw, db = be.conv2d.conv2d_backward(dy, x, w, need=("dw",), **hyper)
     assert dx is None
     np.testing.assert_allclose(to_numpy(dw), to_numpy(whole[1][1]), rtol=1e-13, atol=1e-14)
 
@@ -90,18 +91,18 @@ def test_conv2d_batch_slices_change_nothing(be, rng):
 def test_conv2d_output_shapes(be, x_shape, w_shape, stride, padding, groups, out_shape):
     x, w = be.asarray(np.zeros(x_shape, dtype=np.float32)), be.asarray(np.zeros(w_shape, dtype=np.float32))
     y = be.conv2d.conv2d_forward(x, w, be.asarray(np.zeros(w_shape[0], dtype=np.float32)),
-                                 stride=stride, padding=padding, groups=groups)
+                                 geometry=ConvGeometry(stride, padding, groups))
     assert y.shape == out_shape
 
 
 def test_conv2d_rejects_bad_input(be):
     x, b = be.asarray(np.ones((1, 4, 5, 5))), be.asarray(np.ones(6))
     with pytest.raises(ValueError, match=r"\(1, 4, 5, 5\).*\(6, 3, 3, 3\)"):
-        be.conv2d.conv2d_forward(x, be.asarray(np.ones((6, 3, 3, 3))), b, stride=(1, 1), padding=(0, 0),
-                                 groups=1)
+        be.conv2d.conv2d_forward(x, be.asarray(np.ones((6, 3, 3, 3))), b,
+                                 geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=1))
     with pytest.raises(ValueError, match="dtypes differ"):
         be.conv2d.conv2d_forward(x, be.asarray(np.ones((6, 4, 3, 3), dtype=np.float32)), b,
-                                 stride=(1, 1), padding=(0, 0), groups=1)
+                                 geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=1))
     with pytest.raises(ValueError, match="gives output"):
-        be.conv2d.conv2d_forward(x, be.asarray(np.ones((6, 4, 7, 7))), b, stride=(1, 1), padding=(0, 0),
-                                 groups=1)
+        be.conv2d.conv2d_forward(x, be.asarray(np.ones((6, 4, 7, 7))), b,
+                                 geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=1))

@@ -1,5 +1,5 @@
 """The CUDA tier against PyTorch's frozen float64 results (tests/data/torch_oracles.npz), NaN in
-max-pool as the other tiers propagate it, and the need_dw=False path of conv2d and linear."""
+max-pool as the other tiers propagate it, and the no-dw path of conv2d (need=("dx",)) and linear (need_dw=False)."""
 import importlib.util
 from pathlib import Path
 
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from kernels import to_numpy
+from kernels.shapes import ConvGeometry
 
 pytestmark = pytest.mark.gpu
 
@@ -39,9 +40,9 @@ def test_maxpool_first_nan_in_the_window_wins_as_in_the_other_tiers(be, ref, dty
 
 def test_conv2d_and_linear_backward_without_dw(be, ref, rng):
     x, w = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((6, 2, 3, 3))
-    kw = dict(stride=(2, 1), padding=(1, 0), groups=2)
+    kw = dict(geometry=ConvGeometry(stride=(2, 1), padding=(1, 0), groups=2))
     dy = rng.standard_normal(ref.conv2d.conv2d_forward(x, w, np.zeros(6), **kw).shape)
-    dx, dw, db = be.conv2d.conv2d_backward(be.asarray(dy), be.asarray(x), be.asarray(w), need_dw=False, **kw)
+    dx, dw, db = be.conv2d.conv2d_backward(be.asarray(dy), be.asarray(x), be.asarray(w), need=("dx",), **kw)
     assert dw is None and db is None
     np.testing.assert_allclose(to_numpy(dx), ref.conv2d.conv2d_backward(dy, x, w, **kw)[0], rtol=1e-10, atol=1e-12)
     xl, wl, dyl = rng.standard_normal((3, 5)), rng.standard_normal((4, 5)), rng.standard_normal((3, 4))

@@ -13,7 +13,7 @@ rawcnn/engine/conv_algo.py sets it when the layer is made (`static_choice`) and 
 """
 import numpy as np
 
-from kernels.shapes import COLUMN_BUDGET_BYTES
+from kernels.shapes import COLUMN_BUDGET_BYTES, ConvGeometry
 from rawcnn.engine import conv_algo
 from rawcnn.engine.layers.base import Layer, init_std, pair
 
@@ -64,12 +64,11 @@ class Conv2d(Layer):
                              f"got input of shape {tuple(x.shape)}")
         out = self.buffer("y", (x.shape[0],) + self.output_shape(x.shape[1:]), x.dtype)  # (N, F, OH, OW) or None
         self.x = x if train else None
+        geometry = ConvGeometry(self.stride, self.padding, self.groups)
         if self.algo == "winograd":
-            return self.be.winograd.conv2d_forward(x, self.params["w"], self.params["b"], stride=self.stride,
-                                                   padding=self.padding, groups=self.groups,
+            return self.be.winograd.conv2d_forward(x, self.params["w"], self.params["b"], geometry=geometry,
                                                    workspace=self.workspace, out=out)
-        return self.be.conv2d.conv2d_forward(x, self.params["w"], self.params["b"], stride=self.stride,
-                                             padding=self.padding, groups=self.groups,
+        return self.be.conv2d.conv2d_forward(x, self.params["w"], self.params["b"], geometry=geometry,
                                              budget_bytes=self.budget_bytes, workspace=self.workspace, out=out)
 
     def backward(self, dy):
@@ -77,10 +76,10 @@ class Conv2d(Layer):
         op = self.be.winograd if self.algo == "winograd" else self.be.conv2d
         w = self.params["w"]
         outs = self.backward_outs(x, w, dy)  # out_dx, out_dw, out_db: buffers or None
-        dx, dw, db = op.conv2d_backward(dy, x, w, stride=self.stride, padding=self.padding,
-                                        groups=self.groups, budget_bytes=self.budget_bytes,
-                                        need_dx=self.need_dx, need_dw=self.trainable, workspace=self.workspace,
-                                        **outs)
+        need = ("dx",) * self.need_dx + ("dw",) * self.trainable
+        dx, dw, db = op.conv2d_backward(dy, x, w, geometry=ConvGeometry(self.stride, self.padding, self.groups),
+                                        budget_bytes=self.budget_bytes, need=need, workspace=self.workspace,
+                                        out=(outs["out_dx"], outs["out_dw"], outs["out_db"]))
         if self.trainable:
             self.grads = {"w": dw, "b": db}
         return dx

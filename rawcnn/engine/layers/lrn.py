@@ -39,7 +39,7 @@ class LRN(Layer):
         if not self.need_dx:
             return None
         return self.be.lrn.lrn_backward(dy, x, y, scale, size=self.size, alpha=self.alpha,
-                                        beta=self.beta, k=self.k, out=self.buffer("dx", x.shape, x.dtype, avoid=dy))
+                                        beta=self.beta, out=self.buffer("dx", x.shape, x.dtype, avoid=dy))
 
     def flops(self, in_shape):
         C, H, W = in_shape
