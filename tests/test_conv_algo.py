@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import cli
 from kernels import get_backend
 from rawcnn.engine import conv_algo
-from rawcnn.engine.layers import Conv2d
+from rawcnn.engine.layers import Conv2d, WeightInit
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def _cache_dir(tmp_path, monkeypatch):
 
 
 def _conv(C=32, F=32, k=3, s=1, p=1, g=1, algo=None, dtype=np.float64):
-    layer = Conv2d(C, F, k, s, p, g, name="c", rng=np.random.default_rng(0), weight_std=0.1, dtype=dtype)
+    layer = Conv2d(C, F, k, s, p, g, name="c", init=WeightInit(0.1, np.random.default_rng(0), dtype))
     if algo in conv_algo.ALGOS:
         layer.set_algo(algo)  # the mode, and layer.algo settled for it
     else:

@@ -8,7 +8,7 @@ import pytest
 from rawcnn.engine import models
 from rawcnn.engine.checkpoint import load_checkpoint, save_checkpoint
 from rawcnn.engine.gradcheck import THRESHOLD, check_layers
-from rawcnn.engine.layers import Conv2d, GlobalAvgPool, Linear, ReLU
+from rawcnn.engine.layers import Conv2d, GlobalAvgPool, Linear, ReLU, WeightInit
 from rawcnn.engine.layers.softmax import SoftmaxCrossEntropy
 from rawcnn.engine.summary import format_summary
 from rawcnn.viz.heatmap import default_layer, gradcam_maps
@@ -62,8 +62,8 @@ def test_custom_gap_forward_backward_on_a_128_px_batch():
 def test_gradcheck_a_tiny_net_with_global_avg_pool_in_float64():
     rng = np.random.default_rng(0)
     f64 = np.float64
-    layers = [Conv2d(2, 3, 3, 1, 1, name="conv", rng=rng, weight_std=0.5, dtype=f64), ReLU(name="relu"),
-              GlobalAvgPool(name="gap"), Linear(3, 4, name="fc", rng=rng, weight_std=0.5, dtype=f64)]
+    layers = [Conv2d(2, 3, 3, 1, 1, name="conv", init=WeightInit(0.5, rng, f64)), ReLU(name="relu"),
+              GlobalAvgPool(name="gap"), Linear(3, 4, name="fc", init=WeightInit(0.5, rng, f64))]
     for l in (layers[0], layers[3]):
         l.params["b"] = rng.standard_normal(l.params["b"].shape) * 0.1
     x = rng.standard_normal((2, 2, 5, 4))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rawcnn.engine.gradcheck import THRESHOLD, check_layers, numeric_gradient, rel_error, run_gradcheck
-from rawcnn.engine.layers import ReLU, Linear
+from rawcnn.engine.layers import Linear, ReLU, WeightInit
 
 
 def test_numeric_gradient_of_a_known_function():
@@ -51,7 +51,7 @@ def test_a_wrong_weight_gradient_is_caught():
             self.grads["w"] = self.grads["w"] * 1.001
             return dx
     rng = np.random.default_rng(0)
-    layer = Wrong(4, 3, name="fc", rng=rng, dtype=np.float64)
+    layer = Wrong(4, 3, name="fc", init=WeightInit(0.01, rng, np.float64))
     rows = check_layers([layer], rng.standard_normal((2, 4)), rng.standard_normal((2, 3)))
     by = {r.tensor: r for r in rows}
     assert by["dx"].ok and not by["dw"].ok and by["db"].ok

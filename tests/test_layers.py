@@ -2,19 +2,20 @@
 import numpy as np
 import pytest
 
-from rawcnn.engine.layers import LRN, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Softmax, SoftmaxCrossEntropy
+from rawcnn.engine.layers import (LRN, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Softmax,
+                                  SoftmaxCrossEntropy, WeightInit)
 
 
 def make_layers():
     rng = np.random.default_rng(0)
     return [
-        (Conv2d(3, 4, 3, 1, 1, name="conv", rng=rng), (2, 3, 6, 6)),
+        (Conv2d(3, 4, 3, 1, 1, name="conv", init=WeightInit(rng=rng)), (2, 3, 6, 6)),
         (ReLU(name="relu"), (2, 3, 6, 6)),
         (LRN(5, 1e-4, 0.75, 2.0, name="norm"), (2, 3, 6, 6)),
         (MaxPool2d(2, 2, name="pool"), (2, 3, 6, 6)),
         (GlobalAvgPool(name="gap"), (2, 3, 6, 6)),
         (Flatten(name="flatten"), (2, 3, 6, 6)),
-        (Linear(5, 4, name="fc", rng=rng), (2, 5)),
+        (Linear(5, 4, name="fc", init=WeightInit(rng=rng)), (2, 5)),
         (Dropout(0.5, name="drop", rng=np.random.default_rng(1)), (2, 5)),
         (Softmax(name="prob"), (2, 5)),
     ]

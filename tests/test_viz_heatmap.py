@@ -12,7 +12,7 @@ import pytest
 
 from rawcnn.engine import models
 from rawcnn.engine.gradcheck import numeric_gradient, rel_error
-from rawcnn.engine.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftmaxCrossEntropy
+from rawcnn.engine.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftmaxCrossEntropy, WeightInit
 from rawcnn.engine.net import Net
 from rawcnn.viz.heatmap import METHODS, default_layer, gradcam_maps, heatmaps, logit_layer, Probe, saliency_maps
 
@@ -20,11 +20,11 @@ SQUARE = (slice(3, 7), slice(9, 13))   # rows 3..6, columns 9..12 of a 16 x 16 i
 
 
 def square_net(dtype=np.float32):
-    conv = Conv2d(1, 2, 3, padding=1, name="conv1", dtype=dtype)
+    conv = Conv2d(1, 2, 3, padding=1, name="conv1", init=WeightInit(dtype=dtype))
     conv.params["w"][...] = 0.0
     conv.params["w"][0] = 1.0                              # channel 0: sum of the 3x3 window ...
     conv.params["b"][...] = [-4.0, 0.15]                    # ... minus 4; channel 1: constant 0.15
-    fc = Linear(2 * 8 * 8, 2, name="fc8", dtype=dtype)
+    fc = Linear(2 * 8 * 8, 2, name="fc8", init=WeightInit(dtype=dtype))
     fc.params["w"][...] = 0.0
     fc.params["w"][1, :64] = 1.0                            # class 1 <- channel 0 (first 64 features)
     fc.params["w"][0, 64:] = 1.0                            # class 0 <- channel 1
@@ -87,8 +87,8 @@ def test_square_logits_by_hand():
 # -- Grad-CAM and saliency against independent computations --------------------------------------
 def test_gradcam_equals_hand_formula_for_conv_relu_linear():
     rng = np.random.default_rng(0)
-    conv = Conv2d(3, 4, 3, padding=1, name="conv1", rng=rng, weight_std=0.5, dtype=np.float64)
-    fc = Linear(4 * 6 * 6, 3, name="fc8", rng=rng, weight_std=0.5, dtype=np.float64)
+    conv = Conv2d(3, 4, 3, padding=1, name="conv1", init=WeightInit(0.5, rng, np.float64))
+    fc = Linear(4 * 6 * 6, 3, name="fc8", init=WeightInit(0.5, rng, np.float64))
     net = Net([conv, ReLU(name="relu1"), Flatten(name="flatten"), fc], input_shape=(3, 6, 6))
     x = rng.standard_normal((2, 3, 6, 6))
     cam, classes, _ = gradcam_maps(net, x, "relu1", class_index=[2, 0])
@@ -102,7 +102,7 @@ def test_gradcam_equals_hand_formula_for_conv_relu_linear():
 
 def test_saliency_of_a_linear_net_is_abs_weights():
     rng = np.random.default_rng(1)
-    fc = Linear(3 * 5 * 5, 2, name="fc8", rng=rng, weight_std=1.0, dtype=np.float64)
+    fc = Linear(3 * 5 * 5, 2, name="fc8", init=WeightInit(1.0, rng, np.float64))
     net = Net([Flatten(name="flatten"), fc], input_shape=(3, 5, 5))
     x = rng.standard_normal((1, 3, 5, 5))
     sal, _, _ = saliency_maps(net, x, class_index=1)

@@ -14,7 +14,26 @@ Kinks (ReLU at 0, a max-pool tie) have no derivative. As Caffe's checker does, t
 stepped around: when the one-sided differences (f(x+h)-f(x))/h and (f(x)-f(x-h))/h disagree by
 far more than curvature can explain, the element sits on a kink and is skipped (and counted).
 """
+from dataclasses import dataclass
+
 import numpy as np
+from tqdm import tqdm
+
+from kernels import get_backend, to_numpy
+from rawcnn.engine.layers import (
+    LRN,
+    Conv2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Softmax,
+    SoftmaxCrossEntropy,
+    WeightInit,
+)
+
 
 KINK_TOL = 1e-3  # one-sided slopes differing by more than this (relative) mean a kink
 
@@ -97,24 +116,6 @@ def numeric_gradient(f, x, dy, h=1e-6, skip_kinks=True):
 # ------------------------------------------------------------------------------------------------
 # Layer and net checks (the `rawcnn gradcheck` command)
 # ------------------------------------------------------------------------------------------------
-from dataclasses import dataclass  # noqa: E402
-
-from tqdm import tqdm
-
-from kernels import get_backend, to_numpy  # noqa: E402
-from rawcnn.engine.layers import (
-    LRN,
-    Conv2d,
-    Dropout,
-    Flatten,
-    GlobalAvgPool,
-    Linear,
-    MaxPool2d,
-    ReLU,
-    Softmax,
-    SoftmaxCrossEntropy,
-)
-
 THRESHOLD = 1e-6  # `rawcnn gradcheck` fails when any relative error exceeds this
 
 
@@ -224,7 +225,7 @@ def layer_cases():
 
     def conv(C, F, k, s, p, g, shape, algo="im2col"):
         def make(rng):
-            l = Conv2d(C, F, k, s, p, g, name="conv", rng=rng, weight_std=0.5, dtype=f64)
+            l = Conv2d(C, F, k, s, p, g, name="conv", init=WeightInit(0.5, rng, f64))
             l.set_algo(algo)  # named in the config: each algorithm is checked on its own
             l.params["b"] = rng.standard_normal(F).astype(f64)
             return [l], rng.standard_normal(shape), None
@@ -238,7 +239,7 @@ def layer_cases():
         return lambda rng: ([MaxPool2d(k, s, p, ceil, name="pool")], _no_ties(rng, shape), None)
 
     def linear(rng, K=5, labels=None):
-        l = Linear(7, K, name="fc", rng=rng, weight_std=0.5, dtype=f64)
+        l = Linear(7, K, name="fc", init=WeightInit(0.5, rng, f64))
         l.params["b"] = rng.standard_normal(K)
         return [l], rng.standard_normal((3, 7)), labels
 
@@ -246,12 +247,12 @@ def layer_cases():
         return [Dropout(0.4, name="drop", rng=np.random.default_rng(7))], rng.standard_normal((4, 9)), None
 
     def small_net(rng):
-        layers = [Conv2d(3, 4, 3, 2, 1, name="conv1", rng=rng, weight_std=0.5, dtype=f64), ReLU(name="relu1"),
+        layers = [Conv2d(3, 4, 3, 2, 1, name="conv1", init=WeightInit(0.5, rng, f64)), ReLU(name="relu1"),
                   LRN(3, alpha=0.3, beta=0.75, k=2.0, name="norm1"), MaxPool2d(3, 2, 0, True, name="pool1"),
-                  Conv2d(4, 4, 2, 1, 1, 2, name="conv2", rng=rng, weight_std=0.5, dtype=f64), ReLU(name="relu2"),
-                  Flatten(name="flatten"), Linear(36, 6, name="fc1", rng=rng, weight_std=0.3, dtype=f64),
+                  Conv2d(4, 4, 2, 1, 1, 2, name="conv2", init=WeightInit(0.5, rng, f64)), ReLU(name="relu2"),
+                  Flatten(name="flatten"), Linear(36, 6, name="fc1", init=WeightInit(0.3, rng, f64)),
                   ReLU(name="relu3"), Dropout(0.3, name="drop1", rng=np.random.default_rng(3)),
-                  Linear(6, 3, name="fc2", rng=rng, weight_std=0.3, dtype=f64)]
+                  Linear(6, 3, name="fc2", init=WeightInit(0.3, rng, f64))]
         for l in layers:
             if "b" in l.params:
                 l.params["b"] = rng.standard_normal(l.params["b"].shape) * 0.1

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from rawcnn.engine.layers import LAYER_TYPES, Conv2d, Dropout, Linear
+from rawcnn.engine.layers import LAYER_TYPES, Conv2d, Dropout, Linear, WeightInit
 from rawcnn.engine.net import Net
 from rawcnn.files.validate import MAX_JSON_CHARS, check_bytes, parse_json, read_text
 
@@ -228,7 +228,7 @@ def build(name_or_spec, num_classes=None, input_shape=None, seed=0, dtype=np.flo
         if not last:
             raise ValueError(f"model {spec.get('name', '?')!r} has no Linear layer to give {num_classes} classes")
         last[-1]["out_features"] = int(num_classes)
-    rng = np.random.default_rng(seed)
+    init = WeightInit(weight_std, np.random.default_rng(seed), dtype)  # one generator: one seed gives the net
     drop_seeds = np.random.SeedSequence(seed).spawn(len(spec["layers"]))
     shape, layers, total = tuple(spec["input"]), [], [0]
     for i, entry in enumerate(spec["layers"]):
@@ -236,12 +236,12 @@ def build(name_or_spec, num_classes=None, input_shape=None, seed=0, dtype=np.flo
         kind, name = entry["type"], entry["name"]
         _check_size(spec, name, kind, shape, kw, np.dtype(dtype).itemsize, total)
         if kind == "Conv2d":
-            layer = Conv2d(shape[0], name=name, rng=rng, weight_std=weight_std, dtype=dtype, **kw)
+            layer = Conv2d(shape[0], name=name, init=init, **kw)
         elif kind == "Linear":
             if len(shape) != 1:
                 raise ValueError(f"model {spec.get('name', '?')!r}: layer {name!r} (Linear) gets input of "
                                  f"shape {shape}; put a Flatten or a GlobalAvgPool before it")
-            layer = Linear(shape[0], name=name, rng=rng, weight_std=weight_std, dtype=dtype, **kw)
+            layer = Linear(shape[0], name=name, init=init, **kw)
         elif kind == "Dropout":
             layer = Dropout(name=name, rng=np.random.default_rng(drop_seeds[i]), **kw)
         else:

@@ -22,7 +22,7 @@ import numpy as np
 
 from kernels import get_backend, to_numpy
 from rawcnn.engine import conv_algo
-from rawcnn.engine.layers import Linear
+from rawcnn.engine.layers import Linear, WeightInit
 
 
 class Net:
@@ -328,8 +328,8 @@ class Net:
             raise ValueError(f"replace_head: num_classes must be >= 1, got {num_classes}")
         i = idx[-1]
         old = self.layers[i]
-        head = Linear(old.in_features, int(num_classes), name=old.name, rng=np.random.default_rng(seed),
-                      weight_std=weight_std, dtype=self.dtype)
+        head = Linear(old.in_features, int(num_classes), name=old.name,
+                      init=WeightInit(weight_std, np.random.default_rng(seed), self.dtype))
         head.to(self.be)
         head.lr_mult = float(lr_mult)
         self.layers[i] = head

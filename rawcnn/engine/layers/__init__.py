@@ -1,5 +1,5 @@
 """rawcnn layers: each with a hand-written forward and backward (see base.py for the contract)."""
-from rawcnn.engine.layers.base import Layer
+from rawcnn.engine.layers.base import Layer, WeightInit
 from rawcnn.engine.layers.conv2d import Conv2d
 from rawcnn.engine.layers.dropout import Dropout
 from rawcnn.engine.layers.flatten import Flatten
@@ -13,5 +13,5 @@ from rawcnn.engine.layers.softmax import Softmax, SoftmaxCrossEntropy
 LAYER_TYPES = {c.kind: c for c in (Conv2d, ReLU, LRN, MaxPool2d, GlobalAvgPool, Flatten, Linear, Dropout,
                                     Softmax)}
 
-__all__ = ["Layer", "Conv2d", "ReLU", "LRN", "MaxPool2d", "GlobalAvgPool", "Flatten", "Linear", "Dropout", "Softmax",
-           "SoftmaxCrossEntropy", "LAYER_TYPES"]
+__all__ = ["Layer", "WeightInit", "Conv2d", "ReLU", "LRN", "MaxPool2d", "GlobalAvgPool", "Flatten", "Linear",
+           "Dropout", "Softmax", "SoftmaxCrossEntropy", "LAYER_TYPES"]

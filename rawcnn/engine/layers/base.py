@@ -15,6 +15,8 @@ as their out= arrays, so that a step after the first allocates none; otherwise i
 every call returns fresh arrays. Layers never branch on the backend: they
 call `self.be.<op>.<op>_forward(...)` and the backend chosen by `to()` does the rest.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from kernels import get_backend
@@ -37,6 +39,25 @@ def init_std(weight_std, shape):
     if isinstance(weight_std, str):
         raise ValueError(f"weight init must be a number or 'he', got {weight_std!r}")
     return float(weight_std)
+
+
+@dataclass(frozen=True)
+class WeightInit:
+    """How a Conv2d's or Linear's parameters start: w ~ N(0, std^2), b = 0, both of `dtype`.
+
+    std: a number (0: all zeros) or "he" = sqrt(2 / fan_in) (init_std); rng: the numpy Generator the
+    weights are drawn from (None: numpy.random.default_rng(0)), shared by the layers of one net so that
+    one seed gives the whole net.
+    """
+    std: object = 0.01
+    rng: object = None
+    dtype: object = np.float32
+
+    def params(self, w_shape, b_len):
+        """{'w': (w_shape), 'b': (b_len,)} drawn as the class docstring says."""
+        rng = self.rng if self.rng is not None else np.random.default_rng(0)
+        w = rng.standard_normal(w_shape) * init_std(self.std, w_shape) if self.std else np.zeros(w_shape)
+        return {"w": w.astype(self.dtype), "b": np.zeros(b_len, dtype=self.dtype)}
 
 
 def device_of(a):

@@ -11,11 +11,9 @@ than 3x3 cut into 3x3 pieces): the same function. `layer.algo` is the one forwar
 rawcnn/engine/conv_algo.py sets it when the layer is made (`static_choice`) and when a net is planned
 (`plan`, per input shape: cache, table, or a timing in 'tune' mode), never inside forward.
 """
-import numpy as np
-
 from kernels.shapes import COLUMN_BUDGET_BYTES, ConvGeometry
 from rawcnn.engine import conv_algo
-from rawcnn.engine.layers.base import Layer, init_std, pair
+from rawcnn.engine.layers.base import Layer, WeightInit, pair
 
 DEFAULT_BUDGET = COLUMN_BUDGET_BYTES  # bytes of im2col columns per batch slice: the peak-memory
 # measurement that set it is in bench/RESULTS.md, "Winograd on every core"
@@ -25,7 +23,7 @@ class Conv2d(Layer):
     kind = "Conv2d"
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, *,
-                 name="conv", rng=None, weight_std=0.01, dtype=np.float32):
+                 name="conv", init=None):
         super().__init__(name)
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.kernel_size = pair(kernel_size, f"{name}: kernel_size")
@@ -37,10 +35,7 @@ class Conv2d(Layer):
                              f"must both be divisible by groups {groups}")
         KH, KW = self.kernel_size
         shape = (self.out_channels, self.in_channels // self.groups, KH, KW)
-        rng = rng if rng is not None else np.random.default_rng(0)
-        w = rng.standard_normal(shape) * init_std(weight_std, shape) if weight_std else np.zeros(shape)
-        self.params = {"w": w.astype(dtype),                                          # (F, C/G, KH, KW)
-                       "b": np.zeros(self.out_channels, dtype=dtype)}                   # (F,)
+        self.params = (init or WeightInit()).params(shape, self.out_channels)  # w (F, C/G, KH, KW), b (F,)
         self.x = None
         self.conv_algo = None    # the mode (None: auto; im2col, winograd, auto, tune), set by conv_algo.plan
         self.algo = conv_algo.static_choice(self)  # what forward and backward run (conv_algo.plan refines it)

@@ -3,22 +3,17 @@
 Shapes: x (N, D), w (K, D), b (K,), y (N, K).
 Backward: dx = dy @ w, dw = dy.T @ x, db = sum_n dy. Kernels: kernels/<tier>/linear.py.
 """
-import numpy as np
-
-from rawcnn.engine.layers.base import Layer, init_std
+from rawcnn.engine.layers.base import Layer, WeightInit
 
 
 class Linear(Layer):
     kind = "Linear"
 
-    def __init__(self, in_features, out_features, *, name="fc", rng=None, weight_std=0.01, dtype=np.float32):
+    def __init__(self, in_features, out_features, *, name="fc", init=None):
         super().__init__(name)
         self.in_features, self.out_features = int(in_features), int(out_features)
-        rng = rng if rng is not None else np.random.default_rng(0)
         shape = (self.out_features, self.in_features)
-        w = rng.standard_normal(shape) * init_std(weight_std, shape) if weight_std else np.zeros(shape)
-        self.params = {"w": w.astype(dtype),                           # (K, D)
-                       "b": np.zeros(self.out_features, dtype=dtype)}  # (K,)
+        self.params = (init or WeightInit()).params(shape, self.out_features)  # w (K, D), b (K,)
         self.x = None
 
     def __repr__(self):
