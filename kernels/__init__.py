@@ -74,7 +74,7 @@ def cuda_unavailable_reason():
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return "this process runs Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
     try:
-        import cupy
+        import cupy  # optional: the cuda extra
     except Exception as e:  # ImportError, or a CUDA library that fails to load
         return f"CuPy is not importable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
     try:
@@ -84,7 +84,7 @@ def cuda_unavailable_reason():
     if n < 1:
         return "the CUDA driver reports no device"
     try:
-        from numba import cuda
+        from numba import cuda  # optional: numba-cuda, the cuda extra
         if not cuda.is_available():
             return "numba-cuda cannot use the GPU (cuda.is_available() is False)"
     except Exception as e:
@@ -122,7 +122,7 @@ def get_backend(name="cpu"):
         why = cuda_unavailable_reason()
         if why:
             raise BackendUnavailable(f"backend 'cuda' is unavailable: {why}")
-        import cupy
+        import cupy  # optional: the cuda extra
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
         dev = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
         be = Backend("cuda", "cuda", cupy, dev)

@@ -103,7 +103,8 @@ def test_cli_reaches_rawcnn_only_through_the_app_layer():
 
 def test_the_app_reader_sees_library_imports(tmp_path):
     f = tmp_path / "c.py"
-    f.write_text("from rawcnn import app, data\ndef f():\n    from rawcnn.app import viz\n    import rawcnn.training.train\n")
+    f.write_text("from rawcnn import app, data\ndef f():\n    from rawcnn.app import viz\n"
+                 "    import rawcnn.training.train\n")
     assert rawcnn_modules_imported(f) == {"rawcnn.app", "rawcnn.data", "rawcnn.training.train"}
 
 
@@ -222,3 +223,46 @@ def test_rawcnn_packages_import_only_downwards():
             if other != pkg and other not in LAYERS[pkg]:
                 bad.append(f"{path.relative_to(ROOT)}:{line} ({pkg}) imports {target} ({other})")
     assert not bad, "imports against the arrows:\n" + "\n".join(bad)
+
+
+# Modules that may be imported inside a function: optional extras and heavy, rarely needed libraries.
+LAZY_OK = ("cupy", "cupyx", "mpi4py", "torch", "numba.cuda", "matplotlib", "pydicom")
+
+
+def function_level_imports(path):
+    """[(line, module, source line)] of every import inside a function of `path`."""
+    src = path.read_text()
+    lines = src.splitlines()
+    out = []
+
+    def visit(node, inside):
+        for ch in ast.iter_child_nodes(node):
+            if inside and isinstance(ch, ast.ImportFrom):  # `from numba import cuda` is numba.cuda
+                mod = "." * ch.level + (ch.module or "")
+                out.append((ch.lineno, f"{mod}.{ch.names[0].name}" if ch.module else mod, lines[ch.lineno - 1]))
+            elif inside and isinstance(ch, ast.Import):
+                out.append((ch.lineno, ch.names[0].name, lines[ch.lineno - 1]))
+            visit(ch, inside or isinstance(ch, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(ast.parse(src, filename=str(path)), False)
+    return out
+
+
+def test_the_function_level_reader_sees_nested_imports(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("import os\ndef f():\n    if 1:\n        from rawcnn.engine import net\n"
+                 "    import cupy  # optional: the cuda extra\n")
+    assert [(n, m) for n, m, _ in function_level_imports(f)] == [(4, "rawcnn.engine.net"), (5, "cupy")]
+
+
+def test_imports_inside_functions_are_only_optional_or_heavy_modules_and_say_so():
+    """docs/design.md, "Layout": an import inside a function is for an optional or a heavy module, and its line
+    says which ("# optional: ..." or "# heavy: ...")."""
+    bad = []
+    for _, path in sources():
+        for line, mod, text in function_level_imports(path):
+            known = any(mod == m or mod.startswith(m + ".") for m in LAZY_OK)
+            said = "# optional" in text or "# heavy" in text
+            if not said or not (known or path.name == "cli.py" or "# heavy" in text):
+                bad.append(f"{path.relative_to(ROOT)}:{line}: {text.strip()}")
+    assert not bad, f"{len(bad)} imports inside functions:\n" + "\n".join(bad)

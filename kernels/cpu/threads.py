@@ -23,6 +23,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
+import numpy  # noqa: F401  (loads NumPy's BLAS before the library maps are read)
 
 # (set, get) symbol pairs: NumPy's wheels ship scipy-openblas with prefixed 64-bit-int symbols
 SYMBOLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
@@ -36,7 +37,6 @@ _POOL = {}  # {"pid", "threads", "pool"}: one executor per process
 
 def _loaded_libraries():
     """Paths of the shared objects mapped into this process whose name mentions BLAS (Linux)."""
-    import numpy  # noqa: F401  (loads NumPy's BLAS)
     try:
         with open("/proc/self/maps") as fh:
             paths = {line.split()[-1] for line in fh if "/" in line}

@@ -30,7 +30,7 @@ def array_module():
     """The array module of this process's CUDA tier: numpy under the simulator, else cupy."""
     if simulated():
         return np
-    import cupy
+    import cupy  # optional: the cuda extra
     return cupy
 
 
