@@ -254,7 +254,7 @@ WRITER = textwrap.dedent("""
     import sys
     import numpy as np
     from rawcnn.engine import models
-    from rawcnn.engine.checkpoint import save_checkpoint
+    from rawcnn.engine.checkpoint import TrainingState, save_checkpoint
     spec = {"name": "big", "input": [1, 32, 32], "layers": [
         {"type": "Flatten", "name": "flatten"}, {"type": "Linear", "name": "fc", "out_features": 512}]}
     net = models.build(spec, seed=0)
@@ -263,7 +263,8 @@ WRITER = textwrap.dedent("""
         i += 1
         for layer, key, w, _ in net.parameters():
             w[...] = i  # every value tells which write it came from
-        save_checkpoint(sys.argv[1], net, epoch=i, momentum={"fc": {"w": net["fc"].params["w"] * 0 + i}})
+        state = TrainingState(epoch=i, momentum={"fc": {"w": net["fc"].params["w"] * 0 + i}})
+        save_checkpoint(sys.argv[1], net, state=state)
         if i == 1:
             print("first", flush=True)
 """)

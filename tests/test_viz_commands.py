@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rawcnn.engine.checkpoint import save_checkpoint
+from rawcnn.engine.checkpoint import TrainingState, save_checkpoint
 from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.app import viz as commands
 from rawcnn.viz.dream import input_scale
@@ -16,7 +16,7 @@ UNIT = Preprocessing(scale=1 / 255, input_size=(16, 16), name="unit")   # 0..255
 @pytest.fixture
 def setup(tmp_path, square_net, write_square_set):
     ckpt = tmp_path / "run" / "best.h5"
-    save_checkpoint(ckpt, square_net(), epoch=1, preprocessing=UNIT.to_dict())
+    save_checkpoint(ckpt, square_net(), state=TrainingState(epoch=1), preprocessing=UNIT.to_dict())
     data = tmp_path / "set.h5"
     write_square_set(data)
     return ckpt, data, tmp_path

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rawcnn.engine.checkpoint import save_checkpoint
+from rawcnn.engine.checkpoint import TrainingState, save_checkpoint
 from rawcnn.app.report import write_report
 
 HISTORY = [{"epoch": e, "train_loss": 0.7 / e, "train_acc": 0.5 + 0.1 * e, "val_loss": 0.8 / e,
@@ -78,7 +78,7 @@ def decode_all(page):
 def run(tmp_path, square_net, write_square_set):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    save_checkpoint(run_dir / "best.h5", square_net(), epoch=4, history=HISTORY)
+    save_checkpoint(run_dir / "best.h5", square_net(), state=TrainingState(epoch=4, history=HISTORY))
     return run_dir, write_square_set(tmp_path / "set.h5")
 
 

@@ -10,6 +10,7 @@ A crash while writing leaves the previous checkpoint untouched: the new one appe
 os.replace, which is atomic on one file system.
 """
 import json
+from dataclasses import dataclass
 import os
 
 import h5py
@@ -65,9 +66,23 @@ def set_dropout_rng_states(net, states):
             l.rng.bit_generator.state = states[l.name]
 
 
-def save_checkpoint(path, net, *, momentum=None, epoch=0, lr=None, rng_state=None, history=None,
-                    preprocessing=None, meta=None):
-    """Write `net` (and optionally the optimizer's momentum {layer: {key: array}}) to `path`."""
+@dataclass(frozen=True)
+class TrainingState:
+    """Where a training run stands, saved beside the weights so that a resume continues it: the epoch
+    done, the learning rate, the optimizer's momentum {layer: {key: array}}, the generators' states
+    (JSON) and the per-epoch history (a list of dicts)."""
+    epoch: int = 0
+    lr: object = None
+    momentum: object = None
+    rng_state: object = None
+    history: object = None
+
+
+def save_checkpoint(path, net, *, state=None, preprocessing=None, meta=None):
+    """Write `net`, and `state` (a TrainingState; None: epoch 0 and nothing else) to `path`."""
+    st = state or TrainingState()
+    epoch, lr, momentum, rng_state, history = st.epoch, st.lr, st.momentum, st.rng_state, st.history
+
     def write(f):
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION

@@ -57,7 +57,13 @@ from tqdm import tqdm
 
 from kernels import get_backend
 from rawcnn.data.preprocessing import Preprocessing
-from rawcnn.engine.checkpoint import dropout_rng_states, read_checkpoint, save_checkpoint, set_dropout_rng_states
+from rawcnn.engine.checkpoint import (
+    TrainingState,
+    dropout_rng_states,
+    read_checkpoint,
+    save_checkpoint,
+    set_dropout_rng_states,
+)
 from rawcnn.engine.determinism import blas_pinned
 from rawcnn.engine.layers import SoftmaxCrossEntropy
 from rawcnn.engine.optim import METRIC_NAMES, SGD, ReduceOnPlateau
@@ -285,8 +291,9 @@ class Trainer:
                 **self.hooks.meta()}
         rng_state = {"shuffle": self.rng_shuffle.bit_generator.state,
                      "augment": self.augment.rng.bit_generator.state if self.augment is not None else None}
-        save_checkpoint(path, self.net, momentum=self.opt.state(), epoch=self.epoch, lr=self.sched.lr,
-                        rng_state=rng_state, history=self.history, preprocessing=self.preprocessing, meta=meta)
+        state = TrainingState(epoch=self.epoch, lr=self.sched.lr, momentum=self.opt.state(), rng_state=rng_state,
+                              history=self.history)
+        save_checkpoint(path, self.net, state=state, preprocessing=self.preprocessing, meta=meta)
 
     def _restore_layer_settings(self, saved, given):
         """Give the net the checkpoint's per-layer learning-rate multipliers and frozen layers (a
