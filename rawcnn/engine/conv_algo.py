@@ -9,11 +9,12 @@ float32 rounding differ (Winograd: within 1e-4 of the largest output, tests/test
     auto       per layer: a timing measured on this machine for this layer shape when the cache
                holds one, else `table_choice` (Winograd on the cpu backend: see its docstring;
                im2col on the reference backend, the plain definition)
-    tune       per layer, at its first forward: time both on the real input (one warm-up, the best
-               of two), use the faster, and store it in the cache for `auto` to use later
+    tune       per layer, when the net is planned (`plan`): time both on random input of the
+               planned batch's shape (one warm-up, the best of two), use the faster, and store it
+               in the cache for `auto` to use later
 
 The cache is JSON (never pickle) at $RAWCNN_CACHE_DIR/conv_algo.json, else
-$XDG_CACHE_HOME/rawcnn/engine/conv_algo.json, else ~/.cache/rawcnn/engine/conv_algo.json, written to a temporary
+$XDG_CACHE_HOME/rawcnn/conv_algo.json, else ~/.cache/rawcnn/conv_algo.json, written to a temporary
 file and renamed. Its keys name the CPU, the thread count, the dtype and the layer's full shape,
 so a result measured on one machine is never used on another.
 
