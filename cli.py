@@ -324,15 +324,11 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite, difficulty):
 @_seed("Seed of the stratified 70/20/10 split.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled files and list them.")
 @_overwrites(check=("",))
-def data_prepare(src, out, input_size, roi_crop, roi, classes, finding, roi_margin, base_size, clahe,
-                 clahe_clip_limit, clahe_tile_grid, seed, skip_bad):
+def data_prepare(src, out, **opts):
     """Preprocess SRC (Montgomery, Shenzhen or folder-per-class) into one HDF5 data set."""
     from rawcnn.app import data as app_data  # heavy: the engine, not for --help
     try:
-        summ = app_data.prepare(src, out, input_size=input_size, roi_crop=roi_crop, roi=roi, classes=classes,
-                                finding=finding, roi_margin=roi_margin, base_size=base_size, clahe=clahe,
-                                clahe_clip_limit=clahe_clip_limit, clahe_tile_grid=clahe_tile_grid, seed=seed,
-                                skip_bad=skip_bad)
+        summ = app_data.prepare(src, out, opts)
     except ValueError as e:
         _fail(e)
     click.echo(f"wrote {summ.path}: {summ.n} images, classes {summ.class_names}")
@@ -466,17 +462,16 @@ def cv(device, **opts):
 @_device
 @_conv_algo_option
 @_overwrites
-def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, device, conv_algo):
+def evaluate(checkpoint, data_path, as_json, device, **opts):
     """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix on a split."""
     from rawcnn.app import evaluate as app_eval  # heavy: the engine, not for --help
     be = _backend(device)
     try:
-        res, paths = app_eval.evaluate_command(checkpoint, data_path, split=split, threshold=threshold, out=out,
-                                               classes=classes, device=be.name, conv_algo=conv_algo,
+        res, paths = app_eval.evaluate_command(checkpoint, data_path, opts, device=be.name,
                                                note=lambda m: click.echo(m, err=True))
     except ValueError as e:
         _fail(e)
-    click.echo(app_eval.format_result(res, checkpoint, split, data_path, as_json=as_json))
+    click.echo(app_eval.format_result(res, checkpoint, opts["split"], data_path, as_json=as_json))
     for p in paths:
         click.echo(f"wrote {p}", err=as_json)
 
@@ -497,7 +492,7 @@ def evaluate(checkpoint, data_path, split, threshold, out, as_json, classes, dev
                    "leftMask/ + rightMask/ pair). Images without a mask are cropped by the lung-field locator.")
 @_device
 @_conv_algo_option
-def predict(images, checkpoint, top, class_names, masks, masks_dir, device, conv_algo):
+def predict(images, checkpoint, device, **opts):
     """Class probabilities for IMAGES (PNG, JPEG, 16-bit PNG, DICOM) through the checkpoint's input contract.
 
     A checkpoint trained on lung-ROI crops crops each image by its lung mask (--mask, --masks) or,
@@ -506,8 +501,7 @@ def predict(images, checkpoint, top, class_names, masks, masks_dir, device, conv
     from rawcnn.app import predict as app_predict  # heavy: the engine, not for --help
     be = _backend(device)
     try:
-        rows = app_predict.predict_command(checkpoint, images, top=top, class_names=class_names, masks=masks,
-                                           masks_dir=masks_dir, device=be.name, conv_algo=conv_algo,
+        rows = app_predict.predict_command(checkpoint, images, opts, device=be.name,
                                            log=lambda m: click.echo(m, err=True))
     except ValueError as e:
         _fail(e)
@@ -588,13 +582,11 @@ def viz_filters(checkpoint, layer, out, device):
 @_out(folder=True)
 @_device
 @_overwrites
-def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k, raw_format, out, device):
+def viz_activations(checkpoint, out, device, **opts):
     """The raw per-channel activations of a layer: a labelled grid PNG and the raw array per image."""
     from rawcnn.app import viz as vc  # heavy: the engine, not for --help
     try:
-        rows = vc.viz_activations(checkpoint, out, data=data_path, split=split, indices=list(indices) or None,
-                                  images=images, layer=layer, top_k=top_k, raw_format=raw_format,
-                                  device=_backend(device).name)
+        rows = vc.activations_command(checkpoint, out, opts, device=_backend(device).name)
     except (ValueError, KeyError) as e:
         _fail(e)
     for r in rows:
@@ -621,17 +613,13 @@ def viz_activations(checkpoint, data_path, split, indices, images, layer, top_k,
 @_out(folder=True)
 @_device
 @_overwrites
-def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, channel, strongest, class_index,
-                threshold, alpha, colorbar, full_res, out, device):
+def viz_heatmap(checkpoint, strongest, out, device, **opts):
     """A 'jet' heat map over the radiograph: a channel, Grad-CAM or the input-gradient saliency."""
     from rawcnn.app import viz as vc  # heavy: the engine, not for --help
-    if strongest and channel is not None:
+    if strongest and opts["channel"] is not None:
         _fail(ValueError("give --channel or --strongest, not both"))
     try:
-        paths = vc.viz_heatmap(checkpoint, out, data=data_path, split=split, indices=list(indices) or None,
-                               images=images, method=method, layer=layer, class_index=class_index,
-                               channel=channel, threshold=threshold, alpha=alpha, device=_backend(device).name,
-                               colorbar=colorbar, full_res=full_res)
+        paths = vc.heatmap_command(checkpoint, out, opts, device=_backend(device).name)
     except (ValueError, KeyError) as e:
         _fail(e)
     for p in paths:
@@ -650,12 +638,11 @@ def viz_heatmap(checkpoint, data_path, split, indices, images, method, layer, ch
 @_out()
 @_device
 @_overwrites(check=("",))
-def viz_dream(checkpoint, layer, channel, octaves, steps, lr, seed, out, device):
+def viz_dream(checkpoint, out, device, **opts):
     """Activation maximisation by gradient ascent on the input (like MATLAB's deepDreamImage)."""
     from rawcnn.app import viz as vc  # heavy: the engine, not for --help
     try:
-        path = vc.dream_command(checkpoint, out, layer=layer, channel=channel, octaves=octaves, steps=steps, lr=lr,
-                                seed=seed, device=_backend(device).name)
+        path = vc.dream_command(checkpoint, out, opts, device=_backend(device).name)
     except (ValueError, KeyError) as e:
         _fail(e)
     click.echo(f"wrote {path}")
@@ -672,13 +659,11 @@ def viz_dream(checkpoint, layer, channel, octaves, steps, lr, seed, out, device)
 @_out("CSV path stem (writes OUT.csv).")
 @_device
 @_overwrites(check=(".csv", "_images.csv"))
-def viz_score(checkpoint, data_path, split, methods, layer, threshold, out, device):
+def viz_score(checkpoint, out, device, **opts):
     """Localisation scores against the lesion masks: pointing game, energy inside lesion and lungs, IoU."""
     from rawcnn.app import viz as vc  # heavy: the engine, not for --help
     try:
-        res = vc.viz_score(checkpoint, data_path, out, split=split,
-                           methods=tuple(methods) or ("channel", "gradcam", "saliency"), layer=layer,
-                           threshold=threshold, device=_backend(device).name, progress=True)
+        res = vc.score_command(checkpoint, out, opts, device=_backend(device).name)
     except (ValueError, KeyError) as e:
         _fail(e)
     click.echo(vc.format_score_table(res))

@@ -93,7 +93,7 @@ def test_standardise_by_hand():
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="n_images must be >= 20"):
-        run_demo(tmp_path, n_images=10, progress=False, log=lambda m: None)
+        run_demo(tmp_path, overrides={"n_images": 10}, progress=False, log=lambda m: None)
     with pytest.raises(ValueError, match="unknown backend"):
         run_demo(tmp_path, device="tpu", quick=True, progress=False, log=lambda m: None)
     p = demo_paths(tmp_path)

@@ -8,6 +8,8 @@ import pytest
 from rawcnn.engine.checkpoint import TrainingState, save_checkpoint
 from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.app import viz as commands
+from rawcnn.app.report import ReportOptions
+from rawcnn.app.viz import DreamOptions, HeatmapOptions, Images, ScoreOptions
 from rawcnn.viz.dream import input_scale
 
 UNIT = Preprocessing(scale=1 / 255, input_size=(16, 16), name="unit")   # 0..255 -> [0, 1], nothing else
@@ -25,10 +27,10 @@ def setup(tmp_path, square_net, write_square_set):
 def test_filters_and_dream(setup):
     ckpt, _, tmp = setup
     assert cv2.imread(commands.viz_filters(ckpt, str(tmp / "f.png"))) is not None
-    path = commands.viz_dream(ckpt, str(tmp / "d.png"), steps=3, octaves=2)
+    path = commands.viz_dream(ckpt, str(tmp / "d.png"), DreamOptions(steps=3, octaves=2))
     img = cv2.imread(path)
     assert img is not None and img.shape[1] > 2 * 128                       # one tile per class
-    one = cv2.imread(commands.viz_dream(ckpt, str(tmp / "c.png"), layer="relu1", channel=0, steps=3))
+    one = cv2.imread(commands.viz_dream(ckpt, str(tmp / "c.png"), DreamOptions(layer="relu1", channel=0, steps=3)))
     assert one.shape[1] < img.shape[1]
 
 
@@ -41,7 +43,8 @@ def test_input_scale_of_the_unit_contract(setup):
 
 def test_heatmaps_land_on_the_lesions(setup):
     ckpt, data, tmp = setup
-    paths = commands.viz_heatmap(ckpt, tmp / "maps", data=data, method="gradcam", layer="relu1", save_raw=True)
+    paths = commands.viz_heatmap(ckpt, tmp / "maps", Images(data=data),
+                                 HeatmapOptions(method="gradcam", layer="relu1", save_raw=True))
     assert len(paths) == 6                                                   # the whole test split
     from rawcnn.data import load_dataset
     s = load_dataset(data).split("test")
@@ -52,7 +55,7 @@ def test_heatmaps_land_on_the_lesions(setup):
             i, j = np.unravel_index(np.argmax(heat), heat.shape)
             assert s.lesion_masks[n, i, j] == 1
     with pytest.raises(ValueError, match="--index \\[99\\] does not fit"):
-        commands.viz_heatmap(ckpt, tmp / "maps", data=data, indices=[99])
+        commands.viz_heatmap(ckpt, tmp / "maps", Images(data=data, indices=[99]))
 
 
 def test_heatmap_of_an_image_file(setup):
@@ -60,8 +63,8 @@ def test_heatmap_of_an_image_file(setup):
     img = np.zeros((16, 16), np.uint8)
     img[4:8, 8:12] = 255
     cv2.imwrite(str(tmp / "x.png"), img)
-    (p,) = commands.viz_heatmap(ckpt, tmp / "maps", images=[tmp / "x.png"], method="channel", channel=0,
-                                layer="relu1", save_raw=True)
+    (p,) = commands.viz_heatmap(ckpt, tmp / "maps", Images(images=[tmp / "x.png"]),
+                                HeatmapOptions(method="channel", channel=0, layer="relu1", save_raw=True))
     heat = np.load(p[:-4] + ".npy")
     i, j = np.unravel_index(np.argmax(heat), heat.shape)
     assert 4 <= i < 8 and 8 <= j < 12
@@ -69,10 +72,10 @@ def test_heatmap_of_an_image_file(setup):
 
 def test_activations_and_score(setup):
     ckpt, data, tmp = setup
-    out = commands.viz_activations(ckpt, tmp / "acts", data=data, indices=[1], layer="relu1", top_k=1)
+    out = commands.viz_activations(ckpt, tmp / "acts", Images(data=data, indices=[1]), layer="relu1", top_k=1)
     assert out[0]["top"].tolist() == [0]                                     # inside the lesion: channel 0
     assert np.load(out[0]["raw"]).shape == (2, 16, 16)
-    t = commands.viz_score(ckpt, data, str(tmp / "loc"), layer="relu1")
+    t = commands.viz_score(ckpt, data, str(tmp / "loc"), ScoreOptions(layer="relu1"))
     with open(t["paths"][0]) as fh:
         rows = {r["method"]: r for r in csv.DictReader(fh)}
     assert float(rows["gradcam"]["pointing"]) == 1.0
@@ -80,7 +83,7 @@ def test_activations_and_score(setup):
 
 def test_report_command(setup):
     ckpt, data, tmp = setup
-    path = commands.report(ckpt.parent, data=data, dream_steps=2, dream_octaves=1)
+    path = commands.report(ckpt.parent, data=data, options=ReportOptions(dream_steps=2, dream_octaves=1))
     text = open(path, encoding="utf-8").read()
     assert "no training history" in text                                    # saved without one
     assert text.count("data:image/png;base64,") == 7                        # all the other pictures

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from rawcnn.engine.checkpoint import TrainingState, save_checkpoint
-from rawcnn.app.report import write_report
+from rawcnn.app.report import ReportOptions, write_report
 
 HISTORY = [{"epoch": e, "train_loss": 0.7 / e, "train_acc": 0.5 + 0.1 * e, "val_loss": 0.8 / e,
             "val_acc": 0.5 + 0.08 * e, "lr": 1e-3 if e < 3 else 1e-4, "seconds": 1.0, "images_per_s": 10.0}
@@ -84,8 +84,8 @@ def run(tmp_path, square_net, write_square_set):
 
 def test_full_report_parses_and_every_image_decodes(run, to_input):
     run_dir, data = run
-    path = write_report(run_dir, data, split="test", to_input=to_input, dream_steps=3, dream_octaves=2,
-                        per_class=2, top_k=2)
+    path = write_report(run_dir, data, options=ReportOptions(split="test", dream_steps=3, dream_octaves=2,
+                                                            per_class=2, top_k=2), to_input=to_input)
     assert path == str(run_dir / "report.html")
     page = parse(path)
     for h in ("Training curves", "Evaluation (test)", "Filters", "Top channels", "Heat maps", "normal",
@@ -103,7 +103,8 @@ def test_report_without_data_uses_the_run_files(run, tmp_path):
     run_dir, _ = run
     (run_dir / "eval.json").write_text(json.dumps({"n": 4, "accuracy": 0.75, "auc": 0.8,
                                                    "confusion_matrix": [[2, 0], [1, 1]]}))
-    out = write_report(run_dir, None, out=tmp_path / "r" / "page.html", dream_steps=2, dream_octaves=1)
+    out = write_report(run_dir, None, out=tmp_path / "r" / "page.html",
+                       options=ReportOptions(dream_steps=2, dream_octaves=1))
     page = parse(out)
     assert "Top channels" not in page.headings and "Dream images" in page.headings
     assert len(decode_all(page)) == 3                    # curves, filters, dreams
@@ -122,7 +123,7 @@ CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-headless-shell"
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt package chromium)")
 def test_report_renders_in_headless_chromium(run, tmp_path, to_input):
     run_dir, data = run
-    page = open(write_report(run_dir, data, to_input=to_input, dream_steps=2, dream_octaves=1),
+    page = open(write_report(run_dir, data, options=ReportOptions(dream_steps=2, dream_octaves=1), to_input=to_input),
                 encoding="utf-8").read()
     # after the load event, the body records each image's decoded width (0 = broken)
     probe = ("<script>window.addEventListener('load', () => document.body.setAttribute('data-widths', "

@@ -9,14 +9,19 @@ def synth(out, n=200, *, size=512, abnormal_fraction=0.5, seed=0, overwrite=Fals
                       difficulty=difficulty)
 
 
-def prepare(src, out, *, input_size=227, roi_crop=True, roi=None, classes=None, finding=None, roi_margin=0.05,
-            base_size=1024, clahe=True, clahe_clip_limit=2.0, clahe_tile_grid=8, seed=0, skip_bad=False):
-    """`rawcnn data prepare`: the settings from the options (roi overrides roi_crop; base_size 0 skips
-    the resize; classes a comma-separated string or None), then rawcnn.data.prepare; returns its summary."""
-    s = default_settings(input_size)
-    s.update(roi_crop=roi_crop, roi_margin=roi_margin, base_size=base_size or None, clahe=clahe,
-             clahe_clip_limit=clahe_clip_limit, clahe_tile_grid=clahe_tile_grid)
-    if roi is not None:
-        s.update(roi=roi, roi_crop=roi != "none")
-    labelling = Labelling(classes=[c.strip() for c in classes.split(",")] if classes else None, finding=finding)
-    return run(src, out, s, seed=seed, skip_bad=skip_bad, labelling=labelling)
+def prepare(src, out, options):
+    """`rawcnn data prepare`: the settings from the options, then rawcnn.data.prepare; returns its summary.
+
+    options: the command's options by name: input_size, roi_crop, roi (overrides roi_crop), classes (a
+    comma-separated string or None), finding, roi_margin, base_size (0 skips the resize), clahe,
+    clahe_clip_limit, clahe_tile_grid, seed, skip_bad.
+    """
+    o = options
+    s = default_settings(o["input_size"])
+    s.update(roi_crop=o["roi_crop"], roi_margin=o["roi_margin"], base_size=o["base_size"] or None, clahe=o["clahe"],
+             clahe_clip_limit=o["clahe_clip_limit"], clahe_tile_grid=o["clahe_tile_grid"])
+    if o["roi"] is not None:
+        s.update(roi=o["roi"], roi_crop=o["roi"] != "none")
+    classes = o["classes"]
+    labelling = Labelling(classes=[c.strip() for c in classes.split(",")] if classes else None, finding=o["finding"])
+    return run(src, out, s, seed=o["seed"], skip_bad=o["skip_bad"], labelling=labelling)

@@ -40,7 +40,8 @@ import time
 import numpy as np
 
 from kernels import get_backend
-from rawcnn.app.viz import report, viz_score
+from rawcnn.app.report import ReportOptions
+from rawcnn.app.viz import ScoreOptions, report, viz_score
 from rawcnn.data import default_settings, load_dataset, prepare, synthesize
 from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.files.fileio import atomic_open, check_target
@@ -137,26 +138,28 @@ def _train(paths, st, data, seed, backend, progress, log):
 
 def _localise(paths, data, backend, progress=False):
     """Step 5: every heat-map method's scores on the test split. Returns a dict for the summary."""
-    t = viz_score(paths["best_checkpoint"], data, paths["localisation"], split="test", device=backend,
+    t = viz_score(paths["best_checkpoint"], data, paths["localisation"], ScoreOptions(split="test"), device=backend,
                   progress=progress)
     rows = {r["method"]: {k: r[k] for k in ("n", "layer", "pointing", "energy_lesion", "iou")} for r in t["summary"]}
     best = max(rows, key=lambda m: -1.0 if math.isnan(rows[m]["pointing"]) else rows[m]["pointing"])
     return {"methods": rows, "best_method": best, "best_pointing": rows[best]["pointing"], "channel": t["channel"]}
 
 
-def run_demo(out_dir, *, seed=0, n_images=None, input_size=None, epochs=None, device="cpu", quick=False,
-             progress=True, log=print):
+def run_demo(out_dir, *, seed=0, device="cpu", quick=False, overrides=None, progress=True, log=print):
     """Synthesize, prepare, train, evaluate, localise and report (module docstring) under out_dir.
 
-    n_images, input_size, epochs: None takes DEMO_SETTINGS (or QUICK_SETTINGS with quick=True: a
-    run of tens of seconds for tests, far too short to learn). device: a backend name ('cpu',
-    'auto', 'cuda', 'cudasim'). log: called with each message line.
+    The settings are DEMO_SETTINGS (or QUICK_SETTINGS with quick=True: a run of tens of seconds for
+    tests, far too short to learn) with `overrides` applied: None or a dict of n_images, input_size,
+    epochs (a value of None keeps the setting's). device: a backend name ('cpu', 'auto', 'cuda',
+    'cudasim'). log: called with each message line.
     Returns the summary dict also written to summary.json: seed, device, quick, settings, counts
     ((3, 2) [split, class] image counts), train, test (metrics), localisation, seconds, paths.
     """
     st = dict(QUICK_SETTINGS if quick else DEMO_SETTINGS)
-    st.update({k: v for k, v in (("n_images", n_images), ("input_size", input_size), ("epochs", epochs))
-               if v is not None})
+    unknown = set(overrides or ()) - {"n_images", "input_size", "epochs"}
+    if unknown:
+        raise ValueError(f"run_demo: unknown setting(s) {sorted(unknown)}; n_images, input_size and epochs can change")
+    st.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if st["n_images"] < 20:
         raise ValueError(f"run_demo: n_images must be >= 20 so that every split gets images of both classes, "
                          f"got {st['n_images']}")
@@ -174,8 +177,9 @@ def run_demo(out_dir, *, seed=0, n_images=None, input_size=None, epochs=None, de
     log("scoring each heat-map method against the test split's lesion masks")
     loc = _localise(paths, data, be.name, progress)
     log(f"writing the report (filters, channels, heat maps, dream images) to {paths['report']}")
-    report(paths["run_dir"], data=data, checkpoint=paths["best_checkpoint"], out=paths["report"], device=be.name,
-           title=f"rawcnn demo: custom model on synthetic radiographs (seed {seed})", progress=progress)
+    report(paths["run_dir"], data=data, checkpoint=paths["best_checkpoint"], out=paths["report"],
+           options=ReportOptions(title=f"rawcnn demo: custom model on synthetic radiographs (seed {seed})"),
+           device=be.name, progress=progress)
     sec["evaluate_and_report"] = time.perf_counter() - t0 - sec["data"] - sec["train"]
     sec["total"] = time.perf_counter() - t0
     keys = ("n", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc", "loss", "confusion_matrix")

@@ -7,15 +7,16 @@ from rawcnn.files.jsonsafe import finite_or_null
 from rawcnn.training.evaluate import evaluate_checkpoint, save_report
 
 
-def evaluate_command(checkpoint, data_path, *, split="test", threshold=0.5, out=None, classes=None, device="cpu",
-                     conv_algo="auto", note=print):
-    """evaluate_checkpoint (classes a comma-separated string or None), its class note through `note`, and
-    with `out` the eval.json and ROC PNG (save_report). Returns (result dict, written paths)."""
-    res = evaluate_checkpoint(checkpoint, data_path, split=split, device=device, threshold=threshold,
-                              classes=classes.split(",") if classes else None, conv_algo=conv_algo)
+def evaluate_command(checkpoint, data_path, options, *, device="cpu", note=print):
+    """evaluate_checkpoint, its class note through `note`, and with --out the eval.json and ROC PNG
+    (save_report). options: the command's options by name: split, threshold, out, classes (a
+    comma-separated string or None), conv_algo. Returns (result dict, written paths)."""
+    o = options
+    res = evaluate_checkpoint(checkpoint, data_path, split=o["split"], device=device, threshold=o["threshold"],
+                              classes=o["classes"].split(",") if o["classes"] else None, conv_algo=o["conv_algo"])
     if res.get("class_note"):
         note(res["class_note"])
-    return res, (save_report(res, out) if out else [])
+    return res, (save_report(res, o["out"]) if o["out"] else [])
 
 
 def format_result(res, checkpoint, split, data_path, as_json=False):

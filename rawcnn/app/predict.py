@@ -9,12 +9,11 @@ from rawcnn.files.validate import check_int, read_text
 from rawcnn.training.evaluate import predict
 
 
-def predict_command(checkpoint, images, *, top=2, class_names=None, masks=None, masks_dir=None, device="cpu",
-                    conv_algo="auto", log=None):
-    """predict_top with --conv-algo applied; refuses (ValueError) to return non-finite probabilities."""
-    rows = predict_top(checkpoint, images, top=top, class_names=class_names, device=device,
-                       conv_algo=conv_algo,
-                       masks=list(masks or ()) or None, masks_dir=masks_dir, log=log)
+def predict_command(checkpoint, images, options, *, device="cpu", log=None):
+    """predict_top; refuses (ValueError) to return non-finite probabilities. options: the command's options
+    by name: top, class_names, masks, masks_dir, conv_algo."""
+    rows = predict_top(checkpoint, images, {**options, "masks": list(options["masks"] or ()) or None},
+                       device=device, log=log)
     if any(not math.isfinite(p) for _, best in rows for _, _, p in best):
         raise ValueError(f"{checkpoint}: the model gives non-finite probabilities; refusing to print them")
     return rows
@@ -29,13 +28,13 @@ def format_rows(rows):
     return "\n".join(lines)
 
 
-def predict_top(checkpoint, images, top=5, class_names=None, device="cpu", masks=None, masks_dir=None, log=None,
-                conv_algo="auto"):
+def predict_top(checkpoint, images, options, *, device="cpu", log=None):
     """Rows (image, [(class index, name or None, probability), ...]) of the `top` classes per image.
 
-    Names come from the class_names file when given, else from the checkpoint (meta class_names).
-    masks / masks_dir: lung masks per image (--mask) or a folder matched by name (--masks).
+    options: top; class_names: a file of names (else the checkpoint's, meta class_names); masks /
+    masks_dir: lung masks per image (--mask) or a folder matched by name (--masks); conv_algo.
     """
+    top, class_names = options["top"], options["class_names"]
     check_int(top, "--top", lo=1)
     names = None
     if class_names:
@@ -43,8 +42,8 @@ def predict_top(checkpoint, images, top=5, class_names=None, device="cpu", masks
         names = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         names = contract_of(read_checkpoint(checkpoint)).class_names
-    lung = masks_for(list(images), masks, masks_dir)
-    probs = predict(checkpoint, list(images), device=device, lung_masks=lung, log=log, conv_algo=conv_algo)
+    lung = masks_for(list(images), options["masks"], options["masks_dir"])
+    probs = predict(checkpoint, list(images), device=device, lung_masks=lung, log=log, conv_algo=options["conv_algo"])
     if names is not None and len(names) != probs.shape[1] and not class_names:
         names = None  # the checkpoint's names belong to another head (e.g. before fine-tuning)
     if names is not None and len(names) != probs.shape[1]:

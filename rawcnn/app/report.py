@@ -23,10 +23,19 @@ import base64
 import html
 import os
 import tempfile
+from dataclasses import dataclass
+from typing import Optional
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
-from rawcnn.engine.checkpoint import load_checkpoint
+from rawcnn.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from rawcnn.files.fileio import atomic_open
+from rawcnn.files.validate import parse_json
+from rawcnn.training.evaluate import evaluate
+from rawcnn.training.plots import plot_curves, plot_roc
+from rawcnn.training.train import make_to_input
 from rawcnn.viz.activations import activation_grid, layer_activations, rank_channels
 from rawcnn.viz.dream import dream, input_scale
 from rawcnn.viz.filters import filters_image
@@ -39,6 +48,27 @@ STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#22
          "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #bbb;padding:2px 8px;"
          "text-align:right}th{background:#eee}img{max-width:100%;border:1px solid #ddd}"
          "p.note{color:#777;font-style:italic}")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What write_report shows. split: the data set's split; layer: default the deepest conv activation;
+    methods: the heat-map methods; per_class: images per class in the heat maps; top_k: channels ranked;
+    dream_steps, dream_octaves, seed: the dream images; threshold: map values under it are transparent
+    (None: 0.5, and SALIENCY_THRESHOLD for saliency); alpha: the overlays' opacity; batch_size: images
+    per forward; title: the page's (default: the run folder's name)."""
+    split: str = "test"
+    layer: Optional[str] = None
+    methods: tuple = METHODS
+    per_class: int = 2
+    top_k: int = 8
+    dream_steps: int = 10
+    dream_octaves: int = 2
+    threshold: Optional[float] = None
+    alpha: float = 0.5
+    seed: int = 0
+    batch_size: int = 16
+    title: Optional[str] = None
 
 
 def _img(data, alt):
@@ -79,13 +109,10 @@ def input_function(net, ck, data=None, to_input=None):
         return to_input
     if getattr(data, "to_input", None) is not None:
         return data.to_input
-    from rawcnn.training.train import make_to_input
     return make_to_input(net, (ck or {}).get("preprocessing") or None)
 
 
 def _curves(ck, run_dir):
-    from rawcnn.engine.checkpoint import CheckpointError, read_checkpoint
-    from rawcnn.training.plots import plot_curves
     history = ck.get("history") or []
     last = os.path.join(run_dir, "last.h5")
     if os.path.exists(last):  # best.h5 holds the history up to the best epoch; last.h5 the whole run
@@ -100,15 +127,12 @@ def _curves(ck, run_dir):
 
 
 def _evaluation(net, s, to_input, run_dir, batch_size, class_names=("normal", "abnormal")):
-    from rawcnn.training.evaluate import evaluate
-    from rawcnn.training.plots import plot_roc
     if s is not None and len(s.labels):
         r = evaluate(net, s.images, s.labels, batch_size=batch_size, to_input=to_input)
         title = f"ROC, positive class {class_names[1]!r}" if len(class_names) == 2 else None
         roc = (_img(_plot_png(lambda f, t, a, p: plot_roc(f, t, a, p, title=title), r["roc"]["fpr"], r["roc"]["tpr"],
                               r["auc"]), "ROC") if r.get("roc") else "")
     elif os.path.exists(os.path.join(run_dir, "eval.json")):
-        from rawcnn.files.validate import parse_json
         r = parse_json(_read(os.path.join(run_dir, "eval.json"), "r"), os.path.join(run_dir, "eval.json"),
                        kind=dict, allow_null=False)
         r = {k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -151,8 +175,9 @@ def _channels_section(net, s, layer, to_input, top_k, threshold, alpha, batch_si
             + _img(view, "best channel"))
 
 
-def _heatmap_section(net, s, layer, channel, to_input, class_names, per_class, methods, threshold, alpha):
-    """Per class, up to per_class images: the radiograph, then each method's overlay."""
+def _heatmap_section(net, s, layer, channel, to_input, class_names, options):
+    """Per class, up to options.per_class images: the radiograph, then each method's overlay."""
+    per_class, methods, threshold, alpha = options.per_class, list(options.methods), options.threshold, options.alpha
     parts = []
     for k, cname in enumerate(class_names):
         idx = np.flatnonzero(s.labels == k)[:per_class]
@@ -189,7 +214,6 @@ def _outline(rgb, mask):
     """rgb (H, W, 3) in [0, 1] with the outline of mask (H, W) drawn in green; unchanged when mask is None."""
     if mask is None:
         return rgb
-    import cv2
     contours, _ = cv2.findContours((np.asarray(mask) > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
     cv2.drawContours(out, contours, -1, (0.0, 1.0, 0.0), 1)
@@ -222,28 +246,26 @@ def _write_page(out, title, head, sections):
     body = "".join(f"<h2>{html.escape(h)}</h2>\n{c}\n" for h, c in sections)
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{head}\n{body}</body></html>\n")
-    from rawcnn.files.fileio import atomic_open
     with atomic_open(out, "w", encoding="utf-8") as fh:
         fh.write(page)
     return out
 
 
-def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test", layer=None, methods=METHODS,
-                 per_class=2, top_k=8, dream_steps=10, dream_octaves=2, threshold=None, alpha=0.5, seed=0,
-                 batch_size=16, to_input=None, backend="cpu", title=None, progress=False):
+def write_report(run_dir, data=None, *, checkpoint=None, out=None, options=ReportOptions(), to_input=None,
+                 backend="cpu", progress=False):
     """Write report.html for the run in `run_dir` and return its path.
 
     data: a PreparedData (rawcnn.data.dataset.load_dataset) or None (then only curves, eval.json,
     filters and dream images); checkpoint: default run_dir/best.h5, else run_dir/last.h5;
-    out: the HTML path (default run_dir/report.html); layer: default the deepest conv activation;
-    threshold: map values under it are transparent (None: 0.5, and SALIENCY_THRESHOLD for saliency);
-    progress: a tqdm bar over the sections.
+    out: the HTML path (default run_dir/report.html); options: a ReportOptions (what the sections
+    show); to_input: see the module docstring; progress: a tqdm bar over the sections.
     """
-    from tqdm import tqdm
+    o = options
+    split, threshold, batch_size = o.split, o.threshold, o.batch_size
     run_dir = os.fspath(run_dir)
     ckpt = _find_checkpoint(run_dir, checkpoint)
     net, ck = load_checkpoint(ckpt, backend)
-    layer = layer or default_layer(net)
+    layer = o.layer or default_layer(net)
     to_input = input_function(net, ck, data, to_input)
     s = data.split(split) if data is not None else None
     has_images = s is not None and len(s.labels) > 0
@@ -255,23 +277,22 @@ def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test",
            ("Filters", _img(filters_image(net, channel_order=order), "filters"))]
     bar.update(1)
     if has_images:
-        best, part = _channels_section(net, s, layer, to_input, top_k, 0.5 if threshold is None else threshold,
-                                       alpha, batch_size)
+        best, part = _channels_section(net, s, layer, to_input, o.top_k, 0.5 if threshold is None else threshold,
+                                       o.alpha, batch_size)
         sec.append(("Top channels", part))
         bar.update(1)
-        sec.append(("Heat maps", _heatmap_section(net, s, layer, best, to_input, class_names, per_class,
-                                                  list(methods), threshold, alpha)))
+        sec.append(("Heat maps", _heatmap_section(net, s, layer, best, to_input, class_names, o)))
         bar.update(1)
     scale = input_scale(to_input, net.input_shape)
-    sec.append(("Dream images", _dream_section(net, class_names, dream_steps, dream_octaves, scale, seed)))
+    sec.append(("Dream images", _dream_section(net, class_names, o.dream_steps, o.dream_octaves, scale, o.seed)))
     bar.update(1)
     lesions = has_images and s.has_lesion_mask.any() and s.lesion_masks.any()
     if lesions or (has_images and s.has_lung_mask.any() and s.lung_masks.any()):
-        t = localisation_table(net, data, split, methods, layer=layer,
+        t = localisation_table(net, data, split, o.methods, layer=layer,
                                threshold=0.5 if threshold is None else threshold, batch_size=batch_size,
                                to_input=to_input)
         against = "lesion masks" if lesions else "lung masks (no lesion masks: lung, border and corner shares)"
-        sec.append(("Localisation", f"<p>Against the {against} of {len(t['images']) // len(methods)} images; "
+        sec.append(("Localisation", f"<p>Against the {against} of {len(t['images']) // len(o.methods)} images; "
                                     f"'channel' uses channel {t['channel']} chosen on the train split.</p>"
                     + _table(t["summary"], ["method", "n", "layer", *COLUMNS])))
     else:
@@ -280,7 +301,7 @@ def write_report(run_dir, data=None, *, checkpoint=None, out=None, split="test",
     head = (f"<p>Checkpoint {html.escape(os.path.basename(ckpt))}, epoch {ck.get('epoch')}, model "
             f"{html.escape(str((ck.get('spec') or {}).get('name', '?')))}"
             + (f", data {html.escape(os.path.basename(str(data.path)))}" if data is not None else "") + ".</p>")
-    title = title or f"rawcnn report: {os.path.basename(os.path.abspath(run_dir))}"
+    title = o.title or f"rawcnn report: {os.path.basename(os.path.abspath(run_dir))}"
     bar.update(1)
     bar.close()
     return _write_page(os.fspath(out or os.path.join(run_dir, "report.html")), title, head, sec)
