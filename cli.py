@@ -656,11 +656,15 @@ def viz_dream(checkpoint, out, device, **opts):
               help="Repeatable; default: all three.")
 @click.option("--layer", default=None)
 @click.option("--threshold", type=FRACTION, default=0.5, show_default=True)
+@click.option("--boxes", type=click.Path(exists=True), default=None,
+              help="Lesion boxes in source-image pixels, scored instead of the set's lesion masks for the "
+                   "images they name: Pascal VOC XML (a file or a folder), COCO JSON, or a CSV file,x,y,w,h.")
 @_out("CSV path stem (writes OUT.csv).")
 @_device
 @_overwrites(check=(".csv", "_images.csv"))
 def viz_score(checkpoint, out, device, **opts):
-    """Localisation scores against the lesion masks: pointing game, energy inside lesion and lungs, IoU."""
+    """Localisation scores against the lesion masks (or boxes): pointing game, energy inside lesion and
+    lungs, IoU."""
     from rawcnn.app import viz as vc  # heavy: the engine, not for --help
     try:
         res = vc.score_command(checkpoint, out, opts, device=_backend(device).name)

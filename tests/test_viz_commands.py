@@ -87,3 +87,40 @@ def test_report_command(setup):
     text = open(path, encoding="utf-8").read()
     assert "no training history" in text                                    # saved without one
     assert text.count("data:image/png;base64,") == 7                        # all the other pictures
+
+
+def test_score_with_boxes_gives_the_masks_scores(setup):
+    # boxes drawn exactly on the lesion squares, the set's own lesion masks erased: the same table as the masks give
+    ckpt, data, tmp = setup
+    from rawcnn.data import load_dataset
+    d = load_dataset(data)
+    rows = ["file,x,y,w,h"]
+    for name, m in zip(d.names, d.lesion_masks, strict=True):
+        if m.any():
+            ys, xs = np.nonzero(m)
+            rows.append(f"{name}.png,{xs.min()},{ys.min()},{xs.max() + 1 - xs.min()},{ys.max() + 1 - ys.min()}")
+    (tmp / "boxes.csv").write_text("\n".join(rows) + "\n")
+    opts = dict(layer="relu1", methods=("gradcam", "saliency"))
+    with_masks = commands.viz_score(ckpt, data, None, ScoreOptions(**opts))
+    import h5py
+    with h5py.File(data, "r+") as f:
+        f["lesion_masks"][...] = 0
+    without = commands.viz_score(ckpt, data, None, ScoreOptions(**opts))  # lungs only now: no lesion scores
+    assert all(np.isnan(r["pointing"]) and np.isnan(r["energy_lesion"]) for r in without["summary"])
+    with_boxes = commands.viz_score(ckpt, data, None, ScoreOptions(**opts, boxes=str(tmp / "boxes.csv")))
+    assert [r["n"] for r in with_boxes["summary"]] == [r["n"] for r in with_masks["summary"]] == [3, 3]
+    for a, b in zip(with_boxes["summary"], with_masks["summary"], strict=True):
+        assert {k: v for k, v in a.items() if k != "lesion_area"} == pytest.approx(
+            {k: v for k, v in b.items() if k != "lesion_area"}, nan_ok=True)
+    from click.testing import CliRunner
+
+    import cli
+    run = CliRunner().invoke(cli.main, ["viz", "score", str(ckpt), "--data", str(data), "--layer", "relu1",
+                                        "--method", "gradcam", "--boxes", str(tmp / "boxes.csv"),
+                                        "--out", str(tmp / "cli")])
+    assert run.exit_code == 0, run.output
+    with open(tmp / "cli.csv") as fh:
+        assert float(next(csv.DictReader(fh))["pointing"]) == with_masks["summary"][0]["pointing"]
+    (tmp / "other.csv").write_text("file,x,y,w,h\nnot_in_the_set.png,1,1,2,2\n")
+    with pytest.raises(ValueError, match="names none of the 12 images"):
+        commands.viz_score(ckpt, data, None, ScoreOptions(**opts, boxes=str(tmp / "other.csv")))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rawcnn.engine import models
-from rawcnn.viz.dream import dream
+from rawcnn.viz.dream import Ascent, dream
 
 TINY = {"name": "tiny", "input": [3, 16, 16], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 6, "kernel_size": 3, "padding": 1},
@@ -24,7 +24,8 @@ def net():
 
 def test_plain_ascent_is_monotone_for_a_class_neuron():
     # one octave, no jitter, no blur, no decay: small normalised steps must climb every time
-    d = dream(net(), class_index=1, octaves=1, steps=15, lr=0.01, l2=0.0, blur_sigma=0.0, jitter=0, seed=1)
+    plain = Ascent(octaves=1, steps=15, lr=0.01, l2=0.0, blur_sigma=0.0, jitter=0)
+    d = dream(net(), class_index=1, ascent=plain, seed=1)
     h = np.array(d.history)
     assert len(h) == 16
     assert np.all(np.diff(h) > 0), h
@@ -35,7 +36,7 @@ def test_plain_ascent_is_monotone_for_a_class_neuron():
 def test_full_dream_raises_the_target(target):
     # octaves, blur and L2 decay (jitter defaults to 2 % of 16 px: none)
     n = net()
-    d = dream(n, octaves=3, octave_scale=1.4, steps=10, seed=2, **target)
+    d = dream(n, ascent=Ascent(octaves=3, octave_scale=1.4, steps=10), seed=2, **target)
     h = np.array(d.history)
     assert len(h) == 31
     assert h[-1] > h[0] + 0.5 * abs(h[0]) + 1e-3, h
@@ -47,15 +48,16 @@ def test_full_dream_raises_the_target(target):
 
 def test_jittered_dream_still_climbs():
     # a 1-pixel jitter is 6 % of this tiny image, so single steps may drop; the trend must not
-    h = np.array(dream(net(), class_index=0, octaves=2, steps=15, jitter=1, lr=0.02, seed=3).history)
+    h = np.array(dream(net(), class_index=0, ascent=Ascent(octaves=2, steps=15, jitter=1, lr=0.02), seed=3).history)
     assert h[-1] > 2 * h[0] + 0.1, h
     assert np.mean(h[-5:]) > np.mean(h[:5]), h
 
 
 def test_seeded_and_reproducible():
-    a = dream(net(), class_index=1, steps=5, octaves=2, seed=7)
-    b = dream(net(), class_index=1, steps=5, octaves=2, seed=7)
-    c = dream(net(), class_index=1, steps=5, octaves=2, seed=8)
+    quick = Ascent(steps=5, octaves=2)
+    a = dream(net(), class_index=1, ascent=quick, seed=7)
+    b = dream(net(), class_index=1, ascent=quick, seed=7)
+    c = dream(net(), class_index=1, ascent=quick, seed=8)
     np.testing.assert_array_equal(a.image, b.image)
     assert a.history == b.history
     assert not np.array_equal(a.image, c.image)
@@ -64,8 +66,8 @@ def test_seeded_and_reproducible():
 
 def test_bad_targets():
     with pytest.raises(ValueError, match="class_index"):
-        dream(net(), steps=1)
+        dream(net(), ascent=Ascent(steps=1))
     with pytest.raises(ValueError, match="channel"):
-        dream(net(), "relu2", steps=1)
+        dream(net(), "relu2", ascent=Ascent(steps=1))
     with pytest.raises(ValueError, match="channel"):
-        dream(net(), "relu2", channel=8, steps=1)
+        dream(net(), "relu2", channel=8, ascent=Ascent(steps=1))

@@ -6,7 +6,15 @@ import csv
 import numpy as np
 import pytest
 
-from rawcnn.viz.score import energy_share, iou, localisation_table, lung_scores, pointing_game, score_map
+from rawcnn.viz.score import (
+    ScoreSettings,
+    energy_share,
+    iou,
+    localisation_table,
+    lung_scores,
+    pointing_game,
+    score_map,
+)
 
 HEAT = np.array([[0, 0, 0, 0],
                  [0, 1, 2, 0],
@@ -61,8 +69,8 @@ def test_score_map_row():
 def test_localisation_table_on_a_prepared_set(tmp_path, write_square_set, square_net, to_input):
     data = write_square_set(tmp_path / "set.h5")
     net = square_net()
-    t = localisation_table(net, data, "test", layer="relu1", to_input=to_input, batch_size=2,
-                           out=tmp_path / "loc.csv")
+    t = localisation_table(net, data, "test", settings=ScoreSettings(layer="relu1", batch_size=2),
+                           to_input=to_input, out=tmp_path / "loc.csv")
     assert t["channel"] == 0                                   # chosen inside the train split's lesions
     by = {r["method"]: r for r in t["summary"]}
     assert set(by) == {"channel", "gradcam", "saliency"}
@@ -83,15 +91,15 @@ def test_localisation_table_on_a_prepared_set(tmp_path, write_square_set, square
 def test_localisation_table_with_lung_masks_only(tmp_path, write_square_set, square_net, to_input):
     data = write_square_set(tmp_path / "set.h5")
     data.lesion_masks[...] = 0
-    t = localisation_table(square_net(), data, "test", layer="relu1", to_input=to_input, methods=("channel",),
-                           channel=0)
+    t = localisation_table(square_net(), data, "test", methods=("channel",),
+                           settings=ScoreSettings(layer="relu1", channel=0), to_input=to_input)
     n_lung = int(np.sum(data.split("test").has_lung_mask))
     r = t["summary"][0]
     assert r["n"] == n_lung and np.isnan(r["pointing"]) and np.isnan(r["energy_lesion"])
     assert 0 <= r["energy_lung"] <= 1 and 0 <= r["pointing_lung"] <= 1 and 0 <= r["energy_border"] <= 1
     data.lung_masks[...] = 0
     with pytest.raises(ValueError, match="no image with a non-empty lesion or lung mask"):
-        localisation_table(square_net(), data, "test", layer="relu1", to_input=to_input)
+        localisation_table(square_net(), data, "test", settings=ScoreSettings(layer="relu1"), to_input=to_input)
 
 
 def test_lung_scores_border_corners_and_zero_maps():

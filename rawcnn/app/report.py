@@ -37,11 +37,11 @@ from rawcnn.training.evaluate import evaluate
 from rawcnn.training.plots import plot_curves, plot_roc
 from rawcnn.training.train import make_to_input
 from rawcnn.viz.activations import activation_grid, layer_activations, rank_channels
-from rawcnn.viz.dream import dream, input_scale
+from rawcnn.viz.dream import Ascent, dream, input_scale
 from rawcnn.viz.filters import filters_image
 from rawcnn.viz.heatmap import METHODS, default_layer, heatmaps, logit_layer
 from rawcnn.viz.images import gray_to_rgb, montage, overlay, png_bytes
-from rawcnn.viz.score import COLUMNS, localisation_table
+from rawcnn.viz.score import COLUMNS, ScoreSettings, localisation_table
 
 SALIENCY_THRESHOLD = 0.2  # the input-gradient map is sparse: at 0.5 little of it shows
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -223,8 +223,8 @@ def _outline(rgb, mask):
 def _dream_section(net, class_names, steps, octaves, scale, seed):
     top = logit_layer(net)
     K = int(net.forward(np.zeros((1,) + tuple(net.input_shape), dtype=net.dtype), upto=top).shape[1])
-    tiles = [dream(net, top, class_index=k, steps=steps, octaves=octaves, scale=scale, seed=seed).rgb(gray=True)
-             for k in range(K)]
+    ascent = Ascent(steps=steps, octaves=octaves, scale=scale)
+    tiles = [dream(net, top, class_index=k, ascent=ascent, seed=seed).rgb(gray=True) for k in range(K)]
     labels = [class_names[k] if k < len(class_names) else str(k) for k in range(K)]
     side = max(128, min(192, tiles[0].shape[0]))
     return (f"<p>Gradient ascent on the input for each class neuron of {html.escape(top)} "
@@ -288,9 +288,9 @@ def write_report(run_dir, data=None, *, checkpoint=None, out=None, options=Repor
     bar.update(1)
     lesions = has_images and s.has_lesion_mask.any() and s.lesion_masks.any()
     if lesions or (has_images and s.has_lung_mask.any() and s.lung_masks.any()):
-        t = localisation_table(net, data, split, o.methods, layer=layer,
-                               threshold=0.5 if threshold is None else threshold, batch_size=batch_size,
-                               to_input=to_input)
+        settings = ScoreSettings(layer=layer, threshold=0.5 if threshold is None else threshold,
+                                 batch_size=batch_size)
+        t = localisation_table(net, data, split, o.methods, settings, to_input=to_input)
         against = "lesion masks" if lesions else "lung masks (no lesion masks: lung, border and corner shares)"
         sec.append(("Localisation", f"<p>Against the {against} of {len(t['images']) // len(o.methods)} images; "
                                     f"'channel' uses channel {t['channel']} chosen on the train split.</p>"

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from rawcnn.app.report import ReportOptions, write_report
 from rawcnn.data import load_dataset
+from rawcnn.data.boxes import apply_boxes, read_boxes
 from rawcnn.data.contract import contract_of, file_to_input, map_to_source, source_view
 from rawcnn.engine.checkpoint import load_checkpoint, read_checkpoint
 from rawcnn.engine.models import validate_spec
@@ -31,11 +32,11 @@ from rawcnn.files.fileio import atomic_path, check_out_folder, inside, safe_name
 from rawcnn.training.train import make_to_input
 from rawcnn.viz.activations import save_activations
 from rawcnn.viz.annotate import annotate
-from rawcnn.viz.dream import dream, input_scale
+from rawcnn.viz.dream import Ascent, dream, input_scale
 from rawcnn.viz.filters import save_filters
 from rawcnn.viz.heatmap import METHODS, default_layer, heatmaps, logit_layer
 from rawcnn.viz.images import gray_to_rgb, montage, overlay, write_png
-from rawcnn.viz.score import COLUMNS, localisation_table
+from rawcnn.viz.score import COLUMNS, ScoreSettings, localisation_table
 
 SOURCE = ("data_path", "split", "indices", "images")  # a command's options that pick the images (Images)
 
@@ -91,7 +92,9 @@ class DreamOptions:
 @dataclass(frozen=True)
 class ScoreOptions:
     """viz_score's table: the `split`, the heat-map `methods`, their `layer`, class_index and channel,
-    the map `threshold`, the pointing game's `tolerance` (pixels) and batch_size."""
+    the map `threshold`, the pointing game's `tolerance` (pixels) and batch_size; `boxes`: a file of lesion
+    boxes (Pascal VOC XML or a folder of them, COCO JSON, or a CSV of file,x,y,w,h in source pixels;
+    rawcnn.data.boxes) that replace the lesion masks of the images it names."""
     split: str = "test"
     methods: tuple = METHODS
     layer: Optional[str] = None
@@ -100,6 +103,7 @@ class ScoreOptions:
     threshold: float = 0.5
     tolerance: int = 0
     batch_size: int = 16
+    boxes: Optional[str] = None
 
 
 def _source(options):
@@ -246,8 +250,9 @@ def viz_dream(checkpoint, out, options=DreamOptions(), *, device="cpu"):
         targets = [dict(channel=o.channel, class_index=o.class_index)]
     tiles, labels = [], []
     for t in tqdm(targets, desc="dream", unit="image", disable=len(targets) < 2, leave=False):
-        d = dream(net, layer, octaves=o.octaves, octave_scale=o.octave_scale, steps=o.steps, lr=o.lr, l2=o.l2,
-                  blur_sigma=o.blur_sigma, jitter=o.jitter, scale=scale, seed=o.seed, **t)
+        ascent = Ascent(octaves=o.octaves, octave_scale=o.octave_scale, steps=o.steps, lr=o.lr, l2=o.l2,
+                        blur_sigma=o.blur_sigma, jitter=o.jitter, scale=scale)
+        d = dream(net, layer, ascent=ascent, seed=o.seed, **t)
         tiles.append(d.rgb(gray=o.gray))
         labels.append(f"{layer} {'class ' + str(d.class_index) if d.channel is None else 'channel ' + str(d.channel)}")
     side = max(128, tiles[0].shape[0])
@@ -274,9 +279,12 @@ def viz_score(checkpoint, data, out, options=ScoreOptions(), *, device="cpu", pr
     o = options
     net, _, to_input = open_checkpoint(checkpoint, device)
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
-    return localisation_table(net, data, o.split, o.methods, layer=o.layer, class_index=o.class_index,
-                              channel=o.channel, threshold=o.threshold, tolerance=o.tolerance,
-                              batch_size=o.batch_size, to_input=to_input, out=out, progress=progress)
+    if o.boxes is not None:  # lesion boxes instead of the set's lesion masks where the file names an image
+        data = apply_boxes(data, read_boxes(o.boxes))
+    settings = ScoreSettings(layer=o.layer, class_index=o.class_index, channel=o.channel, threshold=o.threshold,
+                             tolerance=o.tolerance, batch_size=o.batch_size)
+    return localisation_table(net, data, o.split, o.methods, settings, to_input=to_input, out=out,
+                              progress=progress)
 
 
 def score_command(checkpoint, out, options, *, device="cpu"):

@@ -20,6 +20,7 @@ overlaps the box's. Every file is untrusted: its size is bounded before it is re
 with a document type (where entity expansion lives) is refused, every number must be finite, and
 the count of boxes is bounded.
 """
+import copy
 import csv
 import io
 import os
@@ -199,3 +200,17 @@ def boxes_to_masks(boxes, names, roi_boxes, size):
             if r1 > r0 and c1 > c0:  # a box outside the crop leaves no mark
                 masks[i, r0:r1, c0:c1] = 1
     return masks, has
+
+
+def apply_boxes(data, boxes):
+    """A shallow copy of the PreparedData `data` whose lesion masks are the `boxes` (read_boxes's dict) for
+    every image the box file names (an image it lists without boxes: annotated, no lesion); the other
+    images keep their own lesion masks. `data` itself is unchanged."""
+    masks, has = boxes_to_masks(boxes, list(data.names), data.roi_boxes, data.lesion_masks.shape[-1])
+    if not has.any():
+        raise InputError(f"the box file names none of the {len(data.names)} images of {data.path} (images are "
+                         f"matched by file name, without folders, with or without the extension)")
+    out = copy.copy(data)
+    out.lesion_masks = np.where(has[:, None, None], masks, data.lesion_masks)  # (N, S, S)
+    out.has_lesion_mask = np.where(has, 1, data.has_lesion_mask).astype(data.has_lesion_mask.dtype)  # (N,)
+    return out

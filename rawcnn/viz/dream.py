@@ -82,14 +82,32 @@ def _objective_grad(p, net, x, layer, channel, class_index):
     return J, g.astype(np.float32)
 
 
-def dream(net, layer=None, *, channel=None, class_index=None, octaves=3, octave_scale=1.4, steps=20,
-          lr=0.05, l2=1e-3, blur_sigma=0.5, jitter=None, scale=1.0, seed=0, input_shape=None):
+@dataclass(frozen=True)
+class Ascent:
+    """How `dream` climbs (the module docstring's symbols): `octaves` image sizes octave_scale apart,
+    `steps` steps at each, step size `lr` (times scale), L2 decay `l2`, a Gaussian blur of `blur_sigma`
+    pixels after each step, shifts of up to `jitter` pixels (None: 2 % of the input side, 4 at 227),
+    and `scale`, the typical size of an input value."""
+    octaves: int = 3
+    octave_scale: float = 1.4
+    steps: int = 20
+    lr: float = 0.05
+    l2: float = 1e-3
+    blur_sigma: float = 0.5
+    jitter: object = None
+    scale: float = 1.0
+
+
+def dream(net, layer=None, *, channel=None, class_index=None, ascent=None, seed=0, input_shape=None):
     """Gradient-ascent image that maximises a class neuron or a conv channel (see the module doc).
 
     layer: default the logit layer (a class neuron, class_index required); a 4-D layer needs
-    `channel`; jitter: the largest shift in pixels (default 2 % of the input side, 4 at 227);
-    input_shape (C, H, W): default net.input_shape. Returns Dream.
+    `channel`; ascent: an Ascent (None: its defaults); input_shape (C, H, W): default net.input_shape.
+    Returns Dream.
     """
+    a = ascent or Ascent()
+    octaves, octave_scale, steps, lr, l2 = a.octaves, a.octave_scale, a.steps, a.lr, a.l2
+    blur_sigma, jitter, scale = a.blur_sigma, a.jitter, a.scale
     layer = layer if layer is not None else logit_layer(net)
     net[layer]
     C, H, W = tuple(input_shape or net.input_shape or ())

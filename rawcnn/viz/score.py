@@ -33,6 +33,7 @@ split's own masks never choose it.
 """
 import csv
 import os
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -152,18 +153,34 @@ def _write_csv(path, fields, rows):
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def localisation_table(net, data, split="test", methods=METHODS, *, layer=None, class_index=1,
-                       channel=None, select_split="train", threshold=0.5, tolerance=0, batch_size=16,
-                       to_input=None, out=None, progress=False):
+@dataclass(frozen=True)
+class ScoreSettings:
+    """How localisation_table scores: the maps' `layer` (None: the deepest conv activation), the class
+    Grad-CAM and saliency explain (`class_index`, 1 = abnormal; None = the predicted one), for 'channel'
+    a fixed `channel` or one chosen on `select_split` (module docstring), the map `threshold`, the
+    pointing game's `tolerance` in pixels, and `batch_size` images per forward."""
+    layer: object = None
+    class_index: object = 1
+    channel: object = None
+    select_split: str = "train"
+    threshold: float = 0.5
+    tolerance: int = 0
+    batch_size: int = 16
+
+
+def localisation_table(net, data, split="test", methods=METHODS, settings=None, *, to_input=None, out=None,
+                       progress=False):
     """Score every method on the images of `split` that have a non-empty lesion mask.
 
-    data: a PreparedData (load_dataset); class_index: the class Grad-CAM and saliency explain
-    (1 = abnormal; None = the predicted one); channel: for 'channel', a fixed channel, else chosen
-    on `select_split` (see the module docstring); to_input: maps a (B, C, S, S) uint8 slice to the
+    data: a PreparedData (load_dataset; rawcnn.data.boxes.apply_boxes puts lesion boxes in it);
+    settings: a ScoreSettings (None: its defaults); to_input: maps a (B, C, S, S) uint8 slice to the
     net's input (default: cast to the net's dtype); out: path stem of the CSV files, or None.
     Returns {'summary': [row per method], 'images': [row per (image, method)], 'channel': int or None,
     'layer': str, 'paths': [written CSVs]}.
     """
+    st = settings or ScoreSettings()
+    layer, class_index, channel, select_split = st.layer, st.class_index, st.channel, st.select_split
+    threshold, tolerance, batch_size = st.threshold, st.tolerance, st.batch_size
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
