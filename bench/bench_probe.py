@@ -1,11 +1,11 @@
-"""What need_dw=False saves in a heat-map backward: saliency of the custom model with and without weight gradients.
+"""What need=("dx",) saves in a heat-map backward: saliency of the custom model with and without weight gradients.
 
-Net.probe() runs the backward of heat maps and saliency with no weight gradient (the conv kernels
-get need=("dx",), the linear ones need_dw=False, so conv backward skips its im2col and the dw products). This
+Net.probe() runs the backward of heat maps and saliency with no weight gradient (the conv and linear
+kernels get need=("dx",), so conv backward skips its im2col and the dw products). This
 script times one saliency backward (logits -> input) of the built-in `custom` model at 227 px,
 probe as it is against the same probe with every layer's weight gradients switched back on,
 after checking that both give the same input gradient. No peer: PyTorch has no such switch to
-compare with (its autograd computes only what is asked for, like need_dw=False).
+compare with (its autograd computes only what is asked for, like need=("dx",)).
 
     python bench/bench_probe.py [--batch 4] [--repeats 5] [--threads 2]
 """

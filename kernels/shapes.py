@@ -21,20 +21,6 @@ class ConvGeometry(NamedTuple):
     groups: int
 
 
-def conv2d_backward_request(op, need, out):
-    """conv2d_backward's need= and out= as (need_dx, need_dw, out_dx, out_dw, out_db); ValueError otherwise.
-
-    need: the gradients to compute, a tuple of "dx" and/or "dw" ("dw" brings db with it);
-    out: None, or a triple (dx, dw, db) like the result, each an array that receives that gradient or None.
-    """
-    if isinstance(need, str) or not set(need) <= {"dx", "dw"}:
-        raise ValueError(f"{op}: need must be a tuple of 'dx' and/or 'dw', got {need!r}")
-    out = (None, None, None) if out is None else tuple(out)
-    if len(out) != 3:
-        raise ValueError(f"{op}: out must be None or a triple (dx, dw, db) of arrays or None, got {len(out)} items")
-    return ("dx" in need, "dw" in need) + out
-
-
 def conv2d_output_size(x_shape, kernel_size, stride, padding):
     """(OH, OW) of a convolution or im2col; ValueError when either is below 1."""
     N, C, H, W = x_shape
@@ -251,7 +237,22 @@ def check_sgd_args(w, dw, v):
             raise ValueError(f"sgd: {name} {a.shape} must be C-contiguous and writeable (it is updated in place)")
 
 
-# -- caller-given output arrays (out=, out_dx=, ...) --------------------------------------------
+# -- a backward's need= and caller-given output arrays (out=, out_y=, ...) ---------------------
+def backward_request(op, need, out):
+    """A backward's need= and out= as (need_dx, need_dw, out_dx, out_dw, out_db); ValueError otherwise.
+    conv2d_backward (every algorithm) and linear_backward take them alike.
+
+    need: the gradients to compute, a tuple of "dx" and/or "dw" ("dw" brings db with it);
+    out: None, or a triple (dx, dw, db) like the result, each an array that receives that gradient or None.
+    """
+    if isinstance(need, str) or not set(need) <= {"dx", "dw"}:
+        raise ValueError(f"{op}: need must be a tuple of 'dx' and/or 'dw', got {need!r}")
+    out = (None, None, None) if out is None else tuple(out)
+    if len(out) != 3:
+        raise ValueError(f"{op}: out must be None or a triple (dx, dw, db) of arrays or None, got {len(out)} items")
+    return ("dx" in need, "dw" in need) + out
+
+
 def check_out(op, name, out, shape, dtype):
     """Raise ValueError unless `out` (a caller-given output of op) is a C-contiguous array of
     `shape` and `dtype`; return it (None stays None)."""
@@ -278,3 +279,10 @@ def into(op, name, out, a):
     check_out(op, name, out, a.shape, a.dtype)
     out[...] = a
     return out
+
+
+def into_grads(op, grads, outs):
+    """A backward's (dx, dw, db), each one computed written into its caller-given array of
+    outs = (out_dx, out_dw, out_db) (backward_request's) when there is one, as `into` does."""
+    return tuple(g if g is None else into(op, name, out, g)
+                 for g, name, out in zip(grads, ("out_dx", "out_dw", "out_db"), outs, strict=True))

@@ -2,12 +2,13 @@
 
 cases(be, dtype) lists (op, call, names): call(outs) runs one kernel of backend `be` on fixed seeded
 inputs with the keyword arguments `outs` and returns its results as a tuple; names are the out
-keywords of those results, in order (None: a result that has none; conv2d_backward takes its
-three as one out= triple, built by _grads, and names them so in its messages). check(be, case) runs it
-without out arrays, then with arrays of the right shape filled with garbage (results must be the
-very arrays given, holding exactly the values of the run without them), then with one out array of
-a wrong shape, a wrong dtype and (for n-D results) a non-contiguous one, each a ValueError naming
-the op and the shapes. Used by tests/test_buffers.py (reference, cpu) and tests/cuda/test_cuda_out.py.
+keywords of those results, in order (None: a result that has none; conv2d_backward and
+linear_backward take their three as one out= triple, built by _grads, and name them so in their
+messages). check(be, case) runs it without out arrays, then with arrays of the right shape filled
+with garbage (results must be the very arrays given, holding exactly the values of the run without
+them), then with one out array of a wrong shape, a wrong dtype and (for n-D results) a
+non-contiguous one, each a ValueError naming the op and the shapes. Used by tests/test_buffers.py
+(reference, cpu) and tests/cuda/test_cuda_out.py.
 """
 import numpy as np
 import pytest
@@ -48,7 +49,11 @@ def cases(be, dtype, small=False):
         ("maxpool2d_backward", lambda o: (be.maxpool2d.maxpool2d_backward(dy_pool, argmax, x_shape=x.shape, **o),),
          ("out",)),
         ("linear_forward", lambda o: (be.linear.linear_forward(xl, wl, bl, **o),), ("out",)),
-        ("linear_backward", lambda o: be.linear.linear_backward(dyl, xl, wl, **o), grads),
+        ("linear_backward", lambda o: be.linear.linear_backward(dyl, xl, wl, out=_grads(o)), grads),
+        ("linear_backward", lambda o: be.linear.linear_backward(dyl, xl, wl, need=("dw",), out=_grads(o)),
+         (None, "out_dw", "out_db")),
+        ("linear_backward", lambda o: be.linear.linear_backward(dyl, xl, wl, need=("dx",), out=_grads(o)),
+         ("out_dx", None, None)),
         ("dropout_mask", lambda o: (be.dropout.dropout_mask(x.shape, p=0.3, rng=np.random.default_rng(2),
                                                             dtype=dtype, **o),), ("out",)),
         ("dropout_forward", lambda o: (be.dropout.dropout_forward(x, mask, **o),), ("out",)),
@@ -71,7 +76,7 @@ def cases(be, dtype, small=False):
 
 
 def _grads(o):
-    """conv2d_backward's out= triple (dx, dw, db) from the table's out_dx, out_dw, out_db."""
+    """A backward's out= triple (dx, dw, db) from the table's out_dx, out_dw, out_db."""
     return o.get("out_dx"), o.get("out_dw"), o.get("out_db")
 
 

@@ -1,5 +1,6 @@
 """The argument checks of every backward live in kernels/shapes.py and every tier uses them: a dy
-of the wrong shape or dtype is refused by each tier with the same message (the cuda tier's copy is
+of the wrong shape or dtype, or a need= or out= conv2d_backward and linear_backward cannot take, is
+refused by each tier with the same message (the cuda tier's copy is
 tests/cuda/test_cuda_backward_checks.py). Before this, the reference Winograd backward computed
 dx from a dy of any shape."""
 import numpy as np
@@ -56,4 +57,27 @@ def test_linear_softmax_and_lrn_backward_refuse_a_wrong_dy_alike_in_every_tier()
     assert "linear_backward: dy must be (N, K) = (3, 4)" in seen["reference"][0]
     assert "softmax_backward: dy (3, 5) and y (3, 4)" in seen["reference"][2]
     assert "lrn_backward: dy (2, 6, 3, 2)" in seen["reference"][3]
+    assert seen["cpu"] == seen["reference"]
+
+
+def test_conv2d_and_linear_backward_refuse_a_wrong_need_or_out_alike_in_every_tier():
+    """need= and out= go through one check (kernels/shapes.backward_request): the same message, the op aside."""
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((2, 4, 6, 6)), rng.standard_normal((6, 4, 3, 3))
+    hp = dict(geometry=ConvGeometry(stride=(1, 1), padding=(1, 1), groups=1))
+    dy = np.zeros((2, 6, 6, 6))
+    xl, wl, dyl = rng.standard_normal((3, 5)), rng.standard_normal((4, 5)), np.zeros((3, 4))
+    bad = (dict(need="dx"), dict(need=("dx", "db")), dict(out=(None, None)))
+    seen = {}
+    for t in TIERS:
+        be = get_backend(t)
+        seen[t] = [(_message(lambda: be.conv2d.conv2d_backward(dy, x, w, **hp, **kw)),
+                    _message(lambda: be.winograd.conv2d_backward(dy, x, w, **hp, **kw)),
+                    _message(lambda: be.linear.linear_backward(dyl, xl, wl, **kw))) for kw in bad]
+    assert seen["reference"][0][2] == "linear_backward: need must be a tuple of 'dx' and/or 'dw', got 'dx'"
+    assert seen["reference"][2][2] == ("linear_backward: out must be None or a triple (dx, dw, db) of arrays "
+                                       "or None, got 2 items")
+    for conv, wino, lin in seen["reference"]:
+        assert conv.replace("conv2d_backward", "linear_backward") == lin
+        assert wino == "winograd " + conv
     assert seen["cpu"] == seen["reference"]

@@ -1,5 +1,5 @@
 """Net's one forward/backward path: forward(upto, after), backward(top, bottom), probe(), predict,
-replace_head; and the no-dw path of the conv (need=("dx",)) and linear (need_dw=False) kernels."""
+replace_head; and the no-dw path of the conv (need=("dx",)) and linear (need=("dx",)) kernels."""
 import numpy as np
 import pytest
 
@@ -49,7 +49,7 @@ def test_linear_backward_without_dw_gives_the_same_dx_and_no_dw(be):
     rng = np.random.default_rng(4)
     lin = be.linear
     x, w, dy = rng.standard_normal((5, 7)), rng.standard_normal((3, 7)), rng.standard_normal((5, 3))
-    dx, dw, db = lin.linear_backward(dy, x, w, need_dw=False)
+    dx, dw, db = lin.linear_backward(dy, x, w, need=("dx",))
     assert dw is None and db is None
     np.testing.assert_allclose(dx, dy @ w, rtol=1e-12)
 

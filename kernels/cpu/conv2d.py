@@ -30,8 +30,14 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.cpu.threads import run_jobs, workers
-from kernels.shapes import (COLUMN_BUDGET_BYTES, check_conv2d, check_conv2d_backward, conv2d_backward_request,
-                            conv2d_output_size, out_or_empty)
+from kernels.shapes import (
+    COLUMN_BUDGET_BYTES,
+    backward_request,
+    check_conv2d,
+    check_conv2d_backward,
+    conv2d_output_size,
+    out_or_empty,
+)
 
 CHAINS = 2  # the weight gradient's partial sums: images alternate between them, each summed in
 # image order, and the two added at the end, so the bits do not depend on the thread count
@@ -224,6 +230,50 @@ def workspace_buffer(workspace, shape, dtype, name="cols"):
     return buf[:size].reshape(shape)
 
 
+def _image_columns(a, buf, n):
+    """Image n's columns (C*KH*KW, P) in conv2d_backward: a[n] itself (a = x or dx, (N, C, H, W)),
+    viewed as (C, H*W), when the convolution is pointwise (buf None), else its slot buf[n % nb] of
+    the column buffer (nb, C*KH*KW, P)."""
+    return a[n].reshape(a.shape[1], -1) if buf is None else buf[n % buf.shape[0]]
+
+
+def _weight_grad_chains(dy3, x, buf, images, groups, acc, part):
+    """acc[chain] (F, K) += dy3[n, g's filters] (F/G, P) @ columns of n[g's rows]^T (P, K), per group g,
+    for the images n of one slice (their columns in buf, see _image_columns).
+
+    CHAINS jobs of run_jobs: chain c takes the images with n % CHAINS == c, in image order, each
+    product written into part[c] (F/G, K) and added into its own partial sum acc[c] (CHAINS, F, K),
+    so the order of every sum (and its bits) does not depend on the thread count.
+    """
+    Fg, K = part.shape[1], part.shape[2]
+
+    def chain_job(_, chain):
+        for n in (n for n in images if n % CHAINS == chain):  # every other image of the batch, in order
+            cols = _image_columns(x, buf, n)
+            for g in range(groups):
+                fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
+                acc[chain, fs] += np.matmul(dy3[n, fs], cols[ks].T, out=part[chain])  # (F/G, K)
+
+    run_jobs(chain_job, range(CHAINS))
+
+
+def _input_grad_image(dy3, w2, groups, buf, geo, dx, n):
+    """dx[n] (C, H, W) of image n (a job of run_jobs): dcols[g's rows] (K, P) = w2[g's filters]^T (K, F/G)
+    @ dy3[n, g's filters] (F/G, P) per group g, then col2im(dcols).
+
+    w2 (F, K); dy3 (N, F, P); geo as _im2col_image's. Pointwise (buf None): dcols is dx[n] itself,
+    viewed as (C, H*W), and there is no col2im. Else dcols is buf[n % nb], overwriting this image's
+    columns (its dw products are done by then).
+    """
+    Fg, K = w2.shape[0] // groups, w2.shape[1]
+    dcols = _image_columns(dx, buf, n)  # (C*KH*KW, P)
+    for g in range(groups):
+        fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
+        np.matmul(w2[fs].T, dy3[n, fs], out=dcols[ks])  # (K, P)
+    if buf is not None:
+        _col2im_image(dcols[None], dx[n:n + 1], 0, geo)  # dcols as a batch of one (1, C*KH*KW, P)
+
+
 def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, workspace=None, out=None):
     """y = conv(x, w) + b by im2col + one GEMM per image and group, a slice of the batch at a time.
 
@@ -278,14 +328,14 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
     x's dtype that receives it (ignored for an output that is not computed).
     Per slice, three rounds of run_jobs jobs: im2col per image; dw as CHAINS = 2 jobs, each adding
     the products of every other image in image order into its own partial sum (added at the end,
-    so the sum's order, and its bits, do not depend on the thread count; at most two threads);
-    dcols and col2im per image.
+    so the sum's order, and its bits, do not depend on the thread count; at most two threads:
+    _weight_grad_chains); dcols and col2im per image (_input_grad_image).
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     stride, padding, groups = geometry
     OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups)
     op = "conv2d_backward"
-    need_dx, need_dw, out_dx, out_dw, out_db = conv2d_backward_request(op, need, out)
+    need_dx, need_dw, out_dx, out_dw, out_db = backward_request(op, need, out)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
@@ -308,37 +358,14 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
         part = workspace_buffer(workspace, (CHAINS, Fg, K), x.dtype, "dw_part")  # one image's product per chain
     dx = out_or_empty(op, "out_dx", out_dx, x.shape, x.dtype) if need_dx else None  # (N, C, H, W)
 
-    def cols_of(n):
-        return x[n].reshape(C, P) if pointwise else buf[n % nb]
-
-    def columns(worker, n):
-        _im2col_image(x, n, geo, xd[worker], buf[n % nb])
-
-    def weight_grad(_, chain, images=None):
-        for n in (n for n in images if n % CHAINS == chain):  # every other image of the batch, in order
-            for g in range(groups):
-                fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
-                acc[chain, fs] += np.matmul(dy3[n, fs], cols_of(n)[ks].T, out=part[chain])  # (F/G, K)
-
-    def input_grad(_, n):
-        if pointwise:
-            dcols = dx[n].reshape(C, P)
-        else:
-            dcols = buf[n % nb]  # overwrites this image's columns, its dw products done
-        for g in range(groups):
-            fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
-            np.matmul(w2[fs].T, dy3[n, fs], out=dcols[ks])  # (K, P)
-        if not pointwise:
-            _col2im_image(buf[n % nb:n % nb + 1], dx[n:n + 1], 0, geo)
-
     for n0 in range(0, N, nb):
         images = range(n0, min(N, n0 + nb))
         if need_dw:
             if not pointwise:
-                run_jobs(columns, images)
-            run_jobs(lambda j, chain: weight_grad(j, chain, images), range(CHAINS))
+                run_jobs(lambda worker, n: _im2col_image(x, n, geo, xd[worker], buf[n % nb]), images)
+            _weight_grad_chains(dy3, x, buf, images, groups, acc, part)
         if need_dx:
-            run_jobs(input_grad, images)
+            run_jobs(lambda _, n: _input_grad_image(dy3, w2, groups, buf, geo, dx, n), images)
     if need_dw:
         np.add(acc[0], acc[1], out=dw2)  # the two chains' sums, in this order
     return (dx, dw, db) if need_dw else (dx, None, None)

@@ -14,7 +14,7 @@ plain NumPy passes over (N, K).
 import numpy as np
 
 from kernels.cpu.threads import run_jobs, workers
-from kernels.shapes import check_linear_args, check_linear_backward_args, out_or_empty
+from kernels.shapes import backward_request, check_linear_args, check_linear_backward_args, out_or_empty
 
 CHUNK = 512  # output columns per job
 
@@ -56,16 +56,17 @@ def linear_forward(x, w, b, out=None):
     return y
 
 
-def linear_backward(dy, x, w, *, need_dx=True, need_dw=True, out_dx=None, out_dw=None, out_db=None):
+def linear_backward(dy, x, w, *, need=("dx", "dw"), out=None):
     """Gradients of the loss w.r.t. x, w and b.
 
-    dy: float32/float64 (N, K); x: (N, D); w: (K, D); out_dx, out_dw, out_db: None or C-contiguous
-    arrays of dx's, dw's, db's shape and dy's dtype that receive them (ignored when not computed)
-    Returns (dx, dw, db): dx (N, D) or None when need_dx is False, dw (K, D), db (K,) or both None
-    when need_dw is False; dtype of dy.
+    dy: float32/float64 (N, K); x: (N, D); w: (K, D); need: the gradients to compute, "dx" and/or
+    "dw" ("dw" brings db); out: None or a triple (dx, dw, db), each None or a C-contiguous array of
+    that gradient's shape and dy's dtype that receives it (ignored for one not computed)
+    Returns (dx (N, D) or None, dw (K, D) or None, db (K,) or None), dtype of dy.
     """
     check_linear_backward_args(dy, x, w)
     op, dx, dw, db = "linear_backward", None, None, None
+    need_dx, need_dw, out_dx, out_dw, out_db = backward_request(op, need, out)
     if need_dx:
         dx = _by_columns(dy, w, out_or_empty(op, "out_dx", out_dx, x.shape, x.dtype))  # (N, D)
     if need_dw:

@@ -78,7 +78,7 @@ def blas_threads(threads, controls):
     try:
         yield len(controls)
     finally:
-        for (setf, _), n in zip(controls, before):
+        for (setf, _), n in zip(controls, before, strict=True):  # before: one count per control
             if n != threads:
                 setf(int(n))
 

@@ -34,9 +34,15 @@ from numba import njit
 
 from kernels.cpu.conv2d import workspace_buffer
 from kernels.cpu.threads import run_jobs, workers
-from kernels.reference.winograd import (check_winograd, flip_kernel, join_kernel_grad, piece_paddings, split_kernel,
-                                       transform_matrices)
-from kernels.shapes import COLUMN_BUDGET_BYTES, check_conv2d_backward, conv2d_backward_request, out_or_empty
+from kernels.reference.winograd import (
+    check_winograd,
+    flip_kernel,
+    join_kernel_grad,
+    piece_paddings,
+    split_kernel,
+    transform_matrices,
+)
+from kernels.shapes import COLUMN_BUDGET_BYTES, backward_request, check_conv2d_backward, out_or_empty
 
 BLOCK_BYTES = 8 * 2 ** 20  # V + M of one job (bench/RESULTS.md: 8 MiB measured best or near it on every layer)
 
@@ -63,6 +69,18 @@ def _a(v0, v1, v2, v3, k):
             v0 - k[0] * v1 + k[1] * v2 - k[3] * v3, v3)
 
 
+@njit(cache=True, inline="always")
+def _bt_columns(p, k, t):
+    """t[i, s, u] = (B^T p)[i, 4u + s]: B^T along the columns of p (6, 4Q), kept split by column
+    modulo 4 in t (6, 4, Q); _input_rows' first pass."""
+    for s in range(4):
+        for u in range(t.shape[2]):
+            j = 4 * u + s
+            o = _bt(p[0, j], p[1, j], p[2, j], p[3, j], p[4, j], p[5, j], k)
+            for i in range(6):
+                t[i, s, u] = o[i]
+
+
 @njit(cache=True, nogil=True)
 def _input_rows(x, c0, nc, pad, tiles, k, V, cv0):
     """V[6i + l, cv0 + c, r*TW + tw] = (B^T d B)[i, l], d the 6x6 window of tile (q0 + r, tw) of
@@ -71,7 +89,7 @@ def _input_rows(x, c0, nc, pad, tiles, k, V, cv0):
     x (N, C, H, W); V (36, V's channels, R*TW) for R tile rows q0 .. q0+R-1 (tile row q = n*TH + th).
     Per (c, row): the six input rows the row of tiles covers are copied into p, padded with
     zeros (p[i, j] = x[n, c, 4th - ph + i, j - pw], 0 off the image; the zero columns are written
-    once, so the copy has no test per element). Then B^T along the columns of the windows, kept
+    once, so the copy has no test per element). Then B^T along the columns of the windows (_bt_columns), kept
     split by column modulo 4 (t[i, s, u] from column 4u + s), so that the pass along the rows,
     B, reads tile tw's six inputs t[., 0..3, tw] and t[., 0..1, tw + 1] with unit stride over tw.
     """
@@ -93,12 +111,7 @@ def _input_rows(x, c0, nc, pad, tiles, k, V, cv0):
                 else:
                     for j in range(ja, jb):
                         p[i, j] = 0
-            for s in range(4):  # columns: t = B^T p
-                for u in range(Q):
-                    j = 4 * u + s
-                    o = _bt(p[0, j], p[1, j], p[2, j], p[3, j], p[4, j], p[5, j], k)
-                    for i in range(6):
-                        t[i, s, u] = o[i]
+            _bt_columns(p, k, t)  # columns: t = B^T p
             j0 = r * TW
             for i in range(6):  # rows: (B^T p) B
                 for tw in range(TW):
@@ -309,8 +322,8 @@ def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_B
         U = workspace_buffer(workspace, (threads, 36, FILTER_JOB, CP), x.dtype, "winograd_U")  # per thread
         M = workspace_buffer(workspace, (threads, 36, FILTER_JOB, T), x.dtype, "winograd_M")  # per thread
         for g in range(groups):
-            run_jobs(lambda _, c0: _input_pieces(x, g * Cg + c0, min(CHANNEL_JOB, Cg - c0), shifts, (TH, TW, 0),
-                                                 k, V, c0),
+            run_jobs(lambda _, c0, g=g: _input_pieces(x, g * Cg + c0, min(CHANNEL_JOB, Cg - c0), shifts,
+                                                      (TH, TW, 0), k, V, c0),
                      range(0, Cg, CHANNEL_JOB), threads)
 
             def by_filter(worker, f0g, g=g):
@@ -423,7 +436,7 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
     stride, padding, groups = geometry
     check_winograd(x, w, None, stride, padding, groups)
     OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups, op="winograd conv2d_backward")
-    need_dx, need_dw, out_dx, out_dw, out_db = conv2d_backward_request("winograd conv2d_backward", need, out)
+    need_dx, need_dw, out_dx, out_dw, out_db = backward_request("winograd conv2d_backward", need, out)
     dw = db = None
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     if need_dw:

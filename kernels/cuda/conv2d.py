@@ -27,8 +27,15 @@ Kernels, one thread per output element each:
 from numba import cuda
 
 from kernels.cuda._launch import check_float, device_arrays, launch
-from kernels.shapes import (COLUMN_BUDGET_BYTES, check_conv2d, check_conv2d_backward, conv2d_backward_request,
-                            conv2d_output_size, into, out_or_empty)
+from kernels.shapes import (
+    COLUMN_BUDGET_BYTES,
+    backward_request,
+    check_conv2d,
+    check_conv2d_backward,
+    conv2d_output_size,
+    into,
+    out_or_empty,
+)
 
 # kernels
 
@@ -186,7 +193,7 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
     stride, padding, groups = geometry
     OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups)
     op = "conv2d_backward"
-    need_dx, need_dw, out_dx, out_dw, out_db = conv2d_backward_request(op, need, out)
+    need_dx, need_dw, out_dx, out_dw, out_db = backward_request(op, need, out)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     x, dy = xp.ascontiguousarray(x), xp.ascontiguousarray(dy)

@@ -15,7 +15,7 @@ at most a few hundred, so a serial sum per thread is short).
 from numba import cuda
 
 from kernels.cuda._launch import device_arrays, launch
-from kernels.shapes import check_linear_args, check_linear_backward_args, into
+from kernels.shapes import backward_request, check_linear_args, check_linear_backward_args, into, into_grads
 
 # kernels
 
@@ -55,20 +55,22 @@ def linear_forward(x, w, b, out=None):
     return into("linear_forward", "out", out, y)
 
 
-def linear_backward(dy, x, w, *, need_dx=True, need_dw=True, out_dx=None, out_dw=None, out_db=None):
+def linear_backward(dy, x, w, *, need=("dx", "dw"), out=None):
     """Gradients of the loss w.r.t. x, w and b.
 
-    dy: float32/float64 (N, K); x: (N, D); w: (K, D)
-    Returns (dx, dw, db): dx (N, D) or None when need_dx is False, dw (K, D), db (K,) or both None
-    when need_dw is False; dtype of dy. out_dx, out_dw, out_db, when given, receive copies.
+    dy: float32/float64 (N, K); x: (N, D); w: (K, D); need: the gradients to compute, "dx" and/or
+    "dw" ("dw" brings db); out: None or a triple (dx, dw, db) of arrays or None, which receive
+    copies of the ones computed.
+    Returns (dx (N, D) or None, dw (K, D) or None, db (K,) or None), dtype of dy.
     """
     xp = device_arrays("linear_backward", dy=dy, x=x, w=w)
     check_linear_backward_args(dy, x, w)
+    need_dx, need_dw, *outs = backward_request("linear_backward", need, out)
     dy = xp.ascontiguousarray(dy)
-    dx = into("linear_backward", "out_dx", out_dx, xp.matmul(dy, w)) if need_dx else None  # (N, D)
+    dx = xp.matmul(dy, w) if need_dx else None  # (N, D)
     if not need_dw:
-        return dx, None, None
+        return into_grads("linear_backward", (dx, None, None), outs)
     dw = xp.matmul(dy.T, x)  # (K, D)
     db = xp.empty(w.shape[0], dtype=dy.dtype)  # (K,)
     launch(_bias_grad_kernel, db.size, dy, db)
-    return dx, into("linear_backward", "out_dw", out_dw, dw), into("linear_backward", "out_db", out_db, db)
+    return into_grads("linear_backward", (dx, dw, db), outs)

@@ -32,8 +32,15 @@ sums as one contraction per (group, kh, kw), fast enough for the tests that comp
 """
 import numpy as np
 
-from kernels.shapes import (COLUMN_BUDGET_BYTES, check_conv2d, check_conv2d_backward,  # the tiers' shared checks
-                            conv2d_backward_request, conv2d_output_size, into)
+from kernels.shapes import (  # the tiers' shared checks
+    COLUMN_BUDGET_BYTES,
+    backward_request,
+    check_conv2d,
+    check_conv2d_backward,
+    conv2d_output_size,
+    into,
+    into_grads,
+)
 
 
 def _pad(x, padding):
@@ -129,7 +136,7 @@ def conv2d_backward_loops(dy, x, w, *, geometry, need=("dx", "dw")):
     """
     stride, padding, groups = geometry
     OH, OW = check_conv2d(x, w, None, stride, padding, groups)
-    need_dx = conv2d_backward_request("conv2d_backward_loops", need, None)[0]
+    need_dx = backward_request("conv2d_backward_loops", need, None)[0]
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     (sh, sw), (ph, pw) = stride, padding
@@ -150,13 +157,6 @@ def conv2d_backward_loops(dy, x, w, *, geometry, need=("dx", "dw")):
                                     dw[f, cg, kh, kw] += d * x[n, c, h, wi]
                                     dx[n, c, h, wi] += d * w[f, cg, kh, kw]
     return (dx if need_dx else None), dw, db
-
-
-def _into_grads(op, grads, outs):
-    """(dx, dw, db) with each computed one written into its caller-given array of outs
-    (out_dx, out_dw, out_db), when there is one."""
-    return tuple(g if g is None else into(op, name, out, g)
-                 for g, name, out in zip(grads, ("out_dx", "out_dw", "out_db"), outs))
 
 
 def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, workspace=None, out=None):
@@ -195,7 +195,7 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
     """
     stride, padding, groups = geometry
     OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups)
-    need_dx, need_dw, *outs = conv2d_backward_request("conv2d_backward", need, out)
+    need_dx, need_dw, *outs = backward_request("conv2d_backward", need, out)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     Fg = F // groups
@@ -214,4 +214,4 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
                 if need_dx:
                     dxp[at] += np.einsum("fc,nfhw->nchw", w[fs, :, kh, kw], dy[:, fs])
     dx = dxp[:, :, ph:ph + H, pw:pw + W].copy() if need_dx else None
-    return _into_grads("conv2d_backward", (dx, dw, db) if need_dw else (dx, None, None), outs)
+    return into_grads("conv2d_backward", (dx, dw, db) if need_dw else (dx, None, None), outs)

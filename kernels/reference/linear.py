@@ -15,7 +15,7 @@ The reference spells each sum out with einsum's index notation (NumPy's own loop
 """
 import numpy as np
 
-from kernels.shapes import check_linear_args, check_linear_backward_args, into
+from kernels.shapes import backward_request, check_linear_args, check_linear_backward_args, into, into_grads
 
 
 def linear_forward(x, w, b, out=None):
@@ -29,18 +29,17 @@ def linear_forward(x, w, b, out=None):
     return into("linear_forward", "out", out, y)
 
 
-def linear_backward(dy, x, w, *, need_dx=True, need_dw=True, out_dx=None, out_dw=None, out_db=None):
+def linear_backward(dy, x, w, *, need=("dx", "dw"), out=None):
     """Gradients of the loss w.r.t. x, w and b.
 
-    dy: float32/float64 (N, K); x: (N, D); w: (K, D)
-    Returns (dx, dw, db): dx (N, D) or None when need_dx is False, dw (K, D), db (K,) or both None
-    when need_dw is False (heat maps and saliency want dx only); dtype of dy. out_dx, out_dw,
-    out_db, when given, receive the ones computed.
+    dy: float32/float64 (N, K); x: (N, D); w: (K, D); need: the gradients to compute, "dx" and/or
+    "dw" ("dw" brings db; heat maps and saliency want dx only); out: None or a triple (dx, dw, db)
+    of arrays or None, which receive the ones computed.
+    Returns (dx (N, D) or None, dw (K, D) or None, db (K,) or None), dtype of dy.
     """
     check_linear_backward_args(dy, x, w)
+    need_dx, need_dw, *outs = backward_request("linear_backward", need, out)
     dx = np.einsum("nk,kd->nd", dy, w) if need_dx else None  # (N, D)
     dw = np.einsum("nk,nd->kd", dy, x) if need_dw else None  # (K, D)
     db = np.einsum("nk->k", dy) if need_dw else None  # (K,)
-    op = "linear_backward"
-    return (dx if dx is None else into(op, "out_dx", out_dx, dx), dw if dw is None else into(op, "out_dw", out_dw, dw),
-            db if db is None else into(op, "out_db", out_db, db))
+    return into_grads("linear_backward", (dx, dw, db), outs)

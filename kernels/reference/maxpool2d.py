@@ -21,8 +21,7 @@ its gradients add:
 """
 import numpy as np
 
-from kernels.shapes import (  # noqa: F401 (the tiers' shared checks)
-    as_pair, check_maxpool2d_backward_args, maxpool2d_output_shape, into, pool_output_size)
+from kernels.shapes import as_pair, check_maxpool2d_backward_args, into, maxpool2d_output_shape  # shared checks
 
 
 def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None, out_argmax=None):

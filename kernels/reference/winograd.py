@@ -50,9 +50,8 @@ Other kernel sizes (stride 1): cut into 3x3 pieces (kernel decomposition)
 import numpy as np
 
 from kernels.reference.conv2d import check_conv2d
-from kernels.reference.conv2d import _into_grads
 from kernels.reference.conv2d import conv2d_backward as direct_backward
-from kernels.shapes import check_conv2d_backward, conv2d_backward_request, into
+from kernels.shapes import backward_request, check_conv2d_backward, into, into_grads
 
 M_OUT, R_K = 4, 3
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, np.inf)
@@ -174,7 +173,7 @@ def _winograd_any(x, w, padding, groups):
     out_size = (H + 2 * ph - KH + 1, W + 2 * pw - KW + 1)
     w6 = padded_kernel(w)
     return sum(_winograd_correlate(x, w6[:, :, R_K * a:R_K * a + R_K, R_K * b:R_K * b + R_K], pad, groups, out_size)
-               for (a, b), pad in zip(pieces(KH, KW), piece_paddings(KH, KW, padding)))
+               for (a, b), pad in zip(pieces(KH, KW), piece_paddings(KH, KW, padding), strict=True))
 
 
 def check_winograd(x, w, b, stride, padding, groups):
@@ -218,12 +217,12 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=None, need=("dx", "dw"),
     stride, padding, groups = geometry
     check_winograd(x, w, None, stride, padding, groups)
     check_conv2d_backward(dy, x, w, stride, padding, groups, op="winograd conv2d_backward")
-    need_dx, need_dw, *outs = conv2d_backward_request("winograd conv2d_backward", need, out)
+    need_dx, need_dw, *outs = backward_request("winograd conv2d_backward", need, out)
     dw = db = None
     if need_dw:
         _, dw, db = direct_backward(dy, x, w, geometry=geometry, need=("dw",))
     if not need_dx:
-        return _into_grads("winograd conv2d_backward", (None, dw, db), outs)
+        return into_grads("winograd conv2d_backward", (None, dw, db), outs)
     q = (w.shape[2] - 1 - padding[0], w.shape[3] - 1 - padding[1])
     dx = _winograd_any(dy, flip_kernel(w, groups), q, groups)
-    return _into_grads("winograd conv2d_backward", (dx, dw, db), outs)
+    return into_grads("winograd conv2d_backward", (dx, dw, db), outs)

@@ -19,7 +19,7 @@ The gradients come from the engine's own backward passes, no autograd, through N
 inside `with net.probe():` (via Probe): one forward keeps what each layer's backward needs at
 test-time behaviour (Dropout is the identity and is skipped going back), then d logit_k / d logits
 = onehot(k) is passed back through the layers above A by net.backward(top=, bottom=), with no
-weight gradient computed (need=("dx",) in the conv kernels, need_dw=False in the linear ones). Since every layer
+weight gradient computed (need=("dx",) in the conv and linear kernels). Since every layer
 treats images independently, one batch gives each image's gradient of its own logit. The net's
 frozen/trainable flags and its weight gradients are left as they were, and what the layers kept
 is dropped afterwards, so making maps for many images does not hold on to memory.

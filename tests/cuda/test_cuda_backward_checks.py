@@ -1,5 +1,5 @@
-"""The cuda tier refuses a wrong dy with the reference tier's message: both call kernels/shapes.py
-(tests/test_kernel_backward_checks.py holds the reference and cpu tiers to the same)."""
+"""The cuda tier refuses a wrong dy, need= or out= with the reference tier's message: both call
+kernels/shapes.py (tests/test_kernel_backward_checks.py holds the reference and cpu tiers to the same)."""
 import numpy as np
 import pytest
 
@@ -24,6 +24,9 @@ def test_backward_checks_are_the_reference_tiers(be, ref):
     cases = [
         lambda t, a: t.conv2d.conv2d_backward(a(np.zeros((2, 6, 5, 6))), a(x), a(w), **hp),
         lambda t, a: t.linear.linear_backward(a(np.zeros((3, 5))), a(xf), a(wf)),
+        lambda t, a: t.conv2d.conv2d_backward(a(np.zeros((2, 6, 6, 6))), a(x), a(w), need="dx", **hp),
+        lambda t, a: t.linear.linear_backward(a(np.zeros((3, 4))), a(xf), a(wf), need="dx"),
+        lambda t, a: t.linear.linear_backward(a(np.zeros((3, 4))), a(xf), a(wf), out=(None, None)),
         lambda t, a: t.softmax.softmax_backward(a(np.zeros((3, 5))), a(y)),
         lambda t, a: t.lrn.lrn_backward(a(np.zeros((2, 6, 3, 2))), a(xl), a(xl), a(xl + 1), size=5, alpha=1e-4,
                                         beta=0.75),

@@ -1,5 +1,5 @@
 """The CUDA tier against PyTorch's frozen float64 results (tests/data/torch_oracles.npz), NaN in
-max-pool as the other tiers propagate it, and the no-dw path of conv2d (need=("dx",)) and linear (need_dw=False)."""
+max-pool as the other tiers propagate it, and the no-dw path of conv2d (need=("dx",)) and linear (need=("dx",))."""
 import importlib.util
 from pathlib import Path
 
@@ -46,7 +46,7 @@ def test_conv2d_and_linear_backward_without_dw(be, ref, rng):
     assert dw is None and db is None
     np.testing.assert_allclose(to_numpy(dx), ref.conv2d.conv2d_backward(dy, x, w, **kw)[0], rtol=1e-10, atol=1e-12)
     xl, wl, dyl = rng.standard_normal((3, 5)), rng.standard_normal((4, 5)), rng.standard_normal((3, 4))
-    dx, dw, db = be.linear.linear_backward(be.asarray(dyl), be.asarray(xl), be.asarray(wl), need_dw=False)
+    dx, dw, db = be.linear.linear_backward(be.asarray(dyl), be.asarray(xl), be.asarray(wl), need=("dx",))
     assert dw is None and db is None
     np.testing.assert_allclose(to_numpy(dx), dyl @ wl, rtol=1e-12)
 

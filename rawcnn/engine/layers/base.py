@@ -125,12 +125,12 @@ class Layer:
         return _flat_view(self.buffers, role, shape, dtype, self.be)
 
     def backward_outs(self, x, w, dy=None):
-        """out_dx, out_dw, out_db for a weighted layer's backward kernel: buffers of x's and w's
+        """A weighted layer's backward kernel's out= triple (dx, dw, db): buffers of x's and w's
         shapes (db: w.shape[:1]) for the outputs it computes, None for the others or without reuse;
         dy: the gradient being read (dx never lands on it)."""
-        return {"out_dx": self.buffer("dx", x.shape, x.dtype, avoid=dy) if self.need_dx else None,
-                "out_dw": self.buffer("dw", w.shape, w.dtype) if self.trainable else None,
-                "out_db": self.buffer("db", w.shape[:1], w.dtype) if self.trainable else None}
+        return (self.buffer("dx", x.shape, x.dtype, avoid=dy) if self.need_dx else None,
+                self.buffer("dw", w.shape, w.dtype) if self.trainable else None,
+                self.buffer("db", w.shape[:1], w.dtype) if self.trainable else None)
 
     # -- checks --------------------------------------------------------------------------------
     def check_input(self, x, ndim):

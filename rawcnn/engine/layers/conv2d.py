@@ -70,11 +70,10 @@ class Conv2d(Layer):
         x = self.need("x")
         op = self.be.winograd if self.algo == "winograd" else self.be.conv2d
         w = self.params["w"]
-        outs = self.backward_outs(x, w, dy)  # out_dx, out_dw, out_db: buffers or None
         need = ("dx",) * self.need_dx + ("dw",) * self.trainable
         dx, dw, db = op.conv2d_backward(dy, x, w, geometry=ConvGeometry(self.stride, self.padding, self.groups),
                                         budget_bytes=self.budget_bytes, need=need, workspace=self.workspace,
-                                        out=(outs["out_dx"], outs["out_dw"], outs["out_db"]))
+                                        out=self.backward_outs(x, w, dy))  # buffers or None
         if self.trainable:
             self.grads = {"w": dw, "b": db}
         return dx

@@ -34,8 +34,8 @@ class Linear(Layer):
     def backward(self, dy):
         x = self.need("x")
         w = self.params["w"]
-        outs = self.backward_outs(x, w, dy)  # out_dx, out_dw, out_db: buffers or None
-        dx, dw, db = self.be.linear.linear_backward(dy, x, w, need_dx=self.need_dx, need_dw=self.trainable, **outs)
+        need = ("dx",) * self.need_dx + ("dw",) * self.trainable
+        dx, dw, db = self.be.linear.linear_backward(dy, x, w, need=need, out=self.backward_outs(x, w, dy))
         if self.trainable:
             self.grads = {"w": dw, "b": db}
         return dx
