@@ -53,8 +53,6 @@ def _one_line(text):
 
 
 def _fail(e):
-    from rawcnn.app.common import fail_if_distributed  # heavy: the engine, not for --help
-    fail_if_distributed(e)  # under mpiexec: one line naming the rank, and every rank stops
     if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) and " " not in e.args[0]:
         e = f"missing entry {e.args[0]!r} in what the command read (a file, spec or setting lacks it)"
     raise click.ClickException(_one_line(e)) from None

@@ -20,7 +20,8 @@ import pytest
 from rawcnn.engine import models
 from rawcnn.engine.checkpoint import read_checkpoint
 from rawcnn.data import Augmenter, load_dataset
-from rawcnn.training.distributed import find_mpiexec, share, strip_option
+from rawcnn.app.train import strip_option
+from rawcnn.training.distributed import find_mpiexec, share
 from rawcnn.engine.gradcheck import max_diff
 from rawcnn.training.recipes import resolve
 from rawcnn.training.train import Run, train

@@ -1,7 +1,6 @@
 """What every command shares: --overwrite's bookkeeping, the early output check, the recipe behind
 --recipe and its flags, and failing under mpiexec."""
 from rawcnn.files import fileio
-from rawcnn.training.distributed import fail_if_distributed as fail
 from rawcnn.training.recipes import FIELDS, resolve
 
 
@@ -33,7 +32,3 @@ def resolve_recipe(options):
     """
     return resolve(options["recipe"], **{k: options[k] for k in FIELDS if k in options})
 
-
-def fail_if_distributed(exc):
-    """Under mpiexec: print exc naming this rank and stop every rank (rawcnn.training.distributed); else nothing."""
-    fail(exc)

@@ -17,9 +17,8 @@ from rawcnn.engine.checkpoint import load_checkpoint, read_checkpoint
 from rawcnn.engine.conv_algo import plan
 from rawcnn.engine.init import parse_init, weight_std_for_build
 from rawcnn.engine.models import build
-from rawcnn.training.distributed import check_micro_batches, from_environment, is_root, launched_size, open_sharded
+from rawcnn.training.distributed import check_micro_batches, from_environment, launched_size, open_sharded
 from rawcnn.training.distributed import relaunch as start_ranks
-from rawcnn.training.distributed import strip_option
 from rawcnn.training.from_recipe import augmenter, init_net, input_contract
 from rawcnn.training.train import Run, train
 
@@ -36,6 +35,19 @@ class Start:
     num_classes: Optional[int] = None
     new_head_lr_mult: float = 10.0
     freeze_through: Optional[str] = None
+
+
+def strip_option(argv, name):
+    """argv without `name VALUE` / `name=VALUE` (how --procs is kept from the ranks' command line)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(name + "="):
+            out.append(a)
+    return out
 
 
 def relaunch(procs, argv=None, micro_batches=None):
@@ -66,11 +78,16 @@ def train_command(options, *, device="cpu", conv_algo="auto", given=()):
     recipe = resolve_recipe(o)
     start = Start(model=o["model"], weights=o["weights"], num_classes=o["num_classes"],
                   new_head_lr_mult=o["new_head_lr_mult"], freeze_through=o["freeze_through"])
+    dist = from_environment(device)  # under mpiexec: this rank's communicator, else the one-process no-op
     run = Run(out_dir=o["out"], seed=o["seed"], resume=o["resume"], given=set(given) if o["resume"] else None,
-              device=device, micro_batches=o["micro_batches"])
-    res = run_training(start, o["data_path"], recipe, run, classes=o["classes"].split(",") if o["classes"] else None,
-                       conv_algo=conv_algo)
-    return res, is_root(), {"interrupted": 130, "diverged": 1}.get(res["status"], 0)
+              device=device, micro_batches=o["micro_batches"], dist=dist if dist.size > 1 else None)
+    try:
+        res = run_training(start, o["data_path"], recipe, run,
+                           classes=o["classes"].split(",") if o["classes"] else None, conv_algo=conv_algo)
+    except Exception as e:
+        dist.fail(e)  # under mpiexec: one line naming the rank, and every rank stops; else nothing
+        raise
+    return res, dist.is_root, {"interrupted": 130, "diverged": 1}.get(res["status"], 0)
 
 
 def build_training_net(start, *, num_classes=None, input_size=None, seed=0, init=0.01, log=print):
@@ -116,7 +133,7 @@ def run_training(start, data_path, recipe, run, *, classes=None, conv_algo="auto
     """
     if run.resume and run.given is not None:
         start = _resume_start(run.out_dir, start, run.given)
-    dist = from_environment(run.device)
+    dist = run.dist or from_environment(run.device)
     data = open_sharded(data_path, dist)  # load_dataset(data_path) in one process
     ref, what = _reference_classes(start, run, data)
     note = match_classes(data, ref, classes, what=what)

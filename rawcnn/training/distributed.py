@@ -99,6 +99,9 @@ class Single:
     def deferred_interrupts(self):
         return contextlib.nullcontext()
 
+    def fail(self, exc, tb=None):
+        """Nothing: with one process there are no other ranks to stop (the caller reports exc)."""
+
     def Bcast(self, buf, root=0):
         pass
 
@@ -655,30 +658,11 @@ def from_environment(device="cpu", bucket_mb=BUCKET_MB):
         import cupy  # optional: the cuda extra
         local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
         cupy.cuda.Device(local % cupy.cuda.runtime.getDeviceCount()).use()
-    global ACTIVE
     dist = Distributed(comm, device, bucket_mb)
     dist.install_excepthook()
     if hasattr(sys.stdout, "reconfigure"):  # mpiexec pipes stdout: show each log line as it comes
         sys.stdout.reconfigure(line_buffering=True)
-    ACTIVE = dist
     return dist
-
-
-ACTIVE = None  # the Distributed of this process once from_environment made one
-
-
-def is_root():
-    """True in a plain process and on rank 0 of a distributed run."""
-    return ACTIVE is None or ACTIVE.is_root
-
-
-def fail_if_distributed(exc):
-    """In a distributed run, print exc naming this rank and abort every rank; else do nothing.
-
-    A rank that just exited would leave the others waiting in a reduction for ever.
-    """
-    if ACTIVE is not None:
-        ACTIVE.fail(exc)
 
 
 def find_mpiexec():
@@ -818,16 +802,3 @@ def open_sharded(path, dist):
     if dist.size == 1:
         return load_dataset(path)
     return ShardedData(path, dist)
-
-
-def strip_option(argv, name):
-    """argv without `name VALUE` / `name=VALUE` (how --procs is kept from the ranks' command line)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == name:
-            skip = True
-        elif not a.startswith(name + "="):
-            out.append(a)
-    return out
