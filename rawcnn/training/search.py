@@ -21,12 +21,11 @@ checkpoints and curves), results.csv (one row per trial, best first by the selec
 best.json (the best configuration).
 """
 import csv
+import dataclasses
 import json
 import math
 import os
 import time
-
-import dataclasses
 
 import numpy as np
 from tqdm import tqdm
@@ -81,21 +80,31 @@ def validate_space(space):
                              f"got {json.dumps(dist)}")
         kind, args = next(iter(dist.items()))
         if kind == "choice":
-            if not isinstance(args, list) or not args:
-                raise ValueError(f"search space {key!r}: 'choice' needs a non-empty list, got {args!r}")
-            for v in args:
-                _check_value(key, v, "each choice")
-            continue
-        if key == "batch_size":
-            raise ValueError(f"search space 'batch_size': use {{\"choice\": [...]}} or a fixed integer, not {kind!r}")
-        if not (isinstance(args, list) and len(args) == 2 and all(_is_number(v) for v in args)
-                and args[0] < args[1]):
-            raise ValueError(f"search space {key!r}: {kind!r} needs [lo, hi] with lo < hi, got {args!r}")
-        for v in args:
-            _check_value(key, v, f"each bound of {kind!r}")
-        if kind == "log_uniform" and args[0] <= 0:
-            raise ValueError(f"search space {key!r}: 'log_uniform' needs lo > 0, got {args!r}")
+            _check_choice(key, args)
+        else:
+            _check_bounds(key, kind, args)
     return space
+
+
+def _check_choice(key, args):
+    """Raise ValueError unless `args`, the list of a 'choice' for `key`, is non-empty and every value fits the key."""
+    if not isinstance(args, list) or not args:
+        raise ValueError(f"search space {key!r}: 'choice' needs a non-empty list, got {args!r}")
+    for v in args:
+        _check_value(key, v, "each choice")
+
+
+def _check_bounds(key, kind, args):
+    """Raise ValueError unless `args` is a [lo, hi] that `kind` ('uniform' or 'log_uniform') can draw `key` from."""
+    if key == "batch_size":
+        raise ValueError(f"search space 'batch_size': use {{\"choice\": [...]}} or a fixed integer, not {kind!r}")
+    if not (isinstance(args, list) and len(args) == 2 and all(_is_number(v) for v in args)
+            and args[0] < args[1]):
+        raise ValueError(f"search space {key!r}: {kind!r} needs [lo, hi] with lo < hi, got {args!r}")
+    for v in args:
+        _check_value(key, v, f"each bound of {kind!r}")
+    if kind == "log_uniform" and args[0] <= 0:
+        raise ValueError(f"search space {key!r}: 'log_uniform' needs lo > 0, got {args!r}")
 
 
 def load_space(space):
@@ -255,4 +264,4 @@ def format_table(rows):
         return "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
     table = [head] + [[cell(row.get(k)) for k in head] for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    return ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in table]
+    return ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in table]  # a cell per column

@@ -326,20 +326,7 @@ class Trainer:
         """
         ck = read_checkpoint(path)
         meta = ck["meta"] or {}
-        if ck["spec"] != json.loads(json.dumps(self.net.spec)):
-            raise ValueError(f"{path} holds another model ({ck['spec'].get('name', '?')!r}, "
-                             f"{len(ck['spec'].get('layers', []))} layers) than the one given "
-                             f"({self.net.spec.get('name', '?')!r}); the model cannot change on resume: "
-                             f"resume with the run's model, or train into a new --out")
-        if not isinstance(meta.get("schedule"), dict) or not isinstance(ck["rng_state"], dict) \
-                or not isinstance(meta.get("config"), dict):
-            raise ValueError(f"{path}: not a training checkpoint (no schedule, generator state or config in it)")
-        if meta.get("train_data") != fingerprint(self.train_split):
-            raise ValueError(f"{path} was trained on other data ({meta.get('train_data')}); this training set is "
-                             f"{fingerprint(self.train_split)}; resume needs the same training set")
-        if (self.augment is None) != (ck["rng_state"].get("augment") is None):
-            raise ValueError(f"{path} was trained {'with' if self.augment is None else 'without'} augmentation; "
-                             f"resume it the same way")
+        self._check_resumable(path, ck, meta)
         try:
             self.net.load_state_dict(ck["params"])
         except (KeyError, ValueError) as e:
@@ -357,7 +344,34 @@ class Trainer:
         self.best_val_acc = meta["best_val_acc"] if meta.get("best_val_acc") is not None else -math.inf
         self.hooks.load_meta(meta)
         self._restore_layer_settings(meta["config"].get("layers"), given)
-        saved_m = meta["config"].get("micro_batches")
+        self._restore_micro_batches(path, meta["config"].get("micro_batches"), given)
+        self._warn_changed_config(meta["config"])
+        self._take_new_lr_and_epochs(meta, given, lr, epochs)
+        return meta
+
+    def _check_resumable(self, path, ck, meta):
+        """Refuse a checkpoint `ck` (read from `path`; meta: its meta or {}) that this run cannot continue:
+        another model, not a training checkpoint, other training data, or trained with (without)
+        augmentation when this run is without (with)."""
+        if ck["spec"] != json.loads(json.dumps(self.net.spec)):
+            raise ValueError(f"{path} holds another model ({ck['spec'].get('name', '?')!r}, "
+                             f"{len(ck['spec'].get('layers', []))} layers) than the one given "
+                             f"({self.net.spec.get('name', '?')!r}); the model cannot change on resume: "
+                             f"resume with the run's model, or train into a new --out")
+        if not isinstance(meta.get("schedule"), dict) or not isinstance(ck["rng_state"], dict) \
+                or not isinstance(meta.get("config"), dict):
+            raise ValueError(f"{path}: not a training checkpoint (no schedule, generator state or config in it)")
+        if meta.get("train_data") != fingerprint(self.train_split):
+            raise ValueError(f"{path} was trained on other data ({meta.get('train_data')}); this training set is "
+                             f"{fingerprint(self.train_split)}; resume needs the same training set")
+        if (self.augment is None) != (ck["rng_state"].get("augment") is None):
+            raise ValueError(f"{path} was trained {'with' if self.augment is None else 'without'} augmentation; "
+                             f"resume it the same way")
+
+    def _restore_micro_batches(self, path, saved_m, given):
+        """Train in the checkpoint's micro-batches (its config's `saved_m`, logged) when the resume names
+        no --micro-batches of its own and this run has none, so that it keeps the run's bits with any
+        number of ranks; refuses a saved count that is not 1..batch size."""
         if self.micro is None and saved_m is not None and "micro_batches" not in set(given or ()):
             if not isinstance(saved_m, int) or isinstance(saved_m, bool) or not 1 <= saved_m <= self.batch_size:
                 raise ValueError(f"{path}: its config's micro_batches {saved_m!r} is not a count from 1 to the "
@@ -369,10 +383,17 @@ class Trainer:
                     raise ValueError(f"{e} ({path} was trained with it)") from None
                 self.config["micro_batches"] = saved_m
                 self.log(f"resume: --micro-batches {saved_m}, as {path} was trained")
-        changed = {k: (meta["config"].get(k), v) for k, v in self.config.items() if meta["config"].get(k) != v}
+
+    def _warn_changed_config(self, saved):
+        """Log a warning for each setting of this run's config that differs from the checkpoint's (`saved`)."""
+        changed = {k: (saved.get(k), v) for k, v in self.config.items() if saved.get(k) != v}
         for k, (old, new) in changed.items():
             self.log(f"warning: resuming with {k} = {new} (the checkpoint was trained with {old}); "
                      f"the run will not repeat an uninterrupted one exactly")
+
+    def _take_new_lr_and_epochs(self, meta, given, lr, epochs):
+        """Use a learning rate the resume names anew (`lr`, 'lr' in `given`) in place of the checkpoint's,
+        and the resume's epoch limit; each change from the checkpoint's (`meta`) is logged."""
         if "lr" in given and lr is not None and float(lr) != self.sched.lr:
             self.log(f"resume: learning rate changed from {self.sched.lr:g} (the checkpoint's) to {float(lr):g}")
             self.sched.lr = self.opt.lr = float(lr)
@@ -381,7 +402,6 @@ class Trainer:
             self.log(f"resume: epoch limit changed from {old_epochs} to {epochs}")
         if epochs is not None:
             self.epochs = int(epochs)
-        return meta
 
     def repair(self, meta):
         """After a kill, bring best.h5 and history.csv to what an uninterrupted run has at this epoch.
@@ -540,62 +560,102 @@ def train(net, data, recipe, run, *, augment=None, preprocessing=None, on_batch=
     Returns a dict: status ('completed', 'stopped', 'interrupted', 'diverged'), reason, epoch
     (the last completed), best_epoch, best_val_acc, history, last_checkpoint, best_checkpoint.
     """
-    out_dir, epochs, dist = run.out_dir, recipe.epochs, run.dist
-    if run.device is not None and run.device != net.be.name:
-        net.to(get_backend(run.device))
-    os.makedirs(out_dir, exist_ok=True)
-    if dist is not None and not dist.is_root:
-        run = dataclasses.replace(run, log=lambda msg: None, progress=False)
-    log = run.log
-    run_files = [os.path.join(out_dir, n) for n in RUN_FILES]
-    if dist is None or dist.is_root:
-        for p in fileio.remove_stale_temporaries(out_dir, RUN_FILES):
-            log(f"removed {p}, a temporary left by a run that was killed")
+    epochs = recipe.epochs
+    run = _open_run(net, run)
     tr = Trainer(net, data, recipe, run, augment=augment, preprocessing=preprocessing, on_batch=on_batch)
     tr.epochs = int(epochs)
     if run.resume:
-        if not os.path.exists(tr.last_path):
-            raise ValueError(f"resume: {tr.last_path} does not exist; nothing to resume (train without --resume)")
-        for p in run_files:  # --resume is the permission to rewrite the run's own files
-            fileio.mark_created(p)
-        meta = tr.restore(tr.last_path, given=set(run.given or ()), lr=recipe.lr, epochs=epochs)
-        if tr.dist.is_root:
-            tr.repair(meta)
-        if meta.get("status") == "stopped" or tr.epoch >= epochs:
-            why = meta.get("reason") if meta.get("status") == "stopped" else f"the epoch limit is {epochs}"
-            log(f"nothing to resume: {tr.last_path} holds epoch {tr.epoch} ({why})")
-            if tr.history and tr.dist.is_root:
-                plot_curves(tr.history, os.path.join(out_dir, "curves.png"))
-            return _result(tr, meta.get("status") or "completed", why)
-        log(f"resuming from {tr.last_path} after epoch {tr.epoch} (lr {tr.opt.lr:.3g})")
+        finished = _resume(tr, recipe, run)
+        if finished is not None:
+            return finished
     else:
-        if tr.dist.is_root:  # one writer: the other ranks neither check nor touch the run's files
-            fileio.check_targets(run_files, "file of an earlier run")
-            if fileio.overwrite_allowed() and os.path.exists(tr.best_path) and not fileio.created_here(tr.best_path):
-                os.remove(tr.best_path)  # an earlier run's best.h5 must not pass for this run's
-        tr.save(tr.last_path, "running")  # epoch 0: an interrupt in epoch 1 still leaves a checkpoint
+        _start_afresh(tr, run)
     split = f" in {tr.micro.M} micro-batches" if tr.micro else ""
-    log(f"training on {net.be.device}: {tr.train_split.y.size} train / {tr.val_split.y.size} validation "
-        f"images, batch {tr.batch_size}{split}, {tr.opt!r}, plateau patience {recipe.patience}, at most "
-        f"{recipe.max_drops} drops, epochs {tr.epoch + 1}..{epochs}")
-    with blas_pinned(net.be.name == "cpu" and run.deterministic, log=log), tr.dist.deferred_interrupts(), \
+    run.log(f"training on {net.be.device}: {tr.train_split.y.size} train / {tr.val_split.y.size} validation "
+            f"images, batch {tr.batch_size}{split}, {tr.opt!r}, plateau patience {recipe.patience}, at most "
+            f"{recipe.max_drops} drops, epochs {tr.epoch + 1}..{epochs}")
+    with blas_pinned(net.be.name == "cpu" and run.deterministic, log=run.log), tr.dist.deferred_interrupts(), \
             net.reusing_buffers(), _quiet_float_errors():  # buffers kept: no per-step allocation
         status, reason = _loop(tr, epochs)
+    _end_ranks_out_of_step(tr, status, reason)
+    _log_end(tr, status, reason)
+    if tr.history and tr.dist.is_root:
+        plot_curves(tr.history, os.path.join(run.out_dir, "curves.png"))
+    return _result(tr, status, reason)
+
+
+def _run_files(run):
+    """The paths of the files a run writes in its out_dir (RUN_FILES)."""
+    return [os.path.join(run.out_dir, n) for n in RUN_FILES]
+
+
+def _open_run(net, run):
+    """Before the Trainer: move `net` to the run's device, make out_dir and (on rank 0) remove the
+    temporaries a killed run left there. Returns the Run this rank trains with: `run` itself, or on
+    ranks other than 0 a copy that neither logs nor shows progress bars."""
+    dist = run.dist
+    if run.device is not None and run.device != net.be.name:
+        net.to(get_backend(run.device))
+    os.makedirs(run.out_dir, exist_ok=True)
+    if dist is not None and not dist.is_root:
+        run = dataclasses.replace(run, log=lambda msg: None, progress=False)
+    if dist is None or dist.is_root:
+        for p in fileio.remove_stale_temporaries(run.out_dir, RUN_FILES):
+            run.log(f"removed {p}, a temporary left by a run that was killed")
+    return run
+
+
+def _resume(tr, recipe, run):
+    """Continue the run in run.out_dir: restore `tr` from last.h5 and repair best.h5 and history.csv
+    after a kill. Returns train()'s result when there is nothing left to train (the run stopped, or
+    reached the epoch limit), else None."""
+    epochs = recipe.epochs
+    if not os.path.exists(tr.last_path):
+        raise ValueError(f"resume: {tr.last_path} does not exist; nothing to resume (train without --resume)")
+    for p in _run_files(run):  # --resume is the permission to rewrite the run's own files
+        fileio.mark_created(p)
+    meta = tr.restore(tr.last_path, given=set(run.given or ()), lr=recipe.lr, epochs=epochs)
+    if tr.dist.is_root:
+        tr.repair(meta)
+    if meta.get("status") == "stopped" or tr.epoch >= epochs:
+        why = meta.get("reason") if meta.get("status") == "stopped" else f"the epoch limit is {epochs}"
+        run.log(f"nothing to resume: {tr.last_path} holds epoch {tr.epoch} ({why})")
+        if tr.history and tr.dist.is_root:
+            plot_curves(tr.history, os.path.join(run.out_dir, "curves.png"))
+        return _result(tr, meta.get("status") or "completed", why)
+    run.log(f"resuming from {tr.last_path} after epoch {tr.epoch} (lr {tr.opt.lr:.3g})")
+    return None
+
+
+def _start_afresh(tr, run):
+    """Begin a new run: (rank 0) refuse an earlier run's files unless overwriting is allowed, drop an
+    earlier run's best.h5, and save last.h5 at epoch 0."""
+    if tr.dist.is_root:  # one writer: the other ranks neither check nor touch the run's files
+        fileio.check_targets(_run_files(run), "file of an earlier run")
+        if fileio.overwrite_allowed() and os.path.exists(tr.best_path) and not fileio.created_here(tr.best_path):
+            os.remove(tr.best_path)  # an earlier run's best.h5 must not pass for this run's
+    tr.save(tr.last_path, "running")  # epoch 0: an interrupt in epoch 1 still leaves a checkpoint
+
+
+def _end_ranks_out_of_step(tr, status, reason):
+    """After an interrupt that did not stop every rank at the same collective, log it and abort the
+    MPI job (exit code 130): the ranks can no longer meet. Does nothing otherwise."""
     if status == "interrupted" and tr.dist.size > 1 and not tr.collective_stop:  # ranks out of step: end them
         if not tr.dist.is_root:
             time.sleep(5)  # rank 0, interrupted too, says what it keeps before it ends the job
-        log(f"{status}: {reason}")
+        tr.log(f"{status}: {reason}")
         sys.stdout.flush()
         time.sleep(1.0)  # let mpiexec forward the line before the abort tears the job down
         tr.dist.abort(130)
+
+
+def _log_end(tr, status, reason):
+    """Log how the run ended (a stop's reason was logged with its epoch) and which epoch is best.h5."""
     if status != "stopped":  # a stop's reason was logged with its epoch
-        log(f"{status}: {reason}")
+        tr.log(f"{status}: {reason}")
     if tr.best_epoch:
         acc = "" if tr.hooks.select_by == "val-acc" else f" (validation accuracy {tr.best_val_acc:.4f})"
-        log(f"best epoch {tr.best_epoch} by {_selected_by(tr)}{acc}: {tr.best_path}; last: {tr.last_path}")
-    if tr.history and tr.dist.is_root:
-        plot_curves(tr.history, os.path.join(out_dir, "curves.png"))
-    return _result(tr, status, reason)
+        tr.log(f"best epoch {tr.best_epoch} by {_selected_by(tr)}{acc}: {tr.best_path}; last: {tr.last_path}")
 
 
 def _best_value(tr):
