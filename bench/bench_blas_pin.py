@@ -32,6 +32,7 @@ def main(argv=None):
     import contextlib
 
     import numpy as np
+
     from bench_models import rawcnn_train_step
     from rawcnn.engine.determinism import blas_pinned
     from rawcnn.engine.models import build

@@ -31,6 +31,7 @@ def one_gemm_dw(dy, x, w, stride, padding, groups):
     through an (N, C*KH*KW, P) view of it), dy transposed to (F, N, P), then one GEMM per group
     whose reduction runs over every image and position at once."""
     import numpy as np
+
     from kernels.cpu.conv2d import _im2col_kernel
     N, F, OH, OW = dy.shape
     K, P = w[0].size, OH * OW
@@ -50,6 +51,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch, _ = layer_bench_setup(__file__, args)
     import numpy as np
+
     from kernels.cpu import conv2d as cpu
     from kernels.shapes import ConvGeometry
     from rawcnn.engine.gradcheck import max_diff

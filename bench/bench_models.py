@@ -155,6 +155,7 @@ def child_check(spec, torch_ok):
     lines = []
     if torch_ok:
         import torch
+
         import torch_peer
         net = build_net(model_name)
         x, labels = make_batch(net, 4, seed=2)

@@ -73,8 +73,8 @@ def child_mpi(args):
     import numpy as np
 
     from rawcnn.engine.checkpoint import dropout_rng_states, set_dropout_rng_states
-    from rawcnn.training.distributed import from_environment
     from rawcnn.engine.gradcheck import max_diff
+    from rawcnn.training.distributed import from_environment
     common.setup_threads(args.threads)
     dist = from_environment("cpu", bucket_mb=args.bucket_mb)
     if dist.size < 2:

@@ -28,8 +28,7 @@ REL_TOL = 1e-3  # float32 checks above this relative error are flagged MISMATCH
 # -- layer shapes of the built-in models -------------------------------------------------------
 def layer_shapes(model):
     """{layer name: (spec entry, input shape, output shape)} without allocating any weights."""
-    from kernels.shapes import conv2d_output_size
-    from kernels.shapes import pool_output_size
+    from kernels.shapes import conv2d_output_size, pool_output_size
     from rawcnn.engine.layers.base import pair
     from rawcnn.engine.models import load_spec
     spec = load_spec(model)
@@ -63,6 +62,7 @@ class Ctx:
 
     def __init__(self, args, torch, rows):
         import numpy as np
+
         from kernels import get_backend
         self.np, self.torch, self.rows, self.args = np, torch, rows, args
         self.cpu, self.ref = get_backend("cpu"), get_backend("reference")

@@ -80,6 +80,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch, _ = layer_bench_setup(__file__, args)
     import numpy as np
+
     from kernels.cpu import conv2d as im2col
     from kernels.cpu import winograd
     from kernels.shapes import ConvGeometry

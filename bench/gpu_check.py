@@ -117,9 +117,8 @@ def _nets(model, size, be_name, torch, dev):
     """The rawcnn net on backend be_name and its PyTorch twin (same weights) on torch device dev.
 
     size None: the built-in model; "tiny": its miniature in TINY_SPECS (simulator)."""
-    from torch_peer import peer_from_net
-
     from rawcnn.engine.models import build
+    from torch_peer import peer_from_net
     net = build(model if size is None else TINY_SPECS[model], seed=0)
     peer = peer_from_net(net, share=False).to(dev)
     return net.to(be_name), peer
@@ -133,8 +132,8 @@ def _tf32(torch, on):
 def phase_models(what, shapes, be, torch, dev, repeats):
     """rawcnn vs torch for 'train' (custom training step) or 'vgg' (VGG16 forward)."""
     import numpy as np
-    from bench_models import rawcnn_train_step, torch_train_step
 
+    from bench_models import rawcnn_train_step, torch_train_step
     from kernels import to_numpy
     from rawcnn.engine.gradcheck import max_diff
     model, input_shape, batch = shapes[what]

@@ -34,11 +34,11 @@ def main():
     data = load_dataset(f"{d}/prepared.h5")
     ckpt = a.checkpoint
     if ckpt is None:
-        from test_predict_contract import SPEC
         from rawcnn.app.demo import standardise
         from rawcnn.engine.models import build
         from rawcnn.training.recipes import resolve
         from rawcnn.training.train import Run, train
+        from test_predict_contract import SPEC
         S = int(data.images.shape[-1])
         t0 = time.time()
         net = build({**SPEC, "input": [3, S, S]}, num_classes=2, seed=a.seed, weight_std="he")

@@ -89,6 +89,7 @@ def summarise(dirs):
     the mean and sd of the per-seed mean fold AUCs, all folds pooled, pooled out-of-fold AUC and
     accuracy (means over the seeds)."""
     import glob
+
     import numpy as np
     runs = {}
     for d in dirs:

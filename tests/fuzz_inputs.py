@@ -45,10 +45,10 @@ SEED_CASES = [("checkpoint", "bad_history", 7), ("prepared", "names_path", 1), (
 
 def make_bases(d, rng):
     """Write the intact files every mutation starts from into folder d; returns {name: path}."""
-    from rawcnn.engine.checkpoint import save_checkpoint
     from rawcnn.data import default_settings, prepare, synthesize
-    from rawcnn.engine.models import build
     from rawcnn.data.preprocessing import Preprocessing
+    from rawcnn.engine.checkpoint import save_checkpoint
+    from rawcnn.engine.models import build
     d = str(d)
     synthesize(os.path.join(d, "syn"), 12, size=64, seed=1, progress=False)
     s = default_settings(32)

@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 
-from rawcnn.files import fileio
 from rawcnn.engine import models
+from rawcnn.files import fileio
 from rawcnn.training.recipes import resolve
 from rawcnn.training.train import Run, train
 

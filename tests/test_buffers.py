@@ -8,11 +8,11 @@ import pytest
 import kernels
 import out_cases
 from rawcnn.engine import models
-from rawcnn.training import train as train_mod
-from rawcnn.training.recipes import resolve
 from rawcnn.engine.layers.softmax import SoftmaxCrossEntropy
 from rawcnn.engine.net import Net
 from rawcnn.engine.optim import SGD
+from rawcnn.training import train as train_mod
+from rawcnn.training.recipes import resolve
 
 # custom-like: conv with groups, ReLU, LRN, max-pool, a Winograd conv, dropout, two Linear layers
 SPEC = {"name": "tiny-custom", "input": [3, 16, 16], "layers": [

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from rawcnn.data import load_dataset
 from rawcnn.app.demo import standardise
+from rawcnn.data import load_dataset
 from rawcnn.engine.models import build
 from rawcnn.training.recipes import resolve
 from rawcnn.training.train import Run, train

@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.engine.checkpoint import read_checkpoint, save_checkpoint
 from rawcnn.engine.models import build
-from rawcnn.data.preprocessing import Preprocessing
 
 TINY = {"name": "tiny", "input": [3, 32, 32], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},

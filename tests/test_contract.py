@@ -8,10 +8,10 @@ from click.testing import CliRunner
 
 import weights_fixtures as wf
 from cli import main
-from rawcnn.engine.checkpoint import read_checkpoint, save_checkpoint
 from rawcnn.data.contract import contract_of, find_masks, match_classes
-from rawcnn.training.evaluate import predict
+from rawcnn.engine.checkpoint import read_checkpoint, save_checkpoint
 from rawcnn.engine.models import build
+from rawcnn.training.evaluate import predict
 from weights_import import import_to_checkpoint
 
 KERAS_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])  # keras preprocess_input(mode='caffe')

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from rawcnn.data.decode import load_image, load_mask
-from rawcnn.data.readers import (detect_layout, parse_clinical, read_any, read_folder_per_class, read_montgomery,
-                                 read_shenzhen)
+from rawcnn.data.readers import (
+    detect_layout,
+    parse_clinical,
+    read_any,
+    read_folder_per_class,
+    read_montgomery,
+    read_shenzhen,
+)
 from rawcnn.data.records import DataError
 from rawcnn.data.synth import synthesize
 

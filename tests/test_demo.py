@@ -103,7 +103,9 @@ def test_bad_arguments(tmp_path):
 def test_printed_train_command_repeats_the_demo_training(quick):
     # the demo prints one `rawcnn train` command; run through the CLI it must give the demo's model
     import shlex
+
     from click.testing import CliRunner
+
     from cli import main
     from rawcnn.engine.checkpoint import read_checkpoint
     out, s, lines = quick

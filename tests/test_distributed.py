@@ -17,12 +17,12 @@ import h5py
 import numpy as np
 import pytest
 
+from rawcnn.app.train import strip_option
+from rawcnn.data import Augmenter, load_dataset
 from rawcnn.engine import models
 from rawcnn.engine.checkpoint import read_checkpoint
-from rawcnn.data import Augmenter, load_dataset
-from rawcnn.app.train import strip_option
-from rawcnn.training.distributed import find_mpiexec, share
 from rawcnn.engine.gradcheck import max_diff
+from rawcnn.training.distributed import find_mpiexec, share
 from rawcnn.training.recipes import resolve
 from rawcnn.training.train import Run, train
 from test_train import SPEC as TRAIN_SPEC

@@ -12,11 +12,11 @@ import re
 import time
 import traceback
 
-import fuzz_inputs as fz
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import fuzz_inputs as fz
 from cli import main
 
 N_CASES = int(os.environ.get("RAWCNN_FUZZ_N", 300))  # RAWCNN_FUZZ_N / _SEED: a longer or another fuzz by hand

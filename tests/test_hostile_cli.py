@@ -11,14 +11,14 @@ import os
 import warnings
 
 import click
-import fuzz_inputs as fz
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import fuzz_inputs as fz
 from cli import Finite, main
-from rawcnn.files import fileio
 from rawcnn.data import Augmenter
+from rawcnn.files import fileio
 from rawcnn.files.fileio import SYSTEM_FOLDERS, SystemFolderError, check_out_folder
 from rawcnn.files.validate import InputError, read_text
 

@@ -17,14 +17,20 @@ import pytest
 from click.testing import CliRunner
 
 pydicom = pytest.importorskip("pydicom")
+from pydicom.datadict import dictionary_VR, tag_for_keyword  # noqa: E402
 from pydicom.dataelem import RawDataElement  # noqa: E402
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.datadict import dictionary_VR, tag_for_keyword  # noqa: E402
 from pydicom.filebase import DicomBytesIO  # noqa: E402
 from pydicom.filewriter import write_dataset, write_file_meta_info  # noqa: E402
 from pydicom.tag import Tag  # noqa: E402
-from pydicom.uid import (UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian,  # noqa: E402
-                         RLELossless, SecondaryCaptureImageStorage, generate_uid)
+from pydicom.uid import (  # noqa: E402
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    RLELossless,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 
 from cli import main  # noqa: E402
 from rawcnn.data import DataError, load_image  # noqa: E402
@@ -300,10 +306,10 @@ def test_a_pydicom_without_its_private_readers_refuses_only_deflated_files(tmp_p
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, tiny_conv_pool_spec):
     """A checkpoint (untrained tiny net, 32 x 32 input) and a folder-per-class set of six good DICOMs."""
-    from rawcnn.engine.checkpoint import save_checkpoint
     from rawcnn.data import default_settings
-    from rawcnn.engine.models import build
     from rawcnn.data.preprocessing import Preprocessing
+    from rawcnn.engine.checkpoint import save_checkpoint
+    from rawcnn.engine.models import build
     d = tmp_path_factory.mktemp("hostile_dicom")
     s = default_settings(32)
     s.update(base_size=None)

@@ -16,12 +16,12 @@ import struct
 import zipfile
 import zlib
 
-import fuzz_inputs as fz
 import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import fuzz_inputs as fz
 import weights_fixtures as wf
 from cli import main
 

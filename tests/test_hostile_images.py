@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.engine.checkpoint import save_checkpoint
 from rawcnn.engine.models import build
-from rawcnn.data.preprocessing import Preprocessing
 
 
 @pytest.fixture(scope="module")

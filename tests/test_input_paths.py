@@ -13,13 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from rawcnn.engine.checkpoint import save_checkpoint
-from rawcnn.data.contract import contract_of, file_to_stored
 from rawcnn.data import default_settings, synthesize
+from rawcnn.data.contract import contract_of, file_to_stored
+from rawcnn.data.preprocessing import Preprocessing
+from rawcnn.engine.checkpoint import read_checkpoint, save_checkpoint
 from rawcnn.engine.models import build
 from rawcnn.engine.net import Net
-from rawcnn.data.preprocessing import Preprocessing
-from rawcnn.engine.checkpoint import read_checkpoint
 
 
 @pytest.fixture(scope="module")

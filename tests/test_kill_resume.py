@@ -8,10 +8,10 @@ import subprocess
 import sys
 import time
 
-import kill_resume_child
 import numpy as np
 import pytest
 
+import kill_resume_child
 from rawcnn.engine.checkpoint import read_checkpoint
 from rawcnn.files.fileio import TMP_PATTERN
 

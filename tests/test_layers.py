@@ -2,8 +2,19 @@
 import numpy as np
 import pytest
 
-from rawcnn.engine.layers import (LRN, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Softmax,
-                                  SoftmaxCrossEntropy, WeightInit)
+from rawcnn.engine.layers import (
+    LRN,
+    Conv2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Softmax,
+    SoftmaxCrossEntropy,
+    WeightInit,
+)
 
 
 def make_layers():

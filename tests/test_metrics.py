@@ -7,7 +7,18 @@ import pytest
 
 from rawcnn.engine import models
 from rawcnn.training.evaluate import evaluate, save_report
-from rawcnn.training.metrics import accuracy, average_ranks, classification_report, confusion_matrix, f1_score, precision, roc_auc, roc_curve, sensitivity, specificity
+from rawcnn.training.metrics import (
+    accuracy,
+    average_ranks,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    precision,
+    roc_auc,
+    roc_curve,
+    sensitivity,
+    specificity,
+)
 
 BACKEND = "cpu"
 
@@ -149,6 +160,7 @@ def test_bootstrap_auc_interval_covers_the_true_auc_about_95_percent_of_the_time
     """Scores N(0, 1) for negatives and N(d, 1) for positives have AUC = Phi(d / sqrt(2)); over 100
     simulated sets of 40 + 40 the 95 % interval should hold it about 95 times (binomial sd ~2)."""
     from math import erf, sqrt
+
     from rawcnn.training.metrics import bootstrap_auc_ci
     d = 1.0
     truth = 0.5 * (1 + erf(d / sqrt(2) / sqrt(2)))  # Phi(d / sqrt 2) = 0.760

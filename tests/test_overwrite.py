@@ -3,14 +3,14 @@ inside --out; `--resume --lr` takes the new rate; a finite explosion of the loss
 import json
 import os
 
-import fuzz_inputs as fz
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import fuzz_inputs as fz
 from cli import main
-from rawcnn.files import fileio
 from rawcnn.engine.checkpoint import read_checkpoint
+from rawcnn.files import fileio
 
 
 def run(*args):
@@ -139,7 +139,6 @@ def test_safe_name(name, expected):
 
 def test_finite_explosion_of_the_validation_loss_is_a_divergence(tmp_path):
     import kill_resume_child as kc
-
     from rawcnn.engine import models
     from rawcnn.training.recipes import resolve
     from rawcnn.training.train import Run, Trainer, train

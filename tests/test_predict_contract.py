@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from rawcnn.data import load_dataset
 from rawcnn.app.demo import standardise
+from rawcnn.data import load_dataset
 from rawcnn.engine.models import build
+from rawcnn.training.evaluate import evaluate_checkpoint, predict
 from rawcnn.training.recipes import resolve
 from rawcnn.training.train import Run, train
-from rawcnn.training.evaluate import evaluate_checkpoint, predict
 
 SPEC = {"name": "small", "input": [3, 48, 48], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1},
@@ -83,9 +83,9 @@ def test_predict_without_masks_agrees_with_evaluate_and_says_locator(trained):
     # without the ROI crop (what predict did before) the numbers are further off
     whole = predict(d / "run" / "best.h5", files, lung_masks=None)
     located = np.abs(whole - ev["probabilities"]).mean()
+    import rawcnn.data.contract as contract
     from rawcnn.data.contract import contract_of
     from rawcnn.engine.checkpoint import read_checkpoint
-    import rawcnn.data.contract as contract
     c = contract_of(read_checkpoint(d / "run" / "best.h5"))
     c.settings = {**c.settings, "roi": "none", "roi_crop": False}
     uncropped = np.stack([contract.file_to_stored(f, c)[0] for f in files])  # (N, 3, S, S)

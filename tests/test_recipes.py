@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from rawcnn.data.synth import render_case
 from rawcnn.engine import models
 from rawcnn.engine.checkpoint import read_checkpoint
-from rawcnn.training.cv import stratified_group_folds
-from rawcnn.data.synth import render_case
 from rawcnn.engine.init import lsuv, orthonormal, parse_init
+from rawcnn.training.cv import stratified_group_folds
 from rawcnn.training.from_recipe import input_contract
 from rawcnn.training.recipes import RECIPES, resolve
 from rawcnn.training.train import Run, Trainer, train

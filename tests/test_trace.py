@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from rawcnn.engine import models
 from rawcnn.app.trace import format_trace, trace
+from rawcnn.engine import models
 
 SPEC = {"name": "tiny", "input": [2, 6, 6], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 3, "kernel_size": 3, "padding": 1},

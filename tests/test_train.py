@@ -13,9 +13,9 @@ import h5py
 import numpy as np
 import pytest
 
+from rawcnn.data import Augmenter, load_dataset, prepare, read_montgomery, synthesize
 from rawcnn.engine import models
 from rawcnn.engine.checkpoint import load_checkpoint, read_checkpoint
-from rawcnn.data import Augmenter, load_dataset, prepare, read_montgomery, synthesize
 from rawcnn.training.evaluate import evaluate_checkpoint, predict
 from rawcnn.training.recipes import resolve
 from rawcnn.training.train import Run, Trainer, train

@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 
 from rawcnn.engine import models
-from rawcnn.viz.activations import (activation_grid, channel_scores, layer_activations, rank_channels,
-                                    save_activations, top_channels)
+from rawcnn.viz.activations import (
+    activation_grid,
+    channel_scores,
+    layer_activations,
+    rank_channels,
+    save_activations,
+    top_channels,
+)
 
 TINY = {"name": "tiny", "input": [3, 12, 12], "layers": [
     {"type": "Conv2d", "name": "conv1", "out_channels": 5, "kernel_size": 3, "padding": 1},

@@ -28,6 +28,7 @@ def test_map_to_source_places_the_map_in_its_box():
 
 def test_full_res_needs_image_files():
     import pytest
+
     from rawcnn.app.viz import HeatmapOptions, Images, viz_heatmap
     with pytest.raises(ValueError, match="--full-res draws over the source files"):
         viz_heatmap("unused.h5", "out", Images(data="set.h5"), HeatmapOptions(full_res=True))

@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from rawcnn.engine.checkpoint import TrainingState, save_checkpoint
-from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.app import viz as commands
 from rawcnn.app.report import ReportOptions
 from rawcnn.app.viz import DreamOptions, HeatmapOptions, Images, ScoreOptions
+from rawcnn.data.preprocessing import Preprocessing
+from rawcnn.engine.checkpoint import TrainingState, save_checkpoint
 from rawcnn.viz.dream import input_scale
 
 UNIT = Preprocessing(scale=1 / 255, input_size=(16, 16), name="unit")   # 0..255 -> [0, 1], nothing else

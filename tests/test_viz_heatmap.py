@@ -14,7 +14,7 @@ from rawcnn.engine import models
 from rawcnn.engine.gradcheck import numeric_gradient, rel_error
 from rawcnn.engine.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftmaxCrossEntropy, WeightInit
 from rawcnn.engine.net import Net
-from rawcnn.viz.heatmap import METHODS, default_layer, gradcam_maps, heatmaps, logit_layer, Probe, saliency_maps
+from rawcnn.viz.heatmap import METHODS, Probe, default_layer, gradcam_maps, heatmaps, logit_layer, saliency_maps
 
 SQUARE = (slice(3, 7), slice(9, 13))   # rows 3..6, columns 9..12 of a 16 x 16 image
 

@@ -9,8 +9,18 @@ import cv2
 import numpy as np
 import pytest
 
-from rawcnn.viz.images import (gray_to_rgb, heat_rgba, input_to_rgb, jet, montage, overlay, png_bytes,
-                               scale01, scale_channels, write_png)
+from rawcnn.viz.images import (
+    gray_to_rgb,
+    heat_rgba,
+    input_to_rgb,
+    jet,
+    montage,
+    overlay,
+    png_bytes,
+    scale01,
+    scale_channels,
+    write_png,
+)
 
 
 # -- scaling -------------------------------------------------------------------------------------

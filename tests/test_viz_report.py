@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rawcnn.engine.checkpoint import TrainingState, save_checkpoint
 from rawcnn.app.report import ReportOptions, write_report
+from rawcnn.engine.checkpoint import TrainingState, save_checkpoint
 
 HISTORY = [{"epoch": e, "train_loss": 0.7 / e, "train_acc": 0.5 + 0.1 * e, "val_loss": 0.8 / e,
             "val_acc": 0.5 + 0.08 * e, "lr": 1e-3 if e < 3 else 1e-4, "seconds": 1.0, "images_per_s": 10.0}

@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 
 import weights_fixtures as wf
+from rawcnn.data.preprocessing import PRESETS, Preprocessing, preset
 from rawcnn.engine.checkpoint import load_checkpoint, save_checkpoint
 from rawcnn.engine.models import build
-from rawcnn.data.preprocessing import PRESETS, Preprocessing, preset
 from weights_import.finetune import new_head
-
 
 # -- hand-computed values -------------------------------------------------------------------------------
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import weights_fixtures as wf
+from rawcnn.data.preprocessing import preset
 from rawcnn.engine.checkpoint import load_checkpoint, save_checkpoint
 from rawcnn.engine.models import build
-from rawcnn.data.preprocessing import preset
-from weights_import import FORMATS, convert, WeightsImportError, import_to_checkpoint, import_weights
+from weights_import import FORMATS, WeightsImportError, convert, import_to_checkpoint, import_weights
 
 
 @pytest.fixture

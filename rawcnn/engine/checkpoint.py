@@ -10,8 +10,8 @@ A crash while writing leaves the previous checkpoint untouched: the new one appe
 os.replace, which is atomic on one file system.
 """
 import json
-from dataclasses import dataclass
 import os
+from dataclasses import dataclass
 
 import h5py
 import h5py as _h5

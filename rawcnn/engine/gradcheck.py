@@ -34,7 +34,6 @@ from rawcnn.engine.layers import (
     WeightInit,
 )
 
-
 KINK_TOL = 1e-3  # one-sided slopes differing by more than this (relative) mean a kink
 
 

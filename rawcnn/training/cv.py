@@ -21,12 +21,11 @@ Files in out_dir: fold_<f>/ (each fold's training run), oof.csv (name, patient, 
 p_abnormal), cv.json (the report), cv_roc.png.
 """
 import csv
+import dataclasses
 import json
 import math
 import os
 import re
-
-import dataclasses
 
 import numpy as np
 from matplotlib.figure import Figure
