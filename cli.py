@@ -330,8 +330,8 @@ def data_prepare(src, out, **opts):
     except ValueError as e:
         _fail(e)
     click.echo(f"wrote {summ.path}: {summ.n} images, classes {summ.class_names}")
-    for name, row in zip(("train", "val", "test"), summ.counts):
-        click.echo(f"  {name:5s} " + ", ".join(f"{c}: {int(v)}" for c, v in zip(summ.class_names, row)))
+    for name, row in zip(("train", "val", "test"), summ.counts, strict=True):
+        click.echo(f"  {name:5s} " + ", ".join(f"{c}: {int(v)}" for c, v in zip(summ.class_names, row, strict=True)))
     for path, why in summ.skipped:
         click.echo(f"  skipped {path}: {why}")
     for note in summ.notes or ():

@@ -27,6 +27,7 @@ import inspect
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
@@ -82,6 +83,14 @@ def rel(a, b):
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
+def row(op, layer, shape, t, err):
+    """Print one result row: t {"old", "new"[, "torch"]: median seconds}, err the new output's vs the old's."""
+    to = t.get("torch")
+    print(f"{op:<14} {layer:<16} {shape:<34} {t['old'] * 1e3:8.1f} {t['new'] * 1e3:8.1f} "
+          f"{(to or 0) * 1e3:9.1f} {t['old'] / t['new']:7.2f}x {(to / t['new'] if to else 0):7.2f}x"
+          f"  {'ok' if err < BOUND else 'MISMATCH'} {err:.1e}", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old", required=True, help="Root of the other checkout (a git worktree).")
@@ -94,11 +103,9 @@ def main(argv=None):
     common.setup_threads(args.threads or common.default_threads())
     import numpy as np
 
-    from kernels.cpu import conv2d as new_conv
+    from kernels.cpu import conv2d as new_conv  # this checkout's, imported before the old one's
     from kernels.cpu import linear as new_linear
     from kernels.cpu import winograd as new_wino
-    from rawcnn.engine.layers import Linear
-    from rawcnn.engine.models import build
     old = load_tree(args.old, ["kernels.cpu.conv2d", "kernels.cpu.winograd", "kernels.cpu.linear"])
     torch = common.try_import_torch()
     if torch is not None:
@@ -107,89 +114,113 @@ def main(argv=None):
     print(f"{'op':<14} {'layer':<16} {'shape':<34} {'old ms':>8} {'new ms':>8} {'torch ms':>9} "
           f"{'speed-up':>8} {'vs torch':>8}")
     models = args.models.split(",")
-
-    def row(op, layer, shape, t, err):
-        to = t.get("torch")
-        print(f"{op:<14} {layer:<16} {shape:<34} {t['old'] * 1e3:8.1f} {t['new'] * 1e3:8.1f} "
-              f"{(to or 0) * 1e3:9.1f} {t['old'] / t['new']:7.2f}x {(to / t['new'] if to else 0):7.2f}x"
-              f"  {'ok' if err < BOUND else 'MISMATCH'} {err:.1e}", flush=True)
-
     rng = np.random.default_rng(0)
-    for model, name, batch, xs, l in common.conv_layers(models):
-        hp = dict(stride=l.stride, padding=l.padding, groups=l.groups)
-        KH, KW = l.kernel_size
-        x = np.maximum(rng.standard_normal(xs, dtype=np.float32), 0)
-        w = (rng.standard_normal((l.out_channels, l.in_channels // l.groups, KH, KW), dtype=np.float32)
-             * np.float32(np.sqrt(2 / (KH * KW * l.in_channels / l.groups))))
-        b = rng.standard_normal(l.out_channels, dtype=np.float32)
-        shape = f"{'x'.join(map(str, xs))} k{KH}s{l.stride[0]}p{l.padding[0]}g{l.groups}->{l.out_channels}"
-        xt = wt = bt = None
-        if torch is not None:
-            xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+    for model, name, _, xs, l in common.conv_layers(models):
+        case = conv_case(f"{model} {name}", xs, l, rng, torch)
         if "im2col" in args.ops:
-            wo, wn = {}, {}
-            oc = old["kernels.cpu.conv2d"]
-            ko, kn = conv_kwargs(oc.conv2d_forward, hp), conv_kwargs(new_conv.conv2d_forward, hp)
-            yo = oc.conv2d_forward(x, w, b, workspace=wo, **ko)
-            yn = new_conv.conv2d_forward(x, w, b, workspace=wn, **kn)
-            fns = {"old": lambda: oc.conv2d_forward(x, w, b, workspace=wo, out=yo, **ko),
-                   "new": lambda: new_conv.conv2d_forward(x, w, b, workspace=wn, out=yn, **kn)}
-            if torch is not None:  # tensors made from numpy arrays need no grad: no graph is built
-                fns["torch"] = lambda: torch.nn.functional.conv2d(xt, wt, bt, l.stride, l.padding, 1, l.groups)
-            row("im2col fwd", f"{model} {name}", shape, interleaved(fns, args.rounds), rel(yn, yo))
-        if "winograd" in args.ops and l.stride == (1, 1) and min(KH, KW) >= 2:
-            ow = old["kernels.cpu.winograd"]
-            ko, kn = conv_kwargs(ow.conv2d_forward, hp), conv_kwargs(new_wino.conv2d_forward, hp)
-            try:
-                yo = ow.conv2d_forward(x, w, b, workspace={}, **ko)
-            except ValueError:  # the old checkout's Winograd does not take this kernel size
-                continue
-            wo, wn = {}, {}
-            yn = new_wino.conv2d_forward(x, w, b, workspace=wn, **kn)
-            dy = rng.standard_normal(yn.shape, dtype=np.float32)
-            dyt = torch.from_numpy(dy) if torch is not None else None
-            for kind in ("fwd", "dx", "dw"):
-                if kind == "fwd":
-                    fo = lambda: ow.conv2d_forward(x, w, b, workspace=wo, out=yo, **ko)  # noqa: E731
-                    fn = lambda: new_wino.conv2d_forward(x, w, b, workspace=wn, out=yn, **kn)  # noqa: E731
-                    ft = lambda: torch.nn.functional.conv2d(xt, wt, bt, 1, l.padding, 1, l.groups)  # noqa: E731
-                    pick = 0
-                else:
-                    bo = conv_kwargs(ow.conv2d_backward, hp, need=(kind,))
-                    bn = conv_kwargs(new_wino.conv2d_backward, hp, need=(kind,))
-                    fo = lambda bo=bo: ow.conv2d_backward(dy, x, w, workspace=wo, **bo)  # noqa: E731
-                    fn = lambda bn=bn: new_wino.conv2d_backward(dy, x, w, workspace=wn, **bn)  # noqa: E731
-                    if kind == "dx":
-                        ft = lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dyt, 1, l.padding, 1, l.groups)  # noqa: E731
-                    else:
-                        ft = lambda: torch.nn.grad.conv2d_weight(xt, wt.shape, dyt, 1, l.padding, 1, l.groups)  # noqa: E731
-                    pick = 0 if kind == "dx" else 1
-                ro, rn = fo(), fn()
-                err = rel(rn, ro) if kind == "fwd" else rel(rn[pick], ro[pick])
-                fns = {"old": fo, "new": fn}
-                if torch is not None:
-                    fns["torch"] = ft
-                row(f"winograd {kind}", f"{model} {name}", shape, interleaved(fns, args.rounds), err)
+            im2col_rows(case, old["kernels.cpu.conv2d"], new_conv, torch, args.rounds)
+        if "winograd" in args.ops and l.stride == (1, 1) and min(l.kernel_size) >= 2:
+            winograd_rows(case, old["kernels.cpu.winograd"], new_wino, torch, rng, args.rounds)
     if "linear" in args.ops:
-        for model in models:
-            net = build(model, weight_std=0.0)
-            shape_in = net.input_shape
-            for l in net.layers:
-                if isinstance(l, Linear):
-                    N, D, K = common.LAYER_BATCH[model], l.in_features, l.out_features
-                    x = rng.standard_normal((N, D), dtype=np.float32)
-                    w = rng.standard_normal((K, D), dtype=np.float32) * np.float32(0.01)
-                    b = rng.standard_normal(K, dtype=np.float32)
-                    yo, yn = np.empty((N, K), np.float32), np.empty((N, K), np.float32)
-                    ol = old["kernels.cpu.linear"]
-                    fns = {"old": lambda: ol.linear_forward(x, w, b, out=yo),
-                           "new": lambda: new_linear.linear_forward(x, w, b, out=yn)}
-                    if torch is not None:
-                        xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
-                        fns["torch"] = lambda: torch.nn.functional.linear(xt, wt, bt)
-                    t = interleaved(fns, args.rounds)
-                    row("linear fwd", f"{model} {l.name}", f"{N}x{D} -> {K}", t, rel(yn, yo))
-                shape_in = l.output_shape(shape_in)
+        linear_rows(models, old["kernels.cpu.linear"], new_linear, torch, rng, args.rounds)
+
+
+def conv_case(label, xs, l, rng, torch):
+    """One convolution's inputs, drawn from rng: x (ReLU-like, >= 0) of shape xs, He-scaled w, b; with
+    torch, tensors on the same memory (xt, wt, bt; else None). Returns them with label ("model layer"),
+    shape (the rows' shape column), the Conv2d l and hp = dict(stride, padding, groups)."""
+    import numpy as np
+    KH, KW = l.kernel_size
+    x = np.maximum(rng.standard_normal(xs, dtype=np.float32), 0)
+    w = (rng.standard_normal((l.out_channels, l.in_channels // l.groups, KH, KW), dtype=np.float32)
+         * np.float32(np.sqrt(2 / (KH * KW * l.in_channels / l.groups))))
+    b = rng.standard_normal(l.out_channels, dtype=np.float32)
+    shape = f"{'x'.join(map(str, xs))} k{KH}s{l.stride[0]}p{l.padding[0]}g{l.groups}->{l.out_channels}"
+    xt = wt = bt = None
+    if torch is not None:
+        xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+    return SimpleNamespace(label=label, shape=shape, l=l, hp=dict(stride=l.stride, padding=l.padding, groups=l.groups),
+                           x=x, w=w, b=b, xt=xt, wt=wt, bt=bt)
+
+
+def im2col_rows(case, oc, new_conv, torch, rounds):
+    """The im2col forward of `case`: the old checkout's conv2d module oc against this one's (and torch)."""
+    l, x, w, b, xt, wt, bt = case.l, case.x, case.w, case.b, case.xt, case.wt, case.bt
+    wo, wn = {}, {}
+    ko, kn = conv_kwargs(oc.conv2d_forward, case.hp), conv_kwargs(new_conv.conv2d_forward, case.hp)
+    yo = oc.conv2d_forward(x, w, b, workspace=wo, **ko)
+    yn = new_conv.conv2d_forward(x, w, b, workspace=wn, **kn)
+    fns = {"old": lambda: oc.conv2d_forward(x, w, b, workspace=wo, out=yo, **ko),
+           "new": lambda: new_conv.conv2d_forward(x, w, b, workspace=wn, out=yn, **kn)}
+    if torch is not None:  # tensors made from numpy arrays need no grad: no graph is built
+        fns["torch"] = lambda: torch.nn.functional.conv2d(xt, wt, bt, l.stride, l.padding, 1, l.groups)
+    row("im2col fwd", case.label, case.shape, interleaved(fns, rounds), rel(yn, yo))
+
+
+def winograd_rows(case, ow, new_wino, torch, rng, rounds):
+    """Winograd forward, dx and dw of `case`: the old checkout's winograd module ow against this one's (and
+    torch); nothing when the old Winograd does not take the kernel size."""
+    import numpy as np
+    l, x, w, b, xt, wt, bt = case.l, case.x, case.w, case.b, case.xt, case.wt, case.bt
+    hp = case.hp
+    ko, kn = conv_kwargs(ow.conv2d_forward, hp), conv_kwargs(new_wino.conv2d_forward, hp)
+    try:
+        yo = ow.conv2d_forward(x, w, b, workspace={}, **ko)
+    except ValueError:  # the old checkout's Winograd does not take this kernel size
+        return
+    wo, wn = {}, {}
+    yn = new_wino.conv2d_forward(x, w, b, workspace=wn, **kn)
+    dy = rng.standard_normal(yn.shape, dtype=np.float32)
+    dyt = torch.from_numpy(dy) if torch is not None else None
+    for kind in ("fwd", "dx", "dw"):
+        if kind == "fwd":
+            fo = lambda: ow.conv2d_forward(x, w, b, workspace=wo, out=yo, **ko)  # noqa: E731
+            fn = lambda: new_wino.conv2d_forward(x, w, b, workspace=wn, out=yn, **kn)  # noqa: E731
+            ft = lambda: torch.nn.functional.conv2d(xt, wt, bt, 1, l.padding, 1, l.groups)  # noqa: E731
+            pick = 0
+        else:
+            bo = conv_kwargs(ow.conv2d_backward, hp, need=(kind,))
+            bn = conv_kwargs(new_wino.conv2d_backward, hp, need=(kind,))
+            fo = lambda bo=bo: ow.conv2d_backward(dy, x, w, workspace=wo, **bo)  # noqa: E731
+            fn = lambda bn=bn: new_wino.conv2d_backward(dy, x, w, workspace=wn, **bn)  # noqa: E731
+            if kind == "dx":
+                ft = lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dyt, 1, l.padding, 1, l.groups)  # noqa: E731
+            else:
+                ft = lambda: torch.nn.grad.conv2d_weight(xt, wt.shape, dyt, 1, l.padding, 1, l.groups)  # noqa: E731
+            pick = 0 if kind == "dx" else 1
+        ro, rn = fo(), fn()
+        err = rel(rn, ro) if kind == "fwd" else rel(rn[pick], ro[pick])
+        fns = {"old": fo, "new": fn}
+        if torch is not None:
+            fns["torch"] = ft
+        row(f"winograd {kind}", case.label, case.shape, interleaved(fns, rounds), err)
+
+
+def linear_rows(models, ol, new_linear, torch, rng, rounds):
+    """linear_forward at every fully connected layer of `models`: the old checkout's linear module ol
+    against this one's (and torch)."""
+    import numpy as np
+
+    from rawcnn.engine.layers import Linear
+    from rawcnn.engine.models import build
+    for model in models:
+        net = build(model, weight_std=0.0)
+        shape_in = net.input_shape
+        for l in net.layers:
+            if isinstance(l, Linear):
+                N, D, K = common.LAYER_BATCH[model], l.in_features, l.out_features
+                x = rng.standard_normal((N, D), dtype=np.float32)
+                w = rng.standard_normal((K, D), dtype=np.float32) * np.float32(0.01)
+                b = rng.standard_normal(K, dtype=np.float32)
+                yo, yn = np.empty((N, K), np.float32), np.empty((N, K), np.float32)
+                fns = {"old": lambda: ol.linear_forward(x, w, b, out=yo),
+                       "new": lambda: new_linear.linear_forward(x, w, b, out=yn)}
+                if torch is not None:
+                    xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+                    fns["torch"] = lambda: torch.nn.functional.linear(xt, wt, bt)
+                t = interleaved(fns, rounds)
+                row("linear fwd", f"{model} {l.name}", f"{N}x{D} -> {K}", t, rel(yn, yo))
+            shape_in = l.output_shape(shape_in)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,8 @@ def child(args):
         if dist.is_root:
             set_dropout_rng_states(net, states)
             MicroBatches(args.micro, Single()).step(tr, idx)
-            flag[0] = all(np.array_equal(a, g) for a, (_, _, _, g) in zip(got, net.parameters(trainable_only=True)))
+            flag[0] = all(np.array_equal(a, g)
+                          for a, (_, _, _, g) in zip(got, net.parameters(trainable_only=True), strict=True))
         dist.Bcast(flag, root=0)
         equal = bool(flag[0])
         del got

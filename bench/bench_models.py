@@ -236,87 +236,110 @@ def idle_then_monitor(wait_idle):
 
 def child_profile(framework, threads, wait_idle=0):
     """Per-layer forward and backward seconds of the custom training step (batch 32)."""
-    import numpy as np
     spec = BENCHES["custom-train"]
     net = build_net(spec["model"])
     x, labels = make_batch(net, spec["batch"])
     names = net.names()
     fwd, bwd = {n: [] for n in names}, {n: [] for n in names}
-    extra = {}
     if framework == "rawcnn":
-        from rawcnn.engine.layers import SoftmaxCrossEntropy
-        if hasattr(net, "reuse_buffers"):  # kept buffers, as train() and the timed step use them
-            net.reuse_buffers(True)
-        step = rawcnn_train_step(net)
-        step(x, labels)
-        step(x, labels)
-        ce = SoftmaxCrossEntropy()
-        conv1 = net.layers[0]
-        conv1.need_dx = False  # training computes no gradient w.r.t. the images
-        mon = idle_then_monitor(wait_idle)
-        for _ in range(PROFILE_REPEATS):
-            a = x
-            for l in net.layers:
-                t0 = time.perf_counter()
-                a = l.forward(a, train=True)
-                fwd[l.name].append(time.perf_counter() - t0)
-            ce.forward(a, labels)
-            d = ce.backward()
-            for l in reversed(net.layers):
-                t0 = time.perf_counter()
-                d = l.backward(d)
-                bwd[l.name].append(time.perf_counter() - t0)
-        others = mon.stop()
-        conv1.need_dx = True
-        dy = np.ones((spec["batch"], *conv1.output_shape(net.input_shape)), np.float32)  # (N, F, OH, OW)
-        extra["conv1 backward WITH dx (not needed in training)"] = common.time_it(
-            lambda: conv1.backward(dy), repeats=3).median
-        velocity = {(l.name, k): np.zeros_like(w) for l, k, w, _ in net.parameters()}
-
-        def sgd_all():
-            for l, k, w, g in net.parameters():
-                net.be.sgd.sgd_momentum_update(w, g, velocity[(l.name, k)], **SGD_HP)
-        extra["SGD update, all parameters"] = common.time_it(sgd_all, repeats=3).median
+        extra, others = _profile_rawcnn(net, x, labels, fwd, bwd, wait_idle)
     else:
-        import torch
-        torch.set_num_threads(threads)
-        import torch_peer
-        model = torch_peer.peer_from_net(net).train()
+        model = _torch_peer(net, threads)
         del net
-        xt, lt = torch.from_numpy(x), torch.from_numpy(labels)
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        # timestamps from module hooks inside the real training step: a module's forward runs
-        # between its pre and post forward hooks; backward runs module by module in reverse, so
-        # module i's backward lasts from its backward pre-hook to module i-1's (to the end of
-        # loss.backward() for the first module)
-        stamp = {}
-        mods = list(model.named_children())
-        for n, m in mods:
-            m.register_forward_pre_hook(lambda mod, inp, n=n: stamp.__setitem__(("f0", n), time.perf_counter()))
-            m.register_forward_hook(lambda mod, inp, out, n=n: stamp.__setitem__(("f1", n), time.perf_counter()))
-            m.register_full_backward_pre_hook(lambda mod, dout, n=n: stamp.__setitem__(("b0", n), time.perf_counter()))
-        opt = torch.optim.SGD(model.parameters(), **SGD_HP)
-        ce = torch.nn.functional.cross_entropy
-        sgd_s = []
-        for i in range(2 + PROFILE_REPEATS):
-            if i == 2:
-                mon = idle_then_monitor(wait_idle)
-            opt.zero_grad()
-            loss = ce(model(xt), lt)
-            loss.backward()
-            t_end = time.perf_counter()
-            opt.step()
-            if i < 2:
-                continue
-            sgd_s.append(time.perf_counter() - t_end)
-            for j, (n, _) in enumerate(mods):
-                fwd[n].append(stamp[("f1", n)] - stamp[("f0", n)])
-                later = stamp[("b0", mods[j - 1][0])] if j > 0 else t_end
-                bwd[n].append(later - stamp[("b0", n)])
-        others = mon.stop()
-        extra["SGD update, all parameters"] = sorted(sgd_s)[len(sgd_s) // 2]
+        extra, others = _profile_torch(model, x, labels, fwd, bwd, wait_idle)
     med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     return dict(layers=[(n, med(fwd[n]), med(bwd[n])) for n in names], extra=extra, others=others)
+
+
+def _profile_rawcnn(net, x, labels, fwd, bwd, wait_idle):
+    """child_profile's rawcnn half: appends each layer's forward and backward seconds to fwd[name] and
+    bwd[name], PROFILE_REPEATS times. Returns (extra timings, other processes' load)."""
+    import numpy as np
+
+    from rawcnn.engine.layers import SoftmaxCrossEntropy
+    extra = {}
+    if hasattr(net, "reuse_buffers"):  # kept buffers, as train() and the timed step use them
+        net.reuse_buffers(True)
+    step = rawcnn_train_step(net)
+    step(x, labels)
+    step(x, labels)
+    ce = SoftmaxCrossEntropy()
+    conv1 = net.layers[0]
+    conv1.need_dx = False  # training computes no gradient w.r.t. the images
+    mon = idle_then_monitor(wait_idle)
+    for _ in range(PROFILE_REPEATS):
+        a = x
+        for l in net.layers:
+            t0 = time.perf_counter()
+            a = l.forward(a, train=True)
+            fwd[l.name].append(time.perf_counter() - t0)
+        ce.forward(a, labels)
+        d = ce.backward()
+        for l in reversed(net.layers):
+            t0 = time.perf_counter()
+            d = l.backward(d)
+            bwd[l.name].append(time.perf_counter() - t0)
+    others = mon.stop()
+    conv1.need_dx = True
+    dy = np.ones((len(x), *conv1.output_shape(net.input_shape)), np.float32)  # (N, F, OH, OW)
+    extra["conv1 backward WITH dx (not needed in training)"] = common.time_it(
+        lambda: conv1.backward(dy), repeats=3).median
+    velocity = {(l.name, k): np.zeros_like(w) for l, k, w, _ in net.parameters()}
+
+    def sgd_all():
+        for l, k, w, g in net.parameters():
+            net.be.sgd.sgd_momentum_update(w, g, velocity[(l.name, k)], **SGD_HP)
+    extra["SGD update, all parameters"] = common.time_it(sgd_all, repeats=3).median
+    return extra, others
+
+
+def _torch_peer(net, threads):
+    """The PyTorch module with net's layers and weights, in training mode, on `threads` threads."""
+    import torch
+    torch.set_num_threads(threads)
+    import torch_peer
+    return torch_peer.peer_from_net(net).train()
+
+
+def _profile_torch(model, x, labels, fwd, bwd, wait_idle):
+    """child_profile's PyTorch half: appends each module's forward and backward seconds in the real
+    training step to fwd[name] and bwd[name], PROFILE_REPEATS times after 2 untimed steps. Returns
+    (extra timings, other processes' load)."""
+    import torch
+    extra = {}
+    xt, lt = torch.from_numpy(x), torch.from_numpy(labels)
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")
+    # timestamps from module hooks inside the real training step: a module's forward runs
+    # between its pre and post forward hooks; backward runs module by module in reverse, so
+    # module i's backward lasts from its backward pre-hook to module i-1's (to the end of
+    # loss.backward() for the first module)
+    stamp = {}
+    mods = list(model.named_children())
+    for n, m in mods:
+        m.register_forward_pre_hook(lambda mod, inp, n=n: stamp.__setitem__(("f0", n), time.perf_counter()))
+        m.register_forward_hook(lambda mod, inp, out, n=n: stamp.__setitem__(("f1", n), time.perf_counter()))
+        m.register_full_backward_pre_hook(lambda mod, dout, n=n: stamp.__setitem__(("b0", n), time.perf_counter()))
+    opt = torch.optim.SGD(model.parameters(), **SGD_HP)
+    ce = torch.nn.functional.cross_entropy
+    sgd_s = []
+    for i in range(2 + PROFILE_REPEATS):
+        if i == 2:
+            mon = idle_then_monitor(wait_idle)
+        opt.zero_grad()
+        loss = ce(model(xt), lt)
+        loss.backward()
+        t_end = time.perf_counter()
+        opt.step()
+        if i < 2:
+            continue
+        sgd_s.append(time.perf_counter() - t_end)
+        for j, (n, _) in enumerate(mods):
+            fwd[n].append(stamp[("f1", n)] - stamp[("f0", n)])
+            later = stamp[("b0", mods[j - 1][0])] if j > 0 else t_end
+            bwd[n].append(later - stamp[("b0", n)])
+    others = mon.stop()
+    extra["SGD update, all parameters"] = sorted(sgd_s)[len(sgd_s) // 2]
+    return extra, others
 
 
 def child_main(args):
@@ -434,7 +457,7 @@ def run_profile(args, torch_ok):
     for i, (n, f, b) in enumerate(mine["layers"]):
         tf_, tb = (theirs["layers"][i][1], theirs["layers"][i][2]) if theirs else (float("nan"),) * 2
         vals = (f, tf_, b, tb)
-        tot = [a + v for a, v in zip(tot, vals)]
+        tot = [a + v for a, v in zip(tot, vals, strict=True)]
         print(f"{n:<10} {f * 1e3:11.1f} {tf_ * 1e3:10.1f} {b * 1e3:11.1f} {tb * 1e3:10.1f}")
     print(f"{'total':<10} {tot[0] * 1e3:11.1f} {tot[1] * 1e3:10.1f} {tot[2] * 1e3:11.1f} {tot[3] * 1e3:10.1f}")
     for who, res in (("rawcnn", mine), ("torch", theirs)):

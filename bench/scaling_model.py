@@ -88,7 +88,7 @@ def main(argv=None):
             need = [ring(early * (0.5 if a.fp16 else 1.0), 64, g, bucket, alpha) / (w * times[model])
                     for g in (10, 25, 100)]
             print(f"  {node:22s} {model:7s} " + "  ".join(f"{g:3d} Gb/s: b >= {math.ceil(n):5d}"
-                                                        for g, n in zip((10, 25, 100), need)))
+                                                        for g, n in zip((10, 25, 100), need, strict=True)))
 
 
 if __name__ == "__main__":

@@ -90,16 +90,16 @@ def check(be, case):
     op, call, names = case
     fresh = [None if r is None else to_numpy(r).copy() for r in call({})]
     assert len(fresh) == len(names)
-    outs = {n: _garbage(be, r) for n, r in zip(names, fresh) if n is not None}
+    outs = {n: _garbage(be, r) for n, r in zip(names, fresh, strict=True) if n is not None}
     got = call(outs)
-    for n, r, g in zip(names, fresh, got):
+    for n, r, g in zip(names, fresh, got, strict=True):
         if n is None:
             assert g is None, f"{op}: an output not asked for came back"
             continue
         assert g is outs[n], f"{op}: {n} is not the array returned"
         np.testing.assert_array_equal(to_numpy(g), r, err_msg=f"{op} with {n}")
         assert to_numpy(g).tobytes() == r.tobytes(), f"{op} with {n}: not bit-identical"
-    for n, r in zip(names, fresh):
+    for n, r in zip(names, fresh, strict=True):
         if n is None:
             continue
         shape, dtype = r.shape, np.dtype(r.dtype)

@@ -244,7 +244,7 @@ def test_input_conversion_into_a_kept_buffer_is_bit_identical(order, std, channe
         assert to_input(batches[1]).ctypes.data == kept.ctypes.data  # one buffer, no new one
         resized = to_input(rng.integers(0, 256, (2, channels, 12, 12), dtype=np.uint8))  # needs a resize
         assert not np.shares_memory(resized, kept)  # the ordinary path
-    for w, g in zip(want, got):
+    for w, g in zip(want, got, strict=True):
         assert w.shape == g.shape == (w.shape[0], net_channels, 9, 9) and g.dtype == np.float32
         assert w.tobytes() == g.tobytes()
 

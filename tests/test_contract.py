@@ -69,7 +69,7 @@ def test_predict_on_colour_pngs_is_the_source_frameworks_forward(tmp_path, impor
     r = run("predict", *paths, "--checkpoint", ckpt, "--top", 3)
     assert r.exit_code == 0, r.output
     blocks = r.output.strip().split(str(paths[0].parent))[1:]
-    for block, p in zip(blocks, want):
+    for block, p in zip(blocks, want, strict=True):
         printed = [int(line.split()[0]) for line in block.strip().splitlines()[1:]]
         assert printed == list(np.argsort(-p, kind="stable")[:3])
 

@@ -94,7 +94,7 @@ def test_layer_contract_is_the_same_for_both_algorithms(p, g):
         dx = layer.backward(dy)
         assert layer.algo == algo and set(layer.grads) == {"w", "b"}
         outs[algo] = (y, dx, layer.grads["w"], layer.grads["b"])
-    for a, b in zip(outs["im2col"], outs["winograd"]):
+    for a, b in zip(outs["im2col"], outs["winograd"], strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(a).max())
 
 

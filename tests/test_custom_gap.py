@@ -117,7 +117,7 @@ def test_reused_buffers_give_the_fresh_results():
                 y = net.forward(x, train=True).copy()
                 dx = net.backward(np.ones_like(y)).copy()
         runs.append((y, dx, net["conv1"].grads["w"].copy()))
-    for fresh, kept in zip(*runs):
+    for fresh, kept in zip(*runs, strict=True):
         np.testing.assert_array_equal(kept, fresh)
 
 

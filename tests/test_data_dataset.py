@@ -28,13 +28,13 @@ def test_round_trip_shapes_and_labels(prepared):
     assert ds.settings["input_size"] == 48 and ds.settings["base_size"] == 96 and ds.settings["clahe"] is True
     assert ds.version == "0.1.0" and ds.seed == 7
     assert ds.source == str((root / "src").resolve())
-    for name, label in zip(ds.names, ds.labels):
+    for name, label in zip(ds.names, ds.labels, strict=True):
         assert label == int(name[-1])  # MCUCXR_####_L
     train = ds.split("train")
     assert train.images.shape == (len(train.labels), 3, 48, 48) and train.images.dtype == np.uint8
     assert (train.images[:, 0] == train.images[:, 2]).all()
     assert ds.has_lesion_mask.all() and ds.has_lung_mask.all()
-    for lesion, label in zip(ds.lesion_masks, ds.labels):
+    for lesion, label in zip(ds.lesion_masks, ds.labels, strict=True):
         assert lesion.any() == (label == 1)
         assert set(np.unique(lesion)) <= {0, 1}
     assert ((ds.lesion_masks == 1) <= (ds.lung_masks == 1)).all()  # lesions inside lungs

@@ -79,7 +79,7 @@ def test_hand_made_montgomery_bad_files(tmp_path):
         moved = [p.rename(p.with_suffix(".hidden")) for p in others]
         with pytest.raises(DataError, match=path.name):
             read_montgomery(tmp_path)
-        for p, m in zip(others, moved):
+        for p, m in zip(others, moved, strict=True):
             m.rename(p)
     records = read_montgomery(tmp_path, skip_bad=True)
     assert [r.name for r in records] == ["MCUCXR_0001_0", "MCUCXR_0002_1"]

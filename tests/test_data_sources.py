@@ -117,7 +117,7 @@ def test_nih_layout_patient_wise_split(tmp_path):
     with h5py.File(tmp_path / "nih.h5") as f:
         names, split = f["names"].asstr()[...], f["split"][...]
     where = {}
-    for n, sp in zip(names, split):
+    for n, sp in zip(names, split, strict=True):
         where.setdefault(n.split("_")[0], set()).add(int(sp))
     assert all(len(v) == 1 for v in where.values()) and set(split) == {0, 1, 2}
     with pytest.raises(DataError, match="no image has the finding 'Hernia'"):

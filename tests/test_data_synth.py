@@ -42,7 +42,7 @@ def test_image_i_does_not_depend_on_n(tmp_path):
     # labels cannot differ, so the first two files of a 2-image and a 4-image set must agree
     two = synthesize(tmp_path / "two", 2, size=SIZE, seed=5, abnormal_fraction=1.0, progress=False)
     four = synthesize(tmp_path / "four", 4, size=SIZE, seed=5, abnormal_fraction=1.0, progress=False)
-    for a, b in zip(two, four[:2]):
+    for a, b in zip(two, four[:2], strict=True):
         assert a.path.name == b.path.name
         assert a.path.read_bytes() == b.path.read_bytes()
         assert a.lesion_mask.read_bytes() == b.lesion_mask.read_bytes()

@@ -176,7 +176,7 @@ def test_class_names_and_large_integers(tmp_path):
     assert r.exit_code == 0, r.output
     names, labels, files = _classes(out)
     assert names == ["a", "b", "c"]
-    assert dict(zip(files, labels))["i2"] == 2
+    assert dict(zip(files, labels, strict=True))["i2"] == 2
     r, out = _prepare(_csv_set(tmp_path / "big", labels=["0", "1"] * 3 + ["0", "123456789012345678901234567890"]))
     _refused(r, out, "labels.csv", "line 9", "123456789012345678901234567890")
 
@@ -244,7 +244,8 @@ def test_bom_and_crlf(tmp_path):
     r, out = _prepare(_csv_set(tmp_path, text=text))
     assert r.exit_code == 0, r.output
     names, labels, files = _classes(out)
-    assert names == ["normal", "abnormal"] and sorted(zip(files, labels)) == [(f"i{i}", i % 2) for i in range(N)]
+    pairs = sorted(zip(files, labels, strict=True))
+    assert names == ["normal", "abnormal"] and pairs == [(f"i{i}", i % 2) for i in range(N)]
 
 
 def test_duplicate_rows(tmp_path):

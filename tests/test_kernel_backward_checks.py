@@ -12,9 +12,10 @@ from kernels.shapes import ConvGeometry
 TIERS = ("reference", "cpu")
 
 
-def _message(fn):
+def _message(fn, *args, **kwargs):
+    """The message of the ValueError that fn(*args, **kwargs) raises."""
     with pytest.raises(ValueError) as e:
-        fn()
+        fn(*args, **kwargs)
     return str(e.value)
 
 
@@ -27,8 +28,8 @@ def conv_cases(be):
     for algo in ("conv2d", "winograd"):
         for what, dy in (("shape", bad_shape), ("dtype", bad_dtype)):
             for need_dw in (True, False):
-                out[(algo, what, need_dw)] = _message(
-                    lambda: getattr(be, algo).conv2d_backward(dy, x, w, need=("dx",) + ("dw",) * need_dw, **hp))
+                out[(algo, what, need_dw)] = _message(getattr(be, algo).conv2d_backward, dy, x, w,
+                                                      need=("dx",) + ("dw",) * need_dw, **hp)
     return out
 
 
@@ -48,11 +49,10 @@ def test_linear_softmax_and_lrn_backward_refuse_a_wrong_dy_alike_in_every_tier()
     for t in TIERS:
         be = get_backend(t)
         seen[t] = (
-            _message(lambda: be.linear.linear_backward(np.zeros((3, 5)), x, w)),
-            _message(lambda: be.linear.linear_backward(np.zeros((3, 4), np.float32), x, w)),
-            _message(lambda: be.softmax.softmax_backward(np.zeros((3, 5)), y)),
-            _message(lambda: be.lrn.lrn_backward(np.zeros((2, 6, 3, 2)), xl, xl, xl + 1, size=5, alpha=1e-4,
-                                                 beta=0.75)),
+            _message(be.linear.linear_backward, np.zeros((3, 5)), x, w),
+            _message(be.linear.linear_backward, np.zeros((3, 4), np.float32), x, w),
+            _message(be.softmax.softmax_backward, np.zeros((3, 5)), y),
+            _message(be.lrn.lrn_backward, np.zeros((2, 6, 3, 2)), xl, xl, xl + 1, size=5, alpha=1e-4, beta=0.75),
         )
     assert "linear_backward: dy must be (N, K) = (3, 4)" in seen["reference"][0]
     assert "softmax_backward: dy (3, 5) and y (3, 4)" in seen["reference"][2]
@@ -71,9 +71,9 @@ def test_conv2d_and_linear_backward_refuse_a_wrong_need_or_out_alike_in_every_ti
     seen = {}
     for t in TIERS:
         be = get_backend(t)
-        seen[t] = [(_message(lambda: be.conv2d.conv2d_backward(dy, x, w, **hp, **kw)),
-                    _message(lambda: be.winograd.conv2d_backward(dy, x, w, **hp, **kw)),
-                    _message(lambda: be.linear.linear_backward(dyl, xl, wl, **kw))) for kw in bad]
+        seen[t] = [(_message(be.conv2d.conv2d_backward, dy, x, w, **hp, **kw),
+                    _message(be.winograd.conv2d_backward, dy, x, w, **hp, **kw),
+                    _message(be.linear.linear_backward, dyl, xl, wl, **kw)) for kw in bad]
     assert seen["reference"][0][2] == "linear_backward: need must be a tuple of 'dx' and/or 'dw', got 'dx'"
     assert seen["reference"][2][2] == ("linear_backward: out must be None or a triple (dx, dw, db) of arrays "
                                        "or None, got 2 items")

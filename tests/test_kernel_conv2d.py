@@ -174,7 +174,7 @@ def test_cpu_matches_reference(dtype, x_shape, w_shape, stride, padding, groups)
                    ref.col2im(dcols, x_shape=x_shape, **geo)),
     }
     for name, a, r in zip(("dx", "dw", "db"), cpu.conv2d_backward(dy, x, w, **hp),
-                          ref.conv2d_backward(dy, x, w, **hp)):
+                          ref.conv2d_backward(dy, x, w, **hp), strict=True):
         results[name] = (a, r)
     _, dw, db = cpu.conv2d_backward(dy, x, w, **hp, need=("dw",))
     results["dw, no dx"] = (dw, results["dw"][1])
@@ -201,7 +201,7 @@ def test_cpu_slices_equal_one_slice(dtype, x_shape, w_shape, stride, padding, gr
     image_bytes = x_shape[1] * w_shape[2] * w_shape[3] * y.shape[2] * y.shape[3] * x.itemsize
     for budget in (1, 2 * image_bytes):  # slices of 1 image; of 2 (uneven with N=3)
         np.testing.assert_array_equal(cpu.conv2d_forward(x, w, b, **hp, budget_bytes=budget), y)
-        for a, r in zip(cpu.conv2d_backward(dy, x, w, **hp, budget_bytes=budget), grads):
+        for a, r in zip(cpu.conv2d_backward(dy, x, w, **hp, budget_bytes=budget), grads, strict=True):
             np.testing.assert_array_equal(a, r)
 
 
@@ -214,7 +214,7 @@ def test_cpu_accepts_non_contiguous_input():
     y = cpu.conv2d_forward(x, w, b, **hp)
     assert max_rel_diff(y, ref.conv2d_forward(x, w, b, **hp)) < TOL[np.float64]
     dy = rng.standard_normal(y.shape).transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)
-    for a, r in zip(cpu.conv2d_backward(dy, x, w, **hp), ref.conv2d_backward(dy, x, w, **hp)):
+    for a, r in zip(cpu.conv2d_backward(dy, x, w, **hp), ref.conv2d_backward(dy, x, w, **hp), strict=True):
         assert max_rel_diff(a, r) < TOL[np.float64]
 
 
@@ -309,7 +309,7 @@ def test_literal_loops_and_einsum_reference_agree_on_a_strided_grouped_case():
     y = ref.conv2d_forward_loops(x, w, b, **kw)
     np.testing.assert_allclose(y, ref.conv2d_forward(x, w, b, **kw), rtol=1e-12, atol=1e-12)
     dy = rng.standard_normal(y.shape)
-    for a, e in zip(ref.conv2d_backward_loops(dy, x, w, **kw), ref.conv2d_backward(dy, x, w, **kw)):
+    for a, e in zip(ref.conv2d_backward_loops(dy, x, w, **kw), ref.conv2d_backward(dy, x, w, **kw), strict=True):
         np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
 
 
@@ -340,5 +340,5 @@ def test_cpu_gives_the_same_bits_on_one_thread(x_shape, w_shape, stride, padding
         one = run()
     finally:
         numba.set_num_threads(before)
-    for a, r in zip(one, many):
+    for a, r in zip(one, many, strict=True):
         np.testing.assert_array_equal(a, r)

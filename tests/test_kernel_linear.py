@@ -54,7 +54,8 @@ def test_linear_cpu_matches_reference(dtype, N, D, K):
     x, w = rng.standard_normal((N, D)).astype(dtype), rng.standard_normal((K, D)).astype(dtype)
     b, dy = rng.standard_normal(K).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
     errs = {"y": max_diff(cpu.linear_forward(x, w, b), ref.linear_forward(x, w, b))}
-    for name, g, g_ref in zip(("dx", "dw", "db"), cpu.linear_backward(dy, x, w), ref.linear_backward(dy, x, w)):
+    for name, g, g_ref in zip(("dx", "dw", "db"), cpu.linear_backward(dy, x, w), ref.linear_backward(dy, x, w),
+                              strict=True):
         assert g.dtype == dtype
         errs[name] = max_diff(g, g_ref)
     print(f"linear N={N} D={D} K={K} {np.dtype(dtype)}: " + ", ".join(f"{n} {e:.1e}" for n, e in errs.items()))

@@ -21,7 +21,7 @@ TINY = {"name": "tiny", "input": [3, 16, 16], "layers": [
 
 
 def sgd_step(net, lr):
-    for layer, key, p, g in net.parameters(trainable_only=True):
+    for _, _, p, g in net.parameters(trainable_only=True):
         p -= lr * g
 
 

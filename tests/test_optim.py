@@ -54,7 +54,7 @@ def test_matches_a_hand_written_loop_with_lr_mult_and_bias_decay_option():
         expect = {(l.name, k): (w.copy(), np.zeros_like(w)) for l, k, w, _ in net.parameters()}
         opt = SGD(net, lr=lr, momentum=m, weight_decay=wd, decay_biases=decay_biases)
         for _ in range(3):
-            for layer, key, w, dw in net.parameters():
+            for layer, key, _, dw in net.parameters():
                 w0, v0 = expect[(layer.name, key)]
                 decay = wd if (key == "w" or decay_biases) else 0.0
                 v1 = m * v0 - lr * layer.lr_mult * (dw + decay * w0)
@@ -73,7 +73,7 @@ def test_biases_are_not_decayed_by_default():
         layer.grads[key] = np.zeros_like(w)
         w[...] = 2.0
     SGD(net, lr=0.1, momentum=0.0, weight_decay=0.5).step()
-    for layer, key, w, _ in net.parameters():
+    for _, key, w, _ in net.parameters():
         np.testing.assert_allclose(w, 2.0 - 0.1 * 0.5 * 2.0 if key == "w" else 2.0, rtol=1e-14)
 
 
@@ -98,7 +98,7 @@ def test_state_round_trip_continues_identically():
     opt_b.load_state(opt_a.state())
     opt_a.step()
     opt_b.step()
-    for (la, ka, wa, _), (lb, kb, wb, _) in zip(a.parameters(), b.parameters()):
+    for (_, _, wa, _), (_, _, wb, _) in zip(a.parameters(), b.parameters(), strict=True):
         np.testing.assert_array_equal(wa, wb)
 
 

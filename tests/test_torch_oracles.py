@@ -40,7 +40,8 @@ def check_case(be, op, params, a):
         kw = dict(geometry=ConvGeometry(tuple(params["stride"]), tuple(params["padding"]), params["groups"]))
         y = be.conv2d.conv2d_forward(asa(a["x"]), asa(a["w"]), asa(a["b"]), **kw)
         got = dict(zip(("y", "dx", "dw", "db"), (y,) + tuple(be.conv2d.conv2d_backward(asa(a["dy"]), asa(a["x"]),
-                                                                                       asa(a["w"]), **kw))))
+                                                                                       asa(a["w"]), **kw)),
+                       strict=True))
     elif op == "lrn":
         y, scale = be.lrn.lrn_forward(asa(a["x"]), **params)
         backward = {k: v for k, v in params.items() if k != "k"}  # k reaches the backward through scale

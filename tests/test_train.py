@@ -273,7 +273,7 @@ WRITER = textwrap.dedent("""
 def test_sigkill_while_writing_leaves_the_previous_checkpoint_loadable(tmp_path):
     path = tmp_path / "last.h5"
     rng = np.random.default_rng(0)
-    for round_ in range(3):
+    for _ in range(3):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "first"
         time.sleep(float(rng.uniform(0.05, 0.4)))  # a random moment in the write loop

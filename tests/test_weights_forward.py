@@ -52,7 +52,7 @@ def _vgg_case(tmp_path, rng, style, layout="hwio", **kw):
 @pytest.mark.parametrize("style, kw", [
     ("keras1-tf", {}),                                                       # the real tf VGG files
     ("keras2", dict(strings="vlen", backend="tensorflow", keras_version="2.2.4", chunk=4)),
-    ("keras3", dict(strings="vlen", backend="torch", keras_version="3.15.1", input_name="input_layer")),
+    ("keras3", dict(strings="vlen", backend="torch", keras_version="3.15.1")),
     ("keras2", dict(backend="cntk", keras_version="2.1.2")),
 ])
 def test_tf_layout_weights_match_tensorflow_forward(tmp_path, rng, style, kw):
@@ -101,7 +101,7 @@ def test_keras3_legacy_full_model_file(tmp_path, rng):
     params = wf.make_params(wf.VGG_MINI, rng, "hwio")
     path = tmp_path / "model.h5"
     wf.write_full_model(path, wf.VGG_MINI, params, "keras3", wf.keras_config(wf.VGG_MINI), strings="vlen",
-                        backend="torch", keras_version="3.15.1", keras3_extras=True)
+                        backend="torch", keras_version="3.15.1")
     net, report = import_weights(path, wf.vgg_mini_spec())
     x = wf.images(rng, wf.VGG_MINI_INPUT)
     assert_close(run(net, x), wf.tf_forward(x, wf.VGG_MINI, params))

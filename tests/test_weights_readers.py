@@ -81,7 +81,7 @@ def test_kernel_and_bias_are_told_apart_by_order_and_rank_not_name(tmp_path, rng
         for lname in ("block1_conv1", "fc1"):
             g = f[lname]
             old = [n.decode() for n in g.attrs["weight_names"]]
-            for new, o in zip(("a", "b"), old):
+            for new, o in zip(("a", "b"), old, strict=True):
                 g[new] = g[o][()]
                 del g[o]
             g.attrs["weight_names"] = np.array([b"a", b"b"])
@@ -136,7 +136,7 @@ def test_real_vgg16_tf_file_maps_every_layer(tmp_path, rng):
     assert np.array_equal(net["conv1_1"].params["w"], k11.transpose(3, 2, 0, 1))
     assert np.array_equal(net["conv5_3"].params["w"][17, 300], k53[:, :, 300, 17])
     w6 = net["fc6"].params["w"]  # (4096, 25088), column c*49 + h*7 + w
-    for (h, w, c), (_, row) in zip(hwc, rows):
+    for (h, w, c), (_, row) in zip(hwc, rows, strict=True):
         assert np.array_equal(w6[:, c * 49 + h * 7 + w], row)
     assert report.preprocessing == preset("vgg-keras")
     assert report.preprocessing.channel_order == "BGR"

@@ -187,10 +187,14 @@ def layer_list(model, input_name="input_1"):
     return rows
 
 
-def write_legacy(group, model, params, style, strings="bytes", backend=None, keras_version=None, chunk=0,
-                 input_name="input_1"):
+def input_layer_name(style):
+    """The name Keras gave the input layer: 'input_layer' in Keras 3, 'input_1' before."""
+    return "input_layer" if style == "keras3" else "input_1"
+
+
+def write_legacy(group, model, params, style, strings="bytes", backend=None, keras_version=None, chunk=0):
     """The Keras legacy container (save_weights) into an open h5py group."""
-    rows = layer_list(model, input_name)
+    rows = layer_list(model, input_layer_name(style))
     _set_strings(group.attrs, "layer_names", [r[0] for r in rows], strings, chunk)
     if backend is not None:
         _set_str(group.attrs, "backend", backend, strings)
@@ -200,7 +204,7 @@ def write_legacy(group, model, params, style, strings="bytes", backend=None, ker
         g = group.create_group(lname)
         names = []
         for owner in owners:
-            for wn, arr in zip(weight_names(owner, style), params[owner]):
+            for wn, arr in zip(weight_names(owner, style), params[owner], strict=True):
                 g.create_dataset(wn, data=arr)
                 names.append(wn)
         _set_strings(g.attrs, "weight_names", names, strings)
@@ -231,17 +235,17 @@ def keras_config(model, data_format="channels_last", flatten_format="channels_la
 
 
 def write_full_model(path, model, params, style, config, strings="bytes", backend="tensorflow",
-                     keras_version="2.2.4", keras3_extras=False):
-    """model.save('x.h5'): root model_config + keras_version + backend, weights under /model_weights."""
+                     keras_version="2.2.4"):
+    """model.save('x.h5'): root model_config + keras_version + backend, weights under /model_weights
+    (style 'keras3': with Keras 3's empty top_level_model_weights group)."""
     with h5py.File(path, "w") as f:
         _set_str(f.attrs, "model_config", json.dumps(config), strings)
         _set_str(f.attrs, "keras_version", keras_version, strings)
         _set_str(f.attrs, "backend", backend, strings)
         _set_str(f.attrs, "training_config", json.dumps({"loss": "categorical_crossentropy"}), strings)
         g = f.create_group("model_weights")
-        write_legacy(g, model, params, style, strings=strings, backend=backend, keras_version=keras_version,
-                     input_name="input_layer" if keras3_extras else "input_1")
-        if keras3_extras:
+        write_legacy(g, model, params, style, strings=strings, backend=backend, keras_version=keras_version)
+        if style == "keras3":
             t = g.create_group("top_level_model_weights")
             t.attrs["weight_names"] = np.zeros((0,), np.float64)
         o = f.create_group("optimizer_weights")
@@ -267,7 +271,7 @@ def write_nested(path, base_model, head_model, params, style="keras2", strings="
         names = []
         for kind, name, _ in base_model:
             if kind == "conv":
-                for wn, arr in zip(weight_names(name, style), params[name]):
+                for wn, arr in zip(weight_names(name, style), params[name], strict=True):
                     g.create_dataset(wn, data=arr)
                     names.append(wn)
         _set_strings(g.attrs, "weight_names", names, strings)
@@ -276,7 +280,7 @@ def write_nested(path, base_model, head_model, params, style="keras2", strings="
             if kind == "dense":
                 h = root.create_group(name)
                 wns = weight_names(name, style)
-                for wn, arr in zip(wns, params[name]):
+                for wn, arr in zip(wns, params[name], strict=True):
                     h.create_dataset(wn, data=arr)
                 _set_strings(h.attrs, "weight_names", wns, strings)
 
@@ -301,7 +305,7 @@ def write_keras3(path, model, params, name_attr=True, nested=False):
 
         inner = top.create_group("functional").create_group("layers") if nested else top
         add(inner, "input_layer", "input_layer", [])
-        for kind, name, a in model:
+        for kind, name, _ in model:
             if kind == "conv":
                 add(inner, "conv2d", name, params[name])
             elif kind == "pool":
@@ -334,7 +338,7 @@ def _conv_groups(op, params):
     k, b = params[op[1]]
     G = a["groups"]
     return [(kk, bb) for kk, bb in zip(np.split(k, G, axis=-1 if k.shape[-1] == a["cout"] else 0),
-                                       np.split(b, G))]
+                                       np.split(b, G), strict=True)]
 
 
 def tf_forward(x_nchw, model, params, flatten="hwc"):
@@ -410,7 +414,7 @@ VGG_BLOCKS = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
 def vgg_real_layers(depth, top=True):
     """[(keras name, kernel shape in HWIO, bias shape)] of keras-applications VGG16/VGG19."""
     rows, cin = [], 3
-    for b, (n, f) in enumerate(zip(VGG_BLOCKS[depth], (64, 128, 256, 512, 512)), start=1):
+    for b, (n, f) in enumerate(zip(VGG_BLOCKS[depth], (64, 128, 256, 512, 512), strict=True), start=1):
         for i in range(1, n + 1):
             rows.append((f"block{b}_conv{i}", (3, 3, cin, f), (f,)))
             cin = f

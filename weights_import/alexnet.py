@@ -31,7 +31,7 @@ def heuritech_spec(spec):
     spec = copy.deepcopy(spec)
     layers, changes = spec["layers"], []
     n, a, b, k = (HEURITECH_LRN[key] for key in ("size", "alpha_paper", "beta", "k"))
-    for i, e in enumerate(layers):
+    for e in layers:
         if e["type"] != "LRN":
             continue
         e.update(size=n, alpha=a * n, beta=b, k=k)

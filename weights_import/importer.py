@@ -192,7 +192,7 @@ def _load_dense(net, denses, report, state, path, arch):
     """Convert the file's dense layers into the net's Linear layers, in order (shapes checked first)."""
     linears = [l for l in net.layers if l.kind == "Linear"]
     chw = _flatten_input(net)
-    for j, (t, s) in enumerate(zip(linears, denses)):
+    for j, (t, s) in enumerate(zip(linears, denses, strict=True)):
         want, shape = (t.in_features, t.out_features), tuple(s.kernel[1].shape)
         if shape != want:
             how = (f"; {t.name} takes the flattened {chw[0]}x{chw[1]}x{chw[2]} map, so the input size may differ"
@@ -255,7 +255,7 @@ def _passthrough(path, spec, why):
     except CheckpointError as e:
         raise WeightsImportError(str(e)) from None
     mine, theirs = mapping.conv_targets(spec), mapping.conv_targets(ck["spec"])
-    for a, b in zip(mine, theirs):
+    for a, b in zip(mine, theirs, strict=False):  # the pairs first; a count that differs is refused below
         if (a.shape, a.groups) != (b.shape, b.groups):
             raise WeightsImportError(f"{path}: a rawcnn checkpoint of {ck['spec'].get('name')!r} whose layer "
                                      f"{b.name!r} has weights {b.shape} (groups {b.groups}), where {arch} layer "

@@ -78,14 +78,14 @@ def split_nested(lname, gpath, weights):
     prefixes = [wn.rsplit("/", 1)[0] if "/" in wn else None for wn, _ in weights]
     distinct = list(dict.fromkeys(prefixes))
     if len(distinct) > 1 and None not in distinct:
-        return [SourceLayer(f"{lname}/{p}", gpath, [w for w, q in zip(weights, prefixes) if q == p])
+        return [SourceLayer(f"{lname}/{p}", gpath, [w for w, q in zip(weights, prefixes, strict=True) if q == p])
                 for p in distinct]
     kernels = [i for i, (_, ds) in enumerate(weights) if len(ds.shape) >= 2]
     if len(kernels) <= 1:
         return [SourceLayer(lname, gpath, weights)]
     starts = kernels if kernels[0] == 0 else [0] + kernels[1:]
     ends = starts[1:] + [len(weights)]
-    return [SourceLayer(f"{lname}/{weights[a][0]}", gpath, weights[a:b]) for a, b in zip(starts, ends)]
+    return [SourceLayer(f"{lname}/{weights[a][0]}", gpath, weights[a:b]) for a, b in zip(starts, ends, strict=True)]
 
 
 def _keys(g):

@@ -79,7 +79,7 @@ def plan_convs(convs, targets, path, arch):
             group = convs[i:i + t.groups]
             lays = [convert.kernel_layouts(tuple(p.kernel[1].shape), part) for p in group]
             if len(group) < t.groups or not all(lays):
-                bad = next((p for p, l in zip(group, lays) if not l), None)
+                bad = next((p for p, l in zip(group, lays, strict=True) if not l), None)
                 got = f"{bad.name!r} has kernel {tuple(bad.kernel[1].shape)}" if bad else "the file ends"
                 raise WeightsImportError(f"{path}: {arch} layer {t.name!r} has {t.groups} groups and "
                                          f"{s.name!r} holds one group {shape}, but {got} where the next group "

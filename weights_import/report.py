@@ -66,7 +66,7 @@ class Report:
         out.append(f"layers mapped ({len(self.mapped)}):")
         for m in self.mapped:
             src = " + ".join(f"{name} {' '.join(str(tuple(s)) for s in shapes)}"
-                             for name, shapes in zip(m.sources, m.source_shapes))
+                             for name, shapes in zip(m.sources, m.source_shapes, strict=True))
             dst = " ".join(str(tuple(s)) for s in m.target_shapes.values())
             out.append(f"  {src} -> {m.target} {dst}")
             out += [f"      {c}" for c in m.conversions]

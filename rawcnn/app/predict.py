@@ -49,7 +49,7 @@ def predict_top(checkpoint, images, options, *, device="cpu", log=None):
     if names is not None and len(names) != probs.shape[1]:
         raise ValueError(f"{class_names}: {len(names)} class names for a model with {probs.shape[1]} classes")
     rows = []
-    for path, p in zip(images, probs):
+    for path, p in zip(images, probs, strict=True):
         order = np.argsort(-p, kind="stable")[:top]
         rows.append((path, [(int(i), names[i] if names else None, float(p[i])) for i in order]))
     return rows

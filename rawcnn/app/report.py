@@ -166,7 +166,8 @@ def _channels_section(net, s, layer, to_input, top_k, threshold, alpha, batch_si
     a = layer_activations(net, to_input(s.images[n:n + 1]), layer)[0]        # (F, h, w)
     hm = heatmaps(net, to_input(s.images[n:n + 1]), "channel", layer=layer, channel=int(top[0]))
     view = overlay(gray_to_rgb(s.images[n, 0]), hm.maps[0], threshold, alpha)
-    rows = [{"rank": i + 1, "channel": int(c), "score": float(v)} for i, (c, v) in enumerate(zip(top, scores))]
+    rows = [{"rank": i + 1, "channel": int(c), "score": float(v)}
+            for i, (c, v) in enumerate(zip(top, scores, strict=True))]
     return int(top[0]), (f"<p>Layer {html.escape(layer)}, ranked by {how} of the split.</p>"
             + _table(rows, ["rank", "channel", "score"])
             + f"<p>Channels of {html.escape(layer)} for image {html.escape(str(s.names[n]))} "

@@ -117,8 +117,9 @@ def format_trace(t):
     rows = [[r.name, r.kind, "x".join(map(str, r.shape)), num(r.min), num(r.mean), num(r.max),
              "" if r.zero_fraction is None else f"{100 * r.zero_fraction:.1f}%", num(r.grad_out),
              num(r.grads.get("w")), num(r.grads.get("b"))] for r in t.rows]
-    widths = [max(len(s) for s in col) for col in zip(head, *rows)]
-    lines = ["  ".join(c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))).rstrip()
+    widths = [max(len(s) for s in col) for col in zip(head, *rows, strict=True)]
+    lines = ["  ".join(c.ljust(w) if j < 3 else c.rjust(w)
+                       for j, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
              for r in [head] + rows]
     lines.append(f"loss -log p[{t.class_index}] = {t.loss:.6g} (p = {t.probs[t.class_index]:.4g}); "
                  f"|dL/dx| at the input = {t.grad_input:.4g}")

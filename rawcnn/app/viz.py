@@ -39,6 +39,7 @@ from rawcnn.viz.images import gray_to_rgb, montage, overlay, write_png
 from rawcnn.viz.score import COLUMNS, ScoreSettings, localisation_table
 
 SOURCE = ("data_path", "split", "indices", "images")  # a command's options that pick the images (Images)
+DEFAULT_REPORT = ReportOptions()  # report()'s default options (frozen: one instance serves every call)
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,7 @@ def score_command(checkpoint, out, options, *, device="cpu"):
     return viz_score(checkpoint, options["data_path"], out, ScoreOptions(**rest), device=device, progress=True)
 
 
-def report(run_dir, *, data=None, checkpoint=None, out=None, options=ReportOptions(), device="cpu", progress=False):
+def report(run_dir, *, data=None, checkpoint=None, out=None, options=DEFAULT_REPORT, device="cpu", progress=False):
     """`rawcnn report`: write_report with `data` a path or load_dataset's result. Returns the HTML path.
     The report's folder (RUN_DIR without `out`) may not be the filesystem root or a system folder."""
     if out is None:
@@ -310,8 +311,8 @@ def format_score_table(res):
     head = ["method", "n", *COLUMNS]
     rows = [[str(r.get(k)) if not isinstance(r.get(k), float) else f"{r[k]:.3f}" for k in head]
             for r in res["summary"]]
-    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [head] + rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in [head] + rows]
     channel = f", channel {res['channel']}" if res.get("channel") is not None else ""
     lines.append(f"layer {res.get('layer')}" + channel)
     return "\n".join(lines)

@@ -81,7 +81,7 @@ def numeric_gradient(f, x, dy, h=1e-6, skip_kinks=True):
     def loss_delta(ya, yb):
         ya = ya if isinstance(ya, tuple) else (ya,)
         yb = yb if isinstance(yb, tuple) else (yb,)
-        return sum(float(np.sum((np.asarray(p) - np.asarray(m)) * d)) for p, m, d in zip(ya, yb, dys))
+        return sum(float(np.sum((np.asarray(p) - np.asarray(m)) * d)) for p, m, d in zip(ya, yb, dys, strict=True))
 
     grad = np.zeros(x.shape, dtype=np.float64)
     kinks = np.zeros(x.shape, dtype=bool)

@@ -77,19 +77,26 @@ def _lsuv(net, x, seed, tol, max_iter, log):
             q = orthonormal(rng, F, int(np.prod(w.shape[1:])), dtype=np.dtype(str(w.dtype)))  # (F, K)
             layer.params["w"] = be.asarray(q.reshape(tuple(w.shape)), dtype=w.dtype)
             layer.params["b"] = be.xp.zeros_like(layer.params["b"])
-            for it in range(1, max_iter + 1):
-                std = float(to_numpy(layer.forward(h, train=False)).std(dtype=np.float64))
-                if not std > 0:
-                    raise ValueError(f"lsuv: layer {layer.name!r} gives a constant output on the batch; "
-                                     f"check the input contract")
-                if abs(std * std - 1.0) < tol:
-                    break
-                layer.params["w"] = layer.params["w"] * be.xp.asarray(1.0 / std, dtype=w.dtype)
+            std, it = _rescale_to_unit_variance(layer, h, be.xp, w.dtype, tol, max_iter)
             rows.append((layer.name, std, it))
             if log is not None:
                 log(f"lsuv: {layer.name} output std {std:.3f} after {it} measurement(s)")
         h = layer.forward(h, train=False)
     return rows
+
+
+def _rescale_to_unit_variance(layer, h, xp, dtype, tol, max_iter):
+    """Measure the std of layer's output on h and divide its w by it, until var(y) is 1 +- tol or
+    max_iter measurements were made. xp: the backend's array module; dtype: w's. Returns (std, measurements)."""
+    for it in range(1, max_iter + 1):
+        std = float(to_numpy(layer.forward(h, train=False)).std(dtype=np.float64))
+        if not std > 0:
+            raise ValueError(f"lsuv: layer {layer.name!r} gives a constant output on the batch; "
+                             f"check the input contract")
+        if abs(std * std - 1.0) < tol:
+            return std, it
+        layer.params["w"] = layer.params["w"] * xp.asarray(1.0 / std, dtype=dtype)
+    return std, max_iter
 
 
 def apply_init(net, init, *, batch=None, seed=0, log=None):

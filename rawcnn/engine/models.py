@@ -101,7 +101,7 @@ def vgg_spec(depth):
     convs = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}[depth]
     widths = (64, 128, 256, 512, 512)
     layers = []
-    for b, (n, f) in enumerate(zip(convs, widths), start=1):
+    for b, (n, f) in enumerate(zip(convs, widths, strict=True), start=1):
         for i in range(1, n + 1):
             layers += [_conv(f"conv{b}_{i}", f, 3, 1, 1), _relu(f"relu{b}_{i}")]
         layers.append(_pool(f"pool{b}", 2, 2))

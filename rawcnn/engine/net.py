@@ -150,7 +150,7 @@ class Net:
             with self.reusing_buffers(False):  # fresh arrays: heat maps and traces keep them
                 yield self
         finally:
-            for l, (need_dx, trainable, grads) in zip(self.layers, saved):
+            for l, (need_dx, trainable, grads) in zip(self.layers, saved, strict=True):
                 l.need_dx, l.trainable, l.grads = need_dx, trainable, grads
                 l.clear()
             self._lowest, self._probing = lowest, probing

@@ -236,7 +236,7 @@ def dataset(f, key, where, shape=None, ndim=None, kinds=None):
     if ndim is not None and len(dshape) != ndim:
         raise InputError(f"{where}: dataset {key!r} has shape {dshape}, expected {ndim} dimensions")
     if shape is not None and (len(dshape) != len(shape) or any(s is not None and s != t
-                                                               for s, t in zip(shape, dshape))):
+                                                               for s, t in zip(shape, dshape, strict=True))):
         want = tuple("*" if s is None else s for s in shape)
         raise InputError(f"{where}: dataset {key!r} has shape {dshape}, expected {want}")
     if kinds is not None and dkind not in kinds:

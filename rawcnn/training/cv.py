@@ -60,7 +60,7 @@ def stratified_group_folds(labels, groups, k, rng):
         members = members[np.argsort(-g_size[members], kind="stable")]  # big groups first
         load = np.zeros(k)  # (k,) images of class c given to each fold so far
         start = int(rng.integers(k))  # which fold gets the first of this class: spreads remainders
-        for j, g in enumerate(members):
+        for g in members:
             f = int(np.argmin(np.roll(load, -start))) + start
             fold_of_group[g] = f % k
             load[f % k] += g_size[g]

@@ -35,7 +35,7 @@ def plot_curves(history, path, title=None):
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
         ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", ms=3, label="train")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", ms=3, label="validation")
-        for prev, h in zip(history, history[1:]):
+        for prev, h in zip(history, history[1:], strict=False):  # each epoch after the first, with the one before
             if h["lr"] < prev["lr"]:
                 ax.axvline(h["epoch"] - 0.5, color="grey", ls=":", lw=1)
         ax.set_xlabel("epoch")

@@ -11,10 +11,10 @@ pytestmark = pytest.mark.gpu
 # of O(1) numbers, rounded in float32 (and summed in another order) on the CUDA side.
 TOL = {np.float32: dict(rtol=1e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
-CONFIGS = [  # (x shape, w shape, stride, padding, groups), each launch a few thousand threads at most
-    ((2, 4, 5, 5), (6, 2, 3, 3), (1, 1), (1, 1), 2),  # AlexNet-like groups, same padding
-    ((2, 3, 6, 5), (4, 3, 3, 2), (2, 1), (0, 1), 1),  # rectangular kernel, stride and padding
-    ((3, 2, 4, 4), (3, 2, 1, 1), (1, 1), (0, 0), 1),  # pointwise
+CONFIGS = [  # (x shape, w shape, ConvGeometry(stride, padding, groups)), each launch a few thousand threads at most
+    ((2, 4, 5, 5), (6, 2, 3, 3), ConvGeometry((1, 1), (1, 1), 2)),  # AlexNet-like groups, same padding
+    ((2, 3, 6, 5), (4, 3, 3, 2), ConvGeometry((2, 1), (0, 1), 1)),  # rectangular kernel, stride and padding
+    ((3, 2, 4, 4), (3, 2, 1, 1), ConvGeometry((1, 1), (0, 0), 1)),  # pointwise
 ]
 
 
@@ -47,12 +47,12 @@ def test_im2col_col2im_vs_reference(be, ref, rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups", CONFIGS)
-def test_conv2d_vs_reference(be, ref, rng, dtype, x_shape, w_shape, stride, padding, groups):
+@pytest.mark.parametrize("x_shape, w_shape, geometry", CONFIGS)
+def test_conv2d_vs_reference(be, ref, rng, dtype, x_shape, w_shape, geometry):
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)
-    hyper = dict(geometry=ConvGeometry(stride, padding, groups))
+    hyper = dict(geometry=geometry)
     x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
     y_ref = ref.conv2d.conv2d_forward(x64, w64, b64, **hyper)
     dy = rng.standard_normal(y_ref.shape).astype(dtype)
@@ -61,7 +61,7 @@ def test_conv2d_vs_reference(be, ref, rng, dtype, x_shape, w_shape, stride, padd
     grads = be.conv2d.conv2d_backward(be.asarray(dy), be.asarray(x), be.asarray(w), **hyper)
     assert y.dtype == dtype and y.shape == y_ref.shape
     np.testing.assert_allclose(to_numpy(y), y_ref, **TOL[dtype], err_msg="conv2d forward")
-    for name, got, want in zip(("dx", "dw", "db"), grads, grads_ref):
+    for name, got, want in zip(("dx", "dw", "db"), grads, grads_ref, strict=True):
         assert got.dtype == dtype and got.shape == want.shape, name
         np.testing.assert_allclose(to_numpy(got), want, **TOL[dtype], err_msg=name)
 
@@ -76,7 +76,7 @@ def test_conv2d_batch_slices_change_nothing(be, rng):
     sliced = (be.conv2d.conv2d_forward(x, w, b, budget_bytes=18 * 16 * 8, **hyper),
               be.conv2d.conv2d_backward(dy, x, w, budget_bytes=18 * 16 * 8, **hyper))
     np.testing.assert_allclose(to_numpy(sliced[0]), to_numpy(whole[0]), rtol=1e-13, atol=1e-14)
-    for name, got, want in zip(("dx", "dw", "db"), sliced[1], whole[1]):
+    for name, got, want in zip(("dx", "dw", "db"), sliced[1], whole[1], strict=True):
         np.testing.assert_allclose(to_numpy(got), to_numpy(want), rtol=1e-13, atol=1e-14, err_msg=name)
     dx, dw, db = be.conv2d.conv2d_backward(dy, x, w, need=("dw",), **hyper)
     assert dx is None

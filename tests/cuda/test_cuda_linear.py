@@ -35,7 +35,7 @@ def test_linear_vs_reference(be, ref, rng, dtype):
     y_ref = ref.linear.linear_forward(x64, w64, b64)
     grads_ref = ref.linear.linear_backward(dy64, x64, w64)
     np.testing.assert_allclose(to_numpy(y), y_ref, **TOL[dtype], err_msg="linear forward")
-    for name, got, want in zip(("dx", "dw", "db"), grads, grads_ref):
+    for name, got, want in zip(("dx", "dw", "db"), grads, grads_ref, strict=True):
         assert got.dtype == dtype and got.shape == want.shape, name
         np.testing.assert_allclose(to_numpy(got), want, **TOL[dtype], err_msg=name)
     dx, dw, db = be.linear.linear_backward(be.asarray(dy), be.asarray(x), be.asarray(w), need=("dw",))

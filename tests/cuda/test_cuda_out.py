@@ -40,7 +40,7 @@ def test_cuda_training_steps_with_reused_buffers_match_fresh_ones(be):
         net = models.build(spec, seed=1, weight_std=0.3).to(be)
         crit, opt = SoftmaxCrossEntropy().to(be), SGD(net, lr=0.1)
         with net.reusing_buffers(reuse):
-            for step in range(2):
+            for _ in range(2):
                 crit.forward(net.forward(be.asarray(x), train=True), y)
                 net.backward(crit.backward(), input_grad=False)
                 opt.step()
