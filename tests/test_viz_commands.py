@@ -10,7 +10,7 @@ from rawcnn.app.report import ReportOptions
 from rawcnn.app.viz import DreamOptions, HeatmapOptions, Images, ScoreOptions
 from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.engine.checkpoint import TrainingState, save_checkpoint
-from rawcnn.viz.dream import input_scale
+from rawcnn.viz.dream import Ascent, input_scale
 
 UNIT = Preprocessing(scale=1 / 255, input_size=(16, 16), name="unit")   # 0..255 -> [0, 1], nothing else
 
@@ -27,10 +27,11 @@ def setup(tmp_path, square_net, write_square_set):
 def test_filters_and_dream(setup):
     ckpt, _, tmp = setup
     assert cv2.imread(commands.viz_filters(ckpt, str(tmp / "f.png"))) is not None
-    path = commands.viz_dream(ckpt, str(tmp / "d.png"), DreamOptions(steps=3, octaves=2))
+    path = commands.viz_dream(ckpt, str(tmp / "d.png"), DreamOptions(ascent=Ascent(steps=3, octaves=2)))
     img = cv2.imread(path)
     assert img is not None and img.shape[1] > 2 * 128                       # one tile per class
-    one = cv2.imread(commands.viz_dream(ckpt, str(tmp / "c.png"), DreamOptions(layer="relu1", channel=0, steps=3)))
+    one_channel = DreamOptions(layer="relu1", channel=0, ascent=Ascent(steps=3))
+    one = cv2.imread(commands.viz_dream(ckpt, str(tmp / "c.png"), one_channel))
     assert one.shape[1] < img.shape[1]
 
 

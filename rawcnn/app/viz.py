@@ -14,6 +14,7 @@ The library-style functions take an Images (which images) and an options datacla
 DreamOptions, ScoreOptions; the report's is rawcnn.app.report.ReportOptions); the *_command functions
 take a command's options by name, as cli.py parses them.
 """
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -74,18 +75,13 @@ class HeatmapOptions:
 @dataclass(frozen=True)
 class DreamOptions:
     """viz_dream's image: a class neuron of `layer` (default the logits; every class when class_index and
-    channel are None) or `channel` of a 4-D layer; octaves of octave_scale, steps of gradient ascent at
-    lr with L2 l2, blur_sigma, jitter; seed; gray: shown as the mean over the input channels."""
+    channel are None) or `channel` of a 4-D layer; `ascent`: how it climbs (rawcnn.viz.dream.Ascent; its
+    scale is set from the checkpoint's input contract); seed; gray: shown as the mean over the input
+    channels."""
     layer: Optional[str] = None
     channel: Optional[int] = None
     class_index: Optional[int] = None
-    octaves: int = 3
-    octave_scale: float = 1.4
-    steps: int = 20
-    lr: float = 0.05
-    l2: float = 1e-3
-    blur_sigma: float = 0.5
-    jitter: Optional[int] = None
+    ascent: Ascent = Ascent()
     seed: int = 0
     gray: bool = True
 
@@ -251,9 +247,7 @@ def viz_dream(checkpoint, out, options=DreamOptions(), *, device="cpu"):
         targets = [dict(channel=o.channel, class_index=o.class_index)]
     tiles, labels = [], []
     for t in tqdm(targets, desc="dream", unit="image", disable=len(targets) < 2, leave=False):
-        ascent = Ascent(octaves=o.octaves, octave_scale=o.octave_scale, steps=o.steps, lr=o.lr, l2=o.l2,
-                        blur_sigma=o.blur_sigma, jitter=o.jitter, scale=scale)
-        d = dream(net, layer, ascent=ascent, seed=o.seed, **t)
+        d = dream(net, layer, ascent=dataclasses.replace(o.ascent, scale=scale), seed=o.seed, **t)
         tiles.append(d.rgb(gray=o.gray))
         labels.append(f"{layer} {'class ' + str(d.class_index) if d.channel is None else 'channel ' + str(d.channel)}")
     side = max(128, tiles[0].shape[0])
@@ -268,10 +262,10 @@ def dream_command(checkpoint, out, options, *, device="cpu"):
     validate_spec(spec, checkpoint)
     layer, channel = options["layer"], options["channel"]
     is_class = layer is None or layer == logit_layer(spec)
+    ascent = Ascent(octaves=options["octaves"], steps=options["steps"], lr=options["lr"])
     return viz_dream(checkpoint, out, DreamOptions(layer=layer, channel=None if is_class else channel,
-                                                   class_index=channel if is_class else None,
-                                                   octaves=options["octaves"], steps=options["steps"],
-                                                   lr=options["lr"], seed=options["seed"]), device=device)
+                                                   class_index=channel if is_class else None, ascent=ascent,
+                                                   seed=options["seed"]), device=device)
 
 
 def viz_score(checkpoint, data, out, options=ScoreOptions(), *, device="cpu", progress=False):
