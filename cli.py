@@ -102,16 +102,13 @@ def _overwrites(f=None, *, check=()):
         @functools.wraps(f)
         def wrapper(*args, overwrite=False, **kw):
             from rawcnn.app import common  # heavy: the engine, not for --help
-            common.begin_command(overwrite)
-            try:
+            with common.command_outputs(overwrite):
                 if check:
                     try:
                         common.check_out(*(kw["out"] + s for s in check))
                     except ValueError as e:
                         _fail(e)
                 return f(*args, **kw)
-            finally:
-                common.end_command()
         return click.option("--overwrite", is_flag=True,
                             help="Replace output files that exist (default: refuse to replace anything).")(wrapper)
     return decorate if f is None else decorate(f)

@@ -158,3 +158,27 @@ def test_finite_explosion_of_the_validation_loss_is_a_divergence(tmp_path):
     assert r["status"] == "diverged" and "1e+20" in r["reason"] and "smaller learning rate" in r["reason"]
     assert read_checkpoint(tmp_path / "last.h5")["epoch"] == 2  # the last good epoch
     assert read_checkpoint(tmp_path / "best.h5")["epoch"] <= 2 and r["best_epoch"] <= 2
+
+
+def test_the_overwrite_policy_holds_only_inside_its_command(tmp_path):
+    """The policy is the command's context (rawcnn.files.fileio.command_outputs), not a process setting: it
+    ends with its block, an exception included, and an inner command's policy gives way to the outer's."""
+    f = tmp_path / "a.txt"
+    f.write_text("a user's file")
+    with pytest.raises(RuntimeError, match="the command failed"):
+        with fileio.command_outputs(overwrite=False):
+            with pytest.raises(fileio.OverwriteError, match="pass --overwrite"):
+                fileio.check_target(f)
+            raise RuntimeError("the command failed")
+    fileio.check_target(f)  # a library call after the command may replace it
+    with fileio.command_outputs(overwrite=False) as outer:
+        with fileio.command_outputs(overwrite=True) as inner:
+            with fileio.atomic_open(f) as fh:
+                fh.write("the inner command's")
+        assert fileio.created_here(f) is False and str(f.resolve()) in inner.created and not outer.created
+        with pytest.raises(fileio.OverwriteError):
+            fileio.check_target(f)  # the outer command did not write it
+        with fileio.atomic_open(tmp_path / "b.txt") as fh:
+            fh.write("the outer command's")
+        fileio.check_target(tmp_path / "b.txt")  # its own output: it may write it again
+    assert not fileio.created_here(tmp_path / "b.txt")

@@ -4,14 +4,10 @@ from rawcnn.files import fileio
 from rawcnn.training.recipes import FIELDS, resolve
 
 
-def begin_command(overwrite):
-    """Start a command: without `overwrite` it replaces no file it did not create in this run."""
-    fileio.begin_command(overwrite)
-
-
-def end_command():
-    """End the command begun by begin_command."""
-    fileio.end_command()
+def command_outputs(overwrite):
+    """The context a command runs in (`with command_outputs(overwrite):`): without `overwrite` it replaces
+    no file it did not write itself (rawcnn.files.fileio.command_outputs)."""
+    return fileio.command_outputs(overwrite)
 
 
 def check_out(*paths):

@@ -10,12 +10,17 @@ os.replace, which is atomic on one file system. A crash leaves the previous file
 worst, a temporary of that exact pattern; `remove_stale_temporaries` deletes those whose process is
 gone, and nothing else.
 
-The overwrite policy: library calls may replace files (the default, as before); the command line
-calls `begin_command(overwrite=...)`, after which a file that exists and was not created by this
-process since then is refused with OverwriteError unless --overwrite was given. `created` remembers
-what this run wrote, so a command may rewrite its own outputs (last.h5 every epoch).
+The overwrite policy is a context, not a setting of the process: library calls may replace files
+(outside any command); the command line runs each command inside `with command_outputs(overwrite)`,
+and inside it a file that exists and was not written inside it is refused with OverwriteError unless
+--overwrite was given. The OutputPolicy it yields remembers what the command wrote, so a command may
+rewrite its own outputs (last.h5 every epoch). The policy lives in a contextvars.ContextVar: it holds
+for the code the `with` block runs, in its thread, and is gone when the block ends (an exception
+included); a thread the command starts sees the library's behaviour.
 """
 import contextlib
+import contextvars
+import dataclasses
 import os
 import re
 import secrets
@@ -29,21 +34,34 @@ class OverwriteError(ValueError):
     """An output that exists, was not written by this run, and --overwrite was not given."""
 
 
-_policy = {"overwrite": True, "created": set(), "flag": "--overwrite"}
+@dataclasses.dataclass
+class OutputPolicy:
+    """One command's outputs: whether it may replace files it did not write (`overwrite`, its
+    --overwrite), the flag its refusals name, and the real paths of the files it wrote (`created`)."""
+    overwrite: bool = False
+    flag: str = "--overwrite"
+    created: set = dataclasses.field(default_factory=set)
 
 
-def begin_command(overwrite=False, flag="--overwrite"):
-    """Start a command's run: refuse to replace existing files unless `overwrite` (the CLI's flag)."""
-    _policy.update(overwrite=bool(overwrite), created=set(), flag=flag)
+_COMMAND = contextvars.ContextVar("rawcnn_command_outputs", default=None)  # None: a library call
 
 
-def end_command():
-    """Back to the library default (replacing allowed)."""
-    _policy.update(overwrite=True, created=set(), flag="--overwrite")
+@contextlib.contextmanager
+def command_outputs(overwrite=False, flag="--overwrite"):
+    """Run a command's body under its own OutputPolicy (yielded): without `overwrite` it replaces no
+    file it did not write itself. The previous policy (none, for a library caller) is back on exit."""
+    policy = OutputPolicy(overwrite=bool(overwrite), flag=flag)
+    token = _COMMAND.set(policy)
+    try:
+        yield policy
+    finally:
+        _COMMAND.reset(token)
 
 
 def overwrite_allowed():
-    return _policy["overwrite"]
+    """True for a library call, else the running command's --overwrite."""
+    policy = _COMMAND.get()
+    return policy is None or policy.overwrite
 
 
 def _key(path):
@@ -51,20 +69,25 @@ def _key(path):
 
 
 def mark_created(path):
-    """Record that this run wrote `path` (it may replace it again without --overwrite)."""
-    _policy["created"].add(_key(path))
+    """Record that the running command wrote `path` (it may replace it again without --overwrite)."""
+    policy = _COMMAND.get()
+    if policy is not None:
+        policy.created.add(_key(path))
 
 
 def created_here(path):
-    return _key(path) in _policy["created"]
+    """Whether the running command wrote `path` (False for a library call: there is no run to remember)."""
+    policy = _COMMAND.get()
+    return policy is not None and _key(path) in policy.created
 
 
 def check_target(path, what="file"):
     """Raise OverwriteError when `path` exists, this run did not create it, and overwriting is off."""
     path = os.fspath(path)
-    if os.path.lexists(path) and not _policy["overwrite"] and not created_here(path):
+    policy = _COMMAND.get()
+    if os.path.lexists(path) and not overwrite_allowed() and not created_here(path):
         raise OverwriteError(f"{path}: the {what} exists and this command did not create it; rawcnn replaces "
-                             f"nothing unless asked: pass {_policy['flag']} to replace it, or choose another --out")
+                             f"nothing unless asked: pass {policy.flag} to replace it, or choose another --out")
 
 
 def check_targets(paths, what="file"):
