@@ -29,13 +29,9 @@ import h5py
 import numpy as np
 
 import weights_fixtures as wf
+from specs import TINY_CONV_POOL_SPEC
 
-TINY = {"name": "tiny", "input": [3, 32, 32], "layers": [
-    {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
-    {"type": "ReLU", "name": "relu1"},
-    {"type": "MaxPool2d", "name": "pool1", "kernel_size": 2, "stride": 2},
-    {"type": "Flatten", "name": "flatten"},
-    {"type": "Linear", "name": "fc8", "out_features": 2}]}
+TINY = TINY_CONV_POOL_SPEC  # tests/specs.py
 
 FAMILIES = ("checkpoint", "prepared", "keras", "image", "spec")
 SEED_CASES = [("checkpoint", "bad_history", 7), ("prepared", "names_path", 1), ("checkpoint", "huge_dataset", 2),
