@@ -430,6 +430,9 @@ def train(device, procs, conv_algo, **opts):
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A rawcnn checkpoint every fold starts from (its model and weights, e.g. trained on "
                    "synthetic radiographs; a head of another class count is replaced): fine-tuning.")
+@click.option("--save-ensemble", is_flag=True,
+              help="Also write OUT/ensemble.json naming the k fold models (fold_<k>/best.h5): the mean of their "
+                   "probabilities as one predictor, which predict and evaluate take in place of a checkpoint.")
 @_out("Folder: fold_<k>/ runs, oof.csv, cv.json, cv_roc.png.", folder=True)
 @_recipe_options(help="Named settings; the flags below override single values.")
 @_seed("Fold assignment, init, shuffling.")
@@ -442,7 +445,8 @@ def cv(device, **opts):
         rep = app_cv.cv_command(opts, device=be.name, log=click.echo)
     except (ValueError, KeyError) as e:
         _fail(e)
-    click.echo(f"wrote {rep['paths']['oof']}, {rep['paths']['json']}, {rep['paths']['roc']}")
+    click.echo(f"wrote {rep['paths']['oof']}, {rep['paths']['json']}, {rep['paths']['roc']}"
+               + (f", {rep['paths']['ensemble']}" if rep["paths"].get("ensemble") else ""))
 
 
 @main.command()
@@ -458,7 +462,10 @@ def cv(device, **opts):
 @_conv_algo_option
 @_overwrites
 def evaluate(checkpoint, data_path, as_json, device, **opts):
-    """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix on a split."""
+    """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix on a split.
+
+    CHECKPOINT: a rawcnn checkpoint, or an ensemble.json of `rawcnn cv --save-ensemble` (its members'
+    probabilities averaged)."""
     from rawcnn.app import evaluate as app_eval  # heavy: the engine, not for --help
     be = _backend(device)
     try:
@@ -474,7 +481,8 @@ def evaluate(checkpoint, data_path, as_json, device, **opts):
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--checkpoint", "--weights", "checkpoint", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="A trained or imported rawcnn checkpoint; its preprocessing is applied.")
+              help="A trained or imported rawcnn checkpoint, or an ensemble.json of `cv --save-ensemble`; its "
+                   "preprocessing is applied.")
 @click.option("--top", type=Finite(1, INT_MAX, integer=True), default=2, show_default=True,
               help="How many classes to print per image.")
 @click.option("--class-names", type=click.Path(exists=True, dir_okay=False), default=None,

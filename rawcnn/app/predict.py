@@ -6,6 +6,7 @@ import numpy as np
 from rawcnn.data.contract import contract_of, masks_for
 from rawcnn.engine.checkpoint import read_checkpoint
 from rawcnn.files.validate import check_int, read_text
+from rawcnn.training.ensemble import member_paths
 from rawcnn.training.evaluate import predict
 
 
@@ -41,7 +42,7 @@ def predict_top(checkpoint, images, options, *, device="cpu", log=None):
         text = read_text(class_names, f"--class-names {class_names}")
         names = [line.strip() for line in text.splitlines() if line.strip()]
     else:
-        names = contract_of(read_checkpoint(checkpoint)).class_names
+        names = contract_of(read_checkpoint(member_paths(checkpoint)[0])).class_names  # an ensemble's: its first's
     lung = masks_for(list(images), options["masks"], options["masks_dir"])
     probs = predict(checkpoint, list(images), device=device, lung_masks=lung, log=log, conv_algo=options["conv_algo"])
     if names is not None and len(names) != probs.shape[1] and not class_names:

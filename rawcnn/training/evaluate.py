@@ -27,6 +27,8 @@ from rawcnn.engine.conv_algo import plan
 from rawcnn.engine.layers import SoftmaxCrossEntropy
 from rawcnn.files.fileio import atomic_open, check_targets
 from rawcnn.files.jsonsafe import finite_or_null
+from rawcnn.files.validate import InputError
+from rawcnn.training.ensemble import member_paths
 from rawcnn.training.metrics import classification_report
 from rawcnn.training.plots import plot_roc
 from rawcnn.training.train import make_to_input
@@ -119,9 +121,8 @@ def evaluate_checkpoint(ckpt_path, data, split="test", batch_size=32, device="cp
     Returns evaluate()'s dict plus 'names' ((N,) the images' names), 'split', 'class_names' and
     'class_note' (a remapping done, or '').
     """
-    net, ck = load_checkpoint(ckpt_path, backend=device)
-    plan(net, batch_size, conv_algo)
-    _, to_input = _checkpoint_input(net, ck, ckpt_path)
+    members = open_members(ckpt_path, device, batch_size, conv_algo)  # [(net, checkpoint, to_input)]
+    net, ck, to_input = members[0]
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     if classes:
         data = copy.copy(data)  # labels remapped on a copy: the caller's set stays as it was
@@ -129,7 +130,15 @@ def evaluate_checkpoint(ckpt_path, data, split="test", batch_size=32, device="cp
     part = data.split(split)
     if len(part.labels) == 0:
         raise ValueError(f"split {split!r} of the data set is empty")
-    out = evaluate(net, part.images, part.labels, batch_size=batch_size, to_input=to_input, threshold=threshold)
+    if len(members) == 1:
+        out = evaluate(net, part.images, part.labels, batch_size=batch_size, to_input=to_input, threshold=threshold)
+    else:  # an ensemble: its members' probabilities averaged (rawcnn.training.ensemble)
+        probs = np.mean([forward_probs(n, part.images, part.labels, batch_size, t)[0] for n, _, t in members],
+                        axis=0)  # (N, K), each member's as evaluate() computes them
+        out = classification_report(np.asarray(part.labels), probs, threshold=threshold)
+        p_true = probs[np.arange(len(probs)), np.asarray(part.labels)]  # (N,)
+        out["loss"] = float(-np.mean(np.log(np.maximum(p_true, np.finfo(np.float64).tiny))))
+        out["probabilities"] = probs
     out["names"], out["split"] = list(part.names), split
     out["class_names"] = class_names_of(ck, out["probabilities"].shape[1])
     out["class_note"] = "\n".join(n for n in (note, settings_note(contract_of(ck).settings, data.settings)) if n)
@@ -150,18 +159,39 @@ def predict(ckpt_path, image_paths, batch_size=32, device="cpu", lung_masks=None
         raise ValueError("predict: no image paths given")
     if lung_masks is not None and len(lung_masks) != len(paths):
         raise ValueError(f"lung_masks has {len(lung_masks)} entries for {len(paths)} images")
-    net, ck = load_checkpoint(ckpt_path, backend=device)
-    plan(net, 1, conv_algo)  # one image at a time
-    _, to_input = _checkpoint_input(net, ck, ckpt_path)
-    contract = contract_of(ck)
-    probs = []
-    for i in range(0, len(paths), int(batch_size)):
-        batch = []  # net inputs (1, C, H, W), one per image
-        for j in range(i, min(i + int(batch_size), len(paths))):
-            x, _, note = file_to_input(paths[j], contract, to_input,
-                                       lung_masks[j] if lung_masks is not None else None)  # (1, C, H, W)
-            if note and log is not None:
-                log(f"{paths[j]}: {note}")
-            batch.append(x)
-        probs.append(forward_probs(net, np.concatenate(batch), batch_size=len(batch))[0])
-    return np.concatenate(probs)
+    members = open_members(ckpt_path, device, 1, conv_algo)  # one image at a time
+    per_member = []
+    for m, (net, ck, to_input) in enumerate(members):
+        contract = contract_of(ck)  # each member's own input contract (its normalisation is its training split's)
+        probs = []
+        for i in range(0, len(paths), int(batch_size)):
+            batch = []  # net inputs (1, C, H, W), one per image
+            for j in range(i, min(i + int(batch_size), len(paths))):
+                x, _, note = file_to_input(paths[j], contract, to_input,
+                                           lung_masks[j] if lung_masks is not None else None)  # (1, C, H, W)
+                if note and log is not None and m == 0:
+                    log(f"{paths[j]}: {note}")
+                batch.append(x)
+            probs.append(forward_probs(net, np.concatenate(batch), batch_size=len(batch))[0])
+        per_member.append(np.concatenate(probs))  # (N, K)
+    return per_member[0] if len(per_member) == 1 else np.mean(per_member, axis=0)
+
+
+def open_members(ckpt_path, device, batch_size, conv_algo):
+    """[(net, checkpoint dict, to_input)] of a checkpoint (one) or of an ensemble file's members, each planned
+    for batch_size. An ensemble's members must share the first one's class names and data settings (how an
+    image file becomes a stored image); each keeps its own normalisation (its fold's training split)."""
+    out = []
+    for path in member_paths(ckpt_path):
+        net, ck = load_checkpoint(path, backend=device)
+        plan(net, batch_size, conv_algo)
+        _, to_input = _checkpoint_input(net, ck, path)
+        if out:
+            first = out[0][1]
+            for what, mine, theirs in (("class names", contract_of(ck).class_names, contract_of(first).class_names),
+                                       ("data settings", contract_of(ck).settings, contract_of(first).settings)):
+                if mine != theirs:
+                    raise InputError(f"{ckpt_path}: member {path} has other {what} than the first member "
+                                     f"({mine!r} against {theirs!r}); an ensemble's members must agree")
+        out.append((net, ck, to_input))
+    return out
