@@ -160,20 +160,21 @@ def predict(ckpt_path, image_paths, batch_size=32, device="cpu", lung_masks=None
     if lung_masks is not None and len(lung_masks) != len(paths):
         raise ValueError(f"lung_masks has {len(lung_masks)} entries for {len(paths)} images")
     members = open_members(ckpt_path, device, 1, conv_algo)  # one image at a time
-    per_member = []
-    for m, (net, ck, to_input) in enumerate(members):
-        contract = contract_of(ck)  # each member's own input contract (its normalisation is its training split's)
-        probs = []
-        for i in range(0, len(paths), int(batch_size)):
-            batch = []  # net inputs (1, C, H, W), one per image
-            for j in range(i, min(i + int(batch_size), len(paths))):
-                x, _, note = file_to_input(paths[j], contract, to_input,
-                                           lung_masks[j] if lung_masks is not None else None)  # (1, C, H, W)
-                if note and log is not None and m == 0:
-                    log(f"{paths[j]}: {note}")
-                batch.append(x)
-            probs.append(forward_probs(net, np.concatenate(batch), batch_size=len(batch))[0])
-        per_member.append(np.concatenate(probs))  # (N, K)
+    contract = contract_of(members[0][1])  # how a file becomes a stored image: every member's (open_members)
+    per_member = [[] for _ in members]  # per member, (B, K) probabilities per batch
+    for i in range(0, len(paths), int(batch_size)):
+        inputs = [[] for _ in members]  # per member, (1, C, H, W) net inputs, one per image
+        for j in range(i, min(i + int(batch_size), len(paths))):
+            x, stored, note = file_to_input(paths[j], contract, members[0][2],
+                                            lung_masks[j] if lung_masks is not None else None)  # (1, C, H, W)
+            if note and log is not None:
+                log(f"{paths[j]}: {note}")
+            inputs[0].append(x)
+            for k, (_, _, to_input) in enumerate(members[1:], start=1):  # the file decoded once; each its own step 3
+                inputs[k].append(np.array(to_input(stored[None])))  # a copy: to_input may hand out a kept buffer
+        for probs, (net, _, _), x in zip(per_member, members, inputs, strict=True):
+            probs.append(forward_probs(net, np.concatenate(x), batch_size=len(x))[0])
+    per_member = [np.concatenate(p) for p in per_member]  # (N, K) each
     return per_member[0] if len(per_member) == 1 else np.mean(per_member, axis=0)
 
 
@@ -188,10 +189,12 @@ def open_members(ckpt_path, device, batch_size, conv_algo):
         _, to_input = _checkpoint_input(net, ck, path)
         if out:
             first = out[0][1]
-            for what, mine, theirs in (("class names", contract_of(ck).class_names, contract_of(first).class_names),
-                                       ("data settings", contract_of(ck).settings, contract_of(first).settings)):
-                if mine != theirs:
+            mine, theirs = contract_of(ck), contract_of(first)
+            for what, a, b in (("class names", mine.class_names, theirs.class_names),
+                               ("data settings", mine.settings, theirs.settings),
+                               ("decoding", mine.decode, theirs.decode)):
+                if a != b:
                     raise InputError(f"{ckpt_path}: member {path} has other {what} than the first member "
-                                     f"({mine!r} against {theirs!r}); an ensemble's members must agree")
+                                     f"({a!r} against {b!r}); an ensemble's members must agree")
         out.append((net, ck, to_input))
     return out
