@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from types import SimpleNamespace
@@ -129,12 +128,7 @@ def child_mpi(args):
 
 
 def run_child(cmd, env):
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    rows = [json.loads(line[4:]) for line in p.stdout.splitlines() if line.startswith("ROW ")]
-    if p.returncode != 0 or not rows:
-        sys.stderr.write(p.stdout[-2000:] + p.stderr[-3000:])
-        raise SystemExit(f"bench_mpi: child {' '.join(cmd[-6:])} failed (exit {p.returncode})")
-    return rows[0]
+    return common.run_child(cmd, env, "bench_mpi", shown=6)
 
 
 def main(argv=None):

@@ -19,6 +19,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -428,3 +429,14 @@ class Rows:
             with open(self.json_path, "a") as fh:
                 for row in self.rows:
                     fh.write(json.dumps(row) + "\n")
+
+
+def run_child(cmd, env, who, shown=8):
+    """Run a bench's child process; its one result is the JSON after "ROW " on stdout. A child that fails
+    or prints no row ends the bench (its output's tail on stderr, the command's last `shown` words)."""
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    rows = [json.loads(line[4:]) for line in p.stdout.splitlines() if line.startswith("ROW ")]
+    if p.returncode != 0 or not rows:
+        sys.stderr.write(p.stdout[-2000:] + p.stderr[-3000:])
+        raise SystemExit(f"{who}: child {' '.join(cmd[-shown:])} failed (exit {p.returncode})")
+    return rows[0]
