@@ -1,10 +1,12 @@
 """Model-level benchmarks: images/s and peak memory of rawcnn and of the same net in PyTorch.
 
-    python bench/bench_models.py [--only custom-train custom-fwd alexnet-fwd vgg16-fwd]
+    python bench/bench_models.py [--only custom-train custom-fwd alexnet-fwd vgg16-fwd
+                                         alexnet-train vgg16-train]
                                  [--blas-env both|as-is|unset] [--malloc default|heap|both]
                                  [--threads N] [--wait-idle S] [--json out.jsonl]
-    python bench/bench_models.py --profile      per-layer forward/backward times of the custom
-                                                training step, rawcnn next to PyTorch
+    python bench/bench_models.py --profile [custom-train|alexnet-train|vgg16-train]
+                                                per-layer forward/backward times of a training
+                                                step, rawcnn next to PyTorch
 
 Benchmarks (batch, input):
     custom-train   custom net, batch 32, 227x227: forward(train) + softmax-CE + backward + the
@@ -13,6 +15,9 @@ Benchmarks (batch, input):
     custom-fwd     custom net, batch 32, 227x227, forward at test time
     alexnet-fwd    BVLC AlexNet, batch 32, 227x227, 1000 classes, forward
     vgg16-fwd      VGG16, batch 4, 224x224, 1000 classes, forward
+    alexnet-train  BVLC AlexNet with a 2-way head (fine-tuning for normal/abnormal), batch 32,
+                   227x227: the training step of custom-train, every layer trained
+    vgg16-train    VGG16 with a 2-way head, batch 8, 224x224, every layer trained
 
 Each measurement runs in its own subprocess, so the peak RSS (ru_maxrss of that child, read by
 the parent with os.wait4) belongs to one framework and one benchmark. Linux starts a child's
@@ -50,6 +55,11 @@ BENCHES = {
     "custom-fwd": dict(model="custom", batch=32, mode="fwd", repeats=5),
     "alexnet-fwd": dict(model="alexnet", batch=32, mode="fwd", repeats=5),
     "vgg16-fwd": dict(model="vgg16", batch=4, mode="fwd", repeats=3),
+    # transfer learning's steps (issue 22): every layer trained, a 2-way head as for normal/TB
+    # (He init: a fine-tuned net's activations keep their scale; at N(0, 0.01^2) VGG16's vanish
+    # to 1e-13 and its gradients sink under float32 rounding)
+    "alexnet-train": dict(model="alexnet", batch=32, mode="train", repeats=5, num_classes=2, weight_std="he"),
+    "vgg16-train": dict(model="vgg16", batch=8, mode="train", repeats=3, num_classes=2, weight_std="he"),
 }
 SMALL_INPUT = {"custom": 131, "alexnet": 131, "vgg16": 64}  # reference checks without torch
 SGD_HP = dict(lr=1e-3, momentum=0.9, weight_decay=5e-4)
@@ -60,6 +70,11 @@ PROFILE_REPEATS = 3
 def build_net(model, **kw):
     from rawcnn.engine.models import build
     return build(model, seed=0, **kw)
+
+
+def build_kw(spec):
+    """The build() arguments a benchmark names besides its model (head size, init)."""
+    return {k: spec[k] for k in ("num_classes", "weight_std") if k in spec}
 
 
 def make_batch(net, batch, seed=1):
@@ -111,7 +126,7 @@ def torch_train_step(model, torch):
 def child_time(spec, framework, threads, wait_idle=0):
     """Build, warm up, time; return a dict of seconds and memory."""
     import numpy as np  # noqa: F401
-    net = build_net(spec["model"])
+    net = build_net(spec["model"], **build_kw(spec))
     x, labels = make_batch(net, spec["batch"])
     train = spec["mode"] == "train"
     if framework == "rawcnn":
@@ -157,15 +172,16 @@ def child_check(spec, torch_ok):
         import torch
 
         import torch_peer
-        net = build_net(model_name)
+        net = build_net(model_name, **build_kw(spec))
         x, labels = make_batch(net, 4, seed=2)
         model = torch_peer.peer_from_net(net, share=False)
         xt, lt = torch.from_numpy(x), torch.from_numpy(labels)
         what = "rawcnn vs torch"
     else:
         small = SMALL_INPUT[model_name]
-        net = build_net(model_name, input_shape=(3, small, small))
-        ref = build_net(model_name, input_shape=(3, small, small)).to("reference")
+        kw = dict(input_shape=(3, small, small), **build_kw(spec))
+        net = build_net(model_name, **kw)
+        ref = build_net(model_name, **kw).to("reference")
         x, labels = make_batch(net, 2, seed=2)
         what = f"rawcnn cpu vs reference at {small}x{small}"
     if not train:
@@ -234,10 +250,10 @@ def idle_then_monitor(wait_idle):
     return common.OtherLoad().start()
 
 
-def child_profile(framework, threads, wait_idle=0):
-    """Per-layer forward and backward seconds of the custom training step (batch 32)."""
-    spec = BENCHES["custom-train"]
-    net = build_net(spec["model"])
+def child_profile(bench, framework, threads, wait_idle=0):
+    """Per-layer forward and backward seconds of a training benchmark's step (custom-train by default)."""
+    spec = BENCHES[bench]
+    net = build_net(spec["model"], **build_kw(spec))
     x, labels = make_batch(net, spec["batch"])
     names = net.names()
     fwd, bwd = {n: [] for n in names}, {n: [] for n in names}
@@ -360,7 +376,7 @@ def child_main(args):
             print(line)
         out = {}
     else:
-        out = child_profile(args.framework, args.threads, args.wait_idle)
+        out = child_profile(args.bench or "custom-train", args.framework, args.threads, args.wait_idle)
     print("RESULT " + json.dumps(out))
 
 
@@ -448,10 +464,12 @@ def run_profile(args, torch_ok):
     label, env = blas_envs(args.blas_env)[-1]
     mlabel, mvars = malloc_envs(args.malloc)[-1]
     env = (label, {**env, **mvars})
-    print(f"-- profile of custom-train (batch 32, 227x227); rawcnn with {label}; both with {mlabel}; "
-          f"median of {PROFILE_REPEATS} runs, ms --")
-    mine, _, _ = run_child("profile", None, "rawcnn", args.threads, env[1], args.wait_idle)
-    theirs = run_child("profile", None, "torch", args.threads, env[1], args.wait_idle)[0] if torch_ok else None
+    spec = BENCHES[args.profile]
+    print(f"-- profile of {args.profile} ({spec['model']}, batch {spec['batch']}); rawcnn with {label}; both with "
+          f"{mlabel}; median of {PROFILE_REPEATS} runs, ms --")
+    mine, _, _ = run_child("profile", args.profile, "rawcnn", args.threads, env[1], args.wait_idle)
+    theirs = (run_child("profile", args.profile, "torch", args.threads, env[1], args.wait_idle)[0]
+              if torch_ok else None)
     print(f"{'layer':<10} {'rawcnn fwd':>11} {'torch fwd':>10} {'rawcnn bwd':>11} {'torch bwd':>10}")
     tot = [0.0] * 4
     for i, (n, f, b) in enumerate(mine["layers"]):
@@ -471,7 +489,9 @@ def run_profile(args, torch_ok):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", default=list(BENCHES), choices=list(BENCHES))
-    ap.add_argument("--profile", action="store_true", help="per-layer times of the custom training step")
+    ap.add_argument("--profile", nargs="?", const="custom-train", default=None, metavar="BENCH",
+                    choices=[k for k, v in BENCHES.items() if v["mode"] == "train"],
+                    help="per-layer times of a training step (default custom-train)")
     ap.add_argument("--blas-env", default="both", choices=("both", "as-is", "unset"),
                     help="run rawcnn with OPENBLAS_CORETYPE/L2_SIZE as they are, unset, or both")
     ap.add_argument("--malloc", default="default", choices=("default", "heap", "both"),
