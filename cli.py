@@ -316,6 +316,10 @@ def data_synth(n, size, abnormal_fraction, seed, out, overwrite, difficulty):
 @click.option("--clahe/--no-clahe", default=True, show_default=True)
 @click.option("--clahe-clip-limit", type=Finite(0, 1000, lo_open=True), default=2.0, show_default=True)
 @click.option("--clahe-tile-grid", type=Finite(1, 256, integer=True), default=8, show_default=True)
+@click.option("--mask-outside/--no-mask-outside", default=False, show_default=True,
+              help="Zero every pixel outside the lung masks (markers, borders and the abdomen cannot be "
+                   "learnt). Every image needs a lung mask; checkpoints trained on the set then need one at "
+                   "predict time too (--mask, --masks).")
 @_seed("Seed of the stratified 70/20/10 split.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled files and list them.")
 @_overwrites(check=("",))

@@ -103,3 +103,26 @@ def test_default_settings_and_bad_input():
         preprocess_image(x, settings={"clahe_clip": 3})
     with pytest.raises(ValueError, match="channels"):
         preprocess_image(x, settings={"channels": 2})
+
+
+def test_mask_outside_zeroes_exactly_the_pixels_outside_the_lungs():
+    rng = np.random.default_rng(4)
+    x = rng.integers(1, 256, (120, 100), dtype=np.uint8)  # no zero pixel of its own
+    lung = np.zeros((120, 100), np.uint8)
+    lung[20:90, 10:45] = 1
+    lung[25:95, 55:92] = 1
+    s = dict(base_size=None, input_size=64, roi="masks", clahe=True)
+    plain, lung_y, _ = preprocess_image(x, lung, None, s)
+    masked, lung_m, _ = preprocess_image(x, lung, None, {**s, "mask_outside": True})
+    np.testing.assert_array_equal(lung_m, lung_y)
+    inside = lung_y.astype(bool)  # (64, 64), the mask as resized with the image
+    assert 0.2 < inside.mean() < 0.9
+    assert (masked[:, ~inside] == 0).all()
+    np.testing.assert_array_equal(masked[:, inside], plain[:, inside])  # CLAHE still sees the whole crop
+    assert (plain[:, ~inside] > 0).any()
+    # the default leaves the image alone, and mask_outside without a mask is an error that says why
+    assert default_settings()["mask_outside"] is False
+    with pytest.raises(ValueError, match="mask_outside .*needs the image's lung mask"):
+        preprocess_image(x, None, None, {**s, "mask_outside": True})
+    with pytest.raises(ValueError, match="mask_outside must be true or false"):
+        preprocess_image(x, lung, None, {**s, "mask_outside": "yes"})

@@ -44,7 +44,7 @@ def files(tmp_path_factory, tiny_conv_pool_spec):
     cv2.imwrite(str(d / "other_size.png"), small)
     return {"dir": d, "xray": str(recs[0].path), "other": str(d / "other_size.png"), "grey": str(d / "grey.h5"),
             "colour": str(d / "colour.h5"), "no_settings": str(d / "no_settings.h5"),
-            "colour_png": str(d / "colour.png")}
+            "colour_png": str(d / "colour.png"), "tiny_spec": tiny_conv_pool_spec}
 
 
 @pytest.fixture
@@ -103,3 +103,33 @@ def test_viz_on_files_of_different_sizes_feeds_what_predict_feeds(files, fed, tm
     p2, _ = fed("predict", "--checkpoint", ck, f2)
     h, _ = fed("viz", "heatmap", ck, "--image", f1, "--image", f2, "--method", "saliency", "--out", tmp_path)
     np.testing.assert_array_equal(h[0], np.concatenate([p1[0], p2[0]]))
+
+
+def test_mask_outside_set_and_checkpoint_need_the_lung_mask_at_predict_time(files, fed, tmp_path):
+    """prepare --mask-outside zeroes outside the lungs; a checkpoint trained so refuses a file without its
+    mask, and with --masks feeds the net exactly the stored image's tensor."""
+    from rawcnn.data import load_dataset
+    syn = files["dir"] / "syn"
+    r = CliRunner().invoke(main, ["data", "prepare", str(syn), "--out", str(tmp_path / "m.h5"), "--input-size", "32",
+                                  "--base-size", "0", "--mask-outside"])
+    assert r.exit_code == 0, r.output
+    d = load_dataset(tmp_path / "m.h5")
+    a = d.split("all")
+    assert d.settings["mask_outside"] is True
+    lungs = a.lung_masks.astype(bool)  # (N, 32, 32)
+    assert lungs.any() and (~lungs).any()
+    assert (a.images[:, 0][~lungs] == 0).all() and (a.images[:, 0][lungs] > 0).mean() > 0.9
+    net = build(files["tiny_spec"], seed=0, weight_std="he")
+    grey = Preprocessing(channel_order="RGB", mean=(100.0,) * 3, std=(50.0,) * 3, input_size=(32, 32),
+                         resize="direct", name="test", decode="gray")
+    ck = tmp_path / "masked.h5"
+    save_checkpoint(ck, net, preprocessing=grey.to_dict(),
+                    meta={"data_settings": d.settings, "class_names": ["normal", "abnormal"]})
+    name = a.names[0].split("/")[-1]
+    image = syn / "CXR_png" / f"{name}.png"
+    r = CliRunner().invoke(main, ["predict", "--checkpoint", str(ck), str(image)])
+    assert r.exit_code != 0
+    assert str(image) in r.output and "--masks DIR" in r.output
+    seen, out = fed("predict", "--checkpoint", ck, "--masks", syn, image)
+    want = (a.images[:1].astype(np.float32) - 100) / 50  # (1, 3, 32, 32): the stored image, step 3
+    np.testing.assert_allclose(seen[0], want, rtol=0, atol=1e-6)

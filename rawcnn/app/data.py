@@ -14,12 +14,13 @@ def prepare(src, out, options):
 
     options: the command's options by name: input_size, roi_crop, roi (overrides roi_crop), classes (a
     comma-separated string or None), finding, roi_margin, base_size (0 skips the resize), clahe,
-    clahe_clip_limit, clahe_tile_grid, seed, skip_bad.
+    clahe_clip_limit, clahe_tile_grid, mask_outside, seed, skip_bad.
     """
     o = options
     s = default_settings(o["input_size"])
     s.update(roi_crop=o["roi_crop"], roi_margin=o["roi_margin"], base_size=o["base_size"] or None, clahe=o["clahe"],
-             clahe_clip_limit=o["clahe_clip_limit"], clahe_tile_grid=o["clahe_tile_grid"])
+             clahe_clip_limit=o["clahe_clip_limit"], clahe_tile_grid=o["clahe_tile_grid"],
+             mask_outside=o["mask_outside"])
     if o["roi"] is not None:
         s.update(roi=o["roi"], roi_crop=o["roi"] != "none")
     classes = o["classes"]

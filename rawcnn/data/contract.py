@@ -68,6 +68,8 @@ class Contract:
                 steps.append("CLAHE")
             if s.get("input_size"):
                 steps.append(f"resize {s['input_size']}")
+            if s.get("mask_outside"):
+                steps.append("zero outside the lung mask")
         if self.preprocessing is not None:
             steps.append(self.preprocessing.describe())
         return ", ".join(steps)
@@ -111,6 +113,9 @@ def file_to_stored(path, contract, lung_mask=None):
     s = dict(contract.settings)
     roi = contract.roi
     lung, note = None, ""
+    if s.get("mask_outside") and not lung_mask:
+        raise ValueError(f"{path}: this checkpoint was trained on images zeroed outside the lung masks "
+                         f"(mask_outside); give the image's lung mask (--mask FILE or --masks DIR)")
     if lung_mask:
         files = [lung_mask] if isinstance(lung_mask, (str, os.PathLike)) else list(lung_mask)
         lung = load_mask(files, x.shape)
@@ -214,7 +219,8 @@ def settings_note(ck_settings, data_settings):
     if ck_settings is None or data_settings is None:
         return ""
     a, b = check_settings(dict(ck_settings)), check_settings(dict(data_settings))
-    keys = ("roi", "roi_margin", "base_size", "clahe", "clahe_clip_limit", "clahe_tile_grid", "input_size")
+    keys = ("roi", "roi_margin", "base_size", "clahe", "clahe_clip_limit", "clahe_tile_grid", "input_size",
+            "mask_outside")
     diff = [f"{k} {b[k]!r} (trained with {a[k]!r})" for k in keys if a[k] != b[k]]
     return f"warning: the data set was prepared with {', '.join(diff)}" if diff else ""
 
@@ -225,7 +231,8 @@ def source_view(path, contract, lung_mask=None):
     x = load_image(path)  # (H, W)
     if contract.decode == "color" or contract.settings is None:
         return x, (0, x.shape[0], 0, x.shape[1])
-    s = {**contract.settings, "base_size": None, "input_size": None, "clahe": False, "channels": 1}
+    s = {**contract.settings, "base_size": None, "input_size": None, "clahe": False, "channels": 1,
+         "mask_outside": False}
     lung = None
     if lung_mask:
         lung = load_mask([lung_mask] if isinstance(lung_mask, (str, os.PathLike)) else list(lung_mask), x.shape)

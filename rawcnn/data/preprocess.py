@@ -22,6 +22,10 @@ network activations in Deep Learning", section on preprocessing), in this order:
    each pixel's output blends the mappings of the four nearest tile centres bilinearly. The
    clip bounds the slope of T, hence how much noise is amplified.
 4. resize to S x S (input_size; None skips it), area averaging / bilinear as in step 2.
+   mask_outside (off by default; not in the paper): every pixel outside the lung mask, resized
+   with the image, is set to 0, so that film markers, borders, the abdomen and the shoulders
+   cannot be learnt (Jaeger et al. 2014 compute their features inside the lung fields only).
+   It needs the image's lung mask; an image without one is an error naming it.
 5. grey -> channels: the single grey plane repeated (channels = 3) for ImageNet-shaped models.
 
 Masks (lung, lesion) go through the same crop and resizes with nearest-neighbour sampling, so
@@ -33,7 +37,7 @@ import numpy as np
 from rawcnn.data.locator import box_mask, locate_lungs
 
 SETTING_KEYS = ("roi_crop", "roi_margin", "base_size", "clahe", "clahe_clip_limit",
-                "clahe_tile_grid", "input_size", "channels", "roi")
+                "clahe_tile_grid", "input_size", "channels", "roi", "mask_outside")
 ROI_SOURCES = ("masks", "locator", "none")
 
 
@@ -41,7 +45,7 @@ def default_settings(input_size=227):
     """The paper's preprocessing settings, for a model taking input_size x input_size images."""
     return {"roi_crop": True, "roi_margin": 0.05, "base_size": 1024, "clahe": True,
             "clahe_clip_limit": 2.0, "clahe_tile_grid": 8, "input_size": input_size, "channels": 3,
-            "roi": "masks"}
+            "roi": "masks", "mask_outside": False}
 
 
 def check_settings(settings):
@@ -63,6 +67,8 @@ def check_settings(settings):
     if s["clahe_clip_limit"] <= 0 or int(s["clahe_tile_grid"]) < 1:
         raise ValueError(f"preprocess settings: clahe_clip_limit must be > 0 and clahe_tile_grid >= 1, "
                          f"got {s['clahe_clip_limit']!r}, {s['clahe_tile_grid']!r}")
+    if not isinstance(s["mask_outside"], (bool, np.bool_)):
+        raise ValueError(f"preprocess settings: mask_outside must be true or false, got {s['mask_outside']!r}")
     if s["channels"] not in (1, 3):
         raise ValueError(f"preprocess settings: channels must be 1 or 3, got {s['channels']!r}")
     return s
@@ -100,7 +106,8 @@ def preprocess_image(x, lung_mask=None, lesion_mask=None, settings=None, return_
     """Run the preprocessing steps (module docstring) on one grey radiograph.
 
     x            (H, W) uint8 grey image
-    lung_mask    (H, W) any integer/bool dtype, nonzero = lung, or None (no ROI crop then)
+    lung_mask    (H, W) any integer/bool dtype, nonzero = lung, or None (no ROI crop then; an
+                 error with settings['mask_outside'])
     lesion_mask  (H, W) nonzero = lesion, or None
     settings     dict (see default_settings); None = default_settings()
     Returns (y, lung, lesion), plus box when return_box:
@@ -114,6 +121,9 @@ def preprocess_image(x, lung_mask=None, lesion_mask=None, settings=None, return_
     if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.uint8):
         raise ValueError(f"preprocess_image: x must be a 2-D uint8 array (H, W), got "
                          f"{getattr(x, 'shape', None)} {getattr(x, 'dtype', type(x).__name__)}")
+    if s["mask_outside"] and lung_mask is None:
+        raise ValueError("preprocess_image: mask_outside zeroes everything outside the lungs and needs the image's "
+                         "lung mask; none was given")
     masks = []
     for name, m in (("lung_mask", lung_mask), ("lesion_mask", lesion_mask)):
         if m is not None and np.shape(m) != x.shape:
@@ -136,6 +146,8 @@ def preprocess_image(x, lung_mask=None, lesion_mask=None, settings=None, return_
         y = cv2.createCLAHE(clipLimit=float(s["clahe_clip_limit"]), tileGridSize=(grid, grid)).apply(y)
     if s["input_size"] is not None:
         y, masks = _resize(y, int(s["input_size"])), _resize_masks(masks, int(s["input_size"]))  # (S, S)
+    if s["mask_outside"]:
+        y = y * masks[0]  # (S, S) uint8: the mask is 0/1, resized with the image (nearest)
     if s["channels"] == 3:
         y = np.repeat(y[None], 3, axis=0)  # (3, S, S)
     out = (y, masks[0], masks[1])

@@ -25,6 +25,7 @@ def check_stored_settings(s, where):
         raise InputError(f"{where}: expected an object of preprocessing settings, got {type(s).__name__}")
     checks = {"roi_crop": lambda v, w: _bool(v, w),
               "clahe": lambda v, w: _bool(v, w),
+              "mask_outside": lambda v, w: _bool(v, w),
               "roi_margin": lambda v, w: check_float(v, w, 0.0, 1.0),
               "base_size": lambda v, w: check_int(v, w, 8, MAX_SIZE, allow_none=True),
               "input_size": lambda v, w: check_int(v, w, 8, MAX_SIZE, allow_none=True),
