@@ -52,6 +52,12 @@ def check_conv2d(x, w, b, stride, padding, groups):
     return conv2d_output_size(x.shape, w.shape[2:], stride, padding)
 
 
+def depth_applies(kernel_size, stride):
+    """A strided kernel runs as a 3x3 stride-1 one by space-to-depth (kernels/reference/space_to_depth.py):
+    not stride 1, and the kernel spans three blocks of the stride on each axis, 2*s < K <= 3*s."""
+    return tuple(stride) != (1, 1) and all(2 * s < k <= 3 * s for k, s in zip(kernel_size, stride, strict=True))
+
+
 def check_conv2d_backward(dy, x, w, stride, padding, groups, op="conv2d_backward"):
     """Validate a convolution's backward arrays (x, w as check_conv2d; dy (N, F, OH, OW) of x's dtype);
     return (OH, OW)."""

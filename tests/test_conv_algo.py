@@ -114,6 +114,26 @@ def test_workspace_is_reused_across_steps(algo, buffers):
     assert {k: v.ctypes.data for k, v in layer.workspace.items()} == first  # no buffer reallocated
 
 
+def test_alexnet_conv1_runs_winograd_by_space_to_depth():
+    # a strided kernel spanning three blocks of the stride runs Winograd by space-to-depth: auto takes
+    # it on the cpu tier for AlexNet's conv1 (11x11 stride 4, the one measured: bench/bench_first_layers.py),
+    # forced only for others; the layer contract and its function stay those of im2col
+    x_shape = (2, 3, 39, 39)
+    assert conv_algo.choose(_conv(C=3, F=8, k=11, s=4, p=0), x_shape, np.float64) == "winograd"
+    assert conv_algo.choose(_conv(C=3, F=8, k=11, s=4, p=0, algo="im2col"), x_shape, np.float64) == "im2col"
+    assert conv_algo.choose(_conv(C=3, k=5, s=2, p=2, algo="winograd"), (2, 3, 20, 20), np.float64) == "winograd"
+    assert conv_algo.choose(_conv(C=3, k=7, s=2, p=0, algo="winograd"), (2, 3, 20, 20), np.float64) == "im2col"
+    x = np.random.default_rng(5).standard_normal(x_shape)
+    outs = {}
+    for algo in ("im2col", "winograd"):
+        layer = _conv(C=3, F=8, k=11, s=4, p=1, algo=algo)
+        y = layer.forward(x, train=True)
+        dx = layer.backward(np.random.default_rng(6).standard_normal(y.shape))
+        assert layer.algo == algo
+        outs[algo] = (y, dx, layer.grads["w"], layer.grads["b"])
+    for a, b in zip(outs["im2col"], outs["winograd"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(a).max())
+
 def test_the_mode_set_on_a_layer_is_what_its_forward_runs():
     layer = _conv()
     x = np.zeros((1, 32, 8, 8))
@@ -159,11 +179,13 @@ def test_moving_a_net_plans_it_again_for_the_new_backend():
 def test_summary_shows_the_choice():
     run = CliRunner().invoke(cli.main, ["summary", "alexnet", "--conv-algo", "winograd"])
     assert run.exit_code == 0, run.output
-    assert "Conv2d(3->96, k=11, s=4, p=0) [im2col]" in run.output  # Winograd does not apply
+    assert "Conv2d(3->96, k=11, s=4, p=0) [winograd]" in run.output  # by space-to-depth
     assert "Conv2d(256->384, k=3, s=1, p=1) [winograd]" in run.output
+    run = CliRunner().invoke(cli.main, ["summary", "custom", "--conv-algo", "winograd"])
+    assert run.exit_code == 0 and "Conv2d(3->96, k=7, s=2, p=0) [im2col]" in run.output  # Winograd does not apply
     run = CliRunner().invoke(cli.main, ["summary", "alexnet"])  # auto, nothing measured: the table
     assert run.exit_code == 0 and "Conv2d(256->384, k=3, s=1, p=1) [winograd]" in run.output
-    assert "Conv2d(3->96, k=11, s=4, p=0) [im2col]" in run.output
+    assert "Conv2d(3->96, k=11, s=4, p=0) [winograd]" in run.output
     run = CliRunner().invoke(cli.main, ["summary", "alexnet", "--conv-algo", "im2col"])
     assert run.exit_code == 0 and "[winograd]" not in run.output and "[im2col]" in run.output
     run = CliRunner().invoke(cli.main, ["summary", "vgg16", "--conv-algo", "fft"])

@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit
 
 from kernels.cpu.conv2d import workspace_buffer
+from kernels.cpu.space_to_depth import depth_to_space, kernel_from_depth, kernel_to_depth, space_to_depth
 from kernels.cpu.threads import run_jobs, workers
 from kernels.reference.winograd import (
     check_winograd,
@@ -42,7 +43,7 @@ from kernels.reference.winograd import (
     split_kernel,
     transform_matrices,
 )
-from kernels.shapes import COLUMN_BUDGET_BYTES, backward_request, check_conv2d_backward, out_or_empty
+from kernels.shapes import COLUMN_BUDGET_BYTES, ConvGeometry, backward_request, check_conv2d_backward, out_or_empty
 
 BLOCK_BYTES = 8 * 2 ** 20  # V + M of one job (bench/RESULTS.md: 8 MiB measured best or near it on every layer)
 
@@ -414,13 +415,16 @@ def conv2d_forward(x, w, b, *, geometry, budget_bytes=None, workspace=None, out=
     """y = conv(x, w) + b by Winograd F(4x4, 3x3), a block of tiles at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW) (3x3, or cut into 3x3 pieces), b: (F,), all float32 or
-    all float64; geometry: ConvGeometry(stride, padding, groups) (kernels/shapes.py), stride (1, 1).
+    all float64; geometry: ConvGeometry(stride, padding, groups) (kernels/shapes.py), stride (1, 1), or
+    strided with 2*s < KH, KW <= 3*s (by space-to-depth: _depth_problem).
     budget_bytes is accepted for the shared signature; workspace: a dict kept across calls, or None;
     out: None or a C-contiguous (N, F, OH, OW) array of x's dtype that receives y (not overlapping x).
     Returns y (N, F, OH, OW), x's dtype (out when given).
     """
     OH, OW = check_winograd(x, w, b, *geometry)
     y = out_or_empty("winograd conv2d_forward", "out", out, (x.shape[0], w.shape[0], OH, OW), x.dtype)
+    if tuple(geometry.stride) != (1, 1):  # by space-to-depth: the same sum, 3x3 stride 1 on C*sh*sw channels
+        x, w, geometry = _depth_problem(x, w, geometry, (OH, OW), workspace)
     return winograd_correlate(np.ascontiguousarray(x), np.ascontiguousarray(w), b, geometry, y, workspace)
 
 
@@ -437,6 +441,8 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
     check_winograd(x, w, None, stride, padding, groups)
     OH, OW = check_conv2d_backward(dy, x, w, stride, padding, groups, op="winograd conv2d_backward")
     need_dx, need_dw, out_dx, out_dw, out_db = backward_request("winograd conv2d_backward", need, out)
+    if tuple(stride) != (1, 1):
+        return _depth_backward(dy, x, w, geometry, need, workspace, (out_dx, out_dw, out_db))
     dw = db = None
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     if need_dw:
@@ -453,4 +459,26 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
     KH, KW = w.shape[2:]
     q = geometry._replace(padding=(KH - 1 - padding[0], KW - 1 - padding[1]))  # dy padded by KH - 1 - ph, ...
     winograd_correlate(np.ascontiguousarray(dy), wf, zero, q, dx, workspace)
+    return dx, dw, db
+
+def _depth_problem(x, w, geometry, out_size, workspace):
+    """kernels/reference/winograd.depth_problem on this tier: (xd (N, C*sh*sw, OH + 2, OW + 2), wd (F, C/G*sh*sw,
+    3, 3), ConvGeometry((1, 1), (0, 0), G)), xd kept in workspace["depth_x"]."""
+    stride, padding, groups = geometry
+    (sh, sw), (OH, OW) = stride, out_size
+    buf = workspace_buffer(workspace, (x.shape[0], x.shape[1] * sh * sw, OH + 2, OW + 2), x.dtype, "depth_x")
+    xd = space_to_depth(x, stride=stride, padding=padding, out_size=out_size, out=buf)
+    return xd, kernel_to_depth(w, stride), ConvGeometry((1, 1), (0, 0), groups)
+
+
+def _depth_backward(dy, x, w, geometry, need, workspace, out):
+    """conv2d_backward of a strided layer: the gradients of its space-to-depth problem (dw by Winograd,
+    dx too), mapped back by the adjoints kernel_from_depth and depth_to_space; out = (dx, dw, db) or Nones."""
+    stride, padding, _ = geometry
+    out_dx, out_dw, out_db = out
+    xd, wd, depth = _depth_problem(x, w, geometry, dy.shape[2:], workspace)
+    dxd, dwd, db = conv2d_backward(dy, xd, wd, geometry=depth, need=need, workspace=workspace,
+                                   out=(None, None, out_db))  # (N, C*sh*sw, OH + 2, OW + 2), (F, C/G*sh*sw, 3, 3)
+    dx = None if dxd is None else depth_to_space(dxd, x_shape=x.shape, stride=stride, padding=padding, out=out_dx)
+    dw = None if dwd is None else kernel_from_depth(dwd, w.shape[2:], stride, out=out_dw)
     return dx, dw, db

@@ -1,4 +1,6 @@
 """Winograd F(4x4, 3x3) convolution for stride-1 layers (other kernel sizes cut into 3x3 pieces): the reference tier.
+Strided layers whose kernel spans three blocks of the stride (AlexNet's conv1, 11x11 stride 4) run as
+the 3x3 stride-1 convolution they equal by space-to-depth (kernels/reference/space_to_depth.py).
 
 Shape legend
     N batch, C channels in, H, W input size, F filters out, OH, OW output size, G groups,
@@ -51,7 +53,8 @@ import numpy as np
 
 from kernels.reference.conv2d import check_conv2d
 from kernels.reference.conv2d import conv2d_backward as direct_backward
-from kernels.shapes import backward_request, check_conv2d_backward, into, into_grads
+from kernels.reference.space_to_depth import depth_to_space, kernel_to_depth, space_to_depth
+from kernels.shapes import ConvGeometry, backward_request, check_conv2d_backward, depth_applies, into, into_grads
 
 M_OUT, R_K = 4, 3
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, np.inf)
@@ -177,11 +180,21 @@ def _winograd_any(x, w, padding, groups):
 
 
 def check_winograd(x, w, b, stride, padding, groups):
-    """check_conv2d, plus: the stride is 1 (any kernel size: other than 3x3, cut into 3x3 pieces). Returns (OH, OW)."""
+    """check_conv2d, plus: the stride is 1 (any kernel size: other than 3x3, cut into 3x3 pieces), or the
+    kernel spans three blocks of the stride (kernels.shapes.depth_applies: by space-to-depth). Returns (OH, OW)."""
     OH, OW = check_conv2d(x, w, b, stride, padding, groups)
-    if tuple(stride) != (1, 1):
-        raise ValueError(f"winograd: F(4x4, 3x3) needs stride 1, got stride {tuple(stride)} for w {w.shape}")
+    if tuple(stride) != (1, 1) and not depth_applies(w.shape[2:], stride):
+        raise ValueError(f"winograd: F(4x4, 3x3) needs stride 1, got stride {tuple(stride)} for w {w.shape} "
+                         f"(a strided kernel needs 2*s < KH, KW <= 3*s, run by space-to-depth)")
     return OH, OW
+
+
+def depth_problem(x, w, geometry, out_size):
+    """A strided convolution as the 3x3 stride-1 unpadded one it equals (kernels/reference/space_to_depth.py):
+    (xd (N, C*sh*sw, OH + 2, OW + 2), wd (F, C/G*sh*sw, 3, 3), its geometry)."""
+    stride, padding, groups = geometry
+    xd = space_to_depth(x, stride=stride, padding=padding, out_size=out_size)
+    return xd, kernel_to_depth(w, stride), ConvGeometry((1, 1), (0, 0), groups)
 
 
 def flip_kernel(w, groups):
@@ -196,12 +209,15 @@ def conv2d_forward(x, w, b, *, geometry, budget_bytes=None, workspace=None, out=
     """y = conv(x, w) + b by Winograd F(4x4, 3x3), one 6x6 tile at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW) (3x3, or cut into 3x3 pieces), b: (F,), all float32 or
-    all float64; geometry: ConvGeometry(stride, padding, groups) (kernels/shapes.py), stride (1, 1).
+    all float64; geometry: ConvGeometry(stride, padding, groups) (kernels/shapes.py), stride (1, 1), or
+    strided with 2*s < KH, KW <= 3*s (by space-to-depth, depth_problem).
     budget_bytes and workspace are accepted for the shared signature (this tier keeps no buffers).
     Returns y (N, F, OH, OW), x's dtype.
     """
     stride, padding, groups = geometry
-    check_winograd(x, w, b, stride, padding, groups)
+    OH, OW = check_winograd(x, w, b, stride, padding, groups)
+    if tuple(stride) != (1, 1):  # by space-to-depth: the same sum, 3x3 stride 1 on C*sh*sw channels
+        x, w, (_, padding, _) = depth_problem(x, w, geometry, (OH, OW))
     y = _winograd_any(x, w, padding, groups) + b.reshape(1, -1, 1, 1)  # (N, F, OH, OW)
     return into("winograd conv2d_forward", "out", out, y)
 
@@ -223,6 +239,11 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=None, need=("dx", "dw"),
         _, dw, db = direct_backward(dy, x, w, geometry=geometry, need=("dw",))
     if not need_dx:
         return into_grads("winograd conv2d_backward", (None, dw, db), outs)
+    if tuple(stride) != (1, 1):  # dx of the space-to-depth problem, mapped back by its adjoint
+        xd, wd, depth = depth_problem(x, w, geometry, dy.shape[2:])
+        dxd = conv2d_backward(dy, xd, wd, geometry=depth, need=("dx",))[0]  # (N, C*sh*sw, OH + 2, OW + 2)
+        dx = depth_to_space(dxd, x_shape=x.shape, stride=stride, padding=padding)
+        return into_grads("winograd conv2d_backward", (dx, dw, db), outs)
     q = (w.shape[2] - 1 - padding[0], w.shape[3] - 1 - padding[1])
     dx = _winograd_any(dy, flip_kernel(w, groups), q, groups)
     return into_grads("winograd conv2d_backward", (dx, dw, db), outs)

@@ -5,7 +5,9 @@ float32 rounding differ (Winograd: within 1e-4 of the largest output, tests/test
 
     im2col     every layer by im2col + GEMM (the cuda backend always does this)
     winograd   Winograd for every stride-1 layer whose kernel is at least 2x2 on the cpu/reference
-               backends (kernels other than 3x3 cut into 3x3 pieces), im2col elsewhere
+               backends (kernels other than 3x3 cut into 3x3 pieces) and every strided layer whose
+               kernel spans three blocks of the stride (3x3 by space-to-depth: AlexNet's conv1,
+               kernels/reference/space_to_depth.py), im2col elsewhere
     auto       per layer: a timing measured on this machine for this layer shape when the cache
                holds one, else `table_choice` (Winograd on the cpu backend: see its docstring;
                im2col on the reference backend, the plain definition)
@@ -33,7 +35,7 @@ import time
 import numba
 import numpy as np
 
-from kernels.shapes import ConvGeometry
+from kernels.shapes import ConvGeometry, depth_applies
 
 ALGOS = ("auto", "im2col", "winograd", "tune")
 
@@ -46,16 +48,18 @@ def check_mode(algo):
 
 
 def winograd_eligible(layer, backend_tier):
-    """Winograd F(4x4, 3x3) applies: stride 1, a kernel at least 2x2 (3x3, or cut into 3x3 pieces:
-    a 1-wide kernel would take more multiplications than it saves), a tier that has it (not cuda)."""
-    return (backend_tier in ("cpu", "reference") and min(layer.kernel_size) >= 2
-            and tuple(layer.stride) == (1, 1))
+    """Winograd F(4x4, 3x3) applies: stride 1 and a kernel at least 2x2 (3x3, or cut into 3x3 pieces:
+    a 1-wide kernel would take more multiplications than it saves), or a strided kernel that spans three
+    blocks of the stride (kernels.shapes.depth_applies: 3x3 by space-to-depth); a tier that has it (not cuda)."""
+    stride_1 = min(layer.kernel_size) >= 2 and tuple(layer.stride) == (1, 1)
+    return backend_tier in ("cpu", "reference") and (stride_1 or depth_applies(layer.kernel_size, layer.stride))
 
 
 MEASURED_KERNELS = ((3, 3), (5, 5))  # the kernel sizes whose Winograd has been measured (AlexNet conv2: 5x5)
+MEASURED_STRIDED = (((11, 11), (4, 4)),)  # (kernel, stride) of the strided layers measured: AlexNet conv1
 
 
-def table_choice(C, F, groups, OH, OW, kernel_size=(3, 3)):
+def table_choice(C, F, groups, OH, OW, kernel_size=(3, 3), stride=(1, 1)):
     """The algorithm `auto` uses on the cpu backend for a stride-1 layer this machine has not
     measured: Winograd for 3x3 and 5x5 kernels, except for layers with fewer than 16 input
     channels per group; im2col for every other kernel size (not measured).
@@ -67,7 +71,11 @@ def table_choice(C, F, groups, OH, OW, kernel_size=(3, 3)):
     transforms nothing to amortise. No layer between 3 and 64 input channels was measured: the
     threshold of 16 is a guess between them. `--conv-algo tune` measures the machine at hand and
     `auto` then follows the measurement.
+    A strided layer runs Winograd by space-to-depth (3x3 on C*sh*sw channels) where measured only:
+    AlexNet's conv1, 11x11 stride 4 on 3 channels (bench/RESULTS.md, "Speed round 2").
     """
+    if tuple(stride) != (1, 1):
+        return "winograd" if (tuple(kernel_size), tuple(stride)) in MEASURED_STRIDED else "im2col"
     return "winograd" if C // groups >= 16 and tuple(kernel_size) in MEASURED_KERNELS else "im2col"
 
 
@@ -164,7 +172,8 @@ def static_choice(layer):
         return "winograd"
     if layer.be.tier != "cpu":  # the reference tier's auto is its plain definition, im2col
         return "im2col"
-    return table_choice(layer.in_channels, layer.out_channels, layer.groups, None, None, layer.kernel_size)
+    return table_choice(layer.in_channels, layer.out_channels, layer.groups, None, None, layer.kernel_size,
+                        layer.stride)
 
 
 def choose(layer, x_shape, dtype, x=None, table=None):
