@@ -149,10 +149,10 @@ def test_training_step_allocates_no_new_buffer_after_the_first():
     roles = {}
     for name, role in first:
         roles.setdefault(name, set()).add(role)
-    # every layer that computes has its outputs there (Flatten: views); every dx is in the net's
-    # two shared slots, both in use
-    assert roles["conv1"] == {"y", "dw", "db"}
-    assert roles["conv2"] == roles["conv3"] == roles["fc1"] == roles["fc2"] == {"y", "dw", "db"}
+    # every layer that computes has its outputs there (Flatten: views; a Conv2d or Linear below a
+    # ReLU: in the ReLU's y, rectified in place); every dx is in the net's two shared slots, both in use
+    assert roles["conv1"] == roles["conv2"] == roles["conv3"] == roles["fc1"] == {"dw", "db"}
+    assert roles["fc2"] == {"y", "dw", "db"}
     assert roles["relu1"] == {"y"} and roles["norm1"] == {"y", "scale"}
     assert roles["pool1"] == {"y", "argmax"} and roles["drop1"] == {"mask", "uniform", "y"}
     assert "flatten" not in roles and roles["dx pool"] == {0, 1}
@@ -189,6 +189,24 @@ def test_no_two_buffers_share_memory():
             assert not np.shares_memory(a1, a2), f"{n1}/{r1} and {n2}/{r2} overlap"
     net.reuse_buffers(False)
     assert all(l.buffers is None for l in net)
+
+
+def test_relu_rectifies_the_conv_or_linear_output_below_it_in_place():
+    # Caffe's in-place ReLU: conv1 writes its y into relu1's kept y, and relu1 rectifies it there
+    # (their backwards read the conv's input and the ReLU's output only); the steps' bits are those
+    # without reuse (test_three_steps_bit_identical_with_and_without_reuse)
+    net = new_net()
+    x = data()[0][:4]
+    with net.reusing_buffers():
+        a = net.forward(x, upto="conv1", train=True)  # (4, 8, 16, 16)
+        want = np.maximum(a, 0)
+        y = net.forward(a, after="conv1", upto="relu1", train=True)
+        assert np.shares_memory(a, net["relu1"].buffers["y"]) and np.shares_memory(a, y)
+        np.testing.assert_array_equal(y, want)
+        below_relu = {"conv1", "conv2", "conv3", "fc1"}
+        for l, above in zip(net.layers, net.layers[1:] + [None], strict=True):
+            assert (l.y_store is above.buffers) if l.name in below_relu else l.y_store is None, l.name
+    assert all(l.y_store is None for l in net)  # reuse off: every layer returns fresh arrays again
 
 
 # -- (d) without reuse (the default), every forward returns fresh arrays ------------------------------

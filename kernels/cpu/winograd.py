@@ -46,6 +46,10 @@ from kernels.reference.winograd import (
 from kernels.shapes import COLUMN_BUDGET_BYTES, ConvGeometry, backward_request, check_conv2d_backward, out_or_empty
 
 BLOCK_BYTES = 8 * 2 ** 20  # V + M of one job (bench/RESULTS.md: 8 MiB measured best or near it on every layer)
+# U (the transformed kernels) and dU (their gradient) live in the workspace's im2col column buffer: the three are
+# never live at once (a layer runs one algorithm, and dw is done before dx's correlation makes U), so a net keeps
+# one buffer for them (VGG16 training: 72 MiB instead of 149)
+KERNEL_BUFFER = "cols"
 
 
 @njit(cache=True, inline="always")
@@ -320,7 +324,7 @@ def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_B
     if by_filters:
         G = transform_matrices()[1].astype(x.dtype)
         V = workspace_buffer(workspace, (1, 36, CP, T), x.dtype, "winograd_V")[0]  # (36, P*Cg, T), shared
-        U = workspace_buffer(workspace, (threads, 36, FILTER_JOB, CP), x.dtype, "winograd_U")  # per thread
+        U = workspace_buffer(workspace, (threads, 36, FILTER_JOB, CP), x.dtype, KERNEL_BUFFER)  # per thread
         M = workspace_buffer(workspace, (threads, 36, FILTER_JOB, T), x.dtype, "winograd_M")  # per thread
         for g in range(groups):
             run_jobs(lambda _, c0, g=g: _input_pieces(x, g * Cg + c0, min(CHANNEL_JOB, Cg - c0), shifts,
@@ -336,7 +340,7 @@ def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_B
                 _output_rows(Mb, b, g * Fg + f0, (TH, TW, 0), k, y)
             run_jobs(by_filter, [j for j in jobs if j[1] == g], threads)
         return y
-    U = kernel_transform(w3, groups, workspace_buffer(workspace, (groups, 36, Fg, CP), x.dtype, "winograd_U"),
+    U = kernel_transform(w3, groups, workspace_buffer(workspace, (groups, 36, Fg, CP), x.dtype, KERNEL_BUFFER),
                          threads)
     V = workspace_buffer(workspace, (threads, 36, CP, R * TW), x.dtype, "winograd_V")  # a (36, P*Cg, R*TW) per thread
     M = workspace_buffer(workspace, (threads, 36, Fg, R * TW), x.dtype, "winograd_M")  # a (36, Fg, R*TW) per thread
@@ -378,8 +382,8 @@ def winograd_weight_grad(dy, x, geometry, dw, workspace=None, block_bytes=BLOCK_
     nblocks = min(QT, CHAINS * -(-QT // (CHAINS * R)))  # even where QT allows, sizes within one row
     R = -(-QT // nblocks)
     blocks = [(q0, g) for q0 in range(0, QT, R) for g in range(groups)]
-    P = workspace_buffer(workspace, (CHAINS, groups, 36, Fg, CP), x.dtype, "winograd_dU")  # a dU per chain
-    Pt = workspace_buffer(workspace, (CHAINS, 36, Fg, CP), x.dtype, "winograd_dUt")  # one block's product
+    P = workspace_buffer(workspace, (CHAINS, groups, 36, Fg, CP), x.dtype, KERNEL_BUFFER)  # a dU per chain
+    Pt = workspace_buffer(workspace, (CHAINS, Fg, CP), x.dtype, "winograd_dUt")  # one position's product
     V = workspace_buffer(workspace, (CHAINS, 36, CP, R * TW), x.dtype, "winograd_V")
     D = workspace_buffer(workspace, (CHAINS, 36, Fg, R * TW), x.dtype, "winograd_M")
     k = np.array([2, 4, 5, 8], x.dtype)
@@ -391,9 +395,10 @@ def winograd_weight_grad(dy, x, geometry, dw, workspace=None, block_bytes=BLOCK_
             Vb, Db = V[p, :, :, :nt], D[p, :, :, :nt]
             _input_pieces(x, g * Cg, Cg, shifts, (TH, TW, q0), k, Vb, 0)
             _dy_rows(dy, g * Fg, (TH, TW, q0), k, Db)
-            if g in started:
-                np.matmul(Db, Vb.transpose(0, 2, 1), out=Pt[p])  # (36, Fg, P*Cg)
-                np.add(P[p, g], Pt[p], out=P[p, g])
+            if g in started:  # position by position: a product of (Fg, P*Cg), not 36 (VGG16: 70 MiB less)
+                for j in range(36):
+                    np.matmul(Db[j], Vb[j].T, out=Pt[p])  # (Fg, P*Cg)
+                    np.add(P[p, g, j], Pt[p], out=P[p, g, j])
             else:
                 np.matmul(Db, Vb.transpose(0, 2, 1), out=P[p, g])
                 started.add(g)

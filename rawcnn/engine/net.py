@@ -161,6 +161,13 @@ class Net:
         for l in self.layers:
             l.buffers = self._buffers.setdefault(l.name, {}) if self._reuse else None
             l.dx_pool = pool
+        # In-place ReLU (Caffe's top == bottom, torchvision's inplace=True): a Conv2d or Linear writes its
+        # y into the kept y of the ReLU right above it, which rectifies it there. Safe because their
+        # backwards read their input, never their output, and the ReLU's reads only its own y: one
+        # activation kept per conv + ReLU pair instead of two (VGG16 batch 8: 434 MB less).
+        for below, above in zip(self.layers, self.layers[1:] + [None], strict=True):
+            in_place = self._reuse and below.kind in ("Conv2d", "Linear") and getattr(above, "kind", "") == "ReLU"
+            below.y_store = above.buffers if in_place else None
 
     def reuse_buffers(self, on=True):
         """Turn buffer reuse on or off for good (off frees the buffers). See reusing_buffers()."""

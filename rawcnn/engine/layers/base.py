@@ -85,6 +85,7 @@ class Layer:
         self.lr_mult = 1.0      # learning-rate multiplier the optimizer applies to this layer
         self.buffers = None     # role -> flat array while the net reuses buffers (Net.reusing_buffers)
         self.dx_pool = None     # the net's two shared dx slots (a list) while it reuses buffers
+        self.y_store = None     # the ReLU's buffers above this layer, where its y goes (Net: in-place ReLU)
 
     # -- moving between backends -------------------------------------------------------------
     def to(self, backend):
@@ -114,9 +115,14 @@ class Layer:
         'dx' comes from the net's two shared slots (self.dx_pool) instead: a backward reads only the
         dy the layer above wrote, so two arrays serve every layer's dx in turn; `avoid` (the dy being
         read) picks the slot that does not hold it. This keeps the backward's memory at two input
-        gradients instead of one per layer."""
+        gradients instead of one per layer.
+
+        'y' goes to self.y_store when the net set one: the buffers of the ReLU right above, which
+        then rectifies this output in place (Net._attach_buffers says when that is safe)."""
         if self.buffers is None:
             return None
+        if role == "y" and self.y_store is not None:
+            return _flat_view(self.y_store, "y", shape, dtype, self.be)
         if role == "dx" and self.dx_pool is not None:
             xp = self.be.xp
             slot = 1 if (avoid is not None and self.dx_pool[0] is not None
