@@ -63,7 +63,7 @@ def phases(x, w, b, padding, groups, repeats):
     share = groups * -(-N * TH // R) / numba.get_num_threads()  # blocks per thread
     t_u = time_it(lambda: W.kernel_transform(w, groups, U), repeats=repeats).median
     with one_thread_blas():
-        t_in = time_it(lambda: W._input_rows(x, 0, Cg, tuple(padding), (TH, TW, 0), k, V, 0),
+        t_in = time_it(lambda: W._input_pieces(x, 0, Cg, (*padding, 1, 1), (TH, TW, 0), k, V, 0),
                        repeats=repeats).median
         t_mm = time_it(lambda: np.matmul(U[0], V, out=M), repeats=repeats).median
         t_out = time_it(lambda: W._output_rows(M, b, 0, (TH, TW, 0), k, y), repeats=repeats).median

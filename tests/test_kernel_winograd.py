@@ -206,6 +206,15 @@ def test_transforms_written_out_match_the_matrices():
     np.testing.assert_allclose(cpu._bt(*v6, k), BT @ v6, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(cpu._at(*v6, k), AT @ v6, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(cpu._a(*v4, k), AT.T @ v4, rtol=1e-13, atol=1e-13)
+    # the input transform's one-output-per-loop form of _bt (_bt_down, _bt_across): the same bits as _bt
+    d = rng.standard_normal((6, 5))
+    down, across, e = np.empty((6, 5)), np.empty((6, 1, 5)), np.empty((1, 6, 5))
+    cpu._bt_down(d, 0, k, down, 0)
+    e[0] = d
+    cpu._bt_across(e, 0, k, across, 0)
+    expected = np.array([cpu._bt(*d[:, j], k) for j in range(5)]).T  # (6, 5)
+    np.testing.assert_array_equal(down, expected)
+    np.testing.assert_array_equal(across[:, 0], expected)
 
 
 def test_a_failing_job_raises_and_the_pool_still_works():

@@ -10,13 +10,16 @@ Shape legend
 Math: the derivation of the matrices and of the backward is in kernels/reference/winograd.py
 (points 0, 1, -1, 2, -2, inf). Per group and per block of R tile rows (R*TW tiles):
     U[k] (Fg, Cg)    = (G w G^T)[k]          once per call (_kernel_rows)
-    V[k] (Cg, R*TW)  = (B^T d B)[k]          input transform (_input_rows)
+    V[k] (Cg, R*TW)  = (B^T d B)[k]          input transform (_input_pieces)
     M[k] (Fg, R*TW)  = U[k] @ V[k]           36 matrix products: ONE batched np.matmul (BLAS)
     y tile (4x4)     = A^T M A + b           output transform (_output_rows)
 The transforms are the reference's B^T and A^T written out entry by entry (_bt, _at; a test checks
 them against transform_matrices()), applied to whole rows of tiles so that the inner loops have
 unit stride and vectorise (the output transform, and dy's, over all tiles of a block at once,
 faster than row by row when a row holds few tiles: bench/bench_winograd.py, bench/RESULTS.md).
+The input transform writes _bt out once more, one loop per output (_bt_down, _bt_across): LLVM
+vectorises a loop with one store stream, not one that stores six rows of an array whose distance
+it cannot prove (bench/RESULTS.md, "Speed round 2 ... AlexNet conv2 backward").
 
 How it runs (kernels/cpu/threads.py): the call is cut into jobs, and each thread takes whole jobs
 from a queue and runs them through all three phases with a one-thread BLAS, so a block's V and M
@@ -39,7 +42,6 @@ from kernels.reference.winograd import (
     check_winograd,
     flip_kernel,
     join_kernel_grad,
-    piece_paddings,
     split_kernel,
     transform_matrices,
 )
@@ -75,55 +77,111 @@ def _a(v0, v1, v2, v3, k):
 
 
 @njit(cache=True, inline="always")
-def _bt_columns(p, k, t):
-    """t[i, s, u] = (B^T p)[i, 4u + s]: B^T along the columns of p (6, 4Q), kept split by column
-    modulo 4 in t (6, 4, Q); _input_rows' first pass."""
-    for s in range(4):
-        for u in range(t.shape[2]):
-            j = 4 * u + s
-            o = _bt(p[0, j], p[1, j], p[2, j], p[3, j], p[4, j], p[5, j], k)
-            for i in range(6):
-                t[i, s, u] = o[i]
+def _bt_down(xp, h0, k, tv, m0):
+    """tv[l, m0 + j] = (B^T xp[h0 .. h0+5, j])[l] for every column j of xp: B^T down the columns of six rows.
+    One loop per output row (a single store stream, so that it vectorises; six would not)."""
+    k0, k1, k2 = k[0], k[1], k[2]
+    for j in range(xp.shape[1]):
+        tv[0, m0 + j] = k1 * xp[h0, j] - k2 * xp[h0 + 2, j] + xp[h0 + 4, j]
+    for j in range(xp.shape[1]):
+        tv[1, m0 + j] = k1 * xp[h0 + 1, j] + k1 * xp[h0 + 2, j] - xp[h0 + 3, j] - xp[h0 + 4, j]
+    for j in range(xp.shape[1]):
+        tv[2, m0 + j] = -k1 * xp[h0 + 1, j] + k1 * xp[h0 + 2, j] + xp[h0 + 3, j] - xp[h0 + 4, j]
+    for j in range(xp.shape[1]):
+        tv[3, m0 + j] = -k0 * xp[h0 + 1, j] - xp[h0 + 2, j] + k0 * xp[h0 + 3, j] + xp[h0 + 4, j]
+    for j in range(xp.shape[1]):
+        tv[4, m0 + j] = k0 * xp[h0 + 1, j] - xp[h0 + 2, j] - k0 * xp[h0 + 3, j] + xp[h0 + 4, j]
+    for j in range(xp.shape[1]):
+        tv[5, m0 + j] = k1 * xp[h0 + 1, j] - k2 * xp[h0 + 3, j] + xp[h0 + 5, j]
+
+
+@njit(cache=True, inline="always")
+def _bt_across(e, i, k, V, ch):
+    """V[6i + l, ch, t] = (B^T-row l of e[i, 0..5, t]) for every tile t: B along the rows of the tiles'
+    (B^T d); one loop per output, over the tiles."""
+    k0, k1, k2 = k[0], k[1], k[2]
+    for t in range(e.shape[2]):
+        V[6 * i, ch, t] = k1 * e[i, 0, t] - k2 * e[i, 2, t] + e[i, 4, t]
+    for t in range(e.shape[2]):
+        V[6 * i + 1, ch, t] = k1 * e[i, 1, t] + k1 * e[i, 2, t] - e[i, 3, t] - e[i, 4, t]
+    for t in range(e.shape[2]):
+        V[6 * i + 2, ch, t] = -k1 * e[i, 1, t] + k1 * e[i, 2, t] + e[i, 3, t] - e[i, 4, t]
+    for t in range(e.shape[2]):
+        V[6 * i + 3, ch, t] = -k0 * e[i, 1, t] - e[i, 2, t] + k0 * e[i, 3, t] + e[i, 4, t]
+    for t in range(e.shape[2]):
+        V[6 * i + 4, ch, t] = k0 * e[i, 1, t] - e[i, 2, t] - k0 * e[i, 3, t] + e[i, 4, t]
+    for t in range(e.shape[2]):
+        V[6 * i + 5, ch, t] = k1 * e[i, 1, t] - k2 * e[i, 3, t] + e[i, 5, t]
+
+
+@njit(cache=True, inline="always")
+def _plane(x, n, c, pad, xp):
+    """xp[h, j] = x[n, c, h - ph, j - pw], pad = (ph, pw, ...): the plane zero-padded (0 off the image)
+    for as many rows and columns as xp has; the columns off the image are left as they are (zeros)."""
+    ph, pw = pad[0], pad[1]
+    H, W = x.shape[2], x.shape[3]
+    ja, jb = max(0, min(xp.shape[1], pw)), max(0, min(xp.shape[1], W + pw))  # the columns on the image
+    for h in range(xp.shape[0]):
+        hx = h - ph
+        if 0 <= hx < H:
+            for j in range(ja, jb):
+                xp[h, j] = x[n, c, hx, j - pw]
+        else:
+            for j in range(ja, jb):
+                xp[h, j] = 0
+
+
+@njit(cache=True, inline="always")
+def _gather(tv, first, off, e):
+    """e[i, j, t] = tv[i, first[t] + off + j]: each tile's six columns of tv (6, R*WP), for every tile t."""
+    for i in range(6):
+        for j in range(6):
+            src, dst = tv[i], e[i, j]
+            for t in range(e.shape[2]):
+                dst[t] = src[first[t] + off + j]
 
 
 @njit(cache=True, nogil=True)
-def _input_rows(x, c0, nc, pad, tiles, k, V, cv0):
-    """V[6i + l, cv0 + c, r*TW + tw] = (B^T d B)[i, l], d the 6x6 window of tile (q0 + r, tw) of
-    channel c0 + c, for c < nc; pad = (ph, pw), tiles = (TH, TW, q0).
+def _input_pieces(x, c0, nc, pad, tiles, k, V, cv0):
+    """V[6i + l, p*Cg + cv0 + c, r*TW + tw] = (B^T d B)[i, l], d the 6x6 window of tile (q0 + r, tw) of
+    channel c0 + c for c < nc, read by piece p = (a, b) at its offset (3a, 3b) (p = a*PB + b, the
+    order of split_kernel's channels); pad = (ph, pw, PA, PB): the kernel's padding and its PA x PB
+    pieces (1 x 1 for a 3x3 kernel); tiles = (TH, TW, q0).
 
-    x (N, C, H, W); V (36, V's channels, R*TW) for R tile rows q0 .. q0+R-1 (tile row q = n*TH + th).
-    Per (c, row): the six input rows the row of tiles covers are copied into p, padded with
-    zeros (p[i, j] = x[n, c, 4th - ph + i, j - pw], 0 off the image; the zero columns are written
-    once, so the copy has no test per element). Then B^T along the columns of the windows (_bt_columns), kept
-    split by column modulo 4 (t[i, s, u] from column 4u + s), so that the pass along the rows,
-    B, reads tile tw's six inputs t[., 0..3, tw] and t[., 0..1, tw + 1] with unit stride over tw.
+    x (N, C, H, W); V (36, PA*PB*Cg, R*TW) for R tile rows q0 .. q0+R-1 (tile row q = n*TH + th).
+    Per channel, each image plane the block touches is copied once into xp, zero-padded
+    (xp[h, j] = x[n, c, h - ph, j - pw], 0 off the image), where every piece's tiles read it
+    (piece (a, b)'s window of tile (th, tw) is xp[4th + 3a + i, 4tw + 3b + j]). Per tile row and
+    piece row a, B^T down the columns of its six rows, all columns at once (tv, shared by the
+    pieces of that row); each tile's six columns of tv are gathered into e (e[i, j, r*TW + tw] =
+    tv[a, i, r, 4tw + 3b + j]), then B along the rows, one loop over all R*TW tiles of the block
+    (a loop over one row's TW tiles is too short to vectorise). Both passes are the reference's
+    B^T d B entry by entry, in the same order (_bt), written one output per loop.
     """
-    (ph, pw), (TH, TW, q0) = pad, tiles
-    N, C, H, W = x.shape
-    R = V.shape[2] // TW
-    Q = TW + 1
-    ja, jb = max(0, pw), min(4 * Q, W + pw)  # the columns of p that lie on the image
-    p = np.zeros((6, 4 * Q), x.dtype)
-    t = np.empty((6, 4, Q), x.dtype)  # B^T p, split by column modulo 4
+    (_, _, PA, PB), (TH, TW, q0) = pad, tiles
+    nt = V.shape[2]
+    R = nt // TW
+    Cg = V.shape[1] // (PA * PB)
+    HP, WP = 4 * TH + 3 * PA - 1, 4 * TW + 3 * PB - 1  # the rows and columns the tiles of all pieces read
+    xp = np.zeros((HP, WP), x.dtype)
+    tv = np.empty((PA, 6, R * WP), x.dtype)  # tv[a, i, r*WP + j]: B^T down column j of tile row r's rows
+    e = np.empty((6, 6, nt), x.dtype)  # e[i, j, tile]: column j of the tile's B^T d
+    first = np.empty(nt, np.int64)  # first[r*TW + tw] = r*WP + 4tw: the tile's first column in tv
+    for r in range(R):
+        for tw in range(TW):
+            first[r * TW + tw] = r * WP + 4 * tw
     for c in range(nc):
         for r in range(R):
             n, th = (q0 + r) // TH, (q0 + r) % TH
-            for i in range(6):
-                h = 4 * th - ph + i
-                if 0 <= h < H:
-                    for j in range(ja, jb):
-                        p[i, j] = x[n, c0 + c, h, j - pw]
-                else:
-                    for j in range(ja, jb):
-                        p[i, j] = 0
-            _bt_columns(p, k, t)  # columns: t = B^T p
-            j0 = r * TW
-            for i in range(6):  # rows: (B^T p) B
-                for tw in range(TW):
-                    o = _bt(t[i, 0, tw], t[i, 1, tw], t[i, 2, tw], t[i, 3, tw], t[i, 0, tw + 1],
-                            t[i, 1, tw + 1], k)
-                    for l in range(6):
-                        V[6 * i + l, cv0 + c, j0 + tw] = o[l]
+            if r == 0 or th == 0:  # a new image: its plane into xp
+                _plane(x, n, c0 + c, pad, xp)
+            for a in range(PA):  # columns: B^T d
+                _bt_down(xp, 4 * th + 3 * a, k, tv[a], r * WP)
+        for a in range(PA):
+            for b in range(PB):
+                _gather(tv[a], first, 3 * b, e)
+                for i in range(6):  # rows: (B^T d) B
+                    _bt_across(e, i, k, V, (a * PB + b) * Cg + cv0 + c)
 
 
 @njit(cache=True, nogil=True)
@@ -271,19 +329,16 @@ def rows_per_block(Cg, Fg, TW, QT, itemsize, block_bytes=BLOCK_BYTES):
     return int(min(QT, max(1, block_bytes // (36 * (Cg + Fg) * itemsize * TW))))
 
 
+def _piece_grid(KH, KW, padding):
+    """(ph, pw, PA, PB): the padding and the PA x PB grid of 3x3 pieces of a KH x KW kernel (_input_pieces' pad)."""
+    return (padding[0], padding[1], -(-KH // 3), -(-KW // 3))
+
+
 def _pieces_of(w, padding):
-    """(w3 (F, P*Cg, 3, 3), [(ph, pw) of each piece]): w itself and [padding] for a 3x3 kernel,
-    else its 3x3 pieces (kernels/reference/winograd.split_kernel) and their shifted paddings."""
+    """(w3 (F, P*Cg, 3, 3), pad): w itself for a 3x3 kernel, else its P 3x3 pieces
+    (kernels/reference/winograd.split_kernel), and _piece_grid's pad."""
     KH, KW = w.shape[2:]
-    return (w if (KH, KW) == (3, 3) else split_kernel(w)), piece_paddings(KH, KW, padding)
-
-
-def _input_pieces(x, c0, nc, shifts, tiles, k, V, cv0):
-    """The input transform of channels c0 .. c0+nc-1 for every piece p (padding shifts[p]) into V's
-    channels p*Cg + cv0 + c, the layout of split_kernel's channels (V holds P*Cg, P = len(shifts))."""
-    Cg = V.shape[1] // len(shifts)
-    for p, pad in enumerate(shifts):
-        _input_rows(x, c0, nc, pad, tiles, k, V, p * Cg + cv0)
+    return (w if (KH, KW) == (3, 3) else split_kernel(w)), _piece_grid(KH, KW, padding)
 
 
 def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_BYTES, threads=None):
@@ -313,7 +368,7 @@ def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_B
     OH, OW = y.shape[2:]
     TH, TW = -(-OH // 4), -(-OW // 4)
     QT, T = N * TH, N * TH * TW
-    w3, shifts = _pieces_of(w, padding)  # (F, P*Cg, 3, 3), the P pieces' paddings
+    w3, pad = _pieces_of(w, padding)  # (F, P*Cg, 3, 3), _input_pieces' pad
     CP = w3.shape[1]  # V's channels: P*Cg
     by_filters = 36 * CP * T * x.itemsize <= block_bytes and Fg > FILTER_JOB
     R = QT if by_filters else rows_per_block(CP, Fg, TW, QT, x.itemsize, block_bytes)
@@ -327,7 +382,7 @@ def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_B
         U = workspace_buffer(workspace, (threads, 36, FILTER_JOB, CP), x.dtype, KERNEL_BUFFER)  # per thread
         M = workspace_buffer(workspace, (threads, 36, FILTER_JOB, T), x.dtype, "winograd_M")  # per thread
         for g in range(groups):
-            run_jobs(lambda _, c0, g=g: _input_pieces(x, g * Cg + c0, min(CHANNEL_JOB, Cg - c0), shifts,
+            run_jobs(lambda _, c0, g=g: _input_pieces(x, g * Cg + c0, min(CHANNEL_JOB, Cg - c0), pad,
                                                       (TH, TW, 0), k, V, c0),
                      range(0, Cg, CHANNEL_JOB), threads)
 
@@ -349,7 +404,7 @@ def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_B
         q0, g = q0g
         nt = min(R, QT - q0) * TW  # the last block may hold fewer rows
         Vb, Mb = V[worker, :, :, :nt], M[worker, :, :, :nt]
-        _input_pieces(x, g * Cg, Cg, shifts, (TH, TW, q0), k, Vb, 0)
+        _input_pieces(x, g * Cg, Cg, pad, (TH, TW, q0), k, Vb, 0)
         np.matmul(U[g], Vb, out=Mb)  # (36, Fg, nt): 36 GEMMs in one call, on this thread
         _output_rows(Mb, b, g * Fg, (TH, TW, q0), k, y)
 
@@ -376,8 +431,8 @@ def winograd_weight_grad(dy, x, geometry, dw, workspace=None, block_bytes=BLOCK_
     OH, OW = dy.shape[2:]
     TH, TW = -(-OH // 4), -(-OW // 4)
     QT = N * TH
-    shifts = piece_paddings(KH, KW, padding)
-    CP = len(shifts) * Cg  # V's channels
+    pad = _piece_grid(KH, KW, padding)
+    CP = pad[2] * pad[3] * Cg  # V's channels
     R = rows_per_block(CP, Fg, TW, QT, x.itemsize, block_bytes)
     nblocks = min(QT, CHAINS * -(-QT // (CHAINS * R)))  # even where QT allows, sizes within one row
     R = -(-QT // nblocks)
@@ -393,7 +448,7 @@ def winograd_weight_grad(dy, x, geometry, dw, workspace=None, block_bytes=BLOCK_
         for q0, g in blocks[p::CHAINS]:
             nt = min(R, QT - q0) * TW
             Vb, Db = V[p, :, :, :nt], D[p, :, :, :nt]
-            _input_pieces(x, g * Cg, Cg, shifts, (TH, TW, q0), k, Vb, 0)
+            _input_pieces(x, g * Cg, Cg, pad, (TH, TW, q0), k, Vb, 0)
             _dy_rows(dy, g * Fg, (TH, TW, q0), k, Db)
             if g in started:  # position by position: a product of (Fg, P*Cg), not 36 (VGG16: 70 MiB less)
                 for j in range(36):
