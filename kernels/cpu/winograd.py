@@ -521,6 +521,7 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
     winograd_correlate(np.ascontiguousarray(dy), wf, zero, q, dx, workspace)
     return dx, dw, db
 
+
 def _depth_problem(x, w, geometry, out_size, workspace):
     """kernels/reference/winograd.depth_problem on this tier: (xd (N, C*sh*sw, OH + 2, OW + 2), wd (F, C/G*sh*sw,
     3, 3), ConvGeometry((1, 1), (0, 0), G)), xd kept in workspace["depth_x"]."""
