@@ -22,3 +22,26 @@ SQUARE_SPEC = {"name": "square", "input": [1, 16, 16], "layers": [
     {"type": "MaxPool2d", "name": "pool1", "kernel_size": 2, "stride": 2},
     {"type": "Flatten", "name": "flatten"},
     {"type": "Linear", "name": "fc8", "out_features": 2}]}
+
+
+def check_conv_backward_fd(tier, x_shape, w_shape, geometry, seed, tol=1e-7, step=1e-3):
+    """A tier's conv2d_backward (dx, dw, db) against central differences of its own forward, in float64.
+
+    The convolution is linear, so no step has truncation error and no point is a kink; tol bounds
+    rawcnn.engine.gradcheck.rel_error. The kernel tests of conv2d, Winograd and space-to-depth share it.
+    """
+    import numpy as np
+
+    from rawcnn.engine.gradcheck import numeric_gradient, rel_error
+    rng = np.random.default_rng(seed)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    dy = rng.standard_normal(tier.conv2d_forward(x, w, b, geometry=geometry).shape)
+    dx, dw, db = tier.conv2d_backward(dy, x, w, geometry=geometry)
+
+    def f():
+        return tier.conv2d_forward(x, w, b, geometry=geometry)
+    for name, analytic, var in (("dx", dx, x), ("dw", dw, w), ("db", db, b)):
+        numeric, kinks = numeric_gradient(f, var, dy, h=step)
+        assert not kinks.any()  # the convolution is linear: no kinks
+        err = rel_error(analytic, numeric)
+        assert err < tol, f"{tier.__name__} {name}: rel_error {err:.2e}"

@@ -15,7 +15,7 @@ import pytest
 from kernels.cpu import conv2d as cpu
 from kernels.reference import conv2d as ref
 from kernels.shapes import ConvGeometry
-from rawcnn.engine.gradcheck import numeric_gradient, rel_error
+from specs import check_conv_backward_fd
 
 # cpu vs reference: max |cpu - ref| / max |ref|, per dtype
 TOL = {np.float32: 2e-6, np.float64: 1e-13}
@@ -122,22 +122,8 @@ FD_CONFIGS = [  # (x shape, w shape, stride, padding, groups)
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups", FD_CONFIGS)
 def test_backward_vs_finite_differences(tier, x_shape, w_shape, stride, padding, groups):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(x_shape)
-    w = rng.standard_normal(w_shape)
-    b = rng.standard_normal(w_shape[0])
-    hp = dict(geometry=ConvGeometry(stride, padding, groups))
-    dy = rng.standard_normal(tier.conv2d_forward(x, w, b, **hp).shape)
-
-    dx, dw, db = tier.conv2d_backward(dy, x, w, **hp)
-
-    def f():
-        return tier.conv2d_forward(x, w, b, **hp)
-    for name, analytic, var in (("dx", dx, x), ("dw", dw, w), ("db", db, b)):
-        numeric, kinks = numeric_gradient(f, var, dy, h=FD_STEP)
-        assert not kinks.any()  # the convolution is linear: no kinks
-        err = rel_error(analytic, numeric)
-        assert err < FD_TOL, f"{tier.__name__} {name}: rel_error {err:.2e}"
+    check_conv_backward_fd(tier, x_shape, w_shape, ConvGeometry(stride, padding, groups), seed=0, tol=FD_TOL,
+                           step=FD_STEP)
 
 
 # ---------------------------------------------------------------------------------------------

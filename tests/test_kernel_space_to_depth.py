@@ -19,7 +19,8 @@ from kernels.reference import conv2d as ref_direct
 from kernels.reference import space_to_depth as ref_s2d
 from kernels.reference import winograd as ref
 from kernels.shapes import ConvGeometry, depth_applies
-from rawcnn.engine.gradcheck import max_diff, numeric_gradient, rel_error
+from rawcnn.engine.gradcheck import max_diff
+from specs import check_conv_backward_fd
 
 TOL = {np.float32: 2e-5, np.float64: 1e-12}  # cpu vs reference Winograd (tests/test_kernel_winograd.py)
 F32_BOUND = 1e-4  # float32 Winograd vs the float64 definition
@@ -77,20 +78,8 @@ def test_maps_and_their_adjoints(m, x_shape, w_shape, stride, padding, groups):
 @pytest.mark.parametrize("tier", WINOGRAD)
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups", CONFIGS[1:3])
 def test_strided_backward_vs_finite_differences(tier, x_shape, w_shape, stride, padding, groups):
-    rng = np.random.default_rng(1)
-    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
-    hp = dict(geometry=ConvGeometry(stride, padding, groups))
-    dy = rng.standard_normal(tier.conv2d_forward(x, w, b, **hp).shape)
-
-    dx, dw, db = tier.conv2d_backward(dy, x, w, **hp)
-
-    def f():
-        return tier.conv2d_forward(x, w, b, **hp)
-    for name, analytic, var in (("dx", dx, x), ("dw", dw, w), ("db", db, b)):
-        numeric, kinks = numeric_gradient(f, var, dy, h=FD_STEP)
-        assert not kinks.any()
-        err = rel_error(analytic, numeric)
-        assert err < FD_TOL, f"{tier.__name__} {name}: rel_error {err:.2e}"
+    check_conv_backward_fd(tier, x_shape, w_shape, ConvGeometry(stride, padding, groups), seed=1, tol=FD_TOL,
+                           step=FD_STEP)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from kernels.cpu import winograd as cpu
 from kernels.reference import conv2d as ref_direct
 from kernels.reference import winograd as ref
 from kernels.shapes import ConvGeometry
-from rawcnn.engine.gradcheck import max_diff, numeric_gradient, rel_error
+from rawcnn.engine.gradcheck import max_diff
+from specs import check_conv_backward_fd
 
 # cpu vs reference (both Winograd): max |cpu - ref| / max |ref|, per dtype. The two tiers round
 # in different orders, and the transforms (entries up to 8 in A^T, 5 in B^T) amplify the rounding
@@ -99,20 +100,8 @@ FD_CONFIGS = [  # (x shape, w shape, padding, groups)
 
 @pytest.mark.parametrize("x_shape, w_shape, padding, groups", FD_CONFIGS)
 def test_backward_vs_finite_differences(tier, x_shape, w_shape, padding, groups):
-    rng = np.random.default_rng(1)
-    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
-    hp = dict(geometry=ConvGeometry(S1, padding, groups))
-    dy = rng.standard_normal(tier.conv2d_forward(x, w, b, **hp).shape)
-
-    dx, dw, db = tier.conv2d_backward(dy, x, w, **hp)
-
-    def f():
-        return tier.conv2d_forward(x, w, b, **hp)
-    for name, analytic, var in (("dx", dx, x), ("dw", dw, w), ("db", db, b)):
-        numeric, kinks = numeric_gradient(f, var, dy, h=FD_STEP)
-        assert not kinks.any()
-        err = rel_error(analytic, numeric)
-        assert err < FD_TOL, f"{tier.__name__} {name}: rel_error {err:.2e}"
+    check_conv_backward_fd(tier, x_shape, w_shape, ConvGeometry(S1, padding, groups), seed=1, tol=FD_TOL,
+                           step=FD_STEP)
 
 
 # ---------------------------------------------------------------------------------------------
