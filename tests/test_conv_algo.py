@@ -66,12 +66,22 @@ def test_tune_writes_json_that_auto_reads(tmp_path):
     table = json.loads((tmp_path / "cache" / "conv_algo.json").read_text())
     (key, entry), = table.items()
     assert entry["algo"] == algo and entry["im2col_s"] > 0 and entry["winograd_s"] > 0
-    assert "N2C32H12W12F32p1x1g1" in key and "float32" in key
+    assert "N2C32H12W12F32k3x3s1x1p1x1g1" in key and "float32" in key
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")]
     # auto uses the measured entry, even against the table's rule
     other = "im2col" if algo == "winograd" else "winograd"
     conv_algo.store(key, {"algo": other})
     assert conv_algo.choose(_conv(dtype=np.float32), x.shape, x.dtype) == other
+
+
+def test_cache_key_tells_apart_layers_that_differ_only_in_kernel_or_stride(tmp_path):
+    x_shape = (2, 32, 27, 27)
+    keys = {conv_algo.cache_key(_conv(k=k, s=s, p=2), x_shape, np.float32) for k, s in ((3, 1), (5, 1), (5, 2))}
+    assert len(keys) == 3
+    # an entry measured for the 5x5 layer is not taken for the 3x3 one of the same input and padding
+    conv_algo.store(conv_algo.cache_key(_conv(k=5, p=2), x_shape, np.float32), {"algo": "im2col"})
+    assert conv_algo.choose(_conv(k=5, p=2), x_shape, np.float32) == "im2col"
+    assert conv_algo.choose(_conv(k=3, p=2), x_shape, np.float32) == conv_algo.static_choice(_conv(k=3, p=2))
 
 
 def test_unreadable_cache_falls_back_to_the_table(tmp_path):

@@ -100,9 +100,11 @@ def _machine():
 
 
 def cache_key(layer, x_shape, dtype):
+    """The cache's key for `layer` on input x_shape: machine, dtype, every dimension of the problem."""
     N, C, H, W = x_shape
+    (KH, KW), (sh, sw) = layer.kernel_size, layer.stride
     return (f"{_machine()}|{np.dtype(dtype).name}|N{N}C{C}H{H}W{W}F{layer.out_channels}"
-            f"p{layer.padding[0]}x{layer.padding[1]}g{layer.groups}")
+            f"k{KH}x{KW}s{sh}x{sw}p{layer.padding[0]}x{layer.padding[1]}g{layer.groups}")
 
 
 def load_cache(path=None):
