@@ -203,17 +203,6 @@ def _plan(x, w, stride, padding, budget_bytes):
     return nb, pointwise
 
 
-def _columns(xs, buf, kernel_size, stride, padding, pointwise):
-    """Columns of the slice xs (nb, C, H, W): a view of xs when pointwise, else filled into buf."""
-    nb, C, H, W = xs.shape
-    if pointwise:
-        return xs.reshape(nb, C, H * W)  # (nb, C, H*W), no copy
-    OH, OW = conv2d_output_size(xs.shape, kernel_size, stride, padding)
-    cols = buf[:nb]  # (nb, C*KH*KW, OH*OW)
-    _im2col_kernel(xs, cols, (*kernel_size, *stride, *padding, OH, OW))
-    return cols
-
-
 def workspace_buffer(workspace, shape, dtype, name="cols"):
     """A C-contiguous `shape` array from workspace[name] (a dict the net keeps across steps), grown
     (reallocated) only when too small, so a training step after the first allocates none; a new
