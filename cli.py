@@ -585,8 +585,9 @@ def viz_filters(checkpoint, layer, out, device):
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @_image_source
 @click.option("--layer", default=None, help="Any layer (default: the ReLU after the deepest conv).")
-@click.option("--top", "top_k", type=Finite(1, INT_MAX, integer=True), default=8, show_default=True,
-              help="Rank channels by mean activation (inside the lesion mask when there is one).")
+@click.option("--top", "top_k", type=Finite(1, INT_MAX, integer=True), default=None,
+              help="Rank channels by mean activation (inside the lesion mask when there is one) and mark "
+                   "this many (default: 8, or every channel of a layer with fewer).")
 @click.option("--raw-format", type=click.Choice(["npy", "h5"]), default="npy", show_default=True)
 @_out(folder=True)
 @_device

@@ -133,3 +133,16 @@ def test_mask_outside_set_and_checkpoint_need_the_lung_mask_at_predict_time(file
     seen, out = fed("predict", "--checkpoint", ck, "--masks", syn, image)
     want = (a.images[:1].astype(np.float32) - 100) / 50  # (1, 3, 32, 32): the stored image, step 3
     np.testing.assert_allclose(seen[0], want, rtol=0, atol=1e-6)
+
+
+def test_viz_activations_default_top_fits_a_narrow_layer(files, tmp_path):
+    """--top defaults to 8 channels, or every channel of a layer with fewer (tiny: 4); an explicit
+    --top above the layer's width is an error naming the layer."""
+    ck, f = files["grey"], files["xray"]
+    r = CliRunner().invoke(main, ["viz", "activations", ck, "--image", f, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    top = r.output.split("top channels [", 1)[1].split("]", 1)[0]
+    assert sorted(int(c) for c in top.split(",")) == [0, 1, 2, 3]
+    r = CliRunner().invoke(main, ["viz", "activations", ck, "--image", f, "--top", "9", "--out", str(tmp_path / "b")])
+    assert r.exit_code != 0 and "layer 'relu1' has only 4 channels" in r.output
+    assert not (tmp_path / "b").exists()

@@ -41,6 +41,7 @@ from rawcnn.viz.score import COLUMNS, ScoreSettings, localisation_table
 
 SOURCE = ("data_path", "split", "indices", "images")  # a command's options that pick the images (Images)
 DEFAULT_REPORT = ReportOptions()  # report()'s default options (frozen: one instance serves every call)
+DEFAULT_TOP = 8  # channels `viz activations` marks when --top is not given (fewer on a narrower layer)
 
 
 @dataclass(frozen=True)
@@ -168,10 +169,21 @@ def viz_filters(checkpoint, out, *, layer=None, channel=None, tile=None, ncols=N
     return save_filters(net, out, layer=layer, channel=channel, channel_order=order, tile=tile, ncols=ncols)
 
 
-def viz_activations(checkpoint, out_dir, source, *, layer=None, top_k=8, raw_format="npy", device="cpu"):
+def channels_at(net, layer):
+    """The channel count of `layer`'s output, from the shapes front to back (no forward pass)."""
+    shape = tuple(net.input_shape)
+    for l in net.layers:
+        shape = l.output_shape(shape)
+        if l.name == layer:
+            return int(shape[0])
+    raise ValueError(f"no layer {layer!r} in the net (layers: {', '.join(net.names())})")
+
+
+def viz_activations(checkpoint, out_dir, source, *, layer=None, top_k=None, raw_format="npy", device="cpu"):
     """`rawcnn viz activations`: per image of `source` (an Images) a grid PNG of `layer`'s channels (each
     scaled to [0, 1], the top_k marked: inside the lesion mask when the image has one) and the raw array
-    (.npy or .h5). layer: default the deepest conv activation. Returns a list of save_activations' dicts."""
+    (.npy or .h5). layer: default the deepest conv activation; top_k: default 8, or every channel of a
+    layer with fewer. Returns a list of save_activations' dicts."""
     net, ck, to_input = open_checkpoint(checkpoint, device)
     layer = layer or default_layer(net)
     x, names, masks, feed = select_images(ck, source, to_input)
@@ -180,7 +192,7 @@ def viz_activations(checkpoint, out_dir, source, *, layer=None, top_k=8, raw_for
         m = masks[n] if masks is not None and masks[n].any() else None
         out.append(save_activations(net, feed[n:n + 1], layer, out_dir, stem=safe_name(name),
                                     raw_format=raw_format,
-                                    k=top_k, mask=m))
+                                    k=top_k or min(DEFAULT_TOP, channels_at(net, layer)), mask=m))
     return out
 
 

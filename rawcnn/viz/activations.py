@@ -143,7 +143,8 @@ def save_activations(net, x, layer, out_dir, stem="activations", raw_format="npy
     """Write one image's activations of `layer`: a grid PNG and the raw array.
 
     x: (C, H, W) or (1, C, H, W); raw_format: 'npy' or 'h5' (dataset 'activations', attrs layer);
-    k > 0 also ranks the channels (inside `mask` (H', W') when given) and marks the top k.
+    k > 0 also ranks the channels (inside `mask` (H', W') when given) and marks the top k (at most
+    the layer's channel count: more is an error naming the layer).
     Returns {'png': path, 'raw': path, 'top': channels int64 (k,) or None, 'scores': ...}.
     """
     if raw_format not in ("npy", "h5"):
@@ -155,6 +156,8 @@ def save_activations(net, x, layer, out_dir, stem="activations", raw_format="npy
     a = layer_activations(net, x, layer)[0]                            # (F, h, w) or (D,)
     if a.ndim != 3:
         raise ValueError(f"layer {layer!r} gives output of shape {a.shape}, not per-channel maps (F, h, w)")
+    if k and int(k) > a.shape[0]:
+        raise ValueError(f"top {k}: layer {layer!r} has only {a.shape[0]} channels")
     top, scores = top_channels(a, k, mask) if k else (None, None)
     os.makedirs(out_dir, exist_ok=True)
     base = inside(out_dir, f"{stem}_{layer}")  # names from data and specs never leave out_dir
