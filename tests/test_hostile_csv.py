@@ -323,3 +323,71 @@ def test_dev_zero_through_a_link_inside_the_folder(tmp_path, opened):
     os.symlink("/dev/zero", tmp_path / "tree" / "abnormal" / "zero.png")
     _refused(*_prepare(tmp_path / "tree", timeout=20), "zero.png", "outside")
     assert "/dev/zero" not in opened
+
+
+# -- the NLM (Montgomery, Shenzhen) and NIH layouts: links out of the folder --------------------------
+def _montgomery_set(root):
+    """root in the Montgomery layout: four images, labels 0/1, each with a clinical reading and masks."""
+    for i in range(4):
+        stem = f"MCUCXR_{i + 1:04d}_{i % 2}"
+        _png(root / "CXR_png" / f"{stem}.png", i)
+        _png(root / "ManualMask" / "leftMask" / f"{stem}.png", 20 + i)
+        (root / "ClinicalReadings").mkdir(parents=True, exist_ok=True)
+        (root / "ClinicalReadings" / f"{stem}.txt").write_text(
+            "Patient's Sex: M\nPatient's Age: 040Y\n" + ("normal\n" if i % 2 == 0 else "PTB\n"))
+    return root
+
+
+@pytest.mark.parametrize("what", ["image", "left_mask", "clinical", "image_folder"])
+def test_a_montgomery_file_linked_outside_the_root_is_refused_unread(tmp_path, opened, what):
+    root = _montgomery_set(tmp_path / "set")
+    _png(tmp_path / "secret.png", 50)
+    (tmp_path / "secret.txt").write_text("Patient's Sex: F\nPatient's Age: 050Y\nnormal\n")
+    r, out = _prepare(root)  # the untouched set prepares
+    assert r.exit_code == 0, r.output
+    out.unlink()
+    stem = "MCUCXR_0003_0"
+    if what == "image_folder":
+        os.rename(root / "CXR_png", tmp_path / "elsewhere")
+        os.symlink(tmp_path / "elsewhere", root / "CXR_png")
+        culprit, secret = "CXR_png", tmp_path / "elsewhere"
+    else:
+        rel = {"image": f"CXR_png/{stem}.png", "left_mask": f"ManualMask/leftMask/{stem}.png",
+               "clinical": f"ClinicalReadings/{stem}.txt"}[what]
+        secret = tmp_path / ("secret.txt" if what == "clinical" else "secret.png")
+        os.remove(root / rel)
+        os.symlink(secret, root / rel)
+        culprit = rel.rsplit("/", 1)[-1]
+    for extra in ([], ["--skip-bad"]):
+        opened.clear()
+        _refused(*_prepare(root, *extra), culprit, "outside")
+        assert not [p for p in opened if p.startswith(os.path.realpath(secret))], opened
+
+
+def test_an_nih_image_or_table_linked_outside_the_root_is_refused_unread(tmp_path, opened):
+    root = tmp_path / "nih"
+    rows = []
+    for i in range(6):
+        _png(root / "images_001" / "images" / f"0000000{i}_000.png", i)
+        rows.append(f"0000000{i}_000.png,{'Effusion' if i % 2 else 'No Finding'},{i}")
+    table = "Image Index,Finding Labels,Patient ID\n" + "\n".join(rows) + "\n"
+    (root / "Data_Entry_2017.csv").write_text(table)
+    r, out = _prepare(root)
+    assert r.exit_code == 0, r.output
+    out.unlink()
+    _png(tmp_path / "secret.png", 50)
+    victim = root / "images_001" / "images" / "00000003_000.png"
+    victim.unlink()
+    os.symlink(tmp_path / "secret.png", victim)
+    for extra in ([], ["--skip-bad"]):
+        opened.clear()
+        _refused(*_prepare(root, *extra), "00000003_000.png", "outside")
+        assert os.path.realpath(tmp_path / "secret.png") not in opened
+    victim.unlink()
+    _png(victim, 3)
+    (tmp_path / "table.csv").write_text(table)
+    (root / "Data_Entry_2017.csv").unlink()
+    os.symlink(tmp_path / "table.csv", root / "Data_Entry_2017.csv")
+    opened.clear()
+    _refused(*_prepare(root), "Data_Entry_2017.csv", "outside")
+    assert os.path.realpath(tmp_path / "table.csv") not in opened

@@ -100,6 +100,7 @@ def read_nih(root, finding="Effusion", csv_name="Data_Entry_2017.csv", skip_bad=
     table = root / csv_name
     if not table.is_file():
         raise DataError(f"{root}: no {csv_name}")
+    inside_root(root, table, f"{table}")
     rows = _csv_rows(table, ("Image Index", "Finding Labels", "Patient ID"))
     files = _index_images(root)
     records, skipped, known = [], [], set()
@@ -111,6 +112,8 @@ def read_nih(root, finding="Effusion", csv_name="Data_Entry_2017.csv", skip_bad=
         if label is None:
             continue
         path = files.get(r["Image Index"])
+        if path is not None:
+            inside_root(root, path, f"{table}: image {r['Image Index']!r} ({path})")
         problem = "listed in the CSV but not found under the folder" if path is None else header_problem(path)
         if problem:
             if not skip_bad:

@@ -114,7 +114,9 @@ def _shenzhen_masks(root, stem):
 
 
 def _nlm_record(path, root, prefix, find_masks):
-    """Build the Record of one NLM image file; raises DataError naming the file."""
+    """Build the Record of one NLM image file; raises DataError naming the file, OutsideFolderError for
+    the image, a mask or a clinical reading that resolves outside root."""
+    inside_root(root, path, f"{path}")
     m = NLM_NAME.match(path.stem)
     if not m or m.group(1).upper() != prefix or m.group(3) not in ("0", "1"):
         raise DataError(f"{path}: file name does not parse to a label "
@@ -126,6 +128,7 @@ def _nlm_record(path, root, prefix, find_masks):
     clinical = {}
     text_path = root / "ClinicalReadings" / f"{path.stem}.txt"
     if text_path.is_file():
+        inside_root(root, text_path, f"{text_path} (clinical reading of {path.name})")
         clinical = parse_clinical(text_path.read_text(encoding="utf-8", errors="replace"))
         implied = reading_label(clinical["finding"])
         if implied is not None and implied != label:
@@ -135,6 +138,7 @@ def _nlm_record(path, root, prefix, find_masks):
     lesion = root / "LesionMask" / f"{path.stem}.png"
     lesion = lesion if lesion.is_file() else None
     for mask in (masks or ()) + ((lesion,) if lesion else ()):
+        inside_root(root, mask, f"{mask} (mask of {path.name})")
         problem = header_problem(mask)
         if problem:
             raise DataError(f"{mask}: {problem} (mask of {path.name})")
