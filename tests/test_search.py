@@ -133,3 +133,16 @@ def test_search_ranks_by_the_recipes_selection_metric(tmp_path, select_by):
     scores = [r["best_score"] for r in rows]
     assert scores == sorted(scores, reverse=select_by == "val-auc")
     assert json.loads((tmp_path / "best.json").read_text())["trial"] == rows[0]["trial"]
+
+
+def test_values_the_space_leaves_out_come_from_the_recipe_given(tmp_path):
+    # an explicit --lr / --momentum / --weight-decay / --batch-size must reach every trial that does not sample it
+    recipe = resolve("default", init="he", augment=False, warmup_epochs=0.0, clip_norm=0.0, epochs=1,
+                     lr=0.0123, momentum=0.77, weight_decay=3e-4, batch_size=4)
+    random_search({"dropout": 0.4}, 1, make_data(), recipe,
+                  Run(out_dir=tmp_path, seed=0, progress=False, log=lambda m: None, device=BACKEND), model=SPEC)
+    ck = read_checkpoint(tmp_path / "trial_001" / "last.h5")
+    used = ck["meta"]["recipe"]
+    assert ck["lr"] == pytest.approx(0.0123) and used["lr"] == pytest.approx(0.0123)
+    assert (used["momentum"], used["weight_decay"], used["batch_size"]) == (0.77, 3e-4, 4)
+    assert ck["meta"]["config"]["momentum"] == 0.77 and ck["meta"]["config"]["batch_size"] == 4

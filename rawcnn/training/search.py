@@ -1,7 +1,7 @@
 """Random search over training hyper-parameters: each trial a short run of the same train().
 
-A search space is a JSON object, one entry per hyper-parameter (any subset; the rest keep
-UNSAMPLED's values and the model's own dropout):
+A search space is a JSON object, one entry per hyper-parameter (any subset; the rest keep the
+given recipe's values, with the command's flags, and the model's own dropout):
 
     {"lr":           {"log_uniform": [1e-4, 1e-2]},   exp(U(log lo, log hi)), lo > 0
      "momentum":     {"uniform": [0.8, 0.99]},        U(lo, hi)
@@ -10,9 +10,10 @@ UNSAMPLED's values and the model's own dropout):
      "batch_size":   {"choice": [16, 32]}}            one of the listed values, equally likely
 A plain number fixes a value ("momentum": 0.9). Random search rather than a grid: with few
 trials it tries more distinct values of the parameters that matter (Bergstra & Bengio, JMLR 2012).
-The recipe given (rawcnn.training.recipes.Recipe) supplies what is not sampled besides those: the
-init, the input contract (uint8 data), warm-up, clipping, the selection metric, class balance, and
-as its epochs the epochs of every trial.
+The recipe given (rawcnn.training.recipes.Recipe, with the command's flags) supplies everything
+not sampled: learning rate, momentum, L2 and batch size when the space leaves them out, the init,
+the input contract (uint8 data), warm-up, clipping, the selection metric, class balance, and as its
+epochs the epochs of every trial.
 
 Trial t draws its values, in the key order above, from one Generator seeded with `seed`; every
 trial builds its net and trains with that same `seed` (and the augmenter restarts from the same
@@ -35,13 +36,9 @@ from rawcnn.engine.models import build, load_spec
 from rawcnn.files.fileio import atomic_open
 from rawcnn.files.validate import InputError, parse_json
 from rawcnn.training.from_recipe import init_net, input_contract
-from rawcnn.training.recipes import RECIPES
 from rawcnn.training.train import get_split, train
 
 KEYS = ("lr", "momentum", "weight_decay", "dropout", "batch_size")
-# a value the space does not sample: train()'s defaults before the Recipe (the paper recipe's), not the given
-# recipe's, so that a search repeats the searches before it
-UNSAMPLED = {k: getattr(RECIPES["paper"], k) for k in ("lr", "momentum", "weight_decay", "batch_size")}
 DISTRIBUTIONS = ("log_uniform", "uniform", "choice")
 RANGES = {  # what each value must satisfy, and how to say it
     "lr": (lambda v: v > 0, "> 0"),
@@ -225,7 +222,7 @@ def random_search(space, n_trials, data, recipe, run, *, model="custom", augment
             if augment is not None:  # every trial sees the same augmentation stream
                 augment.rng.bit_generator.state = aug_state
             trial = recipe.replace(patience=epochs_per_trial, max_drops=0,
-                                   **{**UNSAMPLED, **{k: v for k, v in config.items() if k != "dropout"}})
+                                   **{k: v for k, v in config.items() if k != "dropout"})
             trial_run = dataclasses.replace(run, out_dir=trial_dir, log=lambda m, t=t: log(f"  [trial {t}] {m}"))
             r = train(net, data, trial, trial_run, augment=augment, preprocessing=pre)
             best = r["history"][r["best_epoch"] - 1] if r["best_epoch"] else None
