@@ -1,6 +1,6 @@
 """Heat maps scored on real TB lesion boxes, beside two maps that know nothing of the image.
 
-    python bench/lesion_boxes.py CKPT --data set.h5 --boxes boxes.csv --split val --out DIR
+    python bench/lesion_boxes.py CKPT --data set.h5 --boxes boxes.csv --split val [--layer L] --out DIR
 
 CKPT: a classifier trained on real radiographs (class 1 = TB); set.h5: a prepared set holding the
 boxed TB images (`rawcnn data prepare`; a second class of normal images is only there because a
@@ -62,11 +62,12 @@ def main(argv=None):
     ap.add_argument("--data", required=True)
     ap.add_argument("--boxes", required=True)
     ap.add_argument("--split", default="val", choices=["train", "val", "test", "all"])
+    ap.add_argument("--layer", default=None, help="The channel and Grad-CAM maps' layer (default: viz score's).")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
     data = apply_boxes(load_dataset(a.data), read_boxes(a.boxes))
-    res = viz_score(a.checkpoint, data, os.path.join(a.out, "score"), ScoreOptions(split=a.split, boxes=None))
+    res = viz_score(a.checkpoint, data, os.path.join(a.out, "score"), ScoreOptions(split=a.split, layer=a.layer))
     base = baselines(data, a.split)
     with open(os.path.join(a.out, "baselines.csv"), "w", newline="") as fh:
         w = csv.writer(fh)

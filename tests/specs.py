@@ -45,3 +45,16 @@ def check_conv_backward_fd(tier, x_shape, w_shape, geometry, seed, tol=1e-7, ste
         assert not kinks.any()  # the convolution is linear: no kinks
         err = rel_error(analytic, numeric)
         assert err < tol, f"{tier.__name__} {name}: rel_error {err:.2e}"
+
+
+def write_boxes_csv(dataset, path):
+    """A boxes CSV (file,x,y,w,h) holding, for each image of `dataset` with a non-empty lesion mask, the
+    mask's bounding box as `<name>.png` (the square set's lesions are squares, so the box is the mask)."""
+    import numpy as np
+    rows = ["file,x,y,w,h"]
+    for name, m in zip(dataset.names, dataset.lesion_masks, strict=True):
+        if m.any():
+            ys, xs = np.nonzero(m)
+            rows.append(f"{name}.png,{xs.min()},{ys.min()},{xs.max() + 1 - xs.min()},{ys.max() + 1 - ys.min()}")
+    path.write_text("\n".join(rows) + "\n")
+    return path

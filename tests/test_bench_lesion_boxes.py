@@ -8,6 +8,7 @@ import pytest
 
 from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.engine.checkpoint import TrainingState, save_checkpoint
+from specs import write_boxes_csv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -24,12 +25,7 @@ def test_maps_and_baselines_on_boxes(tmp_path, square_net, write_square_set, cap
     save_checkpoint(ckpt, square_net(), state=TrainingState(epoch=1),
                     preprocessing=Preprocessing(scale=1 / 255, input_size=(16, 16), name="unit").to_dict())
     d = write_square_set(tmp_path / "set.h5")
-    rows = ["file,x,y,w,h"]
-    for name, m in zip(d.names, d.lesion_masks, strict=True):
-        if m.any():
-            ys, xs = np.nonzero(m)
-            rows.append(f"{name}.png,{xs.min()},{ys.min()},{xs.max() + 1 - xs.min()},{ys.max() + 1 - ys.min()}")
-    (tmp_path / "boxes.csv").write_text("\n".join(rows) + "\n")
+    write_boxes_csv(d, tmp_path / "boxes.csv")
     _bench().main([str(ckpt), "--data", str(tmp_path / "set.h5"), "--boxes", str(tmp_path / "boxes.csv"),
                    "--split", "test", "--out", str(tmp_path / "out")])
     with open(tmp_path / "out" / "baselines.csv") as fh:

@@ -11,6 +11,7 @@ from rawcnn.app.viz import DreamOptions, HeatmapOptions, Images, ScoreOptions
 from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.engine.checkpoint import TrainingState, save_checkpoint
 from rawcnn.viz.dream import Ascent, input_scale
+from specs import write_boxes_csv
 
 UNIT = Preprocessing(scale=1 / 255, input_size=(16, 16), name="unit")   # 0..255 -> [0, 1], nothing else
 
@@ -95,12 +96,7 @@ def test_score_with_boxes_gives_the_masks_scores(setup):
     ckpt, data, tmp = setup
     from rawcnn.data import load_dataset
     d = load_dataset(data)
-    rows = ["file,x,y,w,h"]
-    for name, m in zip(d.names, d.lesion_masks, strict=True):
-        if m.any():
-            ys, xs = np.nonzero(m)
-            rows.append(f"{name}.png,{xs.min()},{ys.min()},{xs.max() + 1 - xs.min()},{ys.max() + 1 - ys.min()}")
-    (tmp / "boxes.csv").write_text("\n".join(rows) + "\n")
+    write_boxes_csv(d, tmp / "boxes.csv")
     opts = dict(layer="relu1", methods=("gradcam", "saliency"))
     with_masks = commands.viz_score(ckpt, data, None, ScoreOptions(**opts))
     import h5py
