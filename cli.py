@@ -668,7 +668,9 @@ def viz_dream(checkpoint, out, device, **opts):
 @click.option("--threshold", type=FRACTION, default=0.5, show_default=True)
 @click.option("--boxes", type=click.Path(exists=True), default=None,
               help="Lesion boxes in source-image pixels, scored instead of the set's lesion masks for the "
-                   "images they name: Pascal VOC XML (a file or a folder), COCO JSON, or a CSV file,x,y,w,h.")
+                   "images they name: Pascal VOC XML (a file or a folder), COCO JSON, or a CSV file,x,y,w,h. "
+                   "Boxes whose file declares another image size (VOC <size>, COCO width/height) are scaled "
+                   "to the image's.")
 @_out("CSV path stem (writes OUT.csv).")
 @_device
 @_overwrites(check=(".csv", "_images.csv"))
@@ -681,6 +683,9 @@ def viz_score(checkpoint, out, device, **opts):
     except (ValueError, KeyError) as e:
         _fail(e)
     click.echo(vc.format_score_table(res))
+    if res.get("boxes_rescaled"):
+        click.echo(f"the boxes of {res['boxes_rescaled']} image(s) were drawn in another image size (VOC <size>, "
+                   f"COCO width/height) and were scaled to the size of the image prepared")
     for p in res.get("paths", []):
         click.echo(f"wrote {p}")
 

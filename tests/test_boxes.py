@@ -116,14 +116,14 @@ def test_boxes_land_where_the_crop_and_resize_put_them():
     boxes = {"a.png": [(30, 15, 10, 5)],           # rows 15..20 -> 2..4, columns 30..40 -> 2..4
              "b.png": [(100, 100, 5, 5)],          # outside the crop: no mark
              "c.png": []}                          # annotated, no lesion
-    masks, has = boxes_to_masks(boxes, ["a.png", "b.png", "c.png", "d.png"], np.vstack([roi, roi[:1]]), 8)
+    masks, has, _ = boxes_to_masks(boxes, ["a.png", "b.png", "c.png", "d.png"], np.vstack([roi, roi[:1]]), 8)
     want = np.zeros((8, 8), np.uint8)
     want[2:4, 2:4] = 1
     assert np.array_equal(masks[0], want)
     assert masks[1].sum() == 0 and masks[2].sum() == 0 and masks[3].sum() == 0
     assert has.tolist() == [True, True, True, False]
     # a box straddling the crop's edge is clipped to it; a partly covered stored pixel counts
-    m, _ = boxes_to_masks({"a.png": [(15, 9, 7.5, 2)]}, ["a.png"], roi[:1], 8)
+    m, _, _ = boxes_to_masks({"a.png": [(15, 9, 7.5, 2)]}, ["a.png"], roi[:1], 8)
     want = np.zeros((8, 8), np.uint8)
     want[0:1, 0:1] = 1  # rows 10..11 -> 0..0.4, columns 20..22.5 -> 0..0.5
     assert np.array_equal(m[0], want)
@@ -144,7 +144,7 @@ def test_boxes_of_the_source_lesion_masks_cover_the_prepared_lesion_masks(tmp_pa
     s.update(roi_crop=True, base_size=64)
     prepare(tmp_path / "src", tmp_path / "set.h5", s, seed=0, progress=False)
     d = load_dataset(tmp_path / "set.h5")
-    masks, has = boxes_to_masks(boxes, list(d.names), d.roi_boxes, d.images.shape[-1])
+    masks, has, _ = boxes_to_masks(boxes, list(d.names), d.roi_boxes, d.images.shape[-1])
     assert has.all()
     lesion = d.lesion_masks.astype(bool)
     assert lesion.any(axis=(1, 2)).sum() >= 4
@@ -156,3 +156,45 @@ def test_boxes_of_the_source_lesion_masks_cover_the_prepared_lesion_masks(tmp_pa
         by, bx = np.nonzero(masks[i])
         assert abs(by.min() - ly.min()) <= 2 and abs(by.max() - ly.max()) <= 2, (i, by.min(), ly.min())
         assert abs(bx.min() - lx.min()) <= 2 and abs(bx.max() - lx.max()) <= 2, (i, bx.min(), lx.min())
+
+
+def test_boxes_declared_in_another_image_size_are_scaled_to_the_source_image(tmp_path):
+    # TBX11K's case: VOC boxes drawn on the 2000 x 1000 original, the image given is its 512 x 256 copy
+    (tmp_path / "a.xml").write_text(
+        "<annotation><filename>tb1</filename><size><width>2000</width><height>1000</height></size>"
+        "<object><bndbox><xmin>400</xmin><ymin>200</ymin><xmax>800</xmax><ymax>600</ymax></bndbox></object>"
+        "</annotation>")
+    b = read_boxes(tmp_path / "a.xml")
+    assert b == {"tb1": [(400, 200, 400, 400)]} and b.frames == {"tb1": (2000.0, 1000.0)}
+    roi = np.array([[0, 256, 0, 512]])                       # no crop; stored at 64 x 64
+    masks, has, rescaled = boxes_to_masks(b, ["tb/tb1.png"], roi, 64, source_shapes=np.array([[256, 512]]))
+    # x 400..800 of 2000 -> 102.4..204.8 of 512 -> columns 12.8..25.6 of 64 -> 12..26
+    # y 200..600 of 1000 -> 51.2..153.6 of 256 -> rows 12.8..38.4 of 64 -> 12..39
+    want = np.zeros((64, 64), np.uint8)
+    want[12:39, 12:26] = 1
+    assert np.array_equal(masks[0], want) and has.tolist() == [True] and rescaled.tolist() == [True]
+    # the same file and image without source_shapes: the boxes are taken as given (old behaviour)
+    same, _, r = boxes_to_masks(b, ["tb1.png"], roi, 64)
+    assert not r.any() and same[0].sum() < want.sum()
+    # a frame equal to the image's changes nothing and is not counted as rescaled
+    _, _, r = boxes_to_masks(b, ["tb1.png"], np.array([[0, 1000, 0, 2000]]), 64, np.array([[1000, 2000]]))
+    assert not r.any()
+
+
+def test_coco_frames_zero_sizes_and_a_frame_conflict(tmp_path):
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 50},
+                       {"id": 2, "file_name": "b.png", "width": 0, "height": 0}],
+            "annotations": [{"image_id": 1, "bbox": [10, 10, 20, 20]}, {"image_id": 2, "bbox": [1, 1, 2, 2]}]}
+    (tmp_path / "a.json").write_text(json.dumps(coco))
+    assert read_boxes(tmp_path / "a.json").frames == {"a.png": (100.0, 50.0)}   # 0 x 0 declares nothing
+    coco["images"][0]["width"] = "wide"
+    (tmp_path / "a.json").write_text(json.dumps(coco))
+    with pytest.raises(InputError, match=r"images\[0\]: the image size .* is not two numbers"):
+        read_boxes(tmp_path / "a.json")
+    d = tmp_path / "voc"
+    d.mkdir()
+    for k, w in enumerate((512, 2048)):
+        (d / f"{k}.xml").write_text(f"<annotation><filename>x.png</filename><size><width>{w}</width><height>{w}"
+                                    f"</height></size></annotation>")
+    with pytest.raises(InputError, match="x.png are given in two image sizes"):
+        read_boxes(d)

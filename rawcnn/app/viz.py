@@ -282,16 +282,21 @@ def dream_command(checkpoint, out, options, *, device="cpu"):
 
 def viz_score(checkpoint, data, out, options=ScoreOptions(), *, device="cpu", progress=False):
     """`rawcnn viz score`: localisation scores of every method against the lesion masks of options.split;
-    writes <out>.csv (one row per method) and <out>_images.csv. Returns localisation_table's dict."""
+    writes <out>.csv (one row per method) and <out>_images.csv. Returns localisation_table's dict, with
+    'boxes_rescaled': how many images' boxes were declared in another image size and scaled to theirs."""
     o = options
     net, _, to_input = open_checkpoint(checkpoint, device)
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
+    rescaled = 0
     if o.boxes is not None:  # lesion boxes instead of the set's lesion masks where the file names an image
         data = apply_boxes(data, read_boxes(o.boxes))
+        rescaled = data.boxes_rescaled
     settings = ScoreSettings(layer=o.layer, class_index=o.class_index, channel=o.channel, threshold=o.threshold,
                              tolerance=o.tolerance, batch_size=o.batch_size)
-    return localisation_table(net, data, o.split, o.methods, settings, to_input=to_input, out=out,
-                              progress=progress)
+    res = localisation_table(net, data, o.split, o.methods, settings, to_input=to_input, out=out,
+                             progress=progress)
+    res["boxes_rescaled"] = rescaled
+    return res
 
 
 def score_command(checkpoint, out, options, *, device="cpu"):
