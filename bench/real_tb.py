@@ -2,6 +2,7 @@
 set the recipe never saw.
 
     RAWCNN_SHENZHEN=/path/to/pngs python bench/real_tb.py --out real-tb [--mc /path/to/mc/pngs]
+        [--dadb /path/to/da+db] [--tbx11k /path/to/tbx11k/tb/pngs]
 
 Source (not shipped: fetch it yourself): the Shenzhen Hospital TB set (Jaeger et al., "Two public
 chest X-ray datasets for computer-aided screening of pulmonary diseases", Quant Imaging Med Surg
@@ -16,7 +17,20 @@ What it writes under --out:
     confirm/{normal,tb}/   the rest (plus the Montgomery images when given)
     dev128.h5, confirm128.h5   `rawcnn data prepare ... --input-size 128 --roi locator` of each
                            (no lung masks come with these copies: the lung-field locator crops)
-The split is by file, so it is by patient: each Shenzhen patient has one radiograph. (Symbolic
+    dadb/{normal,tb}/, dadb128.h5    with --dadb: a second confirmation set, the DA and DB sets
+                           (Chauhan et al., "Role of Gist and PHOG features in computer-aided
+                           diagnosis of tuberculosis without segmentation", PLoS ONE 9(11), 2014) as
+                           the same mirror's TBX11K/imgs/extra/da+db/{train,val}/ holds them: n*, nx*
+                           normal, p*, px* TB (176 files, 512 px), every one of them
+    tbx_loc/{normal,tb}/, tbx_loc128.h5   with --tbx11k (and --dadb): TBX11K's TB radiographs
+                           (tb####.png, 512 px; Liu et al., CVPR 2020, CC BY-NC-SA) with DA+DB's
+                           normal images as the second class a set needs: the set whose TB images
+                           bench/lesion_boxes.py scores heat maps on, with TBX11K's boxes
+The split draws from the files in the order of their full paths, so point --shenzhen (and --mc) at
+the mirror's mc+shenzhen folder, with its train/ and val/ inside, to get the recorded sets again
+(checked: the same dev128.h5 and confirm128.h5 to the byte of every image; the 290 files in one
+flat folder give another split). The split is by file, so it is by patient: each Shenzhen patient
+has one radiograph. (Symbolic
 links would not do: `data prepare` refuses images that resolve outside the folder it is given.)
 """
 import argparse
@@ -30,6 +44,8 @@ import sys
 import numpy as np
 
 NAME = re.compile(r"^(CHNCXR|MCUCXR)_(\d{4})_([01])\.png$")
+DADB = re.compile(r"^([np])x?\d+\.(png|jpg)$")   # DA / DB: n = normal, p = TB
+TBX = re.compile(r"^tb\d{4}\.png$")
 
 
 def labelled(folder):
@@ -59,6 +75,9 @@ def main(argv=None):
     ap.add_argument("--shenzhen", default=os.environ.get("RAWCNN_SHENZHEN"),
                     help="Folder holding CHNCXR_####_L.png (default: $RAWCNN_SHENZHEN).")
     ap.add_argument("--mc", default=None, help="Folder holding MCUCXR_####_L.png for the confirmation set.")
+    ap.add_argument("--dadb", default=None, help="Folder holding DA/DB's n*, nx*, p*, px* images (a second "
+                    "confirmation set).")
+    ap.add_argument("--tbx11k", default=None, help="Folder holding TBX11K's tb####.png (needs --dadb).")
     ap.add_argument("--out", required=True)
     ap.add_argument("--dev-fraction", type=float, default=0.65)
     ap.add_argument("--seed", type=int, default=0)
@@ -78,7 +97,17 @@ def main(argv=None):
         conf += [sz[i] for i in sorted(idx[k:])]
     if a.mc:
         conf += [x for x in labelled(a.mc) if os.path.basename(x[0]).startswith("MCUCXR")]
-    for name, items in (("dev", dev), ("confirm", conf)):
+    sets = [("dev", dev), ("confirm", conf)]
+    if a.dadb:
+        dadb = [(p, int(DADB.match(os.path.basename(p)).group(1) == "p"))
+                for p in sorted(glob.glob(os.path.join(a.dadb, "**", "*.*"), recursive=True))
+                if DADB.match(os.path.basename(p))]
+        sets.append(("dadb", dadb))
+        if a.tbx11k:
+            tb = [(p, 1) for p in sorted(glob.glob(os.path.join(a.tbx11k, "**", "*.png"), recursive=True))
+                  if TBX.match(os.path.basename(p))]
+            sets.append(("tbx_loc", [x for x in dadb if x[1] == 0] + tb))
+    for name, items in sets:
         link_tree(os.path.join(a.out, name), items)
         n1 = sum(y for _, y in items)
         print(f"{name}: {len(items)} images ({len(items) - n1} normal, {n1} TB)")
