@@ -31,19 +31,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from rawcnn.app.viz import ScoreOptions, viz_score  # noqa: E402
 from rawcnn.data.boxes import apply_boxes, read_boxes  # noqa: E402
 from rawcnn.data.dataset import load_dataset  # noqa: E402
-from rawcnn.viz.score import score_map  # noqa: E402
-
-
-def boxed(split):
-    """Indices of a split's images with a non-empty lesion mask (what viz score scores)."""
-    return np.flatnonzero(split.has_lesion_mask & (split.lesion_masks.reshape(len(split.labels), -1).max(axis=1) > 0))
+from rawcnn.viz.score import lesion_marked, score_map  # noqa: E402
 
 
 def baselines(data, split):
     """{name: {'n', 'pointing', 'energy_lesion', 'iou'}} of the flat and atlas maps on split's boxed images."""
     train, s = data.split("train"), data.split(split)
-    atlas = train.lesion_masks[boxed(train)].astype(np.float64).mean(axis=0)
-    keep = boxed(s)
+    atlas = train.lesion_masks[lesion_marked(train)].astype(np.float64).mean(axis=0)
+    keep = lesion_marked(s)
     out = {}
     for name, heat in (("flat", np.ones_like(atlas)), ("atlas (train boxes)", atlas / atlas.max())):
         rows = [score_map(heat, s.lesion_masks[i]) for i in keep]

@@ -168,6 +168,11 @@ class ScoreSettings:
     batch_size: int = 16
 
 
+def lesion_marked(split):
+    """Indices of a split's images with a non-empty lesion mask: the images localisation_table scores."""
+    return np.flatnonzero(split.has_lesion_mask & (split.lesion_masks.reshape(len(split.labels), -1).max(axis=1) > 0))
+
+
 def localisation_table(net, data, split="test", methods=METHODS, settings=None, *, to_input=None, out=None,
                        progress=False):
     """Score every method on the images of `split` that have a non-empty lesion mask.
@@ -187,7 +192,7 @@ def localisation_table(net, data, split="test", methods=METHODS, settings=None, 
     layer = layer if layer is not None else default_layer(net)
     to_input = to_input or (lambda x: np.asarray(x).astype(net.dtype))
     s = data.split(split)
-    keep = np.flatnonzero(s.has_lesion_mask & (s.lesion_masks.reshape(len(s.labels), -1).max(axis=1) > 0))
+    keep = lesion_marked(s)
     if keep.size == 0:  # lungs only (module docstring)
         keep = np.flatnonzero(s.has_lung_mask & (s.lung_masks.reshape(len(s.labels), -1).max(axis=1) > 0))
     if keep.size == 0:
