@@ -186,6 +186,31 @@ def test_weight_gradient_chains_give_the_same_bits_on_any_thread_count(x_shape, 
         np.testing.assert_array_equal(dw, outs[0])
 
 
+@pytest.mark.parametrize("w_shape, padding", [((5, 4, 3, 3), (1, 1)), ((5, 4, 5, 5), (2, 1))])
+def test_blocks_that_end_inside_an_image_read_the_right_rows(w_shape, padding):
+    # blocks of 3 tile rows over images of 5 tile rows: blocks that start and end inside an image and
+    # blocks that span two images; the input transform copies only the plane rows a block reads, so a
+    # row left over from the previous block or image would show here (forward and weight gradient)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 4, 19, 18)).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    geometry = ConvGeometry(S1, padding, 1)
+    y_ref = ref.conv2d_forward(x, w, b, geometry=geometry)
+    TH, TW = -(-y_ref.shape[2] // 4), -(-y_ref.shape[3] // 4)
+    assert TH == 5
+    CP = 4 * (-(-w_shape[2] // 3)) * (-(-w_shape[3] // 3))  # V's channels: pieces x C
+    block_bytes = 3 * 36 * (CP + w_shape[0]) * 4 * TW
+    assert cpu.rows_per_block(CP, w_shape[0], TW, 3 * TH, 4, block_bytes) == 3
+    y = np.full_like(y_ref, np.nan)
+    cpu.winograd_correlate(x, w, b, geometry, y, {}, block_bytes=block_bytes)
+    assert max_diff(y, y_ref) < TOL[np.float32]
+    dy = rng.standard_normal(y_ref.shape).astype(np.float32)
+    dw = np.full_like(w, np.nan)
+    cpu.winograd_weight_grad(dy, x, geometry, dw, {}, block_bytes=block_bytes)
+    assert max_diff(dw, ref.conv2d_backward(dy, x, w, geometry=geometry)[1]) < TOL[np.float32]
+
+
 def test_transforms_written_out_match_the_matrices():
     # _bt, _at and _a (the kernels' entry-by-entry transforms) against transform_matrices()
     AT, G, BT = ref.transform_matrices()

@@ -115,13 +115,16 @@ def _bt_across(e, i, k, V, ch):
 
 
 @njit(cache=True, inline="always")
-def _plane(x, n, c, pad, xp):
-    """xp[h, j] = x[n, c, h - ph, j - pw], pad = (ph, pw, ...): the plane zero-padded (0 off the image)
-    for as many rows and columns as xp has; the columns off the image are left as they are (zeros)."""
+def _plane(x, n, c, pad, xp, h0, h1):
+    """xp[h, j] = x[n, c, h - ph, j - pw] for the rows h0 <= h < h1 of xp, pad = (ph, pw, ...): the plane
+    zero-padded (0 off the image) for as many columns as xp has; the columns off the image are left as
+    they are (zeros). A block copies only the rows its tiles read (h0, h1 from _input_pieces), not the
+    whole plane: VGG16 conv1_2's blocks read 34 of its 226 rows (bench/RESULTS.md, "the input transform's
+    plane copy")."""
     ph, pw = pad[0], pad[1]
     H, W = x.shape[2], x.shape[3]
     ja, jb = max(0, min(xp.shape[1], pw)), max(0, min(xp.shape[1], W + pw))  # the columns on the image
-    for h in range(xp.shape[0]):
+    for h in range(h0, h1):
         hx = h - ph
         if 0 <= hx < H:
             for j in range(ja, jb):
@@ -173,8 +176,9 @@ def _input_pieces(x, c0, nc, pad, tiles, k, V, cv0):
     for c in range(nc):
         for r in range(R):
             n, th = (q0 + r) // TH, (q0 + r) % TH
-            if r == 0 or th == 0:  # a new image: its plane into xp
-                _plane(x, n, c0 + c, pad, xp)
+            if r == 0 or th == 0:  # a new image: the rows of its plane that this block's tile rows of it read
+                th1 = min(TH, th + R - r)  # this image's tile rows in the block: th .. th1 - 1
+                _plane(x, n, c0 + c, pad, xp, 4 * th, min(HP, 4 * (th1 - 1) + 3 * PA + 3))
             for a in range(PA):  # columns: B^T d
                 _bt_down(xp, 4 * th + 3 * a, k, tv[a], r * WP)
         for a in range(PA):
