@@ -313,6 +313,22 @@ def test_select_by_smoothed_auc_takes_the_mean_of_the_last_three_epochs(tmp_path
     assert any("by validation AUC (mean of the last 3 epochs) 0.8000" in m for m in logs), logs
 
 
+def test_select_by_smoothed_loss_takes_the_mean_of_the_last_three_epochs(tmp_path, monkeypatch):
+    losses = iter([0.9, 0.3, 1.5, 0.6, 0.55, 0.5])  # one lucky epoch (2) between bad ones, then a steady run
+
+    def validate(self):
+        self.val_auc = 0.5
+        return next(losses), 0.5
+    monkeypatch.setattr(Trainer, "validate", validate)
+    logs = []
+    r = train(models.build(SPEC, seed=0, weight_std=0.1), make_data(),
+              RECIPE.replace(epochs=6, select_by="val-loss-smooth", patience=10),
+              Run(out_dir=tmp_path, **{**RUN, "log": logs.append}))
+    # the means: 0.9, 0.6, 0.9, 0.8, 0.883, 0.55 -> epoch 6 (val-loss alone would keep epoch 2)
+    assert r["best_epoch"] == 6 and read_checkpoint(tmp_path / "best.h5")["epoch"] == 6
+    assert any("by validation loss (mean of the last 3 epochs) 0.5500" in m for m in logs), logs
+
+
 def test_cv_init_from_starts_every_fold_from_the_checkpoint(tmp_path, tiny_conv_pool_spec):
     spec = tiny_conv_pool_spec
     run = _tiny_set(tmp_path, spec, 24, 3)

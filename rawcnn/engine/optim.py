@@ -97,7 +97,8 @@ class SGD:
 
 METRIC_NAMES = {"val-acc": ("validation accuracy", False), "val-auc": ("validation AUC", False),
                 "val-loss": ("validation loss", True),
-                "val-auc-smooth": ("validation AUC (mean of the last 3 epochs)", False)}
+                "val-auc-smooth": ("validation AUC (mean of the last 3 epochs)", False),
+                "val-loss-smooth": ("validation loss (mean of the last 3 epochs)", True)}
 # select_by -> (the metric's name in messages, whether the score is the negated value)
 
 

@@ -9,7 +9,8 @@ Shapes: N training images, B a batch, K classes; y (N,) int64 labels, logits and
                  step (Pascanu et al. 2013): one outlier batch cannot blow the weights up.
     selection    the epoch kept as best.h5, and the metric the plateau schedule watches:
                  val-acc (the paper), val-auc, val-loss (minus the loss, so higher is better) or
-                 val-auc-smooth (the mean validation AUC over the last SMOOTH_EPOCHS epochs).
+                 val-auc-smooth / val-loss-smooth (the mean validation AUC, or minus the mean
+                 validation loss, over the last SMOOTH_EPOCHS epochs).
                  Accuracy on a few tens of validation images moves in steps of 1/N_val; AUC and
                  loss move smoothly, so they tell a better epoch from a lucky one; on ~20 real
                  validation images one epoch's AUC is itself noisy, which the mean damps.
@@ -28,7 +29,7 @@ from kernels import to_numpy
 from rawcnn.training.metrics import roc_auc
 from rawcnn.training.recipes import BALANCE, SELECT_BY
 
-SMOOTH_EPOCHS = 3  # val-auc-smooth: the mean validation AUC of this epoch and the two before it
+SMOOTH_EPOCHS = 3  # val-auc-smooth, val-loss-smooth: the mean of this epoch's value and the two before it
 DEFAULTS = {"warmup_epochs": 0.0, "clip_norm": 0.0, "select_by": "val-acc", "balance": "none"}
 
 
@@ -116,6 +117,8 @@ class RecipeHooks:
                 recent = [h["val_auc"] for h in self.tr.history[-SMOOTH_EPOCHS:]]
                 return float(np.mean(recent))
             return val_auc
+        if self.select_by == "val-loss-smooth":  # the history already holds this epoch's row
+            return -float(np.mean([h["val_loss"] for h in self.tr.history[-SMOOTH_EPOCHS:]]))
         return -val_loss if self.select_by == "val-loss" else val_acc
 
     def log_suffix(self, val_auc):

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 INPUT_NORMS = ("mean", "standardise", "none")
-SELECT_BY = ("val-acc", "val-auc", "val-loss", "val-auc-smooth")
+SELECT_BY = ("val-acc", "val-auc", "val-loss", "val-auc-smooth", "val-loss-smooth")
 BALANCE = ("none", "sample", "weight")
 AUGMENTATION = ("translate", "rotate", "scale", "brightness")  # the Augmenter's settings, used when augment is on
 
@@ -87,7 +87,8 @@ class Recipe:
     warmup_epochs: float = _setting(1.0, "Linear learning-rate warm-up (0: none).", range=Range(0, 100_000))
     clip_norm: float = _setting(5.0, "Clip the gradient's global norm (0: none).", range=Range(0))
     select_by: str = _setting("val-loss", "The metric that picks best.h5 and drives the plateau schedule "
-                                          "(val-auc-smooth: the mean validation AUC of the last 3 epochs).",
+                                          "(val-auc-smooth, val-loss-smooth: the mean validation AUC or loss of the "
+                                          "last 3 epochs).",
                               choices=SELECT_BY)
     balance: str = _setting("none", "Class balance: balanced sampling, or class-weighted loss.", choices=BALANCE)
     augment: bool = _setting(True, "Augmentation on or off.")

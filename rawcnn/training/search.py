@@ -177,7 +177,7 @@ def _sort_key(row):
     score = row.get("best_score")
     if score is None:
         return (math.inf, loss, row["trial"])
-    return (score if row.get("select_by") == "val-loss" else -score, loss, row["trial"])
+    return (score if row.get("select_by") in ("val-loss", "val-loss-smooth") else -score, loss, row["trial"])
 
 
 def _write_results(rows, out_dir):
