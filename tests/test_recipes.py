@@ -297,36 +297,29 @@ def test_plateau_messages_say_auc_when_it_selects(tmp_path, monkeypatch):
     assert stalls and all("validation AUC has not improved on 0.6111 (epoch 1)" in m for m in stalls), logs
 
 
-def test_select_by_smoothed_auc_takes_the_mean_of_the_last_three_epochs(tmp_path, monkeypatch):
-    aucs = iter([0.5, 0.9, 0.5, 0.8, 0.8, 0.8])  # one lucky epoch (2) against a steady run (4-6)
+# one lucky epoch (2) against a steady run: the means of the last 3 epochs keep epoch 6, the plain
+# metric would keep epoch 2. AUC 0.5, 0.9, 0.5, 0.8, 0.8, 0.8 -> means 0.5, 0.7, 0.633, 0.733, 0.7, 0.8;
+# loss 0.9, 0.3, 1.5, 0.6, 0.55, 0.5 -> means 0.9, 0.6, 0.9, 0.8, 0.883, 0.55
+@pytest.mark.parametrize("select_by, values, message", [
+    ("val-auc-smooth", [0.5, 0.9, 0.5, 0.8, 0.8, 0.8], "by validation AUC (mean of the last 3 epochs) 0.8000"),
+    ("val-loss-smooth", [0.9, 0.3, 1.5, 0.6, 0.55, 0.5], "by validation loss (mean of the last 3 epochs) 0.5500")])
+def test_select_by_smoothed_metric_takes_the_mean_of_the_last_three_epochs(tmp_path, monkeypatch, select_by,
+                                                                           values, message):
+    values = iter(values)
 
     def validate(self):
-        self.val_auc = next(aucs)
-        return 0.5, 0.5
-    monkeypatch.setattr(Trainer, "validate", validate)
-    logs = []
-    r = train(models.build(SPEC, seed=0, weight_std=0.1), make_data(),
-              RECIPE.replace(epochs=6, select_by="val-auc-smooth", patience=10),
-              Run(out_dir=tmp_path, **{**RUN, "log": logs.append}))
-    # the means: 0.5, 0.7, 0.633, 0.733, 0.7, 0.8 -> epoch 6 (val-auc alone would keep epoch 2)
-    assert r["best_epoch"] == 6 and read_checkpoint(tmp_path / "best.h5")["epoch"] == 6
-    assert any("by validation AUC (mean of the last 3 epochs) 0.8000" in m for m in logs), logs
-
-
-def test_select_by_smoothed_loss_takes_the_mean_of_the_last_three_epochs(tmp_path, monkeypatch):
-    losses = iter([0.9, 0.3, 1.5, 0.6, 0.55, 0.5])  # one lucky epoch (2) between bad ones, then a steady run
-
-    def validate(self):
+        if select_by == "val-auc-smooth":
+            self.val_auc = next(values)
+            return 0.5, 0.5
         self.val_auc = 0.5
-        return next(losses), 0.5
+        return next(values), 0.5
     monkeypatch.setattr(Trainer, "validate", validate)
     logs = []
     r = train(models.build(SPEC, seed=0, weight_std=0.1), make_data(),
-              RECIPE.replace(epochs=6, select_by="val-loss-smooth", patience=10),
+              RECIPE.replace(epochs=6, select_by=select_by, patience=10),
               Run(out_dir=tmp_path, **{**RUN, "log": logs.append}))
-    # the means: 0.9, 0.6, 0.9, 0.8, 0.883, 0.55 -> epoch 6 (val-loss alone would keep epoch 2)
     assert r["best_epoch"] == 6 and read_checkpoint(tmp_path / "best.h5")["epoch"] == 6
-    assert any("by validation loss (mean of the last 3 epochs) 0.5500" in m for m in logs), logs
+    assert any(message in m for m in logs), logs
 
 
 def test_cv_init_from_starts_every_fold_from_the_checkpoint(tmp_path, tiny_conv_pool_spec):
