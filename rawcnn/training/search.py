@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from rawcnn.engine.init import parse_init, weight_std_for_build
 from rawcnn.engine.models import build, load_spec
+from rawcnn.engine.optim import METRIC_NAMES
 from rawcnn.files.fileio import atomic_open
 from rawcnn.files.validate import InputError, parse_json
 from rawcnn.training.from_recipe import init_net, input_contract
@@ -177,7 +178,8 @@ def _sort_key(row):
     score = row.get("best_score")
     if score is None:
         return (math.inf, loss, row["trial"])
-    return (score if row.get("select_by") in ("val-loss", "val-loss-smooth") else -score, loss, row["trial"])
+    lower_is_better = METRIC_NAMES.get(row.get("select_by"), ("", False))[1]  # a loss
+    return (score if lower_is_better else -score, loss, row["trial"])
 
 
 def _write_results(rows, out_dir):

@@ -660,14 +660,12 @@ def _log_end(tr, status, reason):
 
 def _best_value(tr):
     """The best epoch's value of the selection metric: AUC, accuracy or loss (not negated)."""
-    return -tr.hooks.best_score if tr.hooks.select_by in ("val-loss", "val-loss-smooth") else tr.hooks.best_score
+    return -tr.hooks.best_score if METRIC_NAMES[tr.hooks.select_by][1] else tr.hooks.best_score
 
 
 def _selected_by(tr):
     """'validation AUC 0.9123' (or accuracy, or loss): what picked best.h5, with its value."""
-    name = {"val-auc": "AUC", "val-loss": "loss", "val-auc-smooth": "AUC (mean of the last 3 epochs)",
-            "val-loss-smooth": "loss (mean of the last 3 epochs)"}.get(tr.hooks.select_by, "accuracy")
-    return f"validation {name} {_best_value(tr):.4f}"
+    return f"{METRIC_NAMES[tr.hooks.select_by][0]} {_best_value(tr):.4f}"
 
 
 def _warm_up(tr):
