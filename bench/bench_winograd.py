@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3) vs im2col + GEMM vs PyTorch, every stride-1 layer of custom, AlexNet, VGG16 (5x5: 3x3 pieces).
+"""Winograd vs im2col + GEMM vs PyTorch, every stride-1 layer of custom, AlexNet, VGG16 (5x5: F(4x4, 5x5)).
 
     PYTHONPATH=. python bench/bench_winograd.py                 # all layers, full shapes
     PYTHONPATH=. python bench/bench_winograd.py --models vgg16 --repeats 3 --json out.jsonl
@@ -150,7 +150,7 @@ def main(argv=None):
         if t_to_dw is not None:
             rows.add("conv torch dw", "torch", shape, t_to_dw, flops / t_to_dw.median / 1e9, "GF/s")
         if (KH, KW) != (3, 3):
-            rows.note("phases: timed for 3x3 kernels only (this one runs as 3x3 pieces)")
+            rows.note("phases: timed for 3x3 kernels only (F(4x4, 3x3)'s)")
             continue
         ph = phases(x, w, b, l.padding, l.groups, args.repeats)
         parts = []

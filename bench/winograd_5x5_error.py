@@ -2,10 +2,11 @@
 
     PYTHONPATH=. python bench/winograd_5x5_error.py
 
-AlexNet's conv2 (5x5, 27x27 maps) is the layer that loses most to oneDNN (its dx 0.65x, bench/RESULTS.md
-"Speed round 3"); rawcnn runs it as four 3x3 pieces by F(4x4, 3x3): 4 x 36 / 16 = 9 multiplications
+AlexNet's conv2 (5x5, 27x27 maps) was the layer that lost most to oneDNN (its dx 0.65x, bench/RESULTS.md
+"Speed round 3") while rawcnn ran it as four 3x3 pieces by F(4x4, 3x3): 4 x 36 / 16 = 9 multiplications
 an output, and four input transforms per channel. F(4x4, 5x5) on 8x8 tiles needs 64 / 16 = 4 and one
-input transform, if float32 stays exact enough. This measures that before anyone writes the kernel:
+input transform, if float32 stays exact enough. This measured that before the kernel was written (it is
+now kernels/cpu/winograd.py's F45, "Speed round 4"):
 the transforms are kernels/reference/winograd.transform_matrices(m, 5, points) (points 0, 1, -1, 2,
 -2, then 1/2 and -1/2 as m grows, and inf), applied tile by tile in the given dtype to a 48-channel
 ReLU-like input with He-scaled weights (conv2's C/G = 48), against the direct correlation in

@@ -1,10 +1,11 @@
-"""Winograd F(4x4, 3x3) convolution for stride-1 layers (other kernel sizes cut into 3x3 pieces): the reference tier.
+"""Winograd F(4x4, 3x3) and F(4x4, 5x5) convolution for stride-1 layers (other kernel sizes cut into 3x3
+pieces): the reference tier.
 Strided layers whose kernel spans three blocks of the stride (AlexNet's conv1, 11x11 stride 4) run as
 the 3x3 stride-1 convolution they equal by space-to-depth (kernels/reference/space_to_depth.py).
 
 Shape legend
     N batch, C channels in, H, W input size, F filters out, OH, OW output size, G groups,
-    m = 4 outputs per tile side, r = 3 kernel side, n = m + r - 1 = 6 input tile side,
+    m = 4 outputs per tile side, r = 3 (or 5) kernel side, n = m + r - 1 = 6 (or 8) input tile side,
     TH, TW tiles down and across (TH = ceil(OH / m)), U, V, M the transformed kernel, input, product.
 
 Why F(m, r) needs m + r - 1 points (Lavin & Gray, "Fast Algorithms for Convolutional Neural
@@ -37,6 +38,15 @@ Backward (stride 1, kernel 3x3, padding p per axis)
     rotated by 180 degrees and its F and C axes swapped within each group: Winograd again.
     dw and db are the im2col tier's (kernels/reference/conv2d.py): one product over the batch.
 
+5x5 kernels (AlexNet's conv2): F(4x4, 5x5) on 8x8 tiles
+    The same construction with r = 5 needs n = 8 points: 0, 1, -1, 2, -2, 1/2, -1/2, inf (POINTS_5;
+    the 1/2s keep the entries of A^T at most 8, where 3 and -3 would reach 27). 64 multiplications
+    for 16 outputs, 4 an output against 25 direct, and one 8x8 input transform per tile and channel.
+    Its float32 error on AlexNet conv2's 48-channel sums is 5.2e-6 of the largest output
+    (bench/winograd_5x5_error.py; the bound the tests put on every Winograd layer is 1e-4).
+    The backward is the 3x3 case's: dx is the correlation of dy with the flipped 5x5 kernel, padded
+    by 4 - p, by F(4x4, 5x5) again.
+
 Other kernel sizes (stride 1): cut into 3x3 pieces (kernel decomposition)
     A KH x KW kernel, padded with zeros to 3*ceil(KH/3) x 3*ceil(KW/3), is P = ceil(KH/3)*ceil(KW/3)
     3x3 pieces w_ab = w[3a:3a+3, 3b:3b+3]. With padding (ph, pw),
@@ -58,6 +68,8 @@ from kernels.shapes import ConvGeometry, backward_request, check_conv2d_backward
 
 M_OUT, R_K = 4, 3
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, np.inf)
+POINTS_5 = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, np.inf)  # F(4x4, 5x5): 8x8 tiles
+WHOLE_KERNELS = {3: POINTS, 5: POINTS_5}  # kernel side -> its F(4x4, r x r)'s points; other sizes go by 3x3 pieces
 
 
 def _vandermonde(points, cols):
@@ -90,6 +102,11 @@ def transform_matrices(m=M_OUT, r=R_K, points=POINTS):
         BT[i] /= s
         G[i] *= s
     return AT, G, np.round(BT, 12) + 0.0  # + 0.0: no negative zeros
+
+
+def whole_kernel(KH, KW):
+    """The side r of the F(4x4, r x r) that runs a KH x KW kernel whole (3 or 5), or None: cut into 3x3 pieces."""
+    return KH if KH == KW and KH in WHOLE_KERNELS else None
 
 
 def pieces(KH, KW):
@@ -134,43 +151,46 @@ def _tiles(OH, OW):
 
 
 def _winograd_correlate(x, w, padding, groups, out_size=None):
-    """sum over channels of the 3x3 stride-1 correlation, tile by tile; padding may be negative.
+    """sum over channels of the r x r stride-1 correlation (r = 3 or 5: F(4x4, r x r)), tile by tile;
+    padding may be negative.
 
-    x: (N, C, H, W), w: (F, C/G, 3, 3); out_size: (OH, OW) to evaluate (x read as 0 off the
-    image), by default the correlation's own (H + 2ph - 2, W + 2pw - 2).
+    x: (N, C, H, W), w: (F, C/G, r, r); out_size: (OH, OW) to evaluate (x read as 0 off the
+    image), by default the correlation's own (H + 2ph - r + 1, W + 2pw - r + 1).
     Returns y (N, F, OH, OW) without bias, x's dtype.
     """
-    AT, G, BT = (a.astype(x.dtype) for a in transform_matrices())
+    r = w.shape[2]
+    AT, G, BT = (a.astype(x.dtype) for a in transform_matrices(M_OUT, r, WHOLE_KERNELS[r]))
+    n = M_OUT + r - 1  # the input tile's side
     N, C, H, W = x.shape
     F, Cg = w.shape[:2]
     Fg = F // groups
     (ph, pw) = padding
-    OH, OW = out_size or (H + 2 * ph - 2, W + 2 * pw - 2)
+    OH, OW = out_size or (H + 2 * ph - r + 1, W + 2 * pw - r + 1)
     TH, TW = _tiles(OH, OW)
-    # zero-pad (or crop) so that TH x TW tiles of 6x6, overlapping by 2, fit exactly
-    xp = np.zeros((N, C, M_OUT * TH + 2, M_OUT * TW + 2), x.dtype)  # (N, C, 4TH+2, 4TW+2)
+    # zero-pad (or crop) so that TH x TW tiles of n x n, overlapping by r - 1, fit exactly
+    xp = np.zeros((N, C, M_OUT * TH + r - 1, M_OUT * TW + r - 1), x.dtype)  # (N, C, 4TH+r-1, 4TW+r-1)
     src = x[:, :, max(0, -ph):, max(0, -pw):]
     hh, ww = min(src.shape[2], xp.shape[2] - max(ph, 0)), min(src.shape[3], xp.shape[3] - max(pw, 0))
     xp[:, :, max(ph, 0):max(ph, 0) + hh, max(pw, 0):max(pw, 0) + ww] = src[:, :, :hh, :ww]
-    U = np.einsum("ij,fcjk,lk->filc", G, w, G)  # (F, 6, 6, C/G): G g G^T per (f, c)
+    U = np.einsum("ij,fcjk,lk->filc", G, w, G)  # (F, n, n, C/G): G g G^T per (f, c)
     Y = np.zeros((N, F, M_OUT * TH, M_OUT * TW), x.dtype)  # (N, F, 4TH, 4TW)
     for th in range(TH):
         for tw in range(TW):
-            d = xp[:, :, 4 * th:4 * th + 6, 4 * tw:4 * tw + 6]  # (N, C, 6, 6)
-            V = np.einsum("ij,ncjk,lk->ncil", BT, d, BT)  # (N, C, 6, 6): B^T d B
+            d = xp[:, :, 4 * th:4 * th + n, 4 * tw:4 * tw + n]  # (N, C, n, n)
+            V = np.einsum("ij,ncjk,lk->ncil", BT, d, BT)  # (N, C, n, n): B^T d B
             for g in range(groups):
                 fs, cs = slice(g * Fg, (g + 1) * Fg), slice(g * Cg, (g + 1) * Cg)
-                Mt = np.einsum("filc,ncil->nfil", U[fs], V[:, cs])  # (N, F/G, 6, 6): sum over c
+                Mt = np.einsum("filc,ncil->nfil", U[fs], V[:, cs])  # (N, F/G, n, n): sum over c
                 Y[:, fs, 4 * th:4 * th + 4, 4 * tw:4 * tw + 4] = np.einsum("ij,nfjk,lk->nfil",
                                                                            AT, Mt, AT)
     return Y[:, :, :OH, :OW]
 
 
 def _winograd_any(x, w, padding, groups):
-    """The stride-1 correlation of x with a kernel of any size: 3x3 directly, others as the sum
+    """The stride-1 correlation of x with a kernel of any size: 3x3 and 5x5 whole, others as the sum
     of their 3x3 pieces (see the module docstring). Returns y (N, F, OH, OW) without bias."""
     KH, KW = w.shape[2:]
-    if (KH, KW) == (R_K, R_K):
+    if whole_kernel(KH, KW):
         return _winograd_correlate(x, w, padding, groups)
     (ph, pw), (H, W) = padding, x.shape[2:]
     out_size = (H + 2 * ph - KH + 1, W + 2 * pw - KW + 1)
@@ -206,10 +226,10 @@ def flip_kernel(w, groups):
 
 
 def conv2d_forward(x, w, b, *, geometry, budget_bytes=None, workspace=None, out=None):
-    """y = conv(x, w) + b by Winograd F(4x4, 3x3), one 6x6 tile at a time.
+    """y = conv(x, w) + b by Winograd F(4x4, 3x3) or F(4x4, 5x5), one 6x6 or 8x8 tile at a time.
 
-    x: (N, C, H, W), w: (F, C/G, KH, KW) (3x3, or cut into 3x3 pieces), b: (F,), all float32 or
-    all float64; geometry: ConvGeometry(stride, padding, groups) (kernels/shapes.py), stride (1, 1), or
+    x: (N, C, H, W), w: (F, C/G, KH, KW) (3x3 or 5x5 whole, other sizes cut into 3x3 pieces), b: (F,), all
+    float32 or all float64; geometry: ConvGeometry(stride, padding, groups) (kernels/shapes.py), stride (1, 1), or
     strided with 2*s < KH, KW <= 3*s (by space-to-depth, depth_problem).
     budget_bytes and workspace are accepted for the shared signature (this tier keeps no buffers).
     Returns y (N, F, OH, OW), x's dtype.

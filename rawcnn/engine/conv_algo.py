@@ -1,11 +1,11 @@
-"""Which algorithm computes each convolution: im2col + GEMM or Winograd F(4x4, 3x3).
+"""Which algorithm computes each convolution: im2col + GEMM or Winograd (F(4x4, 3x3), F(4x4, 5x5)).
 
 Both compute the same function (kernels/cpu/conv2d.py, kernels/cpu/winograd.py); only speed and
 float32 rounding differ (Winograd: within 1e-4 of the largest output, tests/test_kernel_winograd.py).
 
     im2col     every layer by im2col + GEMM (the cuda backend always does this)
     winograd   Winograd for every stride-1 layer whose kernel is at least 2x2 on the cpu/reference
-               backends (kernels other than 3x3 cut into 3x3 pieces) and every strided layer whose
+               backends (5x5 by F(4x4, 5x5), other sizes than 3x3 cut into 3x3 pieces) and every strided layer whose
                kernel spans three blocks of the stride (3x3 by space-to-depth: AlexNet's conv1,
                kernels/reference/space_to_depth.py), im2col elsewhere
     auto       per layer: a timing measured on this machine for this layer shape when the cache
@@ -48,7 +48,7 @@ def check_mode(algo):
 
 
 def winograd_eligible(layer, backend_tier):
-    """Winograd F(4x4, 3x3) applies: stride 1 and a kernel at least 2x2 (3x3, or cut into 3x3 pieces:
+    """Winograd applies: stride 1 and a kernel at least 2x2 (3x3 or 5x5, or cut into 3x3 pieces:
     a 1-wide kernel would take more multiplications than it saves), or a strided kernel that spans three
     blocks of the stride (kernels.shapes.depth_applies: 3x3 by space-to-depth); a tier that has it (not cuda)."""
     stride_1 = min(layer.kernel_size) >= 2 and tuple(layer.stride) == (1, 1)

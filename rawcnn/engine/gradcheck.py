@@ -262,7 +262,7 @@ def layer_cases():
         ("Conv2d", "3->4 k3 s1 p0 winograd", conv(3, 4, 3, 1, 0, 1, (2, 3, 5, 5), "winograd")),
         ("Conv2d", "4->6 k3 s1 p1 g2 winograd (tiles cut at the edges)",
          conv(4, 6, 3, 1, 1, 2, (1, 4, 9, 7), "winograd")),
-        ("Conv2d", "4->4 k5 s1 p2 g2 winograd (four 3x3 pieces)", conv(4, 4, 5, 1, 2, 2, (1, 4, 8, 7), "winograd")),
+        ("Conv2d", "4->4 k5 s1 p2 g2 winograd (F(4x4, 5x5))", conv(4, 4, 5, 1, 2, 2, (1, 4, 8, 7), "winograd")),
         ("Conv2d", "2->3 k3 s2 p1 (stride 2)", conv(2, 3, 3, 2, 1, 1, (2, 2, 7, 7))),
         ("Conv2d", "4->4 k2x3 s(1,2) p(1,0) g2 non-square", conv(4, 4, (2, 3), (1, 2), (1, 0), 2, (1, 4, 5, 8))),
         ("ReLU", "x away from 0", lambda rng: ([ReLU(name="relu")], _away_from_zero(rng, (2, 3, 4, 5)), None)),

@@ -6,8 +6,8 @@ OH = (H + 2*ph - KH) // sh + 1, OW likewise.
     y[n, f, i, j] = b[f] + sum_{c in group(f), kh, kw} w[f, c, kh, kw] * x_pad[n, c, i*sh + kh, j*sw + kw]
 
 Kernels: kernels/<tier>/conv2d.py. Backward keeps only x and rebuilds the columns.
-Stride-1 layers may instead run Winograd F(4x4, 3x3) (kernels/<tier>/winograd.py; kernels other
-than 3x3 cut into 3x3 pieces), and so may strided layers whose kernel spans three blocks of the
+Stride-1 layers may instead run Winograd F(4x4, 3x3) (kernels/<tier>/winograd.py; 5x5 kernels by
+F(4x4, 5x5), other sizes cut into 3x3 pieces), and so may strided layers whose kernel spans three blocks of the
 stride (AlexNet's conv1, by space-to-depth): the same function. `layer.algo` is the one forward and backward run;
 rawcnn/engine/conv_algo.py sets it when the layer is made (`static_choice`) and when a net is planned
 (`plan`, per input shape: cache, table, or a timing in 'tune' mode), never inside forward.
