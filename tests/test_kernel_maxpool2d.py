@@ -150,3 +150,25 @@ def test_maxpool2d_cpu_unrolled_windows_keep_ties_and_nans(k, s):
     y, a = pool(cpu, x, k, s, 0)
     np.testing.assert_array_equal(a, a_ref)
     np.testing.assert_array_equal(y, y_ref)  # NaN == NaN for assert_array_equal
+
+
+@pytest.mark.parametrize("k, s, p, ceil_mode", [(3, 2, 0, False), (2, 2, 0, False), (3, 2, 1, True), (2, 2, 1, True),
+                                                (3, 1, 1, False), (2, 1, 0, False), (3, 3, 1, True), (1, 1, 0, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxpool2d_without_argmax_gives_the_same_y(tier, dtype, k, s, p, ceil_mode):
+    # the test-time forward (with_argmax=False; the cpu tier's own kernel: down the rows, then across the
+    # columns) against the reference's scan with argmax, on many ties (small integers), a NaN in a window
+    # cut by the edge and one inside, windows cut at every edge (odd sizes, padding, ceil_mode)
+    rng = np.random.default_rng(12)
+    x = rng.integers(-2, 3, (2, 3, 13, 12)).astype(dtype)
+    x[0, 0, 6, 5] = x[1, 2, 0, 11] = x[0, 1, 12, 0] = np.nan
+    y_ref = pool(ref, x, k, s, p, ceil_mode)[0]
+    y, argmax = tier.maxpool2d_forward(x, kernel_size=(k, k), stride=(s, s), padding=(p, p), ceil_mode=ceil_mode,
+                                       with_argmax=False)
+    assert argmax is None and y.dtype == dtype
+    np.testing.assert_array_equal(y, y_ref)  # NaN == NaN for assert_array_equal
+    out = np.full_like(y_ref, 7.0)
+    y2 = tier.maxpool2d_forward(x, kernel_size=(k, k), stride=(s, s), padding=(p, p), ceil_mode=ceil_mode,
+                                with_argmax=False, out_y=out)[0]
+    assert y2 is out or np.shares_memory(y2, out)
+    np.testing.assert_array_equal(out, y_ref)

@@ -67,12 +67,14 @@ def _maxpool_backward_kernel(dy, argmax, dx):
 # launchers
 
 
-def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None, out_argmax=None):
+def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None, out_argmax=None,
+                      with_argmax=True):
     """Max over each window; padding never wins.
 
     x: float32/float64 (N, C, H, W)
     Returns (y, argmax): y (N, C, OH, OW) dtype of x; argmax int64 (N, C, OH, OW), the flat
-    index h*W + w of each winner inside its input plane (out_y, out_argmax, when given, receive them).
+    index h*W + w of each winner inside its input plane (out_y, out_argmax, when given, receive them);
+    with_argmax=False: (y, None) (this tier still computes argmax, into a scratch array unless out_argmax).
     """
     xp = device_arrays("maxpool2d_forward", x=x)
     check_float("maxpool2d_forward", x=x)
@@ -83,7 +85,7 @@ def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None,
     y = out_or_empty("maxpool2d_forward", "out_y", out_y, out_shape, x.dtype, xp.empty)  # (N, C, OH, OW)
     argmax = out_or_empty("maxpool2d_forward", "out_argmax", out_argmax, out_shape, xp.int64, xp.empty)  # like y
     launch(_maxpool_forward_kernel, y.size, x, (KH, KW, SH, SW, PH, PW), y, argmax)
-    return y, argmax
+    return y, (argmax if with_argmax else None)
 
 
 def maxpool2d_backward(dy, argmax, *, x_shape, out=None):

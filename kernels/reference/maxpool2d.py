@@ -24,12 +24,14 @@ import numpy as np
 from kernels.shapes import as_pair, check_maxpool2d_backward_args, into, maxpool2d_output_shape  # shared checks
 
 
-def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None, out_argmax=None):
+def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None, out_argmax=None,
+                      with_argmax=True):
     """Max over each window; padding never wins.
 
     x: float32/float64 (N, C, H, W)
     Returns (y, argmax): y (N, C, OH, OW) dtype of x; argmax int64 (N, C, OH, OW), the flat
-    index h*W + w of each winner inside its input plane (out_y, out_argmax, when given, receive them).
+    index h*W + w of each winner inside its input plane (out_y, out_argmax, when given, receive them);
+    with_argmax=False: (y, None), for a forward that no backward follows (this tier still computes it).
     """
     if x.dtype not in (np.float32, np.float64):
         raise ValueError(f"maxpool2d: x must be float32 or float64, got {x.dtype}")
@@ -47,6 +49,8 @@ def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None,
             i = np.argmax(window, axis=2)  # (N, C): first max in row-major order
             y[:, :, oh, ow] = np.take_along_axis(window, i[:, :, None], axis=2)[:, :, 0]
             argmax[:, :, oh, ow] = (h0 + i // (w1 - w0)) * W + (w0 + i % (w1 - w0))
+    if not with_argmax:
+        return into("maxpool2d_forward", "out_y", out_y, y), None
     return (into("maxpool2d_forward", "out_y", out_y, y),
             into("maxpool2d_forward", "out_argmax", out_argmax, argmax))
 

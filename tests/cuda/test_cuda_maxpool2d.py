@@ -63,6 +63,15 @@ def test_maxpool_vs_reference(be, ref, rng, dtype, x_shape, kw):
     np.testing.assert_allclose(to_numpy(dx), dx_ref, **TOL[dtype], err_msg="maxpool backward")
 
 
+@pytest.mark.parametrize("x_shape, kw", CONFIGS)
+def test_maxpool_without_argmax(be, ref, rng, x_shape, kw):
+    # a test-time forward asks for y alone: the same y, and no argmax returned
+    x = rng.permutation(np.prod(x_shape)).reshape(x_shape).astype(np.float32)
+    y, argmax = be.maxpool2d.maxpool2d_forward(be.asarray(x), with_argmax=False, **kw)
+    assert argmax is None
+    np.testing.assert_array_equal(to_numpy(y), ref.maxpool2d.maxpool2d_forward(x, **kw)[0])
+
+
 def test_maxpool_rejects_bad_input(be):
     x = be.asarray(np.zeros((1, 1, 4, 4)))
     with pytest.raises(ValueError, match="padding"):

@@ -40,12 +40,12 @@ class MaxPool2d(Layer):
     def forward(self, x, train=False):
         self.check_input(x, 4)
         y_shape = (x.shape[0],) + self.output_shape(x.shape[1:])  # (N, C, OH, OW)
-        y, argmax = self.be.maxpool2d.maxpool2d_forward(x, kernel_size=self.kernel_size, stride=self.stride,
-                                                        padding=self.padding, ceil_mode=self.ceil_mode,
-                                                        out_y=self.buffer("y", y_shape, x.dtype),
-                                                        out_argmax=self.buffer("argmax", y_shape, "int64"))
-        if train:
-            self.argmax, self.x_shape = argmax, tuple(x.shape)
+        hp = dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
+                  out_y=self.buffer("y", y_shape, x.dtype))
+        if not train:  # no backward follows: y alone, by the kernel that keeps no argmax (faster on the cpu)
+            return self.be.maxpool2d.maxpool2d_forward(x, with_argmax=False, **hp)[0]
+        y, argmax = self.be.maxpool2d.maxpool2d_forward(x, out_argmax=self.buffer("argmax", y_shape, "int64"), **hp)
+        self.argmax, self.x_shape = argmax, tuple(x.shape)
         return y
 
     def backward(self, dy):
