@@ -37,6 +37,7 @@ allocates no transform buffers after its first; without one they are allocated p
 Backward: dx is the forward's Winograd on dy with the flipped kernel (padding KH - 1 - p); dw is
 winograd_weight_grad (dw = G^T dU G, dU from 36 (64) GEMMs of the transformed dy and x), db a sum.
 """
+from functools import partial
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -322,29 +323,31 @@ def _kernel_rows(w, G, U, g, f0):
 
 
 @njit(cache=True, nogil=True)
-def _dy_rows(dy, f0, tiles, k, D):
-    """D[6i + l, f, r*TW + tw] = (A dY A^T)[i, l], dY the 4x4 tile (q0 + r, tw) of dy[:, f0 + f];
-    tiles = (TH, TW, q0).
+def _dy_rows(dy, f0, tiles, k, D, a):
+    """D[n*i + l, f, r*TW + tw] = (A dY A^T)[i, l], dY the 4x4 tile (q0 + r, tw) of dy[:, f0 + f];
+    tiles = (TH, TW, q0); a: A written out, _a (F(4x4, 3x3): A is 6x4) or _a8 (F(4x4, 5x5): 8x4),
+    a Numba function passed in (each one compiles its own copy of this loop).
 
-    dy (N, F, OH, OW), 0 beyond its edge (the outputs a cut tile computes and drops); D (36, Fg, R*TW).
+    dy (N, F, OH, OW), 0 beyond its edge (the outputs a cut tile computes and drops); D (n*n, Fg, R*TW).
     The adjoint of _output_rows: the tiles are gathered (e[a, s, j] = dY_j[a, s]), then both
     passes are loops over all R*TW tiles with unit stride.
     """
     Fg, nt = D.shape[1], D.shape[2]
+    n = 8 if D.shape[0] == 64 else 6
     e = np.empty((4, 4, nt), dy.dtype)
-    t = np.empty((6, 4, nt), dy.dtype)  # A e, same layout
+    t = np.empty((n, 4, nt), dy.dtype)  # A e, same layout
     for f in range(Fg):
         _dy_tiles(dy, f0 + f, tiles, e)
         for s in range(4):  # columns: A dY
             for j in range(nt):
-                o = _a(e[0, s, j], e[1, s, j], e[2, s, j], e[3, s, j], k)
-                for i in range(6):
+                o = a(e[0, s, j], e[1, s, j], e[2, s, j], e[3, s, j], k)
+                for i in range(len(o)):
                     t[i, s, j] = o[i]
-        for i in range(6):  # rows: (A dY) A^T
+        for i in range(n):  # rows: (A dY) A^T
             for j in range(nt):
-                o = _a(t[i, 0, j], t[i, 1, j], t[i, 2, j], t[i, 3, j], k)
-                for l in range(6):
-                    D[6 * i + l, f, j] = o[l]
+                o = a(t[i, 0, j], t[i, 1, j], t[i, 2, j], t[i, 3, j], k)
+                for l in range(len(o)):
+                    D[n * i + l, f, j] = o[l]
 
 
 @njit(cache=True, nogil=True)
@@ -514,26 +517,6 @@ def _output_rows8(M, b, f0, tiles, k, y):
         _scatter(o, f0 + f, tiles, y)
 
 
-@njit(cache=True, nogil=True)
-def _dy_rows8(dy, f0, tiles, k, D):
-    """_dy_rows for F(4x4, 5x5): D[8i + l, f, tile] = (A dY A^T)[i, l], A (8, 4); D (64, Fg, R*TW)."""
-    Fg, nt = D.shape[1], D.shape[2]
-    e = np.empty((4, 4, nt), dy.dtype)
-    t = np.empty((8, 4, nt), dy.dtype)
-    for f in range(Fg):
-        _dy_tiles(dy, f0 + f, tiles, e)
-        for s in range(4):  # columns: A dY
-            for j in range(nt):
-                o = _a8(e[0, s, j], e[1, s, j], e[2, s, j], e[3, s, j], k)
-                for i in range(8):
-                    t[i, s, j] = o[i]
-        for i in range(8):  # rows: (A dY) A^T
-            for j in range(nt):
-                o = _a8(t[i, 0, j], t[i, 1, j], t[i, 2, j], t[i, 3, j], k)
-                for l in range(8):
-                    D[8 * i + l, f, j] = o[l]
-
-
 class Tiling(NamedTuple):
     """One Winograd F(4x4, r x r) as this tier runs it: n x n input tiles (n*n transformed positions), the
     kernels of its phases, and its constants (typed per call)."""
@@ -541,12 +524,12 @@ class Tiling(NamedTuple):
     n: int
     input: Callable  # (x, c0, nc, pad, tiles, k, V, cv0): _input_pieces or _input_tiles8
     output: Callable  # (M, b, f0, tiles, k, y)
-    dy: Callable  # (dy, f0, tiles, k, D)
+    dy: Callable  # (dy, f0, tiles, k, D): _dy_rows with its A
     k: tuple
 
 
-F43 = Tiling(3, 6, _input_pieces, _output_rows, _dy_rows, (2, 4, 5, 8))
-F45 = Tiling(5, 8, _input_tiles8, _output_rows8, _dy_rows8, K8)
+F43 = Tiling(3, 6, _input_pieces, _output_rows, partial(_dy_rows, a=_a), (2, 4, 5, 8))
+F45 = Tiling(5, 8, _input_tiles8, _output_rows8, partial(_dy_rows, a=_a8), K8)
 
 
 def tiling(KH, KW):
