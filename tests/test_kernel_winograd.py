@@ -214,10 +214,12 @@ def test_blocks_that_end_inside_an_image_read_the_right_rows(w_shape, padding):
     TH, TW = -(-y_ref.shape[2] // 4), -(-y_ref.shape[3] // 4)
     assert TH == 5
     CP, nn = 4, cpu.tiling(*w_shape[2:]).n ** 2  # V's channels (C: both kernels run whole), positions 36 or 64
-    block_bytes = 3 * nn * (CP + w_shape[0]) * 4 * TW
+    block_bytes = 3 * nn * (CP + w_shape[0]) * 4 * TW  # the weight gradient's budget for 3 rows
     assert cpu.rows_per_block(CP, w_shape[0], TW, 3 * TH, 4, block_bytes, nn) == 3
+    fwd_bytes = -(-block_bytes * nn // 36)  # the forward's, which takes 36/nn of it
+    assert cpu.rows_per_block(CP, w_shape[0], TW, 3 * TH, 4, cpu.forward_block_bytes(fwd_bytes, nn), nn) == 3
     y = np.full_like(y_ref, np.nan)
-    cpu.winograd_correlate(x, w, b, geometry, y, {}, block_bytes=block_bytes)
+    cpu.winograd_correlate(x, w, b, geometry, y, {}, block_bytes=fwd_bytes)
     assert max_diff(y, y_ref) < TOL[np.float32]
     dy = rng.standard_normal(y_ref.shape).astype(np.float32)
     dw = np.full_like(w, np.nan)

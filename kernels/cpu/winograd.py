@@ -566,6 +566,14 @@ def rows_per_block(Cg, Fg, TW, QT, itemsize, block_bytes=BLOCK_BYTES, positions=
     return int(min(QT, max(1, block_bytes // (positions * (Cg + Fg) * itemsize * TW))))
 
 
+def forward_block_bytes(block_bytes, positions):
+    """The budget of one block of the forward (and of dx, the same correlation): block_bytes for F43; for F45 36/64
+    of it, as many tile rows as F43's blocks hold (measured: AlexNet conv2's forward and dx 1.14-1.19x faster
+    than with the whole budget, its weight gradient 0.90-0.97x, so winograd_weight_grad keeps the whole budget;
+    bench/RESULTS.md, "Speed round 4")."""
+    return block_bytes * 36 // positions
+
+
 def _piece_grid(KH, KW, padding):
     """(ph, pw, PA, PB): the padding and the PA x PB grid of 3x3 pieces of a KH x KW kernel (_input_pieces' pad);
     1 x 1 for a kernel run whole (3x3, 5x5)."""
@@ -612,7 +620,7 @@ def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_B
     w3, pad, t = _pieces_of(w, padding)  # (F, P*Cg, r, r), the input transform's pad, the tiling
     CP, nn = w3.shape[1], t.n ** 2  # V's channels (P*Cg), transformed positions (36 or 64)
     by_filters = nn * CP * T * x.itemsize <= block_bytes and Fg > FILTER_JOB
-    R = QT if by_filters else rows_per_block(CP, Fg, TW, QT, x.itemsize, block_bytes, nn)
+    R = QT if by_filters else rows_per_block(CP, Fg, TW, QT, x.itemsize, forward_block_bytes(block_bytes, nn), nn)
     jobs = ([(f0, g) for g in range(groups) for f0 in range(0, Fg, FILTER_JOB)] if by_filters
             else [(q0, g) for q0 in range(0, QT, R) for g in range(groups)])
     threads = workers(len(jobs), threads)
