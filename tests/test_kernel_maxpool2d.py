@@ -172,3 +172,16 @@ def test_maxpool2d_without_argmax_gives_the_same_y(tier, dtype, k, s, p, ceil_mo
                                 with_argmax=False, out_y=out)[0]
     assert y2 is out or np.shares_memory(y2, out)
     np.testing.assert_array_equal(out, y_ref)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [((2, 3), (1, 2), (1, 1)), ((3, 2), (2, 2), (0, 1)),
+                                                     ((1, 3), (1, 2), (0, 0))])
+def test_maxpool2d_without_argmax_rectangular_windows(kernel, stride, padding):
+    # any window height with the written-out column pass (stride 2 across, 3 or 2 wide)
+    rng = np.random.default_rng(14)
+    x = rng.integers(-2, 3, (2, 3, 9, 11)).astype(np.float32)
+    x[1, 0, 4, 6] = np.nan
+    hp = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=False)
+    y, argmax = cpu.maxpool2d_forward(x, with_argmax=False, **hp)
+    assert argmax is None
+    np.testing.assert_array_equal(y, ref.maxpool2d_forward(x, **hp)[0])
