@@ -50,9 +50,7 @@ def head_hook(kind, say=print):
                 head.params[p] = xp.zeros_like(head.params[p])
             say(f"head: {head.name} set to 0")
         else:
-            pick = np.sort(np.random.default_rng(seed).choice(len(x_train), size=min(batch, len(x_train)),
-                                                              replace=False))
-            xb = make_to_input(net, preprocessing)(x_train[pick])  # (B, C, H, W) the LSUV batch
+            xb = from_recipe.lsuv_batch(net, x_train, preprocessing, seed=seed, batch=batch)  # (B, C, H, W)
             s = float(np.mean([to_numpy(net.forward(xb, train=True)).std(dtype=np.float64) for _ in range(4)]))
             head.params["w"] = head.params["w"] * xp.asarray(1.0 / s, dtype=head.params["w"].dtype)
             say(f"head: {head.name} divided by {s:.3f}, its training-mode output std on the LSUV batch")

@@ -9,7 +9,6 @@ import rawcnn.training.from_recipe as from_recipe
 from kernels import to_numpy
 from rawcnn.engine.models import build
 from rawcnn.training.recipes import resolve
-from rawcnn.training.train import make_to_input
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPEC = {"name": "gap-head", "input": [3, 16, 16], "layers": [
@@ -50,7 +49,6 @@ def test_train_std_head_is_lsuv_head_scaled_to_unit_training_std():
     np.testing.assert_allclose(ratio, ratio.flat[0], rtol=1e-5)
     s = float(said[0].split("divided by ")[1].split(",")[0])
     assert ratio.flat[0] == pytest.approx(1 / s, rel=2e-3)
-    pick = np.sort(np.random.default_rng(0).choice(24, size=24, replace=False))  # the LSUV batch: all 24 here
-    xb = make_to_input(net, pp)(x[pick])
+    xb = from_recipe.lsuv_batch(net, x, pp, seed=0)  # the batch LSUV and the hook measured on (all 24 images)
     stds = [float(to_numpy(net.forward(xb, train=True)).std()) for _ in range(8)]
     assert 0.5 < np.mean(stds) < 2.0  # unit std up to the dropout draws

@@ -60,9 +60,15 @@ def init_net(net, recipe, x_train, preprocessing, *, seed=0, batch=32, log=None)
     init = parse_init(recipe.init)
     if init[0] != "lsuv":
         return None
+    return apply_init(net, init, batch=lsuv_batch(net, x_train, preprocessing, seed=seed, batch=batch), seed=seed,
+                      log=log)
+
+
+def lsuv_batch(net, x_train, preprocessing, *, seed=0, batch=32):
+    """The batch init_net's LSUV measures on: min(batch, N) training images drawn without replacement by `seed`,
+    in file order, through the input contract. Returns (B, C, H, W) net input."""
     pick = np.sort(np.random.default_rng(seed).choice(len(x_train), size=min(batch, len(x_train)), replace=False))
-    xb = make_to_input(net, preprocessing)(x_train[pick])  # (B, C, H, W)
-    return apply_init(net, init, batch=xb, seed=seed, log=log)
+    return make_to_input(net, preprocessing)(x_train[pick])
 
 
 def train_recipe(data, recipe, run, *, model="custom", init_from=None):
