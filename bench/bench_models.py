@@ -33,6 +33,9 @@ takes its header from a child. The children are:
             during them (VmHWM reset just before them).
     profile per-layer times inside the real custom training step (rawcnn: layer by layer;
             PyTorch: timestamps from forward and backward module hooks).
+rawcnn's forward runs inside net.streaming(), as net.predict() runs each batch after its first (the
+outputs in two alternating buffers; builds before 2026-12-07 allocated fresh arrays every forward);
+its training step inside net.reuse_buffers(True), as train() runs it.
 The PyTorch child uses torch.set_num_threads(threads), torch.no_grad() for forward, and
 loss.backward() + torch.optim.SGD(momentum=0.9, weight_decay=5e-4).step() for training. rawcnn
 children run with the environment as it is and with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset
@@ -134,6 +137,9 @@ def child_time(spec, framework, threads, wait_idle=0):
         fn = (lambda: step(x, labels)) if train else (lambda: net.forward(x, train=False))
         if train and hasattr(net, "reuse_buffers"):  # kept activation and gradient buffers, as train()
             net.reuse_buffers(True)                  # uses them (builds before issue 14's item 3: none)
+        if not train and hasattr(net, "streaming"):  # test time: outputs in two alternating buffers, as
+            net.streaming().__enter__()              # predict() runs every batch after its first (earlier builds:
+                                                     # fresh arrays)
     else:
         import torch
         torch.set_num_threads(threads)

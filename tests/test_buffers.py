@@ -278,3 +278,64 @@ def test_float_input_cast_into_a_kept_buffer():
         assert to_input(x[:3]).ctypes.data == a.ctypes.data
         x32 = x.astype(np.float32)
         assert to_input(x32) is x32 or np.shares_memory(to_input(x32), x32)  # no cast needed: no copy
+
+
+# -- streaming(): test-time forwards in two alternating output buffers ------------------------------
+def test_streaming_forward_is_bit_identical_and_uses_two_slots_only():
+    # every layer writes into the slot its input is not in: the outputs are the fresh-array forward's
+    # bits, a forward after the first allocates nothing, and no layer ever writes where it reads
+    from rawcnn.engine.layers.base import Layer
+    net = new_net()
+    x = data()[0]
+    want = [net.forward(x[:8]), net.forward(x[8:16]), net.forward(x[16:])]  # fresh arrays (the last: 5)
+    real, writes = Layer.buffer, []
+
+    def spy(self, role, shape, dtype, avoid=None):
+        out = real(self, role, shape, dtype, avoid)
+        writes.append((self.name, role, out))
+        return out
+    with net.streaming():
+        got, slot_ids = [], []
+        for lo, hi in ((0, 8), (8, 16), (16, 21)):
+            writes.clear()
+            Layer.buffer = spy
+            try:
+                y = net.forward(x[lo:hi])
+            finally:
+                Layer.buffer = real
+            got.append(y.copy())
+            ids = sorted({id(buf) for slot in net._slots for buf in slot.values()})
+            slot_ids.append(ids)
+            assert all(out is not None for _, _, out in writes)  # every output went to a slot
+            assert np.shares_memory(y, net._slots[0]["y"]) or np.shares_memory(y, net._slots[1]["y"])
+        assert slot_ids[1] == slot_ids[0] and slot_ids[2] == slot_ids[0]  # batches 2, 3 reuse every buffer
+        # the input of each layer is never in the buffer it writes
+        with net.streaming():
+            a = x[:8]
+            for l in net:
+                y = net.forward(a, after=None if l is net.layers[0] else net.layers[net.layers.index(l) - 1].name,
+                                upto=l.name)
+                if l.kind not in ("Dropout", "Flatten"):  # those two return their input (or a view of it)
+                    assert not np.shares_memory(y, a), l.name
+                a = y
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert net._slots is None and all(l.buffers is None for l in net)
+
+
+def test_streaming_leaves_training_probes_and_kept_buffers_alone():
+    net = new_net()
+    x, labels = data()
+    with net.streaming():
+        a = net.forward(x[:4], train=True)  # training forward: fresh arrays, not in the slots
+        assert not any(np.shares_memory(a, buf) for slot in net._slots for buf in slot.values())
+        with net.probe():
+            assert all(l.buffers is None for l in net)
+    with net.reusing_buffers():
+        net.forward(x[:4], train=True)
+        kept = {l.name: dict(l.buffers) for l in net}
+        p = net.predict(x[:6], batch_size=4)  # streams inside a training's reuse, then gives it back
+        assert {l.name: dict(l.buffers) for l in net}.keys() == kept.keys()
+        for l in net:
+            assert all(l.buffers[r] is kept[l.name][r] for r in kept[l.name]), l.name
+    np.testing.assert_array_equal(p, net.predict(x[:6], batch_size=6))

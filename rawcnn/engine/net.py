@@ -4,6 +4,8 @@
     dx = net.backward(dlogits)               # fills every trainable layer's grads
     a = net.forward(x, upto="relu5")         # through one layer; net.forward(a, after="relu5") goes on
     probs = net.predict(x, batch_size=32)    # test time, in batches, numpy (N, K)
+    with net.streaming():                    # test-time forwards in two alternating output buffers
+        y = net.forward(x)                   # (predict does this); y is overwritten by the next forward
     with net.probe():                        # look inside (heat maps, saliency, trace): no weight grads
         g = net.backward(dy, top="fc8", bottom="relu5")
     acts = net.activations(x, ["conv5"])     # raw per-channel outputs, name -> (N, F, OH, OW)
@@ -46,6 +48,7 @@ class Net:
                 l.workspace = self.workspace
         # per-layer output buffers (layer name -> {role: flat array}), used only while reuse is on
         self._reuse, self._buffers = False, {}
+        self._slots = None  # the two output buffers while streaming() (test-time forwards), else None
 
     # -- access --------------------------------------------------------------------------------
     def __getitem__(self, name):
@@ -91,10 +94,56 @@ class Net:
         x = self.be.asarray(x, dtype=self.dtype) if not self.be.owns(x) else x
         lo, hi = self._span(after, upto)
         probing = self._probing
+        if self._slots is not None and not train and not probing:
+            return self._stream(x, self.layers[lo:hi])
         for l in self.layers[lo:hi]:
             # a probe keeps every layer's state but Dropout's, which is the identity at test time
             x = l.forward(x, train=train or (probing and l.kind != "Dropout"))
         return x
+
+    def _stream(self, x, layers):
+        """Test-time forward through `layers` with every output in one of the two slots (streaming()):
+        a layer writes into the slot that does not hold its input, so the output it overwrites is the
+        one of two layers below, which nothing reads any more."""
+        slots, xp = self._slots, self.be.xp
+        held = self._slot_of(x)
+        for l in layers:
+            kept = l.buffers
+            l.buffers = slots[1 if held == 0 else 0]
+            try:
+                x = l.forward(x, train=False)
+            finally:
+                l.buffers = kept
+            held = self._slot_of(x, xp)  # Dropout returns its input, Flatten a view of it: still that slot
+        return x
+
+    def _slot_of(self, a, xp=None):
+        """0 or 1: the streaming slot whose arrays `a` lies in, None when in neither (a fresh array, the input)."""
+        xp = xp or self.be.xp
+        for i, slot in enumerate(self._slots):
+            if any(xp.may_share_memory(a, buf) for buf in slot.values()):
+                return i
+        return None
+
+    @contextmanager
+    def streaming(self):
+        """Context for test-time forwards of many batches (predict does this): every layer writes its
+        output into one of two buffers kept for the whole context, the one its input is not in, so a
+        forward after the first allocates no activations and holds at most two at a time (fresh
+        arrays, the default, cost a page fault per page of every output on some machines: bench/RESULTS.md,
+        "Speed round 5"). What forward returns inside is overwritten by the next forward:
+        copy what you keep. Forwards with train=True and probes inside run as outside it."""
+        prev, prev_reuse = self._slots, self._reuse
+        self._slots = ({}, {})
+        self._reuse = False
+        self._attach_buffers()
+        try:
+            yield self
+        finally:
+            self._slots, self._reuse = prev, prev_reuse
+            if not prev_reuse:
+                self._buffers = {}
+            self._attach_buffers()
 
     def backward(self, dy, top=None, bottom=None, input_grad=True, start=None, on_layer_grads=None):
         """Run backward from the output of layer `top` (None: the last) down to the output of layer
@@ -229,9 +278,9 @@ class Net:
         """
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        # fresh arrays: every batch's output is kept. (Kept buffers hold every layer's output at
-        # once: more peak memory for little speed at test time; design.md, the workspace.)
-        with self.reusing_buffers(False):
+        # every batch's output is copied out, so the layers' outputs can live in two alternating
+        # buffers (streaming()): no activation allocated after the first batch, two held at a time
+        with self.streaming():
             return self._predict(x, batch_size, upto, softmax, to_input, progress)
 
     def _predict(self, x, batch_size, upto, softmax, to_input, progress):

@@ -54,10 +54,11 @@ def forward_probs(net, images, labels=None, batch_size=32, to_input=None):
         return net.predict(images, int(batch_size), to_input=to_input).astype(np.float64), None
     crit = SoftmaxCrossEntropy().to(net.be)
     probs, total = [], 0.0
-    for i in range(0, len(images), int(batch_size)):
-        logits = net.forward(to_input(images[i:i + batch_size]), train=False)  # (B, K)
-        total += crit.forward(logits, np.asarray(labels[i:i + batch_size])) * logits.shape[0]
-        probs.append(to_numpy(crit.probs))
+    with net.streaming():  # each batch's logits are read before the next forward overwrites them
+        for i in range(0, len(images), int(batch_size)):
+            logits = net.forward(to_input(images[i:i + batch_size]), train=False)  # (B, K)
+            total += crit.forward(logits, np.asarray(labels[i:i + batch_size])) * logits.shape[0]
+            probs.append(to_numpy(crit.probs))
     probs = np.concatenate(probs).astype(np.float64)  # (N, K)
     if not np.isfinite(probs).all():
         rows = np.flatnonzero(~np.isfinite(probs).all(axis=1))

@@ -59,6 +59,19 @@ def test_net_forward_and_every_gradient_match_the_cpu_backend(be, dtype):
         assert max_diff(grads_g[key], grads_c[key]) < tol, key
 
 
+def test_predict_streams_through_two_buffers_on_this_backend(be):
+    # net.predict runs its batches inside net.streaming(): each layer's output in the buffer its
+    # input is not in (be.xp.may_share_memory decides); the probabilities are the cpu tier's
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 3, 11, 11)).astype(np.float32)
+    cpu = models.build(SPEC, seed=1, weight_std=0.3)
+    gpu = models.build(SPEC, seed=1, weight_std=0.3).to(be)
+    want = cpu.predict(x, batch_size=2)
+    got = gpu.predict(x, batch_size=2)
+    assert max_diff(got, want) < TOL[np.float32]
+    assert gpu._slots is None and all(l.buffers is None for l in gpu)
+
+
 def test_input_on_the_wrong_device_names_layer_and_devices(be):
     net = models.build(SPEC, seed=1).to(be)
     if be.xp is np:  # the simulator computes on NumPy arrays: nothing is on a wrong device
