@@ -309,15 +309,32 @@ def test_streaming_forward_is_bit_identical_and_uses_two_slots_only():
             assert all(out is not None for _, _, out in writes)  # every output went to a slot
             assert np.shares_memory(y, net._slots[0]["y"]) or np.shares_memory(y, net._slots[1]["y"])
         assert slot_ids[1] == slot_ids[0] and slot_ids[2] == slot_ids[0]  # batches 2, 3 reuse every buffer
-        # the input of each layer is never in the buffer it writes
+        # the input of each layer is never in the buffer it writes, but a ReLU's: it rectifies the slot
+        # its input lies in, in place
         with net.streaming():
             a = x[:8]
+            relus = 0
             for l in net:
+                a_before = a.copy()
                 y = net.forward(a, after=None if l is net.layers[0] else net.layers[net.layers.index(l) - 1].name,
                                 upto=l.name)
-                if l.kind not in ("Dropout", "Flatten"):  # those two return their input (or a view of it)
+                if l.kind == "ReLU" and l is not net.layers[0]:
+                    assert y.ctypes.data == a.ctypes.data and y.shape == a.shape, l.name
+                    np.testing.assert_array_equal(y, np.maximum(a_before, 0))
+                    relus += 1
+                elif l.kind not in ("Dropout", "Flatten"):  # those two return their input (or a view of it)
                     assert not np.shares_memory(y, a), l.name
                 a = y
+            assert relus >= 2
+        # a ReLU given an array of the caller's (not in a slot) leaves it alone
+        with net.streaming():
+            relu = next(l for l in net if l.kind == "ReLU")
+            below = net.layers[net.layers.index(relu) - 1].name
+            a = net.forward(x[:4], upto=below).copy()
+            a_before = a.copy()
+            y = net.forward(a, after=below, upto=relu.name)
+            np.testing.assert_array_equal(a, a_before)
+            assert not np.shares_memory(y, a)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
     assert net._slots is None and all(l.buffers is None for l in net)

@@ -27,6 +27,15 @@ from rawcnn.engine import conv_algo
 from rawcnn.engine.layers import Linear, WeightInit
 
 
+def _starts(a, buf):
+    """True when `a` is the C-contiguous view that Layer.buffer gives of the flat buffer `buf` (the same
+    first element): a layer that asks for `buf` again gets `a` itself."""
+    if buf is None or a.dtype != buf.dtype or a.size > buf.size or not a.flags.c_contiguous:
+        return False
+    address = lambda v: v.data.ptr if hasattr(v.data, "ptr") else v.__array_interface__["data"][0]  # noqa: E731
+    return address(a) == address(buf)
+
+
 class Net:
     def __init__(self, layers, spec=None, input_shape=None):
         names = [l.name for l in layers]
@@ -104,12 +113,15 @@ class Net:
     def _stream(self, x, layers):
         """Test-time forward through `layers` with every output in one of the two slots (streaming()):
         a layer writes into the slot that does not hold its input, so the output it overwrites is the
-        one of two layers below, which nothing reads any more."""
+        one of two layers below, which nothing reads any more. A ReLU whose input is the y a layer
+        below wrote into a slot rectifies it there, in place (as training's reuse does, _attach_buffers):
+        nothing reads that output again, and one pass over memory is saved."""
         slots, xp = self._slots, self.be.xp
         held = self._slot_of(x)
         for l in layers:
             kept = l.buffers
-            l.buffers = slots[1 if held == 0 else 0]
+            in_place = l.kind == "ReLU" and held is not None and _starts(x, slots[held].get("y"))
+            l.buffers = slots[held if in_place else (1 if held == 0 else 0)]
             try:
                 x = l.forward(x, train=False)
             finally:
