@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from rawcnn.app.options import RECIPE_FIELDS, RECIPE_NAMES, flag
+from rawcnn.app.options import RECIPE_FIELDS, RECIPE_NAMES, choose_denormals, flag
 
 DEVICES = click.Choice(["auto", "cpu", "cuda", "cudasim"])
 
@@ -158,8 +158,17 @@ def _out(help=None, *, folder=False, default=None, optional=False):
 
 @click.group(cls=_Guarded, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rawcnn")
-def main():
+@click.option("--flush-denormals/--keep-denormals", default=None,
+              help="Flush subnormal floats (below 1.2e-38 in float32) to zero in the CPU kernels, or keep them. "
+              "Default: flush, or what RAWCNN_FLUSH_DENORMALS (1 or 0) says. On Intel CPUs every operation on a "
+              "subnormal costs ~100 cycles, and a saturated loss makes a whole backward pass subnormal "
+              "(kernels/cpu/denormals.py).")
+def main(flush_denormals):
     """rawcnn: a from-scratch CNN engine with hand-written forward and backward passes."""
+    try:
+        choose_denormals(flush_denormals)
+    except ValueError as e:
+        _fail(e)
 
 
 @main.command()

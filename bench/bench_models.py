@@ -35,7 +35,11 @@ takes its header from a child. The children are:
             PyTorch: timestamps from forward and backward module hooks).
 rawcnn's forward runs inside net.streaming(), as net.predict() runs each batch after its first (the
 outputs in two alternating buffers; builds before 2026-12-07 allocated fresh arrays every forward);
-its training step inside net.reuse_buffers(True), as train() runs it.
+its training step inside net.reuse_buffers(True), as train() runs it. Subnormal floats are flushed to
+zero in both frameworks (--denormals flush, the default: rawcnn's command line and train() flush them,
+kernels/cpu/denormals.py; PyTorch by torch.set_flush_denormal(True)); --denormals keep keeps them in both.
+Builds before 2026-12-07 kept them (a VGG16 training step on an Intel core then took 16-18 s whenever
+the random labels saturated the loss).
 The PyTorch child uses torch.set_num_threads(threads), torch.no_grad() for forward, and
 loss.backward() + torch.optim.SGD(momentum=0.9, weight_decay=5e-4).step() for training. rawcnn
 children run with the environment as it is and with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset
@@ -366,6 +370,10 @@ def _profile_torch(model, x, labels, fwd, bwd, wait_idle):
 
 def child_main(args):
     common.setup_threads(args.threads)
+    if args.framework == "torch":  # the parent's --denormals, as rawcnn's children get it from the variable
+        torch = common.try_import_torch()
+        if torch is not None:
+            torch.set_flush_denormal(os.environ.get(DENORMALS_ENV) == "1")
     spec = BENCHES.get(args.bench)
     if args.child == "info":
         torch = common.try_import_torch() if args.framework == "torch" else None
@@ -403,6 +411,7 @@ def run_child(kind, bench, framework, threads, env, wait_idle=0):
     return result[0], usage.ru_maxrss / 1024, other
 
 
+DENORMALS_ENV = "RAWCNN_FLUSH_DENORMALS"  # kernels/cpu/denormals.py applies it when the CPU tier is imported
 HEAP_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2 ** 40)}
 
 
@@ -507,6 +516,8 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="append the rows as JSON lines to this file")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
                     help="before each timing wait up to S seconds for other processes to leave the CPUs")
+    ap.add_argument("--denormals", default="flush", choices=("flush", "keep"),
+                    help="subnormal floats flushed to zero in both frameworks (as `rawcnn` and train() run), or kept")
     ap.add_argument("--child", choices=("info", "time", "check", "profile"), help=argparse.SUPPRESS)
     ap.add_argument("--bench", help=argparse.SUPPRESS)
     ap.add_argument("--framework", choices=("rawcnn", "torch"), help=argparse.SUPPRESS)
@@ -516,11 +527,14 @@ def main(argv=None):
     # the parent imports neither numpy nor torch: a child's ru_maxrss starts at the parent's peak
     # RSS (Linux copies it at exec), so the parent must stay small; the header comes from a child
     common.setup_threads(args.threads)
+    os.environ[DENORMALS_ENV] = "1" if args.denormals == "flush" else "0"  # every child inherits it
     info, _, lines = run_child("info", None, "rawcnn" if args.no_torch else "torch", args.threads, dict(os.environ))
     torch_ok = info["torch"]
     print("== rawcnn model benchmarks" + (" (profile)" if args.profile else "") + " ==")
     for line in lines:
         print(line)
+    print(f"subnormal floats: {'flushed to zero' if args.denormals == 'flush' else 'kept'} in both frameworks "
+          f"({DENORMALS_ENV}={os.environ[DENORMALS_ENV]}; torch.set_flush_denormal({args.denormals == 'flush'}))")
     print("vs torch = torch seconds / rawcnn seconds (> 1: rawcnn faster); peak RSS = ru_maxrss of the "
           "benchmark's own process; during steps = VmHWM over the timed steps only")
     if args.profile:

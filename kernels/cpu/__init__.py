@@ -14,6 +14,9 @@ first start. So the variable is set just for that moment and removed again (othe
 libraries loaded later, e.g. PyTorch's own libgomp, keep their defaults). A user who sets
 OMP_WAIT_POLICY or GOMP_SPINCOUNT keeps that setting; a process whose Numba threads were started
 before this import keeps the default (nothing can change it then). Results do not depend on it.
+
+It also applies RAWCNN_FLUSH_DENORMALS when the variable is set (kernels/cpu/denormals.py: the command
+line sets it; "1" flushes subnormal floats to zero in every thread of the tier, "0" keeps them).
 """
 import os
 
@@ -32,3 +35,7 @@ def _start_threads_without_spinning():
 
 
 _start_threads_without_spinning()
+
+from kernels.cpu.denormals import apply_environment  # noqa: E402  (after the threads start: it runs a parallel loop)
+
+apply_environment()

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy  # noqa: F401  (loads NumPy's BLAS before the library maps are read)
 
+from kernels.cpu.denormals import apply_in_this_thread
+
 # (set, get) symbol pairs: NumPy's wheels ship scipy-openblas with prefixed 64-bit-int symbols
 SYMBOLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
            ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
@@ -124,6 +126,7 @@ def run_jobs(fn, jobs, threads=None):
         failed = []
 
         def worker(index):
+            apply_in_this_thread()  # flush subnormals or not, as flush_denormals last chose (kernels/cpu/denormals.py)
             while not failed:
                 with lock:
                     job = next(queue, None)

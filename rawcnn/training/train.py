@@ -56,6 +56,7 @@ import numpy as np
 from tqdm import tqdm
 
 from kernels import get_backend
+from kernels.cpu import denormals
 from rawcnn.data.preprocessing import Preprocessing
 from rawcnn.engine.checkpoint import (
     TrainingState,
@@ -571,9 +572,13 @@ def train(net, data, recipe, run, *, augment=None, preprocessing=None, on_batch=
     else:
         _start_afresh(tr, run)
     split = f" in {tr.micro.M} micro-batches" if tr.micro else ""
+    flushed = ""
+    if net.be.name == "cpu":  # subnormal gradients cost Intel cores ~100 cycles an operation (kernels/cpu/denormals.py)
+        denormals.flush_by_default()
+        flushed = ", subnormal floats flushed to zero" if denormals.flushing() else ""
     run.log(f"training on {net.be.device}: {tr.train_split.y.size} train / {tr.val_split.y.size} validation "
             f"images, batch {tr.batch_size}{split}, {tr.opt!r}, plateau patience {recipe.patience}, at most "
-            f"{recipe.max_drops} drops, epochs {tr.epoch + 1}..{epochs}")
+            f"{recipe.max_drops} drops, epochs {tr.epoch + 1}..{epochs}{flushed}")
     with blas_pinned(net.be.name == "cpu" and run.deterministic, log=run.log), tr.dist.deferred_interrupts(), \
             net.reusing_buffers(), _quiet_float_errors():  # buffers kept: no per-step allocation
         status, reason = _loop(tr, epochs)
