@@ -34,7 +34,8 @@ takes its header from a child. The children are:
     profile per-layer times inside the real custom training step (rawcnn: layer by layer;
             PyTorch: timestamps from forward and backward module hooks).
 rawcnn's forward runs inside net.streaming(), as net.predict() runs each batch after its first (the
-outputs in two alternating buffers; builds before 2026-12-07 allocated fresh arrays every forward);
+outputs in two alternating buffers; builds before cd31d67, 2026-12-07 afternoon, but 1c2f925 allocated fresh
+arrays every forward);
 its training step inside net.reuse_buffers(True), as train() runs it. Subnormal floats are flushed to
 zero in both frameworks (--denormals flush, the default: rawcnn's command line and train() flush them,
 kernels/cpu/denormals.py; PyTorch by torch.set_flush_denormal(True)); --denormals keep keeps them in both.
