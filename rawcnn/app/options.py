@@ -21,7 +21,9 @@ def choose_denormals(flush):
     """rawcnn --flush-denormals/--keep-denormals: flush (True), keep (False) or, None, the environment's
     RAWCNN_FLUSH_DENORMALS when set and else flush. Put into that variable, which the CPU tier applies when it
     is imported (commands import it after this runs: `rawcnn --help` stays quick); in a process that loaded
-    the tier already (a test, a notebook calling main) applied at once."""
+    the tier already (a test, a notebook calling main) applied at once. The variable's name and its check
+    repeat kernels/cpu/denormals.py's (ENV, apply_environment) on purpose: importing that module here would
+    load NumPy and Numba before every command, `--help` included."""
     if flush is not None or DENORMALS_ENV not in os.environ:
         os.environ[DENORMALS_ENV] = "0" if flush is False else "1"
     if os.environ[DENORMALS_ENV] not in ("0", "1"):
