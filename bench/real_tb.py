@@ -2,7 +2,7 @@
 set the recipe never saw.
 
     RAWCNN_SHENZHEN=/path/to/pngs python bench/real_tb.py --out real-tb [--mc /path/to/mc/pngs]
-        [--dadb /path/to/da+db] [--tbx11k /path/to/tbx11k/tb/pngs]
+        [--dadb /path/to/da+db] [--tbx11k /path/to/tbx11k/tb/pngs] [--masked /path/to/data]
 
 Source (not shipped: fetch it yourself): the Shenzhen Hospital TB set (Jaeger et al., "Two public
 chest X-ray datasets for computer-aided screening of pulmonary diseases", Quant Imaging Med Surg
@@ -26,6 +26,16 @@ What it writes under --out:
                            (tb####.png, 512 px; Liu et al., CVPR 2020, CC BY-NC-SA) with DA+DB's
                            normal images as the second class a set needs: the set whose TB images
                            bench/lesion_boxes.py scores heat maps on, with TBX11K's boxes
+    montgomery/{CXR_png,masks}/, montgomery128.h5   with --masked: the whole Montgomery County set (138:
+                           80 normal, 58 TB) with its lung masks, one file for both lungs, from a folder
+                           holding cxr/MCUCXR_####_L.png and masks/MCUCXR_####_L.png (512 px copies, e.g.
+                           github rochadiego/MultiResUNet-lung-segmentation's data/), prepared the README's
+                           way: `rawcnn data prepare montgomery --input-size 128` (ROI from the masks)
+    sz566/{CXR_png,mask}/, sz566_128.h5   with --masked: the 566 Shenzhen images of the same folder that
+                           have masks (all 188 development images among them; none of Montgomery's)
+    devm/{CXR_png,mask}/, devm128.h5, devm128_mo.h5   with --masked: the development images (the copies
+                           --shenzhen gave) that have a mask there, with it: ROI from the masks, and the
+                           same with --mask-outside (zero outside the lungs)
 The split draws from the files in the order of their full paths, so point --shenzhen (and --mc) at
 the mirror's mc+shenzhen folder, with its train/ and val/ inside, to get the recorded sets again
 (checked: the same dev128.h5 and confirm128.h5 to the byte of every image; the 290 files in one
@@ -78,6 +88,9 @@ def main(argv=None):
     ap.add_argument("--dadb", default=None, help="Folder holding DA/DB's n*, nx*, p*, px* images (a second "
                     "confirmation set).")
     ap.add_argument("--tbx11k", default=None, help="Folder holding TBX11K's tb####.png (needs --dadb).")
+    ap.add_argument("--masked", default=None, help="Folder holding cxr/ and masks/ with MCUCXR_####_L.png and "
+                    "CHNCXR_####_L.png images and lung masks of the same names (the Montgomery set, and masks for "
+                    "the Shenzhen images).")
     ap.add_argument("--out", required=True)
     ap.add_argument("--dev-fraction", type=float, default=0.65)
     ap.add_argument("--seed", type=int, default=0)
@@ -116,6 +129,42 @@ def main(argv=None):
             subprocess.run([sys.executable, "-m", "cli", "data", "prepare", os.path.join(a.out, name), "--out", h5,
                             "--input-size", str(a.input_size), "--roi", "locator", "--classes", "normal,tb"],
                            check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if a.masked:
+        masked_sets(a, dev)
+
+
+def nlm_tree(root, pairs, mask_folder, mask_suffix):
+    """root/CXR_png/<name> and root/<mask_folder>/<stem><mask_suffix>.png from [(image, mask)] (copies)."""
+    for image, mask in pairs:
+        stem = os.path.splitext(os.path.basename(image))[0]
+        for src, dst in ((image, os.path.join(root, "CXR_png", stem + ".png")),
+                         (mask, os.path.join(root, mask_folder, stem + mask_suffix + ".png"))):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            if not os.path.lexists(dst):
+                shutil.copyfile(src, dst)
+
+
+def masked_sets(a, dev):
+    """The Montgomery set with masks, the 566 masked Shenzhen images, and the masked development images."""
+    cxr, masks = os.path.join(a.masked, "cxr"), os.path.join(a.masked, "masks")
+    have = {os.path.basename(p): p for p in glob.glob(os.path.join(masks, "*.png")) if NAME.match(os.path.basename(p))}
+    images = {os.path.basename(p): p for p in glob.glob(os.path.join(cxr, "*.png")) if os.path.basename(p) in have}
+    mc = sorted(n for n in images if n.startswith("MCUCXR"))
+    sz = sorted(n for n in images if n.startswith("CHNCXR"))
+    dev_masked = sorted((p, have[os.path.basename(p)]) for p, _ in dev if os.path.basename(p) in have)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    jobs = [("montgomery", [(images[n], have[n]) for n in mc], "masks", "", [("montgomery", [])]),
+            ("sz566", [(images[n], have[n]) for n in sz], "mask", "_mask", [("sz566_", [])]),
+            ("devm", dev_masked, "mask", "_mask", [("devm", []), ("devm", ["--mask-outside"])])]
+    for name, pairs, mask_folder, suffix, preps in jobs:
+        nlm_tree(os.path.join(a.out, name), pairs, mask_folder, suffix)
+        n1 = sum(int(NAME.match(os.path.basename(p)).group(3)) for p, _ in pairs)
+        print(f"{name}: {len(pairs)} images with masks ({len(pairs) - n1} normal, {n1} TB)")
+        for stem, extra in preps:
+            h5 = os.path.join(a.out, f"{stem}{a.input_size}{'_mo' if extra else ''}.h5")
+            if not os.path.exists(h5):
+                subprocess.run([sys.executable, "-m", "cli", "data", "prepare", os.path.join(a.out, name), "--out",
+                                h5, "--input-size", str(a.input_size), *extra], check=True, cwd=root)
 
 
 if __name__ == "__main__":

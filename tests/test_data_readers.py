@@ -125,6 +125,21 @@ def test_shenzhen_with_masks_folder(tmp_path):
         read_montgomery(tmp_path)  # Shenzhen names do not parse as Montgomery ones
 
 
+def test_montgomery_with_one_mask_file_for_both_lungs(tmp_path):
+    """Redistributed Montgomery copies ship one mask per image (both lungs) in masks/: the reader takes it,
+    and the NLM leftMask/rightMask pair wins when both exist."""
+    png(tmp_path / "CXR_png/MCUCXR_0001_0.png", gray(1))
+    png(tmp_path / "CXR_png/MCUCXR_0002_1.png", gray(2))
+    png(tmp_path / "masks/MCUCXR_0001_0.png", (gray(3) > 100).astype(np.uint8) * 255)
+    png(tmp_path / "masks/MCUCXR_0002_1.png", (gray(4) > 100).astype(np.uint8) * 255)
+    png(tmp_path / "ManualMask/leftMask/MCUCXR_0002_1.png", (gray(5) > 100).astype(np.uint8) * 255)
+    records = read_montgomery(tmp_path)
+    assert records[0].lung_masks == (tmp_path / "masks/MCUCXR_0001_0.png",)
+    assert records[1].lung_masks == (tmp_path / "ManualMask/leftMask/MCUCXR_0002_1.png",)
+    m = load_mask(records[0].lung_masks, (16, 20))
+    assert np.array_equal(m, (gray(3) > 100).astype(np.uint8))
+
+
 def test_folder_per_class(tmp_path):
     for cls, n in (("normal", 2), ("abnormal", 3)):
         for i in range(n):

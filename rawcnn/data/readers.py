@@ -9,6 +9,8 @@ Layouts (what the readers look for)
     Montgomery  root/CXR_png/MCUCXR_####_L.png           L = 0 normal, 1 abnormal (tuberculosis)
                 root/ManualMask/leftMask/MCUCXR_####_L.png   patient's left lung (image right)
                 root/ManualMask/rightMask/MCUCXR_####_L.png  patient's right lung (image left)
+                root/mask/MCUCXR_####_L[_mask].png           or one file with both lungs (also masks/),
+                                                             as redistributed copies ship it
                 root/ClinicalReadings/MCUCXR_####_L.txt      "Patient's Sex: F", "Patient's Age: 041Y",
                                                              then the finding ("normal" or a description)
                 root/LesionMask/MCUCXR_####_L.png            rawcnn's extension (synthetic sets)
@@ -95,22 +97,33 @@ def _image_files(folder):
                   if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
 
 
-def _montgomery_masks(root, stem):
-    """(leftMask, rightMask) files that exist for `stem`, or None."""
+def _pair_masks(root, stem):
+    """(leftMask, rightMask) files that exist for `stem` under root/ManualMask, or None."""
     candidates = (root / "ManualMask" / "leftMask" / f"{stem}.png",
                   root / "ManualMask" / "rightMask" / f"{stem}.png")
     found = tuple(p for p in candidates if p.is_file())
     return found or None
 
 
-def _shenzhen_masks(root, stem):
-    """The first lung-mask file found for `stem` (mask/ or masks/, '_mask' suffix or not), or None."""
+def _single_mask(root, stem):
+    """The first one-file lung mask found for `stem` (mask/ or masks/, '_mask' suffix or not), or None."""
     for folder in ("mask", "masks"):
         for name in (f"{stem}_mask.png", f"{stem}.png"):
             p = root / folder / name
             if p.is_file():
                 return (p,)
-    return _montgomery_masks(root, stem)
+    return None
+
+
+def _montgomery_masks(root, stem):
+    """NLM's leftMask/rightMask pair; else one file holding both lungs, as redistributed copies of the set
+    often ship it (mask/ or masks/); or None."""
+    return _pair_masks(root, stem) or _single_mask(root, stem)
+
+
+def _shenzhen_masks(root, stem):
+    """One lung-mask file (mask/ or masks/, '_mask' suffix or not); else a Montgomery-style pair; or None."""
+    return _single_mask(root, stem) or _pair_masks(root, stem)
 
 
 def _nlm_record(path, root, prefix, find_masks):
