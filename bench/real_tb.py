@@ -33,6 +33,9 @@ What it writes under --out:
                            way: `rawcnn data prepare montgomery --input-size 128` (ROI from the masks)
     sz566/{CXR_png,mask}/, sz566_128.h5   with --masked: the 566 Shenzhen images of the same folder that
                            have masks (all 188 development images among them; none of Montgomery's)
+    sznew/{CXR_png,mask}/, sznew128.h5   with --masked: those of the 566 that are not among --shenzhen's
+                           copies (322 with the mirrors above: 142 normal, 180 TB), a Shenzhen set no
+                           recipe was chosen on
     devm/{CXR_png,mask}/, devm128.h5, devm128_mo.h5   with --masked: the development images (the copies
                            --shenzhen gave) that have a mask there, with it: ROI from the masks, and the
                            same with --mask-outside (zero outside the lungs)
@@ -151,10 +154,12 @@ def masked_sets(a, dev):
     images = {os.path.basename(p): p for p in glob.glob(os.path.join(cxr, "*.png")) if os.path.basename(p) in have}
     mc = sorted(n for n in images if n.startswith("MCUCXR"))
     sz = sorted(n for n in images if n.startswith("CHNCXR"))
+    ours = {os.path.basename(p) for p, _ in labelled(a.shenzhen)}
     dev_masked = sorted((p, have[os.path.basename(p)]) for p, _ in dev if os.path.basename(p) in have)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     jobs = [("montgomery", [(images[n], have[n]) for n in mc], "masks", "", [("montgomery", [])]),
             ("sz566", [(images[n], have[n]) for n in sz], "mask", "_mask", [("sz566_", [])]),
+            ("sznew", [(images[n], have[n]) for n in sz if n not in ours], "mask", "_mask", [("sznew", [])]),
             ("devm", dev_masked, "mask", "_mask", [("devm", []), ("devm", ["--mask-outside"])])]
     for name, pairs, mask_folder, suffix, preps in jobs:
         nlm_tree(os.path.join(a.out, name), pairs, mask_folder, suffix)
