@@ -446,9 +446,14 @@ def train(device, procs, conv_algo, **opts):
 @click.option("--save-ensemble", is_flag=True,
               help="Also write OUT/ensemble.json naming the k fold models (fold_<k>/best.h5): the mean of their "
                    "probabilities as one predictor, which predict and evaluate take in place of a checkpoint.")
-@_out("Folder: fold_<k>/ runs, oof.csv, cv.json, cv_roc.png.", folder=True)
+@click.option("--repeats", type=Finite(1, 100, integer=True), default=1, show_default=True,
+              help="Cross-validate this many times, with seeds SEED .. SEED+R-1 (other folds and inits), into "
+                   "OUT/repeat_<r>/, then summarise: the mean and sd of the per-fold means, and the pooled AUC "
+                   "of each image's probability averaged over the R runs (repeats.json, oof_mean.csv).")
+@_out("Folder: fold_<k>/ runs, oof.csv, cv.json, cv_roc.png (with --repeats: one repeat_<r>/ of them each, "
+      "repeats.json, oof_mean.csv).", folder=True)
 @_recipe_options(help="Named settings; the flags below override single values.")
-@_seed("Fold assignment, init, shuffling.")
+@_seed("Fold assignment, init, shuffling (the first repeat's).")
 @_device
 def cv(device, **opts):
     """Stratified k-fold cross-validation of a training recipe: per-fold and pooled out-of-fold metrics."""
@@ -458,8 +463,8 @@ def cv(device, **opts):
         rep = app_cv.cv_command(opts, device=be.name, log=click.echo)
     except (ValueError, KeyError) as e:
         _fail(e)
-    click.echo(f"wrote {rep['paths']['oof']}, {rep['paths']['json']}, {rep['paths']['roc']}"
-               + (f", {rep['paths']['ensemble']}" if rep["paths"].get("ensemble") else ""))
+    wrote = [rep["paths"][k] for k in ("oof", "oof_mean", "json", "roc", "ensemble") if rep["paths"].get(k)]
+    click.echo(f"wrote {', '.join(wrote)}")
 
 
 @main.command()

@@ -347,3 +347,38 @@ def test_cv_init_from_starts_every_fold_from_the_checkpoint(tmp_path, tiny_conv_
     r = run.invoke(main, [str(a) for a in args + ["--init-from", str(tmp_path / "pre48.h5"), "--out",
                                                    str(tmp_path / "cv48")]])
     assert r.exit_code == 1 and "takes 3x48x48 input, the data set holds 3x32x32" in r.output, r.output
+
+
+def test_cv_repeats_summarise_runs_with_successive_seeds(tmp_path, tiny_conv_pool_spec):
+    """--repeats 2: two whole cross-validations (seeds 3 and 4) in repeat_1/, repeat_2/; the summary's figures
+    recomputed here from their cv.json and oof.csv files, the seed-averaged AUC by scikit-learn."""
+    from sklearn.metrics import roc_auc_score
+    run = _tiny_set(tmp_path, tiny_conv_pool_spec, 24, 5)
+    args = ["cv", "--data", str(tmp_path / "set.h5"), "--folds", 2, "--model", str(tmp_path / "tiny.json"),
+            "--out", str(tmp_path / "cv"), "--epochs", 1, "--batch-size", 8, "--seed", 3, "--repeats", 2,
+            "--save-ensemble"]
+    r = run.invoke(main, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    reps = [json.loads((tmp_path / "cv" / f"repeat_{i}" / "cv.json").read_text()) for i in (1, 2)]
+    assert [rep["seed"] for rep in reps] == [3, 4]
+    oofs = []
+    for i in (1, 2):
+        with open(tmp_path / "cv" / f"repeat_{i}" / "oof.csv") as fh:
+            oofs.append({row["name"]: (int(row["label"]), float(row["p_abnormal"])) for row in csv.DictReader(fh)})
+    assert set(oofs[0]) == set(oofs[1]) and len(oofs[0]) == 24
+    names = sorted(oofs[0])
+    y = np.array([oofs[0][n][0] for n in names])
+    p = np.array([(oofs[0][n][1] + oofs[1][n][1]) / 2 for n in names])
+    s = json.loads((tmp_path / "cv" / "repeats.json").read_text())
+    means = [rep["auc_mean"] for rep in reps]
+    assert s["auc_mean_of_means"] == pytest.approx(np.mean(means), abs=1e-12)
+    assert s["auc_sd_of_means"] == pytest.approx(np.std(means, ddof=1), abs=1e-12)
+    assert s["seed_averaged"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-5)
+    with open(tmp_path / "cv" / "oof_mean.csv") as fh:
+        got = {row["name"]: float(row["p_abnormal"]) for row in csv.DictReader(fh)}
+    assert np.allclose([got[n] for n in names], p, atol=1e-6)
+    assert "seed-averaged out-of-fold (24 images, each averaged over 2 models" in r.output
+    from rawcnn.training.ensemble import read_ensemble
+    members = read_ensemble(tmp_path / "cv" / "ensemble.json")
+    assert [m.split("/")[-3:-1] for m in members] == [["repeat_1", "fold_1"], ["repeat_1", "fold_2"],
+                                                       ["repeat_2", "fold_1"], ["repeat_2", "fold_2"]]

@@ -19,6 +19,13 @@ AUC by whole tenths). Procedure:
 
 Files in out_dir: fold_<f>/ (each fold's training run), oof.csv (name, patient, fold, label,
 p_abnormal), cv.json (the report), cv_roc.png.
+
+Repeated cross-validation (`rawcnn cv --repeats R`, summarise_repeats): on a hundred-odd images the
+per-fold mean moves by up to 0.05 with the seed alone (bench/RESULTS.md, "Real radiographs, round 5"),
+so a recipe is judged over R runs with seeds SEED .. SEED + R - 1 (other folds, other inits). The
+summary gives the mean and sd of the R per-fold means, and the seed-averaged out-of-fold prediction:
+each image's probabilities averaged over the R runs, every one of them from a fold model that never
+trained on that image, so its pooled AUC is an honest estimate for the R x k models averaged.
 """
 import csv
 import dataclasses
@@ -223,3 +230,57 @@ def format_report(rep):
                  f"sensitivity {f(p['sensitivity'])}, specificity {f(p['specificity'])}")
     lines.append(f"per-fold AUC {f(rep['auc_mean'])} +- {f(rep['auc_sd'])} (mean +- sd over {rep['k']} folds)")
     return lines
+
+
+def summarise_repeats(reports, out_dir, log=print):
+    """The summary of R cross-validations of one set (cross_validate's reports, R >= 2): repeats.json and
+    oof_mean.csv in out_dir (through temporary files), its lines logged. Returns the summary dict.
+
+    Each report's oof.csv is read back (every run covers the same N images, in the same order); the
+    seed-averaged prediction is their mean P(abnormal) per image.
+    """
+    runs = []
+    for rep in reports:
+        with open(rep["paths"]["oof"], newline="") as fh:
+            runs.append(list(csv.DictReader(fh)))
+    names = [row["name"] for row in runs[0]]
+    if any([row["name"] for row in r] != names for r in runs[1:]):
+        raise ValueError("rawcnn cv --repeats: the runs' oof.csv files list different images")
+    y = np.array([int(row["label"]) for row in runs[0]])  # (N,)
+    p = np.mean([[float(row["p_abnormal"]) for row in r] for r in runs], axis=0)  # (N,) seed-averaged
+    groups = None if not reports[0]["patient_wise"] else np.array([row["patient"] for row in runs[0]])
+    means = np.array([rep["auc_mean"] for rep in reports], dtype=np.float64)  # (R,) per-fold means
+    pooled = _metrics(y, p)
+    pooled["auc_ci95"] = list(bootstrap_auc_ci(y, p, groups, n_boot=N_BOOT, level=0.95, seed=reports[0]["seed"]))
+    summary = {"repeats": [{"seed": rep["seed"], "auc_mean": rep["auc_mean"], "auc_sd": rep["auc_sd"],
+                            "pooled_auc": rep["pooled"]["auc"], "json": rep["paths"]["json"]} for rep in reports],
+               "auc_mean_of_means": float(np.nanmean(means)),
+               "auc_sd_of_means": float(np.nanstd(means, ddof=1)),
+               "pooled_auc_mean": float(np.nanmean([rep["pooled"]["auc"] for rep in reports])),
+               "seed_averaged": pooled, "k": reports[0]["k"]}
+    paths = {"oof_mean": os.path.join(out_dir, "oof_mean.csv"), "json": os.path.join(out_dir, "repeats.json")}
+    with atomic_open(paths["oof_mean"], "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name", "patient", "label", "p_abnormal"])
+        for i, row in enumerate(runs[0]):
+            w.writerow([row["name"], row["patient"], int(y[i]), f"{p[i]:.6f}"])
+    summary["paths"] = paths
+    with atomic_open(paths["json"], "w") as fh:
+        json.dump(finite_or_null(summary), fh, indent=1)
+    for line in format_repeats(summary):
+        log(line)
+    return summary
+
+
+def format_repeats(summary):
+    """The summary of repeated cross-validations, as text lines."""
+    r = len(summary["repeats"])
+    seeds = ", ".join(str(x["seed"]) for x in summary["repeats"])
+    each = ", ".join(f"{x['auc_mean']:.3f}" for x in summary["repeats"])
+    sa = summary["seed_averaged"]
+    lo, hi = sa["auc_ci95"]
+    return [f"{r} cross-validations (seeds {seeds}): per-fold AUC means {each}",
+            f"per-fold AUC {summary['auc_mean_of_means']:.3f} +- {summary['auc_sd_of_means']:.3f} (mean +- sd of "
+            f"the {r} means); pooled out-of-fold AUC {summary['pooled_auc_mean']:.3f} (mean of the {r})",
+            f"seed-averaged out-of-fold ({sa['n']} images, each averaged over {r} models that never trained on it): "
+            f"AUC {sa['auc']:.3f} (95 % bootstrap interval {lo:.3f}-{hi:.3f}), accuracy {sa['accuracy']:.3f}"]
