@@ -127,13 +127,18 @@ def main(argv=None):
         link_tree(os.path.join(a.out, name), items)
         n1 = sum(y for _, y in items)
         print(f"{name}: {len(items)} images ({len(items) - n1} normal, {n1} TB)")
-        h5 = os.path.join(a.out, f"{name}{a.input_size}.h5")
-        if not os.path.exists(h5):
-            subprocess.run([sys.executable, "-m", "cli", "data", "prepare", os.path.join(a.out, name), "--out", h5,
-                            "--input-size", str(a.input_size), "--roi", "locator", "--classes", "normal,tb"],
-                           check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        prepare(os.path.join(a.out, name), os.path.join(a.out, f"{name}{a.input_size}.h5"), a.input_size,
+                "--roi", "locator", "--classes", "normal,tb")
     if a.masked:
         masked_sets(a, dev)
+
+
+def prepare(folder, h5, input_size, *flags):
+    """`rawcnn data prepare folder --out h5 --input-size S flags...`, unless h5 exists already."""
+    if not os.path.exists(h5):
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        subprocess.run([sys.executable, "-m", "cli", "data", "prepare", folder, "--out", h5, "--input-size",
+                        str(input_size), *flags], check=True, cwd=repo)
 
 
 def nlm_tree(root, pairs, mask_folder, mask_suffix):
@@ -156,21 +161,17 @@ def masked_sets(a, dev):
     sz = sorted(n for n in images if n.startswith("CHNCXR"))
     ours = {os.path.basename(p) for p, _ in labelled(a.shenzhen)}
     dev_masked = sorted((p, have[os.path.basename(p)]) for p, _ in dev if os.path.basename(p) in have)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    jobs = [("montgomery", [(images[n], have[n]) for n in mc], "masks", "", [("montgomery", [])]),
-            ("sz566", [(images[n], have[n]) for n in sz], "mask", "_mask", [("sz566_", [])]),
-            ("sznew", [(images[n], have[n]) for n in sz if n not in ours], "mask", "_mask", [("sznew", [])]),
-            ("devm", dev_masked, "mask", "_mask", [("devm", []), ("devm", ["--mask-outside"])])]
-    for name, pairs, mask_folder, suffix, preps in jobs:
+    size = a.input_size
+    jobs = [("montgomery", [(images[n], have[n]) for n in mc], "masks", "", [(f"montgomery{size}.h5", ())]),
+            ("sz566", [(images[n], have[n]) for n in sz], "mask", "_mask", [(f"sz566_{size}.h5", ())]),
+            ("sznew", [(images[n], have[n]) for n in sz if n not in ours], "mask", "_mask", [(f"sznew{size}.h5", ())]),
+            ("devm", dev_masked, "mask", "_mask", [(f"devm{size}.h5", ()), (f"devm{size}_mo.h5", ("--mask-outside",))])]
+    for name, pairs, mask_folder, suffix, outputs in jobs:
         nlm_tree(os.path.join(a.out, name), pairs, mask_folder, suffix)
         n1 = sum(int(NAME.match(os.path.basename(p)).group(3)) for p, _ in pairs)
         print(f"{name}: {len(pairs)} images with masks ({len(pairs) - n1} normal, {n1} TB)")
-        for stem, extra in preps:
-            h5 = os.path.join(a.out, f"{stem}{a.input_size}{'_mo' if extra else ''}.h5")
-            if not os.path.exists(h5):
-                subprocess.run([sys.executable, "-m", "cli", "data", "prepare", os.path.join(a.out, name), "--out",
-                                h5, "--input-size", str(a.input_size), *extra], check=True, cwd=root)
-
+        for h5, flags in outputs:
+            prepare(os.path.join(a.out, name), os.path.join(a.out, h5), size, *flags)
 
 if __name__ == "__main__":
     main()
