@@ -450,6 +450,10 @@ def train(device, procs, conv_algo, **opts):
               help="Cross-validate this many times, with seeds SEED .. SEED+R-1 (other folds and inits), into "
                    "OUT/repeat_<r>/, then summarise: the mean and sd of the per-fold means, and the pooled AUC "
                    "of each image's probability averaged over the R runs (repeats.json, oof_mean.csv).")
+@click.option("--threshold-rule", default="youden", show_default=True,
+              help="How each fold's decision threshold is chosen on its validation part, then applied to its test "
+                   "fold: youden (max sensitivity + specificity - 1), sensitivity=S (the highest threshold reaching "
+                   "sensitivity S there, e.g. sensitivity=0.9) or specificity=S. cv reports 0.5 and this.")
 @_out("Folder: fold_<k>/ runs, oof.csv, cv.json, cv_roc.png (with --repeats: one repeat_<r>/ of them each, "
       "repeats.json, oof_mean.csv).", folder=True)
 @_recipe_options(help="Named settings; the flags below override single values.")

@@ -10,14 +10,18 @@ from rawcnn.training.evaluate import evaluate, save_report
 from rawcnn.training.metrics import (
     accuracy,
     average_ranks,
+    choose_threshold,
     classification_report,
     confusion_matrix,
     f1_score,
+    parse_threshold_rule,
     precision,
     roc_auc,
     roc_curve,
     sensitivity,
+    sensitivity_at_specificity,
     specificity,
+    specificity_at_sensitivity,
 )
 
 BACKEND = "cpu"
@@ -196,3 +200,75 @@ def test_bootstrap_auc_interval_properties():
         bootstrap_auc_ci(y, s, level=1.5)
     with pytest.raises(ValueError):
         bootstrap_auc_ci(y, s, groups=np.arange(3))
+
+
+# Operating points. Six images, scores descending: label 1 1 0 1 0 0 at scores .9 .8 .7 .6 .4 .2.
+#   t     tp fp  sens  spec   J = sens + spec - 1
+#   .9     1  0  1/3    1     1/3
+#   .8     2  0  2/3    1     2/3   <- youden (first maximum); next lower score .7: t = .75
+#   .7     2  1  2/3   2/3    1/3
+#   .6     3  1   1    2/3    2/3   (ties J; lower threshold, not taken)
+#   .4     3  2   1    1/3
+#   .2     3  3   1     0
+OP_Y = [1, 1, 0, 1, 0, 0]
+OP_S = [0.9, 0.8, 0.7, 0.6, 0.4, 0.2]
+
+
+def test_choose_threshold_by_hand():
+    assert choose_threshold(OP_Y, OP_S, "youden") == pytest.approx(0.75)
+    assert choose_threshold(OP_Y, OP_S, "sensitivity=0.9") == pytest.approx(0.5)  # first sens >= .9 at .6
+    assert choose_threshold(OP_Y, OP_S, "sensitivity=0.6") == pytest.approx(0.75)  # 2/3 at .8
+    assert choose_threshold(OP_Y, OP_S, "specificity=1") == pytest.approx(0.75)  # the lowest with spec 1: .8
+    assert choose_threshold(OP_Y, OP_S, "specificity=0.5") == pytest.approx(0.5)  # spec 2/3 down to .6
+    assert choose_threshold(OP_Y, OP_S, "sensitivity=1") == pytest.approx(0.5)
+    assert choose_threshold([1, 0, 1], [0.9, 0.5, 0.2], "sensitivity=1") == 0.2  # all positive: the lowest score
+    t = choose_threshold([0, 1], [0.8, 0.6], "specificity=1")  # the top score is a negative: none positive
+    assert t > 0.8 and not np.any(np.array([0.8, 0.6]) >= t)
+
+
+def test_sensitivity_and_specificity_read_off_the_roc_by_hand():
+    assert sensitivity_at_specificity(OP_Y, OP_S, 0.9) == pytest.approx(2 / 3)
+    assert sensitivity_at_specificity(OP_Y, OP_S, 0.6) == pytest.approx(1.0)
+    assert specificity_at_sensitivity(OP_Y, OP_S, 0.9) == pytest.approx(2 / 3)
+    assert specificity_at_sensitivity(OP_Y, OP_S, 0.5) == pytest.approx(1.0)
+
+
+def test_parse_threshold_rule():
+    assert parse_threshold_rule("youden") == ("youden", None)
+    assert parse_threshold_rule(" Sensitivity=0.9 ") == ("sensitivity", 0.9)
+    assert parse_threshold_rule("specificity=1") == ("specificity", 1.0)
+    for bad in ("", "yuoden", "sensitivity", "sensitivity=", "sensitivity=0", "specificity=1.5", "sens=0.9",
+                "sensitivity=nan", "sensitivity=abc"):
+        with pytest.raises(ValueError, match="threshold rule"):
+            parse_threshold_rule(bad)
+
+
+def _by_counting(y, s, t):
+    pred = s >= t
+    return pred[y == 1].mean(), (~pred[y == 0]).mean()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_operating_points_against_brute_force(seed):
+    """Every distinct score as a threshold, sensitivity and specificity by counting: the rules' choice is the
+    best candidate (the first in descending order among ties), and the threshold returned makes the same calls."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 60))
+    y = rng.integers(0, 2, n)
+    y[:2] = (0, 1)
+    s = np.round(rng.random(n), int(rng.integers(1, 3)))  # ties
+    cands = np.unique(s)[::-1]  # descending
+    counts = np.array([_by_counting(y, s, t) for t in cands])  # (T, 2): sensitivity, specificity
+    for rule, pick in (("youden", lambda c: int(np.flatnonzero(c.sum(1) >= c.sum(1).max() - 1e-12)[0])),
+                       ("sensitivity=0.8", lambda c: int(np.flatnonzero(c[:, 0] >= 0.8)[0])),
+                       ("specificity=0.7", lambda c: int(np.flatnonzero(c[:, 1] >= 0.7)[-1]))):
+        t = choose_threshold(y, s, rule)
+        j = pick(counts)
+        np.testing.assert_array_equal(s >= t, s >= cands[j])
+        lower = cands[j + 1] if j + 1 < cands.size else None
+        assert t == pytest.approx(cands[j] if lower is None else (cands[j] + lower) / 2)
+    for target in (0.5, 0.9, 1.0):
+        assert sensitivity_at_specificity(y, s, target) == pytest.approx(
+            max([0.0] + [c[0] for c in counts if c[1] >= target - 1e-12]))
+        assert specificity_at_sensitivity(y, s, target) == pytest.approx(
+            max(c[1] for c in counts if c[0] >= target - 1e-12))

@@ -233,6 +233,57 @@ def test_cv_command_end_to_end(tmp_path, tiny_conv_pool_spec):
     assert ck["preprocessing"]["name"] == "standardise" and ck["meta"]["config"]["select_by"] == "val-loss"
     r = run.invoke(main, [str(a) for a in args])  # never replaces a finished cross-validation
     assert r.exit_code != 0 and "cv.json" in r.output
+    _check_operating_points(tmp_path / "cv", tmp_path / "set.h5", rows, rep, seed=1, k=3, rule="youden")
+
+
+def _check_operating_points(cv_dir, set_path, rows, rep, seed, k, rule):
+    """Each fold's threshold is the rule's on its validation part (rebuilt here from the seed), the pooled metrics
+    at those thresholds are recomputed from oof.csv, and the ROC reads agree with scikit-learn's ROC."""
+    from sklearn.metrics import roc_curve as sk_roc
+
+    from rawcnn.data import load_dataset
+    from rawcnn.engine.checkpoint import load_checkpoint
+    from rawcnn.training.cv import patients_of
+    from rawcnn.training.evaluate import forward_probs
+    from rawcnn.training.metrics import choose_threshold
+    from rawcnn.training.train import make_to_input
+    y = np.array([int(row["label"]) for row in rows])
+    p = np.array([float(row["p_abnormal"]) for row in rows])
+    t = np.array([float(row["threshold"]) for row in rows])
+    fold = np.array([int(row["fold"]) for row in rows])
+    for f in range(1, k + 1):
+        assert np.unique(t[fold == f]).size == 1
+        assert rep["folds"][f - 1]["threshold"] == pytest.approx(t[fold == f][0], abs=1e-6)
+    pred = p >= t
+    at = rep["pooled"]["at_threshold"]
+    assert at["accuracy"] == pytest.approx(np.mean(pred == y), abs=1e-9)
+    assert at["sensitivity"] == pytest.approx(pred[y == 1].mean(), abs=1e-9)
+    assert at["specificity"] == pytest.approx((~pred[y == 0]).mean(), abs=1e-9)
+    fpr, tpr, _ = sk_roc(y, p, drop_intermediate=False)
+    assert rep["pooled"]["roc_reads"]["sensitivity_at_specificity"] == pytest.approx(tpr[fpr <= 0.1 + 1e-12].max())
+    assert rep["pooled"]["roc_reads"]["specificity_at_sensitivity"] == pytest.approx(1 - fpr[tpr >= 0.9 - 1e-12].min())
+    # every fold's threshold, chosen again on its validation part: the folds and the inner split from the seed
+    data = load_dataset(set_path)
+    allp = data.split("all")
+    groups = patients_of(data)
+    folds = stratified_group_folds(allp.labels, groups, k, np.random.default_rng(seed))
+    for f in range(k):
+        rest = np.flatnonzero(folds != f)
+        inner = stratified_group_folds(allp.labels[rest], None if groups is None else groups[rest], 5,
+                                       np.random.default_rng([seed, f]))
+        val = rest[inner == 0]
+        ckpt = cv_dir / f"fold_{f + 1}" / "best.h5"
+        net, ck = load_checkpoint(ckpt if ckpt.exists() else ckpt.with_name("last.h5"), backend="cpu")
+        vp, _ = forward_probs(net, allp.images[val], to_input=make_to_input(net, ck["preprocessing"]))
+        assert rep["folds"][f]["threshold"] == pytest.approx(choose_threshold(allp.labels[val], vp[:, 1], rule),
+                                                             abs=1e-12)
+
+
+def test_cv_threshold_rule_is_checked_before_training(tmp_path):
+    r = CliRunner().invoke(main, ["cv", "--data", __file__, "--out", str(tmp_path / "cv"),
+                                  "--threshold-rule", "sensitivity=1.5"])
+    assert r.exit_code != 0 and "threshold rule 'sensitivity=1.5'" in r.output
+    assert not (tmp_path / "cv").exists()
 
 
 def test_hard_synthetic_cases_have_one_lesion_and_wider_exposure():
@@ -356,15 +407,18 @@ def test_cv_repeats_summarise_runs_with_successive_seeds(tmp_path, tiny_conv_poo
     run = _tiny_set(tmp_path, tiny_conv_pool_spec, 24, 5)
     args = ["cv", "--data", str(tmp_path / "set.h5"), "--folds", 2, "--model", str(tmp_path / "tiny.json"),
             "--out", str(tmp_path / "cv"), "--epochs", 1, "--batch-size", 8, "--seed", 3, "--repeats", 2,
-            "--save-ensemble"]
+            "--save-ensemble", "--threshold-rule", "specificity=0.8"]
     r = run.invoke(main, [str(a) for a in args])
     assert r.exit_code == 0, r.output
     reps = [json.loads((tmp_path / "cv" / f"repeat_{i}" / "cv.json").read_text()) for i in (1, 2)]
-    assert [rep["seed"] for rep in reps] == [3, 4]
+    assert [rep["seed"] for rep in reps] == [3, 4] and {rep["threshold_rule"] for rep in reps} == {"specificity=0.8"}
     oofs = []
     for i in (1, 2):
         with open(tmp_path / "cv" / f"repeat_{i}" / "oof.csv") as fh:
-            oofs.append({row["name"]: (int(row["label"]), float(row["p_abnormal"])) for row in csv.DictReader(fh)})
+            rows = list(csv.DictReader(fh))
+        _check_operating_points(tmp_path / "cv" / f"repeat_{i}", tmp_path / "set.h5", rows, reps[i - 1], seed=2 + i,
+                                k=2, rule="specificity=0.8")
+        oofs.append({row["name"]: (int(row["label"]), float(row["p_abnormal"])) for row in rows})
     assert set(oofs[0]) == set(oofs[1]) and len(oofs[0]) == 24
     names = sorted(oofs[0])
     y = np.array([oofs[0][n][0] for n in names])
@@ -378,6 +432,11 @@ def test_cv_repeats_summarise_runs_with_successive_seeds(tmp_path, tiny_conv_poo
         got = {row["name"]: float(row["p_abnormal"]) for row in csv.DictReader(fh)}
     assert np.allclose([got[n] for n in names], p, atol=1e-6)
     assert "seed-averaged out-of-fold (24 images, each averaged over 2 models" in r.output
+    from sklearn.metrics import roc_curve as sk_roc
+    fpr, tpr, _ = sk_roc(y, p, drop_intermediate=False)
+    reads = s["seed_averaged"]["roc_reads"]
+    assert reads["sensitivity_at_specificity"] == pytest.approx(tpr[fpr <= 0.1 + 1e-12].max(), abs=1e-5)
+    assert reads["specificity_at_sensitivity"] == pytest.approx(1 - fpr[tpr >= 0.9 - 1e-12].min(), abs=1e-5)
     from rawcnn.training.ensemble import read_ensemble
     members = read_ensemble(tmp_path / "cv" / "ensemble.json")
     assert [m.split("/")[-3:-1] for m in members] == [["repeat_1", "fold_1"], ["repeat_1", "fold_2"],

@@ -4,6 +4,7 @@ import os
 from rawcnn.app.common import resolve_recipe
 from rawcnn.training.cv import cross_validate, summarise_repeats
 from rawcnn.training.ensemble import write_ensemble
+from rawcnn.training.metrics import parse_threshold_rule
 from rawcnn.training.train import Run
 
 
@@ -11,15 +12,18 @@ def cv_command(options, *, device="cpu", log=print):
     """Refuse a non-empty --out (an earlier run's files would be replaced), resolve the recipe, cross-validate.
 
     options: the command's options by name: data_path, out, folds, seed, model, patient_pattern, init_from,
-    save_ensemble, repeats (default 1), recipe and the recipe flags. Returns cross_validate's report (with
-    save_ensemble, its paths name ensemble.json too). With repeats R > 1: R cross-validations into
-    out/repeat_<r>/ with seeds seed .. seed + R - 1, then summarise_repeats' summary (repeats.json,
-    oof_mean.csv), returned with "reports" (each run's report) added; the ensemble then holds all R x k models.
+    save_ensemble, repeats (default 1), threshold_rule (default youden), recipe and the recipe flags. Returns
+    cross_validate's report (with save_ensemble, its paths name ensemble.json too). With repeats R > 1: R
+    cross-validations into out/repeat_<r>/ with seeds seed .. seed + R - 1, then summarise_repeats' summary
+    (repeats.json, oof_mean.csv), returned with "reports" (each run's report) added; the ensemble then holds
+    all R x k models.
     """
     out = options["out"]
     if os.path.isdir(out) and os.listdir(out):
         raise ValueError(f"{out} already exists and is not empty (cv.json, fold_*/ of an earlier run would be "
                          f"replaced); choose another --out")
+    threshold_rule = options.get("threshold_rule") or "youden"
+    parse_threshold_rule(threshold_rule)  # fails before any training, with the rule named
     recipe = resolve_recipe(options)
     repeats = int(options.get("repeats") or 1)
     outs = [out] if repeats == 1 else [os.path.join(out, f"repeat_{r + 1}") for r in range(repeats)]
@@ -30,7 +34,8 @@ def cv_command(options, *, device="cpu", log=print):
         reports.append(cross_validate(options["data_path"], recipe,
                                       Run(out_dir=run_out, seed=options["seed"] + r, device=device, log=log),
                                       folds=options["folds"], model=options["model"],
-                                      patient_pattern=options["patient_pattern"], init_from=options["init_from"]))
+                                      patient_pattern=options["patient_pattern"], init_from=options["init_from"],
+                                      threshold_rule=threshold_rule))
     rep = reports[0] if repeats == 1 else {**summarise_repeats(reports, out, log=log), "reports": reports}
     if options.get("save_ensemble"):  # the fold models as one predictor (rawcnn.training.ensemble)
         members = [os.path.join(o, f"fold_{f + 1}", "best.h5") for o in outs for f in range(options["folds"])]

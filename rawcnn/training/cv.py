@@ -11,14 +11,20 @@ AUC by whole tenths). Procedure:
     per fold  test = fold f; of the other k-1 folds, one stratified fifth (by patient) is the
               validation part that picks the best epoch (the recipe's select_by), the rest trains.
               best.h5 then predicts the test fold: its out-of-fold probabilities.
+    threshold each fold's best.h5 also scores its validation part, and a threshold is chosen there by
+              a rule (rawcnn.training.metrics.choose_threshold: youden by default, or
+              sensitivity=S / specificity=S), then applied to its test fold: an operating point chosen
+              without the test images, unlike one read off the test ROC
     report    per fold and pooled over every out-of-fold prediction: AUC, accuracy, sensitivity,
-              specificity (threshold 0.5); the pooled AUC's 95 % percentile-bootstrap interval
+              specificity at 0.5 and at the fold's chosen threshold; read off the pooled ROC (so
+              descriptive), the sensitivity at specificity 0.90 and the specificity at sensitivity
+              0.90; the pooled AUC's 95 % percentile-bootstrap interval
               (rawcnn.training.metrics.bootstrap_auc_ci, N_BOOT resamples, whole patients when the set
               knows them); mean and sd of the per-fold AUCs; one ROC figure with every fold's
               curve and the pooled one.
 
 Files in out_dir: fold_<f>/ (each fold's training run), oof.csv (name, patient, fold, label,
-p_abnormal), cv.json (the report), cv_roc.png.
+p_abnormal, threshold: the fold's chosen one), cv.json (the report), cv_roc.png.
 
 Repeated cross-validation (`rawcnn cv --repeats R`, summarise_repeats): on a hundred-odd images the
 per-fold mean moves by up to 0.05 with the seed alone (bench/RESULTS.md, "Real radiographs, round 5"),
@@ -43,11 +49,23 @@ from rawcnn.files.fileio import atomic_open
 from rawcnn.files.jsonsafe import finite_or_null
 from rawcnn.training.evaluate import forward_probs
 from rawcnn.training.from_recipe import train_recipe
-from rawcnn.training.metrics import accuracy, bootstrap_auc_ci, roc_auc, roc_curve, sensitivity, specificity
+from rawcnn.training.metrics import (
+    accuracy,
+    bootstrap_auc_ci,
+    choose_threshold,
+    parse_threshold_rule,
+    roc_auc,
+    roc_curve,
+    sensitivity,
+    sensitivity_at_specificity,
+    specificity,
+    specificity_at_sensitivity,
+)
 from rawcnn.training.plots import _save
 from rawcnn.training.train import make_to_input
 
 N_BOOT = 2000  # bootstrap resamples for the pooled AUC's 95 % interval
+ROC_READ = 0.90  # the pooled ROC is read at this specificity and at this sensitivity
 
 
 def stratified_group_folds(labels, groups, k, rng):
@@ -110,15 +128,34 @@ class FoldData:
         return self.parts[name]
 
 
+def _at(y, p, threshold):
+    """accuracy, sensitivity, specificity of labels y when P(abnormal) p >= threshold (scalar or (N,)) calls 1."""
+    pred = (p >= threshold).astype(np.int64)
+    return {"accuracy": accuracy(y, pred), "sensitivity": sensitivity(y, pred), "specificity": specificity(y, pred)}
+
+
 def _metrics(y, p):
     """AUC (NaN with one class), accuracy, sensitivity, specificity at 0.5 for labels y, P(abnormal) p."""
-    pred = (p >= 0.5).astype(np.int64)
     auc = roc_auc(y, p) if np.unique(y).size == 2 else math.nan
-    return {"n": int(y.size), "auc": auc, "accuracy": accuracy(y, pred), "sensitivity": sensitivity(y, pred),
-            "specificity": specificity(y, pred)}
+    return {"n": int(y.size), "auc": auc, **_at(y, p, 0.5)}
 
 
-def cross_validate(data, recipe, run, *, folds=5, model="custom", patient_pattern=None, init_from=None):
+def _roc_reads(y, p):
+    """The pooled ROC read at ROC_READ: sensitivity at that specificity, specificity at that sensitivity."""
+    return {"at": ROC_READ, "sensitivity_at_specificity": sensitivity_at_specificity(y, p, ROC_READ),
+            "specificity_at_sensitivity": specificity_at_sensitivity(y, p, ROC_READ)}
+
+
+def _val_threshold(y_val, p_val, rule, log):
+    """choose_threshold on a fold's validation part; 0.5 (said in the log) when that part holds one class."""
+    if np.unique(y_val).size < 2:
+        log(f"the validation part holds one class only: threshold 0.5 instead of {rule}")
+        return 0.5
+    return choose_threshold(y_val, p_val, rule)
+
+
+def cross_validate(data, recipe, run, *, folds=5, model="custom", patient_pattern=None, init_from=None,
+                   threshold_rule="youden"):
     """Cross-validate `recipe` (a rawcnn.training.recipes.Recipe) on every image of `data`.
 
     data: a prepared set's path or load_dataset's result, two classes. run: a
@@ -126,9 +163,12 @@ def cross_validate(data, recipe, run, *, folds=5, model="custom", patient_patter
     the folds and trains every fold, and whose device, progress and log every fold uses.
     init_from: a checkpoint every fold's net starts from (rawcnn.training.from_recipe.train_recipe;
     e.g. pretrained on synthetic radiographs), else `model` is built and initialised per the recipe.
-    Returns the report dict (also cv.json): folds (per-fold metrics, best epoch), pooled
-    (out-of-fold metrics), auc_mean, auc_sd, settings (the recipe), seed, paths.
+    threshold_rule: how each fold's threshold is chosen on its validation part (choose_threshold).
+    Returns the report dict (also cv.json): folds (per-fold metrics, best epoch, the chosen threshold and
+    the metrics at it), pooled (out-of-fold metrics at 0.5 and at each image's fold threshold, the ROC
+    reads), auc_mean, auc_sd, settings (the recipe), seed, threshold_rule, paths.
     """
+    parse_threshold_rule(threshold_rule)  # a bad rule fails before any training
     out_dir, seed, device, log = run.out_dir, run.seed, run.device, run.log
     data = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     if len(data.class_names) != 2:
@@ -145,6 +185,7 @@ def cross_validate(data, recipe, run, *, folds=5, model="custom", patient_patter
     fold = stratified_group_folds(y, groups, k, rng)  # (N,)
     os.makedirs(out_dir, exist_ok=True)
     oof = np.full(y.size, np.nan)  # (N,) out-of-fold P(abnormal)
+    thr = np.full(y.size, np.nan)  # (N,) the threshold of each image's fold, chosen on that fold's validation part
     rows = []
     for f in range(k):
         test = np.flatnonzero(fold == f)
@@ -161,36 +202,44 @@ def cross_validate(data, recipe, run, *, folds=5, model="custom", patient_patter
             raise KeyboardInterrupt(r["reason"])
         ckpt = r["best_checkpoint"] or r["last_checkpoint"]
         net, ck = load_checkpoint(ckpt, backend=device)
-        probs, _ = forward_probs(net, allp.images[test], to_input=make_to_input(net, ck["preprocessing"]))
+        to_input = make_to_input(net, ck["preprocessing"])
+        probs, _ = forward_probs(net, allp.images[test], to_input=to_input)
         oof[test] = probs[:, 1]
+        val_probs, _ = forward_probs(net, allp.images[val], to_input=to_input)  # apart: test's bits unchanged
+        thr[test] = t = _val_threshold(y[val], val_probs[:, 1], threshold_rule, fold_run.log)
         m = _metrics(y[test], oof[test])
-        rows.append({"fold": f + 1, **m, "best_epoch": r["best_epoch"], "status": r["status"]})
+        at = _at(y[test], oof[test], t)
+        rows.append({"fold": f + 1, **m, "best_epoch": r["best_epoch"], "status": r["status"],
+                     "threshold": t, "at_threshold": at})
         log(f"fold {f + 1}/{k}: AUC {m['auc']:.3f}, accuracy {m['accuracy']:.3f}, sensitivity "
             f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f} (best epoch {r['best_epoch']}, "
-            f"{r['status']})")
+            f"{r['status']}); at the validation's {threshold_rule} threshold {t:.3f}: sensitivity "
+            f"{at['sensitivity']:.3f}, specificity {at['specificity']:.3f}")
     aucs = np.array([r["auc"] for r in rows], dtype=np.float64)
     pooled = _metrics(y, oof)
     pooled["auc_ci95"] = list(bootstrap_auc_ci(y, oof, groups, n_boot=N_BOOT, level=0.95, seed=seed))
-    report = {"folds": rows, "pooled": pooled, "auc_mean": float(np.nanmean(aucs)),
+    pooled["at_threshold"] = _at(y, oof, thr)
+    pooled["roc_reads"] = _roc_reads(y, oof)
+    report = {"folds": rows, "pooled": pooled, "auc_mean": float(np.nanmean(aucs)), "threshold_rule": threshold_rule,
               "auc_sd": float(np.nanstd(aucs, ddof=1)) if k > 1 else 0.0, "settings": recipe.as_dict(), "seed": seed,
               "model": model, "init_from": None if init_from is None else os.fspath(init_from), "k": k,
               "patient_wise": groups is not None}
-    report["paths"] = _write(out_dir, report, allp, y, fold, oof, groups)
+    report["paths"] = _write(out_dir, report, allp, y, fold, oof, thr, groups)
     for line in format_report(report):
         log(line)
     return report
 
 
-def _write(out_dir, report, allp, y, fold, oof, groups):
+def _write(out_dir, report, allp, y, fold, oof, thr, groups):
     """oof.csv, cv.json and cv_roc.png, each through a temporary file. Returns their paths."""
     paths = {"oof": os.path.join(out_dir, "oof.csv"), "json": os.path.join(out_dir, "cv.json"),
              "roc": os.path.join(out_dir, "cv_roc.png")}
     with atomic_open(paths["oof"], "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["name", "patient", "fold", "label", "p_abnormal"])
+        w.writerow(["name", "patient", "fold", "label", "p_abnormal", "threshold"])
         for i in range(y.size):
             w.writerow([allp.names[i], groups[i] if groups is not None else allp.names[i], int(fold[i]) + 1,
-                        int(y[i]), f"{oof[i]:.6f}"])
+                        int(y[i]), f"{oof[i]:.6f}", f"{thr[i]:.6f}"])
     fig = Figure(figsize=(5.5, 5.5))
     ax = fig.subplots()
     for f in range(report["k"]):
@@ -219,15 +268,24 @@ def format_report(rep):
     """The per-fold table and the pooled line, as text lines."""
     def f(v):
         return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
-    lines = ["fold     n    AUC  accuracy  sensitivity  specificity  best epoch"]
+    lines = [" " * 19 + " at 0.5 ".center(34, "-") + "  " + " at the validation's threshold ".center(35, "-"),
+             "fold     n    AUC  accuracy  sensitivity  specificity  threshold  sensitivity  specificity  best epoch"]
     for r in rep["folds"]:
+        at = r["at_threshold"]
         lines.append(f"{r['fold']:4d}  {r['n']:4d}  {f(r['auc']):>5s}  {f(r['accuracy']):>8s}  "
-                     f"{f(r['sensitivity']):>11s}  {f(r['specificity']):>11s}  {r['best_epoch']:>10}")
+                     f"{f(r['sensitivity']):>11s}  {f(r['specificity']):>11s}  {f(r['threshold']):>9s}  "
+                     f"{f(at['sensitivity']):>11s}  {f(at['specificity']):>11s}  {r['best_epoch']:>10}")
     p = rep["pooled"]
     ci = p.get("auc_ci95")
     ci = f" (95 % bootstrap interval {f(ci[0])}-{f(ci[1])})" if ci else ""
+    at, rd = p["at_threshold"], p["roc_reads"]
     lines.append(f"pooled out-of-fold ({p['n']} images): AUC {f(p['auc'])}{ci}, accuracy {f(p['accuracy'])}, "
                  f"sensitivity {f(p['sensitivity'])}, specificity {f(p['specificity'])}")
+    lines.append(f"pooled at each fold's threshold ({rep['threshold_rule']} on its validation part): accuracy "
+                 f"{f(at['accuracy'])}, sensitivity {f(at['sensitivity'])}, specificity {f(at['specificity'])}")
+    lines.append(f"read off the pooled ROC (descriptive, not held out): sensitivity "
+                 f"{f(rd['sensitivity_at_specificity'])} at specificity >= {rd['at']:.2f}, specificity "
+                 f"{f(rd['specificity_at_sensitivity'])} at sensitivity >= {rd['at']:.2f}")
     lines.append(f"per-fold AUC {f(rep['auc_mean'])} +- {f(rep['auc_sd'])} (mean +- sd over {rep['k']} folds)")
     return lines
 
@@ -252,6 +310,7 @@ def summarise_repeats(reports, out_dir, log=print):
     means = np.array([rep["auc_mean"] for rep in reports], dtype=np.float64)  # (R,) per-fold means
     pooled = _metrics(y, p)
     pooled["auc_ci95"] = list(bootstrap_auc_ci(y, p, groups, n_boot=N_BOOT, level=0.95, seed=reports[0]["seed"]))
+    pooled["roc_reads"] = _roc_reads(y, p)
     summary = {"repeats": [{"seed": rep["seed"], "auc_mean": rep["auc_mean"], "auc_sd": rep["auc_sd"],
                             "pooled_auc": rep["pooled"]["auc"], "json": rep["paths"]["json"]} for rep in reports],
                "auc_mean_of_means": float(np.nanmean(means)),
@@ -283,4 +342,7 @@ def format_repeats(summary):
             f"per-fold AUC {summary['auc_mean_of_means']:.3f} +- {summary['auc_sd_of_means']:.3f} (mean +- sd of "
             f"the {r} means); pooled out-of-fold AUC {summary['pooled_auc_mean']:.3f} (mean of the {r})",
             f"seed-averaged out-of-fold ({sa['n']} images, each averaged over {r} models that never trained on it): "
-            f"AUC {sa['auc']:.3f} (95 % bootstrap interval {lo:.3f}-{hi:.3f}), accuracy {sa['accuracy']:.3f}"]
+            f"AUC {sa['auc']:.3f} (95 % bootstrap interval {lo:.3f}-{hi:.3f}), accuracy {sa['accuracy']:.3f}; "
+            f"read off its ROC: sensitivity {sa['roc_reads']['sensitivity_at_specificity']:.3f} at specificity "
+            f">= {sa['roc_reads']['at']:.2f}, specificity {sa['roc_reads']['specificity_at_sensitivity']:.3f} at "
+            f"sensitivity >= {sa['roc_reads']['at']:.2f}"]

@@ -21,6 +21,22 @@ The ROC curve has one point per distinct score threshold t (predict 1 when score
 (0, 0) at t = +inf to (1, 1) at the lowest score.
 The AUC's interval (bootstrap_auc_ci) is the percentile bootstrap: resample images (or whole
 patients) with replacement within each class, take the AUC of each resample, read the quantiles.
+
+Operating points. An AUC does not say what a model does at the one threshold a reader uses.
+choose_threshold picks a threshold on one set of scores (in `rawcnn cv`, a fold's validation part)
+by a rule, to be applied to other images:
+    youden            the ROC point of largest sensitivity + specificity - 1 (the highest threshold
+                      among ties)
+    sensitivity=S     the highest threshold whose sensitivity is >= S (e.g. 0.9: WHO's 2014 target
+                      product profile for a TB triage test asks sensitivity >= 0.90 with
+                      specificity >= 0.70)
+    specificity=S     the lowest threshold whose specificity is >= S
+The threshold returned lies halfway between the chosen score and the next lower distinct score
+(the same decisions on the scores it was chosen on; the widest margin to both neighbours).
+sensitivity_at_specificity and specificity_at_sensitivity read the ROC's vertices: the best
+sensitivity among thresholds with specificity >= S, and the converse. Read off the scores they are
+scored on, they are descriptive (the threshold was chosen on those very images), not a held-out
+operating point.
 """
 import numpy as np
 
@@ -187,6 +203,56 @@ def roc_curve(y_true, scores):
     fpr = np.r_[0.0, fp / n0]                                        # (T+1,)
     thresholds = np.r_[np.inf, s[last]]                              # (T+1,)
     return fpr, tpr, thresholds
+
+
+def parse_threshold_rule(rule):
+    """'youden', 'sensitivity=S' or 'specificity=S' (0 < S <= 1) -> (kind, S or None); else ValueError."""
+    text = str(rule).strip().lower()
+    if text == "youden":
+        return "youden", None
+    kind, sep, value = text.partition("=")
+    if sep and kind in ("sensitivity", "specificity"):
+        try:
+            v = float(value)
+        except ValueError:
+            v = float("nan")
+        if 0 < v <= 1:
+            return kind, v
+    raise ValueError(f"threshold rule {rule!r}: use youden, sensitivity=S or specificity=S with 0 < S <= 1")
+
+
+def choose_threshold(y_true, scores, rule="youden"):
+    """A threshold t (predict 1 when score >= t) chosen on (y_true, scores) by `rule` (module docstring).
+
+    y_true: int (N,) in {0, 1}, both present; scores: float (N,); rule: see parse_threshold_rule.
+    Returns a float: halfway between the chosen distinct score and the next lower one (the lowest score
+    itself when the rule keeps every image positive; just above the highest when it keeps none).
+    """
+    kind, target = parse_threshold_rule(rule)
+    fpr, tpr, thr = roc_curve(y_true, scores)  # (T+1,) each; point 0 is t = +inf (nothing positive)
+    tol = 1e-12  # k/n against a target typed in decimal
+    if kind == "youden":
+        J = (tpr - fpr)[1:]
+        j = 1 + int(np.flatnonzero(J >= J.max() - tol)[0])  # the highest threshold among ties (2/3 vs 1 - 1/3)
+    elif kind == "sensitivity":
+        j = int(np.flatnonzero(tpr >= target - tol)[0])  # never point 0 (tpr 0 < S); the last has tpr 1
+    else:
+        j = int(np.flatnonzero(1 - fpr >= target - tol)[-1])  # point 0 has specificity 1: always found
+    if j == 0:  # not even the highest score can be called positive
+        return float(np.nextafter(thr[1], np.inf))
+    return float(thr[j]) if j == thr.size - 1 else float((thr[j] + thr[j + 1]) / 2)
+
+
+def sensitivity_at_specificity(y_true, scores, target):
+    """The highest sensitivity among the ROC's thresholds whose specificity is >= target (descriptive)."""
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    return float(tpr[1 - fpr >= target - 1e-12].max())
+
+
+def specificity_at_sensitivity(y_true, scores, target):
+    """The highest specificity among the ROC's thresholds whose sensitivity is >= target (descriptive)."""
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    return float((1 - fpr)[tpr >= target - 1e-12].max())
 
 
 def classification_report(y_true, probs, threshold=0.5):
