@@ -249,6 +249,9 @@ def _write(out_dir, report, allp, y, fold, oof, thr, groups):
             ax.plot(fpr, tpr, lw=1, alpha=0.6, label=f"fold {f + 1} (AUC {report['folds'][f]['auc']:.3f})")
     fpr, tpr, _ = roc_curve(y, oof)
     ax.plot(fpr, tpr, "k-", lw=2.5, label=f"pooled out-of-fold (AUC {report['pooled']['auc']:.3f})")
+    at = report["pooled"]["at_threshold"]
+    ax.plot([1 - at["specificity"]], [at["sensitivity"]], "ko", ms=8, mfc="w", mew=2,
+            label=f"at each fold's threshold ({report['threshold_rule']} on validation)")
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
     ax.set_xlabel("false-positive rate (1 - specificity)")
     ax.set_ylabel("true-positive rate (sensitivity)")
