@@ -39,6 +39,12 @@ What it writes under --out:
     devm/{CXR_png,mask}/, devm128.h5, devm128_mo.h5   with --masked: the development images (the copies
                            --shenzhen gave) that have a mask there, with it: ROI from the masks, and the
                            same with --mask-outside (zero outside the lungs)
+    poolMC/, poolDADB/, poolSZ/ {normal,tb}/ and their 128.h5   with --pools (needs --dadb and --masked):
+                           every other public set with one target left out, to pretrain on (round 6's
+                           candidate O; lungs cropped by the locator): poolMC = the --shenzhen copies +
+                           sznew's images (named sznew_*) + DA+DB (dadb_*), 788, no Montgomery image;
+                           poolDADB = the --shenzhen copies + sznew + Montgomery's 138, 750; poolSZ =
+                           Montgomery + DA+DB, 314, no Shenzhen image
 The split draws from the files in the order of their full paths, so point --shenzhen (and --mc) at
 the mirror's mc+shenzhen folder, with its train/ and val/ inside, to get the recorded sets again
 (checked: the same dev128.h5 and confirm128.h5 to the byte of every image; the 290 files in one
@@ -71,11 +77,11 @@ def labelled(folder):
     return out
 
 
-def link_tree(root, items):
+def link_tree(root, items, prefix=""):
     for path, label in items:
         d = os.path.join(root, ("normal", "tb")[label])
         os.makedirs(d, exist_ok=True)
-        dst = os.path.join(d, os.path.basename(path))
+        dst = os.path.join(d, prefix + os.path.basename(path))
         if not os.path.lexists(dst):
             try:
                 os.link(path, dst)
@@ -94,6 +100,8 @@ def main(argv=None):
     ap.add_argument("--masked", default=None, help="Folder holding cxr/ and masks/ with MCUCXR_####_L.png and "
                     "CHNCXR_####_L.png images and lung masks of the same names (the Montgomery set, and masks for "
                     "the Shenzhen images).")
+    ap.add_argument("--pools", action="store_true", help="Also the leave-one-target-out pretraining pools "
+                    "(needs --dadb and --masked).")
     ap.add_argument("--out", required=True)
     ap.add_argument("--dev-fraction", type=float, default=0.65)
     ap.add_argument("--seed", type=int, default=0)
@@ -101,6 +109,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if not a.shenzhen:
         sys.exit("give --shenzhen FOLDER or set RAWCNN_SHENZHEN")
+    if a.pools and not (a.dadb and a.masked):
+        sys.exit("--pools needs --dadb and --masked")
     sz = [x for x in labelled(a.shenzhen) if os.path.basename(x[0]).startswith("CHNCXR")]
     if not sz:
         sys.exit(f"{a.shenzhen}: no CHNCXR_####_L.png files")
@@ -131,6 +141,8 @@ def main(argv=None):
                 "--roi", "locator", "--classes", "normal,tb")
     if a.masked:
         masked_sets(a, dev)
+    if a.pools:
+        pools(a, sz, dadb)
 
 
 def prepare(folder, h5, input_size, *flags):
@@ -172,6 +184,27 @@ def masked_sets(a, dev):
         print(f"{name}: {len(pairs)} images with masks ({len(pairs) - n1} normal, {n1} TB)")
         for h5, flags in outputs:
             prepare(os.path.join(a.out, name), os.path.join(a.out, h5), size, *flags)
+
+def pools(a, sz, dadb):
+    """Round 6's pretraining pools: every other public set, one target left out (names as measured)."""
+    cxr = os.path.join(a.masked, "cxr")
+    masked = {os.path.basename(p) for p in glob.glob(os.path.join(a.masked, "masks", "*.png"))}
+    ours = {os.path.basename(p) for p, _ in sz}
+    others = [x for x in labelled(cxr) if os.path.basename(x[0]) in masked]
+    sznew = [x for x in others if os.path.basename(x[0]).startswith("CHNCXR") and os.path.basename(x[0]) not in ours]
+    mc = [x for x in others if os.path.basename(x[0]).startswith("MCUCXR")]
+    jobs = [("poolMC", [(sz, ""), (sznew, "sznew_"), (dadb, "dadb_")]),
+            ("poolDADB", [(sz, ""), (sznew, "sznew_"), (mc, "")]),
+            ("poolSZ", [(dadb, "dadb_"), (mc, "")])]
+    for name, parts in jobs:
+        for items, prefix in parts:
+            link_tree(os.path.join(a.out, name), items, prefix)
+        n = sum(len(items) for items, _ in parts)
+        n1 = sum(y for items, _ in parts for _, y in items)
+        print(f"{name}: {n} images ({n - n1} normal, {n1} TB)")
+        prepare(os.path.join(a.out, name), os.path.join(a.out, f"{name}{a.input_size}.h5"), a.input_size,
+                "--roi", "locator", "--classes", "normal,tb")
+
 
 if __name__ == "__main__":
     main()
