@@ -427,6 +427,10 @@ def test_cv_repeats_summarise_runs_with_successive_seeds(tmp_path, tiny_conv_poo
     means = [rep["auc_mean"] for rep in reps]
     assert s["auc_mean_of_means"] == pytest.approx(np.mean(means), abs=1e-12)
     assert s["auc_sd_of_means"] == pytest.approx(np.std(means, ddof=1), abs=1e-12)
+    for m in ("sensitivity", "specificity"):
+        assert s["at_threshold_mean"][m] == pytest.approx(np.mean([rep["pooled"]["at_threshold"][m] for rep in reps]))
+    assert s["threshold_rule"] == "specificity=0.8"
+    assert "specificity=0.8 on its validation part), mean of the 2" in r.output
     assert s["seed_averaged"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-5)
     with open(tmp_path / "cv" / "oof_mean.csv") as fh:
         got = {row["name"]: float(row["p_abnormal"]) for row in csv.DictReader(fh)}

@@ -31,7 +31,10 @@ per-fold mean moves by up to 0.05 with the seed alone (bench/RESULTS.md, "Real r
 so a recipe is judged over R runs with seeds SEED .. SEED + R - 1 (other folds, other inits). The
 summary gives the mean and sd of the R per-fold means, and the seed-averaged out-of-fold prediction:
 each image's probabilities averaged over the R runs, every one of them from a fold model that never
-trained on that image, so its pooled AUC is an honest estimate for the R x k models averaged.
+trained on that image, so its pooled AUC is an honest estimate for the R x k models averaged. The
+operating point is given as the mean over the R runs of each run's pooled sensitivity and specificity
+at its folds' thresholds (the averaged probabilities have no validation part of their own to choose
+one on).
 """
 import csv
 import dataclasses
@@ -319,7 +322,9 @@ def summarise_repeats(reports, out_dir, log=print):
                "auc_mean_of_means": float(np.nanmean(means)),
                "auc_sd_of_means": float(np.nanstd(means, ddof=1)),
                "pooled_auc_mean": float(np.nanmean([rep["pooled"]["auc"] for rep in reports])),
-               "seed_averaged": pooled, "k": reports[0]["k"]}
+               "at_threshold_mean": {m: float(np.nanmean([rep["pooled"]["at_threshold"][m] for rep in reports]))
+                                     for m in ("accuracy", "sensitivity", "specificity")},
+               "threshold_rule": reports[0]["threshold_rule"], "seed_averaged": pooled, "k": reports[0]["k"]}
     paths = {"oof_mean": os.path.join(out_dir, "oof_mean.csv"), "json": os.path.join(out_dir, "repeats.json")}
     with atomic_open(paths["oof_mean"], "w", newline="") as fh:
         w = csv.writer(fh)
@@ -344,6 +349,9 @@ def format_repeats(summary):
     return [f"{r} cross-validations (seeds {seeds}): per-fold AUC means {each}",
             f"per-fold AUC {summary['auc_mean_of_means']:.3f} +- {summary['auc_sd_of_means']:.3f} (mean +- sd of "
             f"the {r} means); pooled out-of-fold AUC {summary['pooled_auc_mean']:.3f} (mean of the {r})",
+            f"at each fold's threshold ({summary['threshold_rule']} on its validation part), mean of the {r}: "
+            f"sensitivity {summary['at_threshold_mean']['sensitivity']:.3f}, specificity "
+            f"{summary['at_threshold_mean']['specificity']:.3f}",
             f"seed-averaged out-of-fold ({sa['n']} images, each averaged over {r} models that never trained on it): "
             f"AUC {sa['auc']:.3f} (95 % bootstrap interval {lo:.3f}-{hi:.3f}), accuracy {sa['accuracy']:.3f}; "
             f"read off its ROC: sensitivity {sa['roc_reads']['sensitivity_at_specificity']:.3f} at specificity "
