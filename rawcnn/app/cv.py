@@ -4,7 +4,6 @@ import os
 from rawcnn.app.common import resolve_recipe
 from rawcnn.training.cv import cross_validate, summarise_repeats
 from rawcnn.training.ensemble import write_ensemble
-from rawcnn.training.metrics import parse_threshold_rule
 from rawcnn.training.train import Run
 
 
@@ -22,8 +21,7 @@ def cv_command(options, *, device="cpu", log=print):
     if os.path.isdir(out) and os.listdir(out):
         raise ValueError(f"{out} already exists and is not empty (cv.json, fold_*/ of an earlier run would be "
                          f"replaced); choose another --out")
-    threshold_rule = options.get("threshold_rule") or "youden"
-    parse_threshold_rule(threshold_rule)  # fails before any training, with the rule named
+    threshold_rule = options.get("threshold_rule") or "youden"  # cross_validate checks it before training
     recipe = resolve_recipe(options)
     repeats = int(options.get("repeats") or 1)
     outs = [out] if repeats == 1 else [os.path.join(out, f"repeat_{r + 1}") for r in range(repeats)]
