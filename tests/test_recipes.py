@@ -277,6 +277,11 @@ def _check_operating_points(cv_dir, set_path, rows, rep, seed, k, rule):
         vp, _ = forward_probs(net, allp.images[val], to_input=make_to_input(net, ck["preprocessing"]))
         assert rep["folds"][f]["threshold"] == pytest.approx(choose_threshold(allp.labels[val], vp[:, 1], rule),
                                                              abs=1e-12)
+        with open(cv_dir / f"fold_{f + 1}" / "val.csv") as fh:  # the validation part's probabilities, kept
+            kept = list(csv.DictReader(fh))
+        assert [row["name"] for row in kept] == [str(allp.names[i]) for i in val]
+        assert [int(row["label"]) for row in kept] == allp.labels[val].tolist()
+        np.testing.assert_allclose([float(row["p_abnormal"]) for row in kept], vp[:, 1], atol=1e-6)
 
 
 def test_cv_threshold_rule_is_checked_before_training(tmp_path):
@@ -445,3 +450,35 @@ def test_cv_repeats_summarise_runs_with_successive_seeds(tmp_path, tiny_conv_poo
     members = read_ensemble(tmp_path / "cv" / "ensemble.json")
     assert [m.split("/")[-3:-1] for m in members] == [["repeat_1", "fold_1"], ["repeat_1", "fold_2"],
                                                        ["repeat_2", "fold_1"], ["repeat_2", "fold_2"]]
+
+
+def test_bench_operating_points_reapplies_a_rule_from_val_csv_or_rebuilt_folds(tmp_path, tiny_conv_pool_spec, capsys):
+    """bench/operating_points.py with the rule cv ran with gives cv.json's thresholds and pooled figures, from the
+    folds' val.csv and, with val.csv gone, from folds rebuilt from the set and the seed."""
+    import importlib.util
+    import pathlib
+    spec = importlib.util.spec_from_file_location(
+        "operating_points", pathlib.Path(__file__).parents[1] / "bench" / "operating_points.py")
+    op = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(op)
+    run = _tiny_set(tmp_path, tiny_conv_pool_spec, 30, 4, difficulty="hard")
+    args = ["cv", "--data", str(tmp_path / "set.h5"), "--folds", 3, "--model", str(tmp_path / "tiny.json"),
+            "--out", str(tmp_path / "cv"), "--epochs", 2, "--batch-size", 8, "--seed", 5,
+            "--threshold-rule", "sensitivity=0.75"]
+    r = run.invoke(main, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    want = (" ".join(f"{f['threshold']:.3f}" for f in rep["folds"]),
+            f"sensitivity {rep['pooled']['at_threshold']['sensitivity']:.3f}, "
+            f"specificity {rep['pooled']['at_threshold']['specificity']:.3f}")
+    capsys.readouterr()
+    op.main([str(tmp_path / "cv"), "--rule", "sensitivity=0.75"])
+    out = capsys.readouterr().out
+    assert f"thresholds {want[0]};" in out and want[1] in out
+    for f in (1, 2, 3):
+        (tmp_path / "cv" / f"fold_{f}" / "val.csv").unlink()
+    op.main([str(tmp_path / "cv"), "--rule", "sensitivity=0.75", "--data", str(tmp_path / "set.h5")])
+    out = capsys.readouterr().out
+    assert f"thresholds {want[0]};" in out and want[1] in out
+    with pytest.raises(SystemExit, match="give --data"):
+        op.main([str(tmp_path / "cv"), "--rule", "youden"])

@@ -23,8 +23,9 @@ AUC by whole tenths). Procedure:
               knows them); mean and sd of the per-fold AUCs; one ROC figure with every fold's
               curve and the pooled one.
 
-Files in out_dir: fold_<f>/ (each fold's training run), oof.csv (name, patient, fold, label,
-p_abnormal, threshold: the fold's chosen one), cv.json (the report), cv_roc.png.
+Files in out_dir: fold_<f>/ (each fold's training run, and val.csv: its validation images' P(abnormal)),
+oof.csv (name, patient, fold, label, p_abnormal, threshold: the fold's chosen one), cv.json (the
+report), cv_roc.png.
 
 Repeated cross-validation (`rawcnn cv --repeats R`, summarise_repeats): on a hundred-odd images the
 per-fold mean moves by up to 0.05 with the seed alone (bench/RESULTS.md, "Real radiographs, round 5"),
@@ -183,19 +184,13 @@ def cross_validate(data, recipe, run, *, folds=5, model="custom", patient_patter
     if k < 2 or np.bincount(y, minlength=2).min() < k:
         raise ValueError(f"rawcnn cv: --folds {k} needs 2 <= folds <= the smaller class's size "
                          f"({np.bincount(y, minlength=2).min()})")
-    rng = np.random.default_rng(seed)
     groups = patients_of(data, patient_pattern)
-    fold = stratified_group_folds(y, groups, k, rng)  # (N,)
+    fold, splits = fold_parts(y, groups, k, seed)  # (N,), k x (train, val, test)
     os.makedirs(out_dir, exist_ok=True)
     oof = np.full(y.size, np.nan)  # (N,) out-of-fold P(abnormal)
     thr = np.full(y.size, np.nan)  # (N,) the threshold of each image's fold, chosen on that fold's validation part
     rows = []
-    for f in range(k):
-        test = np.flatnonzero(fold == f)
-        rest = np.flatnonzero(fold != f)
-        g_rest = None if groups is None else groups[rest]
-        inner = stratified_group_folds(y[rest], g_rest, 5, np.random.default_rng([seed, f]))
-        val, tr = rest[inner == 0], rest[inner != 0]
+    for f, (tr, val, test) in enumerate(splits):
         parts = {n: _Part(allp.images[i], y[i]) for n, i in (("train", tr), ("val", val), ("test", test))}
         run_dir = os.path.join(out_dir, f"fold_{f + 1}")
         log(f"fold {f + 1}/{k}: train {tr.size}, validation {val.size}, test {test.size} images")
@@ -209,6 +204,7 @@ def cross_validate(data, recipe, run, *, folds=5, model="custom", patient_patter
         probs, _ = forward_probs(net, allp.images[test], to_input=to_input)
         oof[test] = probs[:, 1]
         val_probs, _ = forward_probs(net, allp.images[val], to_input=to_input)  # apart: test's bits unchanged
+        _write_val(run_dir, allp.names, groups, y, val, val_probs[:, 1])
         thr[test] = t = _val_threshold(y[val], val_probs[:, 1], threshold_rule, fold_run.log)
         m = _metrics(y[test], oof[test])
         at = _at(y[test], oof[test], t)
@@ -231,6 +227,32 @@ def cross_validate(data, recipe, run, *, folds=5, model="custom", patient_patter
     for line in format_report(report):
         log(line)
     return report
+
+
+def fold_parts(y, groups, k, seed):
+    """cross_validate's split: (fold (N,) int64, [(train, val, test) index arrays for each fold]).
+
+    fold: stratified_group_folds(y, groups, k) drawn from default_rng(seed); fold f's test part is fold f,
+    and of the rest one stratified fifth (by patient) drawn from default_rng([seed, f]) is its validation part.
+    """
+    fold = stratified_group_folds(y, groups, k, np.random.default_rng(seed))  # (N,)
+    splits = []
+    for f in range(k):
+        test, rest = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        g_rest = None if groups is None else groups[rest]
+        inner = stratified_group_folds(y[rest], g_rest, 5, np.random.default_rng([seed, f]))
+        splits.append((rest[inner != 0], rest[inner == 0], test))
+    return fold, splits
+
+
+def _write_val(run_dir, names, groups, y, val, p_val):
+    """run_dir/val.csv: the fold's validation images and best.h5's P(abnormal) on them (another threshold
+    rule can be applied to them later: bench/operating_points.py)."""
+    with atomic_open(os.path.join(run_dir, "val.csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name", "patient", "label", "p_abnormal"])
+        for i, p in zip(val, p_val, strict=True):
+            w.writerow([names[i], groups[i] if groups is not None else names[i], int(y[i]), f"{p:.6f}"])
 
 
 def _write(out_dir, report, allp, y, fold, oof, thr, groups):
