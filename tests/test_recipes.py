@@ -482,3 +482,12 @@ def test_bench_operating_points_reapplies_a_rule_from_val_csv_or_rebuilt_folds(t
     assert f"thresholds {want[0]};" in out and want[1] in out
     with pytest.raises(SystemExit, match="give --data"):
         op.main([str(tmp_path / "cv"), "--rule", "youden"])
+
+
+def test_cv_threshold_falls_back_to_one_half_when_the_validation_part_has_one_class():
+    from rawcnn.training.cv import _val_threshold
+    said = []
+    assert _val_threshold(np.array([0, 0, 0]), np.array([0.2, 0.7, 0.4]), "sensitivity=0.9", said.append) == 0.5
+    assert said and "one class" in said[0] and "sensitivity=0.9" in said[0]
+    assert _val_threshold(np.array([0, 1]), np.array([0.2, 0.7]), "youden", said.append) == pytest.approx(0.45)
+    assert len(said) == 1
