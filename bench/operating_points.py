@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rawcnn.training.cv import _at, fold_parts, patients_of  # noqa: E402
-from rawcnn.training.metrics import choose_threshold, parse_threshold_rule  # noqa: E402
+from rawcnn.training.cv import _at, _val_threshold, fold_parts, patients_of  # noqa: E402
+from rawcnn.training.metrics import parse_threshold_rule  # noqa: E402
 
 
 def read_csv(path):
@@ -31,8 +31,9 @@ def read_csv(path):
         return list(csv.DictReader(fh))
 
 
-def validation_parts(run_dir, rep, data_path, patient_pattern):
-    """[(labels, p_abnormal)] of each fold's validation part: val.csv, else rebuilt (see the docstring)."""
+def validation_parts(run_dir, rep, oof, data_path, patient_pattern):
+    """[(labels, p_abnormal)] of each fold's validation part: val.csv, else rebuilt (see the docstring) and
+    checked against the run's oof.csv rows `oof`."""
     k = rep["k"]
     files = [os.path.join(run_dir, f"fold_{f + 1}", "val.csv") for f in range(k)]
     if all(os.path.exists(p) for p in files):
@@ -48,7 +49,6 @@ def validation_parts(run_dir, rep, data_path, patient_pattern):
     allp = data.split("all")
     groups = patients_of(data, patient_pattern)
     fold, splits = fold_parts(allp.labels, groups, k, rep["seed"])
-    oof = read_csv(os.path.join(run_dir, "oof.csv"))
     if [str(n) for n in allp.names] != [r["name"] for r in oof] or \
             not np.array_equal(fold + 1, [int(r["fold"]) for r in oof]):
         raise SystemExit(f"{run_dir}: the folds rebuilt from {data_path} and seed {rep['seed']} are not the run's")
@@ -78,8 +78,8 @@ def main(argv=None):
         fold = np.array([int(r["fold"]) for r in oof]) - 1
         thr = np.empty(y.size)
         ts = []
-        for f, (yv, pv) in enumerate(validation_parts(run_dir, rep, a.data, a.patient_pattern)):
-            t = choose_threshold(yv, pv, a.rule) if np.unique(yv).size == 2 else 0.5
+        for f, (yv, pv) in enumerate(validation_parts(run_dir, rep, oof, a.data, a.patient_pattern)):
+            t = _val_threshold(yv, pv, a.rule, lambda m, f=f: print(f"{run_dir} fold {f + 1}: {m}"))
             thr[fold == f] = t
             ts.append(t)
         at = _at(y, p, thr)
