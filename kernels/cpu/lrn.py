@@ -12,8 +12,12 @@ How it is fast. A channel window slides along c, so its sum is kept running: one
 and one leaves per step (two operations, whatever the size), as Caffe's LRN does. NCHW puts the
 pixels of one channel next to each other, so the running sums are a vector over a block of
 pixels: for each channel the kernel streams that block of x (and of y, scale) contiguously, and
-a whole pass reads and writes every array once, like a copy. The parallel jobs are
-(image, block of pixels) pairs.
+a whole pass reads and writes every array once, like a copy. Each channel is one loop over the
+block that adds the entering channel, removes the leaving one and writes the output (one trip
+through the float64 sums a channel, not three); the backward keeps the t of the last `size`
+channels in a ring of rows, so the leaving channel's t (a float64 division) is read, not
+recomputed. The same operations in the same order as the three-loop form of 2026-12-07, so the
+same bits (bench/RESULTS.md, "Speed round 6"). The parallel jobs are (image, block of pixels) pairs.
 Rounding: the running sums are float64 (Caffe's are float32). A value that entered and left
 the window leaves a residue of about 1e-16 * (its square) in the sum, so scale carries a
 relative error of about 1e-16 * (alpha/size) * max x^2 / k: below float32 rounding unless
@@ -45,37 +49,39 @@ def _lrn_forward_kernel(x, y, scale, size, alpha, beta, k):
     lo, hi = size // 2, (size - 1) // 2  # window(c) = [c - lo, c + hi]
     a = alpha / size
     blocks = (P + BLOCK - 1) // BLOCK
+    zero = np.zeros(BLOCK, x.dtype)  # stands for a channel outside [0, C): adds and removes exactly 0
     for job in prange(N * blocks):
         n, p0 = job // blocks, (job % blocks) * BLOCK
         p1 = min(P, p0 + BLOCK)
-        acc = np.zeros(p1 - p0)  # (m,) float64: sum of x^2 over the current channel window
-        for c in range(-hi, C):  # from c = -hi, channel c + hi enters, channel c - lo - 1 leaves
-            if c + hi < C:
-                x_in = x[n, c + hi, p0:p1]  # (m,) contiguous
-                for i in range(acc.size):
-                    v = np.float64(x_in[i])
-                    acc[i] += v * v
-            if c - lo - 1 >= 0:
-                x_out = x[n, c - lo - 1, p0:p1]
-                for i in range(acc.size):
-                    v = np.float64(x_out[i])
-                    acc[i] -= v * v
-            if c >= 0:  # acc now holds window(c)
-                xc, yc, sc = x[n, c, p0:p1], y[n, c, p0:p1], scale[n, c, p0:p1]
-                if beta == 0.75:  # one loop per branch: with the branch inside, neither vectorises
-                    for i in range(acc.size):
-                        sc[i] = s = k + a * acc[i]
-                        yc[i] = xc[i] * _pow_minus_075(s)
-                else:
-                    for i in range(acc.size):
-                        sc[i] = s = k + a * acc[i]
-                        yc[i] = xc[i] * s ** -beta
-
-
-@njit(inline="always")
-def _t(dy, y, scale, i):
-    """t = dy * y / scale at flat position i, in float64."""
-    return np.float64(dy[i]) * y[i] / scale[i]
+        m = p1 - p0
+        acc = np.zeros(m)  # (m,) float64: sum of x^2 over the current channel window
+        for e in range(min(hi, C)):  # the channels already inside window(0) before its step
+            x_in = x[n, e, p0:p1]
+            for i in range(m):
+                v = np.float64(x_in[i])
+                acc[i] += v * v
+        for c in range(C):  # one pass a channel: channel c + hi enters, c - lo - 1 leaves, y_c is written
+            x_in = x[n, c + hi, p0:p1] if c + hi < C else zero[:m]  # (m,) contiguous
+            x_out = x[n, c - lo - 1, p0:p1] if c - lo - 1 >= 0 else zero[:m]
+            xc, yc, sc = x[n, c, p0:p1], y[n, c, p0:p1], scale[n, c, p0:p1]
+            if beta == 0.75:  # one loop per branch: with the branch inside, neither vectorises
+                for i in range(m):
+                    vi, vo = np.float64(x_in[i]), np.float64(x_out[i])
+                    t = acc[i] + vi * vi  # enter, then leave: the order the sums have always had
+                    t = t - vo * vo
+                    acc[i] = t
+                    s = k + a * t
+                    sc[i] = s
+                    yc[i] = xc[i] * _pow_minus_075(s)
+            else:
+                for i in range(m):
+                    vi, vo = np.float64(x_in[i]), np.float64(x_out[i])
+                    t = acc[i] + vi * vi
+                    t = t - vo * vo
+                    acc[i] = t
+                    s = k + a * t
+                    sc[i] = s
+                    yc[i] = xc[i] * s ** -beta
 
 
 @njit(parallel=True, cache=True)
@@ -87,26 +93,52 @@ def _lrn_backward_kernel(dy, x, y, scale, dx, size, alpha, beta):
     for job in prange(N * blocks):
         n, p0 = job // blocks, (job % blocks) * BLOCK
         p1 = min(P, p0 + BLOCK)
-        acc = np.zeros(p1 - p0)  # (m,) float64: sum of t = dy*y/scale over the mirrored window
-        for c in range(-hi, C):
-            if c + hi < C:
-                e = c + hi
+        m = p1 - p0
+        acc = np.zeros(m)  # (m,) float64: sum of t = dy*y/scale over the mirrored window
+        # t of the last `size` channels that entered, channel e in row e % size: the row channel
+        # c + hi is about to take holds channel c + hi - size = c - lo - 1, the one leaving (0 before
+        # channel 0, and 0 is what a channel past C enters with)
+        ring = np.zeros((size, m))
+        for e in range(min(hi, C)):
+            dy_in, y_in, s_in, r = dy[n, e, p0:p1], y[n, e, p0:p1], scale[n, e, p0:p1], ring[e % size]
+            for i in range(m):
+                ti = np.float64(dy_in[i]) * y_in[i] / s_in[i]
+                r[i] = ti
+                acc[i] += ti
+        for c in range(C):
+            e = c + hi
+            r = ring[e % size]
+            dyc, xc, sc, dxc = dy[n, c, p0:p1], x[n, c, p0:p1], scale[n, c, p0:p1], dx[n, c, p0:p1]
+            if e < C:
                 dy_in, y_in, s_in = dy[n, e, p0:p1], y[n, e, p0:p1], scale[n, e, p0:p1]
-                for i in range(acc.size):
-                    acc[i] += _t(dy_in, y_in, s_in, i)
-            if c - lo - 1 >= 0:
-                e = c - lo - 1
-                dy_out, y_out, s_out = dy[n, e, p0:p1], y[n, e, p0:p1], scale[n, e, p0:p1]
-                for i in range(acc.size):
-                    acc[i] -= _t(dy_out, y_out, s_out, i)
-            if c >= 0:
-                dyc, xc, sc, dxc = dy[n, c, p0:p1], x[n, c, p0:p1], scale[n, c, p0:p1], dx[n, c, p0:p1]
                 if beta == 0.75:
-                    for i in range(acc.size):
-                        dxc[i] = dyc[i] * _pow_minus_075(np.float64(sc[i])) - g * xc[i] * acc[i]
+                    for i in range(m):
+                        ti = np.float64(dy_in[i]) * y_in[i] / s_in[i]
+                        t = acc[i] + ti  # enter, then leave, as the forward's sums
+                        t = t - r[i]
+                        r[i] = ti
+                        acc[i] = t
+                        dxc[i] = dyc[i] * _pow_minus_075(np.float64(sc[i])) - g * xc[i] * t
                 else:
-                    for i in range(acc.size):
-                        dxc[i] = dyc[i] * np.float64(sc[i]) ** -beta - g * xc[i] * acc[i]
+                    for i in range(m):
+                        ti = np.float64(dy_in[i]) * y_in[i] / s_in[i]
+                        t = acc[i] + ti
+                        t = t - r[i]
+                        r[i] = ti
+                        acc[i] = t
+                        dxc[i] = dyc[i] * np.float64(sc[i]) ** -beta - g * xc[i] * t
+            elif beta == 0.75:  # past the last channel nothing enters
+                for i in range(m):
+                    t = acc[i] - r[i]
+                    r[i] = 0.0
+                    acc[i] = t
+                    dxc[i] = dyc[i] * _pow_minus_075(np.float64(sc[i])) - g * xc[i] * t
+            else:
+                for i in range(m):
+                    t = acc[i] - r[i]
+                    r[i] = 0.0
+                    acc[i] = t
+                    dxc[i] = dyc[i] * np.float64(sc[i]) ** -beta - g * xc[i] * t
 
 
 def lrn_forward(x, *, size, alpha, beta, k, out_y=None, out_scale=None):
