@@ -219,26 +219,34 @@ def workspace_buffer(workspace, shape, dtype, name="cols"):
     return buf[:size].reshape(shape)
 
 
-def _image_columns(a, buf, n):
+def _image_columns(a, buf, n, slot=None):
     """Image n's columns (C*KH*KW, P) in conv2d_backward: a[n] itself (a = x or dx, (N, C, H, W)),
-    viewed as (C, H*W), when the convolution is pointwise (buf None), else its slot buf[n % nb] of
-    the column buffer (nb, C*KH*KW, P)."""
-    return a[n].reshape(a.shape[1], -1) if buf is None else buf[n % buf.shape[0]]
+    viewed as (C, H*W), when the convolution is pointwise (buf None), else its slot of the column
+    buffer (nb, C*KH*KW, P): buf[n % nb], or buf[slot] when given."""
+    if buf is None:
+        return a[n].reshape(a.shape[1], -1)
+    return buf[n % buf.shape[0] if slot is None else slot]
 
 
-def _weight_grad_chains(dy3, x, buf, images, groups, acc, part):
+def _weight_grad_chains(dy3, x, buf, images, groups, acc, part, build=None):
     """acc[chain] (F, K) += dy3[n, g's filters] (F/G, P) @ columns of n[g's rows]^T (P, K), per group g,
     for the images n of one slice (their columns in buf, see _image_columns).
 
     CHAINS jobs of run_jobs: chain c takes the images with n % CHAINS == c, in image order, each
     product written into part[c] (F/G, K) and added into its own partial sum acc[c] (CHAINS, F, K),
     so the order of every sum (and its bits) does not depend on the thread count.
+    build: None (the slice's columns are in buf already) or build(chain, n), which writes image n's
+    columns into buf[chain] just before the chain multiplies them there: one buffer a chain, reused
+    image after image, warm in this core's caches (conv2d_backward passes it when there are no more
+    threads than chains).
     """
     Fg, K = part.shape[1], part.shape[2]
 
     def chain_job(_, chain):
         for n in (n for n in images if n % CHAINS == chain):  # every other image of the batch, in order
-            cols = _image_columns(x, buf, n)
+            if build is not None:
+                build(chain, n)
+            cols = _image_columns(x, buf, n, None if build is None else chain)
             for g in range(groups):
                 fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
                 acc[chain, fs] += np.matmul(dy3[n, fs], cols[ks].T, out=part[chain])  # (F/G, K)
@@ -318,7 +326,11 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
     Per slice, three rounds of run_jobs jobs: im2col per image; dw as CHAINS = 2 jobs, each adding
     the products of every other image in image order into its own partial sum (added at the end,
     so the sum's order, and its bits, do not depend on the thread count; at most two threads:
-    _weight_grad_chains); dcols and col2im per image (_input_grad_image).
+    _weight_grad_chains); dcols and col2im per image (_input_grad_image). With no more threads
+    than chains the first two rounds are one: each chain builds an image's columns just before
+    its product, so they are multiplied from the core's cache instead of going out to memory and
+    back (custom's conv1 dw: 83 -> 69 ms on the 2-core VM, bench/RESULTS.md "Speed round 6"); with
+    more threads im2col keeps every core. The same products in the same order either way: the same bits.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """
     stride, padding, groups = geometry
@@ -334,8 +346,10 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
     nb, pointwise = _plan(x, w, stride, padding, budget_bytes)
     buf = None if pointwise else workspace_buffer(workspace, (nb, C * KH * KW, P), x.dtype)  # (nb, C*KH*KW, P)
     geo = (KH, KW, *stride, *padding, OH, OW)
-    xd = None if pointwise else workspace_buffer(workspace, (workers(nb),) + _split_shape(C, geo),
-                                                 x.dtype, "cols_x")  # _im2col_image's scratch, per worker
+    # im2col inside the weight gradient's chains when they keep every thread busy (see the docstring)
+    in_chains = need_dw and not pointwise and workers(nb) <= CHAINS <= nb  # chain c builds into buf[c]
+    xd = None if pointwise else workspace_buffer(workspace, (max(workers(nb), CHAINS),) + _split_shape(C, geo),
+                                                 x.dtype, "cols_x")  # _im2col_image's scratch, per worker or chain
     if need_dw:
         db = out_or_empty(op, "out_db", out_db, (F,), x.dtype)  # (F,)
         np.sum(dy, axis=(0, 2, 3), out=db)
@@ -350,9 +364,13 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
     for n0 in range(0, N, nb):
         images = range(n0, min(N, n0 + nb))
         if need_dw:
-            if not pointwise:
-                run_jobs(lambda worker, n: _im2col_image(x, n, geo, xd[worker], buf[n % nb]), images)
-            _weight_grad_chains(dy3, x, buf, images, groups, acc, part)
+            if in_chains:
+                _weight_grad_chains(dy3, x, buf, images, groups, acc, part,
+                                    build=lambda chain, n: _im2col_image(x, n, geo, xd[chain], buf[chain]))
+            else:
+                if not pointwise:
+                    run_jobs(lambda worker, n: _im2col_image(x, n, geo, xd[worker], buf[n % nb]), images)
+                _weight_grad_chains(dy3, x, buf, images, groups, acc, part)
         if need_dx:
             run_jobs(lambda _, n: _input_grad_image(dy3, w2, groups, buf, geo, dx, n), images)
     if need_dw:
