@@ -48,7 +48,8 @@ def test_linear_backward_matches_finite_differences():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("N, D, K", [(1, 3, 2), (8, 50, 10), (33, 200, 64)])
+@pytest.mark.parametrize("N, D, K", [(1, 3, 2), (8, 50, 10), (33, 200, 64),
+                                     (3, 8300, 131)])  # dx by row chains: uneven halves, two column blocks
 def test_linear_cpu_matches_reference(dtype, N, D, K):
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((N, D)).astype(dtype), rng.standard_normal((K, D)).astype(dtype)
@@ -76,3 +77,23 @@ def test_linear_shapes_and_errors(tier, N, D, K):
         tier.linear_forward(x, w.astype(np.float64), b)
     with pytest.raises(ValueError, match="dy"):
         tier.linear_backward(np.ones((N, K + 1), np.float32), x, w)
+
+
+def test_linear_cpu_dx_by_row_chains_same_bits_on_any_thread_count():
+    # K >= 2 * ROW_BLOCK: dx is summed in two chains over the rows of w, cut into COL_BLOCK columns;
+    # the cut depends on the shape only, so one thread and all threads give the same bits.
+    import numba
+    rng = np.random.default_rng(7)
+    N, D, K = 4, cpu.COL_BLOCK + 900, 2 * cpu.ROW_BLOCK + 75
+    x, w = rng.standard_normal((N, D)).astype(np.float32), rng.standard_normal((K, D)).astype(np.float32)
+    dy = rng.standard_normal((N, K)).astype(np.float32)
+    many = cpu.linear_backward(dy, x, w, need=("dx",))[0]
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one = cpu.linear_backward(dy, x, w, need=("dx",))[0]
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, many)
+    want = dy.astype(np.float64) @ w.astype(np.float64)
+    assert max_diff(many, want) < 1e-6
