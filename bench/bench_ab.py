@@ -20,6 +20,12 @@ Ops, at the layer shapes and batches of the model benchmarks (custom and AlexNet
     winograd  kernels/cpu/winograd conv2d_forward, dx, dw at every stride-1 convolution the old
               checkout's Winograd accepts
     linear    kernels/cpu/linear.linear_forward at every fully connected layer
+and at the training steps' batches (custom and AlexNet 32, VGG16 8):
+    first-dw  kernels/cpu/conv2d.conv2d_backward, dw only (what a training step asks of a first
+              layer), at every convolution on 3 input channels, by im2col
+    lrn       kernels/cpu/lrn forward and backward at every LRN layer (the torch column of the
+              backward times torch.autograd.grad of the layer's output alone)
+    linear-bwd kernels/cpu/linear.linear_backward, dx and dw apart, at every fully connected layer
 """
 import argparse
 import importlib
@@ -34,6 +40,7 @@ sys.path.insert(0, BENCH)
 import common  # noqa: E402
 
 BOUND = 1e-4
+TRAIN_BATCH = {"custom": 32, "alexnet": 32, "vgg16": 8}  # bench/bench_models.py's training steps
 
 
 def load_tree(path, names):
@@ -95,7 +102,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old", required=True, help="Root of the other checkout (a git worktree).")
     ap.add_argument("--ops", nargs="+", default=["im2col", "winograd", "linear"],
-                    choices=["im2col", "winograd", "linear"])
+                    choices=["im2col", "winograd", "linear", "first-dw", "lrn", "linear-bwd"])
     ap.add_argument("--models", default="custom,alexnet,vgg16")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None)
@@ -105,8 +112,10 @@ def main(argv=None):
 
     from kernels.cpu import conv2d as new_conv  # this checkout's, imported before the old one's
     from kernels.cpu import linear as new_linear
+    from kernels.cpu import lrn as new_lrn
     from kernels.cpu import winograd as new_wino
-    old = load_tree(args.old, ["kernels.cpu.conv2d", "kernels.cpu.winograd", "kernels.cpu.linear"])
+    old = load_tree(args.old, ["kernels.cpu.conv2d", "kernels.cpu.winograd", "kernels.cpu.linear",
+                               "kernels.cpu.lrn"])
     torch = common.try_import_torch()
     if torch is not None:
         torch.set_num_threads(args.threads or common.default_threads())
@@ -123,6 +132,96 @@ def main(argv=None):
             winograd_rows(case, old["kernels.cpu.winograd"], new_wino, torch, rng, args.rounds)
     if "linear" in args.ops:
         linear_rows(models, old["kernels.cpu.linear"], new_linear, torch, rng, args.rounds)
+    if "first-dw" in args.ops:
+        first_dw_rows(models, old["kernels.cpu.conv2d"], new_conv, torch, rng, args.rounds)
+    if "lrn" in args.ops:
+        lrn_rows(models, old["kernels.cpu.lrn"], new_lrn, torch, rng, args.rounds)
+    if "linear-bwd" in args.ops:
+        linear_backward_rows(models, old["kernels.cpu.linear"], new_linear, torch, rng, args.rounds)
+
+
+def train_layers(models, kind):
+    """(model, batch, input shape, layer) of every layer of type `kind` in `models` at TRAIN_BATCH."""
+    from rawcnn.engine.models import build
+    out = []
+    for model in models:
+        net = build(model, weight_std=0.0)
+        shape = net.input_shape
+        for l in net.layers:
+            if isinstance(l, kind):
+                out.append((model, TRAIN_BATCH[model], (TRAIN_BATCH[model],) + tuple(shape), l))
+            shape = l.output_shape(shape)
+    return out
+
+
+def first_dw_rows(models, oc, new_conv, torch, rng, rounds):
+    """conv2d_backward(need dw) by im2col at every convolution on 3 channels (a first layer: no dx)."""
+    import numpy as np
+
+    from rawcnn.engine.layers import Conv2d
+    for model, _, xs, l in train_layers(models, Conv2d):
+        if l.in_channels != 3:
+            continue
+        case = conv_case(f"{model} {l.name}", xs, l, rng, torch)
+        y = new_conv.conv2d_forward(case.x, case.w, case.b, **conv_kwargs(new_conv.conv2d_forward, case.hp))
+        dy = rng.standard_normal(y.shape, dtype=np.float32)
+        bo = conv_kwargs(oc.conv2d_backward, case.hp, need=("dw",))
+        bn = conv_kwargs(new_conv.conv2d_backward, case.hp, need=("dw",))
+        wo, wn = {}, {}
+        fns = {"old": lambda: oc.conv2d_backward(dy, case.x, case.w, workspace=wo, **bo),
+               "new": lambda: new_conv.conv2d_backward(dy, case.x, case.w, workspace=wn, **bn)}
+        err = rel(fns["new"]()[1], fns["old"]()[1])
+        if torch is not None:
+            dyt = torch.from_numpy(dy)
+            fns["torch"] = lambda: torch.nn.grad.conv2d_weight(case.xt, case.wt.shape, dyt, l.stride, l.padding, 1,
+                                                               l.groups)
+        row("im2col dw", case.label, case.shape, interleaved(fns, rounds), err)
+
+
+def lrn_rows(models, olrn, new_lrn, torch, rng, rounds):
+    """lrn_forward and lrn_backward at every LRN layer of `models` (input ReLU-like, >= 0)."""
+    import numpy as np
+
+    from rawcnn.engine.layers import LRN
+    for model, _, xs, l in train_layers(models, LRN):
+        x = np.maximum(rng.standard_normal(xs, dtype=np.float32), 0)
+        dy = rng.standard_normal(xs, dtype=np.float32)
+        hp = dict(size=l.size, alpha=l.alpha, beta=l.beta)
+        shape = f"{'x'.join(map(str, xs))} size {l.size}"
+        yo, so = olrn.lrn_forward(x, k=l.k, **hp)
+        yn, sn = new_lrn.lrn_forward(x, k=l.k, **hp)
+        fwd = {"old": lambda: olrn.lrn_forward(x, k=l.k, out_y=yo, out_scale=so, **hp),
+               "new": lambda: new_lrn.lrn_forward(x, k=l.k, out_y=yn, out_scale=sn, **hp)}
+        bwd = {"old": lambda: olrn.lrn_backward(dy, x, yo, so, **hp),
+               "new": lambda: new_lrn.lrn_backward(dy, x, yn, sn, **hp)}
+        if torch is not None:
+            xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+            fwd["torch"] = lambda: torch.nn.functional.local_response_norm(xt, l.size, l.alpha, l.beta, l.k)
+            xg = xt.clone().requires_grad_(True)
+            yt = torch.nn.functional.local_response_norm(xg, l.size, l.alpha, l.beta, l.k)
+            bwd["torch"] = lambda: torch.autograd.grad(yt, xg, dyt, retain_graph=True)
+        row("lrn fwd", f"{model} {l.name}", shape, interleaved(fwd, rounds), rel(yn, yo))
+        row("lrn bwd", f"{model} {l.name}", shape, interleaved(bwd, rounds), rel(bwd["new"](), bwd["old"]()))
+
+
+def linear_backward_rows(models, ol, new_linear, torch, rng, rounds):
+    """linear_backward's dx and dw, apart, at every fully connected layer of `models` at TRAIN_BATCH."""
+    import numpy as np
+
+    from rawcnn.engine.layers import Linear
+    for model, N, _xs, l in train_layers(models, Linear):
+        D, K = l.in_features, l.out_features
+        x = rng.standard_normal((N, D), dtype=np.float32)
+        w = rng.standard_normal((K, D), dtype=np.float32) * np.float32(0.01)
+        dy = rng.standard_normal((N, K), dtype=np.float32)
+        for kind, pick in (("dx", 0), ("dw", 1)):
+            fns = {"old": lambda kind=kind: ol.linear_backward(dy, x, w, need=(kind,)),
+                   "new": lambda kind=kind: new_linear.linear_backward(dy, x, w, need=(kind,))}
+            err = rel(fns["new"]()[pick], fns["old"]()[pick])
+            if torch is not None:
+                xt, wt, dyt = (torch.from_numpy(a) for a in (x, w, dy))
+                fns["torch"] = (lambda: dyt @ wt) if kind == "dx" else (lambda: dyt.t() @ xt)
+            row(f"linear {kind}", f"{model} {l.name}", f"{N}x{D} -> {K}", interleaved(fns, rounds), err)
 
 
 def conv_case(label, xs, l, rng, torch):

@@ -87,7 +87,7 @@ def _lrn_forward_kernel(x, y, scale, size, alpha, beta, k):
 @njit(parallel=True, cache=True)
 def _lrn_backward_kernel(dy, x, y, scale, dx, size, alpha, beta):
     N, C, P = x.shape
-    lo, hi = (size - 1) // 2, size // 2  # the c' whose window holds c: [c - lo, c + hi]
+    hi = size // 2  # the c' whose window holds c: [c - (size - 1) // 2, c + hi]
     g = 2.0 * alpha * beta / size
     blocks = (P + BLOCK - 1) // BLOCK
     for job in prange(N * blocks):
@@ -96,8 +96,8 @@ def _lrn_backward_kernel(dy, x, y, scale, dx, size, alpha, beta):
         m = p1 - p0
         acc = np.zeros(m)  # (m,) float64: sum of t = dy*y/scale over the mirrored window
         # t of the last `size` channels that entered, channel e in row e % size: the row channel
-        # c + hi is about to take holds channel c + hi - size = c - lo - 1, the one leaving (0 before
-        # channel 0, and 0 is what a channel past C enters with)
+        # c + hi is about to take holds channel c + hi - size = c - (size - 1) // 2 - 1, the one
+        # leaving (0 before channel 0, and 0 is what a channel past C enters with)
         ring = np.zeros((size, m))
         for e in range(min(hi, C)):
             dy_in, y_in, s_in, r = dy[n, e, p0:p1], y[n, e, p0:p1], scale[n, e, p0:p1], ring[e % size]
