@@ -72,15 +72,19 @@ def conv_kwargs(fn, hp, need=None):
 
 
 def interleaved(fns, rounds):
-    """{name: median seconds}: every fn called once per round, in turn, after one untimed call each."""
+    """{name: median seconds}: every fn called once per round, after one untimed call each; the order
+    rotates by one every round, so that no fn always runs right after the same other one (PyTorch's
+    OpenMP workers spin on after its op and take a core from whatever runs next: with a fixed order
+    "old" always followed "torch", which biased the comparison towards "new")."""
     import numpy as np
     for f in fns.values():
         f()
     times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
+    names = list(fns)
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[:r % len(names)]:
             t = time.perf_counter()
-            f()
+            fns[k]()
             times[k].append(time.perf_counter() - t)
     return {k: float(np.median(v)) for k, v in times.items()}
 
@@ -106,6 +110,7 @@ def main(argv=None):
     ap.add_argument("--models", default="custom,alexnet,vgg16")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-torch", action="store_true", help="time old and new alone, without PyTorch's op")
     args = ap.parse_args(argv)
     common.setup_threads(args.threads or common.default_threads())
     import numpy as np
@@ -116,7 +121,7 @@ def main(argv=None):
     from kernels.cpu import winograd as new_wino
     old = load_tree(args.old, ["kernels.cpu.conv2d", "kernels.cpu.winograd", "kernels.cpu.linear",
                                "kernels.cpu.lrn"])
-    torch = common.try_import_torch()
+    torch = None if args.no_torch else common.try_import_torch()
     if torch is not None:
         torch.set_num_threads(args.threads or common.default_threads())
     common.print_header(f"before/after, old = {os.path.abspath(args.old)}", torch=torch)

@@ -329,7 +329,7 @@ def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, nee
     _weight_grad_chains); dcols and col2im per image (_input_grad_image). With no more threads
     than chains the first two rounds are one: each chain builds an image's columns just before
     its product, so they are multiplied from the core's cache instead of going out to memory and
-    back (custom's conv1 dw 105.8 -> 91.5 ms interleaved on the 2-core VM, bench/RESULTS.md "Speed round 6"); with
+    back (custom's conv1 dw 104.5 -> 91.4 ms interleaved on the 2-core VM, bench/RESULTS.md "Speed round 6"); with
     more threads im2col keeps every core. The same products in the same order either way: the same bits.
     Returns (dx (N, C, H, W) or None, dw (F, C/G, KH, KW) or None, db (F,) or None), x's dtype.
     """

@@ -13,7 +13,7 @@ is cut the other way, along the sum: the features out go to CHAINS = 2 chains (t
 the second half), each summing its products of ROW_BLOCK rows of w in order, for COL_BLOCK
 features in at a time (a job: one chain, one block of columns), and dx is the two chains' sums
 added. Each job streams whole contiguous rows of w once, where cutting by columns of w had BLAS
-pack a strided panel of w for every CHUNK: VGG16's fc6 dx at batch 8 47.3 -> 30.3 ms interleaved,
+pack a strided panel of w for every CHUNK: VGG16's fc6 dx at batch 8 46.0 -> 29.4 ms interleaved,
 at batch 32 (custom, AlexNet) within the noise (bench/RESULTS.md, "Speed round 6"); and shorter
 sums: the error against float64 was 2.4e-7 of the largest value instead of 5.6e-7 at VGG16 fc6.
 With fewer features out (the 2-way heads) dx is cut by columns as y is. The bias add and the
