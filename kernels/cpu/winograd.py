@@ -37,7 +37,6 @@ allocates no transform buffers after its first; without one they are allocated p
 Backward: dx is the forward's Winograd on dy with the flipped kernel (padding KH - 1 - p); dw is
 winograd_weight_grad (dw = G^T dU G, dU from 36 (64) GEMMs of the transformed dy and x), db a sum.
 """
-from functools import partial
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -322,11 +321,15 @@ def _kernel_rows(w, G, U, g, f0):
                 _lincomb(G[l], t[i], U[g, n * i + l, f0 + f])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, inline="always")
 def _dy_rows(dy, f0, tiles, k, D, a):
     """D[n*i + l, f, r*TW + tw] = (A dY A^T)[i, l], dY the 4x4 tile (q0 + r, tw) of dy[:, f0 + f];
-    tiles = (TH, TW, q0); a: A written out, _a (F(4x4, 3x3): A is 6x4) or _a8 (F(4x4, 5x5): 8x4),
-    a Numba function passed in (each one compiles its own copy of this loop).
+    tiles = (TH, TW, q0); a: A written out, _a (F(4x4, 3x3): A is 6x4) or _a8 (F(4x4, 5x5): 8x4).
+    Inlined into _dy_rows43 and _dy_rows45, which pass their A as a global: a cached function must not
+    take a Numba function as an argument (its type names a dispatcher object, so every new process
+    misses the cache, compiles again and appends to the cache index, and once an old entry's dispatcher
+    has gone the index can no longer be written: "ReferenceError: underlying object has vanished" on
+    the first weight gradient of a process; it happened here on 2026-12-07 after 266 entries).
 
     dy (N, F, OH, OW), 0 beyond its edge (the outputs a cut tile computes and drops); D (n*n, Fg, R*TW).
     The adjoint of _output_rows: the tiles are gathered (e[a, s, j] = dY_j[a, s]), then both
@@ -517,6 +520,18 @@ def _output_rows8(M, b, f0, tiles, k, y):
         _scatter(o, f0 + f, tiles, y)
 
 
+@njit(cache=True, nogil=True)
+def _dy_rows43(dy, f0, tiles, k, D):
+    """_dy_rows with F(4x4, 3x3)'s A (6x4): D (36, Fg, R*TW)."""
+    _dy_rows(dy, f0, tiles, k, D, _a)
+
+
+@njit(cache=True, nogil=True)
+def _dy_rows45(dy, f0, tiles, k, D):
+    """_dy_rows with F(4x4, 5x5)'s A (8x4): D (64, Fg, R*TW)."""
+    _dy_rows(dy, f0, tiles, k, D, _a8)
+
+
 class Tiling(NamedTuple):
     """One Winograd F(4x4, r x r) as this tier runs it: n x n input tiles (n*n transformed positions), the
     kernels of its phases, and its constants (typed per call)."""
@@ -524,12 +539,12 @@ class Tiling(NamedTuple):
     n: int
     input: Callable  # (x, c0, nc, pad, tiles, k, V, cv0): _input_pieces or _input_tiles8
     output: Callable  # (M, b, f0, tiles, k, y)
-    dy: Callable  # (dy, f0, tiles, k, D): _dy_rows with its A
+    dy: Callable  # (dy, f0, tiles, k, D): _dy_rows with its A (_dy_rows43, _dy_rows45)
     k: tuple
 
 
-F43 = Tiling(3, 6, _input_pieces, _output_rows, partial(_dy_rows, a=_a), (2, 4, 5, 8))
-F45 = Tiling(5, 8, _input_tiles8, _output_rows8, partial(_dy_rows, a=_a8), K8)
+F43 = Tiling(3, 6, _input_pieces, _output_rows, _dy_rows43, (2, 4, 5, 8))
+F45 = Tiling(5, 8, _input_tiles8, _output_rows8, _dy_rows45, K8)
 
 
 def tiling(KH, KW):
