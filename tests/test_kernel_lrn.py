@@ -59,9 +59,12 @@ def test_lrn_backward_matches_finite_differences(size, alpha, beta, k):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, size, beta", [((2, 16, 5, 7), 5, 0.75), ((3, 6, 50, 50), 3, 0.75),
-                                               ((1, 4, 9, 9), 7, 0.6), ((2, 8, 3, 3), 2, 0.75)])
+                                               ((1, 4, 9, 9), 7, 0.6), ((2, 8, 3, 3), 2, 0.75),
+                                               ((2, 2, 4, 4), 9, 0.75), ((1, 1, 3, 3), 5, 0.6),
+                                               ((2, 3, 5, 5), 6, 0.75)])
 def test_lrn_cpu_matches_reference(dtype, shape, size, beta):
-    # (3, 6, 50, 50) has 2500 pixels a plane: more than one cpu block of 2048 pixels
+    # (3, 6, 50, 50) has 2500 pixels a plane: more than one cpu block of 2048 pixels; the last three
+    # have fewer channels than half the window (the cpu kernels' first channels enter before channel 0)
     rng = np.random.default_rng(1)
     x = (3 * rng.standard_normal(shape)).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
