@@ -146,17 +146,8 @@ def main(argv=None):
 
 
 def train_layers(models, kind):
-    """(model, batch, input shape, layer) of every layer of type `kind` in `models` at TRAIN_BATCH."""
-    from rawcnn.engine.models import build
-    out = []
-    for model in models:
-        net = build(model, weight_std=0.0)
-        shape = net.input_shape
-        for l in net.layers:
-            if isinstance(l, kind):
-                out.append((model, TRAIN_BATCH[model], (TRAIN_BATCH[model],) + tuple(shape), l))
-            shape = l.output_shape(shape)
-    return out
+    """(model, name, batch, x shape, layer) of every layer of type `kind` in `models` at TRAIN_BATCH."""
+    return common.model_layers(models, kind, TRAIN_BATCH)
 
 
 def first_dw_rows(models, oc, new_conv, torch, rng, rounds):
@@ -164,7 +155,7 @@ def first_dw_rows(models, oc, new_conv, torch, rng, rounds):
     import numpy as np
 
     from rawcnn.engine.layers import Conv2d
-    for model, _, xs, l in train_layers(models, Conv2d):
+    for model, _, _, xs, l in train_layers(models, Conv2d):
         if l.in_channels != 3:
             continue
         case = conv_case(f"{model} {l.name}", xs, l, rng, torch)
@@ -188,7 +179,7 @@ def lrn_rows(models, olrn, new_lrn, torch, rng, rounds):
     import numpy as np
 
     from rawcnn.engine.layers import LRN
-    for model, _, xs, l in train_layers(models, LRN):
+    for model, _, _, xs, l in train_layers(models, LRN):
         x = np.maximum(rng.standard_normal(xs, dtype=np.float32), 0)
         dy = rng.standard_normal(xs, dtype=np.float32)
         hp = dict(size=l.size, alpha=l.alpha, beta=l.beta)
@@ -214,7 +205,7 @@ def linear_backward_rows(models, ol, new_linear, torch, rng, rounds):
     import numpy as np
 
     from rawcnn.engine.layers import Linear
-    for model, N, _xs, l in train_layers(models, Linear):
+    for model, _, N, _xs, l in train_layers(models, Linear):
         D, K = l.in_features, l.out_features
         x = rng.standard_normal((N, D), dtype=np.float32)
         w = rng.standard_normal((K, D), dtype=np.float32) * np.float32(0.01)

@@ -54,20 +54,27 @@ def setup_threads(n):
 LAYER_BATCH = {"custom": 32, "alexnet": 32, "vgg16": 4}  # the issue's targets: custom, AlexNet b32, VGG16 b4
 
 
-def conv_layers(models, winograd_only=False):
-    """(model, name, batch, x shape, conv layer) of every convolution of the built-in `models`
-    (optionally only the stride-1 ones at least 2x2, Winograd's), at the batch of LAYER_BATCH."""
-    from rawcnn.engine.layers import Conv2d
+def model_layers(models, kind, batches=LAYER_BATCH, keep=lambda layer: True):
+    """(model, name, batch, x shape, layer) of every layer of type `kind` of the built-in `models` for which
+    keep(layer) holds, its input at the batch batches[model]."""
     from rawcnn.engine.models import build
     out = []
     for model in models:
         net = build(model, weight_std=0.0)
         shape = net.input_shape
         for l in net.layers:
-            if isinstance(l, Conv2d) and (not winograd_only or (min(l.kernel_size) >= 2 and l.stride == (1, 1))):
-                out.append((model, l.name, LAYER_BATCH[model], (LAYER_BATCH[model],) + tuple(shape), l))
+            if isinstance(l, kind) and keep(l):
+                out.append((model, l.name, batches[model], (batches[model],) + tuple(shape), l))
             shape = l.output_shape(shape)
     return out
+
+
+def conv_layers(models, winograd_only=False):
+    """(model, name, batch, x shape, conv layer) of every convolution of the built-in `models`
+    (optionally only the stride-1 ones at least 2x2, Winograd's), at the batch of LAYER_BATCH."""
+    from rawcnn.engine.layers import Conv2d
+    return model_layers(models, Conv2d, keep=lambda l: not winograd_only or (min(l.kernel_size) >= 2
+                                                                             and l.stride == (1, 1)))
 
 
 def layer_bench_parser(doc):
