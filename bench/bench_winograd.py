@@ -66,7 +66,7 @@ def phases(x, w, b, padding, groups, repeats):
         t_in = time_it(lambda: W._input_pieces(x, 0, Cg, (*padding, 1, 1), (TH, TW, 0), k, V, 0),
                        repeats=repeats).median
         t_mm = time_it(lambda: np.matmul(U[0], V, out=M), repeats=repeats).median
-        t_out = time_it(lambda: W._output_rows(M, b, 0, (TH, TW, 0), k, y), repeats=repeats).median
+        t_out = time_it(lambda: W._output_rows(M, b, 0, (TH, TW, 0), k, y, False), repeats=repeats).median
     # bytes: what each phase reads and writes once over the whole call
     return {"kernel": (t_u, w.nbytes + U.nbytes, 2 * 36 * 15 * w.size / 9),
             "input": (t_in * share, (x.nbytes + 36 * C * T * 4), 2 * 2 * 6 * 6 * 6 * C * T),

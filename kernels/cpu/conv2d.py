@@ -271,7 +271,17 @@ def _input_grad_image(dy3, w2, groups, buf, geo, dx, n):
         _col2im_image(dcols[None], dx[n:n + 1], 0, geo)  # dcols as a batch of one (1, C*KH*KW, P)
 
 
-def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, workspace=None, out=None):
+@njit(cache=True, nogil=True)
+def _bias_relu(y, b):
+    """y[f, p] = max(y[f, p] + b[f], 0) (relu_forward's rule: NaN passes), one pass; y (F, P), b (F,)."""
+    for f in range(y.shape[0]):
+        bf = b[f]
+        for p in range(y.shape[1]):
+            v = y[f, p] + bf
+            y[f, p] = v if v > 0 or v != v else 0.0
+
+
+def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, workspace=None, out=None, relu=False):
     """y = conv(x, w) + b by im2col + one GEMM per image and group, a slice of the batch at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
@@ -280,7 +290,9 @@ def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, works
     faster than a slice of the batch: bench/bench_ab.py, bench/RESULTS.md),
     kept so that both directions take the same arguments; workspace: a dict kept across calls that
     holds the columns (None: allocated per call); out: None or a C-contiguous
-    (N, F, OH, OW) array of x's dtype that receives y (it must not overlap x).
+    (N, F, OH, OW) array of x's dtype that receives y (it must not overlap x); relu: True gives
+    max(y, 0) instead (a ReLU above the layer fused: the bias and the rectifier in one pass over each
+    image's output while it is in the core's cache; the same bits as relu_forward of y).
     Each image is a job of run_jobs (its im2col, then its GEMMs on a one-thread BLAS).
     Returns y (N, F, OH, OW), x's dtype (out when given).
     """
@@ -307,7 +319,10 @@ def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, works
         for g in range(groups):
             fs, ks = slice(g * Fg, (g + 1) * Fg), slice(g * K, (g + 1) * K)
             np.matmul(w2[fs], cols[ks], out=y3[n, fs])  # (F/G, P)
-        y3[n] += b.reshape(F, 1)
+        if relu:
+            _bias_relu(y3[n], b)
+        else:
+            y3[n] += b.reshape(F, 1)
 
     run_jobs(image, range(N), nw)
     return y

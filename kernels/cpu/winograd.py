@@ -219,6 +219,16 @@ def _scatter(o, fy, tiles, y):
 
 
 @njit(cache=True, inline="always")
+def _rectify(o):
+    """o = max(o, 0) in place (relu_forward's rule: NaN passes), o (4, 4, R*TW): a ReLU fused into the output."""
+    for i in range(o.shape[0]):
+        for l in range(o.shape[1]):
+            for j in range(o.shape[2]):
+                v = o[i, l, j]
+                o[i, l, j] = v if v > 0 or v != v else 0.0
+
+
+@njit(cache=True, inline="always")
 def _dy_tiles(dy, fy, tiles, e):
     """e[a, s, r*TW + tw] = dy[n, fy, 4th + a, 4tw + s], 0 beyond dy's edge: the block's 4x4 tiles of dy, gathered
     (tile row q0 + r = n*TH + th); e (4, 4, R*TW), tiles = (TH, TW, q0)."""
@@ -235,8 +245,9 @@ def _dy_tiles(dy, fy, tiles, e):
 
 
 @njit(cache=True, nogil=True)
-def _output_rows(M, b, f0, tiles, k, y):
-    """y[n, f0 + f, 4th:4th+4, 4tw:4tw+4] = A^T M[:, f, r*TW + tw] A + b[f0 + f], cut at the edges.
+def _output_rows(M, b, f0, tiles, k, y, relu):
+    """y[n, f0 + f, 4th:4th+4, 4tw:4tw+4] = A^T M[:, f, r*TW + tw] A + b[f0 + f], cut at the edges (relu: its
+    max with 0, a ReLU above the layer fused while the tile is in cache).
 
     M (36, Fg, R*TW) for R tile rows from q0, tiles = (TH, TW, q0); b (F,); y (N, F, OH, OW). A^T
     along the columns of the 6x6, then A along its rows, each one loop over all R*TW tiles of the
@@ -258,6 +269,8 @@ def _output_rows(M, b, f0, tiles, k, y):
                 a = _at(t[i, 0, j], t[i, 1, j], t[i, 2, j], t[i, 3, j], t[i, 4, j], t[i, 5, j], k)
                 for l in range(4):
                     o[i, l, j] = a[l] + bias
+        if relu:
+            _rectify(o)
         _scatter(o, f0 + f, tiles, y)
 
 
@@ -498,8 +511,9 @@ def _input_tiles8(x, c0, nc, pad, tiles, k, V, cv0):
 
 
 @njit(cache=True, nogil=True)
-def _output_rows8(M, b, f0, tiles, k, y):
-    """_output_rows for F(4x4, 5x5): y's 4x4 tile = A^T M[:, f, tile] A + b[f0 + f], M (64, Fg, R*TW), A^T (4, 8)."""
+def _output_rows8(M, b, f0, tiles, k, y, relu):
+    """_output_rows for F(4x4, 5x5): y's 4x4 tile = A^T M[:, f, tile] A + b[f0 + f] (relu: its max with 0),
+    M (64, Fg, R*TW), A^T (4, 8)."""
     Fg, nt = M.shape[1], M.shape[2]
     t = np.empty((4, 8, nt), M.dtype)
     o = np.empty((4, 4, nt), M.dtype)
@@ -517,6 +531,8 @@ def _output_rows8(M, b, f0, tiles, k, y):
                          t[i, 7, j], k)
                 for l in range(4):
                     o[i, l, j] = a[l] + bias
+        if relu:
+            _rectify(o)
         _scatter(o, f0 + f, tiles, y)
 
 
@@ -538,7 +554,7 @@ class Tiling(NamedTuple):
     r: int
     n: int
     input: Callable  # (x, c0, nc, pad, tiles, k, V, cv0): _input_pieces or _input_tiles8
-    output: Callable  # (M, b, f0, tiles, k, y)
+    output: Callable  # (M, b, f0, tiles, k, y, relu)
     dy: Callable  # (dy, f0, tiles, k, D): _dy_rows with its A (_dy_rows43, _dy_rows45)
     k: tuple
 
@@ -604,9 +620,11 @@ def _pieces_of(w, padding):
     return (w if whole_kernel(KH, KW) else split_kernel(w)), _piece_grid(KH, KW, padding), tiling(KH, KW)
 
 
-def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_BYTES, threads=None):
-    """y (N, F, OH, OW) = stride-1 correlation of x with w (+ b); geometry: ConvGeometry (kernels/shapes.py),
-    its stride taken as (1, 1) (conv2d_forward checks it), its padding may be negative.
+def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_BYTES, threads=None,  # noqa: PLR0913
+                       relu=False):  # (the tests set block_bytes and threads; relu: a ReLU fused)
+    """y (N, F, OH, OW) = stride-1 correlation of x with w (+ b), or its max with 0 when relu; geometry:
+    ConvGeometry (kernels/shapes.py), its stride taken as (1, 1) (conv2d_forward checks it), its padding may be
+    negative.
 
     w (F, C/G, KH, KW): 3x3 (F(4x4, 3x3), the tiling F43) or 5x5 (F(4x4, 5x5), F45) whole, or any other
     size, cut into P 3x3 pieces (split_kernel) that act as P*C/G input channels of F43, piece p reading
@@ -656,7 +674,7 @@ def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_B
                 Mb = M[worker, :, :nf]
                 _kernel_rows(w3[g * Fg + f0:g * Fg + f0 + nf], G, U[worker:worker + 1], 0, 0)  # its filters only
                 np.matmul(U[worker, :, :nf], V, out=Mb)  # (nn, nf, T)
-                t.output(Mb, b, g * Fg + f0, (TH, TW, 0), k, y)
+                t.output(Mb, b, g * Fg + f0, (TH, TW, 0), k, y, relu)
             run_jobs(by_filter, [j for j in jobs if j[1] == g], threads)
         return y
     U = kernel_transform(w3, groups, workspace_buffer(workspace, (groups, nn, Fg, CP), x.dtype, KERNEL_BUFFER),
@@ -670,7 +688,7 @@ def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_B
         Vb, Mb = V[worker, :, :, :nt], M[worker, :, :, :nt]
         t.input(x, g * Cg, Cg, pad, (TH, TW, q0), k, Vb, 0)
         np.matmul(U[g], Vb, out=Mb)  # (nn, Fg, nt): 36 or 64 GEMMs in one call, on this thread
-        t.output(Mb, b, g * Fg, (TH, TW, q0), k, y)
+        t.output(Mb, b, g * Fg, (TH, TW, q0), k, y, relu)
 
     run_jobs(by_rows, jobs, threads)
     return y
@@ -736,21 +754,24 @@ def winograd_weight_grad(dy, x, geometry, dw, workspace=None, block_bytes=BLOCK_
     return dw
 
 
-def conv2d_forward(x, w, b, *, geometry, budget_bytes=None, workspace=None, out=None):
+def conv2d_forward(x, w, b, *, geometry, budget_bytes=None, workspace=None, out=None, relu=False):
     """y = conv(x, w) + b by Winograd F(4x4, 3x3), a block of tiles at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW) (3x3 or 5x5 whole, other sizes cut into 3x3 pieces), b: (F,), all
     float32 or all float64; geometry: ConvGeometry(stride, padding, groups) (kernels/shapes.py), stride (1, 1), or
     strided with 2*s < KH, KW <= 3*s (by space-to-depth: _depth_problem).
     budget_bytes is accepted for the shared signature; workspace: a dict kept across calls, or None;
-    out: None or a C-contiguous (N, F, OH, OW) array of x's dtype that receives y (not overlapping x).
+    out: None or a C-contiguous (N, F, OH, OW) array of x's dtype that receives y (not overlapping x);
+    relu: True gives max(y, 0) (a ReLU above the layer fused into the output transform, on each tile while it
+    is in cache; the same bits as relu_forward of y).
     Returns y (N, F, OH, OW), x's dtype (out when given).
     """
     OH, OW = check_winograd(x, w, b, *geometry)
     y = out_or_empty("winograd conv2d_forward", "out", out, (x.shape[0], w.shape[0], OH, OW), x.dtype)
     if tuple(geometry.stride) != (1, 1):  # by space-to-depth: the same sum, 3x3 stride 1 on C*sh*sw channels
         x, w, geometry = _depth_problem(x, w, geometry, (OH, OW), workspace)
-    return winograd_correlate(np.ascontiguousarray(x), np.ascontiguousarray(w), b, geometry, y, workspace)
+    return winograd_correlate(np.ascontiguousarray(x), np.ascontiguousarray(w), b, geometry, y, workspace,
+                              relu=relu)
 
 
 def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, need=("dx", "dw"), workspace=None,

@@ -76,13 +76,15 @@ def _col2im_kernel(cols, geo, dx):
 
 
 @cuda.jit(cache=True)
-def _bias_nchw_kernel(yg, b, y):
-    """yg (F, nb*L) GEMM result, b (F,) -> y (nb, F, L); thread i, element i of y in row-major order."""
+def _bias_nchw_kernel(yg, b, relu, y):
+    """yg (F, nb*L) GEMM result, b (F,) -> y (nb, F, L), rectified as relu_forward when relu (a ReLU fused);
+    thread i, element i of y in row-major order."""
     i = cuda.grid(1)
     if i < y.size:
         nb, F, L = y.shape
         n, f, l = i // (F * L), (i // L) % F, i % L
-        y[n, f, l] = yg[f, n * L + l] + b[f]
+        v = yg[f, n * L + l] + b[f]
+        y[n, f, l] = 0 if relu and v < 0 else v
 
 # launchers
 
@@ -149,12 +151,13 @@ def col2im(cols, *, x_shape, kernel_size, stride, padding):
 
 
 def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES,
-                   workspace=None, out=None):  # workspace: accepted for the shared signature, unused here
+                   workspace=None, out=None, relu=False):  # workspace: accepted for the shared signature, unused here
     """y = conv(x, w) + b by im2col + one batched GEMM over the groups, a slice of the batch at a time.
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
     geometry: kernels.shapes.ConvGeometry(stride, padding, groups).
-    budget_bytes bounds the column buffer (nb*C*KH*KW*OH*OW*itemsize, nb >= 1).
+    budget_bytes bounds the column buffer (nb*C*KH*KW*OH*OW*itemsize, nb >= 1); relu: max(y, 0) instead, in
+    the bias kernel (a ReLU above the layer fused).
     Returns y (N, F, OH, OW), x's dtype (out, when given, receives it).
     """
     xp = device_arrays("conv2d_forward", x=x, w=w, b=b)
@@ -174,7 +177,7 @@ def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES,
         n1 = min(N, n0 + nb)
         cols = _columns(x[n0:n1], buf, (KH, KW), stride, padding)  # (C*KH*KW, nb*L)
         yg = xp.matmul(wg, cols.reshape(G, Cg * KH * KW, -1))  # (G, F/G, nb*L)
-        launch(_bias_nchw_kernel, (n1 - n0) * F * L, yg.reshape(F, -1), b, y3[n0:n1])
+        launch(_bias_nchw_kernel, (n1 - n0) * F * L, yg.reshape(F, -1), b, bool(relu), y3[n0:n1])
     return y
 
 

@@ -32,6 +32,7 @@ sums as one contraction per (group, kh, kw), fast enough for the tests that comp
 """
 import numpy as np
 
+from kernels.reference.relu import relu_forward
 from kernels.shapes import (  # the tiers' shared checks
     COLUMN_BUDGET_BYTES,
     backward_request,
@@ -159,8 +160,8 @@ def conv2d_backward_loops(dy, x, w, *, geometry, need=("dx", "dw")):
     return (dx if need_dx else None), dw, db
 
 
-def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, workspace=None, out=None):
-    """y = conv(x, w) + b, one contraction per (group, kernel offset).
+def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, workspace=None, out=None, relu=False):
+    """y = conv(x, w) + b, one contraction per (group, kernel offset); relu: max(y, 0) instead (a ReLU fused).
 
     x: (N, C, H, W), w: (F, C/G, KH, KW), b: (F,), all float32 or all float64.
     geometry: ConvGeometry(stride, padding, groups) (kernels/shapes.py).
@@ -180,7 +181,8 @@ def conv2d_forward(x, w, b, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, works
             for kw in range(KW):
                 window = xp[(slice(None), cs) + _window(OH, OW, kh, kw, stride)]  # (N, C/G, OH, OW)
                 y[:, fs] += np.einsum("fc,nchw->nfhw", w[fs, :, kh, kw], window)
-    return into("conv2d_forward", "out", out, y + b.reshape(1, F, 1, 1))
+    y += b.reshape(1, F, 1, 1)
+    return into("conv2d_forward", "out", out, relu_forward(y) if relu else y)
 
 
 def conv2d_backward(dy, x, w, *, geometry, budget_bytes=COLUMN_BUDGET_BYTES, need=("dx", "dw"), workspace=None,

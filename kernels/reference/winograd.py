@@ -63,6 +63,7 @@ import numpy as np
 
 from kernels.reference.conv2d import check_conv2d
 from kernels.reference.conv2d import conv2d_backward as direct_backward
+from kernels.reference.relu import relu_forward
 from kernels.reference.space_to_depth import depth_to_space, kernel_to_depth, space_to_depth
 from kernels.shapes import ConvGeometry, backward_request, check_conv2d_backward, depth_applies, into, into_grads
 
@@ -225,8 +226,9 @@ def flip_kernel(w, groups):
     return np.ascontiguousarray(wg.transpose(0, 2, 1, 3, 4).reshape(groups * Cg, Fg, KH, KW))
 
 
-def conv2d_forward(x, w, b, *, geometry, budget_bytes=None, workspace=None, out=None):
-    """y = conv(x, w) + b by Winograd F(4x4, 3x3) or F(4x4, 5x5), one 6x6 or 8x8 tile at a time.
+def conv2d_forward(x, w, b, *, geometry, budget_bytes=None, workspace=None, out=None, relu=False):
+    """y = conv(x, w) + b by Winograd F(4x4, 3x3) or F(4x4, 5x5), one 6x6 or 8x8 tile at a time; relu: max(y, 0)
+    instead (a ReLU fused).
 
     x: (N, C, H, W), w: (F, C/G, KH, KW) (3x3 or 5x5 whole, other sizes cut into 3x3 pieces), b: (F,), all
     float32 or all float64; geometry: ConvGeometry(stride, padding, groups) (kernels/shapes.py), stride (1, 1), or
@@ -239,7 +241,7 @@ def conv2d_forward(x, w, b, *, geometry, budget_bytes=None, workspace=None, out=
     if tuple(stride) != (1, 1):  # by space-to-depth: the same sum, 3x3 stride 1 on C*sh*sw channels
         x, w, (_, padding, _) = depth_problem(x, w, geometry, (OH, OW))
     y = _winograd_any(x, w, padding, groups) + b.reshape(1, -1, 1, 1)  # (N, F, OH, OW)
-    return into("winograd conv2d_forward", "out", out, y)
+    return into("winograd conv2d_forward", "out", out, relu_forward(y) if relu else y)
 
 
 def conv2d_backward(dy, x, w, *, geometry, budget_bytes=None, need=("dx", "dw"), workspace=None, out=None):

@@ -58,6 +58,9 @@ class Net:
         # per-layer output buffers (layer name -> {role: flat array}), used only while reuse is on
         self._reuse, self._buffers = False, {}
         self._slots = None  # the two output buffers while streaming() (test-time forwards), else None
+        # forward fuses each Conv2d + ReLU pair inside the span it runs: the conv's kernel writes max(y, 0) and the
+        # ReLU passes it on, one pass over the activation saved (the same bits; False runs them apart)
+        self.fuse_relu = True
 
     # -- access --------------------------------------------------------------------------------
     def __getitem__(self, name):
@@ -105,10 +108,22 @@ class Net:
         probing = self._probing
         if self._slots is not None and not train and not probing:
             return self._stream(x, self.layers[lo:hi])
-        for l in self.layers[lo:hi]:
+        for l, fused in self._fusing(self.layers[lo:hi]):
             # a probe keeps every layer's state but Dropout's, which is the identity at test time
-            x = l.forward(x, train=train or (probing and l.kind != "Dropout"))
+            x = l.forward(x, train=train or (probing and l.kind != "Dropout"), **fused)
         return x
+
+    def _fusing(self, layers):
+        """(layer, keywords for its forward) for `layers` in order: a Conv2d with a ReLU right above it in
+        `layers` gets relu=True (its kernel rectifies y as it writes it) and that ReLU rectified=True (it
+        passes y on). A ReLU outside the span is not fused: the conv's own output is what the caller asked
+        for (net.forward(x, upto="conv5")). activations() runs the layers apart, so every conv's output it
+        returns is the one before the ReLU."""
+        fused = False
+        for l, above in zip(layers, layers[1:] + [None], strict=True):
+            kw = {"rectified": True} if fused else {}
+            fused = (self.fuse_relu and l.kind == "Conv2d" and above is not None and above.kind == "ReLU")
+            yield l, ({"relu": True} if fused else kw)
 
     def _stream(self, x, layers):
         """Test-time forward through `layers` with every output in one of the two slots (streaming()):
@@ -118,12 +133,12 @@ class Net:
         nothing reads that output again, and one pass over memory is saved."""
         slots, xp = self._slots, self.be.xp
         held = self._slot_of(x)
-        for l in layers:
+        for l, fused in self._fusing(layers):
             kept = l.buffers
             in_place = l.kind == "ReLU" and held is not None and _starts(x, slots[held].get("y"))
             l.buffers = slots[held if in_place else (1 if held == 0 else 0)]
             try:
-                x = l.forward(x, train=False)
+                x = l.forward(x, train=False, **fused)
             finally:
                 l.buffers = kept
             held = self._slot_of(x, xp)  # Dropout returns its input, Flatten a view of it: still that slot

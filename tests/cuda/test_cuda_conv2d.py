@@ -106,3 +106,15 @@ def test_conv2d_rejects_bad_input(be):
     with pytest.raises(ValueError, match="gives output"):
         be.conv2d.conv2d_forward(x, be.asarray(np.ones((6, 4, 7, 7))), b,
                                  geometry=ConvGeometry(stride=(1, 1), padding=(0, 0), groups=1))
+
+
+@pytest.mark.parametrize("x_shape, w_shape, geometry", CONFIGS)
+def test_conv2d_fused_relu_is_relu_of_forward(be, rng, x_shape, w_shape, geometry):
+    # relu=True rectifies in the bias kernel: this tier's relu_forward of its own output (tests/test_fused_relu.py)
+    x = be.asarray(rng.standard_normal(x_shape).astype(np.float32))
+    w = be.asarray(rng.standard_normal(w_shape).astype(np.float32))
+    b = be.asarray(rng.standard_normal(w_shape[0]).astype(np.float32))
+    y = be.conv2d.conv2d_forward(x, w, b, geometry=geometry)
+    assert (to_numpy(y) < 0).any()
+    np.testing.assert_array_equal(to_numpy(be.conv2d.conv2d_forward(x, w, b, geometry=geometry, relu=True)),
+                                  to_numpy(be.relu.relu_forward(y)))

@@ -53,7 +53,9 @@ class Conv2d(Layer):
     def clear(self):
         self.x = None
 
-    def forward(self, x, train=False):
+    def forward(self, x, train=False, *, relu=False):
+        """y = conv(x, w) + b (N, F, OH, OW); relu=True returns max(y, 0) instead: the ReLU right above this layer
+        fused into the kernel's output pass (Net.forward asks for it, and that ReLU then passes y on untouched)."""
         self.check_input(x, 4)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"layer {self.name!r} ({self!r}) expects {self.in_channels} input channels, "
@@ -63,9 +65,10 @@ class Conv2d(Layer):
         geometry = ConvGeometry(self.stride, self.padding, self.groups)
         if self.algo == "winograd":
             return self.be.winograd.conv2d_forward(x, self.params["w"], self.params["b"], geometry=geometry,
-                                                   workspace=self.workspace, out=out)
+                                                   workspace=self.workspace, out=out, relu=relu)
         return self.be.conv2d.conv2d_forward(x, self.params["w"], self.params["b"], geometry=geometry,
-                                             budget_bytes=self.budget_bytes, workspace=self.workspace, out=out)
+                                             budget_bytes=self.budget_bytes, workspace=self.workspace, out=out,
+                                             relu=relu)
 
     def backward(self, dy):
         x = self.need("x")

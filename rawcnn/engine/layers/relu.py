@@ -18,9 +18,11 @@ class ReLU(Layer):
     def clear(self):
         self.y = None
 
-    def forward(self, x, train=False):
+    def forward(self, x, train=False, *, rectified=False):
+        """y = max(x, 0); rectified=True: x is already that (the Conv2d below fused this ReLU, Net.forward),
+        so y is x itself and no pass is made."""
         self.check_input(x, x.ndim)
-        y = self.be.relu.relu_forward(x, out=self.buffer("y", x.shape, x.dtype))
+        y = x if rectified else self.be.relu.relu_forward(x, out=self.buffer("y", x.shape, x.dtype))
         self.y = y if train else None
         return y
 
