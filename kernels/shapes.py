@@ -118,6 +118,16 @@ def check_maxpool2d_backward_args(dy, argmax, x_shape):
         raise ValueError(f"maxpool2d_backward: argmax values must lie in [0, {H * W}) for planes of {(H, W)}")
 
 
+def check_pool_output(op, y, dy):
+    """y for a max-pool backward that fuses the ReLU below it (relu=True): given, of dy's shape and dtype."""
+    if y is None:
+        raise ValueError(f"{op}: relu=True needs y, the forward's output (the window maxima)")
+    if tuple(y.shape) != tuple(dy.shape) or y.dtype != dy.dtype:
+        raise ValueError(f"{op}: y {tuple(y.shape)} {y.dtype} must be the forward's output, {tuple(dy.shape)} "
+                         f"{dy.dtype}")
+    return y
+
+
 # -- global_avg_pool ---------------------------------------------------------------------------
 def check_global_avg_pool_args(x):
     """Raise ValueError unless x is a float32/float64 (N, C, H, W) array with H, W >= 1; return (N, C)."""

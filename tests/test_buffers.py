@@ -159,10 +159,13 @@ def test_training_step_allocates_no_new_buffer_after_the_first():
     assert seen[1] == first and seen[2] == first  # steps 2 and 3 (a smaller batch) reuse every buffer
 
 
-def test_dx_never_lands_on_the_dy_it_reads(monkeypatch):
-    # every backward reads dy from one dx slot and writes its dx into the other one
+@pytest.mark.parametrize("fuse_relu", [True, False])
+def test_dx_never_lands_on_the_dy_it_reads(monkeypatch, fuse_relu):
+    # every backward reads dy from one dx slot and writes its dx into the other one; with the ReLUs fused
+    # (Net.fuse_relu), relu1's backward runs inside norm1's and relu1 passes that dx on, writing none of its own
     from rawcnn.engine.layers.base import Layer
     net = new_net()
+    net.fuse_relu = fuse_relu
     real, seen = Layer.buffer, []
 
     def spy(self, role, shape, dtype, avoid=None):
@@ -174,7 +177,8 @@ def test_dx_never_lands_on_the_dy_it_reads(monkeypatch):
         return out
     monkeypatch.setattr(Layer, "buffer", spy)
     steps(net, True)
-    assert {"relu1", "norm1", "pool1", "drop1", "conv2", "fc2"} <= set(seen)
+    assert {"norm1", "pool1", "drop1", "conv2", "fc2"} <= set(seen)
+    assert ("relu1" in seen) is not fuse_relu
 
 
 def test_no_two_buffers_share_memory():

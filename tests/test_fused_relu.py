@@ -1,26 +1,34 @@
-"""A ReLU fused into the convolution below it (conv2d_forward(..., relu=True), Net.fuse_relu).
+"""A ReLU fused with its neighbours (Net.fuse_relu): forward into the convolution below it (conv2d_forward(...,
+relu=True)), backward into the LRN or MaxPool2d above it (their backward's relu=True: dx * (x > 0), x the
+layer's input, which is the ReLU's output).
 
 What fusing must not change: the numbers. So every check here is exact (the same bits), not a tolerance:
  1. each tier's conv2d_forward with relu=True equals that tier's relu_forward of its own conv2d_forward
     (reference, CPU im2col, CPU Winograd F(4x4, 3x3) and F(4x4, 5x5), pieces, space-to-depth), with NaN,
-    -0.0 and exact zeros in y;
+    -0.0 and exact zeros in y; each tier's lrn_backward and maxpool2d_backward with relu=True equal
+    relu_backward(dx, x) of the unfused dx (both LRN loops, overlapping and padded pools, exact zeros in x);
  2. a Net's forward (streaming, training with reused buffers, fresh arrays) and a training step's
-    gradients are the same bits with fusion on and off, on a net with im2col and Winograd layers;
+    gradients are the same bits with fusion on and off, on a net with every fused pair;
  3. what a caller sees of a conv's own output is its output before the ReLU: net.forward(upto=conv)
-    and net.activations([conv]) are not rectified.
-The CUDA tier's fused bias kernel is checked under the simulator in tests/cuda/test_cuda_conv2d.py.
+    and net.activations([conv]) are not rectified; net.backward(bottom=relu) gives the gradient at the
+    ReLU's output, not through it.
+The CUDA tier's fused kernels are checked under the simulator (tests/cuda/test_cuda_conv2d.py, test_cuda_net.py).
 """
 import numpy as np
 import pytest
 
 from kernels.cpu import conv2d as cpu_direct
+from kernels.cpu import lrn as cpu_lrn
+from kernels.cpu import maxpool2d as cpu_pool
 from kernels.cpu import relu as cpu_relu
 from kernels.cpu import winograd as cpu_wino
 from kernels.reference import conv2d as ref_direct
+from kernels.reference import lrn as ref_lrn
+from kernels.reference import maxpool2d as ref_pool
 from kernels.reference import relu as ref_relu
 from kernels.reference import winograd as ref_wino
 from kernels.shapes import ConvGeometry
-from rawcnn.engine.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftmaxCrossEntropy, WeightInit
+from rawcnn.engine.layers import LRN, Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftmaxCrossEntropy, WeightInit
 from rawcnn.engine.net import Net
 
 CASES = [  # (x shape, w shape, geometry): im2col shapes and every Winograd path
@@ -29,6 +37,7 @@ CASES = [  # (x shape, w shape, geometry): im2col shapes and every Winograd path
     ((1, 2, 7, 7), (3, 2, 2, 4), ConvGeometry((1, 1), (0, 1), 1)),  # 3x3 pieces
     ((2, 3, 15, 15), (5, 3, 5, 5), ConvGeometry((2, 2), (1, 1), 1)),  # strided: space-to-depth (Winograd)
     ((2, 3, 6, 5), (4, 3, 1, 1), ConvGeometry((1, 1), (0, 0), 1)),  # pointwise (im2col: no columns)
+    ((1, 80, 6, 6), (70, 80, 3, 3), ConvGeometry((1, 1), (1, 1), 1)),  # Winograd by filters (70 > 64)
 ]
 TIERS = [
     pytest.param(ref_direct, ref_relu, id="reference-direct"),
@@ -79,16 +88,60 @@ def test_fused_forward_keeps_nan_and_zeros_as_relu_does(conv, relu):
     assert np.array_equal(np.signbit(got), np.signbit(expect))  # and the zeros' signs
 
 
+def _relu_input(shape, dtype, seed):
+    """x as a ReLU's output: >= 0, a third of it exactly 0 (where the fused backward must write 0)."""
+    x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    return np.maximum(x - 0.4, 0).astype(dtype)
+
+
+@pytest.mark.parametrize("lrn, relu", [pytest.param(ref_lrn, ref_relu, id="reference"),
+                                       pytest.param(cpu_lrn, cpu_relu, id="cpu")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beta", [0.75, 0.6])  # the two loops of the CPU kernel
+def test_fused_lrn_backward_is_relu_backward_of_dx(lrn, relu, dtype, beta):
+    hp = dict(size=5, alpha=1e-2, beta=beta)
+    x = _relu_input((2, 7, 5, 6), dtype, seed=2)
+    y, scale = lrn.lrn_forward(x, k=2.0, **hp)
+    dy = np.random.default_rng(6).standard_normal(x.shape).astype(dtype)
+    dx = lrn.lrn_backward(dy, x, y, scale, **hp)
+    expect = relu.relu_backward(dx, x)
+    assert (expect != dx).any()
+    np.testing.assert_array_equal(lrn.lrn_backward(dy, x, y, scale, relu=True, **hp), expect)
+
+
+@pytest.mark.parametrize("pool, relu", [pytest.param(ref_pool, ref_relu, id="reference"),
+                                        pytest.param(cpu_pool, cpu_relu, id="cpu")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, s, p", [(3, 2, 0), (2, 2, 0), (3, 2, 1)])  # overlapping windows, VGG's, padding
+def test_fused_maxpool_backward_is_relu_backward_of_dx(pool, relu, dtype, k, s, p):
+    x = _relu_input((2, 3, 9, 8), dtype, seed=4)
+    x[0, 0] = 0  # a plane of ties at 0: every window's winner has x = 0
+    x[1, 2, 3, 3] = x[1, 1, 0, 0] = np.nan  # a ReLU passes NaN on; its backward gives 0 there
+    hp = dict(kernel_size=k, stride=s, padding=p, ceil_mode=False)
+    y, argmax = pool.maxpool2d_forward(x, **hp)
+    dy = np.random.default_rng(7).standard_normal(y.shape).astype(dtype)
+    dx = pool.maxpool2d_backward(dy, argmax, x_shape=x.shape)
+    expect = relu.relu_backward(dx, x)
+    assert (expect != dx).any()
+    np.testing.assert_array_equal(pool.maxpool2d_backward(dy, argmax, x_shape=x.shape, relu=True, y=y), expect)
+    with pytest.raises(ValueError, match="needs y"):
+        pool.maxpool2d_backward(dy, argmax, x_shape=x.shape, relu=True)
+
+
 def _net(seed=0):
     init = WeightInit(std="he", rng=np.random.default_rng(seed))
+    # every fused pair: conv + relu forward (im2col, Winograd); relu1 into norm1's backward, relu4 into pool2's;
+    # relu2 and relu3 below convs (not fused going back); conv5 has no ReLU above it
     layers = [Conv2d(3, 6, 7, 2, name="conv1", init=init), ReLU(name="relu1"),  # im2col (strided 7x7)
-              MaxPool2d(3, 2, name="pool1"),
-              Conv2d(6, 8, 3, 1, 1, name="conv2", init=init), ReLU(name="relu2"),  # Winograd
-              Conv2d(8, 8, 3, 1, 1, name="conv3", init=init),  # no ReLU above: not fused
-              Flatten(name="flat"), Linear(8 * 5 * 5, 3, name="fc", init=init)]
+              LRN(5, 1e-2, 0.75, 2.0, name="norm1"), MaxPool2d(3, 2, name="pool1"),
+              Conv2d(6, 8, 3, 1, 1, name="conv2", init=init), ReLU(name="relu2"),
+              Conv2d(8, 8, 3, 1, 1, name="conv3", init=init), ReLU(name="relu3"),
+              Conv2d(8, 8, 3, 1, 1, name="conv4", init=init), ReLU(name="relu4"),
+              MaxPool2d(2, 2, name="pool2"), Conv2d(8, 8, 1, name="conv5", init=init),
+              Flatten(name="flat"), Linear(8 * 2 * 2, 3, name="fc", init=init)]
     net = Net(layers, input_shape=(3, 27, 27))
-    net["conv1"].set_algo("im2col")
-    net["conv2"].set_algo("winograd")
+    for name, algo in (("conv1", "im2col"), ("conv2", "winograd"), ("conv3", "im2col"), ("conv4", "winograd")):
+        net[name].set_algo(algo)
     return net
 
 
@@ -116,9 +169,26 @@ def test_net_forward_and_step_are_the_same_bits_fused_or_not():
         with fused.reusing_buffers(reuse), apart.reusing_buffers(reuse):
             for _ in range(2):  # the second step runs in the kept buffers
                 g_fused, g_apart = _step(fused, x, labels), _step(apart, x, labels)
-                assert g_fused.keys() == g_apart.keys() and len(g_fused) == 8
+                assert g_fused.keys() == g_apart.keys() and len(g_fused) == 12
                 for key in g_fused:
                     np.testing.assert_array_equal(g_fused[key], g_apart[key], err_msg=str(key))
+
+
+def test_input_gradients_and_a_gradient_at_a_relu_are_the_same_fused_or_not():
+    x, labels = _batch()
+    fused, apart = _net(), _net()
+    apart.fuse_relu = False
+    for bottom in (None, "relu2", "relu3", "norm1"):  # at the input, at two ReLUs' outputs, just above relu1
+        got = []
+        for net in (fused, apart):
+            crit = SoftmaxCrossEntropy()
+            crit.forward(net.forward(x, train=True), labels)
+            got.append(net.backward(crit.backward(), bottom=bottom).copy())
+        np.testing.assert_array_equal(got[0], got[1], err_msg=str(bottom))
+    with fused.probe(), apart.probe():  # heat maps' passes: dx everywhere, no weight gradients
+        got = [net.backward(np.ones((4, 3), np.float32) / 3, bottom=None).copy() if net.forward(x) is not None
+               else None for net in (fused, apart)]
+    np.testing.assert_array_equal(got[0], got[1])
 
 
 def test_the_conv_output_a_caller_asks_for_is_not_rectified():

@@ -84,8 +84,16 @@ def _lrn_forward_kernel(x, y, scale, size, alpha, beta, k):
                     yc[i] = xc[i] * s ** -beta
 
 
+@njit(cache=True, inline="always")
+def _relu_mask(dxc, xc):
+    """dxc = dxc where xc > 0, else 0 (relu_backward's rule, x the ReLU's output), over a chunk in cache."""
+    for i in range(dxc.shape[0]):
+        dxc[i] = dxc[i] if xc[i] > 0 else 0.0
+
+
 @njit(parallel=True, cache=True)
-def _lrn_backward_kernel(dy, x, y, scale, dx, size, alpha, beta):
+def _lrn_backward_kernel(dy, x, y, scale, dx, size, alpha, beta, relu):  # noqa: C901 (one kernel: its branches
+    # are the loops that vectorise, each written out once)
     N, C, P = x.shape
     hi = size // 2  # the c' whose window holds c: [c - (size - 1) // 2, c + hi]
     g = 2.0 * alpha * beta / size
@@ -139,6 +147,8 @@ def _lrn_backward_kernel(dy, x, y, scale, dx, size, alpha, beta):
                     r[i] = 0.0
                     acc[i] = t
                     dxc[i] = dyc[i] * np.float64(sc[i]) ** -beta - g * xc[i] * t
+            if relu:  # the ReLU whose output x is, fused: its backward on the chunk just written
+                _relu_mask(dxc, xc)
 
 
 def lrn_forward(x, *, size, alpha, beta, k, out_y=None, out_scale=None):
@@ -158,16 +168,18 @@ def lrn_forward(x, *, size, alpha, beta, k, out_y=None, out_scale=None):
     return y, scale
 
 
-def lrn_backward(dy, x, y, scale, *, size, alpha, beta, out=None):
+def lrn_backward(dy, x, y, scale, *, size, alpha, beta, out=None, relu=False):
     """dx from dy, given the forward's x, y and scale (k enters only through scale, so it is not taken).
 
     dy, x, y, scale: float32/float64 (N, C, H, W); out: None or a C-contiguous (N, C, H, W)
-    array of dy's dtype that receives dx (overlapping none of the inputs)
+    array of dy's dtype that receives dx (overlapping none of the inputs); relu: True fuses the
+    backward of the ReLU whose output x is: dx where x > 0, else 0 (relu_backward(dx, x)), each
+    chunk masked while it is in cache
     Returns dx: (N, C, H, W), dtype of dy.
     """
     check_lrn_backward_args(dy, x, y, scale, size, alpha, beta)
     N, C, H, W = x.shape
     flat = [np.ascontiguousarray(a).reshape(N, C, H * W) for a in (dy, x, y, scale)]
     dx = out_or_empty("lrn_backward", "out", out, x.shape, dy.dtype)  # (N, C, H, W)
-    _lrn_backward_kernel(*flat, dx.reshape(N, C, H * W), int(size), float(alpha), float(beta))
+    _lrn_backward_kernel(*flat, dx.reshape(N, C, H * W), int(size), float(alpha), float(beta), bool(relu))
     return dx

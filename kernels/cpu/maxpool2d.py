@@ -22,7 +22,13 @@ across planes, so no two jobs write the same element. Timings: bench/RESULTS.md.
 import numpy as np
 from numba import njit, prange
 
-from kernels.shapes import as_pair, check_maxpool2d_backward_args, maxpool2d_output_shape, out_or_empty
+from kernels.shapes import (
+    as_pair,
+    check_maxpool2d_backward_args,
+    check_pool_output,
+    maxpool2d_output_shape,
+    out_or_empty,
+)
 
 
 @njit(cache=True)
@@ -174,6 +180,23 @@ def _maxpool2d_backward_kernel(dy, argmax, dx):
             dxp[ap[q]] += dyp[q]  # overlapping windows add
 
 
+@njit(parallel=True, cache=True)
+def _maxpool2d_backward_relu_kernel(dy, argmax, y, dx):
+    """_maxpool2d_backward_kernel with the ReLU whose output the pooled x is fused: a window adds its dy only where
+    its max y > 0. y is x at the window's winner (the same bits, NaN included), so this is relu_backward(dx, x):
+    every window that picked a position agrees on x there, and a position no window picked stays 0 either way.
+    y is read in order (a quarter of x for 2x2 windows), not x gathered at the winners."""
+    N, C, P = dx.shape
+    Q = dy.shape[2]
+    for plane in prange(N * C):
+        n, c = plane // C, plane % C
+        dxp, dyp, ap, yp = dx[n, c], dy[n, c], argmax[n, c], y[n, c]  # (P,), (Q,), (Q,), (Q,)
+        dxp[:] = 0
+        for q in range(Q):  # no branch (half the maxima are 0: it would mispredict); a masked window adds +0.0,
+            # and only to a position that every window picking it masks, which stays +0.0: the same bits
+            dxp[ap[q]] += dyp[q] if yp[q] > 0 else 0.0
+
+
 def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None, out_argmax=None,
                       with_argmax=True):
     """Max over each window; padding never wins.
@@ -198,18 +221,25 @@ def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None,
     return y, argmax
 
 
-def maxpool2d_backward(dy, argmax, *, x_shape, out=None):
+def maxpool2d_backward(dy, argmax, *, x_shape, out=None, relu=False, y=None):
     """Scatter dy back to the winners: dx[argmax] += dy, plane by plane.
 
     dy:     float32/float64 (N, C, OH, OW)
     argmax: int64 (N, C, OH, OW), from maxpool2d_forward
     x_shape: (N, C, H, W); out: None or a C-contiguous (N, C, H, W) array of dy's dtype for dx
+    relu: True fuses the backward of the ReLU whose output the pooled x is: dx where x > 0, else 0
+    (relu_backward(dx, x)), in the same pass; y (N, C, OH, OW): the forward's output, needed then
     Returns dx: (N, C, H, W), dtype of dy (out when given).
     """
     check_maxpool2d_backward_args(dy, argmax, x_shape)
     N, C, H, W = x_shape
     OH, OW = dy.shape[2:]
     dx = out_or_empty("maxpool2d_backward", "out", out, (N, C, H, W), dy.dtype)  # zeroed plane by plane in the kernel
-    _maxpool2d_backward_kernel(np.ascontiguousarray(dy).reshape(N, C, OH * OW),
-                               np.ascontiguousarray(argmax).reshape(N, C, OH * OW), dx.reshape(N, C, H * W))
+    flat_dy = np.ascontiguousarray(dy).reshape(N, C, OH * OW)
+    flat_argmax = np.ascontiguousarray(argmax).reshape(N, C, OH * OW)
+    if relu:
+        y = np.ascontiguousarray(check_pool_output("maxpool2d_backward", y, dy))  # (N, C, OH, OW)
+        _maxpool2d_backward_relu_kernel(flat_dy, flat_argmax, y.reshape(N, C, OH * OW), dx.reshape(N, C, H * W))
+    else:
+        _maxpool2d_backward_kernel(flat_dy, flat_argmax, dx.reshape(N, C, H * W))
     return dx

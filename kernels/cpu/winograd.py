@@ -620,8 +620,7 @@ def _pieces_of(w, padding):
     return (w if whole_kernel(KH, KW) else split_kernel(w)), _piece_grid(KH, KW, padding), tiling(KH, KW)
 
 
-def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_BYTES, threads=None,  # noqa: PLR0913
-                       relu=False):  # (the tests set block_bytes and threads; relu: a ReLU fused)
+def winograd_correlate(x, w, b, geometry, y, workspace=None, block_bytes=BLOCK_BYTES, threads=None, relu=False):
     """y (N, F, OH, OW) = stride-1 correlation of x with w (+ b), or its max with 0 when relu; geometry:
     ConvGeometry (kernels/shapes.py), its stride taken as (1, 1) (conv2d_forward checks it), its padding may be
     negative.

@@ -20,6 +20,7 @@ busy. Backward: thread (n, c, h, w) sums dy*y/scale over the mirrored window the
 from numba import cuda
 
 from kernels.cuda._launch import check_float, clamp, device_arrays, launch, scalar
+from kernels.cuda.relu import relu_backward
 from kernels.shapes import check_lrn_args, check_lrn_backward_args, out_or_empty
 
 # kernels
@@ -73,10 +74,11 @@ def lrn_forward(x, *, size, alpha, beta, k, out_y=None, out_scale=None):
     return y, scale
 
 
-def lrn_backward(dy, x, y, scale, *, size, alpha, beta, out=None):
+def lrn_backward(dy, x, y, scale, *, size, alpha, beta, out=None, relu=False):
     """dx from dy, given the forward's x, y and scale (k enters only through scale, so it is not taken).
 
-    dy, x, y, scale: float32/float64 (N, C, H, W)
+    dy, x, y, scale: float32/float64 (N, C, H, W); relu: True also runs the backward of the ReLU whose output x
+    is (relu_backward's kernel on dx in place, a second launch)
     Returns dx: (N, C, H, W), dtype of dy (out, when given, receives it).
     """
     xp = device_arrays("lrn_backward", dy=dy, x=x, y=y, scale=scale)
@@ -87,4 +89,4 @@ def lrn_backward(dy, x, y, scale, *, size, alpha, beta, out=None):
     dt = dy.dtype
     launch(_lrn_backward_kernel, x.size, dy, x, y, scale, int(size),
            scalar(dt, 2 * alpha * beta / size), scalar(dt, beta), dx)
-    return dx
+    return relu_backward(dx, x, out=dx) if relu else dx

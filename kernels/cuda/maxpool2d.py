@@ -25,7 +25,15 @@ import math
 from numba import cuda
 
 from kernels.cuda._launch import check_float, clamp, device_arrays, launch
-from kernels.shapes import as_pair, check_maxpool2d_backward_args, into, maxpool2d_output_shape, out_or_empty
+from kernels.cuda.relu import relu_backward
+from kernels.shapes import (
+    as_pair,
+    check_maxpool2d_backward_args,
+    check_pool_output,
+    into,
+    maxpool2d_output_shape,
+    out_or_empty,
+)
 
 # kernels
 
@@ -88,18 +96,21 @@ def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None,
     return y, (argmax if with_argmax else None)
 
 
-def maxpool2d_backward(dy, argmax, *, x_shape, out=None):
+def maxpool2d_backward(dy, argmax, *, x_shape, out=None, relu=False, y=None):
     """Scatter dy back to the winners: dx[argmax] += dy, plane by plane, with atomic adds.
 
     dy:     float32/float64 (N, C, OH, OW)
     argmax: int64 (N, C, OH, OW), from maxpool2d_forward
-    x_shape: (N, C, H, W)
+    x_shape: (N, C, H, W); relu: True also runs the backward of the ReLU whose output the pooled x is: a window adds
+    its dy only where its max, y (the forward's output, needed then), is > 0 (dy masked first, one more launch)
     Returns dx: (N, C, H, W), dtype of dy (out, when given, receives a copy).
     """
     xp = device_arrays("maxpool2d_backward", dy=dy, argmax=argmax)
     check_float("maxpool2d_backward", dy=dy)
     check_maxpool2d_backward_args(dy, argmax, x_shape)
     dy, argmax = xp.ascontiguousarray(dy), xp.ascontiguousarray(argmax)
+    if relu:  # relu_backward's kernel with the maxima as the ReLU's output: dy where y > 0
+        dy = relu_backward(dy, xp.ascontiguousarray(check_pool_output("maxpool2d_backward", y, dy)))
     N, C, H, W = x_shape
     dx = xp.zeros((N, C, H * W), dtype=dy.dtype)  # (N, C, H*W), one flat plane each
     launch(_maxpool_backward_kernel, dy.size, dy, argmax, dx)

@@ -21,6 +21,7 @@ forward window mirrored (the same window when size is odd).
 """
 import numpy as np
 
+from kernels.reference.relu import relu_backward
 from kernels.shapes import check_lrn_args, check_lrn_backward_args, into  # noqa: F401 (the tiers' shared checks)
 
 
@@ -41,10 +42,11 @@ def lrn_forward(x, *, size, alpha, beta, k, out_y=None, out_scale=None):
     return into("lrn_forward", "out_y", out_y, y), into("lrn_forward", "out_scale", out_scale, scale)
 
 
-def lrn_backward(dy, x, y, scale, *, size, alpha, beta, out=None):
+def lrn_backward(dy, x, y, scale, *, size, alpha, beta, out=None, relu=False):
     """dx from dy, given the forward's x, y and scale (k enters only through scale, so it is not taken).
 
-    dy, x, y, scale: float32/float64 (N, C, H, W)
+    dy, x, y, scale: float32/float64 (N, C, H, W); relu: True also runs the backward of the ReLU whose output
+    x is (relu_backward(dx, x)): the fused pair's definition
     Returns dx: (N, C, H, W), dtype of dy (out, when given, receives it).
     """
     check_lrn_backward_args(dy, x, y, scale, size, alpha, beta)
@@ -54,4 +56,4 @@ def lrn_backward(dy, x, y, scale, *, size, alpha, beta, out=None):
     for c in range(C):
         lo, hi = max(0, c - (size - 1) // 2), min(C, c + size // 2 + 1)  # the c' whose window holds c
         dx[:, c] = dy[:, c] * scale[:, c] ** -beta - 2 * alpha * beta / size * x[:, c] * np.sum(t[:, lo:hi], axis=1)
-    return into("lrn_backward", "out", out, dx)
+    return into("lrn_backward", "out", out, relu_backward(dx, x) if relu else dx)

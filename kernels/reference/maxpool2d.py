@@ -21,7 +21,13 @@ its gradients add:
 """
 import numpy as np
 
-from kernels.shapes import as_pair, check_maxpool2d_backward_args, into, maxpool2d_output_shape  # shared checks
+from kernels.shapes import (  # shared checks
+    as_pair,
+    check_maxpool2d_backward_args,
+    check_pool_output,
+    into,
+    maxpool2d_output_shape,
+)
 
 
 def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None, out_argmax=None,
@@ -55,15 +61,19 @@ def maxpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, out_y=None,
             into("maxpool2d_forward", "out_argmax", out_argmax, argmax))
 
 
-def maxpool2d_backward(dy, argmax, *, x_shape, out=None):
+def maxpool2d_backward(dy, argmax, *, x_shape, out=None, relu=False, y=None):
     """Scatter dy back to the winners: dx[argmax] += dy, plane by plane.
 
     dy:     float32/float64 (N, C, OH, OW)
     argmax: int64 (N, C, OH, OW), from maxpool2d_forward
-    x_shape: (N, C, H, W)
+    x_shape: (N, C, H, W); relu: True also runs the backward of the ReLU whose output the pooled x is,
+    relu_backward(dx, x): a window adds its dy only where its max, y (the forward's output, needed then), is > 0
+    (y is x at the winner)
     Returns dx: (N, C, H, W), dtype of dy (out, when given, receives it).
     """
     check_maxpool2d_backward_args(dy, argmax, x_shape)
+    if relu:
+        dy = np.where(check_pool_output("maxpool2d_backward", y, dy) > 0, dy, 0).astype(dy.dtype)
     N, C, H, W = x_shape
     dx = np.zeros((N, C, H * W), dtype=dy.dtype)  # (N, C, H*W), one flat plane each
     for n in range(N):

@@ -193,10 +193,10 @@ class Net:
         if first is not None:
             first.need_dx = keep and (input_grad or lo_reach > 0)
         try:
-            for l in reversed(self.layers[lo_reach:hi]):
+            for l, fused in reversed(list(self._fusing_back(self.layers[lo_reach:hi]))):
                 if self._probing and l.kind == "Dropout":
                     continue  # identity at test time
-                dy = l.backward(dy)
+                dy = l.backward(dy, **fused)
                 if on_layer_grads is not None and l.params:
                     on_layer_grads(l)
                 if dy is None:  # a layer that needs no dx ends the pass
@@ -205,6 +205,21 @@ class Net:
             if first is not None:
                 first.need_dx = keep
         return dy if lo_reach == lo and (input_grad or lo > 0) else None
+
+    def _fusing_back(self, layers):
+        """(layer, keywords for its backward) for `layers` in order: an LRN or MaxPool2d with a ReLU right below it
+        in `layers` gets relu=True (its kernel applies that ReLU's backward, dx * (x > 0) with x its own input, the
+        ReLU's output, as it writes dx) and the ReLU rectified=True (it passes dx on). A ReLU outside the span is
+        not fused: the gradient at its output is what the caller asked for (bottom="relu5"). (A Conv2d above a
+        ReLU is not fused: masking Winograd's dx tile by tile saved nothing measurable, bench/RESULTS.md.)"""
+        fused = {}
+        for below, l in zip([None] + layers[:-1], layers, strict=True):
+            fused_here = (self.fuse_relu and l.kind in ("LRN", "MaxPool2d") and below is not None
+                          and below.kind == "ReLU")
+            fused[l.name] = {"relu": True} if fused_here else {}
+            if fused_here:
+                fused[below.name] = {"rectified": True}
+        return [(l, fused[l.name]) for l in layers]
 
     @contextmanager
     def probe(self):

@@ -85,3 +85,33 @@ def test_gradcheck_runs_on_this_backend(be):
     assert rows and all(r.ok for r in rows)
     rows = run_gradcheck("MaxPool2d", backend=be)
     assert rows and all(r.ok for r in rows)
+
+
+# every pair Net.fuse_relu fuses: conv + relu forward; relu into an LRN's and a max-pool's backward (and a conv above a
+# ReLU, which it does not fuse)
+FUSED_SPEC = {"name": "fused", "input": [3, 11, 11], "layers": [
+    {"type": "Conv2d", "name": "conv1", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
+    {"type": "ReLU", "name": "relu1"},
+    {"type": "LRN", "name": "norm1", "size": 3, "alpha": 0.1, "beta": 0.75, "k": 2.0},
+    {"type": "Conv2d", "name": "conv2", "out_channels": 4, "kernel_size": 3, "padding": 1},
+    {"type": "ReLU", "name": "relu2"},
+    {"type": "Conv2d", "name": "conv3", "out_channels": 4, "kernel_size": 3, "padding": 1},
+    {"type": "ReLU", "name": "relu3"},
+    {"type": "MaxPool2d", "name": "pool1", "kernel_size": 3, "stride": 2},
+    {"type": "Flatten", "name": "flatten"},
+    {"type": "Linear", "name": "fc1", "out_features": 3}]}
+
+
+def test_fused_relu_gives_the_same_bits_on_this_backend(be):
+    rng = np.random.default_rng(0)
+    x = be.asarray(rng.standard_normal((2, 3, 11, 11)).astype(np.float32))
+    labels = np.array([0, 2])
+    fused = models.build(FUSED_SPEC, seed=1, weight_std=0.3).to(be)
+    apart = models.build(FUSED_SPEC, seed=1, weight_std=0.3).to(be)
+    apart.fuse_relu = False
+    out_f, out_a = _run(fused, x, labels), _run(apart, x, labels)
+    np.testing.assert_array_equal(out_f[0], out_a[0])  # logits
+    np.testing.assert_array_equal(out_f[2], out_a[2])  # dx at the input
+    assert out_f[3].keys() == out_a[3].keys() and len(out_f[3]) == 8
+    for key in out_f[3]:
+        np.testing.assert_array_equal(out_f[3][key], out_a[3][key], err_msg=str(key))

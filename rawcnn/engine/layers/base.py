@@ -2,7 +2,8 @@
 
     layer.name                 str
     layer.params, layer.grads  dicts of arrays with the same keys ('w', 'b'); empty for layers without weights
-    y = layer.forward(x, train=False)   (Conv2d also takes relu=, ReLU rectified=: a fused pair, Net.forward)
+    y = layer.forward(x, train=False)   (Conv2d also takes relu=, ReLU rectified=: a fused pair, Net.forward;
+                                        LRN's, MaxPool2d's and ReLU's backward the same, Net.backward)
     dx = layer.backward(dy)    overwrites layer.grads, returns dx (None when need_dx is False)
     layer.output_shape(in_shape) -> out_shape   shapes without the batch axis, e.g. (C, H, W)
     layer.flops(in_shape) -> forward multiply-adds x 2 for one image

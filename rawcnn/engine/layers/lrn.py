@@ -34,12 +34,14 @@ class LRN(Layer):
             self.x, self.y, self.scale = x, y, scale
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, *, relu=False):
+        """dx (N, C, H, W); relu=True also runs the backward of the ReLU right below, whose output x is (Net.backward
+        asks for it, and that ReLU then passes dx on untouched)."""
         x, y, scale = self.need("x"), self.need("y"), self.need("scale")
         if not self.need_dx:
             return None
-        return self.be.lrn.lrn_backward(dy, x, y, scale, size=self.size, alpha=self.alpha,
-                                        beta=self.beta, out=self.buffer("dx", x.shape, x.dtype, avoid=dy))
+        return self.be.lrn.lrn_backward(dy, x, y, scale, size=self.size, alpha=self.alpha, beta=self.beta,
+                                        out=self.buffer("dx", x.shape, x.dtype, avoid=dy), relu=relu)
 
     def flops(self, in_shape):
         C, H, W = in_shape

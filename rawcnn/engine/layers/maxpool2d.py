@@ -27,7 +27,7 @@ class MaxPool2d(Layer):
         self.stride = pair(stride if stride is not None else kernel_size, f"{name}: stride")
         self.padding = pair(padding, f"{name}: padding")
         self.ceil_mode = bool(ceil_mode)
-        self.argmax = self.x_shape = None
+        self.argmax = self.x_shape = self.y = None
 
     def __repr__(self):
         k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
@@ -35,7 +35,7 @@ class MaxPool2d(Layer):
         return f"MaxPool2d(k={k}, s={s}, p={p}{c})"
 
     def clear(self):
-        self.argmax = self.x_shape = None
+        self.argmax = self.x_shape = self.y = None
 
     def forward(self, x, train=False):
         self.check_input(x, 4)
@@ -45,15 +45,19 @@ class MaxPool2d(Layer):
         if not train:  # no backward follows: y alone, by the kernel that keeps no argmax (faster on the cpu)
             return self.be.maxpool2d.maxpool2d_forward(x, with_argmax=False, **hp)[0]
         y, argmax = self.be.maxpool2d.maxpool2d_forward(x, out_argmax=self.buffer("argmax", y_shape, "int64"), **hp)
-        self.argmax, self.x_shape = argmax, tuple(x.shape)
+        # y too (a reference, no copy): a ReLU below fused into the backward reads the window maxima
+        self.argmax, self.x_shape, self.y = argmax, tuple(x.shape), y
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, *, relu=False):
+        """dx (N, C, H, W); relu=True also runs the backward of the ReLU right below, whose output x is (Net.backward
+        asks for it, and that ReLU then passes dx on untouched)."""
         argmax = self.need("argmax")
         if not self.need_dx:
             return None
         return self.be.maxpool2d.maxpool2d_backward(dy, argmax, x_shape=self.x_shape,
-                                                    out=self.buffer("dx", self.x_shape, dy.dtype, avoid=dy))
+                                                    out=self.buffer("dx", self.x_shape, dy.dtype, avoid=dy),
+                                                    relu=relu, y=self.y if relu else None)
 
     def output_shape(self, in_shape):
         C, H, W = in_shape

@@ -26,10 +26,14 @@ class ReLU(Layer):
         self.y = y if train else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, *, rectified=False):
+        """dx = dy * (y > 0); rectified=True: dy is that already (the layer above fused this backward, Net.backward),
+        so dx is dy itself and no pass is made."""
         if not self.need_dx:
             return None
-        return self.be.relu.relu_backward(dy, self.need("y"), out=self.buffer("dx", dy.shape, dy.dtype, avoid=dy))
+        y = self.need("y")
+        return dy if rectified else self.be.relu.relu_backward(dy, y, out=self.buffer("dx", dy.shape, dy.dtype,
+                                                                                       avoid=dy))
 
     def flops(self, in_shape):
         n = 1
