@@ -58,8 +58,9 @@ class Net:
         # per-layer output buffers (layer name -> {role: flat array}), used only while reuse is on
         self._reuse, self._buffers = False, {}
         self._slots = None  # the two output buffers while streaming() (test-time forwards), else None
-        # forward fuses each Conv2d + ReLU pair inside the span it runs: the conv's kernel writes max(y, 0) and the
-        # ReLU passes it on, one pass over the activation saved (the same bits; False runs them apart)
+        # forward fuses each Conv2d + ReLU pair inside the span it runs (the conv's kernel writes max(y, 0), the ReLU
+        # passes it on), backward each ReLU into the LRN or MaxPool2d above it: one pass over an activation saved
+        # each, the same bits (False runs them apart; docs/design.md, point 5)
         self.fuse_relu = True
 
     # -- access --------------------------------------------------------------------------------
