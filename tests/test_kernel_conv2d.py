@@ -174,6 +174,24 @@ def test_cpu_matches_reference(dtype, x_shape, w_shape, stride, padding, groups)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("W, KW, sw, pw", [(17, 3, 1, 0), (18, 3, 1, 0), (19, 3, 1, 0), (20, 5, 1, 2),
+                                           (34, 3, 1, 0), (35, 3, 1, 1), (37, 3, 2, 1), (49, 7, 2, 1), (227, 7, 2, 0)])
+def test_cpu_image_columns_are_the_plain_copy(dtype, W, KW, sw, pw):
+    # the per-image im2col of the forward and weight gradient (_im2col_image) copies runs of OW values in blocks
+    # of 16 with an overlapping last block: the same values as the plane-parallel im2col, bit for bit, for runs
+    # shorter than 16, of exactly 16 and a multiple of it, and of 16k + 1 .. 16k + 15 (OW = 15 .. 111 here)
+    x = np.random.default_rng(W).standard_normal((2, 2, 9, W)).astype(dtype)
+    KH, sh, ph = 3, 1, 1
+    OH, OW = (9 + 2 * ph - KH) // sh + 1, (W + 2 * pw - KW) // sw + 1
+    geo = (KH, KW, sh, sw, ph, pw, OH, OW)
+    xd = np.empty(cpu._split_shape(2, geo), dtype)
+    cols = np.full((2 * KH * KW, OH * OW), np.nan, dtype)
+    cpu._im2col_image(x, 1, geo, xd, cols)
+    expect = cpu.im2col(x, kernel_size=(KH, KW), stride=(sh, sw), padding=(ph, pw))[1]
+    np.testing.assert_array_equal(cols, expect)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups", CONFIGS[:3] + CONFIGS[4:5])
 def test_cpu_slices_equal_one_slice(dtype, x_shape, w_shape, stride, padding, groups):
     rng = np.random.default_rng(2)
