@@ -21,6 +21,7 @@ its gradients add:
 """
 import numpy as np
 
+from kernels.reference.relu import relu_backward
 from kernels.shapes import (  # shared checks
     as_pair,
     check_maxpool2d_backward_args,
@@ -73,7 +74,7 @@ def maxpool2d_backward(dy, argmax, *, x_shape, out=None, relu=False, y=None):
     """
     check_maxpool2d_backward_args(dy, argmax, x_shape)
     if relu:
-        dy = np.where(check_pool_output("maxpool2d_backward", y, dy) > 0, dy, 0).astype(dy.dtype)
+        dy = relu_backward(dy, check_pool_output("maxpool2d_backward", y, dy))  # dy where the window's max y > 0
     N, C, H, W = x_shape
     dx = np.zeros((N, C, H * W), dtype=dy.dtype)  # (N, C, H*W), one flat plane each
     for n in range(N):

@@ -194,7 +194,7 @@ class Net:
         if first is not None:
             first.need_dx = keep and (input_grad or lo_reach > 0)
         try:
-            for l, fused in reversed(list(self._fusing_back(self.layers[lo_reach:hi]))):
+            for l, fused in reversed(self._fusing_back(self.layers[lo_reach:hi])):
                 if self._probing and l.kind == "Dropout":
                     continue  # identity at test time
                 dy = l.backward(dy, **fused)
