@@ -3,7 +3,7 @@
     python bench/bench_models.py [--only custom-train custom-fwd alexnet-fwd vgg16-fwd
                                          alexnet-train vgg16-train]
                                  [--blas-env both|as-is|unset] [--malloc default|heap|both]
-                                 [--threads N] [--wait-idle S] [--json out.jsonl]
+                                 [--threads N] [--wait-idle S] [--rounds R] [--json out.jsonl]
     python bench/bench_models.py --profile [custom-train|alexnet-train|vgg16-train]
                                                 per-layer forward/backward times of a training
                                                 step, rawcnn next to PyTorch
@@ -46,10 +46,16 @@ loss.backward() + torch.optim.SGD(momentum=0.9, weight_decay=5e-4).step() for tr
 children run with the environment as it is and with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset
 (--blas-env both, the default when they are set), because that choice changes numpy's GEMM
 speed; PyTorch uses its own MKL/oneDNN and is run once per malloc setting (see malloc_envs).
+--rounds R repeats each workload's pair of children R times per malloc setting, torch first in odd
+rounds and rawcnn first in even ones, and ends with every round's ratio and their median: on a VM
+whose speed drifts by tens of per cent from minute to minute (bench/RESULTS.md, "Speed round 7"), one
+pair of children measures the host as much as the code, and a ratio from children run back to back,
+repeated, is the steadier figure.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -440,35 +446,65 @@ def malloc_envs(choice):
     return {"default": [default], "heap": [heap], "both": [default, heap]}[choice]
 
 
+def _time_round(args, name, envs, mvars, order):
+    """One round of a workload under one malloc setting: a torch child (when "torch" is in order) and a rawcnn
+    child per BLAS setting, in `order`. Returns (torch (Timing, peak RSS, extra) or None,
+    [(BLAS label, Timing, peak RSS, extra)])."""
+    tt, mine = None, []
+    for who in order:
+        if who == "torch":
+            res, maxrss, _ = run_child("time", name, "torch", args.threads, {**envs[0][1], **mvars}, args.wait_idle)
+            tt = (common.Timing(res.pop("seconds"), res.pop("others")), maxrss, res)
+        else:
+            for label, env in envs:
+                res, maxrss, _ = run_child("time", name, "rawcnn", args.threads, {**env, **mvars}, args.wait_idle)
+                mine.append((label, common.Timing(res.pop("seconds"), res.pop("others")), maxrss, res))
+    return tt, mine
+
+
 def run_benches(args, torch_ok):
     rows = common.Rows(args.json, meta=dict(threads=args.threads, cpu=common.cpu_name()))
     envs = blas_envs(args.blas_env)
+    summary = []
     for name in args.only:
         spec = BENCHES[name]
-        fw = "torch" if torch_ok else "rawcnn"
-        _, _, lines = run_child("check", name, fw, args.threads, envs[0][1])
+        _, _, lines = run_child("check", name, "torch" if torch_ok else "rawcnn", args.threads, envs[0][1])
         for line in lines:
             rows.note(line)
         shape = f"{spec['model']} batch {spec['batch']} {spec['mode']}"
         for mlabel, mvars in malloc_envs(args.malloc):
-            tt = None
-            if torch_ok:
-                res, maxrss, _ = run_child("time", name, "torch", args.threads, {**envs[0][1], **mvars},
-                                           args.wait_idle)
-                tt = (common.Timing(res.pop("seconds"), res.pop("others")), maxrss, res)
-            for label, env in envs:
-                res, maxrss, _ = run_child("time", name, "rawcnn", args.threads, {**env, **mvars}, args.wait_idle)
-                t = common.Timing(res.pop("seconds"), res.pop("others"))
-                ratio = tt[0].median / t.median if tt else None
-                rows.add(name, "rawcnn", shape, t, spec["batch"] / t.median, "img/s", ratio,
-                         tail=mem_tail(maxrss, res), env=label, malloc=mlabel, peak_rss_mb=maxrss, **res)
-                rows.note(f"rawcnn row above: {label}, {mlabel}")
-            if tt:
-                rows.add(name, "torch", shape, tt[0], spec["batch"] / tt[0].median, "img/s",
-                         tail=mem_tail(tt[1], tt[2]), env="torch (MKL/oneDNN)", malloc=mlabel,
-                         peak_rss_mb=tt[1], **tt[2])
-                rows.note(f"torch row above: {mlabel}")
+            ratios = {label: [] for label, _ in envs}
+            for r in range(args.rounds):
+                # the order alternates, so that a drift of the host favours neither framework
+                order = (("torch", "rawcnn") if r % 2 == 0 else ("rawcnn", "torch")) if torch_ok else ("rawcnn",)
+                tt, mine = _time_round(args, name, envs, mvars, order)
+                rnd = dict(round=r + 1, rounds=args.rounds, first=order[0])
+                for label, t, maxrss, res in mine:
+                    ratio = tt[0].median / t.median if tt else None
+                    ratios[label].append(ratio)
+                    rows.add(name, "rawcnn", shape, t, spec["batch"] / t.median, "img/s", ratio,
+                             tail=mem_tail(maxrss, res), env=label, malloc=mlabel, peak_rss_mb=maxrss, **rnd, **res)
+                    rows.note(f"rawcnn row above: {label}, {mlabel}" + _round_note(rnd))
+                if tt:
+                    rows.add(name, "torch", shape, tt[0], spec["batch"] / tt[0].median, "img/s",
+                             tail=mem_tail(tt[1], tt[2]), env="torch (MKL/oneDNN)", malloc=mlabel,
+                             peak_rss_mb=tt[1], **rnd, **tt[2])
+                    rows.note(f"torch row above: {mlabel}" + _round_note(rnd))
+            if args.rounds > 1 and torch_ok:
+                summary += [f"{name:<14} {mlabel[:12]:<12} {label[:40]:<40} rounds " + " ".join(f"{v:.2f}" for v in rs)
+                            + f"  median {statistics.median(rs):.2f}x" for label, rs in ratios.items()]
+    if summary:
+        rows.note("ratio per round (torch ms / rawcnn ms, the round's two children one after the other) and "
+                  "their median:")
+        for line in summary:
+            rows.note(line)
     rows.save()
+
+
+def _round_note(rnd):
+    if rnd["rounds"] == 1:
+        return ""
+    return f", round {rnd['round']} of {rnd['rounds']} ({rnd['first']} first)"
 
 
 def mem_tail(maxrss, res):
@@ -519,6 +555,9 @@ def main(argv=None):
                     help="before each timing wait up to S seconds for other processes to leave the CPUs")
     ap.add_argument("--denormals", default="flush", choices=("flush", "keep"),
                     help="subnormal floats flushed to zero in both frameworks (as `rawcnn` and train() run), or kept")
+    ap.add_argument("--rounds", type=int, default=1, metavar="R",
+                    help="time each workload and malloc mode R times, rawcnn and torch one after the other in "
+                         "each round (the order alternating), and print each round's ratio and their median")
     ap.add_argument("--child", choices=("info", "time", "check", "profile"), help=argparse.SUPPRESS)
     ap.add_argument("--bench", help=argparse.SUPPRESS)
     ap.add_argument("--framework", choices=("rawcnn", "torch"), help=argparse.SUPPRESS)
