@@ -372,6 +372,20 @@ def hwm_mb():
     return _status_mb("VmHWM")
 
 
+def anon_huge_mb():
+    """Anonymous memory now backed by transparent huge pages, MiB (AnonHugePages of /proc/self/smaps_rollup;
+    None where it is missing): a process whose big arrays got 4 KiB pages instead runs its memory-bound passes
+    slower, which reads as noise between runs."""
+    try:
+        with open("/proc/self/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("AnonHugePages:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def reset_peak_rss():
     """Reset VmHWM to the current RSS (Linux >= 4.0); True when it worked."""
     try:
