@@ -30,8 +30,9 @@ takes its header from a child. The children are:
             rawcnn's cpu backend against its reference backend at a reduced input size.
     time    builds the net, warms up, then times the step; returns the seconds, the share of the
             CPUs other processes used meanwhile, the RSS before the timed steps and the peak RSS
-            during them (VmHWM reset just before them), and how much of its memory transparent huge pages
-            back after them (AnonHugePages).
+            during them (VmHWM reset just before them), how much of its memory transparent huge pages
+            back after them (AnonHugePages), and the share of the CPU time the hypervisor gave to
+            other guests while they ran (steal, from /proc/stat).
     profile per-layer times inside the real custom training step (rawcnn: layer by layer;
             PyTorch: timestamps from forward and backward module hooks).
 rawcnn's forward runs inside net.streaming(), as net.predict() runs each batch after its first (the
@@ -175,11 +176,13 @@ def child_time(spec, framework, threads, wait_idle=0):
         common.wait_for_idle(wait_idle)
     rss_before, build_peak = common.rss_mb(), common.hwm_mb()
     reset = common.reset_peak_rss()
+    stat0 = common.cpu_stat()
     t = common.time_it(fn, repeats=spec["repeats"], warmup=0)
+    steal = common.steal_share(stat0, common.cpu_stat())
     step_peak = common.hwm_mb() if reset else None
     return dict(seconds=t.seconds, others=t.others, rss_before_mb=rss_before, build_peak_mb=build_peak,
                 step_peak_mb=step_peak, own_peak_mb=max(build_peak, step_peak or 0) if build_peak else None,
-                huge_mb=common.anon_huge_mb(), rss_after_mb=common.rss_mb())
+                huge_mb=common.anon_huge_mb(), rss_after_mb=common.rss_mb(), steal=steal)
 
 
 def child_check(spec, torch_ok):
@@ -512,7 +515,9 @@ def _round_note(rnd):
 def mem_tail(maxrss, res):
     step, huge = res.get("step_peak_mb"), res.get("huge_mb")
     tail = f"  peak RSS {maxrss:6.0f} MB (during steps {step:6.0f} MB)" if step else f"  peak RSS {maxrss:6.0f} MB"
-    return tail + (f", huge pages {huge:5.0f} MB" if huge is not None else "")
+    steal = res.get("steal")
+    return (tail + (f", huge pages {huge:5.0f} MB" if huge is not None else "")
+            + (f", steal {steal * 100:.0f}%" if steal is not None else ""))
 
 
 def run_profile(args, torch_ok):

@@ -372,6 +372,26 @@ def hwm_mb():
     return _status_mb("VmHWM")
 
 
+def cpu_stat():
+    """The machine's CPU time counters (the first line of /proc/stat: user, nice, system, idle, iowait, irq,
+    softirq, steal, ...), or None where it is missing."""
+    try:
+        with open("/proc/stat") as fh:
+            return [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_share(before, after):
+    """The share of all CPU time between two cpu_stat() readings that the hypervisor gave to other guests
+    (steal): a VM's time taken by its host's other tenants, which no process in the VM can see. None when
+    either reading is missing."""
+    if not before or not after or len(before) < 8 or len(after) < 8:
+        return None
+    total = sum(after[:8]) - sum(before[:8])
+    return (after[7] - before[7]) / total if total > 0 else None
+
+
 def anon_huge_mb():
     """Anonymous memory now backed by transparent huge pages, MiB (AnonHugePages of /proc/self/smaps_rollup;
     None where it is missing): a process whose big arrays got 4 KiB pages instead runs its memory-bound passes
