@@ -135,7 +135,7 @@ def torch_train_step(model, torch):
         loss = ce(model(xt), lt)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())  # the scalar without autograd (torch warns on a tensor that requires grad)
     return step
 
 
