@@ -513,10 +513,9 @@ def _round_note(rnd):
 
 
 def mem_tail(maxrss, res):
-    step, huge = res.get("step_peak_mb"), res.get("huge_mb")
-    tail = f"  peak RSS {maxrss:6.0f} MB (during steps {step:6.0f} MB)" if step else f"  peak RSS {maxrss:6.0f} MB"
-    steal = res.get("steal")
-    return (tail + (f", huge pages {huge:5.0f} MB" if huge is not None else "")
+    step, huge, steal = res.get("step_peak_mb"), res.get("huge_mb"), res.get("steal")
+    return (f"  peak RSS {maxrss:6.0f} MB" + (f" (during steps {step:6.0f} MB)" if step else "")
+            + (f", huge pages {huge:5.0f} MB" if huge is not None else "")
             + (f", steal {steal * 100:.0f}%" if steal is not None else ""))
 
 

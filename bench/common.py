@@ -297,15 +297,34 @@ def settle(seconds=0.3):
 
 
 # -- other load on the machine -------------------------------------------------------------------
-def _cpu_jiffies():
-    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat (None elsewhere)."""
+def cpu_stat():
+    """The clock ticks of all CPUs since boot, from the first line of /proc/stat: user, nice, system, idle,
+    iowait, irq, softirq, steal (None elsewhere)."""
     try:
         with open("/proc/stat") as fh:
             vals = [int(v) for v in fh.readline().split()[1:9]]
     except (OSError, ValueError):
         return None
+    return vals if len(vals) == 8 else None
+
+
+def _cpu_jiffies():
+    """(busy, total) clock ticks of all CPUs since boot (None elsewhere)."""
+    vals = cpu_stat()
+    if vals is None:
+        return None
     total = sum(vals)
     return total - vals[3] - vals[4], total  # idle and iowait are not busy
+
+
+def steal_share(before, after):
+    """The share of all CPU time between two cpu_stat() readings that the hypervisor gave to other guests
+    (steal): a VM's time taken by its host's other tenants, which no process in the VM can see. None when
+    either reading is missing."""
+    if before is None or after is None:
+        return None
+    total = sum(after) - sum(before)
+    return (after[7] - before[7]) / total if total > 0 else None
 
 
 class OtherLoad:
@@ -351,9 +370,10 @@ def peak_rss_mb():
     return kib / 1024 if sys.platform != "darwin" else kib / 2 ** 20
 
 
-def _status_mb(field):
+def _status_mb(field, path="/proc/self/status"):
+    """A "Field: N kB" line of a /proc file, in MiB (None where it is missing)."""
     try:
-        with open("/proc/self/status") as fh:
+        with open(path) as fh:
             for line in fh:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
@@ -372,38 +392,11 @@ def hwm_mb():
     return _status_mb("VmHWM")
 
 
-def cpu_stat():
-    """The machine's CPU time counters (the first line of /proc/stat: user, nice, system, idle, iowait, irq,
-    softirq, steal, ...), or None where it is missing."""
-    try:
-        with open("/proc/stat") as fh:
-            return [int(v) for v in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-
-
-def steal_share(before, after):
-    """The share of all CPU time between two cpu_stat() readings that the hypervisor gave to other guests
-    (steal): a VM's time taken by its host's other tenants, which no process in the VM can see. None when
-    either reading is missing."""
-    if not before or not after or len(before) < 8 or len(after) < 8:
-        return None
-    total = sum(after[:8]) - sum(before[:8])
-    return (after[7] - before[7]) / total if total > 0 else None
-
-
 def anon_huge_mb():
     """Anonymous memory now backed by transparent huge pages, MiB (AnonHugePages of /proc/self/smaps_rollup;
     None where it is missing): a process whose big arrays got 4 KiB pages instead runs its memory-bound passes
     slower, which reads as noise between runs."""
-    try:
-        with open("/proc/self/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("AnonHugePages:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    return _status_mb("AnonHugePages", "/proc/self/smaps_rollup")
 
 
 def reset_peak_rss():
