@@ -543,10 +543,9 @@ def predict(images, checkpoint, device, **opts):
 @_out(folder=True)
 @_seed()
 @_device
-@_recipe_options("init", "input_norm", "warmup_epochs", "clip_norm", "select_by", "balance",
-                 help="The settings every trial starts from (the sampled values replace theirs; lr, momentum, "
-                      "L2 and batch size the space does not sample are the paper's 1e-3, 0.9, 5e-4 and 32, "
-                      "whatever the recipe).")
+@_recipe_options("init", "input_norm", "warmup_epochs", "clip_norm", "select_by", "average_epochs", "balance",
+                 help="The settings every trial starts from (the sampled values replace theirs; the lr, momentum, "
+                      "L2 and batch size the space does not sample are the recipe's).")
 @_overwrites
 def search(device, **opts):
     """Random search over learning rate, momentum, L2, dropout and batch size."""

@@ -253,6 +253,21 @@ def check_sgd_args(w, dw, v):
             raise ValueError(f"sgd: {name} {a.shape} must be C-contiguous and writeable (it is updated in place)")
 
 
+def check_average_args(avg, w, decay):
+    """Raise ValueError unless avg and w share shape and float dtype, avg is writeable and contiguous,
+    and 0 <= decay <= 1."""
+    if not avg.shape == w.shape or not avg.dtype == w.dtype:
+        raise ValueError(f"weight average: avg {avg.shape} {avg.dtype} and w {w.shape} {w.dtype} must share "
+                         f"shape and dtype")
+    if avg.dtype not in (np.float32, np.float64):
+        raise ValueError(f"weight average: arrays must be float32 or float64, got {avg.dtype}")
+    if not (avg.flags.c_contiguous and avg.flags.writeable):
+        raise ValueError(f"weight average: avg {avg.shape} must be C-contiguous and writeable (it is updated in "
+                         f"place)")
+    if not 0.0 <= float(decay) <= 1.0:
+        raise ValueError(f"weight average: decay must be in [0, 1], got {decay!r}")
+
+
 # -- a backward's need= and caller-given output arrays (out=, out_y=, ...) ---------------------
 def backward_request(op, need, out):
     """A backward's need= and out= as (need_dx, need_dw, out_dx, out_dw, out_db); ValueError otherwise.

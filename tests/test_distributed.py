@@ -239,6 +239,30 @@ def test_cli_procs_starts_mpiexec_and_trains(runs, tmp_path):
     assert sorted(os.listdir(tmp_path / "run")) == ["best.h5", "curves.png", "history.csv", "last.h5"]
 
 
+def test_weight_averaging_on_two_ranks_gives_one_process_bits(runs, tmp_path):
+    """--average-epochs under mpiexec: every rank folds the same weights into its average and rank 0 writes it;
+    with micro-batches, the params (the average) and the trained weights equal one process's bit for bit."""
+    _, data, _ = runs
+    env = {**os.environ, "PYTHONPATH": ROOT, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    with open(tmp_path / "tiny.json", "w") as fh:
+        json.dump(SPEC, fh)
+    got = {}
+    for procs in ("1", "2"):
+        cmd = [sys.executable, "-c", "import cli; cli.main()", "train", "--model", str(tmp_path / "tiny.json"),
+               "--data", str(data), "--out", str(tmp_path / procs), "--epochs", "2", "--batch-size", "8",
+               "--micro-batches", "2", "--average-epochs", "1", "--procs", procs, "--no-augment"]
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=150, check=False)
+        assert p.returncode == 0, p.stderr[-2000:]
+        got[procs] = read_checkpoint(tmp_path / procs / "last.h5")
+    for kind in ("params", "weights", "momentum"):
+        a, b = got["1"][kind], got["2"][kind]
+        assert a.keys() == b.keys()
+        for n in a:
+            for k in a[n]:
+                assert np.array_equal(a[n][k], b[n][k]), (kind, n, k)
+    assert not np.array_equal(got["1"]["params"]["fc2"]["w"], got["1"]["weights"]["fc2"]["w"])
+
+
 def test_ctrl_c_on_mpiexec_stops_every_rank_and_keeps_the_checkpoint(runs, tmp_path):
     _, data, _ = runs
     with open(tmp_path / "tiny.json", "w") as fh:

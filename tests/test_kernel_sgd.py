@@ -91,3 +91,62 @@ def test_sgd_shapes_and_errors(tier, shape):
     with pytest.raises(ValueError, match="C-contiguous"):
         tier.sgd_momentum_update(np.ones((4, 6), np.float32)[:, ::2], np.ones((4, 3), np.float32),
                                  np.zeros((4, 3), np.float32), **kw)
+
+
+# -- weight averaging: avg = decay*avg + (1 - decay)*w --------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_average_hand_values(tier, dtype):
+    # decay 0.75 (exact in binary), avg 2, w = 6, 6, then 2:
+    #   step 1: 0.75*2 + 0.25*6 = 3.0;  step 2: 0.75*3 + 0.25*6 = 3.75;  step 3: 0.75*3.75 + 0.25*2 = 3.3125
+    avg = np.full(3, 2.0, dtype=dtype)
+    for w, want in ((6.0, 3.0), (6.0, 3.75), (2.0, 3.3125)):
+        assert tier.weight_average_update(avg, np.full(3, w, dtype=dtype), decay=0.75) is None
+        assert avg.dtype == dtype
+        np.testing.assert_array_equal(avg, np.full(3, want, dtype=dtype))  # every value exact in binary
+
+
+def test_weight_average_ends(tier):
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((5, 4))
+    avg = rng.standard_normal((5, 4))
+    keep = avg.copy()
+    tier.weight_average_update(avg, w, decay=1.0)  # 1: the average stays
+    np.testing.assert_array_equal(avg, keep)
+    tier.weight_average_update(avg, w, decay=0.0)  # 0: the average becomes w
+    np.testing.assert_array_equal(avg, w)
+
+
+def test_weight_average_is_the_exponential_mean(tier):
+    # after t steps from a0 the average is d^t a0 + (1 - d) sum_s d^(t-1-s) w_s: checked in plain Python floats
+    rng = np.random.default_rng(4)
+    a0, ws, d = rng.standard_normal(7), rng.standard_normal((6, 7)), 0.9
+    avg = a0.copy()
+    for w in ws:
+        tier.weight_average_update(avg, w, decay=d)
+    for i in range(7):
+        want = d ** 6 * float(a0[i]) + sum((1 - d) * d ** (5 - s) * float(ws[s, i]) for s in range(6))
+        assert abs(avg[i] - want) <= 1e-14 * max(1.0, abs(want))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1,), (96, 3, 7, 7), (4096, 9)])
+def test_weight_average_cpu_matches_reference(dtype, shape):
+    rng = np.random.default_rng(5)
+    avg, w = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    avg_ref = avg.copy()
+    for d in (0.9375, 0.3, 0.999):
+        cpu.weight_average_update(avg, w, decay=d)
+        ref.weight_average_update(avg_ref, w, decay=d)
+    np.testing.assert_array_equal(avg, avg_ref)  # each operation rounded in the dtype, in the same order: same bits
+
+
+def test_weight_average_errors(tier):
+    avg = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="share shape and dtype"):
+        tier.weight_average_update(avg, np.ones((3, 2), np.float32), decay=0.5)
+    with pytest.raises(ValueError, match="share shape and dtype"):
+        tier.weight_average_update(avg, np.ones((2, 3), np.float64), decay=0.5)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        tier.weight_average_update(np.zeros((3, 2), np.float32).T, np.ones((2, 3), np.float32), decay=0.5)
+    with pytest.raises(ValueError, match=r"decay must be in \[0, 1\]"):
+        tier.weight_average_update(avg, np.ones((2, 3), np.float32), decay=1.5)

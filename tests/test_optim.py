@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rawcnn.engine import models
-from rawcnn.engine.optim import SGD, ReduceOnPlateau
+from rawcnn.engine.optim import SGD, ReduceOnPlateau, WeightAverage
 
 BACKEND = "cpu"
 
@@ -149,3 +149,45 @@ def test_plateau_without_drops_is_early_stopping_and_state_round_trips():
 def test_bad_schedule_arguments_raise(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         ReduceOnPlateau(1e-3, **kw)
+
+
+# -- weight averaging -------------------------------------------------------------------------------
+def test_weight_average_by_hand_leaves_frozen_layers_alone():
+    # decay 0.5: after the first update (a copy of w0) and a second with w0 + 2: avg = w0 + 1
+    net = net_with_grads(TWO_LINEAR, seed=3)
+    net["fc1"].trainable = False
+    w0 = {(l.name, k): w.copy() for l, k, w, _ in net.parameters()}
+    avg = WeightAverage(net, 0.5)
+    assert avg.state() is None
+    avg.update()
+    for _, _, w, _ in net.parameters():
+        w += 2.0
+    avg.update()
+    assert set(avg.state()) == {"fc2"}  # the frozen layer has no average
+    with avg.applied():
+        np.testing.assert_allclose(net["fc2"].params["w"], w0[("fc2", "w")] + 1.0, rtol=1e-15, atol=1e-15)
+        np.testing.assert_array_equal(net["fc1"].params["w"], w0[("fc1", "w")] + 2.0)  # frozen: as it is
+        np.testing.assert_array_equal(avg.trained()["fc2"]["w"], w0[("fc2", "w")] + 2.0)
+    np.testing.assert_array_equal(net["fc2"].params["w"], w0[("fc2", "w")] + 2.0)
+
+
+def test_weight_average_state_round_trip_and_refusals():
+    net = net_with_grads(TWO_LINEAR, seed=4)
+    a = WeightAverage(net, 0.9)
+    a.update()
+    b = WeightAverage(net, 0.9)
+    b.load_state(a.state())
+    for _, _, w, _ in net.parameters():
+        w *= 3.0
+    a.update()
+    b.update()
+    for n, d in a.state().items():
+        for k, v in d.items():
+            np.testing.assert_array_equal(v, b.state()[n][k])
+    with pytest.raises(ValueError, match="no average for fc2/b"):
+        b.load_state({"fc1": a.state()["fc1"], "fc2": {"w": a.state()["fc2"]["w"]}})
+    with pytest.raises(ValueError, match=r"average fc1/w has shape \(2, 2\)"):
+        b.load_state({**a.state(), "fc1": {"w": np.zeros((2, 2)), "b": a.state()["fc1"]["b"]}})
+    with pytest.raises(ValueError, match=r"decay must be in \[0, 1\]"):
+        WeightAverage(net, 1.5)
+    assert WeightAverage.decay_for(2, 8) == 1 - 1 / 16 and WeightAverage.decay_for(0.1, 5) == 0.0

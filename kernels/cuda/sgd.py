@@ -7,6 +7,9 @@ Update, in place (Caffe's SGDSolver form; kernels/reference/sgd.py):
     w = w + v
 weight_decay * w is the gradient of the L2 penalty (weight_decay/2) * |w|^2. Fused, each element
 is read once and written once, instead of the four passes the array expression would take.
+
+Weight averaging, in place: avg = decay*avg + (1 - decay)*w, one thread per element (the compiler
+may fuse a multiply and the add, so the bits can differ from the reference's by a rounding).
 """
 from numba import cuda
 
@@ -23,6 +26,15 @@ def _sgd_momentum_kernel(w, dw, v, lr, momentum, weight_decay):
         vi = momentum * v[i] - lr * (dw[i] + weight_decay * w[i])
         v[i] = vi
         w[i] += vi
+
+
+
+@cuda.jit(cache=True)
+def _weight_average_kernel(avg, w, d, e):
+    """avg, w flat (size,); avg updated in place."""
+    i = cuda.grid(1)
+    if i < avg.size:
+        avg[i] = avg[i] * d + w[i] * e
 
 # launchers
 
@@ -52,3 +64,23 @@ def sgd_momentum_update(w, dw, v, *, lr, momentum, weight_decay):
     dt = w.dtype
     launch(_sgd_momentum_kernel, w.size, w.reshape(-1), dw.reshape(-1), v.reshape(-1),
            scalar(dt, lr), scalar(dt, momentum), scalar(dt, weight_decay))
+
+
+def weight_average_update(avg, w, *, decay):
+    """One averaging step, in place: avg = decay*avg + (1 - decay)*w.
+
+    avg, w: float32/float64, one shape; avg is overwritten (C-contiguous). decay in [0, 1].
+    Returns None.
+    """
+    xp = device_arrays("weight_average_update", avg=avg, w=w)
+    if not avg.shape == w.shape or not avg.dtype == w.dtype or avg.dtype.name not in ("float32", "float64"):
+        raise ValueError(f"weight average: avg {avg.shape} {avg.dtype} and w {w.shape} {w.dtype} must share "
+                         f"shape and a float32/float64 dtype")
+    if not avg.flags.c_contiguous:
+        raise ValueError(f"weight average: avg {avg.shape} must be C-contiguous (it is updated in place)")
+    if not 0.0 <= float(decay) <= 1.0:
+        raise ValueError(f"weight average: decay must be in [0, 1], got {decay!r}")
+    w = xp.ascontiguousarray(w)
+    dt = avg.dtype
+    launch(_weight_average_kernel, avg.size, avg.reshape(-1), w.reshape(-1), scalar(dt, decay),
+           scalar(dt, 1.0 - float(decay)))

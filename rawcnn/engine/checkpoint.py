@@ -3,6 +3,8 @@
 Layout:
     /params/<layer>/<key>      float arrays (w, b) as the engine holds them (OIHW, (out, in))
     /momentum/<layer>/<key>    SGD velocity, when an optimizer state is saved
+    /weights/<layer>/<key>     the trained weights, when /params holds their average (a run with
+                               --average-epochs): the layers SGD trains, what a resume continues from
     attrs: format = "rawcnn-checkpoint", format_version, rawcnn_version, spec (JSON), epoch, lr,
            rng_state (JSON, the training generator), dropout_rng (JSON, one state per Dropout),
            history (JSON), preprocessing (JSON), meta (JSON)
@@ -70,12 +72,14 @@ def set_dropout_rng_states(net, states):
 class TrainingState:
     """Where a training run stands, saved beside the weights so that a resume continues it: the epoch
     done, the learning rate, the optimizer's momentum {layer: {key: array}}, the generators' states
-    (JSON) and the per-epoch history (a list of dicts)."""
+    (JSON), the per-epoch history (a list of dicts), and with weight averaging the trained weights
+    {layer: {key: array}} (the net's params then hold their average)."""
     epoch: int = 0
     lr: object = None
     momentum: object = None
     rng_state: object = None
     history: object = None
+    weights: object = None
 
 
 def save_checkpoint(path, net, *, state=None, preprocessing=None, meta=None):
@@ -99,11 +103,12 @@ def save_checkpoint(path, net, *, state=None, preprocessing=None, meta=None):
         for name, d in net.state_dict().items():
             for k, v in d.items():
                 g.create_dataset(f"{name}/{k}", data=v)
-        if momentum:
-            g = f.create_group("momentum")
-            for name, d in momentum.items():
-                for k, v in d.items():
-                    g.create_dataset(f"{name}/{k}", data=to_numpy(v))
+        for group, arrays in (("momentum", momentum), ("weights", st.weights)):
+            if arrays:
+                g = f.create_group(group)
+                for name, d in arrays.items():
+                    for k, v in d.items():
+                        g.create_dataset(f"{name}/{k}", data=to_numpy(v))
     atomic_h5(path, write)
 
 
@@ -192,6 +197,7 @@ def _read_checkpoint(f, path):
                                  f"{json.dumps(v)[:40]}")
     out["params"] = _read_group_arrays(f, "params", path)
     out["momentum"] = _read_group_arrays(f, "momentum", path) if "momentum" in f else None
+    out["weights"] = _read_group_arrays(f, "weights", path) if "weights" in f else None
     return out
 
 

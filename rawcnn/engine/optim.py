@@ -12,12 +12,20 @@ applied to weights only, not to biases (decay_biases=False): biases carry no cap
 penalising, and MATLAB's trainNetwork (BiasL2Factor 0), which the paper used, does the same.
 The per-parameter update is one fused in-place kernel, `be.sgd.sgd_momentum_update`.
 
+Weight averaging (`rawcnn train --average-epochs E`; WeightAverage): an exponential moving average
+of the trainable weights, updated after every step,
+    avg = decay * avg + (1 - decay) * w,    decay = max(0, 1 - 1 / (E * steps per epoch))
+(a horizon of about E epochs), started as a copy of the weights after the run's first step. The
+trainer validates, selects and saves the average; SGD keeps training the weights themselves.
+
 Plateau schedule (the paper: lr 1e-3 divided by 10 when validation accuracy stalls, three times):
 after each epoch the validation accuracy is compared with the best so far; an epoch that does not
 beat it (strictly) counts towards `patience`. When `patience` such epochs have passed in a row the
 learning rate is multiplied by `factor` (0.1: divided by 10) and the count restarts (the best so
 far is kept); after `max_drops` drops the next run of `patience` stalled epochs ends training.
 """
+import contextlib
+
 import numpy as np
 
 from kernels import to_numpy
@@ -93,6 +101,95 @@ class SGD:
                                      f"the parameter {tuple(w.shape)}")
                 velocity[(name, key)] = self.net.be.asarray(np.asarray(v), dtype=w.dtype)
         self.velocity = velocity
+
+
+class WeightAverage:
+    """An exponential moving average of `net`'s trainable parameters (see the module's docstring).
+
+    update() after every SGD step; `with applied():` the net holds the average (the trained weights
+    are set aside and put back on leaving), and trained() gives those weights meanwhile. The average
+    lives on the net's backend, one array per (layer name, key): memory for one more copy of the
+    trained weights, and one more while applied.
+    """
+
+    def __init__(self, net, decay):
+        if not 0.0 <= float(decay) <= 1.0:
+            raise ValueError(f"WeightAverage: decay must be in [0, 1], got {decay!r}")
+        self.net, self.decay = net, float(decay)
+        self.avg = None     # {(layer name, key): array}: None before the first update
+        self._kept = None   # {(layer name, key): numpy array}: the trained weights while applied
+
+    @staticmethod
+    def decay_for(epochs, steps_per_epoch):
+        """The decay of a horizon of `epochs` epochs of `steps_per_epoch` steps: max(0, 1 - 1/(epochs x steps))."""
+        return max(0.0, 1.0 - 1.0 / (float(epochs) * int(steps_per_epoch)))
+
+    def _trained(self):
+        return [(l.name, k, w) for l, k, w, _ in self.net.parameters(trainable_only=True)]
+
+    def update(self):
+        """Fold the net's weights into the average (the first call copies them)."""
+        if self.avg is None:
+            self.avg = {(n, k): w.copy() for n, k, w in self._trained()}
+            return
+        update = self.net.be.sgd.weight_average_update
+        for n, k, w in self._trained():
+            a = self.avg.get((n, k))
+            if a is None or a.shape != w.shape or not self.net.be.owns(a):
+                raise ValueError(f"WeightAverage: no average of the shape of {n}/{k} {tuple(w.shape)} on the net's "
+                                 f"backend (the net changed after the average began)")
+            update(a, w, decay=self.decay)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """Inside, the net's trainable parameters hold the average (nothing changes before the first update)."""
+        if self.avg is None or self._kept is not None:
+            yield
+            return
+        params = self._trained()
+        self._kept = {(n, k): to_numpy(w).copy() for n, k, w in params}
+        try:
+            for n, k, w in params:
+                w[...] = self.avg[(n, k)]
+            yield
+        finally:
+            be = self.net.be
+            for n, k, w in params:
+                w[...] = be.asarray(self._kept[(n, k)], dtype=w.dtype)
+            self._kept = None
+
+    def trained(self):
+        """While applied: the trained weights {layer: {key: numpy array}}, every parameter of each layer that
+        has a trainable one (what a checkpoint stores beside the average); None otherwise."""
+        if self._kept is None:
+            return None
+        out = {}
+        for (n, k), w in self._kept.items():
+            out.setdefault(n, {})[k] = w
+        return out
+
+    def state(self):
+        """The average as {layer: {key: numpy array}}, or None before the first update."""
+        if self.avg is None:
+            return None
+        out = {}
+        for (n, k), a in self.avg.items():
+            out.setdefault(n, {})[k] = to_numpy(a)
+        return out
+
+    def load_state(self, state):
+        """Continue from an average {layer: {key: array}}: one array for each trainable parameter, of its shape."""
+        params = {(n, k): w for n, k, w in self._trained()}
+        got = {(n, k): v for n, d in (state or {}).items() for k, v in d.items() if (n, k) in params}
+        missing = sorted(f"{n}/{k}" for n, k in set(params) - set(got))
+        if missing:
+            raise ValueError(f"WeightAverage.load_state: no average for {', '.join(missing[:4])}"
+                             f"{' ...' if len(missing) > 4 else ''}")
+        for (n, k), v in got.items():
+            if tuple(v.shape) != tuple(params[(n, k)].shape):
+                raise ValueError(f"WeightAverage.load_state: average {n}/{k} has shape {tuple(v.shape)}, the "
+                                 f"parameter {tuple(params[(n, k)].shape)}")
+        self.avg = {key: self.net.be.asarray(np.array(v), dtype=params[key].dtype) for key, v in got.items()}
 
 
 METRIC_NAMES = {"val-acc": ("validation accuracy", False), "val-auc": ("validation AUC", False),

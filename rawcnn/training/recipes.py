@@ -90,6 +90,10 @@ class Recipe:
                                           "(val-auc-smooth, val-loss-smooth: the mean validation AUC or loss of the "
                                           "last 3 epochs).",
                               choices=SELECT_BY)
+    average_epochs: float = _setting(0.0, "Weight averaging: validate, select and save (best.h5) an exponential "
+                                          "moving average of the weights over about this many epochs, updated "
+                                          "after every step (0: off; the checkpoints then also hold the trained "
+                                          "weights, for resume).", range=Range(0, 100_000))
     balance: str = _setting("none", "Class balance: balanced sampling, or class-weighted loss.", choices=BALANCE)
     augment: bool = _setting(True, "Augmentation on or off.")
     translate: float = _setting(0.05, "Augmentation: max shift (fraction of the side).",

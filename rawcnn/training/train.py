@@ -17,7 +17,8 @@ One epoch:
         logits = net.forward(to_input(b), train=True)     dropout masks from each layer's rng
         loss = softmax_cross_entropy(logits, y_b)         stops on NaN / Inf, naming epoch and batch
         net.backward(dloss/dlogits); SGD step
-    validation loss and accuracy, in batches, train=False
+        (--average-epochs) fold the weights into their moving average (rawcnn.engine.optim.WeightAverage)
+    validation loss and accuracy, in batches, train=False (of the average, when there is one)
 then the plateau schedule (rawcnn/engine/optim.py) may divide the learning rate by 10 or stop training.
 
 Every random choice comes from a generator with a saved state: shuffling from one seeded with
@@ -33,7 +34,8 @@ processes, log) from a Run; rawcnn.training.from_recipe makes the net, init, inp
 augmenter of a recipe.
 
 Files in out_dir: last.h5, best.h5 (the best epoch by the recipe's select_by: validation accuracy,
-AUC or loss), history.csv, curves.png.
+AUC or loss), history.csv, curves.png. With weight averaging a checkpoint's params are the average and
+its /weights the trained weights, which a resume continues from.
 
 Under `mpiexec -n R` (dist=rawcnn.training.distributed.Distributed) each rank runs its share of every
 global batch and the gradients are summed over ranks: see rawcnn/training/distributed.py. Rank 0 alone
@@ -67,7 +69,7 @@ from rawcnn.engine.checkpoint import (
 )
 from rawcnn.engine.determinism import blas_pinned
 from rawcnn.engine.layers import SoftmaxCrossEntropy
-from rawcnn.engine.optim import METRIC_NAMES, SGD, ReduceOnPlateau
+from rawcnn.engine.optim import METRIC_NAMES, SGD, ReduceOnPlateau, WeightAverage
 from rawcnn.files import fileio
 from rawcnn.files.fileio import atomic_open, copy_atomic
 from rawcnn.training import input_buffer
@@ -81,6 +83,9 @@ HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr
 # the recipe settings a checkpoint's config repeats, which a resume compares (lr and epochs: logged when changed)
 COMPARED_ON_RESUME = ("batch_size", "momentum", "weight_decay", "patience", "max_drops", "warmup_epochs",
                       "clip_norm", "select_by", "balance")
+
+# settings a config holds only when they are on, and their value when absent (an earlier run's checkpoint)
+CONFIG_WHEN_OFF = {"average_epochs": 0.0}
 
 
 @dataclass(frozen=True)
@@ -256,6 +261,11 @@ class Trainer:
                        "layers": {l.name: [l.lr_mult, l.trainable] for l in net.layers if l.params}}
         if self.micro is not None:  # absent otherwise: checkpoints of earlier runs compare equal on resume
             self.config["micro_batches"] = self.micro.M
+        self.average = None  # WeightAverage (--average-epochs): what is validated, selected and saved
+        if recipe.average_epochs > 0:
+            steps = -(-self.train_split.y.size // int(batch_size))  # per epoch
+            self.average = WeightAverage(net, WeightAverage.decay_for(recipe.average_epochs, steps))
+            self.config["average_epochs"] = float(recipe.average_epochs)  # absent when off, as micro_batches
         self.hooks = RecipeHooks(recipe.hooks(), self)  # warm-up, clipping, selection metric, class balance
         self.sched.metric, self.sched.negated = METRIC_NAMES[self.hooks.select_by]  # named in its messages
         if self.dist.size > 1 and self.hooks.balance == "weight" and self.micro is None:
@@ -293,7 +303,8 @@ class Trainer:
         rng_state = {"shuffle": self.rng_shuffle.bit_generator.state,
                      "augment": self.augment.rng.bit_generator.state if self.augment is not None else None}
         state = TrainingState(epoch=self.epoch, lr=self.sched.lr, momentum=self.opt.state(), rng_state=rng_state,
-                              history=self.history)
+                              history=self.history,
+                              weights=self.average.trained() if self.average is not None else None)
         save_checkpoint(path, self.net, state=state, preprocessing=self.preprocessing, meta=meta)
 
     def _restore_layer_settings(self, saved, given):
@@ -332,6 +343,7 @@ class Trainer:
             self.net.load_state_dict(ck["params"])
         except (KeyError, ValueError) as e:
             raise ValueError(f"{path} does not fit this net: {e}") from None
+        self._restore_average(path, ck)
         set_dropout_rng_states(self.net, ck["dropout_rng"] or {})
         self.opt.load_state(ck["momentum"])
         self.sched.load_state(meta["schedule"])
@@ -349,6 +361,21 @@ class Trainer:
         self._warn_changed_config(meta["config"])
         self._take_new_lr_and_epochs(meta, given, lr, epochs)
         return meta
+
+    def _restore_average(self, path, ck):
+        """After the params are loaded: a checkpoint that holds trained weights beside its params (an averaged
+        run's) gives the net those weights, and the params become this run's average (when it averages)."""
+        if ck.get("weights") is None:
+            return  # not averaged, or saved before the first step: the average starts at the next step
+        try:
+            if self.average is not None:
+                self.average.load_state(ck["params"])
+            self.net.load_state_dict(ck["weights"], strict=False)
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"{path}: its trained weights (/weights) do not fit this net: {e}") from None
+        if self.average is None:
+            self.log(f"resume: {path}'s params are an average of the weights (--average-epochs); training "
+                     f"continues from the trained weights it also holds, without averaging")
 
     def _check_resumable(self, path, ck, meta):
         """Refuse a checkpoint `ck` (read from `path`; meta: its meta or {}) that this run cannot continue:
@@ -387,7 +414,9 @@ class Trainer:
 
     def _warn_changed_config(self, saved):
         """Log a warning for each setting of this run's config that differs from the checkpoint's (`saved`)."""
-        changed = {k: (saved.get(k), v) for k, v in self.config.items() if saved.get(k) != v}
+        off = {k: v for k, v in CONFIG_WHEN_OFF.items() if k not in self.config or k not in saved}
+        mine, theirs = {**off, **self.config}, {**off, **saved}
+        changed = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
         for k, (old, new) in changed.items():
             self.log(f"warning: resuming with {k} = {new} (the checkpoint was trained with {old}); "
                      f"the run will not repeat an uninterrupted one exactly")
@@ -453,7 +482,7 @@ class Trainer:
                     raise _Diverged(f"the training loss became {loss}{where} at epoch {self.epoch + 1}, batch "
                                     f"{b} (images {i + 1}..{i + n} of the shuffled epoch) with lr {opt.lr:g}")
                 self.hooks.before_step(self.epoch, b, -(-y.size // B))
-                opt.step()
+                self.step()
                 total_loss, correct = total_loss + loss * n, correct + right
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 bar.update(n)
@@ -467,7 +496,7 @@ class Trainer:
                     raise _Diverged(f"the training loss became {loss}{where} at epoch {self.epoch + 1}, batch "
                                     f"{b} (images {i + 1}..{i + n} of the shuffled epoch) with lr {opt.lr:g}")
                 self.hooks.before_step(self.epoch, b, -(-y.size // B))  # warm-up, clipping of the summed grads
-                opt.step()
+                self.step()
                 total_loss, correct = total_loss + loss * n, correct + right
                 bar.update(n)
                 if self.on_batch is not None:
@@ -484,13 +513,19 @@ class Trainer:
             correct += int((xp.argmax(logits, axis=1) == crit.labels).sum())
             net.backward(self.hooks.dlogits(crit.backward(), yb), input_grad=False)
             self.hooks.before_step(self.epoch, b, -(-y.size // B))
-            opt.step()
+            self.step()
             total_loss += loss * yb.size
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             bar.update(yb.size)
             if self.on_batch is not None:
                 self.on_batch(self.epoch + 1, b, loss)
         return total_loss / y.size, correct / y.size, time.perf_counter() - t0
+
+    def step(self):
+        """The SGD step, then the weight average's update (--average-epochs)."""
+        self.opt.step()
+        if self.average is not None:
+            self.average.update()
 
     def validate(self):
         """Mean loss and accuracy over the validation split, forward only, in batches."""
@@ -509,7 +544,12 @@ class Trainer:
         return total_loss / y.size, correct / y.size
 
     def finish_epoch(self, train_loss, train_acc, seconds, epochs):
-        """Validate, record, checkpoint and log epoch self.epoch; returns the schedule's event."""
+        """Validate, record, checkpoint and log epoch self.epoch; returns the schedule's event. With weight
+        averaging the net holds the average meanwhile: it is validated, selected and saved as the params."""
+        with self.average.applied() if self.average is not None else contextlib.nullcontext():
+            return self._finish_epoch(train_loss, train_acc, seconds, epochs)
+
+    def _finish_epoch(self, train_loss, train_acc, seconds, epochs):
         val_loss, val_acc = self.validate()
         if _exploded(val_loss, self.history, "val_loss", self.n_classes):
             raise _Diverged(f"the validation loss became {val_loss:g} at epoch {self.epoch} (more than "

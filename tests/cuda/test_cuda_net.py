@@ -115,3 +115,23 @@ def test_fused_relu_gives_the_same_bits_on_this_backend(be):
     assert out_f[3].keys() == out_a[3].keys() and len(out_f[3]) == 8
     for key in out_f[3]:
         np.testing.assert_array_equal(out_f[3][key], out_a[3][key], err_msg=str(key))
+
+
+def test_weight_average_on_this_backend(be):
+    """rawcnn.engine.optim.WeightAverage with the net's arrays on this device: the average by the formula,
+    the net holding it while applied and its own weights again after."""
+    from rawcnn.engine.optim import WeightAverage
+    net = models.build(SPEC, seed=0).to(be)
+    avg = WeightAverage(net, 0.75)
+    w0 = {(l.name, k): to_numpy(w).astype(np.float64) for l, k, w, _ in net.parameters()}
+    avg.update()  # a copy of the weights
+    for _, _, w, _ in net.parameters():
+        w += be.asarray(np.ones(w.shape, w.dtype))
+    avg.update()  # 0.75 w0 + 0.25 (w0 + 1)
+    with avg.applied():
+        for l, k, w, _ in net.parameters():
+            np.testing.assert_allclose(to_numpy(w), w0[(l.name, k)] + 0.25, rtol=1e-6, atol=1e-6)
+        assert avg.trained()["fc2"]["w"].shape == (3, 6)
+    for l, k, w, _ in net.parameters():
+        np.testing.assert_allclose(to_numpy(w), w0[(l.name, k)] + 1.0, rtol=1e-6, atol=1e-6)
+    assert avg.trained() is None

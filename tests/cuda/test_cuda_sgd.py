@@ -43,3 +43,21 @@ def test_sgd_rejects_bad_input(be):
     with pytest.raises(ValueError, match="C-contiguous"):
         be.sgd.sgd_momentum_update(w.T, be.asarray(np.ones((3, 2))), v.T,
                                    lr=0.1, momentum=0.9, weight_decay=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_average_vs_formula(be, rng, dtype):
+    a0, w = (rng.standard_normal((4, 3, 5)).astype(dtype) for _ in range(2))  # 60 threads
+    avg = be.asarray(a0.copy())
+    assert be.sgd.weight_average_update(avg, be.asarray(w), decay=0.9) is None
+    want = 0.9 * a0.astype(np.float64) + 0.1 * w.astype(np.float64)
+    np.testing.assert_allclose(to_numpy(avg), want, **TOL[dtype])
+    assert to_numpy(avg).dtype == dtype
+
+
+def test_weight_average_rejects_bad_input(be):
+    avg = be.asarray(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(3, 2\)"):
+        be.sgd.weight_average_update(avg, be.asarray(np.ones((3, 2))), decay=0.5)
+    with pytest.raises(ValueError, match=r"decay must be in \[0, 1\]"):
+        be.sgd.weight_average_update(avg, be.asarray(np.ones((2, 3))), decay=-0.1)
