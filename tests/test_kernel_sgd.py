@@ -1,5 +1,6 @@
 """SGD-momentum kernels: hand values, the weight-decay term vs finite differences, cpu vs
-reference, shapes and errors.
+reference, shapes and errors; the same for the weight-averaging update (hand values exact in
+binary, the exponential mean in plain Python floats to 1e-14, cpu vs reference bit for bit).
 
 Tolerances:
     weight-decay step vs finite differences, float64 ... rel_error < 1e-7
