@@ -150,3 +150,21 @@ def test_damaged_weights_group_is_refused_by_name(tmp_path):
         f["weights/fc2/w"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/x")
     with pytest.raises(CheckpointError, match=r"link.h5.*/weights/fc2/w"):
         read_checkpoint(link)
+
+
+def test_resume_that_unfreezes_a_layer_starts_its_average_from_its_weights(tmp_path):
+    net = new_net()
+    net["conv1"].trainable = False
+    train(net, make_data(), RECIPE.replace(epochs=1, average_epochs=1.0), Run(out_dir=tmp_path, log=lambda m: None,
+                                                                               **RUN))
+    ck = read_checkpoint(tmp_path / "last.h5")
+    assert "conv1" not in ck["weights"] and "conv2" in ck["weights"]
+    logs, net = [], new_net(seed=3)  # conv1 trainable now
+    tr = Trainer(net, make_data(), RECIPE.replace(epochs=2, average_epochs=1.0),
+                 Run(out_dir=tmp_path, log=logs.append, **RUN))
+    tr.restore(tmp_path / "last.h5", given={"freeze_through"})  # the layers as this run names them
+    assert any(m.startswith("warning: resuming with layers") for m in logs), logs
+    np.testing.assert_array_equal(tr.average.state()["conv1"]["w"], net["conv1"].params["w"])  # frozen: not averaged
+    np.testing.assert_array_equal(net["conv1"].params["w"], ck["params"]["conv1"]["w"])
+    np.testing.assert_array_equal(tr.average.state()["conv2"]["w"], ck["params"]["conv2"]["w"])
+    np.testing.assert_array_equal(net["conv2"].params["w"], ck["weights"]["conv2"]["w"])

@@ -178,18 +178,19 @@ class WeightAverage:
         return out
 
     def load_state(self, state):
-        """Continue from an average {layer: {key: array}}: one array for each trainable parameter, of its shape."""
+        """Continue from an average {layer: {key: array}} of the trainable parameters' shapes. A trainable
+        parameter it has no average for (a layer frozen when it was saved) starts from the net's weights.
+        Returns the names ['layer/key'] started so."""
         params = {(n, k): w for n, k, w in self._trained()}
         got = {(n, k): v for n, d in (state or {}).items() for k, v in d.items() if (n, k) in params}
-        missing = sorted(f"{n}/{k}" for n, k in set(params) - set(got))
-        if missing:
-            raise ValueError(f"WeightAverage.load_state: no average for {', '.join(missing[:4])}"
-                             f"{' ...' if len(missing) > 4 else ''}")
         for (n, k), v in got.items():
             if tuple(v.shape) != tuple(params[(n, k)].shape):
                 raise ValueError(f"WeightAverage.load_state: average {n}/{k} has shape {tuple(v.shape)}, the "
                                  f"parameter {tuple(params[(n, k)].shape)}")
-        self.avg = {key: self.net.be.asarray(np.array(v), dtype=params[key].dtype) for key, v in got.items()}
+        be = self.net.be
+        self.avg = {key: be.asarray(np.array(got[key]), dtype=w.dtype) if key in got else w.copy()
+                    for key, w in params.items()}
+        return sorted(f"{n}/{k}" for n, k in set(params) - set(got))
 
 
 METRIC_NAMES = {"val-acc": ("validation accuracy", False), "val-auc": ("validation AUC", False),

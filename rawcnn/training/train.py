@@ -343,7 +343,6 @@ class Trainer:
             self.net.load_state_dict(ck["params"])
         except (KeyError, ValueError) as e:
             raise ValueError(f"{path} does not fit this net: {e}") from None
-        self._restore_average(path, ck)
         set_dropout_rng_states(self.net, ck["dropout_rng"] or {})
         self.opt.load_state(ck["momentum"])
         self.sched.load_state(meta["schedule"])
@@ -358,6 +357,7 @@ class Trainer:
         self.hooks.load_meta(meta)
         self._restore_layer_settings(meta["config"].get("layers"), given)
         self._restore_micro_batches(path, meta["config"].get("micro_batches"), given)
+        self._restore_average(path, ck)  # after the layer settings: the average covers the trained layers
         self._warn_changed_config(meta["config"])
         self._take_new_lr_and_epochs(meta, given, lr, epochs)
         return meta
@@ -368,12 +368,12 @@ class Trainer:
         if ck.get("weights") is None:
             return  # not averaged, or saved before the first step: the average starts at the next step
         try:
-            if self.average is not None:
-                self.average.load_state(ck["params"])
             self.net.load_state_dict(ck["weights"], strict=False)
         except (KeyError, ValueError) as e:
             raise ValueError(f"{path}: its trained weights (/weights) do not fit this net: {e}") from None
-        if self.average is None:
+        if self.average is not None:
+            self.average.load_state(ck["params"])  # a layer frozen when saved: its params are its weights
+        else:
             self.log(f"resume: {path}'s params are an average of the weights (--average-epochs); training "
                      f"continues from the trained weights it also holds, without averaging")
 
