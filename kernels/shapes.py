@@ -255,13 +255,13 @@ def check_sgd_args(w, dw, v):
 
 def check_average_args(avg, w, decay):
     """Raise ValueError unless avg and w share shape and float dtype, avg is writeable and contiguous,
-    and 0 <= decay <= 1."""
+    and 0 <= decay <= 1 (NumPy or CuPy arrays: every tier's check)."""
     if not avg.shape == w.shape or not avg.dtype == w.dtype:
         raise ValueError(f"weight average: avg {avg.shape} {avg.dtype} and w {w.shape} {w.dtype} must share "
                          f"shape and dtype")
     if avg.dtype not in (np.float32, np.float64):
         raise ValueError(f"weight average: arrays must be float32 or float64, got {avg.dtype}")
-    if not (avg.flags.c_contiguous and avg.flags.writeable):
+    if not (avg.flags.c_contiguous and getattr(avg.flags, "writeable", True)):  # cupy: always writeable
         raise ValueError(f"weight average: avg {avg.shape} must be C-contiguous and writeable (it is updated in "
                          f"place)")
     if not 0.0 <= float(decay) <= 1.0:

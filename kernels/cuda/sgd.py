@@ -14,6 +14,7 @@ may fuse a multiply and the add, so the bits can differ from the reference's by 
 from numba import cuda
 
 from kernels.cuda._launch import device_arrays, launch, scalar
+from kernels.shapes import check_average_args
 
 # kernels
 
@@ -73,13 +74,7 @@ def weight_average_update(avg, w, *, decay):
     Returns None.
     """
     xp = device_arrays("weight_average_update", avg=avg, w=w)
-    if not avg.shape == w.shape or not avg.dtype == w.dtype or avg.dtype.name not in ("float32", "float64"):
-        raise ValueError(f"weight average: avg {avg.shape} {avg.dtype} and w {w.shape} {w.dtype} must share "
-                         f"shape and a float32/float64 dtype")
-    if not avg.flags.c_contiguous:
-        raise ValueError(f"weight average: avg {avg.shape} must be C-contiguous (it is updated in place)")
-    if not 0.0 <= float(decay) <= 1.0:
-        raise ValueError(f"weight average: decay must be in [0, 1], got {decay!r}")
+    check_average_args(avg, w, decay)
     w = xp.ascontiguousarray(w)
     dt = avg.dtype
     launch(_weight_average_kernel, avg.size, avg.reshape(-1), w.reshape(-1), scalar(dt, decay),

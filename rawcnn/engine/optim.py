@@ -31,6 +31,14 @@ import numpy as np
 from kernels import to_numpy
 
 
+def by_layer(arrays):
+    """{(layer name, key): array} as {layer: {key: numpy array}}, the form checkpoints store."""
+    out = {}
+    for (name, key), a in arrays.items():
+        out.setdefault(name, {})[key] = to_numpy(a)
+    return out
+
+
 class SGD:
     """SGD with momentum and L2 decay over every trainable parameter of `net`.
 
@@ -82,10 +90,7 @@ class SGD:
 
     def state(self):
         """The momentum as {layer: {key: numpy array}} (what save_checkpoint stores)."""
-        out = {}
-        for (name, key), v in self.velocity.items():
-            out.setdefault(name, {})[key] = to_numpy(v)
-        return out
+        return by_layer(self.velocity)
 
     def load_state(self, momentum):
         """Restore velocities from {layer: {key: array}}; every entry must match a parameter's shape."""
@@ -161,21 +166,11 @@ class WeightAverage:
     def trained(self):
         """While applied: the trained weights {layer: {key: numpy array}}, every parameter of each layer that
         has a trainable one (what a checkpoint stores beside the average); None otherwise."""
-        if self._kept is None:
-            return None
-        out = {}
-        for (n, k), w in self._kept.items():
-            out.setdefault(n, {})[k] = w
-        return out
+        return None if self._kept is None else by_layer(self._kept)
 
     def state(self):
         """The average as {layer: {key: numpy array}}, or None before the first update."""
-        if self.avg is None:
-            return None
-        out = {}
-        for (n, k), a in self.avg.items():
-            out.setdefault(n, {})[k] = to_numpy(a)
-        return out
+        return None if self.avg is None else by_layer(self.avg)
 
     def load_state(self, state):
         """Continue from an average {layer: {key: array}} of the trainable parameters' shapes. A trainable
